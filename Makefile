@@ -1,0 +1,35 @@
+# Two entry points for a fresh machine; both create/use .venv/ in this folder.
+#   make demo   - install the device runtime and run the appliance on the bundled demo media
+#   make test   - install everything (apt packages too) and run the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install -q -c constraints.txt
+
+.PHONY: demo test bench clean
+
+# --system-site-packages: on Raspberry Pi OS, picamera2 comes from apt and must stay visible.
+$(BIN)/python:
+	$(PYTHON) -m venv --system-site-packages $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip>=23.2"
+
+$(VENV)/.device: setup.cfg constraints.txt | $(BIN)/python
+	$(PIP) -e ".[device]"
+	touch $@
+
+$(VENV)/.all: setup.cfg constraints.txt | $(BIN)/python
+	scripts/install-system-deps.sh
+	$(PIP) -e ".[device,mic,convert,plot,test]"
+	touch $@ $(VENV)/.device
+
+demo: $(VENV)/.device
+	$(BIN)/emotion-edge classify demo/audio/*.flac
+
+test: $(VENV)/.all
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.all
+	$(BIN)/python -m bench.speech_bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,196 @@
+"""Speech-path benchmark: prints figures measured side by side in one run (not a test).
+
+1. MFCC per 3 s clip: edge.features vs python_speech_features vs librosa.
+2. Streaming MFCC per hop vs recomputing the whole model window every hop.
+3. int8 vs float32 latency and size: the shipped speech model and the seed project's CNN
+   (float32 and seed builds use the same architecture with random weights: cost does not depend
+   on the weights).
+
+Run: ``python -m bench.speech_bench [--model models/speech_emotion_int8.tflite]``.
+Timings are medians of interleaved repeats, one interpreter thread, so the ratios are fair even
+on a busy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+# As on the device (the systemd unit sets it): a multi-threaded BLAS only spins on small matrices,
+# and on a busy machine it makes every NumPy timing here several times slower.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402  (after the thread settings, which numpy reads at import)
+
+
+def interleaved(funcs: dict[str, Callable[[], object]], repeats: int, inner: int) -> dict[str, float]:
+    """Median seconds per call of each function, the functions taking turns."""
+    times: dict[str, list[float]] = {k: [] for k in funcs}
+    for f in funcs.values():
+        f()  # warm up caches, JIT (librosa/numba) and allocations
+    for _ in range(repeats):
+        for name, f in funcs.items():
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                f()
+            times[name].append((time.perf_counter() - t0) / inner)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def bench_mfcc(clip: np.ndarray) -> None:
+    import librosa
+    import python_speech_features as psf
+
+    from edge.features import Mfcc, MfccConfig
+
+    cfg = MfccConfig()  # python_speech_features' parameters, so all three compute the same thing
+    ours = Mfcc(cfg)
+    x64 = clip.astype(np.float64)
+    t = interleaved(
+        {
+            "edge.features": lambda: ours(x64),
+            "python_speech_features": lambda: psf.mfcc(x64, 16000),
+            "librosa": lambda: librosa.feature.mfcc(
+                y=clip, sr=16000, n_mfcc=13, n_fft=512, hop_length=160, win_length=400,
+                n_mels=26, center=False),
+        },
+        repeats=15, inner=10,
+    )
+    print("\n[1] MFCC of one 3 s clip (13 coefficients, 26 mel bands, 25/10 ms)")
+    for name, s in t.items():
+        print(f"    {name:24s} {s * 1e3:7.2f} ms   ({s / t['edge.features']:.1f}x ours)")
+
+
+def bench_streaming(clip: np.ndarray, model: Path | None) -> None:
+    from edge.features import Mfcc, MfccConfig, StreamingMfcc
+    from edge.manifest import load_manifest
+
+    if model is not None and model.is_file():
+        pre = load_manifest(model).preprocessing
+        fields = set(MfccConfig().to_dict())
+        cfg = MfccConfig.from_dict({k: v for k, v in pre.items() if k in fields})
+        window, hop = int(pre["window_frames"]), int(pre["hop_frames"])
+    else:
+        cfg, window, hop = MfccConfig(), 300, 50
+    mfcc = Mfcc(cfg)
+    hop_samples = hop * cfg.frame_step
+    win_samples = (window - 1) * cfg.frame_step + cfg.frame_length
+    signal = np.tile(clip, 4)[: win_samples + 40 * hop_samples].astype(np.float64)
+    stream = StreamingMfcc(mfcc=mfcc)
+    stream.process(signal[:win_samples])
+    pos = [win_samples]
+
+    def one_hop():
+        if pos[0] + hop_samples > signal.size:
+            pos[0] = win_samples
+        stream.process(signal[pos[0] : pos[0] + hop_samples])
+        pos[0] += hop_samples
+
+    t = interleaved(
+        {"stream": one_hop, "recompute": lambda: mfcc(signal[:win_samples])}, repeats=15, inner=20
+    )
+    print(f"\n[2] MFCC per hop: window {window * cfg.hop_length_s:g} s, hop {hop * cfg.hop_length_s:g} s"
+          f" ({cfg.n_mels} mels, {cfg.n_ceps} ceps)")
+    print(f"    streaming (new samples only)   {t['stream'] * 1e3:7.3f} ms")
+    print(f"    recompute whole window          {t['recompute'] * 1e3:7.3f} ms")
+    print(f"    streaming is {t['recompute'] / t['stream']:.1f}x cheaper")
+
+
+def _tflite_pair(keras_model, shape) -> tuple[bytes, bytes]:
+    import tensorflow as tf
+
+    from convert.export import convert_int8, quiet_convert
+
+    rep = np.random.default_rng(0).standard_normal((64, *shape)).astype(np.float32)
+    f32 = quiet_convert(tf.lite.TFLiteConverter.from_keras_model(keras_model))
+    return f32, convert_int8(keras_model, rep)
+
+
+def _latency(tflite: bytes, repeats: int = 30) -> float:
+    from edge.runtime import resolve_interpreter_class
+
+    _, cls = resolve_interpreter_class()
+    it = cls(model_content=tflite, num_threads=1)
+    it.allocate_tensors()
+    d = it.get_input_details()[0]
+    x = np.zeros(d["shape"], d["dtype"])
+    it.set_tensor(d["index"], x)
+    for _ in range(3):
+        it.invoke()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        it.invoke()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_models(model: Path | None) -> None:
+    import dataclasses
+
+    from convert.speech import SpeechRecipe, build_model
+    from edge.features import MfccConfig
+    from edge.manifest import load_manifest
+    from edge.runtime import resolve_interpreter_class
+
+    recipe = SpeechRecipe()
+    shipped_bytes = None
+    if model is not None and model.is_file():
+        m = load_manifest(model)
+        rec = m.training.get("recipe", {})
+        fields = {f.name for f in dataclasses.fields(SpeechRecipe)} - {"mfcc"}
+        recipe = dataclasses.replace(
+            SpeechRecipe(), **{k: (tuple(v) if isinstance(v, list) else v)
+                               for k, v in rec.items() if k in fields},
+            mfcc=MfccConfig.from_dict(rec.get("mfcc", recipe.mfcc.to_dict())))
+        shipped_bytes = model.read_bytes()
+    n = 8
+    shape = (recipe.window_frames, recipe.mfcc.n_ceps, 1)
+    runtime, _ = resolve_interpreter_class()
+    print(f"\n[3] model latency per window ({runtime}, 1 thread) and size; input {shape}")
+    print(f"    {'model':34s} {'params':>9s} {'size':>10s} {'latency':>10s}")
+    rows = []
+    for name, r in (("compact (ours)", recipe), ("seed CNN (hobby project)",
+                                                 dataclasses.replace(recipe, model="seed"))):
+        km = build_model(r, n)
+        f32, i8 = _tflite_pair(km, shape)
+        if name.startswith("compact") and shipped_bytes is not None:
+            i8 = shipped_bytes
+            name_i8 = "compact int8 (shipped file)"
+        else:
+            name_i8 = f"{name.split(' (')[0]} int8"
+        for label, blob in ((f"{name.split(' (')[0]} float32", f32), (name_i8, i8)):
+            rows.append((label, km.count_params(), len(blob), _latency(blob)))
+    for label, params, size, lat in rows:
+        print(f"    {label:34s} {params:9,d} {size / 1024:8.1f} KB {lat * 1e3:8.3f} ms")
+    by = {r[0]: r for r in rows}
+    c32 = by["compact float32"]
+    ci8 = next(r for r in rows if r[0].startswith("compact int8"))
+    s32, si8 = by["seed CNN float32"], by["seed CNN int8"]
+    print(f"    int8 vs float32, ours: {c32[3] / ci8[3]:.1f}x faster, {c32[2] / ci8[2]:.1f}x smaller")
+    print(f"    ours int8 vs seed CNN int8: {si8[3] / ci8[3]:.1f}x faster, {si8[2] / ci8[2]:.1f}x smaller")
+
+
+def main() -> None:
+    from edge.audio import load_audio
+
+    here = Path(__file__).resolve().parent.parent
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, default=here / "models" / "speech_emotion_int8.tflite")
+    ap.add_argument("--clip", type=Path, default=here / "demo" / "audio" / "03a01Wa.flac")
+    args = ap.parse_args()
+    x = load_audio(args.clip, 16000)
+    clip = np.resize(x, 48000).astype(np.float32)  # exactly 3 s
+    print(f"speech benchmark: {os.cpu_count()} CPUs, clip {args.clip.name} looped to 3.0 s")
+    bench_mfcc(clip)
+    bench_streaming(clip, args.model)
+    bench_models(args.model)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Index emotional-speech corpora into (path, label, speaker) records.
+
+Three layouts: RAVDESS (``Actor_NN/MM-VC-EE-II-SS-RR-AA.flac``), EmoDB (``SSTTTEV.flac``) and a
+generic CSV (``path,label,speaker``, paths relative to the CSV) for users' own recordings.  Labels
+are normalised to one vocabulary (``neutral calm happy sad angry fearful disgust surprised boredom``).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from edge.audio import AUDIO_EXTENSIONS
+from edge.errors import ConfigError
+
+__all__ = [
+    "Utterance",
+    "RAVDESS_LABELS",
+    "EMODB_LABELS",
+    "index_ravdess",
+    "index_emodb",
+    "index_csv",
+    "index_corpus",
+    "filter_labels",
+]
+
+logger = logging.getLogger(__name__)
+
+#: RAVDESS emotion codes 01..08, in code order (the speech model's label order).
+RAVDESS_LABELS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+#: EmoDB emotion letters.
+EMODB_LABELS = {
+    "W": "angry",
+    "L": "boredom",
+    "E": "disgust",
+    "A": "fearful",
+    "F": "happy",
+    "T": "sad",
+    "N": "neutral",
+}
+
+_RAVDESS_RE = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
+_EMODB_RE = re.compile(r"^(\d\d)([a-z]\d\d)([WLEAFTN])([a-z])$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Utterance:
+    path: Path
+    label: str
+    speaker: str
+    corpus: str
+
+
+def _audio_files(root: Path) -> Iterable[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+
+
+def index_ravdess(root: str | Path) -> list[Utterance]:
+    """RAVDESS speech: modality 03 (audio-only) or 01 (AV), vocal channel 01 (speech)."""
+    root = Path(root)
+    out = []
+    for p in _audio_files(root):
+        m = _RAVDESS_RE.match(p.stem)
+        if not m:
+            logger.debug("skipping %s: not a RAVDESS file name", p)
+            continue
+        _, channel, emotion, _, _, _, actor = m.groups()
+        if channel != "01" or not 1 <= int(emotion) <= 8:
+            continue
+        out.append(Utterance(p, RAVDESS_LABELS[int(emotion) - 1], f"ravdess-{actor}", "ravdess"))
+    if not out:
+        raise ConfigError(f"{root}: no RAVDESS speech files (Actor_NN/03-01-EE-...-AA.flac) found")
+    return out
+
+
+def index_emodb(root: str | Path) -> list[Utterance]:
+    root = Path(root)
+    out = []
+    for p in _audio_files(root):
+        m = _EMODB_RE.match(p.stem)
+        if not m:
+            logger.debug("skipping %s: not an EmoDB file name", p)
+            continue
+        out.append(Utterance(p, EMODB_LABELS[m.group(3)], f"emodb-{m.group(1)}", "emodb"))
+    if not out:
+        raise ConfigError(f"{root}: no EmoDB files (SSTTTEV.wav/.flac) found")
+    return out
+
+
+def index_csv(csv_path: str | Path) -> list[Utterance]:
+    """``path,label,speaker`` rows (a header row with those names is required)."""
+    csv_path = Path(csv_path)
+    out = []
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = {"path", "label", "speaker"} - set(reader.fieldnames or ())
+        if missing:
+            raise ConfigError(
+                f"{csv_path}: header must name path,label,speaker; missing {sorted(missing)}"
+            )
+        for line, row in enumerate(reader, start=2):
+            p = Path(row["path"])
+            p = p if p.is_absolute() else csv_path.parent / p
+            if not p.is_file():
+                raise ConfigError(f"{csv_path}:{line}: audio file {p} does not exist")
+            label, speaker = row["label"].strip().lower(), row["speaker"].strip()
+            if not label or not speaker:
+                raise ConfigError(f"{csv_path}:{line}: label and speaker must not be empty")
+            out.append(Utterance(p, label, speaker, csv_path.stem))
+    if not out:
+        raise ConfigError(f"{csv_path}: no rows")
+    return out
+
+
+def index_corpus(kind: str, path: str | Path) -> list[Utterance]:
+    """``kind`` is ravdess, emodb or csv."""
+    indexers = {"ravdess": index_ravdess, "emodb": index_emodb, "csv": index_csv}
+    if kind not in indexers:
+        raise ConfigError(f"corpus kind {kind!r} is unknown; choose one of {sorted(indexers)}")
+    return indexers[kind](path)
+
+
+def filter_labels(utts: Sequence[Utterance], labels: Sequence[str]) -> list[Utterance]:
+    keep = set(labels)
+    return [u for u in utts if u.label in keep]

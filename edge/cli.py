@@ -1,0 +1,59 @@
+"""``emotion-edge``: the device command line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .commands import COMMAND_MODULES
+from .errors import EmotionEdgeError
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="emotion-edge",
+        description="Speech + face emotion recognition on a Raspberry Pi.",
+    )
+    parser.add_argument("--version", action="version", version=f"emotion-edge {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__package__}.commands.{name}").register(sub)
+    return parser
+
+
+def configure_logging(verbosity: int) -> None:
+    # The entry point is the only place that configures logging (libraries only get loggers).
+    level = logging.WARNING - 10 * min(verbosity, 2)
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Before NumPy loads (no command module imports it at registration): a multi-threaded BLAS
+    # only spins on our small matrices and steals the core the interpreter needs.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except EmotionEdgeError as exc:
+        print(f"emotion-edge: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""Shared fixtures.  Tests that need the corpora use ``shared_data`` and skip when it is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def _shared_data_dir() -> Path:
+    env = os.environ.get("EMOTION_EDGE_SHARED_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (or $EMOTION_EDGE_SHARED_DATA); skips the test when it is absent."""
+    path = _shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"corpora not available at {path} (CI has them)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return FIXTURES

@@ -1,0 +1,37 @@
+"""Builders shared by tests: tiny models exported through the real conversion code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.features import MfccConfig
+from edge.speech import speech_preprocessing
+
+TINY_MFCC = MfccConfig(n_mels=20, n_ceps=13, window="hamming", normalize="cmvn")
+TINY_LABELS = ("neutral", "happy", "sad", "angry")
+
+
+def tiny_speech_model(out: Path, *, window_frames: int = 50, hop_frames: int = 25,
+                      config: MfccConfig = TINY_MFCC, seed: int = 0) -> tuple[Path, Any]:
+    """A small random-weight CNN with the speech model's input contract, exported to int8 with
+    a manifest exactly as ``emotion-convert speech`` does; returns the path and the float model."""
+    import keras
+
+    from convert.export import convert_int8, save_model
+    from convert.speech import fusion_map_for
+
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((window_frames, config.n_ceps, 1))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inp, keras.layers.Dense(len(TINY_LABELS), activation="softmax")(x))
+    rep = np.random.default_rng(seed).standard_normal((64, window_frames, config.n_ceps, 1))
+    path = out / "tiny_speech.tflite"
+    save_model(convert_int8(model, rep.astype(np.float32)), path, name="tiny", task="speech",
+               labels=TINY_LABELS,
+               preprocessing=speech_preprocessing(config, window_frames, hop_frames),
+               fusion_map=fusion_map_for(TINY_LABELS), metrics={}, training={})
+    return path, model

@@ -1,0 +1,105 @@
+"""Audio in: formats, downmix, resampling (batch == streaming) and clear errors for bad files."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.audio import Resampler, load_audio, resample, to_mono_float
+from edge.errors import AudioFileError
+
+
+def write_wav(path: Path, data: np.ndarray, rate: int) -> Path:
+    data = np.asarray(data)
+    channels = 1 if data.ndim == 1 else data.shape[1]
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(data.dtype.itemsize)
+        w.setframerate(rate)
+        w.writeframes(data.tobytes())
+    return path
+
+
+def tone(freq: float, rate: int, seconds: float, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return amp * np.sin(2 * np.pi * freq * t)
+
+
+def dominant_hz(x: np.ndarray, rate: int) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(x.size)))
+    return float(np.argmax(spec) * rate / x.size)
+
+
+def test_to_mono_float_scales_and_downmixes():
+    i16 = np.array([[32767, -32768], [0, 16384]], dtype=np.int16)
+    out = to_mono_float(i16)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, [(32767 - 32768) / 2 / 32768, 16384 / 2 / 32768], atol=1e-6)
+    np.testing.assert_allclose(to_mono_float(np.array([0, 128, 255], np.uint8)), [-1, 0, 127 / 128])
+    np.testing.assert_allclose(to_mono_float(np.array([0.5, -0.25], np.float64)), [0.5, -0.25])
+
+
+@pytest.mark.parametrize("src", [8000, 22050, 44100, 48000])
+def test_resample_keeps_pitch_and_length(src):
+    x = tone(440, src, 1.0)
+    y = resample(x, src, 16000)
+    assert y.size == int(np.ceil(x.size * 16000 / src))
+    assert abs(dominant_hz(y, 16000) - 440) < 2
+    # A tone above the new Nyquist must not alias into the band.
+    if src > 16000:
+        hi = resample(tone(7000 * src / 16000 + 500, src, 1.0), src, 16000)
+        assert np.sqrt(np.mean(hi[200:-200] ** 2)) < 0.02
+
+
+@pytest.mark.parametrize("rates", [(48000, 16000), (44100, 16000), (8000, 16000)])
+def test_streaming_resampler_equals_batch(rates):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(30000).astype(np.float32) * 0.1
+    r = Resampler(*rates)
+    parts, i = [], 0
+    while i < x.size:
+        n = int(rng.integers(1, 3000))
+        parts.append(r.process(x[i : i + n]))
+        i += n
+    parts.append(r.flush())
+    np.testing.assert_allclose(np.concatenate(parts), resample(x, *rates), atol=1e-7)
+
+
+def test_load_audio_stereo_44k_int16_wav(tmp_path):
+    left = tone(300, 44100, 0.5)
+    stereo = (np.stack([left, left], axis=1) * 32767).astype(np.int16)
+    x = load_audio(write_wav(tmp_path / "s.wav", stereo, 44100), 16000)
+    assert x.dtype == np.float32 and x.ndim == 1
+    assert x.size == int(np.ceil(stereo.shape[0] * 16000 / 44100))
+    assert abs(dominant_hz(x, 16000) - 300) < 3
+
+
+def test_load_audio_flac_fixture(request):
+    x = load_audio(request.config.rootpath / "demo" / "audio" / "03a01Wa.flac", 16000)
+    assert x.dtype == np.float32 and 1.0 < x.size / 16000 < 4.0
+    assert 0.05 < np.abs(x).max() <= 1.0
+
+
+def test_bad_files_raise_errors_naming_the_file(tmp_path):
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.wav"
+    text.write_text("this is not audio\n" * 20)
+    good = write_wav(tmp_path / "good.wav", (tone(200, 16000, 1.0) * 20000).astype(np.int16), 16000)
+    truncated = tmp_path / "truncated.wav"
+    truncated.write_bytes(good.read_bytes()[:20000])
+    header_only = tmp_path / "header.wav"
+    header_only.write_bytes(good.read_bytes()[:44])
+    for path, why in [
+        (tmp_path / "missing.wav", "no such file"),
+        (empty, "empty"),
+        (text, "not a readable audio file"),
+        (truncated, "truncated"),
+        (header_only, "truncated|no audio"),
+    ]:
+        with pytest.raises(AudioFileError, match=why) as info:
+            load_audio(path)
+        assert str(path) in str(info.value)

@@ -1,0 +1,129 @@
+"""The shared MFCC: equal to python_speech_features, streaming equal to batch, built once."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import edge.features as features
+from edge.audio import load_audio
+from edge.errors import ConfigError
+from edge.features import Mfcc, MfccConfig, StreamingMfcc, normalize_window
+
+psf = pytest.importorskip("python_speech_features")
+
+DEMO_CLIPS = ["03a01Wa.flac", "03a01Fa.flac", "03a01Nc.flac", "08a02Tb.flac"]
+
+
+def psf_mfcc(x: np.ndarray, c: MfccConfig) -> np.ndarray:
+    win = {"none": lambda n: np.ones((n,)), "hamming": np.hamming, "hann": np.hanning}[c.window]
+    return psf.mfcc(x, samplerate=c.sample_rate, winlen=c.win_length_s, winstep=c.hop_length_s,
+                    numcep=c.n_ceps, nfilt=c.n_mels, nfft=c.n_fft, lowfreq=c.low_hz,
+                    highfreq=c.high_hz, preemph=c.preemphasis, ceplifter=c.lifter,
+                    appendEnergy=c.append_energy, winfunc=win)
+
+
+@pytest.fixture(scope="module")
+def clips(request) -> list[np.ndarray]:
+    root = request.config.rootpath / "demo" / "audio"
+    return [load_audio(root / name, 16000).astype(np.float64) for name in DEMO_CLIPS]
+
+
+CONFIGS = [
+    MfccConfig(),  # python_speech_features' defaults
+    MfccConfig(n_mels=40, n_ceps=40, window="hamming", lifter=0, high_hz=7600.0),
+    MfccConfig(n_mels=20, n_ceps=12, window="hann", preemphasis=0.0, append_energy=False,
+               low_hz=100.0),
+    MfccConfig(sample_rate=22050, n_fft=1024, win_length_s=0.03, hop_length_s=0.015),
+]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c.n_mels}x{c.n_ceps}-{c.window}")
+def test_matches_python_speech_features_on_real_clips(clips, config):
+    mfcc = Mfcc(config)
+    for x in clips:
+        ours, ref = mfcc(x), psf_mfcc(x, config)
+        assert ours.shape == ref.shape
+        np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [0, 1, 399, 400, 401, 560, 561])
+def test_matches_python_speech_features_at_frame_boundaries(n):
+    x = np.random.default_rng(n).standard_normal(n) * 0.1
+    ours = Mfcc()(x)
+    assert ours.shape[0] == max(1, Mfcc().num_frames(n))
+    if n:
+        np.testing.assert_allclose(ours, psf_mfcc(x, MfccConfig()), atol=1e-6)
+
+
+@pytest.mark.parametrize("config", CONFIGS[:2])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_streaming_equals_batch_with_random_block_sizes(clips, config, seed):
+    rng = np.random.default_rng(seed)
+    x = clips[seed % len(clips)]
+    stream = StreamingMfcc(config)
+    parts, i = [], 0
+    while i < x.size:
+        n = int(rng.integers(1, 4000))
+        parts.append(stream.process(x[i : i + n]))
+        i += n
+    parts.append(stream.flush())
+    np.testing.assert_allclose(np.concatenate(parts), Mfcc(config)(x), rtol=0, atol=1e-9)
+
+
+def test_streaming_emits_frames_only_once_complete():
+    c = MfccConfig()
+    stream = StreamingMfcc(c)
+    assert stream.process(np.zeros(c.frame_length - 1)).shape == (0, c.n_ceps)
+    assert stream.process(np.zeros(1)).shape == (1, c.n_ceps)
+    assert stream.process(np.zeros(c.frame_step)).shape == (1, c.n_ceps)
+    assert stream.frames_out == 2
+
+
+def test_filterbank_and_dct_are_built_once_per_config(monkeypatch):
+    mfcc = Mfcc(MfccConfig())
+
+    def boom(*a, **k):
+        raise AssertionError("matrices rebuilt on the hot path")
+
+    monkeypatch.setattr(features, "mel_filterbank", boom)
+    monkeypatch.setattr(features, "_dct_lifter_matrix", boom)
+    stream = StreamingMfcc(mfcc=mfcc)
+    x = np.random.default_rng(0).standard_normal(8000)
+    mfcc(x)
+    stream.process(x)
+    stream.flush()
+
+
+def test_config_round_trips_and_rejects_unknown_fields():
+    c = CONFIGS[1]
+    assert MfccConfig.from_dict(c.to_dict()) == c
+    with pytest.raises(ConfigError, match="n_filters"):
+        MfccConfig.from_dict({**c.to_dict(), "n_filters": 26})
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"n_fft": 256}, "n_fft"),
+        ({"n_ceps": 30}, "n_ceps"),
+        ({"high_hz": 9000.0}, "high_hz"),
+        ({"window": "blackman"}, "window"),
+        ({"normalize": "zscore"}, "normalize"),
+        ({"sample_rate": 0}, "sample_rate"),
+    ],
+)
+def test_bad_config_values_name_the_field(changes, field):
+    with pytest.raises(ConfigError, match=field):
+        dataclasses.replace(MfccConfig(), **changes)
+
+
+def test_normalize_window():
+    rng = np.random.default_rng(0)
+    f = rng.standard_normal((200, 13)) * 3 + 5
+    assert np.allclose(normalize_window(f, "cmn").mean(0), 0)
+    v = normalize_window(f, "cmvn")
+    assert np.allclose(v.mean(0), 0) and np.allclose(v.std(0), 1, atol=1e-3)
+    assert normalize_window(f, "none") is f

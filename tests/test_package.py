@@ -1,0 +1,34 @@
+"""Packaging promises: `import edge` is light, the CLIs start, the README's commands exist."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("tensorflow", "cv2", "pyaudio", "picamera2", "gpiozero", "keras", "scipy", "librosa",
+         "ai_edge_litert", "python_speech_features", "convert")
+
+
+def test_import_edge_needs_no_heavy_dependencies():
+    code = (
+        "import sys, json, edge, edge.cli, edge.speech, edge.audio_sources, edge.features\n"
+        "edge.cli.build_parser()\n"
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+
+
+def test_console_scripts_answer_help():
+    for module in ("edge", "convert"):
+        out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
+                             text=True)
+        assert out.returncode == 0 and "usage:" in out.stdout
+
+
+def test_readme_names_the_test_and_demo_commands(request):
+    readme = (request.config.rootpath / "README.md").read_text()
+    assert "make test" in readme and "make demo" in readme
+    ci = (request.config.rootpath / ".ci" / "run").read_text()
+    assert "make test" in ci

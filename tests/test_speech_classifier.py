@@ -1,0 +1,138 @@
+"""The device's speech classifier on a tiny model exported through the real conversion code."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from edge.cli import main
+from edge.errors import ManifestMismatchError, ModelError
+from edge.features import Mfcc
+from edge.runtime import QuantizedModel
+from edge.speech import NO_SPEECH, SpeechClassifier, SpeechStream, windows_of
+
+from .helpers import TINY_LABELS, TINY_MFCC, tiny_speech_model
+
+pytest.importorskip("tensorflow")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return tiny_speech_model(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def demo_clips(request):
+    return sorted((request.config.rootpath / "demo" / "audio").glob("*.flac"))
+
+
+def test_classifies_demo_clips(tiny, demo_clips):
+    path, _ = tiny
+    with SpeechClassifier(path) as clf:
+        assert clf.window_frames == 50 and clf.hop_frames == 25
+        for clip in demo_clips:
+            d = clf.classify_file(clip)
+            assert d.label in TINY_LABELS
+            assert abs(sum(d.scores.values()) - 1) < 0.05
+            assert d.speech_windows >= 1
+
+
+def test_int8_agrees_with_float_model(tiny):
+    path, keras_model = tiny
+    x = np.random.default_rng(1).standard_normal((40, 50, 13, 1)).astype(np.float32)
+    ref = keras_model.predict(x, verbose=0)
+    with QuantizedModel(path) as q:
+        got = np.stack([q.predict(xi) for xi in x])
+    assert np.abs(got - ref).max() < 0.05
+    assert np.mean(got.argmax(1) == ref.argmax(1)) >= 0.9
+
+
+def test_xnnpack_and_reference_kernels_within_one_lsb(tiny):
+    path, _ = tiny
+    rng = np.random.default_rng(2)
+    with QuantizedModel(path) as fast, QuantizedModel(path, reference_kernels=True) as ref:
+        for _ in range(10):
+            q = fast.quantize(rng.standard_normal((1, 50, 13, 1)))
+            diff = np.abs(fast.predict_raw(q).astype(int) - ref.predict_raw(q).astype(int))
+            assert diff.max() <= 1
+
+
+def test_refuses_a_model_whose_feature_config_differs(tiny):
+    path, _ = tiny
+    with pytest.raises(ManifestMismatchError, match="'n_ceps' is 13 .* 20"):
+        SpeechClassifier(path, expected_config=dataclasses.replace(TINY_MFCC, n_ceps=20))
+    SpeechClassifier(path, expected_config=TINY_MFCC).close()
+
+
+def test_refuses_manifest_whose_quantisation_differs_from_the_model(tiny, tmp_path):
+    path, _ = tiny
+    copy = tmp_path / path.name
+    copy.write_bytes(path.read_bytes())
+    data = json.loads(path.with_suffix(".json").read_text())
+    data["input"]["zero_point"] += 1
+    copy.with_suffix(".json").write_text(json.dumps(data))
+    with pytest.raises(ModelError, match="input zero_point"):
+        SpeechClassifier(copy)
+
+
+def test_silence_and_steady_noise_are_no_speech(tiny):
+    path, _ = tiny
+    rng = np.random.default_rng(0)
+    with SpeechClassifier(path) as clf:
+        for signal in (np.zeros(32000), 0.01 * rng.standard_normal(32000)):
+            d = clf.classify_signal(signal.astype(np.float32))
+            assert d.label == NO_SPEECH and d.scores == {} and d.speech_windows == 0
+
+
+def test_stream_equals_file_windows(tiny, demo_clips):
+    from edge.audio import load_audio
+
+    path, _ = tiny
+    x = load_audio(demo_clips[0], 16000)
+    with SpeechClassifier(path) as clf:
+        frames = Mfcc(clf.config)(x)
+        batch = [clf.classify_frames(w, s * 0.01) for s, w in windows_of(frames, 50, 25)]
+        stream = SpeechStream(clf)
+        rng = np.random.default_rng(3)
+        got, i = [], 0
+        while i < x.size:
+            n = int(rng.integers(100, 5000))
+            got += stream.feed(x[i : i + n])
+            i += n
+    # The stream produces every regular window; the file form adds one aligned to the end.
+    assert len(got) >= len(batch) - 1
+    for a, b in zip(got, batch):
+        assert a.start_s == pytest.approx(b.start_s) and a.label == b.label
+        for lab in a.scores:
+            assert a.scores[lab] == pytest.approx(b.scores[lab], abs=1e-6)
+
+
+def test_cli_json_contract_and_bad_files(tiny, demo_clips, tmp_path, capsys):
+    path, _ = tiny
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF\x00\x00")
+    code = main(["classify", "--json", "--model", str(path), str(demo_clips[0]), str(bad),
+                 str(demo_clips[1])])
+    out, err = capsys.readouterr()
+    assert code == 1
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["path"] for r in rows] == [str(demo_clips[0]), str(demo_clips[1])]
+    for r in rows:
+        assert set(r) == {"path", "label", "scores"}
+        assert r["label"] in TINY_LABELS and set(r["scores"]) == set(TINY_LABELS)
+    assert len(err.strip().splitlines()) == 1 and "broken.wav" in err
+
+
+def test_cli_plain_output(tiny, demo_clips, capsys):
+    path, _ = tiny
+    assert main(["classify", "--model", str(path), str(demo_clips[0])]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(str(demo_clips[0])) and "ms" in out
+
+
+def test_cli_missing_model_is_a_clear_error(tmp_path, capsys, demo_clips):
+    assert main(["classify", "--model", str(tmp_path / "nope.tflite"), str(demo_clips[0])]) == 2
+    assert "nope.tflite" in capsys.readouterr().err
