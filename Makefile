@@ -22,8 +22,11 @@ $(VENV)/.all: setup.cfg constraints.txt | $(BIN)/python
 	$(PIP) -e ".[device,mic,convert,plot,test]"
 	touch $@ $(VENV)/.device
 
+# The appliance loop on recordings (mock GPIO pins, decisions printed), then per-file results.
 demo: $(VENV)/.device
+	$(BIN)/emotion-edge run --audio-file demo/audio/03a01Wa.flac --image demo/face.jpg --fast --text
 	$(BIN)/emotion-edge classify demo/audio/*.flac
+	$(BIN)/emotion-edge classify-face demo/face.jpg
 
 test: $(VENV)/.all
 	$(BIN)/python -m pytest

@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from edge.errors import ConfigError
-from edge.runtime import QuantizedModel
 from edge.speech import NO_SPEECH, SPEECH_MODEL_FILE, SpeechClassifier, SpeechGate
 
 from .corpora import RAVDESS_LABELS, Utterance, index_corpus, index_emodb
@@ -48,6 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--folds", type=int, default=6, help="speaker folds (0 skips cross-validation)")
     p.add_argument("--reference-folds", type=int, default=None,
                    help="folds the seed CNN reference is run on (default all; 0 skips it)")
+    p.add_argument("--reference-only", action="store_true",
+                   help="only cross-validate the seed CNN reference (writes "
+                   "REPORT_DIR/seed_reference.json; the shipped model is left alone)")
+    p.add_argument("--parity-folds", type=int, default=2,
+                   help="folds whose model is also checked as int8 (default 2)")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     p.add_argument("--width", type=int, default=None, help="compact model's first-block channels")
     p.add_argument("--seed", type=int, default=0)
@@ -76,14 +79,13 @@ def _labels_for(utts: Sequence[Utterance]) -> tuple[str, ...]:
 
 
 def run_speech(args: argparse.Namespace) -> int:
-    from .export import convert_int8, int8_parity, save_model
+    from .export import convert_int8, save_model
     from .speech import (
         FeatureBank,
         clip_windows,
         cross_validate,
         fusion_map_for,
         manifest_preprocessing,
-        speaker_folds,
         train_model,
     )
 
@@ -101,19 +103,23 @@ def run_speech(args: argparse.Namespace) -> int:
     logger.info("%d clips, %d speakers, labels %s", len(utts), len({u.speaker for u in utts}), labels)
     bank = FeatureBank(utts, recipe, augment=bool(recipe.speed_factors))
 
+    if args.reference_only:
+        ref = _reference(bank, labels, recipe, args, gate, report_dir)
+        (report_dir / "seed_reference.json").write_text(json.dumps(ref, indent=1))
+        print(json.dumps({"seed_cnn_uar": ref["mean"]["uar"],
+                          "ours_on_same_folds": ref["ours_on_same_folds"]}, indent=1))
+        return 0
+
     metrics: dict[str, Any] = {}
     if args.folds:
-        cv = cross_validate(bank, labels, recipe, args.folds, gate, report_dir)
-        # int8 parity per fold, on that fold's held-out speakers, with the device runtime.
+        cv = cross_validate(bank, labels, recipe, args.folds, gate, report_dir,
+                            parity_folds=args.parity_folds)
+        metrics["int8_parity"] = cv.pop("int8_parity", None)
         metrics["cross_validation"] = cv
-        ref_folds = args.folds if args.reference_folds is None else args.reference_folds
-        if ref_folds:
-            seed = dataclasses.replace(recipe, model="seed")
-            ref = _cross_validate_subset(bank, labels, seed, args.folds, ref_folds, gate)
-            metrics["seed_cnn_reference"] = ref
-        metrics["int8_parity"] = _parity_on_folds(bank, labels, recipe, args.folds, gate)
-        cm = cv["mean"]["confusion"]
-        plot_confusion(cm, labels, out / "speech_confusion.png",
+        if args.reference_folds != 0:
+            metrics["seed_cnn_reference"] = _reference(bank, labels, recipe, args, gate,
+                                                       report_dir, ours=cv)
+        plot_confusion(cv["mean"]["confusion"], labels, out / "speech_confusion.png",
                        f"speech, {args.folds}-fold speaker-independent, UAR "
                        f"{cv['mean']['uar']:.3f}")
 
@@ -146,6 +152,23 @@ def run_speech(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reference(bank, labels, recipe, args, gate, report_dir, ours=None) -> dict[str, Any]:
+    """The seed project's CNN on the first ``--reference-folds`` of the same speaker folds, with
+    ours on exactly those folds beside it (from ``ours`` or the fold reports of an earlier run)."""
+    from .speech import cross_validate
+
+    n = args.folds if args.reference_folds is None else args.reference_folds
+    seed = dataclasses.replace(recipe, model="seed")
+    ref = cross_validate(bank, labels, seed, args.folds, gate, report_dir, n_folds=n)
+    if ours is not None:
+        folds = ours["folds"][:n]
+    else:
+        folds = [json.loads((report_dir / f"compact_fold{f}.json").read_text()) for f in range(n)]
+    ref["ours_on_same_folds"] = {key: float(np.mean([f[key] for f in folds]))
+                                 for key in ("uar", "accuracy")}
+    return ref
+
+
 def _argv_of(args: argparse.Namespace) -> list[str]:
     parts = []
     for key in ("ravdess", "csv", "emodb", "out", "folds", "epochs", "width", "seed"):
@@ -167,57 +190,6 @@ def _headline(metrics: dict[str, Any], path: Path) -> dict[str, Any]:
     if "cross_corpus_emodb" in metrics:
         h["emodb_uar"] = metrics["cross_corpus_emodb"]["uar"]
     return h
-
-
-def _cross_validate_subset(bank, labels, recipe, k, n_folds, gate) -> dict[str, Any]:
-    """The reference model on the first ``n_folds`` of the same ``k`` speaker folds."""
-    from .metrics import mean_metrics
-    from .speech import predict_clips, speaker_folds, train_model
-
-    y = np.array([labels.index(u.label) for u in bank.utts])
-    results = []
-    for f, speakers in enumerate(speaker_folds(bank.utts, k)[:n_folds]):
-        test = [i for i, u in enumerate(bank.utts) if u.speaker in speakers]
-        train = [i for i, u in enumerate(bank.utts) if u.speaker not in speakers]
-        model = train_model(bank.subset(train), y[train], labels, recipe, gate)
-        probs = predict_clips(model, bank.subset(test), recipe, gate)
-        m = classification_metrics(y[test], probs.argmax(1), labels)
-        m.update(fold=f, parameters=int(model.count_params()))
-        logger.info("seed CNN fold %d: UAR %.3f", f + 1, m["uar"])
-        results.append(m)
-    return {"protocol": f"first {n_folds} of the same {k} speaker folds", "recipe":
-            recipe.to_dict(), "mean": mean_metrics(results), "folds": results}
-
-
-def _parity_on_folds(bank, labels, recipe, k, gate, n_folds: int = 2) -> dict[str, Any]:
-    """int8 vs float on held-out speakers for the first ``n_folds`` folds (clip decisions)."""
-    from .export import convert_int8, int8_parity, save_model
-    from .speech import clip_windows, fusion_map_for, manifest_preprocessing, speaker_folds, train_model
-
-    y = np.array([labels.index(u.label) for u in bank.utts])
-    rows = []
-    for f, speakers in enumerate(speaker_folds(bank.utts, k)[:n_folds]):
-        test = [i for i, u in enumerate(bank.utts) if u.speaker in speakers]
-        train = [i for i, u in enumerate(bank.utts) if u.speaker not in speakers]
-        model = train_model(bank.subset(train), y[train], labels, recipe, gate)
-        x_train, _ = clip_windows(bank.subset(train), recipe, gate)
-        x_test, group = clip_windows(bank.subset(test), recipe, gate)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "fold.tflite"
-            save_model(convert_int8(model, x_train), path, name="fold", task="speech",
-                       labels=labels, preprocessing=manifest_preprocessing(recipe),
-                       fusion_map=fusion_map_for(labels), metrics={}, training={})
-            with QuantizedModel(path) as q:
-                float_probs = np.asarray(model.predict(x_test, batch_size=256, verbose=0))
-                row = int8_parity(q, float_probs, x_test, y[test][group], labels, group=group)
-        row["fold"] = f
-        logger.info("int8 parity fold %d: float UAR %.3f int8 UAR %.3f agreement %.3f", f + 1,
-                    row["float_uar"], row["int8_uar"], row["top1_agreement"])
-        rows.append(row)
-    mean = {key: float(np.mean([r[key] for r in rows])) for key in
-            ("float_uar", "int8_uar", "top1_agreement", "max_abs_prob_diff")}
-    return {"protocol": f"first {n_folds} of the {k} speaker folds, held-out speakers",
-            "mean": mean, "folds": rows}
 
 
 def cross_corpus(model_path: Path, emodb_root: Path, labels: Sequence[str], out: Path) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Where the shipped models live.
 
-Searched in order: the ``EMOTION_EDGE_MODELS`` directory, ``models/`` beside the package (a git
-clone or editable install), and ``<prefix>/share/emotion-edge/models`` (a wheel install).
+``EMOTION_EDGE_MODELS``, when set, is the one folder searched: a user who points at a folder must
+not silently get another model.  Otherwise: ``models/`` beside the package (a git clone or
+editable install), then ``<prefix>/share/emotion-edge/models`` (a wheel install).
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ __all__ = ["model_dirs", "default_model"]
 
 
 def model_dirs() -> list[Path]:
-    dirs = []
     env = os.environ.get("EMOTION_EDGE_MODELS")
     if env:
-        dirs.append(Path(env))
-    dirs.append(Path(__file__).resolve().parent.parent / "models")
-    dirs.append(Path(sys.prefix) / "share" / "emotion-edge" / "models")
-    return dirs
+        return [Path(env)]
+    return [
+        Path(__file__).resolve().parent.parent / "models",
+        Path(sys.prefix) / "share" / "emotion-edge" / "models",
+    ]
 
 
 def default_model(filename: str) -> Path:

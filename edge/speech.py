@@ -276,6 +276,7 @@ class SpeechStream:
         self._buf = np.zeros((0, self.classifier.config.n_ceps))
         self._buf_start = 0  # absolute frame index of self._buf[0]
         self._next_start = 0  # absolute frame index at which the next window starts
+        self._emitted = 0
 
     def push_frames(self, frames: np.ndarray) -> list[SpeechResult]:
         """Add MFCC frames; return results for the windows they completed."""
@@ -284,15 +285,32 @@ class SpeechStream:
         out: list[SpeechResult] = []
         while self._next_start + w <= self._buf_start + buf.shape[0]:
             s = self._next_start - self._buf_start
-            start_s = self._next_start * self.classifier.config.hop_length_s
-            out.append(self.classifier.classify_frames(buf[s : s + w], start_s))
+            out.append(self._classify(buf[s : s + w], self._next_start))
             self._next_start += hop
-        # Keep only what the next window needs, so memory stays at one window.
-        keep = self._next_start - self._buf_start
+        # Keep what the next window and a final end-aligned one (see flush) need: one window.
+        keep = min(self._next_start, self._buf_start + buf.shape[0] - w) - self._buf_start
         if keep > 0:
             buf = buf[keep:]
             self._buf_start += keep
         self._buf = buf
+        return out
+
+    def _classify(self, frames: np.ndarray, start: int) -> SpeechResult:
+        self._emitted += 1
+        return self.classifier.classify_frames(frames, start * self.classifier.config.hop_length_s)
+
+    def flush(self) -> list[SpeechResult]:
+        """End of the audio: return the remaining windows exactly as the batch form has them (the
+        padded last frames, a window aligned to the end, or one wrapped window for audio shorter
+        than a window), then reset."""
+        out = self.push_frames(self._mfcc.flush())
+        w, hop = self.classifier.window_frames, self.classifier.hop_frames
+        total = self._buf_start + self._buf.shape[0]
+        if 0 < total < w:
+            out.append(self._classify(windows_of(self._buf, w, hop)[0][1], 0))
+        elif total > w and (self._emitted == 0 or self._next_start - hop != total - w):
+            out.append(self._classify(self._buf[-w:], total - w))
+        self.reset()
         return out
 
     def feed(self, block: np.ndarray) -> list[SpeechResult]:

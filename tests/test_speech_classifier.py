@@ -10,9 +10,8 @@ import pytest
 
 from edge.cli import main
 from edge.errors import ManifestMismatchError, ModelError
-from edge.features import Mfcc
 from edge.runtime import QuantizedModel
-from edge.speech import NO_SPEECH, SpeechClassifier, SpeechStream, windows_of
+from edge.speech import NO_SPEECH, SpeechClassifier, SpeechStream
 
 from .helpers import TINY_LABELS, TINY_MFCC, tiny_speech_model
 
@@ -87,14 +86,16 @@ def test_silence_and_steady_noise_are_no_speech(tiny):
             assert d.label == NO_SPEECH and d.scores == {} and d.speech_windows == 0
 
 
-def test_stream_equals_file_windows(tiny, demo_clips):
+@pytest.mark.parametrize("seconds", [0.8, 2.0, 2.6])
+def test_stream_then_flush_equals_file_windows(tiny, demo_clips, seconds):
+    """Window for window, the live stream decides exactly what the file form decides, including
+    the end-aligned last window and a clip shorter than one window."""
     from edge.audio import load_audio
 
     path, _ = tiny
-    x = load_audio(demo_clips[0], 16000)
+    x = load_audio(demo_clips[0], 16000)[: int(seconds * 16000)]
     with SpeechClassifier(path) as clf:
-        frames = Mfcc(clf.config)(x)
-        batch = [clf.classify_frames(w, s * 0.01) for s, w in windows_of(frames, 50, 25)]
+        batch = clf.classify_signal(x).windows
         stream = SpeechStream(clf)
         rng = np.random.default_rng(3)
         got, i = [], 0
@@ -102,10 +103,11 @@ def test_stream_equals_file_windows(tiny, demo_clips):
             n = int(rng.integers(100, 5000))
             got += stream.feed(x[i : i + n])
             i += n
-    # The stream produces every regular window; the file form adds one aligned to the end.
-    assert len(got) >= len(batch) - 1
+        got += stream.flush()
+    assert len(got) == len(batch) >= 1
     for a, b in zip(got, batch):
         assert a.start_s == pytest.approx(b.start_s) and a.label == b.label
+        assert a.scores.keys() == b.scores.keys()
         for lab in a.scores:
             assert a.scores[lab] == pytest.approx(b.scores[lab], abs=1e-6)
 

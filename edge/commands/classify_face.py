@@ -1,0 +1,100 @@
+"""``emotion-edge classify-face``: facial expression in images and videos.
+
+Contract (other tools parse it; keep it stable): with ``--json`` one object per line per image,
+``{"path": ..., "faces": [{"box": [x, y, w, h], "label": ..., "scores": {label: p, ...}}]}``;
+for a video one object per sampled frame with an extra ``"frame"`` index.  ``faces`` is empty when
+no face is found (a normal outcome).  ``--whole-image`` treats each image as an already cropped
+face.  A file that cannot be read gives a one-line error on stderr naming it, the other files are
+still processed, and the exit code is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register", "run", "VIDEO_SUFFIXES"]
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "classify-face",
+        help="classify facial expressions in images or videos",
+        description="Detect faces (largest per frame) and classify their expression.",
+    )
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image or video files")
+    p.add_argument("--json", action="store_true", help="one JSON object per image / sampled frame")
+    p.add_argument("--whole-image", action="store_true",
+                   help="each image is already a cropped face (box = whole image)")
+    p.add_argument("--all-faces", action="store_true",
+                   help="report every detected face, not only the largest")
+    p.add_argument("--model", type=Path, default=None,
+                   help="face .tflite with its .json manifest beside it (default: shipped model)")
+    p.add_argument("--video-fps", type=float, default=2.0, metavar="FPS",
+                   help="frames per second sampled from videos (default 2)")
+    p.add_argument("--runtime", choices=("litert", "tflite-runtime", "tensorflow"), default=None,
+                   help="TFLite interpreter (default: first installed)")
+    p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    p.set_defaults(func=run)
+
+
+def _emit(args: argparse.Namespace, path: Path, faces: list[Any], frame: int | None) -> None:
+    if args.json:
+        obj: dict[str, Any] = {"path": str(path)}
+        if frame is not None:
+            obj["frame"] = frame
+        obj["faces"] = [f.to_dict() for f in faces]
+        print(json.dumps(obj), flush=True)
+        return
+    where = f"{path}" if frame is None else f"{path} [frame {frame}]"
+    if not faces:
+        print(f"{where}: no face", flush=True)
+        return
+    parts = [
+        f"{f.label} ({f.scores[f.label]:.2f}) at {','.join(str(v) for v in f.box)}" for f in faces
+    ]
+    print(f"{where}: {'; '.join(parts)}", flush=True)
+
+
+def _classify(clf: Any, gray: Any, whole: bool) -> list[Any]:
+    return [clf.classify_crop(gray)] if whole else clf.classify_frame(gray)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError, ImageFileError
+    from ..face import FACE_MODEL_FILE, FaceClassifier, FaceDetectorConfig, HaarFaceDetector
+    from ..face import read_gray_image
+    from ..frames import VideoFileSource
+    from ..paths import default_model
+
+    if not args.video_fps > 0:
+        raise ConfigError(f"--video-fps must be positive, got {args.video_fps!r}")
+    model = args.model or default_model(FACE_MODEL_FILE)
+    detector = None
+    if not args.whole_image:
+        detector = HaarFaceDetector(FaceDetectorConfig(largest_only=not args.all_faces))
+    failures = 0
+    with FaceClassifier(model, detector=detector, num_threads=args.threads,
+                        runtime=args.runtime) as clf:
+        for path in args.paths:
+            try:
+                if path.suffix.lower() in VIDEO_SUFFIXES:
+                    with VideoFileSource(path) as video:
+                        step = max(1, round(video.fps / args.video_fps))
+                        index = 0
+                        while (gray := video.read()) is not None:
+                            if index % step == 0:
+                                _emit(args, path, _classify(clf, gray, args.whole_image), index)
+                            index += 1
+                else:
+                    gray = read_gray_image(path)
+                    _emit(args, path, _classify(clf, gray, args.whole_image), None)
+            except ImageFileError as exc:
+                print(f"emotion-edge: error: {exc}", file=sys.stderr, flush=True)
+                failures += 1
+    return 1 if failures else 0

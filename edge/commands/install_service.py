@@ -1,0 +1,35 @@
+"""``emotion-edge install-service``: unit file, configuration and service user."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "install-service",
+        help="install the systemd service, its user and /etc/emotion-edge/config.toml",
+        description="Write the systemd unit and a default configuration (an existing one is kept) "
+        "and create the service user (useradd --system; only into the real root, not with "
+        "--dry-run). Safe to run again.",
+    )
+    p.add_argument("--root", default="/", metavar="DIR",
+                   help="install under DIR instead of / (staging, tests); no user is created")
+    p.add_argument("--dry-run", action="store_true", help="show what would be done, change nothing")
+    p.add_argument("--exec-start", metavar="CMD",
+                   help="command systemd runs (default: this installation's emotion-edge)")
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from ..service import SYSTEMCTL_STEPS, install_service
+
+    actions = install_service(args.root, dry_run=args.dry_run, exec_start=args.exec_start)
+    for action in actions:
+        print(action)
+    print("\nnext steps:" if not args.dry_run else "\nthen run:")
+    for step in SYSTEMCTL_STEPS:
+        print(f"  {step}")
+    return 0

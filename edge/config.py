@@ -1,0 +1,419 @@
+"""The appliance's configuration: one TOML file, then environment, then command-line overrides.
+
+Every section is a frozen dataclass; each field's ``metadata["doc"]`` states its unit, and
+``choices``/``min``/``max`` bound it.  Unknown sections or keys and bad values are rejected when the
+configuration is built, with a :class:`~edge.errors.ConfigError` naming the key and what is allowed.
+
+Precedence (later wins): defaults, the TOML file, ``EMOTION_EDGE_<SECTION>_<KEY>`` environment
+variables, ``--set section.key=value`` style overrides from the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "LoopConfig",
+    "AudioConfig",
+    "CameraConfig",
+    "ModelsConfig",
+    "FusionConfig",
+    "SmoothingConfig",
+    "LedConfig",
+    "LogConfig",
+    "Config",
+    "load_config",
+    "parse_override",
+    "config_reference",
+]
+
+#: Where ``install-service`` writes the configuration and where ``run``/``check`` look by default.
+DEFAULT_CONFIG_PATH = Path("/etc/emotion-edge/config.toml")
+
+ENV_PREFIX = "EMOTION_EDGE_"
+
+
+def _f(default: Any, doc: str, **bounds: Any) -> Any:
+    """A dataclass field with a documented unit and optional ``choices``/``min``/``max``."""
+    if isinstance(default, (dict, list)):
+        return dataclasses.field(default_factory=lambda: type(default)(default),
+                                 metadata={"doc": doc, **bounds})
+    return dataclasses.field(default=default, metadata={"doc": doc, **bounds})
+
+
+class _Section:
+    """Validation shared by all sections: runs on construction, so no invalid object exists."""
+
+    _name: typing.ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for field in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, field.name)
+            key = f"{self._name}.{field.name}"
+            _check_type(key, value, hints[field.name])
+            meta = field.metadata
+            if "choices" in meta and value not in meta["choices"]:
+                raise ConfigError(
+                    f"{key} = {value!r} is not allowed; choose one of "
+                    f"{', '.join(repr(c) for c in meta['choices'])}"
+                )
+            if "min" in meta and value < meta["min"]:
+                raise ConfigError(f"{key} = {value!r} is too small; it must be >= {meta['min']}")
+            if "max" in meta and value > meta["max"]:
+                raise ConfigError(f"{key} = {value!r} is too large; it must be <= {meta['max']}")
+
+
+def _check_type(key: str, value: Any, hint: Any) -> None:
+    origin = typing.get_origin(hint)
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif hint in (int, str, bool):
+        ok = isinstance(value, hint) and (hint is bool or not isinstance(value, bool))
+    elif origin is tuple:
+        (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
+        ok = isinstance(value, tuple) and all(
+            isinstance(v, item) and not isinstance(v, bool) for v in value
+        )
+    elif origin in (dict, Mapping):
+        kt, vt = typing.get_args(hint)
+        ok = isinstance(value, Mapping) and all(isinstance(k, kt) for k in value)
+        if ok and vt is int:
+            ok = all(isinstance(v, int) and not isinstance(v, bool) for v in value.values())
+    else:  # pragma: no cover - a programming error in this module
+        raise TypeError(f"unsupported config type {hint!r} for {key}")
+    if not ok:
+        raise ConfigError(f"{key} = {value!r} has the wrong type; expected {_type_name(hint)}")
+
+
+def _type_name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        return f"a list of {typing.get_args(hint)[0].__name__}"
+    if origin in (dict, Mapping):
+        return "a table"
+    return {float: "a number", int: "an integer", str: "a string", bool: "true or false"}[hint]
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig(_Section):
+    _name: typing.ClassVar[str] = "loop"
+    hop_s: float = _f(0.5, "Time between decisions, in seconds (one speech hop).", min=0.05, max=5.0)
+    deadline_s: float = _f(
+        0.25,
+        "Per-cycle compute budget in seconds; a cycle that takes longer counts as an overrun and "
+        "degrades the loop. Sized for a Raspberry Pi 4 at the default hop.", min=0.005, max=5.0)
+    overruns_to_degrade: int = _f(
+        2, "Overrunning cycles among the last overrun_window before degrading one level (count).",
+        min=1, max=100)
+    overrun_window: int = _f(
+        4, "Number of recent cycles in which overruns are counted (count).", min=1, max=100)
+    recover_after: int = _f(
+        20, "Consecutive cycles under recover_fraction * deadline before recovering one level "
+        "(count).", min=1, max=10_000)
+    recover_fraction: float = _f(
+        0.6, "Fraction of the deadline a cycle must stay under to count towards recovery.",
+        min=0.05, max=1.0)
+    num_threads: int = _f(1, "Interpreter threads per model (count).", min=1, max=8)
+    status_interval_s: float = _f(
+        1.0, "Minimum time between systemd STATUS= updates, in seconds.", min=0.0, max=60.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioConfig(_Section):
+    _name: typing.ClassVar[str] = "audio"
+    device: str = _f("", "Substring of the ALSA/PortAudio input device name; empty = default.")
+    block_s: float = _f(0.1, "Capture block length in seconds.", min=0.01, max=1.0)
+    ring_blocks: int = _f(
+        32, "Capacity of the capture ring buffer in blocks; when full the oldest block is dropped "
+        "and counted.", min=2, max=10_000)
+
+
+@dataclasses.dataclass(frozen=True)
+class CameraConfig(_Section):
+    _name: typing.ClassVar[str] = "camera"
+    enabled: bool = _f(True, "Use the camera (face modality).")
+    source: str = _f("auto", "Camera backend.", choices=("auto", "picamera2", "opencv"))
+    index: int = _f(0, "OpenCV camera index (/dev/videoN).", min=0, max=63)
+    width: int = _f(320, "Capture width in pixels.", min=64, max=4096)
+    height: int = _f(240, "Capture height in pixels.", min=48, max=4096)
+    retry_initial_s: float = _f(
+        1.0, "First delay before reopening a failed camera, in seconds.", min=0.01, max=600.0)
+    retry_max_s: float = _f(
+        30.0, "Longest delay between camera reopen attempts, in seconds (doubles up to this).",
+        min=0.01, max=3600.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelsConfig(_Section):
+    _name: typing.ClassVar[str] = "models"
+    speech: str = _f("", "Speech model .tflite path; empty = the shipped model.")
+    face: str = _f("", "Face model .tflite path; empty = the shipped model.")
+
+
+@dataclasses.dataclass(frozen=True)
+class FusionConfig(_Section):
+    _name: typing.ClassVar[str] = "fusion"
+    speech_weight: float = _f(1.0, "Weight of the speech modality (unitless, >= 0).",
+                              min=0.0, max=100.0)
+    face_weight: float = _f(1.0, "Weight of the face modality (unitless, >= 0).",
+                            min=0.0, max=100.0)
+    speech_temperature: float = _f(
+        1.0, "Calibration temperature for speech scores (>1 softens, <1 sharpens).",
+        min=0.05, max=20.0)
+    face_temperature: float = _f(
+        1.0, "Calibration temperature for face scores (>1 softens, <1 sharpens).",
+        min=0.05, max=20.0)
+    speech_map: dict[str, str] = _f(
+        {}, "Overrides of the speech manifest's fusion_map: model label -> common label, or \"\" "
+        "to leave the label out of fusion.")
+    face_map: dict[str, str] = _f(
+        {}, "Overrides of the face manifest's fusion_map: model label -> common label, or \"\" "
+        "to leave the label out of fusion.")
+
+
+@dataclasses.dataclass(frozen=True)
+class SmoothingConfig(_Section):
+    _name: typing.ClassVar[str] = "smoothing"
+    alpha: float = _f(
+        0.35, "Exponential smoothing factor per decision (0..1; higher follows faster).",
+        min=0.01, max=1.0)
+    switch_margin: float = _f(
+        0.1, "Hysteresis: a new emotion must beat the shown one by this much smoothed "
+        "probability.", min=0.0, max=1.0)
+    min_dwell_s: float = _f(
+        1.5, "Hysteresis: the shown emotion stays at least this long, in seconds.",
+        min=0.0, max=60.0)
+    min_confidence: float = _f(
+        0.3, "Below this smoothed probability no emotion is shown.", min=0.0, max=1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class LedConfig(_Section):
+    _name: typing.ClassVar[str] = "leds"
+    mode: str = _f("rgb", "LED wiring.", choices=("rgb", "per_emotion", "none"))
+    rgb_pins: tuple[int, ...] = _f((17, 27, 22), "BCM pins of the RGB LED: red, green, blue.")
+    common_anode: bool = _f(False, "RGB LED is common-anode (active low).")
+    emotion_pins: dict[str, int] = _f(
+        {"neutral": 5, "happy": 6, "sad": 13, "angry": 19, "fearful": 26, "disgust": 16,
+         "surprised": 20},
+        "per_emotion mode: common label -> BCM pin of its LED.")
+    status_pin: int = _f(4, "BCM pin of the heartbeat/status LED; -1 = none.", min=-1, max=53)
+    min_brightness: float = _f(
+        0.15, "Brightness at the lowest shown confidence (0..1); full confidence = 1.",
+        min=0.0, max=1.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.rgb_pins) != 3:
+            raise ConfigError(
+                f"leds.rgb_pins = {list(self.rgb_pins)!r} must list exactly 3 pins (red, green, "
+                f"blue)")
+        pins = [p for p in (*self.rgb_pins, self.status_pin) if p >= 0]
+        if self.mode == "per_emotion":
+            pins = [*self.emotion_pins.values(), self.status_pin]
+        used = [p for p in pins if p >= 0]
+        dup = sorted({p for p in used if used.count(p) > 1})
+        if self.mode != "none" and dup:
+            raise ConfigError(f"leds: pin(s) {dup} are assigned twice; give every LED its own pin")
+        for p in used:
+            if not 0 <= p <= 53:
+                raise ConfigError(f"leds: pin {p} is not a BCM GPIO number (0..53)")
+
+
+@dataclasses.dataclass(frozen=True)
+class LogConfig(_Section):
+    _name: typing.ClassVar[str] = "log"
+    stdout: bool = _f(True, "Write one JSON line per decision to stdout (the journal under "
+                      "systemd).")
+    file: str = _f("", "Also write decisions to this file, rotated by size; empty = no file. "
+                   "Use tmpfs (e.g. /run/emotion-edge/decisions.jsonl) to spare the SD card.")
+    max_bytes: int = _f(1_000_000, "Rotate the decision file at this size, in bytes.",
+                        min=1_000, max=1_000_000_000)
+    backups: int = _f(2, "Rotated decision files kept (count).", min=0, max=100)
+
+
+_SECTIONS: dict[str, type[_Section]] = {
+    "loop": LoopConfig,
+    "audio": AudioConfig,
+    "camera": CameraConfig,
+    "models": ModelsConfig,
+    "fusion": FusionConfig,
+    "smoothing": SmoothingConfig,
+    "leds": LedConfig,
+    "log": LogConfig,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The whole configuration; ``source`` records where values came from (for ``check``)."""
+
+    loop: LoopConfig = dataclasses.field(default_factory=LoopConfig)
+    audio: AudioConfig = dataclasses.field(default_factory=AudioConfig)
+    camera: CameraConfig = dataclasses.field(default_factory=CameraConfig)
+    models: ModelsConfig = dataclasses.field(default_factory=ModelsConfig)
+    fusion: FusionConfig = dataclasses.field(default_factory=FusionConfig)
+    smoothing: SmoothingConfig = dataclasses.field(default_factory=SmoothingConfig)
+    leds: LedConfig = dataclasses.field(default_factory=LedConfig)
+    log: LogConfig = dataclasses.field(default_factory=LogConfig)
+    source: tuple[str, ...] = ()
+
+    def replace(self, section: str, **values: Any) -> "Config":
+        """Return a copy with ``values`` changed in ``section`` (validated)."""
+        return dataclasses.replace(
+            self, **{section: dataclasses.replace(getattr(self, section), **values)}
+        )
+
+
+def _coerce_text(key: str, text: str, hint: Any) -> Any:
+    """Turn an environment/CLI string into the field's type, or raise ConfigError."""
+    text = text.strip()
+    origin = typing.get_origin(hint)
+    try:
+        if hint is bool:
+            low = text.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if hint is int:
+            return int(text)
+        if hint is float:
+            return float(text)
+        if hint is str:
+            return text
+        if origin is tuple:
+            return tuple(int(v) for v in text.split(",") if v.strip())
+        if origin in (dict, Mapping):
+            # A TOML inline table: {happy = 6, sad = 13}
+            return tomllib.loads(f"v = {text}")["v"]
+    except (ValueError, tomllib.TOMLDecodeError):
+        pass
+    raise ConfigError(f"{key} = {text!r} cannot be read as {_type_name(hint)}")
+
+
+def _merge(raw: dict[str, dict[str, Any]], section: str, key: str, value: Any, origin: str) -> None:
+    if section not in _SECTIONS:
+        raise ConfigError(
+            f"{origin}: unknown section [{section}]; allowed sections: {', '.join(_SECTIONS)}"
+        )
+    names = [f.name for f in dataclasses.fields(_SECTIONS[section])]
+    if key not in names:
+        raise ConfigError(
+            f"{origin}: unknown key {section}.{key}; allowed keys in [{section}]: "
+            f"{', '.join(names)}"
+        )
+    raw.setdefault(section, {})[key] = value
+
+
+def parse_override(text: str) -> tuple[str, str, str]:
+    """``"loop.hop_s=0.25"`` -> ``("loop", "hop_s", "0.25")``."""
+    name, sep, value = text.partition("=")
+    section, dot, key = name.strip().partition(".")
+    if not sep or not dot:
+        raise ConfigError(f"override {text!r} must look like section.key=value (e.g. loop.hop_s=0.5)")
+    return section, key, value
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[tuple[str, str], Any] | None = None,
+    required: bool = False,
+) -> Config:
+    """Build the configuration from defaults, ``path``, ``env`` and ``overrides``.
+
+    ``overrides`` maps ``(section, key)`` to a typed value, or to a string to be coerced like an
+    environment variable.  A missing ``path`` is an error only when ``required`` (the user named it).
+    """
+    raw: dict[str, dict[str, Any]] = {}
+    sources = []
+    if path is not None:
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            if required:
+                raise ConfigError(
+                    f"config file {path} not found; create it (emotion-edge install-service writes "
+                    f"one) or omit --config to use the defaults"
+                ) from None
+            data = {}
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} is not readable: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        else:
+            sources.append(str(path))
+        for section, table in data.items():
+            if not isinstance(table, dict):
+                raise ConfigError(f"{path}: {section} must be a [section] table")
+            for key, value in table.items():
+                _merge(raw, section, key, value, str(path))
+    hints = {name: typing.get_type_hints(cls) for name, cls in _SECTIONS.items()}
+    env = os.environ if env is None else env
+    for var, text in sorted(env.items()):
+        if not var.startswith(ENV_PREFIX):
+            continue
+        rest = var[len(ENV_PREFIX):].lower()
+        # Only variables naming a known section are configuration; others (EMOTION_EDGE_MODELS,
+        # EMOTION_EDGE_RUNTIME) belong to other parts of the package.
+        section = next((s for s in _SECTIONS if rest.startswith(s + "_")), None)
+        if section is None:
+            continue
+        key = rest[len(section) + 1:]
+        _merge(raw, section, key, None, f"environment variable {var}")
+        raw[section][key] = _coerce_text(f"{var} ({section}.{key})", text, hints[section][key])
+        sources.append(var)
+    for (section, key), value in (overrides or {}).items():
+        _merge(raw, section, key, None, "command line")
+        if isinstance(value, str) and hints[section][key] is not str:
+            value = _coerce_text(f"{section}.{key}", value, hints[section][key])
+        raw[section][key] = value
+        sources.append(f"--{section}.{key}")
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        values = dict(raw.get(name, {}))
+        for key, value in values.items():
+            if isinstance(value, list):
+                values[key] = tuple(value)
+        sections[name] = cls(**values)
+    return Config(**sections, source=tuple(sources))
+
+
+def config_reference() -> str:
+    """A Markdown table of every key, its default and its documentation (for the docs)."""
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    for name, cls in _SECTIONS.items():
+        for field in dataclasses.fields(cls):
+            default = (field.default if field.default is not dataclasses.MISSING
+                       else field.default_factory())  # type: ignore[misc]
+            doc = field.metadata["doc"]
+            if "choices" in field.metadata:
+                doc += " One of: " + ", ".join(f"`{c}`" for c in field.metadata["choices"]) + "."
+            lines.append(f"| `{name}.{field.name}` | `{_toml_value(default)}` | {doc} |")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    return repr(value)

@@ -1,0 +1,381 @@
+"""Face preprocessing, detection and classification, shared by training and the device.
+
+Training (``convert.face``) and the device call the same :func:`crop_face`, so a FER2013 image
+(already a 48x48 face crop) and a face found by the Haar detector in a camera frame reach the
+network through identical code: expand the box by ``margin``, clip to the frame, resize to
+``size`` x ``size`` with area interpolation, and scale grey levels to ``[-1, 1]``.
+
+OpenCV and the TFLite interpreter are imported inside the functions that need them, so
+``import edge.face`` works on any machine with NumPy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError, ImageFileError, MissingDependencyError
+
+__all__ = [
+    "FACE_MODEL_FILE",
+    "FER_LABELS",
+    "FacePreprocessConfig",
+    "FaceDetectorConfig",
+    "Face",
+    "to_gray",
+    "normalise",
+    "crop_face",
+    "crop_faces",
+    "HaarFaceDetector",
+    "FaceClassifier",
+    "read_gray_image",
+]
+
+logger = logging.getLogger(__name__)
+
+#: File name of the shipped face model (found with :func:`edge.paths.default_model`).
+FACE_MODEL_FILE = "face_expression_int8.tflite"
+
+#: FER2013 label order (index = FER class id).
+FER_LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+
+_NORMALISATIONS = ("minus1_1", "zero_1")
+
+
+def _cv2() -> Any:
+    try:
+        import cv2
+    except ImportError:
+        raise MissingDependencyError(
+            "OpenCV is not installed; pip install 'emotion-edge[device]' "
+            "(opencv-python-headless>=4.8,<5)"
+        ) from None
+    return cv2
+
+
+@dataclasses.dataclass(frozen=True)
+class FacePreprocessConfig:
+    """How a detected face becomes the network's input; recorded in the model manifest.
+
+    Attributes:
+        size: side of the square network input, pixels.
+        margin: fraction of the box width/height added on every side before cropping
+            (0.0 = the detector's box as is); clipped at the frame border.
+        normalisation: ``"minus1_1"`` maps grey 0..255 to -1..1, ``"zero_1"`` to 0..1.
+        interpolation: OpenCV resize interpolation name (``"area"`` or ``"linear"``).
+    """
+
+    size: int = 48
+    margin: float = 0.0
+    normalisation: str = "minus1_1"
+    interpolation: str = "area"
+
+    def __post_init__(self) -> None:
+        if not 8 <= int(self.size) <= 512:
+            raise ConfigError(f"face size {self.size!r} is out of range 8..512 pixels")
+        if not 0.0 <= float(self.margin) <= 1.0:
+            raise ConfigError(f"face margin {self.margin!r} is out of range 0..1")
+        if self.normalisation not in _NORMALISATIONS:
+            raise ConfigError(
+                f"face normalisation {self.normalisation!r} is unknown; choose one of "
+                f"{', '.join(_NORMALISATIONS)}"
+            )
+        if self.interpolation not in ("area", "linear"):
+            raise ConfigError(
+                f"face interpolation {self.interpolation!r} is unknown; choose area or linear"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["kind"] = "face_crop"
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "FacePreprocessConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known - {"kind"}
+        if unknown:
+            raise ConfigError(f"unknown face preprocessing keys: {', '.join(sorted(unknown))}")
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceDetectorConfig:
+    """Haar cascade settings, tuned for 320x240 lores frames.
+
+    Attributes:
+        scale_factor: image pyramid step (>1); smaller finds more sizes but costs more.
+        min_neighbors: overlapping detections needed to accept a face; higher = fewer false faces.
+        min_size: smallest face side searched, pixels (24 suits a face ~1-2 m away at 320x240).
+        max_side: frames larger than this (longest side, pixels) are downscaled before detection
+            and boxes scaled back, so 640x480 costs about what 320x240 does; 0 disables.
+        equalize: equalise the histogram before detection (helps dim indoor light).
+        largest_only: return only the largest face (the appliance looks at one person).
+    """
+
+    scale_factor: float = 1.15
+    min_neighbors: int = 4
+    min_size: int = 24
+    max_side: int = 320
+    equalize: bool = True
+    largest_only: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.scale_factor > 1.0:
+            raise ConfigError(f"detector scale_factor {self.scale_factor!r} must be > 1")
+        if self.min_neighbors < 0 or self.min_size < 8 or self.max_side < 0:
+            raise ConfigError(
+                f"detector min_neighbors/min_size/max_side out of range: {self.min_neighbors}, "
+                f"{self.min_size}, {self.max_side}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class Face:
+    """One classified face: box ``(x, y, w, h)`` in frame pixels, label and probabilities."""
+
+    box: tuple[int, int, int, int]
+    label: str
+    scores: Mapping[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "box": [int(v) for v in self.box],
+            "label": self.label,
+            "scores": {k: round(float(v), 4) for k, v in self.scores.items()},
+        }
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """Return a 2-D uint8 grey image from grey, BGR or BGRX (OpenCV / Picamera2 order) input."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        gray = image
+    elif image.ndim == 3 and image.shape[2] == 1:
+        gray = image[:, :, 0]
+    elif image.ndim == 3 and image.shape[2] in (3, 4):
+        cv2 = _cv2()
+        code = cv2.COLOR_BGR2GRAY if image.shape[2] == 3 else cv2.COLOR_BGRA2GRAY
+        gray = cv2.cvtColor(image, code)
+    else:
+        raise ImageFileError(f"image of shape {image.shape} is neither grey nor BGR/BGRX")
+    if gray.dtype != np.uint8:
+        raise ImageFileError(f"image dtype {gray.dtype} is not uint8")
+    return np.ascontiguousarray(gray)
+
+
+def normalise(gray: np.ndarray, cfg: FacePreprocessConfig) -> np.ndarray:
+    """Grey levels (uint8, any shape) to the network's float range."""
+    x = np.asarray(gray, dtype=np.float32) / 255.0
+    if cfg.normalisation == "minus1_1":
+        x = (x - 0.5) * 2.0
+    return x
+
+
+def _expand_box(
+    box: Sequence[int], shape: tuple[int, int], margin: float
+) -> tuple[int, int, int, int]:
+    x, y, w, h = (int(v) for v in box)
+    dx, dy = int(round(w * margin)), int(round(h * margin))
+    x0, y0 = max(0, x - dx), max(0, y - dy)
+    x1, y1 = min(shape[1], x + w + dx), min(shape[0], y + h + dy)
+    return x0, y0, x1, y1
+
+
+def crop_face(
+    gray: np.ndarray, box: Sequence[int] | None, cfg: FacePreprocessConfig
+) -> np.ndarray:
+    """Crop ``box`` (``None`` = whole image) from a grey frame -> float32 ``(size, size, 1)``."""
+    gray = np.asarray(gray)
+    if gray.ndim != 2 or gray.dtype != np.uint8:
+        raise ImageFileError(f"crop_face needs a 2-D uint8 grey image, got {gray.shape} {gray.dtype}")
+    if box is None:
+        box = (0, 0, gray.shape[1], gray.shape[0])
+    x0, y0, x1, y1 = _expand_box(box, gray.shape, cfg.margin)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        raise ImageFileError(f"face box {tuple(box)} is empty inside a {gray.shape} frame")
+    patch = gray[y0:y1, x0:x1]
+    if patch.shape != (cfg.size, cfg.size):
+        cv2 = _cv2()
+        interp = cv2.INTER_AREA if cfg.interpolation == "area" else cv2.INTER_LINEAR
+        if patch.shape[0] < cfg.size or patch.shape[1] < cfg.size:
+            interp = cv2.INTER_LINEAR  # area interpolation is for shrinking
+        patch = cv2.resize(patch, (cfg.size, cfg.size), interpolation=interp)
+    return normalise(patch, cfg)[:, :, None]
+
+
+def crop_faces(images: np.ndarray, cfg: FacePreprocessConfig) -> np.ndarray:
+    """Batch form for training data that are already face crops: ``(N, H, W)`` uint8 -> float32
+    ``(N, size, size, 1)``; identical to :func:`crop_face` with the whole image as the box."""
+    images = np.asarray(images)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise ImageFileError(f"crop_faces needs (N, H, W) uint8, got {images.shape} {images.dtype}")
+    if images.shape[1:] == (cfg.size, cfg.size):
+        return normalise(images, cfg)[..., None]  # no resize needed; same arithmetic
+    return np.stack([crop_face(im, None, cfg) for im in images])
+
+
+def read_gray_image(path: str | Path) -> np.ndarray:
+    """Read an image file as a 2-D uint8 grey array; raise :class:`ImageFileError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageFileError(f"{path}: no such image file")
+    cv2 = _cv2()
+    data = np.fromfile(str(path), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
+    if image is None:
+        raise ImageFileError(f"{path}: not a readable image (empty, truncated or unknown format)")
+    return image
+
+
+class HaarFaceDetector:
+    """OpenCV Haar cascade face detector; boxes are ``(x, y, w, h)``, largest first."""
+
+    def __init__(
+        self, config: FaceDetectorConfig | None = None, cascade_path: str | Path | None = None
+    ) -> None:
+        self.config = config or FaceDetectorConfig()
+        cv2 = _cv2()
+        if cascade_path is None:
+            data = getattr(cv2, "data", None)
+            if data is None:
+                raise MissingDependencyError(
+                    "this OpenCV build ships no Haar cascades (cv2.data is missing); install "
+                    "opencv-python-headless>=4.8,<5"
+                )
+            cascade_path = Path(data.haarcascades) / "haarcascade_frontalface_default.xml"
+        self.cascade_path = Path(cascade_path)
+        self._cascade = cv2.CascadeClassifier(str(self.cascade_path))
+        if self._cascade.empty():
+            raise MissingDependencyError(f"{self.cascade_path}: Haar cascade could not be loaded")
+
+    def detect(self, gray: np.ndarray) -> list[tuple[int, int, int, int]]:
+        """Return face boxes in ``gray``'s pixel coordinates; an empty list means no face."""
+        cv2 = _cv2()
+        cfg = self.config
+        scale = 1.0
+        small = gray
+        longest = max(gray.shape[:2])
+        if cfg.max_side and longest > cfg.max_side:
+            scale = longest / cfg.max_side
+            small = cv2.resize(
+                gray,
+                (round(gray.shape[1] / scale), round(gray.shape[0] / scale)),
+                interpolation=cv2.INTER_AREA,
+            )
+        if cfg.equalize:
+            small = cv2.equalizeHist(small)
+        found = self._cascade.detectMultiScale(
+            small,
+            scaleFactor=cfg.scale_factor,
+            minNeighbors=cfg.min_neighbors,
+            minSize=(cfg.min_size, cfg.min_size),
+        )
+        boxes = [
+            tuple(int(round(v * scale)) for v in b) for b in (found if len(found) else [])
+        ]
+        boxes.sort(key=lambda b: b[2] * b[3], reverse=True)
+        return boxes[:1] if cfg.largest_only else boxes  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return f"<HaarFaceDetector {self.cascade_path.name} {self.config}>"
+
+
+class FaceClassifier:
+    """Detect faces in grey frames and classify their expression with an int8 model.
+
+    ``model`` is a path to a ``.tflite`` (its manifest beside it) or an open
+    :class:`edge.runtime.QuantizedModel`.  The manifest's preprocessing must equal ``preprocess``
+    (the device's configuration); a mismatch raises :class:`edge.errors.ManifestMismatchError`.
+    ``detector`` is only needed for :meth:`classify_frame`; it is created on first use.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        preprocess: FacePreprocessConfig | None = None,
+        detector: HaarFaceDetector | None = None,
+        num_threads: int = 1,
+        runtime: str | None = None,
+    ) -> None:
+        from .runtime import QuantizedModel
+
+        if isinstance(model, QuantizedModel):
+            self.model, self._owns_model = model, False
+        else:
+            self.model, self._owns_model = (
+                QuantizedModel(model, num_threads=num_threads, runtime=runtime),
+                True,
+            )
+        self.preprocess = preprocess or FacePreprocessConfig()
+        try:
+            self.model.manifest.check_preprocessing(
+                self.preprocess.to_dict(), source=str(self.model.path)
+            )
+        except Exception:
+            self.close()
+            raise
+        size = self.preprocess.size
+        if tuple(self.model.input_shape[1:]) != (size, size, 1):
+            self.close()
+            from .errors import ManifestMismatchError
+
+            raise ManifestMismatchError(
+                f"{self.model.path}: input shape {self.model.input_shape} does not fit "
+                f"{size}x{size} grey faces"
+            )
+        self._detector = detector
+        self._closed = False
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.model.labels
+
+    @property
+    def detector(self) -> HaarFaceDetector:
+        if self._detector is None:
+            self._detector = HaarFaceDetector()
+        return self._detector
+
+    def scores(self, face: np.ndarray) -> dict[str, float]:
+        """Probabilities for one preprocessed face ``(size, size, 1)``."""
+        p = self.model.predict(face)
+        return {label: float(v) for label, v in zip(self.labels, p)}
+
+    def classify_crop(
+        self, gray: np.ndarray, box: Sequence[int] | None = None
+    ) -> Face:
+        """Classify the face inside ``box`` (``None``: the whole image is the face)."""
+        gray = to_gray(gray)
+        if box is None:
+            box = (0, 0, gray.shape[1], gray.shape[0])
+        scores = self.scores(crop_face(gray, box, self.preprocess))
+        label = max(scores, key=scores.__getitem__)
+        return Face(tuple(int(v) for v in box), label, scores)  # type: ignore[arg-type]
+
+    def classify_frame(self, frame: np.ndarray) -> list[Face]:
+        """Detect and classify faces in a frame; ``[]`` when there is no face (not an error)."""
+        gray = to_gray(frame)
+        return [self.classify_crop(gray, box) for box in self.detector.detect(gray)]
+
+    def close(self) -> None:
+        """Release the model if this classifier opened it; idempotent."""
+        self._closed = True
+        if self._owns_model and self.model is not None:
+            self.model.close()
+
+    def __enter__(self) -> "FaceClassifier":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if getattr(self, "_closed", False) else "open"
+        return f"<FaceClassifier {self.model.path.name} {self.preprocess.size}px {state}>"

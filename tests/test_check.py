@@ -1,0 +1,95 @@
+"""emotion-edge check: each problem printed with its fix; exit code says if something is missing."""
+
+import subprocess
+import types
+
+import pytest
+
+from edge.checks import check_camera, check_mic, check_thermal
+from edge.cli import main
+from edge.config import Config, load_config
+
+
+def vcgencmd(output):
+    def run(cmd, **kw):
+        assert cmd == ["vcgencmd", "get_throttled"]
+        return subprocess.CompletedProcess(cmd, 0, stdout=output, stderr="")
+    return run
+
+
+def no_vcgencmd(cmd, **kw):
+    raise FileNotFoundError("vcgencmd")
+
+
+def thermal_root(tmp_path, millideg):
+    zone = tmp_path / "sys/class/thermal/thermal_zone0"
+    zone.mkdir(parents=True)
+    (zone / "temp").write_text(f"{millideg}\n")
+    return tmp_path
+
+
+def test_cool_and_unthrottled_pi(tmp_path):
+    found = check_thermal(thermal_root(tmp_path, 48312), vcgencmd("throttled=0x0\n"))
+    assert [f.status for f in found] == ["ok", "ok"]
+    assert "48.3 °C" in found[0].detail
+
+
+def test_hot_and_throttled_pi_gets_warnings_with_fixes(tmp_path):
+    found = check_thermal(thermal_root(tmp_path, 82000), vcgencmd("throttled=0x50005\n"))
+    assert found[0].status == "warning" and "heatsink" in found[0].fix
+    details = [f.detail for f in found[1:]]
+    assert any("under-voltage now" in d for d in details)
+    assert any("throttled now" in d for d in details)
+    assert any("under-voltage has occurred" in d for d in details)
+    assert any("throttling has occurred" in d for d in details)
+    assert all(f.fix for f in found[1:])
+
+
+def test_not_a_pi(tmp_path):
+    found = check_thermal(tmp_path, no_vcgencmd)
+    assert [f.status for f in found] == ["ok", "ok"] and "not a Pi" in found[1].detail
+
+
+def test_camera_missing_is_a_problem_unless_disabled():
+    assert check_camera(Config(), dev_glob=lambda p: [])[0].status == "problem"
+    off = load_config(env={}, overrides={("camera", "enabled"): False})
+    assert check_camera(off, dev_glob=lambda p: [])[0].status == "ok"
+
+
+def test_mic_listing_and_device_match():
+    class PA:
+        def get_device_count(self):
+            return 2
+
+        def get_device_info_by_index(self, i):
+            return [{"name": "bcm2835 HDMI", "maxInputChannels": 0},
+                    {"name": "USB PnP Sound Device", "maxInputChannels": 1}][i]
+
+        def terminate(self):
+            pass
+
+    fake = types.SimpleNamespace(PyAudio=PA)
+    assert check_mic(Config(), fake)[0].status == "ok"
+    usb = load_config(env={}, overrides={("audio", "device"): "usb"})
+    assert check_mic(usb, fake)[0].status == "ok"
+    other = load_config(env={}, overrides={("audio", "device"): "respeaker"})
+    bad = check_mic(other, fake)[0]
+    assert bad.status == "problem" and "USB PnP" in bad.detail and "audio.device" in bad.fix
+
+
+def test_cli_reports_missing_models_and_exits_1(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("EMOTION_EDGE_MODELS", str(tmp_path))
+    rc = main(["check", "--no-devices", "--mock-gpio", "--config", str(tmp_path / "none.toml")])
+    assert rc == 2  # a named config that does not exist is a configuration error
+    rc = main(["check", "--no-devices", "--mock-gpio", "--set", "models.speech=" +
+               str(tmp_path / "nope.tflite")])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "[PROBLEM] speech model" in out and "fix:" in out
+
+
+def test_cli_rejects_a_bad_config(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[leds]\nmode = 'disco'\n")
+    assert main(["check", "--config", str(cfg)]) == 2
+    assert "leds.mode" in capsys.readouterr().err

@@ -1,0 +1,106 @@
+"""The configuration: TOML, then environment, then CLI; typed, frozen, strict."""
+
+import dataclasses
+
+import pytest
+
+from edge.config import Config, config_reference, load_config, parse_override
+from edge.errors import ConfigError
+
+
+def write(tmp_path, text):
+    p = tmp_path / "config.toml"
+    p.write_text(text)
+    return p
+
+
+def test_defaults_are_valid_and_frozen():
+    c = load_config(env={})
+    assert c.loop.hop_s == 0.5 and c.loop.num_threads == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.loop.hop_s = 1.0  # type: ignore[misc]
+
+
+def test_precedence_file_then_env_then_cli(tmp_path):
+    p = write(tmp_path, "[loop]\nhop_s = 0.25\ndeadline_s = 0.1\n[leds]\nmode = 'none'\n")
+    c = load_config(p, env={"EMOTION_EDGE_LOOP_DEADLINE_S": "0.2"},
+                    overrides={("leds", "mode"): "per_emotion"})
+    assert c.loop.hop_s == 0.25  # file
+    assert c.loop.deadline_s == 0.2  # env beats file
+    assert c.leds.mode == "per_emotion"  # CLI beats both
+    assert str(p) in c.source and "EMOTION_EDGE_LOOP_DEADLINE_S" in c.source
+
+
+def test_env_types_are_parsed():
+    c = load_config(env={"EMOTION_EDGE_CAMERA_ENABLED": "no", "EMOTION_EDGE_LEDS_RGB_PINS": "2,3,4",
+                         "EMOTION_EDGE_LEDS_EMOTION_PINS": "{happy = 5, sad = 6}",
+                         "EMOTION_EDGE_LEDS_STATUS_PIN": "-1"})
+    assert c.camera.enabled is False
+    assert c.leds.rgb_pins == (2, 3, 4)
+    assert dict(c.leds.emotion_pins) == {"happy": 5, "sad": 6}
+
+
+def test_unrelated_package_env_vars_are_ignored():
+    c = load_config(env={"EMOTION_EDGE_MODELS": "/x", "EMOTION_EDGE_RUNTIME": "litert"})
+    assert c == Config()
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("[loop]\nhops = 1\n", ["loop.hops", "hop_s"]),
+        ("[lop]\nhop_s = 1\n", ["[lop]", "loop"]),
+        ("[leds]\nmode = 'blink'\n", ["leds.mode", "'rgb'", "'per_emotion'"]),
+        ("[loop]\nhop_s = 0\n", ["loop.hop_s", ">= 0.05"]),
+        ("[loop]\nhop_s = 'fast'\n", ["loop.hop_s", "number"]),
+        ("[camera]\nenabled = 1\n", ["camera.enabled", "true or false"]),
+        ("[leds]\nrgb_pins = [1, 2]\n", ["rgb_pins", "3 pins"]),
+        ("[leds]\nrgb_pins = [4, 5, 6]\nstatus_pin = 4\n", ["assigned twice"]),
+        ("[loop\n", ["not valid TOML"]),
+    ],
+)
+def test_bad_files_are_rejected_naming_the_key(tmp_path, text, words):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text), env={})
+    for w in words:
+        assert w in str(err.value)
+
+
+def test_bad_env_value_names_the_variable():
+    with pytest.raises(ConfigError, match="EMOTION_EDGE_LOOP_HOP_S"):
+        load_config(env={"EMOTION_EDGE_LOOP_HOP_S": "soon"})
+    with pytest.raises(ConfigError, match="unknown key loop.speed"):
+        load_config(env={"EMOTION_EDGE_LOOP_SPEED": "1"})
+
+
+def test_missing_file_only_an_error_when_required(tmp_path):
+    assert load_config(tmp_path / "nope.toml", env={}) == Config()
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml", env={}, required=True)
+
+
+def test_parse_override():
+    assert parse_override("loop.hop_s=0.25") == ("loop", "hop_s", "0.25")
+    with pytest.raises(ConfigError, match="section.key=value"):
+        parse_override("hop_s=1")
+
+
+def test_example_config_is_valid_and_documents_every_key():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / "systemd" / "config.example.toml"
+    c = load_config(example, env={}, required=True)
+    assert c.log.file == "/run/emotion-edge/decisions.jsonl"
+    text = example.read_text()
+    for line in config_reference().splitlines()[2:]:
+        key = line.split("`")[1].split(".")[1]
+        assert key in text, key
+
+
+def test_docs_reference_table_is_current():
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parent.parent / "docs" / "appliance.md"
+    assert config_reference() in docs.read_text(), (
+        "docs/appliance.md is stale: paste python -c 'from edge.config import config_reference; "
+        "print(config_reference())' into its Configuration reference")

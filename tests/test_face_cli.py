@@ -1,0 +1,102 @@
+"""``emotion-edge classify-face``: the JSON contract, no-face, bad files, videos, detection."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edge.cli import main
+
+from .face_fixtures import SYNTH_LABELS, cartoon_face, tiny_face_run  # noqa: F401  (fixture)
+from .test_face_frames import write_video
+
+pytestmark = pytest.mark.slow
+
+
+def lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@pytest.fixture()
+def images(tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    face = tmp_path / "face.png"
+    cv2.imwrite(str(face), cartoon_face("happy", np.random.default_rng(3)))
+    plain = tmp_path / "plain.jpg"
+    cv2.imwrite(str(plain), np.tile(np.linspace(0, 255, 320, dtype=np.uint8), (240, 1)))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG truncated")
+    return {"face": face, "plain": plain, "broken": broken}
+
+
+def test_whole_image_json_contract(tiny_face_run, images, capsys):  # noqa: F811
+    code = main(["classify-face", "--json", "--whole-image", "--model",
+                 str(tiny_face_run["model"]), str(images["face"]), str(images["plain"])])
+    out = lines(capsys.readouterr().out)
+    assert code == 0 and [o["path"] for o in out] == [str(images["face"]), str(images["plain"])]
+    face = out[0]["faces"][0]
+    assert face["box"] == [0, 0, 48, 48]
+    assert set(face["scores"]) == set(SYNTH_LABELS) and face["label"] in SYNTH_LABELS
+    assert face["label"] == max(face["scores"], key=face["scores"].get)
+    assert sum(face["scores"].values()) == pytest.approx(1.0, abs=0.05)
+    assert out[1]["faces"][0]["box"] == [0, 0, 320, 240]
+
+
+def test_no_face_is_an_empty_list_not_an_error(tiny_face_run, images, capsys):  # noqa: F811
+    code = main(["classify-face", "--json", "--model", str(tiny_face_run["model"]),
+                 str(images["plain"])])
+    assert code == 0
+    assert lines(capsys.readouterr().out) == [{"path": str(images["plain"]), "faces": []}]
+
+
+def test_bad_file_is_named_and_others_still_processed(tiny_face_run, images, capsys):  # noqa: F811
+    missing = images["face"].parent / "missing.png"
+    code = main(["classify-face", "--whole-image", "--model", str(tiny_face_run["model"]),
+                 str(images["broken"]), str(images["face"]), str(missing)])
+    captured = capsys.readouterr()
+    assert code == 1
+    err = captured.err.strip().splitlines()
+    assert len(err) == 2 and "broken.png" in err[0] and "missing.png" in err[1]
+    assert all(line.startswith("emotion-edge: error:") for line in err)
+    out = captured.out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith(str(images["face"]))
+
+
+def test_video_gives_one_object_per_sampled_frame(tiny_face_run, tmp_path, capsys):  # noqa: F811
+    video = write_video(tmp_path / "clip.avi", frames=10, fps=10.0)
+    code = main(["classify-face", "--json", "--video-fps", "5", "--model",
+                 str(tiny_face_run["model"]), str(video)])
+    out = lines(capsys.readouterr().out)
+    assert code == 0
+    assert [o["frame"] for o in out] == [0, 2, 4, 6, 8]
+    assert all(o["path"] == str(video) and o["faces"] == [] for o in out)
+
+
+def test_missing_model_is_one_clear_error(tmp_path, images, capsys):
+    code = main(["classify-face", "--model", str(tmp_path / "none.tflite"), str(images["face"])])
+    assert code == 2 and "none.tflite" in capsys.readouterr().err
+
+
+@pytest.mark.corpus
+def test_haar_finds_fer_faces_placed_in_a_lores_frame(shared_data):
+    cv2 = pytest.importorskip("cv2")
+    from convert.face_data import load_fer
+    from edge.face import HaarFaceDetector
+
+    faces = load_fer(shared_data / "fer2013" / "fer2013_48.npz", "PublicTest").x[:40]
+    detector = HaarFaceDetector()
+    hits = 0
+    for i, face in enumerate(faces):
+        frame = np.full((240, 320), 90, np.uint8)
+        x, y = 40 + (i * 13) % 150, 30 + (i * 7) % 80
+        frame[y : y + 120, x : x + 120] = cv2.resize(face, (120, 120))
+        boxes = detector.detect(frame)
+        assert len(boxes) <= 1  # largest face only
+        if boxes:
+            bx, by, bw, bh = boxes[0]
+            ix = max(0, min(bx + bw, x + 120) - max(bx, x))
+            iy = max(0, min(by + bh, y + 120) - max(by, y))
+            hits += ix * iy / (bw * bh + 120 * 120 - ix * iy) > 0.3
+    assert hits >= 20, f"Haar found only {hits}/40 FER faces"

@@ -1,0 +1,92 @@
+"""The face pipeline end to end on synthetic faces: train, structural pruning, int8 export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from .face_fixtures import SYNTH_LABELS, tiny_face_run  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.slow
+
+
+def test_pruning_makes_a_physically_smaller_model(tiny_face_run):  # noqa: F811
+    r = tiny_face_run["report"]
+    assert r["pruned"]["params"] < 0.6 * r["parent"]["params"]
+    assert r["pruned"]["macs"] < 0.6 * r["parent"]["macs"]
+    assert r["pruned"]["int8_bytes"] < r["parent"]["int8_bytes"]
+    assert all(p < q for p, q in zip(r["pruned"]["widths"], r["parent"]["widths"]))
+
+
+def test_int8_model_loads_with_a_complete_manifest(tiny_face_run):  # noqa: F811
+    from edge.face import FaceClassifier, FacePreprocessConfig
+    from edge.manifest import load_manifest
+
+    m = load_manifest(tiny_face_run["model"])
+    assert m.labels == SYNTH_LABELS
+    assert m.input.dtype == "int8" and m.output.dtype == "int8"
+    assert m.preprocessing == FacePreprocessConfig().to_dict()
+    assert m.fusion_map == {"happy": "happy", "sad": "sad", "surprise": "surprised"}
+    assert 0.0 <= m.metrics["report_accuracy_int8"] <= 1.0
+    assert m.metrics["params"] == tiny_face_run["report"]["pruned"]["params"]
+    with FaceClassifier(tiny_face_run["model"]) as clf:
+        face = clf.classify_crop(np.full((48, 48), 128, np.uint8))
+    assert set(face.scores) == set(SYNTH_LABELS)
+    assert sum(face.scores.values()) == pytest.approx(1.0, abs=0.05)
+    assert (tiny_face_run["base"] / "models" / "face_confusion.png").stat().st_size > 1000
+    report = json.loads((tiny_face_run["base"] / "models" / "reports" / "face" /
+                         "face_report.json").read_text())
+    assert report["pruned"]["int8_parity_report"]["n"] > 0
+
+
+def test_pruned_model_keeps_the_surviving_weights():
+    pytest.importorskip("tensorflow")
+    from convert.face_model import StudentSpec, build_student, count_macs, prune_student
+
+    spec = StudentSpec(widths=(8, 16, 16), pool_after=(1,))
+    parent = build_student(spec)
+    rng = np.random.default_rng(0)
+    for layer in parent.layers:  # distinct BN scales so the ranking is well defined
+        if layer.name.endswith("_bn"):
+            w = layer.get_weights()
+            w[0] = rng.uniform(0.1, 1.0, w[0].shape).astype(np.float32)
+            w[3] = rng.uniform(0.5, 2.0, w[3].shape).astype(np.float32)
+            layer.set_weights(w)
+    pruned, pspec, keep = prune_student(parent, spec, 0.5)
+    assert pspec.widths == (4, 8, 8)
+    g = np.abs(parent.get_layer("conv1_bn").get_weights()[0])
+    assert set(keep[1]) == set(np.argsort(-g)[:8])
+    k_parent = parent.get_layer("conv1").get_weights()[0]
+    k_pruned = pruned.get_layer("conv1").get_weights()[0]
+    np.testing.assert_array_equal(k_pruned, k_parent[:, :, keep[0], :][..., keep[1]])
+    # MACs: stem 24*24*9*8 + dw 24*24*9*8 + pw 24*24*8*16 + ... counted by hand for the parent
+    expected = 24 * 24 * 9 * 8 + 24 * 24 * (9 * 8 + 8 * 16) + 12 * 12 * (9 * 16 + 16 * 16) + 16 * 7
+    assert count_macs(parent) == expected
+    # Cutting the pruned channels' outgoing connections in the parent must give the pruned
+    # model's output exactly: the surviving weights were copied to the right places.
+    x = rng.uniform(-1, 1, (4, 48, 48, 1)).astype(np.float32)
+    for i, kept in enumerate(keep):
+        drop = np.setdiff1d(np.arange(spec.widths[i]), kept)
+        nxt = parent.get_layer(f"conv{i + 1}" if i + 1 < len(keep) else "logits")
+        w = nxt.get_weights()
+        if nxt.name == "logits":
+            w[0][drop] = 0.0
+        else:
+            w[0][:, :, drop, :] = 0.0
+        nxt.set_weights(w)
+    np.testing.assert_allclose(np.asarray(parent(x, training=False)),
+                               np.asarray(pruned(x, training=False)), atol=1e-4)
+
+
+def test_augmentation_keeps_the_input_range():
+    """Keras' RandomContrast clips to (0, 255) unless told otherwise, which once wiped every dark
+    pixel of the [-1, 1] training images; the augmenter must keep the range."""
+    pytest.importorskip("tensorflow")
+    from convert.face_train import _augmenter
+
+    x = np.tile(np.linspace(-1, 1, 48, dtype=np.float32), (8, 48, 1))[..., None]
+    y = np.asarray(_augmenter(0)(x, training=True))
+    assert y.min() < -0.5 and y.max() > 0.5
+    assert np.corrcoef(x.ravel(), y.ravel())[0, 1] > 0.5

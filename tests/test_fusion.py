@@ -1,0 +1,91 @@
+"""Late fusion over one explicit label mapping, correct with a modality missing."""
+
+import pytest
+
+from edge.errors import ConfigError
+from edge.fusion import LabelMap, LateFusion, calibrate
+
+SPEECH = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+FACE = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+SPEECH_MAP = {l: l for l in SPEECH} | {"calm": "neutral"}
+FACE_MAP = {l: l for l in FACE} | {"fear": "fearful", "surprise": "surprised"}
+
+
+def fusion(weights=None, temps=None, overrides=None):
+    lm = LabelMap.build({"speech": (SPEECH, SPEECH_MAP), "face": (FACE, FACE_MAP)}, overrides)
+    return LateFusion(lm, weights=weights or {"speech": 1.0, "face": 1.0}, temperatures=temps)
+
+
+def onehot(labels, hot, p=0.9):
+    rest = (1 - p) / (len(labels) - 1)
+    return {l: (p if l == hot else rest) for l in labels}
+
+
+def test_common_labels_follow_the_manifests():
+    f = fusion()
+    assert f.labels == ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+
+
+def test_calm_and_neutral_add_up():
+    f = fusion()
+    out = f.fuse({"speech": {"calm": 0.4, "neutral": 0.3, "happy": 0.3}})
+    assert out.label == "neutral"
+    assert out.scores["neutral"] == pytest.approx(0.7)
+
+
+def test_one_modality_missing_equals_that_modality_alone():
+    f = fusion()
+    speech = onehot(SPEECH, "sad")
+    only = f.fuse({"speech": speech})
+    with_empty_face = f.fuse({"speech": speech, "face": {}})
+    assert only.scores == pytest.approx(with_empty_face.scores)
+    assert only.label == "sad" and [m.modality for m in only.modalities] == ["speech"]
+    assert sum(only.scores.values()) == pytest.approx(1.0)
+
+
+def test_no_modality_is_no_decision():
+    assert fusion().fuse({}) is None
+    assert fusion().fuse({"speech": {}, "face": {}}) is None
+
+
+def test_weights_decide_a_disagreement():
+    speech, face = onehot(SPEECH, "angry"), onehot(FACE, "happy")
+    assert fusion({"speech": 3.0, "face": 1.0}).fuse({"speech": speech, "face": face}).label == "angry"
+    assert fusion({"speech": 1.0, "face": 3.0}).fuse({"speech": speech, "face": face}).label == "happy"
+
+
+def test_zero_weight_modality_alone_gives_no_decision():
+    f = fusion({"speech": 1.0, "face": 0.0})
+    assert f.fuse({"face": onehot(FACE, "happy")}) is None
+
+
+def test_temperature_softens_without_reordering():
+    scores = {"a": 0.7, "b": 0.2, "c": 0.1}
+    soft = calibrate(scores, 3.0)
+    sharp = calibrate(scores, 0.5)
+    assert sorted(soft, key=soft.get) == sorted(scores, key=scores.get)
+    assert soft["a"] < 0.7 < sharp["a"]
+    assert sum(soft.values()) == pytest.approx(1.0)
+
+
+def test_temperature_changes_the_fused_winner():
+    # A confident face vs a mildly confident speech: sharpening speech lets it win.
+    speech = {l: 0.05 for l in SPEECH} | {"angry": 0.65}
+    face = onehot(FACE, "happy", 0.7)
+    assert fusion().fuse({"speech": speech, "face": face}).label == "happy"
+    hot = fusion(temps={"speech": 0.3}).fuse({"speech": speech, "face": face})
+    assert hot.label == "angry"
+
+
+def test_unmapped_labels_drop_out_and_mass_renormalises():
+    f = fusion(overrides={"face": {"disgust": ""}})
+    out = f.fuse({"face": {"disgust": 0.8, "happy": 0.2}})
+    assert out.scores["happy"] == pytest.approx(1.0)
+    assert f.fuse({"face": {"disgust": 1.0}}) is None
+
+
+def test_a_label_without_a_mapping_is_refused():
+    with pytest.raises(ConfigError, match="calm"):
+        LabelMap.build({"speech": (SPEECH, {l: l for l in SPEECH if l != "calm"})})
+    with pytest.raises(ConfigError, match="not a face model label"):
+        fusion(overrides={"face": {"bored": "neutral"}})

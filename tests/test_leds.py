@@ -1,0 +1,115 @@
+"""LEDs through gpiozero's own MockFactory: colours, brightness, heartbeat, dark on close."""
+
+import pytest
+
+gpiozero = pytest.importorskip("gpiozero")
+from gpiozero.pins.mock import MockFactory, MockPWMPin  # noqa: E402
+
+from edge.config import LedConfig  # noqa: E402
+from edge.decision import Decision, ModalityReport  # noqa: E402
+from edge.sinks import EMOTION_COLOURS, LedSink  # noqa: E402
+
+LABELS = ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+
+
+@pytest.fixture
+def factory():
+    f = MockFactory(pin_class=MockPWMPin)
+    yield f
+    f.reset()
+
+
+def decision(label, confidence, cycle=0):
+    return Decision(cycle=cycle, time=0.0, media_s=cycle * 0.5, label=label,
+                    confidence=confidence, fused={}, speech=ModalityReport("ok"),
+                    face=ModalityReport("disabled"), latency_ms={}, overrun=False, level="full",
+                    counters={})
+
+
+def state(factory, pin):
+    return float(factory.pin(pin).state)
+
+
+def test_rgb_colour_per_emotion_and_brightness_per_confidence(factory):
+    cfg = LedConfig(mode="rgb", rgb_pins=(17, 27, 22), status_pin=4, min_brightness=0.0)
+    with LedSink(cfg, LABELS, pin_factory=factory) as sink:
+        sink.write(decision("angry", 1.0))
+        assert [state(factory, p) for p in (17, 27, 22)] == [1.0, 0.0, 0.0]
+        sink.write(decision("sad", 0.5))
+        assert [state(factory, p) for p in (17, 27, 22)] == pytest.approx([0.0, 0.0, 0.5])
+        sink.write(decision("happy", 0.8))
+        r, g, b = EMOTION_COLOURS["happy"]
+        assert [state(factory, p) for p in (17, 27, 22)] == pytest.approx([r * .8, g * .8, b * .8])
+        sink.write(decision(None, 0.0))
+        assert [state(factory, p) for p in (17, 27, 22)] == [0.0, 0.0, 0.0]
+
+
+def test_heartbeat_toggles_each_decision_and_all_dark_on_close(factory):
+    cfg = LedConfig(mode="rgb", status_pin=4)
+    sink = LedSink(cfg, LABELS, pin_factory=factory)
+    beats = []
+    for i in range(4):
+        sink.write(decision("happy", 0.9, i))
+        beats.append(bool(factory.pin(4).state))
+    assert beats == [True, False, True, False]
+    sink.write(decision("happy", 0.9))
+    assert state(factory, 17) > 0 and factory.pin(4).state
+    sink.close()
+    assert all(state(factory, p) == 0 for p in (17, 27, 22, 4))
+    sink.close()  # idempotent
+    sink.write(decision("happy", 0.9))  # after close: ignored, stays dark
+    assert state(factory, 17) == 0
+
+
+def test_pin_history_over_time(factory):
+    cfg = LedConfig(mode="rgb", status_pin=-1, min_brightness=0.0)
+    sink = LedSink(cfg, LABELS, pin_factory=factory)
+    factory.pin(17).clear_states()
+    for conf in (0.2, 0.6, 1.0):
+        sink.write(decision("angry", conf))
+    sink.close()
+    red = [round(float(s.state), 3) for s in factory.pin(17).states]
+    assert red == [0.0, 0.2, 0.6, 1.0, 0.0]
+
+
+def test_common_anode_inverts(factory):
+    cfg = LedConfig(mode="rgb", common_anode=True, status_pin=-1, min_brightness=0.0)
+    with LedSink(cfg, LABELS, pin_factory=factory) as sink:
+        sink.write(decision("angry", 1.0))
+        assert [state(factory, p) for p in (17, 27, 22)] == [0.0, 1.0, 1.0]
+
+
+def test_one_led_per_emotion(factory):
+    cfg = LedConfig(mode="per_emotion", status_pin=4, min_brightness=0.2)
+    pins = dict(cfg.emotion_pins)
+    with LedSink(cfg, LABELS, pin_factory=factory) as sink:
+        sink.write(decision("sad", 0.5))
+        lit = {label: state(factory, pin) for label, pin in pins.items()}
+        assert lit.pop("sad") == pytest.approx(0.2 + 0.8 * 0.5)
+        assert set(lit.values()) == {0.0}
+    assert all(state(factory, p) == 0 for p in pins.values())
+
+
+def test_env_pin_class_alone_works(monkeypatch):
+    # The documented way for demos: GPIOZERO_PIN_FACTORY=mock GPIOZERO_MOCK_PIN_CLASS=mockpwmpin.
+    monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")
+    monkeypatch.setenv("GPIOZERO_MOCK_PIN_CLASS", "mockpwmpin")
+    gpiozero.Device.pin_factory = None
+    try:
+        with LedSink(LedConfig(), LABELS) as sink:
+            sink.write(decision("angry", 1.0))
+            assert gpiozero.Device.pin_factory.pin(17).state == 1.0
+    finally:
+        if gpiozero.Device.pin_factory is not None:
+            gpiozero.Device.pin_factory.reset()
+            gpiozero.Device.pin_factory.close()
+        gpiozero.Device.pin_factory = None
+
+
+def test_a_busy_pin_is_a_clear_error(factory):
+    from edge.errors import DeviceUnavailableError
+
+    other = gpiozero.LED(17, pin_factory=factory)  # another program holds the red pin
+    with pytest.raises(DeviceUnavailableError, match="leds"):
+        LedSink(LedConfig(), LABELS, pin_factory=factory)
+    other.close()

@@ -1,0 +1,90 @@
+"""The shipped speech model: its manifest's promises, golden int8 outputs, and the invariance that
+training (convert) and the device build the very same model input from the same audio."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from convert.corpora import RAVDESS_LABELS, Utterance
+from edge.audio import load_audio
+from edge.manifest import load_manifest
+from edge.paths import default_model
+from edge.runtime import QuantizedModel
+from edge.speech import SPEECH_MODEL_FILE, SpeechClassifier, windows_of
+
+REPO = Path(__file__).resolve().parent.parent
+GOLDEN = json.loads((REPO / "tests" / "fixtures" / "golden_speech.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def model_path() -> Path:
+    return REPO / "models" / SPEECH_MODEL_FILE
+
+
+def test_manifest_describes_the_model(model_path):
+    m = load_manifest(model_path)  # also checks the sha256
+    assert m.sha256 == GOLDEN["model_sha256"], "model changed: regenerate the golden file"
+    assert m.labels == RAVDESS_LABELS and m.task == "speech"
+    assert m.input.dtype == "int8" and m.output.dtype == "int8"
+    assert m.fusion_map["calm"] == "neutral"
+    assert "CC BY-NC-SA" in m.training["licence"]
+    assert model_path.stat().st_size <= 200 * 1024
+    cv = m.metrics["cross_validation"]
+    assert "speaker-independent" in cv["protocol"] and len(cv["folds"]) == 6
+    for a, b in zip(cv["folds"], cv["folds"][1:]):
+        assert not set(a["test_speakers"]) & set(b["test_speakers"])
+    assert cv["mean"]["uar"] >= 0.60
+    parity = m.metrics["int8_parity"]["mean"]
+    assert abs(parity["float_uar"] - parity["int8_uar"]) <= 0.01
+
+
+def test_default_model_is_the_shipped_one(model_path):
+    assert default_model(SPEECH_MODEL_FILE).resolve() == model_path.resolve()
+
+
+def _windows(clf: SpeechClassifier, name: str):
+    frames = clf.mfcc(load_audio(REPO / "demo" / "audio" / name, clf.sample_rate))
+    return windows_of(frames, clf.window_frames, clf.hop_frames)
+
+
+def test_golden_outputs_with_pinned_reference_kernels(model_path):
+    with SpeechClassifier(model_path) as clf, \
+            QuantizedModel(model_path, reference_kernels=True) as ref:
+        for name, rows in GOLDEN["windows"].items():
+            wins = _windows(clf, name)
+            assert [s for s, _ in wins] == [r["start"] for r in rows]
+            for (_, w), row in zip(wins, rows):
+                q = ref.quantize(clf.model_input(w)[None])
+                assert ref.predict_raw(q)[0].tolist() == row["int8"], name
+
+
+def test_xnnpack_stays_within_two_lsb_of_the_golden_outputs(model_path):
+    # XNNPACK rounds some int8 ops differently from the reference kernels; 2 LSB is the largest
+    # difference measured on these clips (1/256 of probability each).
+    with SpeechClassifier(model_path) as clf:
+        for name, rows in GOLDEN["windows"].items():
+            for (_, w), row in zip(_windows(clf, name), rows):
+                got = clf.model.predict_raw(clf.model.quantize(clf.model_input(w)[None]))[0]
+                assert np.abs(got.astype(int) - np.array(row["int8"])).max() <= 2, name
+
+
+def test_training_and_device_build_the_same_model_input(model_path):
+    from convert.speech import FeatureBank, SpeechRecipe, clip_windows
+    from edge.speech import SpeechGate
+
+    m = load_manifest(model_path)
+    recipe = SpeechRecipe()
+    assert {**recipe.mfcc.to_dict(), "window_frames": recipe.window_frames,
+            "hop_frames": recipe.hop_frames} == dict(m.preprocessing)
+    clips = sorted((REPO / "demo" / "audio").glob("*.flac"))
+    bank = FeatureBank([Utterance(p, "happy", "s", "demo") for p in clips], recipe, augment=False)
+    x_train, group = clip_windows(bank, recipe, SpeechGate())
+    with SpeechClassifier(model_path) as clf:
+        for i, p in enumerate(clips):
+            device = [clf.model_input(w) for _, w in _windows(clf, p.name)
+                      if clf.gate.is_speech(w, clf.config)]
+            np.testing.assert_allclose(np.stack(device), x_train[group == i], atol=1e-5)
