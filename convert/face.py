@@ -63,7 +63,7 @@ class FaceRecipe:
     prune_ratio: float = 0.35
     criterion: str = "bn_gamma"
     gamma_l1: float = 1e-5
-    finetune: TrainConfig = TrainConfig(epochs=8, learning_rate=1e-3)
+    finetune: TrainConfig = TrainConfig(epochs=14, learning_rate=1e-3)
     calibration_samples: int = 500
 
     def to_dict(self) -> dict[str, Any]:

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--parent", type=Path, default=None, metavar="KERAS",
                    help="reuse a trained parent (.keras) instead of training one")
     p.add_argument("--epochs", type=int, default=None, help="parent epochs (default 25)")
-    p.add_argument("--finetune-epochs", type=int, default=None, help="after pruning (default 8)")
+    p.add_argument("--finetune-epochs", type=int, default=None, help="after pruning (default 14)")
     p.add_argument("--prune-ratio", type=float, default=None,
                    help="fraction of channels removed per layer (default 0.35)")
     p.add_argument("--criterion", choices=("bn_gamma", "l1"), default=None,

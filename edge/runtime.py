@@ -101,6 +101,9 @@ class QuantizedModel:
         # Interpreters are not thread-safe; the loop may call from more than one thread.
         self._lock = threading.Lock()
         self._closed = False
+        # The first invoke packs weights for XNNPACK (tens of ms on a Pi): pay it here, at load,
+        # before the service reports READY, not in the first real-time cycle.
+        self.predict_raw(np.zeros(self._in["shape"], self._in["dtype"]))
 
     def _check_against_manifest(self) -> None:
         for role, detail, recorded in (
