@@ -24,7 +24,7 @@ $(VENV)/.all: setup.cfg constraints.txt | $(BIN)/python
 
 # The appliance loop on recordings (mock GPIO pins, decisions printed), then per-file results.
 demo: $(VENV)/.device
-	$(BIN)/emotion-edge run --audio-file demo/audio/03a01Wa.flac --image demo/face.jpg --fast --text
+	$(BIN)/emotion-edge run --audio-file demo/conversation.flac --image demo/face.jpg --fast --text
 	$(BIN)/emotion-edge classify demo/audio/*.flac
 	$(BIN)/emotion-edge classify-face demo/face.jpg
 
@@ -33,6 +33,7 @@ test: $(VENV)/.all
 
 bench: $(VENV)/.all
 	$(BIN)/python -m bench.speech_bench
+	$(BIN)/python -m bench.loop_bench --models models --face-image demo/face.jpg
 
 clean:
 	rm -rf $(VENV) build *.egg-info
