@@ -20,6 +20,7 @@ import numpy as np
 
 from edge.errors import ConfigError
 from edge.face import FACE_MODEL_FILE, FER_LABELS, FacePreprocessConfig, crop_faces
+from edge.fusion import fusion_map_for
 
 from .face_data import FaceSplit, load_fer, load_image_folder
 from .face_model import PARENT_SPEC, StudentSpec, build_student, count_macs, prune_student
@@ -39,9 +40,6 @@ logger = logging.getLogger(__name__)
 
 FER_LICENCE = "FER2013: no licence stated, research use; weights only, images not redistributed"
 
-#: FER / folder label -> label of the common fusion set (edge.fusion.COMMON_LABELS).
-_TO_COMMON = {"fear": "fearful", "surprise": "surprised", "calm": "neutral"}
-_COMMON = ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,14 +85,6 @@ class FaceData:
     report: FaceSplit
     protocol: str
     source: str
-
-
-def fusion_map_for(labels: tuple[str, ...]) -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for label in labels:
-        common = _TO_COMMON.get(label, label)
-        out[label] = common if common in _COMMON else None
-    return out
 
 
 def load_face_data(

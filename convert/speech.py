@@ -19,6 +19,7 @@ import numpy as np
 
 from edge.audio import load_audio, resample
 from edge.features import Mfcc, MfccConfig, normalize_window
+from edge.fusion import COMMON_LABELS, fusion_map_for
 from edge.speech import SpeechGate, speech_preprocessing, window_starts, windows_of
 
 from .corpora import Utterance
@@ -37,20 +38,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: The label set fusion works in (speech "calm" counts as neutral; face "surprise" as surprised).
-COMMON_LABELS = ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised")
-_TO_COMMON = {"calm": "neutral", "surprise": "surprised", "fear": "fearful"}
-
-
-def fusion_map_for(labels: Sequence[str]) -> dict[str, str | None]:
-    """Map each model label to the common fusion label set (``None``: no counterpart)."""
-    out: dict[str, str | None] = {}
-    for lab in labels:
-        common = _TO_COMMON.get(lab, lab)
-        out[lab] = common if common in COMMON_LABELS else None
-    return out
-
 
 @dataclasses.dataclass(frozen=True)
 class SpeechRecipe:
