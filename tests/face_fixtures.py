@@ -52,7 +52,7 @@ def tiny_face_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     base = tmp_path_factory.mktemp("face")
     folder = write_image_folder(base / "faces")
     recipe = FaceRecipe(
-        parent=StudentSpec(widths=(8, 16, 16, 16, 32), pool_after=(1, 3)),
+        parent=StudentSpec(widths=(8, 16, 16, 16, 32), pool_after=(1, 3), stem_stride=2),
         train=TrainConfig(epochs=3, batch_size=32, learning_rate=3e-3),
         prune_ratio=0.5,
         finetune=TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3),

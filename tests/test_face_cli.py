@@ -100,3 +100,41 @@ def test_haar_finds_fer_faces_placed_in_a_lores_frame(shared_data):
             iy = max(0, min(by + bh, y + 120) - max(by, y))
             hits += ix * iy / (bw * bh + 120 * 120 - ix * iy) > 0.3
     assert hits >= 20, f"Haar found only {hits}/40 FER faces"
+
+
+def test_face_probabilities_average_the_face_and_its_mirror():
+    from edge.face import face_probabilities
+
+    class LeftBright:  # a "model" that only looks at the left half, so mirroring matters
+        def predict(self, face):
+            left = float(face[:, : face.shape[1] // 2].mean() > 0)
+            return np.array([left, 1.0 - left], np.float32)
+
+    face = np.zeros((48, 48, 1), np.float32)
+    face[:, :24] = 1.0
+    np.testing.assert_allclose(face_probabilities(LeftBright(), face, mirror=False), [1, 0])
+    np.testing.assert_allclose(face_probabilities(LeftBright(), face), [0.5, 0.5])
+
+
+def test_classifier_and_cli_use_the_mirror_average_by_default(tiny_face_run, images, capsys):  # noqa: F811
+    from edge.face import FaceClassifier, FacePreprocessConfig, crop_face, read_gray_image
+    from edge.runtime import QuantizedModel
+
+    gray = read_gray_image(images["face"])
+    with QuantizedModel(tiny_face_run["model"]) as qm:
+        face = crop_face(gray, None, FacePreprocessConfig())
+        single, mirrored = qm.predict(face), qm.predict(face[:, ::-1])
+        with FaceClassifier(qm) as clf:
+            both = clf.scores(face)
+        with FaceClassifier(qm, mirror=False) as clf:
+            one = clf.scores(face)
+    np.testing.assert_allclose(list(both.values()), (single + mirrored) / 2, atol=1e-6)
+    np.testing.assert_allclose(list(one.values()), single, atol=1e-6)
+
+    # The CLI defaults to the mirror average and --no-mirror gives the single pass.
+    model = str(tiny_face_run["model"])
+    for flag, want in (([], (single + mirrored) / 2), (["--no-mirror"], single)):
+        assert main(["classify-face", "--json", "--whole-image", *flag, "--model", model,
+                     str(images["face"])]) == 0
+        scores = lines(capsys.readouterr().out)[0]["faces"][0]["scores"]
+        np.testing.assert_allclose(list(scores.values()), want, atol=6e-5)  # JSON: 4 decimals

@@ -30,6 +30,8 @@ def test_int8_model_loads_with_a_complete_manifest(tiny_face_run):  # noqa: F811
     assert m.preprocessing == FacePreprocessConfig().to_dict()
     assert m.fusion_map == {"happy": "happy", "sad": "sad", "surprise": "surprised"}
     assert 0.0 <= m.metrics["report_accuracy_int8"] <= 1.0
+    assert 0.0 <= m.metrics["report_accuracy_int8_single_pass"] <= 1.0
+    assert "mirror" in m.metrics["inference"]
     assert m.metrics["params"] == tiny_face_run["report"]["pruned"]["params"]
     with FaceClassifier(tiny_face_run["model"]) as clf:
         face = clf.classify_crop(np.full((48, 48), 128, np.uint8))
@@ -45,7 +47,7 @@ def test_pruned_model_keeps_the_surviving_weights():
     pytest.importorskip("tensorflow")
     from convert.face_model import StudentSpec, build_student, count_macs, prune_student
 
-    spec = StudentSpec(widths=(8, 16, 16), pool_after=(1,))
+    spec = StudentSpec(widths=(8, 16, 16), pool_after=(1,), stem_stride=2)
     parent = build_student(spec)
     rng = np.random.default_rng(0)
     for layer in parent.layers:  # distinct BN scales so the ranking is well defined
@@ -90,3 +92,34 @@ def test_augmentation_keeps_the_input_range():
     y = np.asarray(_augmenter(0)(x, training=True))
     assert y.min() < -0.5 and y.max() > 0.5
     assert np.corrcoef(x.ravel(), y.ravel())[0, 1] > 0.5
+
+
+def test_fine_tune_targets_average_teacher_and_parent_log_probabilities():
+    pytest.importorskip("tensorflow")
+    from convert.face import _finetune_targets
+    from convert.face_model import StudentSpec, build_student
+    from convert.face_train import predict_logits
+
+    parent = build_student(StudentSpec(widths=(4, 8), pool_after=(0,), num_classes=3))
+    x = np.random.default_rng(0).uniform(-1, 1, (5, 48, 48, 1)).astype(np.float32)
+    t = np.log(np.array([[0.7, 0.2, 0.1]] * 5, np.float32)) + 4.0  # any logit offset
+    p = predict_logits(parent, x)
+    got, got_flip = _finetune_targets("ensemble", parent, x, t, t)
+    log_p = p - np.log(np.exp(p).sum(1, keepdims=True))
+    np.testing.assert_allclose(got, (np.log([[0.7, 0.2, 0.1]]) + log_p) / 2, atol=1e-5)
+    assert got_flip.shape == got.shape
+    np.testing.assert_allclose(_finetune_targets("parent", parent, x, t, t)[0], p, atol=1e-6)
+    assert _finetune_targets("teacher", parent, x, t, t)[0] is t
+    # Without a teacher the ensemble falls back to the parent alone.
+    np.testing.assert_allclose(_finetune_targets("ensemble", parent, x, None, None)[0], p, atol=1e-6)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--pool-after", "1,x"], "--pool-after '1,x' must be comma-separated integers"),
+    (["--widths", "8,16", "--pool-after", "5"], "must index --widths (0..1)"),
+])
+def test_bad_architecture_flags_are_named(tmp_path, capsys, argv, needle):
+    from convert.cli import main
+
+    code = main(["-q", "face", "--image-folder", str(tmp_path), "--out", str(tmp_path), *argv])
+    assert code == 2 and needle in capsys.readouterr().err

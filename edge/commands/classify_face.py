@@ -40,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runtime", choices=("litert", "tflite-runtime", "tensorflow"), default=None,
                    help="TFLite interpreter (default: first installed)")
     p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    p.add_argument("--no-mirror", dest="mirror", action="store_false",
+                   help="one invoke per face instead of averaging it with its mirror image")
     p.set_defaults(func=run)
 
 
@@ -80,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         detector = HaarFaceDetector(FaceDetectorConfig(largest_only=not args.all_faces))
     failures = 0
     with FaceClassifier(model, detector=detector, num_threads=args.threads,
-                        runtime=args.runtime) as clf:
+                        runtime=args.runtime, mirror=args.mirror) as clf:
         for path in args.paths:
             try:
                 if path.suffix.lower() in VIDEO_SUFFIXES:
