@@ -67,7 +67,7 @@ class FaceRecipe:
 
     parent: StudentSpec = PARENT_SPEC
     train: TrainConfig = TrainConfig(epochs=40)
-    prune_ratio: float = 0.35
+    prune_ratio: float = 0.36
     criterion: str = "bn_gamma"
     gamma_l1: float = 1e-5
     finetune: TrainConfig = TrainConfig(epochs=20, learning_rate=1e-3)

