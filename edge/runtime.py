@@ -20,7 +20,7 @@ import numpy as np
 from .errors import ConfigError, MissingDependencyError, ModelError
 from .manifest import ModelManifest, TensorQuant, load_manifest
 
-__all__ = ["RUNTIMES", "resolve_interpreter_class", "QuantizedModel"]
+__all__ = ["RUNTIMES", "resolve_interpreter_class", "QuantizedModel", "open_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -189,3 +189,26 @@ class QuantizedModel:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"runtime={self.runtime}"
         return f"<QuantizedModel {self.path.name} {self.manifest.task} {state}>"
+
+
+def open_model(
+    model: str | Path | QuantizedModel,
+    *,
+    task: str,
+    num_threads: int = 1,
+    runtime: str | None = None,
+) -> tuple[QuantizedModel, bool]:
+    """``model`` as ``(QuantizedModel, owned)`` for a classifier of ``task``.
+
+    An open :class:`QuantizedModel` is used as it is and stays the caller's to close
+    (``owned=False``); a path is opened here (``owned=True``).  A manifest written for another
+    task is refused with :class:`~edge.errors.ModelError` naming the file, and what was opened
+    here is closed again.
+    """
+    owned = not isinstance(model, QuantizedModel)
+    qm = QuantizedModel(model, num_threads=num_threads, runtime=runtime) if owned else model
+    if qm.manifest.task != task:
+        if owned:
+            qm.close()
+        raise ModelError(f"{qm.path}: manifest task is {qm.manifest.task!r}, expected {task!r}")
+    return qm, owned

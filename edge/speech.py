@@ -20,7 +20,7 @@ from .audio import load_audio
 from .errors import ConfigError, ManifestMismatchError, ModelError
 from .features import Mfcc, MfccConfig, StreamingMfcc, frame_dbfs, normalize_window
 from .manifest import ModelManifest
-from .runtime import QuantizedModel
+from .runtime import QuantizedModel, open_model
 
 __all__ = [
     "NO_SPEECH",
@@ -152,13 +152,20 @@ class SpeechClassifier:
         num_threads: int = 1,
         runtime: str | None = None,
     ) -> None:
-        self.model = model if isinstance(model, QuantizedModel) else QuantizedModel(
-            model, num_threads=num_threads, runtime=runtime
-        )
+        self.model, self._owns_model = open_model(
+            model, task="speech", num_threads=num_threads, runtime=runtime)
+        try:
+            self._configure(expected_config, hop_s, gate)
+        except Exception:
+            self.close()  # a refused model opened here must not stay open
+            raise
+
+    def _configure(
+        self, expected_config: MfccConfig | None, hop_s: float | None, gate: SpeechGate | None
+    ) -> None:
+        """Check the manifest against the model and the device, and derive the window geometry."""
         m = self.model.manifest
         source = str(self.model.path)
-        if m.task != "speech":
-            raise ModelError(f"{source}: manifest task is {m.task!r}, expected 'speech'")
         if expected_config is not None:
             m.check_preprocessing(expected_config.to_dict(), source=source)
         self.config = _mfcc_config_of(m, source)
@@ -232,7 +239,9 @@ class SpeechClassifier:
         return self.classify_signal(load_audio(path, self.sample_rate))
 
     def close(self) -> None:
-        self.model.close()
+        """Release the model if this classifier opened it; idempotent."""
+        if self._owns_model:
+            self.model.close()
 
     def __enter__(self) -> "SpeechClassifier":
         return self

@@ -138,3 +138,20 @@ def test_cli_plain_output(tiny, demo_clips, capsys):
 def test_cli_missing_model_is_a_clear_error(tmp_path, capsys, demo_clips):
     assert main(["classify", "--model", str(tmp_path / "nope.tflite"), str(demo_clips[0])]) == 2
     assert "nope.tflite" in capsys.readouterr().err
+
+
+def test_a_borrowed_model_stays_open_and_a_refused_one_is_named(tiny):
+    from edge.face import FaceClassifier
+
+    path, _ = tiny
+    with QuantizedModel(path) as qm:
+        with SpeechClassifier(qm):
+            pass
+        assert qm.predict(np.zeros(qm.input_shape[1:], np.float32)).shape == (len(TINY_LABELS),)
+        # A speech model is not a face model: refused before any face check, naming the file.
+        with pytest.raises(ModelError, match=rf"{path.name}: manifest task is 'speech', "
+                                             r"expected 'face_expression'"):
+            FaceClassifier(qm)
+        assert not qm._closed  # the caller's model is the caller's to close
+    with pytest.raises(ModelError, match="expected 'face_expression'"):
+        FaceClassifier(path)

@@ -46,7 +46,7 @@ def build(folder: str | Path, *, window_frames: int = 100, hop_frames: int = 50)
     face = folder / FACE_MODEL_FILE
     save_model(convert_int8(_keras(fshape, len(FACE_LABELS), 1),
                             rng.uniform(-1, 1, size=(32, *fshape)).astype(np.float32)),
-               face, name="tiny-face", task="face", labels=FACE_LABELS,
+               face, name="tiny-face", task="face_expression", labels=FACE_LABELS,
                preprocessing=pre.to_dict(), fusion_map=fusion_map_for(FACE_LABELS), metrics={},
                training={"note": "test"})
     return speech, face
