@@ -1,4 +1,5 @@
-"""The face expression pipeline: train a compact parent with distillation, prune whole channels,
+"""The face expression pipeline: train a compact parent with distillation, prune whole channels
+(gradually: they fade to zero while the network trains, then are removed),
 fine-tune, convert to full-integer int8, measure, and write the model with its manifest.
 
 Protocol for FER2013: train on ``Training``, choose epochs on ``PublicTest``, report
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import statistics
 import time
 from pathlib import Path
@@ -25,7 +27,15 @@ from edge.face import (
 from edge.fusion import fusion_map_for
 
 from .face_data import FaceSplit, load_fer, load_image_folder
-from .face_model import PARENT_SPEC, StudentSpec, build_student, count_macs, prune_student
+from .face_model import (
+    PARENT_SPEC,
+    StudentSpec,
+    build_student,
+    channel_decay,
+    count_macs,
+    prune_student,
+    select_channels,
+)
 from .face_train import TrainConfig, predict_logits, train_student
 
 __all__ = [
@@ -43,6 +53,7 @@ logger = logging.getLogger(__name__)
 
 FER_LICENCE = "FER2013: no licence stated, research use; weights only, images not redistributed"
 FINETUNE_TEACHERS = ("teacher", "parent", "ensemble")
+PRUNE_SCHEDULES = ("gradual", "one-shot")
 MIRROR_INFERENCE = ("mean of the face and its mirror image (edge.face.face_probabilities, "
                     "the device default)")
 
@@ -55,6 +66,10 @@ class FaceRecipe:
         parent: shape of the unpruned parent network.
         train: parent training settings.
         prune_ratio: fraction of every convolution's channels removed.
+        prune_schedule: ``gradual`` fades the pruned channels to zero while the full network
+            trains for ``ramp`` (see :func:`convert.face_model.channel_decay`), then removes
+            them; ``one-shot`` removes them from the parent at once.  Fine-tuning follows both.
+        ramp: training settings while the channels fade (``gradual`` only).
         criterion: channel importance, ``bn_gamma`` or ``l1``.
         gamma_l1: L1 penalty on BN scales while training the parent (network slimming).
         finetune: fine-tuning settings after pruning.
@@ -68,6 +83,8 @@ class FaceRecipe:
     parent: StudentSpec = PARENT_SPEC
     train: TrainConfig = TrainConfig(epochs=40)
     prune_ratio: float = 0.36
+    prune_schedule: str = "gradual"
+    ramp: TrainConfig = TrainConfig(epochs=10, learning_rate=1e-3)
     criterion: str = "bn_gamma"
     gamma_l1: float = 1e-5
     finetune: TrainConfig = TrainConfig(epochs=20, learning_rate=1e-3)
@@ -78,12 +95,20 @@ class FaceRecipe:
         if self.finetune_teacher not in FINETUNE_TEACHERS:
             raise ConfigError(f"finetune_teacher {self.finetune_teacher!r} is unknown; choose "
                               f"one of {', '.join(FINETUNE_TEACHERS)}")
+        if self.prune_schedule not in PRUNE_SCHEDULES:
+            raise ConfigError(f"prune_schedule {self.prune_schedule!r} is unknown; choose "
+                              f"one of {', '.join(PRUNE_SCHEDULES)}")
+        if self.prune_schedule == "gradual" and self.ramp.epochs < 1:
+            raise ConfigError(f"gradual pruning needs at least 1 ramp epoch, not "
+                              f"{self.ramp.epochs}; use prune_schedule='one-shot' to skip it")
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "parent": self.parent.to_dict(),
             "train": dataclasses.asdict(self.train),
             "prune_ratio": self.prune_ratio,
+            "prune_schedule": self.prune_schedule,
+            "ramp": dataclasses.asdict(self.ramp),
             "criterion": self.criterion,
             "gamma_l1": self.gamma_l1,
             "finetune": dataclasses.asdict(self.finetune),
@@ -254,10 +279,29 @@ def run_face_pipeline(
                         "report_accuracy": _float_accuracy(parent, x_te, y_te)}
     logger.info("parent: %s", report["parent"])
 
-    pruned, pspec, _ = prune_student(parent, spec, recipe.prune_ratio, criterion=recipe.criterion)
+    keep = select_channels(parent, spec, recipe.prune_ratio, criterion=recipe.criterion)
+    ft_logits, ft_flip = _finetune_targets(recipe.finetune_teacher, parent, x_tr, t_logits, t_flip)
+    source = parent
+    if recipe.prune_schedule == "gradual":
+        # Fade a copy: the parent itself is exported and reported unchanged.
+        source = build_student(spec, gamma_l1=recipe.gamma_l1)
+        source.set_weights(parent.get_weights())
+        steps = math.ceil(len(x_tr) / recipe.ramp.batch_size) * recipe.ramp.epochs
+        t0 = time.time()
+        report["ramp_history"] = train_student(
+            source, x_tr, y_tr, recipe.ramp, teacher_logits=ft_logits,
+            teacher_logits_flipped=ft_flip, x_val=x_va, y_val=y_va,
+            callbacks=[channel_decay(source, spec, keep, steps)], keep_best=False)
+        report["ramp_s"] = round(time.time() - t0, 1)
+    pruned, pspec, _ = prune_student(source, spec, recipe.prune_ratio, keep=keep)
     report["pruned_before_finetune"] = {
         "choose_accuracy": _float_accuracy(pruned, x_va, y_va)}
-    ft_logits, ft_flip = _finetune_targets(recipe.finetune_teacher, parent, x_tr, t_logits, t_flip)
+    if source is not parent:
+        # The faded channels are exactly zero, so removing them must not change the output.
+        probe = x_va[:256]
+        report["pruned_before_finetune"]["removal_max_abs_logit_change"] = float(np.abs(
+            predict_logits(source, probe) - predict_logits(pruned, probe)).max())
+    logger.info("pruned before fine-tuning: %s", report["pruned_before_finetune"])
     t0 = time.time()
     report["finetune_history"] = train_student(
         pruned, x_tr, y_tr, recipe.finetune, teacher_logits=ft_logits,

@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from .face import FINETUNE_TEACHERS
+from .face import FINETUNE_TEACHERS, PRUNE_SCHEDULES
 
 __all__ = ["register", "run_face"]
 
@@ -42,6 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--finetune-epochs", type=int, default=None, help="after pruning (default 20)")
     p.add_argument("--prune-ratio", type=float, default=None,
                    help="fraction of channels removed per layer (default 0.36)")
+    p.add_argument("--prune-schedule", choices=PRUNE_SCHEDULES, default=None,
+                   help="gradual: fade the pruned channels out while the whole network trains, "
+                   "then remove them; one-shot: remove them at once (default gradual)")
+    p.add_argument("--ramp-epochs", type=int, default=None,
+                   help="epochs over which gradual pruning fades the channels (default 10)")
     p.add_argument("--criterion", choices=("bn_gamma", "l1"), default=None,
                    help="channel importance (default bn_gamma)")
     p.add_argument("--widths", type=str, default=None,
@@ -78,7 +83,12 @@ def run_face(args: argparse.Namespace) -> int:
         train = dataclasses.replace(train, epochs=args.epochs)
     if args.finetune_epochs is not None:
         finetune = dataclasses.replace(finetune, epochs=args.finetune_epochs)
-    changes: dict = {"train": train, "finetune": finetune}
+    ramp = dataclasses.replace(recipe.ramp, seed=args.seed + 2)
+    if args.ramp_epochs is not None:
+        ramp = dataclasses.replace(ramp, epochs=args.ramp_epochs)
+    changes: dict = {"train": train, "finetune": finetune, "ramp": ramp}
+    if args.prune_schedule is not None:
+        changes["prune_schedule"] = args.prune_schedule
     if args.prune_ratio is not None:
         changes["prune_ratio"] = args.prune_ratio
     if args.criterion is not None:

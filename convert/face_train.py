@@ -130,8 +130,12 @@ def train_student(
     teacher_logits_flipped: np.ndarray | None = None,
     x_val: np.ndarray | None = None,
     y_val: np.ndarray | None = None,
+    callbacks: list[Any] | None = None,
+    keep_best: bool = True,
 ) -> dict[str, Any]:
-    """Train ``model`` in place; keep the weights of the epoch with the best validation accuracy.
+    """Train ``model`` in place; keep the weights of the epoch with the best validation accuracy
+    (``keep_best=False``: keep the last epoch's, e.g. when ``callbacks`` change the model
+    during training and only the end state is wanted).
 
     ``x`` is preprocessed float ``(N, S, S, 1)``.  Returns a history dict with per-epoch
     validation accuracy and the chosen epoch.
@@ -166,12 +170,13 @@ def train_student(
     history: dict[str, Any] = {"val_accuracy": [], "loss": []}
     best, best_weights = -1.0, None
     for epoch in range(cfg.epochs):
-        h = model.fit(ds, epochs=1, verbose=0, shuffle=False)  # ds shuffles itself
+        h = model.fit(ds, epochs=1, verbose=0, shuffle=False,  # ds shuffles itself
+                      callbacks=callbacks)
         history["loss"].append(float(h.history["loss"][-1]))
         if x_val is not None and y_val is not None:
             acc = accuracy(model, x_val, y_val)
             history["val_accuracy"].append(acc)
-            if acc > best:
+            if keep_best and acc > best:
                 best, best_weights = acc, model.get_weights()
                 history["best_epoch"] = epoch + 1
             logger.info("epoch %d/%d loss %.4f val acc %.4f", epoch + 1, cfg.epochs,

@@ -55,6 +55,7 @@ def tiny_face_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         parent=StudentSpec(widths=(8, 16, 16, 16, 32), pool_after=(1, 3), stem_stride=2),
         train=TrainConfig(epochs=3, batch_size=32, learning_rate=3e-3),
         prune_ratio=0.5,
+        ramp=TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3),
         finetune=TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3),
         calibration_samples=50,
     )

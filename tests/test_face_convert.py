@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -18,6 +19,9 @@ def test_pruning_makes_a_physically_smaller_model(tiny_face_run):  # noqa: F811
     assert r["pruned"]["macs"] < 0.6 * r["parent"]["macs"]
     assert r["pruned"]["int8_bytes"] < r["parent"]["int8_bytes"]
     assert all(p < q for p, q in zip(r["pruned"]["widths"], r["parent"]["widths"]))
+    # Gradual pruning (the default) faded the removed channels to zero first.
+    assert r["recipe"]["prune_schedule"] == "gradual" and len(r["ramp_history"]["loss"]) == 1
+    assert r["pruned_before_finetune"]["removal_max_abs_logit_change"] < 1e-3
 
 
 def test_int8_model_loads_with_a_complete_manifest(tiny_face_run):  # noqa: F811
@@ -117,9 +121,60 @@ def test_fine_tune_targets_average_teacher_and_parent_log_probabilities():
 @pytest.mark.parametrize("argv, needle", [
     (["--pool-after", "1,x"], "--pool-after '1,x' must be comma-separated integers"),
     (["--widths", "8,16", "--pool-after", "5"], "must index --widths (0..1)"),
+    (["--ramp-epochs", "0"], "gradual pruning needs at least 1 ramp epoch"),
 ])
 def test_bad_architecture_flags_are_named(tmp_path, capsys, argv, needle):
     from convert.cli import main
 
     code = main(["-q", "face", "--image-folder", str(tmp_path), "--out", str(tmp_path), *argv])
     assert code == 2 and needle in capsys.readouterr().err
+
+
+def test_gradual_pruning_fades_channels_to_zero_so_removal_is_lossless():
+    pytest.importorskip("tensorflow")
+    from convert.face_model import (
+        StudentSpec,
+        build_student,
+        channel_decay,
+        prune_student,
+        select_channels,
+    )
+    from convert.face_train import TrainConfig, predict_logits, train_student
+
+    spec = StudentSpec(widths=(8, 16, 16), pool_after=(1,), stem_stride=2, dropout=0.0)
+    model = build_student(spec)
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, (64, 48, 48, 1)).astype(np.float32)
+    y = rng.integers(0, 7, 64)
+    cfg = TrainConfig(epochs=1, batch_size=16, learning_rate=1e-3, augment=False)
+    train_student(model, x, y, cfg)  # BN statistics and betas away from their initial values
+    keep = select_channels(model, spec, 0.5)
+    cut, _, _ = prune_student(model, spec, 0.5, keep=keep)
+    # Control: removing live channels changes the output (so the check below can fail).
+    assert np.abs(predict_logits(model, x) - predict_logits(cut, x)).max() > 1e-3
+
+    decay = channel_decay(model, spec, keep, total_steps=6)
+    history = train_student(model, x, y, dataclasses.replace(cfg, epochs=2), x_val=x, y_val=y,
+                            callbacks=[decay], keep_best=False)
+    assert "best_epoch" not in history  # the faded end state is kept, not an earlier epoch
+    assert decay.step == 8 and decay.scale() == 0.0
+    dropped = np.setdiff1d(np.arange(16), keep[1])
+    for name in ("conv1_bn", "dw2_bn"):
+        gamma, beta = model.get_layer(name).get_weights()[:2]
+        assert not gamma[dropped].any() and not beta[dropped].any()
+    assert np.abs(model.get_layer("conv1_bn").get_weights()[0][keep[1]]).min() > 0
+    pruned, pspec, _ = prune_student(model, spec, 0.5, keep=keep)
+    assert pspec.widths == (4, 8, 8)
+    np.testing.assert_allclose(predict_logits(pruned, x), predict_logits(model, x), atol=1e-4)
+
+
+def test_gradual_pruning_needs_a_ramp():
+    from convert.face import FaceRecipe
+    from convert.face_train import TrainConfig
+    from edge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ramp epoch"):
+        FaceRecipe(ramp=TrainConfig(epochs=0))
+    FaceRecipe(ramp=TrainConfig(epochs=0), prune_schedule="one-shot")
+    with pytest.raises(ConfigError, match="one-shot"):
+        FaceRecipe(prune_schedule="abrupt")
