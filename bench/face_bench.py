@@ -34,6 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from bench.speech_bench import interleaved  # noqa: E402
+from edge.face import face_probabilities  # noqa: E402
 
 
 class TfliteClassifier:
@@ -63,12 +64,11 @@ class TfliteClassifier:
         return x
 
     def classify(self, x: np.ndarray) -> np.ndarray:
-        y = self._invoke(x)
-        if self.mirror:
-            y = (y.astype(np.float32) + self._invoke(np.ascontiguousarray(x[:, ::-1]))) / 2
-        return y
+        # The device's own function, so the "+ mirror" row times what FaceClassifier does.
+        return face_probabilities(self, x, mirror=self.mirror)
 
-    def _invoke(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Raw output tensor for one preprocessed face (what face_probabilities calls)."""
         if self.inp["dtype"] == np.int8:
             scale, zero = self.inp["quantization"]
             x = np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)

@@ -36,7 +36,7 @@ from .face_model import (
     prune_student,
     select_channels,
 )
-from .face_train import TrainConfig, predict_logits, train_student
+from .face_train import TrainConfig, accuracy, predict_logits, train_student
 
 __all__ = [
     "FER_LICENCE",
@@ -219,10 +219,6 @@ def _finetune_targets(
             (log_softmax(t_flip) + log_softmax(p_flip)) / 2)
 
 
-def _float_accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
-    return float((predict_logits(model, x).argmax(1) == y).mean())
-
-
 def _describe(model: Any) -> dict[str, int]:
     return {"params": int(model.count_params()), "macs": count_macs(model)}
 
@@ -275,8 +271,8 @@ def run_face_pipeline(
         parent.save(report_dir / "parent.keras")
     report["parent_train_s"] = round(time.time() - t0, 1)
     report["parent"] = {**_describe(parent), "widths": list(spec.widths),
-                        "choose_accuracy": _float_accuracy(parent, x_va, y_va),
-                        "report_accuracy": _float_accuracy(parent, x_te, y_te)}
+                        "choose_accuracy": accuracy(parent, x_va, y_va),
+                        "report_accuracy": accuracy(parent, x_te, y_te)}
     logger.info("parent: %s", report["parent"])
 
     keep = select_channels(parent, spec, recipe.prune_ratio, criterion=recipe.criterion)
@@ -295,7 +291,7 @@ def run_face_pipeline(
         report["ramp_s"] = round(time.time() - t0, 1)
     pruned, pspec, _ = prune_student(source, spec, recipe.prune_ratio, keep=keep)
     report["pruned_before_finetune"] = {
-        "choose_accuracy": _float_accuracy(pruned, x_va, y_va)}
+        "choose_accuracy": accuracy(pruned, x_va, y_va)}
     if source is not parent:
         # The faded channels are exactly zero, so removing them must not change the output.
         probe = x_va[:256]
@@ -308,8 +304,8 @@ def run_face_pipeline(
         teacher_logits_flipped=ft_flip, x_val=x_va, y_val=y_va)
     report["finetune_s"] = round(time.time() - t0, 1)
     report["pruned"] = {**_describe(pruned), "widths": list(pspec.widths),
-                        "choose_accuracy": _float_accuracy(pruned, x_va, y_va),
-                        "report_accuracy": _float_accuracy(pruned, x_te, y_te)}
+                        "choose_accuracy": accuracy(pruned, x_va, y_va),
+                        "report_accuracy": accuracy(pruned, x_te, y_te)}
     logger.info("pruned: %s", report["pruned"])
     pruned.save(report_dir / "pruned.keras")
 
@@ -350,7 +346,6 @@ def run_face_pipeline(
         with qm:
             parity = int8_parity(qm, float_probs, x_te, y_te, labels)
             choose_int8 = np.stack([qm.predict(x) for x in x_va]).argmax(1)
-            int8_probs = np.stack([qm.predict(x) for x in x_te])
             # What the device reports by default (FaceClassifier averages each face with its
             # mirror image): measured with the device's own function.
             choose_mirror = np.stack([face_probabilities(qm, x) for x in x_va]).argmax(1)
@@ -367,8 +362,8 @@ def run_face_pipeline(
         logger.info("%s int8: %s", role, {k: report[role][k] for k in ("int8_bytes",
                     "int8_latency_ms", "int8_choose_accuracy")})
 
-    path, int8_probs = exported["pruned"]
-    m = classification_metrics(y_te, int8_probs.argmax(1), labels)
+    path, shipped_probs = exported["pruned"]
+    m = classification_metrics(y_te, shipped_probs.argmax(1), labels)
     report["shipped_report_metrics"] = {"inference": MIRROR_INFERENCE, **m}
     plot_confusion(m["confusion"], labels, out_dir / "face_confusion.png",
                    f"face int8 + mirror, {data.source.split(' (')[0]} report split "
