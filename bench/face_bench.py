@@ -1,6 +1,7 @@
 """Face-path benchmark: prints figures measured side by side in one run (not a test).
 
-Per frame: Haar detection (largest face) + crop/resize/normalise + classification, at 320x240
+Per frame: face detection (largest face; OpenCV's Haar cascade, and BlazeFace short-range once
+``emotion-convert blazeface`` has fetched it) + crop/resize/normalise + classification, at 320x240
 (the Picamera2 lores stream) and 640x480, for
 
 * ours: the shipped pruned int8 model (models/face_expression_int8.tflite), 48x48 grey, once
@@ -14,8 +15,9 @@ Per frame: Haar detection (largest face) + crop/resize/normalise + classificatio
 
 All run in the device runtime (ai-edge-litert) with one thread; timings are medians of
 interleaved repeats.  Frames hold a FER2013 PublicTest face (``--fer``) or a drawn cartoon face;
-when Haar finds nothing, the centre box is classified anyway so every row pays for one
-classification.
+when the detector finds nothing, the centre box is classified anyway so every row pays for one
+classification.  With ``--fer`` a second table measures each detector's recall and the
+end-to-end expression accuracy on faces pasted at random places and sizes.
 
 Run: ``python -m bench.face_bench --fer /work/shared/data/fer2013/fer2013_48.npz``.
 """
@@ -120,6 +122,62 @@ def make_frames(size: tuple[int, int], fer: Path | None, n: int) -> list[np.ndar
     return frames
 
 
+def scattered_frames(
+    size: tuple[int, int], fer: Path, n: int, seed: int = 0
+) -> tuple[list[np.ndarray], list[tuple[int, int, int, int]], np.ndarray]:
+    """``n`` PublicTest faces (one per frame) at random places and sizes (1/5 to 3/4 of the frame
+    height) on a noisy background; returns frames, the pasted boxes and the labels."""
+    import cv2
+
+    from convert.face_data import load_fer
+
+    split = load_fer(fer, "PublicTest")
+    rng = np.random.default_rng(seed)
+    pick = rng.permutation(len(split.x))[:n]
+    w, h = size
+    frames, boxes = [], []
+    for i in pick:
+        side = int(rng.integers(h // 5, h * 3 // 4))
+        x, y = int(rng.integers(0, w - side)), int(rng.integers(0, h - side))
+        frame = rng.normal(100, 25, (h, w)).clip(0, 255).astype(np.uint8)
+        frame[y : y + side, x : x + side] = cv2.resize(split.x[i], (side, side))
+        frames.append(frame)
+        boxes.append((x, y, side, side))
+    return frames, boxes, split.y[pick]
+
+
+def _iou(a: Any, b: Any) -> float:
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return ix * iy / (a[2] * a[3] + b[2] * b[3] - ix * iy)
+
+
+def detector_quality(detectors: dict[str, Any], model: TfliteClassifier, fer: Path, n: int) -> None:
+    """Recall, wrong boxes and end-to-end accuracy (a missed face counts as wrong)."""
+    print()
+    print(f"Detectors on {n} FER2013 PublicTest faces per frame size, pasted at random places and "
+          f"sizes (1/5 to 3/4 of the frame height) on noise; expression by ours int8 + mirror")
+    header = (f"{'frame':>8} {'detector':<10} {'found':>7} {'wrong box':>9} "
+              f"{'expression right':>16} {'right when found':>16}")
+    print(header)
+    print("-" * len(header))
+    for size in ((320, 240), (640, 480)):
+        frames, truth, labels = scattered_frames(size, fer, n)
+        for name, det in detectors.items():
+            found = wrong = right = 0
+            for frame, box, label in zip(frames, truth, labels):
+                got = det.detect(frame)
+                if not got:
+                    continue
+                if _iou(got[0], box) <= 0.3:
+                    wrong += 1
+                    continue
+                found += 1
+                right += int(model.classify(model.crop(frame, got[0])).argmax() == label)
+            print(f"{size[0]}x{size[1]:<4} {name:<10} {found / n:7.3f} {wrong / n:9.3f} "
+                  f"{right / n:16.3f} {right / max(found, 1):16.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", type=Path, default=Path("models/face_expression_int8.tflite"))
@@ -128,12 +186,21 @@ def main() -> None:
     ap.add_argument("--fer", type=Path, default=None, help="FER2013 npz for realistic frames")
     ap.add_argument("--frames", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--quality-frames", type=int, default=500,
+                    help="frames per size for the detector recall table (needs --fer)")
     args = ap.parse_args()
 
+    from edge.blazeface import BlazeFaceDetector
+    from edge.errors import ModelError
     from edge.face import HaarFaceDetector
     from edge.runtime import resolve_interpreter_class
 
     runtime, _ = resolve_interpreter_class("litert")
+    detectors: dict[str, Any] = {"Haar": HaarFaceDetector()}
+    try:
+        detectors["BlazeFace"] = BlazeFaceDetector()
+    except ModelError as exc:
+        print(f"(no BlazeFace row: {exc})")
     with tempfile.TemporaryDirectory() as tmp:
         vgg_path, vgg_params, vgg_macs = vgg16_tflite(Path(tmp))
         models = {
@@ -142,46 +209,58 @@ def main() -> None:
             "mini-Xception int8": TfliteClassifier(args.mini_xception, 64),
             "VGG16 float32": TfliteClassifier(vgg_path, 48, channels=3),
         }
-        detector = HaarFaceDetector()
         print(f"runtime {runtime}, 1 thread; {args.frames} frames, median of {args.repeats} "
               f"interleaved repeats; frames hold "
               f"{'FER2013 PublicTest faces' if args.fer else 'drawn faces'}")
         print(f"VGG16 architecture: {vgg_params / 1e6:.1f} M params, {vgg_macs / 1e6:.0f} M MACs, "
               f"{models['VGG16 float32'].bytes / 1e6:.1f} MB float32 .tflite")
         print()
-        header = (f"{'frame':>8} {'model':<20} {'detect ms':>9} {'crop ms':>8} "
+        header = (f"{'frame':>8} {'detector':<10} {'model':<20} {'detect ms':>9} {'crop ms':>8} "
                   f"{'classify ms':>11} {'total ms':>9} {'faces found':>11} {'size KB':>9}")
         print(header)
         print("-" * len(header))
         for size in ((320, 240), (640, 480)):
             frames = make_frames(size, args.fer, args.frames)
-            boxes = []
-            found = 0
-            for f in frames:
-                b = detector.detect(f)
-                found += bool(b)
-                boxes.append(b[0] if b else (size[0] // 4, size[1] // 4, size[1] // 2, size[1] // 2))
-            det = interleaved({"d": lambda: [detector.detect(f) for f in frames]},
-                              args.repeats, 1)["d"] / len(frames)
-            crops = {name: [m.crop(f, b) for f, b in zip(frames, boxes)]
-                     for name, m in models.items()}
-            crop_t = interleaved(
-                {name: (lambda m=m: [m.crop(f, b) for f, b in zip(frames, boxes)])
-                 for name, m in models.items()}, args.repeats, 1)
-            cls_t = interleaved(
-                {name: (lambda m=m, xs=crops[name]: [m.classify(x) for x in xs])
-                 for name, m in models.items()}, args.repeats, 1)
-            for name, m in models.items():
-                c, k = crop_t[name] / len(frames), cls_t[name] / len(frames)
-                print(f"{size[0]}x{size[1]:<4} {name:<20} {det * 1e3:9.2f} {c * 1e3:8.3f} "
-                      f"{k * 1e3:11.3f} {(det + c + k) * 1e3:9.2f} {found:>5}/{len(frames):<5} "
-                      f"{m.bytes / 1024:9.1f}")
+            det_t = interleaved(
+                {name: (lambda d=d: [d.detect(f) for f in frames])
+                 for name, d in detectors.items()},
+                args.repeats, 1)
+            for dname, detector in detectors.items():
+                boxes = []
+                found = 0
+                for f in frames:
+                    b = detector.detect(f)
+                    found += bool(b)
+                    boxes.append(b[0] if b else (size[0] // 4, size[1] // 4, size[1] // 2,
+                                                 size[1] // 2))
+                det = det_t[dname] / len(frames)
+                crops = {name: [m.crop(f, b) for f, b in zip(frames, boxes)]
+                         for name, m in models.items()}
+                crop_t = interleaved(
+                    {name: (lambda m=m: [m.crop(f, b) for f, b in zip(frames, boxes)])
+                     for name, m in models.items()}, args.repeats, 1)
+                cls_t = interleaved(
+                    {name: (lambda m=m, xs=crops[name]: [m.classify(x) for x in xs])
+                     for name, m in models.items()}, args.repeats, 1)
+                for name, m in models.items():
+                    c, k = crop_t[name] / len(frames), cls_t[name] / len(frames)
+                    print(f"{size[0]}x{size[1]:<4} {dname:<10} {name:<20} {det * 1e3:9.2f} "
+                          f"{c * 1e3:8.3f} {k * 1e3:11.3f} {(det + c + k) * 1e3:9.2f} "
+                          f"{found:>5}/{len(frames):<5} {m.bytes / 1024:9.1f}")
+            if len(det_t) > 1:
+                print(f"{size[0]}x{size[1]:<4} detection: BlazeFace is "
+                      f"{det_t['Haar'] / det_t['BlazeFace']:.1f}x faster than Haar")
         ours, mx = cls_t["ours int8"], cls_t["mini-Xception int8"]
         mirrored = cls_t["ours int8 + mirror"]
         print()
         print(f"classification: ours is {mx / ours:.2f}x faster than mini-Xception int8 "
               f"({mx / mirrored:.2f}x with the mirror average) and "
               f"{cls_t['VGG16 float32'] / ours:.0f}x faster than VGG16 float32 (640x480 run)")
+        if args.fer is not None and args.quality_frames:
+            detector_quality(detectors, models["ours int8 + mirror"], args.fer,
+                             args.quality_frames)
+    for d in detectors.values():
+        d.close()
 
 
 if __name__ == "__main__":

@@ -112,7 +112,7 @@ def build_appliance(
     opened, so a broken install fails fast with one clear line.  ``clock`` times the stages (the
     benchmark passes ``time.thread_time`` to measure compute rather than wall time).
     """
-    from .face import FACE_MODEL_FILE, FaceClassifier, HaarFaceDetector
+    from .face import FACE_MODEL_FILE, FaceClassifier, open_face_detector
     from .sinks import JsonLinesSink, LedSink, RotatingFileSink, TextSink
     from .speech import SPEECH_MODEL_FILE, SpeechClassifier, SpeechStream
 
@@ -128,7 +128,8 @@ def build_appliance(
             face = stack.enter_context(FaceClassifier(
                 _model_path(config.models.face, FACE_MODEL_FILE),
                 num_threads=config.loop.num_threads))
-            detector = HaarFaceDetector()
+            detector = stack.enter_context(open_face_detector(
+                config.camera.detector, num_threads=config.loop.num_threads))
         label_map = _label_map(config, speech, face)
         present = label_map.modalities
         weights = {"speech": config.fusion.speech_weight, "face": config.fusion.face_weight}

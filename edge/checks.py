@@ -21,8 +21,8 @@ from typing import Any
 from .config import Config
 from .errors import EmotionEdgeError
 
-__all__ = ["Finding", "THROTTLE_BITS", "check_runtime", "check_models", "check_thermal",
-           "check_mic", "check_camera", "check_gpio", "run_checks"]
+__all__ = ["Finding", "THROTTLE_BITS", "check_runtime", "check_models", "check_face_detector",
+           "check_thermal", "check_mic", "check_camera", "check_gpio", "run_checks"]
 
 OK, WARN, PROBLEM = "ok", "warning", "problem"
 
@@ -96,7 +96,34 @@ def check_models(config: Config) -> list[Finding]:
         except EmotionEdgeError as exc:
             out.append(Finding(what, PROBLEM, str(exc),
                                "reinstall emotion-edge or set models.* in the config"))
+    if config.camera.enabled:
+        out.append(check_face_detector(config))
     return out
+
+
+def check_face_detector(config: Config) -> Finding:
+    """The configured face detector opens; a fetched BlazeFace file is the expected one."""
+    import hashlib
+
+    from .blazeface import BLAZEFACE_SHA256, BlazeFaceDetector
+    from .face import open_face_detector
+
+    fix = "run `emotion-convert blazeface` again, or set camera.detector = \"haar\""
+    try:
+        with open_face_detector(config.camera.detector) as detector:
+            if not isinstance(detector, BlazeFaceDetector):
+                hint = (" (`emotion-convert blazeface` fetches the faster BlazeFace)"
+                        if config.camera.detector == "auto" else "")
+                return Finding("face detector", OK, f"OpenCV Haar cascade{hint}")
+            digest = hashlib.sha256(detector.path.read_bytes()).hexdigest()
+            if digest != BLAZEFACE_SHA256:
+                return Finding("face detector", PROBLEM,
+                               f"{detector.path}: sha256 {digest[:12]}... is not BlazeFace "
+                               f"short-range from mediapipe 0.10.21", fix)
+            return Finding("face detector", OK, f"BlazeFace short-range {detector.path} "
+                                                f"(sha256 ok)")
+    except EmotionEdgeError as exc:
+        return Finding("face detector", PROBLEM, str(exc), fix)
 
 
 def check_thermal(

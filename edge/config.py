@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .face import DETECTORS
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -146,6 +147,10 @@ class CameraConfig(_Section):
     index: int = _f(0, "OpenCV camera index (/dev/videoN).", min=0, max=63)
     width: int = _f(320, "Capture width in pixels.", min=64, max=4096)
     height: int = _f(240, "Capture height in pixels.", min=48, max=4096)
+    detector: str = _f(
+        "auto", "Face detector: haar (OpenCV, always there), blazeface (needs `emotion-convert "
+        "blazeface` once) or auto (blazeface when fetched, else haar).",
+        choices=DETECTORS)
     retry_initial_s: float = _f(
         1.0, "First delay before reopening a failed camera, in seconds.", min=0.01, max=600.0)
     retry_max_s: float = _f(

@@ -33,6 +33,8 @@ __all__ = [
     "crop_face",
     "crop_faces",
     "HaarFaceDetector",
+    "DETECTORS",
+    "open_face_detector",
     "FaceClassifier",
     "face_probabilities",
     "read_gray_image",
@@ -286,8 +288,46 @@ class HaarFaceDetector:
         boxes.sort(key=lambda b: b[2] * b[3], reverse=True)
         return boxes[:1] if cfg.largest_only else boxes  # type: ignore[return-value]
 
+    def close(self) -> None:
+        """Nothing to release (the cascade is plain memory); detectors share this interface."""
+
+    def __enter__(self) -> "HaarFaceDetector":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         return f"<HaarFaceDetector {self.cascade_path.name} {self.config}>"
+
+
+#: Face detector choices: ``auto`` is BlazeFace when ``emotion-convert blazeface`` has fetched
+#: its model into a model folder, else Haar.
+DETECTORS = ("auto", "haar", "blazeface")
+
+
+def open_face_detector(
+    kind: str = "auto", *, largest_only: bool = True, num_threads: int = 1,
+    runtime: str | None = None,
+) -> Any:
+    """Open the face detector ``kind`` (see :data:`DETECTORS`); the caller closes it."""
+    if kind not in DETECTORS:
+        raise ConfigError(
+            f"face detector {kind!r} is unknown; choose one of {', '.join(DETECTORS)}")
+    if kind == "auto":
+        from .blazeface import BLAZEFACE_MODEL_FILE
+        from .paths import model_dirs
+
+        found = any((d / BLAZEFACE_MODEL_FILE).is_file() for d in model_dirs())
+        kind = "blazeface" if found else "haar"
+        logger.info("face detector: %s (auto%s)", kind,
+                    "" if found else "; `emotion-convert blazeface` fetches BlazeFace")
+    if kind == "haar":
+        return HaarFaceDetector(FaceDetectorConfig(largest_only=largest_only))
+    from .blazeface import BlazeFaceConfig, BlazeFaceDetector
+
+    return BlazeFaceDetector(config=BlazeFaceConfig(largest_only=largest_only),
+                             num_threads=num_threads, runtime=runtime)
 
 
 def face_probabilities(model: Any, face: np.ndarray, *, mirror: bool = True) -> np.ndarray:

@@ -1,7 +1,6 @@
 """inspect: timeline, dwell, latency percentiles, overruns, drops, restarts; file and journal."""
 
 import json
-import subprocess
 
 import pytest
 

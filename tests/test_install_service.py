@@ -1,6 +1,5 @@
 """install-service into a temporary root: files written, idempotent, config kept, no user."""
 
-import subprocess
 
 import pytest
 

@@ -11,6 +11,7 @@ still processed, and the exit code is 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -33,6 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="each image is already a cropped face (box = whole image)")
     p.add_argument("--all-faces", action="store_true",
                    help="report every detected face, not only the largest")
+    from ..face import DETECTORS
+
+    p.add_argument("--detector", choices=DETECTORS, default="auto",
+                   help="face detector (default auto: BlazeFace once `emotion-convert blazeface` "
+                   "has fetched it, else OpenCV's Haar cascade)")
     p.add_argument("--model", type=Path, default=None,
                    help="face .tflite with its .json manifest beside it (default: shipped model)")
     p.add_argument("--video-fps", type=float, default=2.0, metavar="FPS",
@@ -69,7 +75,7 @@ def _classify(clf: Any, gray: Any, whole: bool) -> list[Any]:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError, ImageFileError
-    from ..face import FACE_MODEL_FILE, FaceClassifier, FaceDetectorConfig, HaarFaceDetector
+    from ..face import FACE_MODEL_FILE, FaceClassifier, open_face_detector
     from ..face import read_gray_image
     from ..frames import VideoFileSource
     from ..paths import default_model
@@ -77,12 +83,16 @@ def run(args: argparse.Namespace) -> int:
     if not args.video_fps > 0:
         raise ConfigError(f"--video-fps must be positive, got {args.video_fps!r}")
     model = args.model or default_model(FACE_MODEL_FILE)
-    detector = None
-    if not args.whole_image:
-        detector = HaarFaceDetector(FaceDetectorConfig(largest_only=not args.all_faces))
     failures = 0
-    with FaceClassifier(model, detector=detector, num_threads=args.threads,
-                        runtime=args.runtime, mirror=args.mirror) as clf:
+    with contextlib.ExitStack() as stack:
+        detector = None
+        if not args.whole_image:
+            detector = stack.enter_context(open_face_detector(
+                args.detector, largest_only=not args.all_faces, num_threads=args.threads,
+                runtime=args.runtime))
+        clf = stack.enter_context(FaceClassifier(
+            model, detector=detector, num_threads=args.threads, runtime=args.runtime,
+            mirror=args.mirror))
         for path in args.paths:
             try:
                 if path.suffix.lower() in VIDEO_SUFFIXES:

@@ -1,0 +1,239 @@
+"""BlazeFace short-range: anchors, decoder, weighted NMS, fetching, and detection when fetched."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.blazeface import (
+    BLAZEFACE_MODEL_FILE,
+    BlazeFaceConfig,
+    BlazeFaceDetector,
+    decode_detections,
+    short_range_anchors,
+    weighted_nms,
+)
+from edge.errors import ConfigError, ModelError
+from edge.paths import model_dirs
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _fetched_model() -> Path | None:
+    return next((d / BLAZEFACE_MODEL_FILE for d in model_dirs()
+                 if (d / BLAZEFACE_MODEL_FILE).is_file()), None)
+
+
+@pytest.fixture(scope="module")
+def blazeface_model() -> Path:
+    path = _fetched_model()
+    if path is None:
+        pytest.skip("BlazeFace not fetched; `emotion-convert blazeface` (make test does it)")
+    return path
+
+
+def test_anchors_follow_mediapipe_short_range_layout():
+    a = short_range_anchors()
+    assert a.shape == (896, 2)
+    # 16x16 grid, 2 anchors per cell, row-major; then 8x8 grid, 6 per cell.
+    assert np.allclose(a[0], [1 / 32, 1 / 32]) and np.allclose(a[1], a[0])
+    assert np.allclose(a[2], [3 / 32, 1 / 32])
+    assert np.allclose(a[32], [1 / 32, 3 / 32])
+    assert np.allclose(a[511], [31 / 32, 31 / 32])
+    assert np.allclose(a[512:518], [1 / 16, 1 / 16])
+    assert np.allclose(a[-1], [15 / 16, 15 / 16])
+
+
+def test_decoder_places_the_box_at_its_anchor_plus_the_offset():
+    anchors = short_range_anchors()
+    reg = np.zeros((896, 16), np.float32)
+    logits = np.full(896, -10.0, np.float32)
+    k = 600  # on the 8x8 grid
+    reg[k, :4] = [6.4, -12.8, 32.0, 38.4]  # dx, dy, w, h in input pixels
+    logits[k] = 3.0
+    boxes, scores = decode_detections(reg, logits, anchors, 0.5)
+    assert boxes.shape == (1, 4)
+    cx, cy = anchors[k] + np.array([0.05, -0.1])
+    assert np.allclose(boxes[0], [cx - 0.125, cy - 0.15, 0.25, 0.3], atol=1e-6)
+    assert scores[0] == pytest.approx(1 / (1 + np.exp(-3.0)))
+    # A threshold above every score keeps nothing (and huge logits do not overflow).
+    logits[k] = 1e6
+    assert decode_detections(reg, logits, anchors, 0.5)[0].shape == (1, 4)
+    assert decode_detections(reg, np.full(896, -1e6, np.float32), anchors, 0.5)[0].shape == (0, 4)
+
+
+def test_weighted_nms_merges_overlaps_by_score_and_keeps_separate_faces():
+    boxes = np.array([[0.10, 0.10, 0.20, 0.20], [0.12, 0.10, 0.20, 0.20],
+                      [0.60, 0.60, 0.10, 0.10]])
+    scores = np.array([0.6, 0.9, 0.7])
+    out = weighted_nms(boxes, scores, 0.3)
+    assert len(out) == 2
+    merged, best = out[0]
+    assert best == pytest.approx(0.9)
+    assert merged[0] == pytest.approx((0.10 * 0.6 + 0.12 * 0.9) / 1.5)
+    assert np.allclose(out[1][0], boxes[2]) and out[1][1] == pytest.approx(0.7)
+    assert weighted_nms(np.zeros((0, 4)), np.zeros(0), 0.3) == []
+
+
+@pytest.mark.parametrize("kwargs", [{"score_threshold": 1.0}, {"iou_threshold": 0.0},
+                                    {"min_size": -1}])
+def test_config_rejects_out_of_range_values(kwargs):
+    with pytest.raises(ConfigError):
+        BlazeFaceConfig(**kwargs)
+
+
+def test_missing_model_names_the_fetch_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOTION_EDGE_MODELS", str(tmp_path))
+    with pytest.raises(ModelError, match="emotion-convert blazeface"):
+        BlazeFaceDetector()
+    with pytest.raises(ModelError, match="none.tflite.*emotion-convert blazeface"):
+        BlazeFaceDetector(tmp_path / "none.tflite")
+
+
+def test_a_model_that_is_not_blazeface_is_refused():
+    pytest.importorskip("ai_edge_litert")
+    with pytest.raises(ModelError, match="not BlazeFace"):
+        BlazeFaceDetector(REPO / "models" / "face_expression_int8.tflite")
+
+
+def _fake_wheel(path: Path, data: bytes) -> Path:
+    from convert.blazeface_cli import MEMBER
+
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(MEMBER, data)
+        z.writestr("mediapipe/__init__.py", "")
+    return path
+
+
+def test_extract_checks_the_sha256_before_writing_anything(tmp_path):
+    from convert.blazeface_cli import extract_blazeface
+
+    wheel = _fake_wheel(tmp_path / "mediapipe-0.10.21-fake.whl", b"not the model")
+    out = tmp_path / "models"
+    with pytest.raises(ModelError, match="sha256"):
+        extract_blazeface(wheel, out)
+    assert not out.exists()
+    path = extract_blazeface(wheel, out, sha256=hashlib.sha256(b"not the model").hexdigest())
+    assert path.read_bytes() == b"not the model"
+    assert "Apache" in (out / "face_detection_short_range.LICENSE.txt").read_text()
+    assert sorted(p.name for p in out.iterdir()) == [
+        "face_detection_short_range.LICENSE.txt", BLAZEFACE_MODEL_FILE]
+
+
+def test_fetch_command_reports_a_bad_wheel_in_one_line(tmp_path, capsys):
+    from convert.cli import main
+
+    bad = tmp_path / "bad.whl"
+    bad.write_text("html error page")
+    assert main(["blazeface", "--wheel", str(bad), "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.whl" in err[0] and "not a wheel" in err[0]
+    empty = _fake_wheel(tmp_path / "other.whl", b"")
+    with zipfile.ZipFile(empty, "w") as z:
+        z.writestr("other/file.txt", "")
+    assert main(["blazeface", "--wheel", str(empty), "--out", str(tmp_path / "m")]) == 2
+    assert "mediapipe==0.10.21" in capsys.readouterr().err
+
+
+def test_open_face_detector_auto_falls_back_to_haar(tmp_path, monkeypatch):
+    pytest.importorskip("cv2")
+    from edge.face import HaarFaceDetector, open_face_detector
+
+    monkeypatch.setenv("EMOTION_EDGE_MODELS", str(tmp_path))
+    with open_face_detector("auto") as det:
+        assert isinstance(det, HaarFaceDetector)
+    with pytest.raises(ConfigError, match="retina"):
+        open_face_detector("retina")
+    with pytest.raises(ModelError, match="emotion-convert blazeface"):
+        open_face_detector("blazeface")
+
+
+def test_open_face_detector_auto_uses_fetched_blazeface(blazeface_model, tmp_path, monkeypatch):
+    from edge.face import open_face_detector
+
+    (tmp_path / BLAZEFACE_MODEL_FILE).write_bytes(blazeface_model.read_bytes())
+    monkeypatch.setenv("EMOTION_EDGE_MODELS", str(tmp_path))
+    with open_face_detector("auto", largest_only=False) as det:
+        assert isinstance(det, BlazeFaceDetector) and not det.config.largest_only
+
+
+def test_blank_frames_have_no_face(blazeface_model):
+    with BlazeFaceDetector(blazeface_model) as det:
+        assert det.detect(np.full((240, 320), 100, np.uint8)) == []
+        assert det.detect(np.zeros((480, 640), np.uint8)) == []
+        with pytest.raises(ValueError, match="2-D grey"):
+            det.detect(np.zeros((240, 320, 3), np.uint8))
+    with pytest.raises(ModelError, match="closed"):
+        det.detect(np.zeros((240, 320), np.uint8))
+
+
+def test_finds_the_demo_face_where_haar_does(blazeface_model):
+    pytest.importorskip("cv2")
+    from edge.face import HaarFaceDetector, read_gray_image
+
+    gray = read_gray_image(REPO / "demo" / "face.jpg")
+    with BlazeFaceDetector(blazeface_model) as det:
+        (bx, by, bw, bh), = det.detect(gray)
+    (hx, hy, hw, hh), = HaarFaceDetector().detect(gray)
+    assert abs((bx + bw / 2) - (hx + hw / 2)) < hw / 4
+    assert abs((by + bh / 2) - (hy + hh / 2)) < hh / 4
+    assert 0.6 < bw / hw < 1.5
+
+
+@pytest.mark.corpus
+def test_blazeface_finds_fer_faces_anywhere_in_the_frame(blazeface_model, shared_data):
+    cv2 = pytest.importorskip("cv2")
+    from convert.face_data import load_fer
+
+    faces = load_fer(shared_data / "fer2013" / "fer2013_48.npz", "PublicTest").x[:40]
+    hits = 0
+    with BlazeFaceDetector(blazeface_model) as det:
+        for i, face in enumerate(faces):
+            # Frame sizes, face sizes and positions vary, including a tall frame (letterbox).
+            h, w = ((240, 320), (480, 640), (320, 240))[i % 3]
+            side = (100, 180, 90)[i % 3]
+            frame = np.full((h, w), 90, np.uint8)
+            x, y = (i * 37) % (w - side), (i * 23) % (h - side)
+            frame[y : y + side, x : x + side] = cv2.resize(face, (side, side))
+            boxes = det.detect(frame)
+            assert len(boxes) <= 1
+            if boxes:
+                bx, by, bw, bh = boxes[0]
+                ix = max(0, min(bx + bw, x + side) - max(bx, x))
+                iy = max(0, min(by + bh, y + side) - max(by, y))
+                hits += ix * iy / (bw * bh + side * side - ix * iy) > 0.3
+    assert hits >= 30, f"BlazeFace found only {hits}/40 FER faces"
+
+
+def _detector_finding(kind: str):
+    from edge.checks import check_face_detector
+    from edge.config import CameraConfig, Config
+
+    return check_face_detector(Config(camera=CameraConfig(detector=kind)))
+
+
+def test_check_names_the_detector_and_the_way_to_blazeface(tmp_path, monkeypatch):
+    pytest.importorskip("cv2")
+    monkeypatch.setenv("EMOTION_EDGE_MODELS", str(tmp_path))
+    f = _detector_finding("auto")
+    assert f.status == "ok" and "Haar" in f.detail and "emotion-convert blazeface" in f.detail
+    f = _detector_finding("blazeface")
+    assert f.status == "problem" and "emotion-convert blazeface" in f.detail + f.fix
+
+
+def test_check_refuses_a_fetched_file_with_the_wrong_sha256(blazeface_model, tmp_path,
+                                                            monkeypatch):
+    monkeypatch.setenv("EMOTION_EDGE_MODELS", str(tmp_path))
+    copy = tmp_path / BLAZEFACE_MODEL_FILE
+    copy.write_bytes(blazeface_model.read_bytes())
+    assert _detector_finding("auto").status == "ok"
+    # Same graph, one byte of the flatbuffer's tail changed: it still loads, but is not ours.
+    data = bytearray(copy.read_bytes())
+    data[-1] ^= 1
+    copy.write_bytes(bytes(data))
+    f = _detector_finding("auto")
+    assert f.status == "problem" and "sha256" in f.detail
