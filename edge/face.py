@@ -320,14 +320,18 @@ def open_face_detector(
 
         found = any((d / BLAZEFACE_MODEL_FILE).is_file() for d in model_dirs())
         kind = "blazeface" if found else "haar"
-        logger.info("face detector: %s (auto%s)", kind,
-                    "" if found else "; `emotion-convert blazeface` fetches BlazeFace")
+        if not found:
+            logger.info("BlazeFace not fetched (`emotion-convert blazeface`); using Haar")
+    detector: Any
     if kind == "haar":
-        return HaarFaceDetector(FaceDetectorConfig(largest_only=largest_only))
-    from .blazeface import BlazeFaceConfig, BlazeFaceDetector
+        detector = HaarFaceDetector(FaceDetectorConfig(largest_only=largest_only))
+    else:
+        from .blazeface import BlazeFaceConfig, BlazeFaceDetector
 
-    return BlazeFaceDetector(config=BlazeFaceConfig(largest_only=largest_only),
-                             num_threads=num_threads, runtime=runtime)
+        detector = BlazeFaceDetector(config=BlazeFaceConfig(largest_only=largest_only),
+                                     num_threads=num_threads, runtime=runtime)
+    logger.info("face detector: %r", detector)
+    return detector
 
 
 def face_probabilities(model: Any, face: np.ndarray, *, mirror: bool = True) -> np.ndarray:
@@ -352,7 +356,8 @@ class FaceClassifier:
     ``model`` is a path to a ``.tflite`` (its manifest beside it) or an open
     :class:`edge.runtime.QuantizedModel`.  The manifest's preprocessing must equal ``preprocess``
     (the device's configuration); a mismatch raises :class:`edge.errors.ManifestMismatchError`.
-    ``detector`` is only needed for :meth:`classify_frame`; it is created on first use.
+    ``detector`` is only needed for :meth:`classify_frame`; without one, :func:`open_face_detector`
+    opens the ``auto`` detector on first use.
     ``mirror`` averages each face with its mirror image (see :func:`face_probabilities`).
     """
 
@@ -361,7 +366,7 @@ class FaceClassifier:
         model: Any,
         *,
         preprocess: FacePreprocessConfig | None = None,
-        detector: HaarFaceDetector | None = None,
+        detector: Any = None,
         num_threads: int = 1,
         runtime: str | None = None,
         mirror: bool = True,
@@ -369,6 +374,9 @@ class FaceClassifier:
         from .runtime import open_model
 
         self.mirror = bool(mirror)
+        self._detector = detector
+        self._owns_detector = False
+        self._num_threads, self._runtime = num_threads, runtime
         self.model, self._owns_model = open_model(
             model, task=FACE_TASK, num_threads=num_threads, runtime=runtime)
         self.preprocess = preprocess or FacePreprocessConfig()
@@ -388,7 +396,6 @@ class FaceClassifier:
                 f"{self.model.path}: input shape {self.model.input_shape} does not fit "
                 f"{size}x{size} grey faces"
             )
-        self._detector = detector
         self._closed = False
 
     @property
@@ -396,9 +403,12 @@ class FaceClassifier:
         return self.model.labels
 
     @property
-    def detector(self) -> HaarFaceDetector:
+    def detector(self) -> Any:
+        """The detector given, else one opened on first use (``auto``) and closed with this."""
         if self._detector is None:
-            self._detector = HaarFaceDetector()
+            self._detector = open_face_detector("auto", num_threads=self._num_threads,
+                                                runtime=self._runtime)
+            self._owns_detector = True
         return self._detector
 
     def scores(self, face: np.ndarray) -> dict[str, float]:
@@ -423,10 +433,12 @@ class FaceClassifier:
         return [self.classify_crop(gray, box) for box in self.detector.detect(gray)]
 
     def close(self) -> None:
-        """Release the model if this classifier opened it; idempotent."""
+        """Release the model and detector if this classifier opened them; idempotent."""
         self._closed = True
         if self._owns_model and self.model is not None:
             self.model.close()
+        if self._owns_detector and self._detector is not None:
+            self._detector.close()
 
     def __enter__(self) -> "FaceClassifier":
         return self

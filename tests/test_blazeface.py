@@ -237,3 +237,19 @@ def test_check_refuses_a_fetched_file_with_the_wrong_sha256(blazeface_model, tmp
     copy.write_bytes(bytes(data))
     f = _detector_finding("auto")
     assert f.status == "problem" and "sha256" in f.detail
+
+
+def test_classifier_opens_the_auto_detector_itself_and_closes_it(blazeface_model, tmp_path,
+                                                                 monkeypatch):
+    pytest.importorskip("ai_edge_litert")
+    from edge.face import FaceClassifier, read_gray_image
+
+    for name in ("face_expression_int8.tflite", "face_expression_int8.json", BLAZEFACE_MODEL_FILE):
+        src = blazeface_model if name == BLAZEFACE_MODEL_FILE else REPO / "models" / name
+        (tmp_path / name).write_bytes(src.read_bytes())
+    monkeypatch.setenv("EMOTION_EDGE_MODELS", str(tmp_path))
+    with FaceClassifier(tmp_path / "face_expression_int8.tflite") as clf:
+        faces = clf.classify_frame(read_gray_image(REPO / "demo" / "face.jpg"))
+        assert isinstance(clf.detector, BlazeFaceDetector) and len(faces) == 1
+    with pytest.raises(ModelError, match="closed"):
+        clf.detector.detect(np.zeros((240, 320), np.uint8))
