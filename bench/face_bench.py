@@ -13,8 +13,8 @@ Per frame: face detection (largest face; OpenCV's Haar cascade, and BlazeFace sh
   Flatten + Dense(4096) + Dense(4096) + Dense(7)) as float32 TFLite; random weights, because cost
   does not depend on the weights.
 
-All run in the device runtime (ai-edge-litert) with one thread; timings are medians of
-interleaved repeats.  Frames hold a FER2013 PublicTest face (``--fer``) or a drawn cartoon face;
+All run in the device runtime (ai-edge-litert) with one thread, and OpenCV (Haar) with one thread
+too; timings are medians of interleaved repeats.  Frames hold a FER2013 PublicTest face (``--fer``) or a drawn cartoon face;
 when the detector finds nothing, the centre box is classified anyway so every row pays for one
 classification.  With ``--fer`` a second table measures each detector's recall and the
 end-to-end expression accuracy on faces pasted at random places and sizes.
@@ -195,6 +195,10 @@ def main() -> None:
     from edge.face import HaarFaceDetector
     from edge.runtime import resolve_interpreter_class
 
+    import cv2
+
+    # Like for like: OpenCV would otherwise spread Haar over every core, the interpreters use one.
+    cv2.setNumThreads(1)
     runtime, _ = resolve_interpreter_class("litert")
     detectors: dict[str, Any] = {"Haar": HaarFaceDetector()}
     try:

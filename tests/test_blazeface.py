@@ -253,3 +253,21 @@ def test_classifier_opens_the_auto_detector_itself_and_closes_it(blazeface_model
         assert isinstance(clf.detector, BlazeFaceDetector) and len(faces) == 1
     with pytest.raises(ModelError, match="closed"):
         clf.detector.detect(np.zeros((240, 320), np.uint8))
+
+
+def test_classify_face_cli_detector_choice(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("ai_edge_litert")
+    pytest.importorskip("cv2")
+    import json
+
+    from edge.cli import main
+
+    monkeypatch.setenv("EMOTION_EDGE_MODELS", str(tmp_path))  # BlazeFace not fetched here
+    model = str(REPO / "models" / "face_expression_int8.tflite")
+    face = str(REPO / "demo" / "face.jpg")
+    assert main(["classify-face", "--json", "--detector", "haar", "--model", model, face]) == 0
+    (out,) = capsys.readouterr().out.strip().splitlines()
+    assert len(json.loads(out)["faces"]) == 1
+    assert main(["classify-face", "--detector", "blazeface", "--model", model, face]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "emotion-convert blazeface" in err[0]
