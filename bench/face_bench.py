@@ -17,7 +17,7 @@ All run in the device runtime (ai-edge-litert) with one thread, and OpenCV (Haar
 too; timings are medians of interleaved repeats.  Frames hold a FER2013 PublicTest face (``--fer``) or a drawn cartoon face;
 when the detector finds nothing, the centre box is classified anyway so every row pays for one
 classification.  With ``--fer`` a second table measures each detector's recall and the
-end-to-end expression accuracy on faces pasted at random places and sizes.
+end-to-end expression accuracy on PrivateTest faces pasted at random places and sizes.
 
 Run: ``python -m bench.face_bench --fer /work/shared/data/fer2013/fer2013_48.npz``.
 """
@@ -125,13 +125,15 @@ def make_frames(size: tuple[int, int], fer: Path | None, n: int) -> list[np.ndar
 def scattered_frames(
     size: tuple[int, int], fer: Path, n: int, seed: int = 0
 ) -> tuple[list[np.ndarray], list[tuple[int, int, int, int]], np.ndarray]:
-    """``n`` PublicTest faces (one per frame) at random places and sizes (1/5 to 3/4 of the frame
-    height) on a noisy background; returns frames, the pasted boxes and the labels."""
+    """``n`` PrivateTest faces (one per frame) at random places and sizes (1/5 to 3/4 of the frame
+    height) on a noisy background; returns frames, the pasted boxes and the labels.
+
+    PrivateTest because this reports: BlazeFace's box mapping was fitted on PublicTest faces."""
     import cv2
 
     from convert.face_data import load_fer
 
-    split = load_fer(fer, "PublicTest")
+    split = load_fer(fer, "PrivateTest")
     rng = np.random.default_rng(seed)
     pick = rng.permutation(len(split.x))[:n]
     w, h = size
@@ -155,7 +157,7 @@ def _iou(a: Any, b: Any) -> float:
 def detector_quality(detectors: dict[str, Any], model: TfliteClassifier, fer: Path, n: int) -> None:
     """Recall, wrong boxes and end-to-end accuracy (a missed face counts as wrong)."""
     print()
-    print(f"Detectors on {n} FER2013 PublicTest faces per frame size, pasted at random places and "
+    print(f"Detectors on {n} FER2013 PrivateTest faces per frame size, pasted at random places and "
           f"sizes (1/5 to 3/4 of the frame height) on noise; expression by ours int8 + mirror")
     header = (f"{'frame':>8} {'detector':<10} {'found':>7} {'wrong box':>9} "
               f"{'expression right':>16} {'right when found':>16}")
