@@ -48,8 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"beside the shipped models.",
     )
     p.add_argument("--out", type=Path, default=None,
-                   help="folder to write to (default: the first model folder, see "
-                   "EMOTION_EDGE_MODELS)")
+                   help="folder to write to (default: the folder of the shipped face model, "
+                   "where the device looks; see EMOTION_EDGE_MODELS)")
     p.add_argument("--wheel", type=Path, default=None, metavar="WHL",
                    help="an already downloaded mediapipe wheel (offline)")
     p.set_defaults(func=run)
