@@ -342,8 +342,7 @@ def face_probabilities(model: Any, face: np.ndarray, *, mirror: bool = True) -> 
     not, so the average cancels part of them (on FER2013 PrivateTest +1.2 to +1.4 points for
     the face parent and mini-Xception, +0.8 for the shipped model); the second invoke (~0.2 ms
     on x86) is small next to face detection (1.6 ms BlazeFace, 10.5 ms Haar on one x86 core).
-    ``emotion-convert face`` measures the
-    shipped model both ways with this same function.
+    ``emotion-convert face`` measures the shipped model both ways with this same function.
     """
     p = np.asarray(model.predict(face), dtype=np.float64)
     if mirror:
