@@ -14,9 +14,9 @@ Per frame: face detection (largest face; OpenCV's Haar cascade, and BlazeFace sh
   does not depend on the weights.
 
 All run in the device runtime (ai-edge-litert) with one thread, and OpenCV (Haar) with one thread
-too; timings are medians of interleaved repeats.  Frames hold a FER2013 PublicTest face (``--fer``) or a drawn cartoon face;
-when the detector finds nothing, the centre box is classified anyway so every row pays for one
-classification.  With ``--fer`` a second table measures each detector's recall and the
+too; timings are medians of interleaved repeats.  Frames hold a FER2013 PublicTest face
+(``--fer``) or a drawn cartoon face; when the detector finds nothing, the centre box is
+classified anyway so every row pays for one classification.  With ``--fer`` a second table measures each detector's recall and the
 end-to-end expression accuracy on PrivateTest faces pasted at random places and sizes.
 
 Run: ``python -m bench.face_bench --fer /work/shared/data/fer2013/fer2013_48.npz``.
@@ -36,7 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from bench.speech_bench import interleaved  # noqa: E402
-from edge.face import face_probabilities  # noqa: E402
+from edge.face import box_iou, face_probabilities  # noqa: E402
 
 
 class TfliteClassifier:
@@ -44,11 +44,9 @@ class TfliteClassifier:
 
     def __init__(self, path: Path, size: int, channels: int = 1, mirror: bool = False) -> None:
         from edge.face import FacePreprocessConfig
-        from edge.runtime import resolve_interpreter_class
+        from edge.runtime import open_interpreter
 
-        _, cls = resolve_interpreter_class("litert")
-        self.interp = cls(model_path=str(path), num_threads=1)
-        self.interp.allocate_tensors()
+        _, self.interp = open_interpreter(path, runtime="litert")
         self.inp = self.interp.get_input_details()[0]
         self.out = self.interp.get_output_details()[0]
         self.cfg = FacePreprocessConfig(size=size)
@@ -148,12 +146,6 @@ def scattered_frames(
     return frames, boxes, split.y[pick]
 
 
-def _iou(a: Any, b: Any) -> float:
-    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    return ix * iy / (a[2] * a[3] + b[2] * b[3] - ix * iy)
-
-
 def detector_quality(detectors: dict[str, Any], model: TfliteClassifier, fer: Path, n: int) -> None:
     """Recall, wrong boxes and end-to-end accuracy (a missed face counts as wrong)."""
     print()
@@ -171,7 +163,7 @@ def detector_quality(detectors: dict[str, Any], model: TfliteClassifier, fer: Pa
                 got = det.detect(frame)
                 if not got:
                     continue
-                if _iou(got[0], box) <= 0.3:
+                if box_iou(got[0], [box])[0] <= 0.3:
                     wrong += 1
                     continue
                 found += 1

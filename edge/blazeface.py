@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError, ModelError
+from .face import box_iou
 
 __all__ = [
     "BLAZEFACE_MODEL_FILE",
@@ -114,16 +115,6 @@ def decode_detections(
     return boxes, scores[keep]
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    x0 = np.maximum(box[0], boxes[:, 0])
-    y0 = np.maximum(box[1], boxes[:, 1])
-    x1 = np.minimum(box[0] + box[2], boxes[:, 0] + boxes[:, 2])
-    y1 = np.minimum(box[1] + box[3], boxes[:, 1] + boxes[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    union = box[2] * box[3] + boxes[:, 2] * boxes[:, 3] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
 def weighted_nms(
     boxes: np.ndarray, scores: np.ndarray, iou_threshold: float
 ) -> list[tuple[np.ndarray, float]]:
@@ -134,7 +125,7 @@ def weighted_nms(
     boxes, scores = boxes[order], scores[order]
     out = []
     while len(boxes):
-        overlap = _iou(boxes[0], boxes) > iou_threshold
+        overlap = box_iou(boxes[0], boxes) > iou_threshold
         overlap[0] = True
         w = scores[overlap]
         out.append(((boxes[overlap] * w[:, None]).sum(0) / w.sum(), float(scores[0])))
@@ -158,7 +149,7 @@ class BlazeFaceDetector:
         num_threads: int = 1,
         runtime: str | None = None,
     ) -> None:
-        from .runtime import resolve_interpreter_class
+        from .runtime import open_interpreter
 
         self.config = config or BlazeFaceConfig()
         if model is None:
@@ -173,12 +164,8 @@ class BlazeFaceDetector:
         if not self.path.is_file():
             raise ModelError(f"{self.path}: BlazeFace model not found; fetch it with "
                              f"`emotion-convert blazeface --out {self.path.parent}`")
-        self.runtime, cls = resolve_interpreter_class(runtime)
-        try:
-            self._interpreter = cls(model_path=str(self.path), num_threads=int(num_threads))
-            self._interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"{self.path}: not a loadable TFLite model ({exc})") from None
+        self.runtime, self._interpreter = open_interpreter(
+            self.path, num_threads=num_threads, runtime=runtime)
         self._in = self._interpreter.get_input_details()[0]
         outs = {d["name"]: d for d in self._interpreter.get_output_details()}
         shapes = {name: tuple(int(v) for v in d["shape"]) for name, d in outs.items()}

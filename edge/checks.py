@@ -103,10 +103,9 @@ def check_models(config: Config) -> list[Finding]:
 
 def check_face_detector(config: Config) -> Finding:
     """The configured face detector opens; a fetched BlazeFace file is the expected one."""
-    import hashlib
-
     from .blazeface import BLAZEFACE_SHA256, BlazeFaceDetector
     from .face import open_face_detector
+    from .manifest import sha256_of
 
     fix = "run `emotion-convert blazeface` again, or set camera.detector = \"haar\""
     try:
@@ -115,7 +114,7 @@ def check_face_detector(config: Config) -> Finding:
                 hint = (" (`emotion-convert blazeface` fetches the faster BlazeFace)"
                         if config.camera.detector == "auto" else "")
                 return Finding("face detector", OK, f"OpenCV Haar cascade{hint}")
-            digest = hashlib.sha256(detector.path.read_bytes()).hexdigest()
+            digest = sha256_of(detector.path)
             if digest != BLAZEFACE_SHA256:
                 return Finding("face detector", PROBLEM,
                                f"{detector.path}: sha256 {digest[:12]}... is not BlazeFace "

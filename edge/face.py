@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, ImageFileError, MissingDependencyError
+from .errors import ConfigError, ImageFileError, MissingDependencyError, ModelError
 
 __all__ = [
     "FACE_MODEL_FILE",
@@ -33,6 +33,7 @@ __all__ = [
     "crop_face",
     "crop_faces",
     "HaarFaceDetector",
+    "box_iou",
     "DETECTORS",
     "open_face_detector",
     "FaceClassifier",
@@ -301,6 +302,18 @@ class HaarFaceDetector:
         return f"<HaarFaceDetector {self.cascade_path.name} {self.config}>"
 
 
+def box_iou(box: Sequence[float], boxes: np.ndarray) -> np.ndarray:
+    """Intersection over union of one ``(x, y, w, h)`` box with each row of ``boxes`` ``(N, 4)``."""
+    box, boxes = np.asarray(box, np.float64), np.asarray(boxes, np.float64).reshape(-1, 4)
+    x0 = np.maximum(box[0], boxes[:, 0])
+    y0 = np.maximum(box[1], boxes[:, 1])
+    x1 = np.minimum(box[0] + box[2], boxes[:, 0] + boxes[:, 2])
+    y1 = np.minimum(box[1] + box[3], boxes[:, 1] + boxes[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    union = box[2] * box[3] + boxes[:, 2] * boxes[:, 3] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
 #: Face detector choices: ``auto`` is BlazeFace when ``emotion-convert blazeface`` has fetched
 #: its model into a model folder, else Haar.
 DETECTORS = ("auto", "haar", "blazeface")
@@ -314,13 +327,15 @@ def open_face_detector(
     if kind not in DETECTORS:
         raise ConfigError(
             f"face detector {kind!r} is unknown; choose one of {', '.join(DETECTORS)}")
+    model = None
     if kind == "auto":
         from .blazeface import BLAZEFACE_MODEL_FILE
-        from .paths import model_dirs
+        from .paths import default_model
 
-        found = any((d / BLAZEFACE_MODEL_FILE).is_file() for d in model_dirs())
-        kind = "blazeface" if found else "haar"
-        if not found:
+        try:
+            model, kind = default_model(BLAZEFACE_MODEL_FILE), "blazeface"
+        except ModelError:
+            kind = "haar"
             logger.info("BlazeFace not fetched (`emotion-convert blazeface`); using Haar")
     detector: Any
     if kind == "haar":
@@ -328,7 +343,7 @@ def open_face_detector(
     else:
         from .blazeface import BlazeFaceConfig, BlazeFaceDetector
 
-        detector = BlazeFaceDetector(config=BlazeFaceConfig(largest_only=largest_only),
+        detector = BlazeFaceDetector(model, BlazeFaceConfig(largest_only=largest_only),
                                      num_threads=num_threads, runtime=runtime)
     logger.info("face detector: %r", detector)
     return detector

@@ -20,7 +20,8 @@ import numpy as np
 from .errors import ConfigError, MissingDependencyError, ModelError
 from .manifest import ModelManifest, TensorQuant, load_manifest
 
-__all__ = ["RUNTIMES", "resolve_interpreter_class", "QuantizedModel", "open_model"]
+__all__ = ["RUNTIMES", "resolve_interpreter_class", "open_interpreter", "QuantizedModel",
+           "open_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,26 @@ def resolve_interpreter_class(runtime: str | None = None) -> tuple[str, Any]:
     )
 
 
+def open_interpreter(
+    path: Path, *, num_threads: int = 1, runtime: str | None = None,
+    reference_kernels: bool = False,
+) -> tuple[str, Any]:
+    """``(runtime name, interpreter with tensors allocated)`` for the ``.tflite`` at ``path``;
+    a file the interpreter cannot load raises :class:`~edge.errors.ModelError` naming it."""
+    name, cls = resolve_interpreter_class(runtime)
+    kwargs: dict[str, Any] = {"model_path": str(path), "num_threads": int(num_threads)}
+    if reference_kernels and name == "litert":
+        from ai_edge_litert.interpreter import OpResolverType
+
+        kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_REF
+    try:
+        interpreter = cls(**kwargs)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"{path}: not a loadable TFLite model ({exc})") from None
+    return name, interpreter
+
+
 class QuantizedModel:
     """One TFLite model with its manifest: float in, probabilities out.
 
@@ -84,17 +105,9 @@ class QuantizedModel:
     ) -> None:
         self.path = Path(model_path)
         self.manifest = manifest if manifest is not None else load_manifest(self.path)
-        self.runtime, cls = resolve_interpreter_class(runtime)
-        kwargs: dict[str, Any] = {"model_path": str(self.path), "num_threads": int(num_threads)}
-        if reference_kernels and self.runtime == "litert":
-            from ai_edge_litert.interpreter import OpResolverType
-
-            kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_REF
-        try:
-            self._interpreter = cls(**kwargs)
-            self._interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"{self.path}: not a loadable TFLite model ({exc})") from None
+        self.runtime, self._interpreter = open_interpreter(
+            self.path, num_threads=num_threads, runtime=runtime,
+            reference_kernels=reference_kernels)
         self._in = self._interpreter.get_input_details()[0]
         self._out = self._interpreter.get_output_details()[0]
         self._check_against_manifest()

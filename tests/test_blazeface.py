@@ -18,22 +18,17 @@ from edge.blazeface import (
     weighted_nms,
 )
 from edge.errors import ConfigError, ModelError
-from edge.paths import model_dirs
+from edge.paths import default_model
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _fetched_model() -> Path | None:
-    return next((d / BLAZEFACE_MODEL_FILE for d in model_dirs()
-                 if (d / BLAZEFACE_MODEL_FILE).is_file()), None)
-
-
 @pytest.fixture(scope="module")
 def blazeface_model() -> Path:
-    path = _fetched_model()
-    if path is None:
+    try:
+        return default_model(BLAZEFACE_MODEL_FILE)
+    except ModelError:
         pytest.skip("BlazeFace not fetched; `emotion-convert blazeface` (make test does it)")
-    return path
 
 
 def test_anchors_follow_mediapipe_short_range_layout():
@@ -188,6 +183,7 @@ def test_finds_the_demo_face_where_haar_does(blazeface_model):
 def test_blazeface_finds_fer_faces_anywhere_in_the_frame(blazeface_model, shared_data):
     cv2 = pytest.importorskip("cv2")
     from convert.face_data import load_fer
+    from edge.face import box_iou
 
     faces = load_fer(shared_data / "fer2013" / "fer2013_48.npz", "PublicTest").x[:40]
     hits = 0
@@ -202,10 +198,7 @@ def test_blazeface_finds_fer_faces_anywhere_in_the_frame(blazeface_model, shared
             boxes = det.detect(frame)
             assert len(boxes) <= 1
             if boxes:
-                bx, by, bw, bh = boxes[0]
-                ix = max(0, min(bx + bw, x + side) - max(bx, x))
-                iy = max(0, min(by + bh, y + side) - max(by, y))
-                hits += ix * iy / (bw * bh + side * side - ix * iy) > 0.3
+                hits += box_iou(boxes[0], [(x, y, side, side)])[0] > 0.3
     assert hits >= 30, f"BlazeFace found only {hits}/40 FER faces"
 
 

@@ -83,7 +83,7 @@ def test_missing_model_is_one_clear_error(tmp_path, images, capsys):
 def test_haar_finds_fer_faces_placed_in_a_lores_frame(shared_data):
     cv2 = pytest.importorskip("cv2")
     from convert.face_data import load_fer
-    from edge.face import HaarFaceDetector
+    from edge.face import HaarFaceDetector, box_iou
 
     faces = load_fer(shared_data / "fer2013" / "fer2013_48.npz", "PublicTest").x[:40]
     detector = HaarFaceDetector()
@@ -95,10 +95,7 @@ def test_haar_finds_fer_faces_placed_in_a_lores_frame(shared_data):
         boxes = detector.detect(frame)
         assert len(boxes) <= 1  # largest face only
         if boxes:
-            bx, by, bw, bh = boxes[0]
-            ix = max(0, min(bx + bw, x + 120) - max(bx, x))
-            iy = max(0, min(by + bh, y + 120) - max(by, y))
-            hits += ix * iy / (bw * bh + 120 * 120 - ix * iy) > 0.3
+            hits += box_iou(boxes[0], [(x, y, 120, 120)])[0] > 0.3
     assert hits >= 20, f"Haar found only {hits}/40 FER faces"
 
 
