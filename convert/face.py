@@ -33,6 +33,7 @@ from .face_model import (
     build_student,
     channel_decay,
     count_macs,
+    prune_spec,
     prune_student,
     select_channels,
 )
@@ -66,6 +67,8 @@ class FaceRecipe:
         parent: shape of the unpruned parent network.
         train: parent training settings.
         prune_ratio: fraction of every convolution's channels removed.
+        pruned_widths: the pruned network's widths, one per parent convolution, instead of a
+            uniform ``prune_ratio`` (see :func:`convert.face_model.prune_spec`).
         prune_schedule: ``gradual`` fades the pruned channels to zero while the full network
             trains for ``ramp`` (see :func:`convert.face_model.channel_decay`), then removes
             them; ``one-shot`` removes them from the parent at once.  Fine-tuning follows both.
@@ -83,6 +86,7 @@ class FaceRecipe:
     parent: StudentSpec = PARENT_SPEC
     train: TrainConfig = TrainConfig(epochs=40)
     prune_ratio: float = 0.36
+    pruned_widths: tuple[int, ...] | None = None
     prune_schedule: str = "gradual"
     ramp: TrainConfig = TrainConfig(epochs=10, learning_rate=1e-3)
     criterion: str = "bn_gamma"
@@ -98,6 +102,11 @@ class FaceRecipe:
         if self.prune_schedule not in PRUNE_SCHEDULES:
             raise ConfigError(f"prune_schedule {self.prune_schedule!r} is unknown; choose "
                               f"one of {', '.join(PRUNE_SCHEDULES)}")
+        if self.pruned_widths is not None:
+            try:
+                prune_spec(self.parent, self.prune_ratio, widths=self.pruned_widths)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         if self.prune_schedule == "gradual" and self.ramp.epochs < 1:
             raise ConfigError(f"gradual pruning needs at least 1 ramp epoch, not "
                               f"{self.ramp.epochs}; use prune_schedule='one-shot' to skip it")
@@ -107,6 +116,7 @@ class FaceRecipe:
             "parent": self.parent.to_dict(),
             "train": dataclasses.asdict(self.train),
             "prune_ratio": self.prune_ratio,
+            "pruned_widths": list(self.pruned_widths) if self.pruned_widths else None,
             "prune_schedule": self.prune_schedule,
             "ramp": dataclasses.asdict(self.ramp),
             "criterion": self.criterion,
@@ -275,7 +285,8 @@ def run_face_pipeline(
                         "report_accuracy": accuracy(parent, x_te, y_te)}
     logger.info("parent: %s", report["parent"])
 
-    keep = select_channels(parent, spec, recipe.prune_ratio, criterion=recipe.criterion)
+    keep = select_channels(parent, spec, recipe.prune_ratio, criterion=recipe.criterion,
+                           widths=recipe.pruned_widths)
     ft_logits, ft_flip = _finetune_targets(recipe.finetune_teacher, parent, x_tr, t_logits, t_flip)
     source = parent
     if recipe.prune_schedule == "gradual":
@@ -289,7 +300,8 @@ def run_face_pipeline(
             teacher_logits_flipped=ft_flip, x_val=x_va, y_val=y_va,
             callbacks=[channel_decay(source, spec, keep, steps)], keep_best=False)
         report["ramp_s"] = round(time.time() - t0, 1)
-    pruned, pspec, _ = prune_student(source, spec, recipe.prune_ratio, keep=keep)
+    pruned, pspec, _ = prune_student(source, spec, recipe.prune_ratio, keep=keep,
+                                     widths=recipe.pruned_widths)
     report["pruned_before_finetune"] = {
         "choose_accuracy": accuracy(pruned, x_va, y_va)}
     if source is not parent:

@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--finetune-epochs", type=int, default=None, help="after pruning (default 20)")
     p.add_argument("--prune-ratio", type=float, default=None,
                    help="fraction of channels removed per layer (default 0.36)")
+    p.add_argument("--pruned-widths", type=str, default=None, metavar="W,W,...",
+                   help="the pruned model's widths, one per parent convolution, instead of "
+                   "--prune-ratio (e.g. prune the MAC-heavy early layers harder)")
     p.add_argument("--prune-schedule", choices=PRUNE_SCHEDULES, default=None,
                    help="gradual: fade the pruned channels out while the whole network trains, "
                    "then remove them; one-shot: remove them at once (default gradual)")
@@ -99,6 +102,8 @@ def run_face(args: argparse.Namespace) -> int:
     try:
         if args.widths:
             parent = dataclasses.replace(parent, widths=_ints(args.widths, "--widths"))
+        if args.pruned_widths:
+            changes["pruned_widths"] = _ints(args.pruned_widths, "--pruned-widths")
         pool = (_ints(args.pool_after, "--pool-after") if args.pool_after is not None
                 else tuple(i for i in parent.pool_after if i < len(parent.widths) - 1))
     except ValueError as exc:

@@ -141,8 +141,26 @@ def channel_importance(model: Any, spec: StudentSpec, criterion: str = "bn_gamma
     return scores
 
 
-def prune_spec(spec: StudentSpec, ratio: float, multiple: int = 4) -> StudentSpec:
-    """Spec with ``ratio`` of every convolution's channels removed (rounded up to ``multiple``)."""
+def prune_spec(
+    spec: StudentSpec, ratio: float, multiple: int = 4, *, widths: tuple[int, ...] | None = None
+) -> StudentSpec:
+    """Spec with ``ratio`` of every convolution's channels removed (rounded up to ``multiple``),
+    or with the given ``widths`` (then ``ratio`` is ignored).
+
+    Why explicit widths: a uniform ratio removes as many parameters as MACs, but the two limits
+    sit in different layers.  MACs are spent in the early high-resolution layers, parameters
+    (the int8 file size) in the late ones; pruning the first harder and the last more gently
+    keeps more of the network for the same MAC cut.
+    """
+    if widths is not None:
+        widths = tuple(int(w) for w in widths)
+        if len(widths) != len(spec.widths) or any(
+            not 1 <= w <= p for w, p in zip(widths, spec.widths)
+        ):
+            raise ValueError(f"pruned widths {list(widths)} must give each of the parent's "
+                             f"{len(spec.widths)} convolutions 1..its own width "
+                             f"{list(spec.widths)}")
+        return dataclasses.replace(spec, widths=widths)
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"prune ratio {ratio!r} must be in [0, 1)")
     widths = tuple(
@@ -153,11 +171,17 @@ def prune_spec(spec: StudentSpec, ratio: float, multiple: int = 4) -> StudentSpe
 
 
 def select_channels(
-    model: Any, spec: StudentSpec, ratio: float, *, criterion: str = "bn_gamma"
+    model: Any,
+    spec: StudentSpec,
+    ratio: float,
+    *,
+    criterion: str = "bn_gamma",
+    widths: tuple[int, ...] | None = None,
 ) -> list[np.ndarray]:
-    """Sorted indices of the channels each convolution keeps when ``ratio`` is pruned."""
+    """Sorted indices of the channels each convolution keeps when ``ratio`` is pruned (or
+    when it is cut to ``widths``)."""
     scores = channel_importance(model, spec, criterion)
-    widths = prune_spec(spec, ratio).widths
+    widths = prune_spec(spec, ratio, widths=widths).widths
     return [np.sort(np.argsort(-s, kind="stable")[:w]) for s, w in zip(scores, widths)]
 
 
@@ -168,20 +192,22 @@ def prune_student(
     *,
     criterion: str = "bn_gamma",
     keep: list[np.ndarray] | None = None,
+    widths: tuple[int, ...] | None = None,
 ) -> tuple[Any, StudentSpec, list[np.ndarray]]:
     """Remove the least important channels of every convolution (or all but ``keep``) and
-    return ``(pruned model, pruned spec, kept channel indices per convolution)``.
+    return ``(pruned model, pruned spec, kept channel indices per convolution)``.  ``widths``
+    replaces the uniform ``ratio`` (see :func:`prune_spec`).
 
     Removing output channel ``c`` of convolution ``i`` removes its filter and BN entry, the
     matching depthwise filter and BN entry of block ``i+1`` and the matching input row of block
     ``i+1``'s pointwise kernel (or of the dense layer after the last convolution).
     """
-    new_spec = prune_spec(spec, ratio)
+    new_spec = prune_spec(spec, ratio, widths=widths)
     if keep is None:
-        keep = select_channels(model, spec, ratio, criterion=criterion)
+        keep = select_channels(model, spec, ratio, criterion=criterion, widths=widths)
     if [len(k) for k in keep] != list(new_spec.widths):
         raise ValueError(f"kept channels {[len(k) for k in keep]} do not match the pruned "
-                         f"widths {list(new_spec.widths)} for ratio {ratio}")
+                         f"widths {list(new_spec.widths)}")
     pruned = build_student(new_spec)
 
     def bn_weights(name: str, idx: np.ndarray) -> list[np.ndarray]:

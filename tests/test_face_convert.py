@@ -86,6 +86,30 @@ def test_pruned_model_keeps_the_surviving_weights():
                                np.asarray(pruned(x, training=False)), atol=1e-4)
 
 
+def test_explicit_pruned_widths_keep_each_layers_most_important_channels():
+    pytest.importorskip("tensorflow")
+    from convert.face_model import StudentSpec, build_student, prune_student
+
+    spec = StudentSpec(widths=(8, 16, 16), pool_after=(1,), stem_stride=2)
+    parent = build_student(spec)
+    rng = np.random.default_rng(3)
+    for layer in parent.layers:
+        if layer.name.endswith("_bn"):
+            w = layer.get_weights()
+            w[0] = rng.uniform(0.1, 1.0, w[0].shape).astype(np.float32)
+            layer.set_weights(w)
+    # Unequal cuts: the first layer loses half, the last keeps 12 of 16.
+    pruned, pspec, keep = prune_student(parent, spec, 0.5, widths=(4, 10, 12))
+    assert pspec.widths == (4, 10, 12)
+    assert [len(k) for k in keep] == [4, 10, 12]
+    for i, kept in enumerate(keep):
+        g = np.abs(parent.get_layer(f"conv{i}_bn").get_weights()[0])
+        assert set(kept) == set(np.argsort(-g)[: len(kept)])
+    assert pruned.get_layer("logits").get_weights()[0].shape == (12, 7)
+    with pytest.raises(ValueError, match="1..its own width"):
+        prune_student(parent, spec, 0.5, widths=(4, 10, 0))
+
+
 def test_augmentation_keeps_the_input_range():
     """Keras' RandomContrast clips to (0, 255) unless told otherwise, which once wiped every dark
     pixel of the [-1, 1] training images; the augmenter must keep the range."""
@@ -122,6 +146,9 @@ def test_fine_tune_targets_average_teacher_and_parent_log_probabilities():
     (["--pool-after", "1,x"], "--pool-after '1,x' must be comma-separated integers"),
     (["--widths", "8,16", "--pool-after", "5"], "must index --widths (0..1)"),
     (["--ramp-epochs", "0"], "gradual pruning needs at least 1 ramp epoch"),
+    (["--pruned-widths", "8,16"], "pruned widths [8, 16] must give each of the parent's 8"),
+    (["--widths", "8,16", "--pool-after", "0", "--pruned-widths", "8,20"],
+     "1..its own width [8, 16]"),
 ])
 def test_bad_architecture_flags_are_named(tmp_path, capsys, argv, needle):
     from convert.cli import main
