@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fraction of channels removed per layer (default 0.36)")
     p.add_argument("--pruned-widths", type=str, default=None, metavar="W,W,...",
                    help="the pruned model's widths, one per parent convolution, instead of "
-                   "--prune-ratio (e.g. prune the MAC-heavy early layers harder)")
+                   "the uniform --prune-ratio (default: uniform)")
     p.add_argument("--prune-schedule", choices=PRUNE_SCHEDULES, default=None,
                    help="gradual: fade the pruned channels out while the whole network trains, "
                    "then remove them; one-shot: remove them at once (default gradual)")

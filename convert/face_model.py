@@ -159,9 +159,9 @@ def prune_spec(
         if len(widths) != len(spec.widths) or any(
             not 1 <= w <= p for w, p in zip(widths, spec.widths)
         ):
-            raise ValueError(f"pruned widths {list(widths)} must give each of the parent's "
-                             f"{len(spec.widths)} convolutions 1..its own width "
-                             f"{list(spec.widths)}")
+            raise ValueError(f"pruned widths {list(widths)} need one width per parent "
+                             f"convolution ({len(spec.widths)}), each from 1 to that "
+                             f"convolution's width in {list(spec.widths)}")
         return dataclasses.replace(spec, widths=widths)
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"prune ratio {ratio!r} must be in [0, 1)")

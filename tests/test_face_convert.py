@@ -106,7 +106,7 @@ def test_explicit_pruned_widths_keep_each_layers_most_important_channels():
         g = np.abs(parent.get_layer(f"conv{i}_bn").get_weights()[0])
         assert set(kept) == set(np.argsort(-g)[: len(kept)])
     assert pruned.get_layer("logits").get_weights()[0].shape == (12, 7)
-    with pytest.raises(ValueError, match="1..its own width"):
+    with pytest.raises(ValueError, match="each from 1 to that convolution's width"):
         prune_student(parent, spec, 0.5, widths=(4, 10, 0))
 
 
@@ -146,9 +146,9 @@ def test_fine_tune_targets_average_teacher_and_parent_log_probabilities():
     (["--pool-after", "1,x"], "--pool-after '1,x' must be comma-separated integers"),
     (["--widths", "8,16", "--pool-after", "5"], "must index --widths (0..1)"),
     (["--ramp-epochs", "0"], "gradual pruning needs at least 1 ramp epoch"),
-    (["--pruned-widths", "8,16"], "pruned widths [8, 16] must give each of the parent's 8"),
+    (["--pruned-widths", "8,16"], "pruned widths [8, 16] need one width per parent convolution (8)"),
     (["--widths", "8,16", "--pool-after", "0", "--pruned-widths", "8,20"],
-     "1..its own width [8, 16]"),
+     "each from 1 to that convolution's width in [8, 16]"),
 ])
 def test_bad_architecture_flags_are_named(tmp_path, capsys, argv, needle):
     from convert.cli import main
