@@ -16,8 +16,9 @@ Per frame: face detection (largest face; OpenCV's Haar cascade, and BlazeFace sh
 All run in the device runtime (ai-edge-litert) with one thread, and OpenCV (Haar) with one thread
 too; timings are medians of interleaved repeats.  Frames hold a FER2013 PublicTest face
 (``--fer``) or a drawn cartoon face; when the detector finds nothing, the centre box is
-classified anyway so every row pays for one classification.  With ``--fer`` a second table measures each detector's recall and the
-end-to-end expression accuracy on PrivateTest faces pasted at random places and sizes.
+classified anyway so every row pays for one classification.  With ``--fer`` a second table
+measures each detector's recall and the end-to-end expression accuracy on PrivateTest faces
+pasted at random places and sizes.
 
 Run: ``python -m bench.face_bench --fer /work/shared/data/fer2013/fer2013_48.npz``.
 """

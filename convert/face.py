@@ -174,11 +174,9 @@ def load_face_data(
 
 def tflite_latency_ms(path: str | Path, *, runs: int = 200, warmup: int = 20) -> float:
     """Median wall time of one ``invoke()`` with the device runtime, one thread."""
-    from edge.runtime import resolve_interpreter_class
+    from edge.runtime import open_interpreter
 
-    _, cls = resolve_interpreter_class()
-    interp = cls(model_path=str(path), num_threads=1)
-    interp.allocate_tensors()
+    _, interp = open_interpreter(Path(path), num_threads=1)
     detail = interp.get_input_details()[0]
     x = np.zeros(detail["shape"], dtype=detail["dtype"])
     times = []

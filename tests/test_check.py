@@ -3,7 +3,6 @@
 import subprocess
 import types
 
-
 from edge.checks import check_camera, check_mic, check_thermal
 from edge.cli import main
 from edge.config import Config, load_config
