@@ -58,6 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="indices into --widths followed by 2x2 max pooling (default 1,3,5)")
     p.add_argument("--stem-stride", type=int, choices=(1, 2), default=None,
                    help="stride of the first convolution (default 1)")
+    p.add_argument("--residual", type=str, default=None, metavar="I,J",
+                   help="indices into --widths of blocks that add their input to their output "
+                   "(identity shortcuts; the pruned channels on both sides are tied), e.g. "
+                   "3,5,7 (default none)")
     p.add_argument("--finetune-teacher", choices=FINETUNE_TEACHERS, default=None,
                    help="soft targets after pruning (default ensemble of teacher and parent)")
     p.add_argument("--margin", type=float, default=0.0,
@@ -100,22 +104,28 @@ def run_face(args: argparse.Namespace) -> int:
         changes["finetune_teacher"] = args.finetune_teacher
     parent = recipe.parent
     try:
-        if args.widths:
-            parent = dataclasses.replace(parent, widths=_ints(args.widths, "--widths"))
+        widths = _ints(args.widths, "--widths") if args.widths else parent.widths
         if args.pruned_widths:
             changes["pruned_widths"] = _ints(args.pruned_widths, "--pruned-widths")
         pool = (_ints(args.pool_after, "--pool-after") if args.pool_after is not None
-                else tuple(i for i in parent.pool_after if i < len(parent.widths) - 1))
+                else tuple(i for i in parent.pool_after if i < len(widths) - 1))
+        residual = (_ints(args.residual, "--residual") if args.residual is not None
+                    else parent.residual)
     except ValueError as exc:
         print(f"emotion-convert face: {exc}", file=sys.stderr)
         return 2
-    if any(not 0 <= i < len(parent.widths) for i in pool):
+    if any(not 0 <= i < len(widths) for i in pool):
         print(f"emotion-convert face: --pool-after {list(pool)} must index --widths "
-              f"(0..{len(parent.widths) - 1})", file=sys.stderr)
+              f"(0..{len(widths) - 1})", file=sys.stderr)
         return 2
-    parent = dataclasses.replace(parent, pool_after=pool)
-    if args.stem_stride is not None:
-        parent = dataclasses.replace(parent, stem_stride=args.stem_stride)
+    try:
+        parent = dataclasses.replace(
+            parent, widths=widths, pool_after=pool, residual=residual,
+            stem_stride=parent.stem_stride if args.stem_stride is None else args.stem_stride)
+    except ValueError as exc:
+        print(f"emotion-convert face: --residual {','.join(map(str, residual))}: {exc}",
+              file=sys.stderr)
+        return 2
     changes["parent"] = parent
     recipe = dataclasses.replace(recipe, **changes)
     preprocess = FacePreprocessConfig(margin=args.margin)

@@ -1,9 +1,11 @@
 """The compact face expression CNN, its MAC counter and structural (channel) pruning.
 
-The network is a plain chain so that every channel can be removed cleanly: a 3x3 stem
-convolution, then depthwise-separable blocks (3x3 depthwise -> BN -> ReLU -> 1x1 pointwise -> BN ->
-ReLU) with 2x2 max pooling between stages, global average pooling and one dense layer producing
-logits.  Its shape is fully described by :class:`StudentSpec`; pruning produces a narrower spec and
+The network is a chain so that every channel can be removed cleanly: a 3x3 stem convolution,
+then depthwise-separable blocks (3x3 depthwise -> BN -> ReLU -> 1x1 pointwise -> BN -> ReLU) with
+2x2 max pooling between stages, global average pooling and one dense layer producing logits.
+Blocks listed in ``StudentSpec.residual`` add their input to their output (an identity shortcut,
+before the ReLU); the two convolutions on either side of such an add share their channels, so
+pruning keeps or removes those channels together.  Its shape is fully described by :class:`StudentSpec`; pruning produces a narrower spec and
 copies the surviving weights, so the pruned model is physically smaller (a dense, smaller .tflite),
 unlike magnitude pruning.
 """
@@ -47,6 +49,9 @@ class StudentSpec:
             fine detail of a 48x48 face (mouth corners, brows) for the first block.  With 40
             instead of 25 epochs it lifted the parent from 0.623 to 0.641 on FER2013
             PrivateTest, at twice the latency (0.1 -> 0.2 ms, still 2.4x below mini-Xception).
+        residual: indices of blocks whose input is added to their output (identity shortcut,
+            as in mini-Xception's residual modules).  Block ``i`` needs ``widths[i - 1] ==
+            widths[i]`` and no pooling after block ``i - 1``.  Empty (a plain chain) by default.
     """
 
     input_size: int = 48
@@ -55,10 +60,36 @@ class StudentSpec:
     num_classes: int = 7
     dropout: float = 0.3
     stem_stride: int = 1
+    residual: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        for i in self.residual:
+            if not 1 <= i < len(self.widths):
+                raise ValueError(f"residual block {i} does not exist: blocks are numbered 1 to "
+                                 f"{len(self.widths) - 1} (0 is the stem)")
+            if self.widths[i - 1] != self.widths[i]:
+                raise ValueError(f"residual block {i} adds its input to its output, so widths "
+                                 f"{i - 1} and {i} must be equal, not {self.widths[i - 1]} and "
+                                 f"{self.widths[i]}")
+            if i - 1 in self.pool_after:
+                raise ValueError(f"residual block {i} cannot follow pooling after block {i - 1}: "
+                                 f"its input and output would differ in size")
+
+    def channel_groups(self) -> list[list[int]]:
+        """Convolutions whose output channels must be kept or removed together, in order:
+        each residual add ties the convolution before it to the one inside it."""
+        groups: list[list[int]] = []
+        for i in range(len(self.widths)):
+            if i in self.residual:
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+        return groups
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["widths"], d["pool_after"] = list(self.widths), list(self.pool_after)
+        d["residual"] = list(self.residual)
         return d
 
 
@@ -77,6 +108,7 @@ def build_student(spec: StudentSpec, *, gamma_l1: float = 0.0) -> Any:
     reg = regularizers.L1(gamma_l1) if gamma_l1 else None
     x = inputs = keras.Input((spec.input_size, spec.input_size, 1), name="face")
     for i, width in enumerate(spec.widths):
+        shortcut = x
         if i == 0:
             x = layers.Conv2D(width, 3, strides=spec.stem_stride, padding="same", use_bias=False,
                               name="conv0")(x)
@@ -86,6 +118,8 @@ def build_student(spec: StudentSpec, *, gamma_l1: float = 0.0) -> Any:
             x = layers.ReLU(name=f"dw{i}_relu")(x)
             x = layers.Conv2D(width, 1, use_bias=False, name=f"conv{i}")(x)
         x = layers.BatchNormalization(gamma_regularizer=reg, name=f"conv{i}_bn")(x)
+        if i in spec.residual:
+            x = layers.Add(name=f"res{i}")([x, shortcut])
         x = layers.ReLU(name=f"conv{i}_relu")(x)
         if i in spec.pool_after:
             x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
@@ -181,10 +215,21 @@ def select_channels(
     widths: tuple[int, ...] | None = None,
 ) -> list[np.ndarray]:
     """Sorted indices of the channels each convolution keeps when ``ratio`` is pruned (or
-    when it is cut to ``widths``)."""
+    when it is cut to ``widths``).
+
+    Convolutions joined by a residual add (:meth:`StudentSpec.channel_groups`) keep the same
+    channels, ranked by the sum of their importances: a channel of the sum can only go if
+    every term of it goes.
+    """
     scores = channel_importance(model, spec, criterion)
     widths = prune_spec(spec, ratio, widths=widths).widths
-    return [np.sort(np.argsort(-s, kind="stable")[:w]) for s, w in zip(scores, widths)]
+    keep: list[np.ndarray] = [np.empty(0, np.int64)] * len(spec.widths)
+    for group in spec.channel_groups():
+        score = np.sum([scores[i] for i in group], axis=0)
+        kept = np.sort(np.argsort(-score, kind="stable")[: widths[group[0]]])
+        for i in group:
+            keep[i] = kept
+    return keep
 
 
 def prune_student(
@@ -210,6 +255,10 @@ def prune_student(
     if [len(k) for k in keep] != list(new_spec.widths):
         raise ValueError(f"kept channels {[len(k) for k in keep]} do not match the pruned "
                          f"widths {list(new_spec.widths)}")
+    for group in spec.channel_groups():
+        if any(not np.array_equal(keep[group[0]], keep[i]) for i in group):
+            raise ValueError(f"convolutions {group} meet at a residual add and must keep the "
+                             f"same channels")
     pruned = build_student(new_spec)
 
     def bn_weights(name: str, idx: np.ndarray) -> list[np.ndarray]:

@@ -110,6 +110,36 @@ def test_explicit_pruned_widths_keep_each_layers_most_important_channels():
         prune_student(parent, spec, 0.5, widths=(4, 10, 0))
 
 
+def test_residual_adds_tie_the_channels_pruned_on_both_sides():
+    pytest.importorskip("tensorflow")
+    from convert.face_model import StudentSpec, build_student, prune_student, select_channels
+
+    spec = StudentSpec(widths=(8, 16, 16, 16), pool_after=(3,), stem_stride=2, residual=(2, 3))
+    assert spec.channel_groups() == [[0], [1, 2, 3]]
+    parent = build_student(spec)
+    assert [layer.name for layer in parent.layers if layer.name.startswith("res")] == [
+        "res2", "res3"]
+    rng = np.random.default_rng(5)
+    for layer in parent.layers:
+        if layer.name.endswith("_bn"):
+            w = layer.get_weights()
+            w[0] = rng.uniform(-1.0, 1.0, w[0].shape).astype(np.float32)
+            layer.set_weights(w)
+    gammas = [np.abs(parent.get_layer(f"conv{i}_bn").get_weights()[0]) for i in (1, 2, 3)]
+    keep = select_channels(parent, spec, 0.5)
+    # One choice for the whole group, by the summed importance, which no single layer's
+    # ranking gives here (so the test can tell the two apart).
+    expected = set(np.argsort(-sum(gammas))[:8])
+    assert all(set(k) == expected for k in keep[1:])
+    assert any(set(np.argsort(-g)[:8]) != expected for g in gammas)
+    pruned, pspec, _ = prune_student(parent, spec, 0.5, keep=keep)
+    assert pspec.residual == (2, 3) and pspec.widths == (4, 8, 8, 8)
+    assert pruned.count_params() < parent.count_params()
+    untied = [*keep[:3], np.setdiff1d(np.arange(16), keep[3])]  # same width, other channels
+    with pytest.raises(ValueError, match=r"convolutions \[1, 2, 3\] meet at a residual add"):
+        prune_student(parent, spec, 0.5, keep=untied)
+
+
 def test_augmentation_keeps_the_input_range():
     """Keras' RandomContrast clips to (0, 255) unless told otherwise, which once wiped every dark
     pixel of the [-1, 1] training images; the augmenter must keep the range."""
@@ -149,6 +179,12 @@ def test_fine_tune_targets_average_teacher_and_parent_log_probabilities():
     (["--pruned-widths", "8,16"], "pruned widths [8, 16] need one width per parent convolution (8)"),
     (["--widths", "8,16", "--pool-after", "0", "--pruned-widths", "8,20"],
      "each from 1 to that convolution's width in [8, 16]"),
+    (["--widths", "8,16", "--pool-after", "", "--residual", "1"],
+     "--residual 1: residual block 1 adds its input to its output, so widths 0 and 1"),
+    (["--widths", "8,8,8", "--pool-after", "0", "--residual", "1"],
+     "cannot follow pooling after block 0"),
+    (["--residual", "3,5,7", "--pruned-widths", "12,24,40,44,84,84,124,124"],
+     "widths 2 and 3 must be equal, not 40 and 44"),
 ])
 def test_bad_architecture_flags_are_named(tmp_path, capsys, argv, needle):
     from convert.cli import main
@@ -157,7 +193,8 @@ def test_bad_architecture_flags_are_named(tmp_path, capsys, argv, needle):
     assert code == 2 and needle in capsys.readouterr().err
 
 
-def test_gradual_pruning_fades_channels_to_zero_so_removal_is_lossless():
+@pytest.mark.parametrize("residual", [(), (2,)], ids=["plain", "residual"])
+def test_gradual_pruning_fades_channels_to_zero_so_removal_is_lossless(residual):
     pytest.importorskip("tensorflow")
     from convert.face_model import (
         StudentSpec,
@@ -168,7 +205,8 @@ def test_gradual_pruning_fades_channels_to_zero_so_removal_is_lossless():
     )
     from convert.face_train import TrainConfig, predict_logits, train_student
 
-    spec = StudentSpec(widths=(8, 16, 16), pool_after=(1,), stem_stride=2, dropout=0.0)
+    spec = StudentSpec(widths=(8, 16, 16), pool_after=(2,) if residual else (1,),
+                       stem_stride=2, dropout=0.0, residual=residual)
     model = build_student(spec)
     rng = np.random.default_rng(1)
     x = rng.uniform(-1, 1, (64, 48, 48, 1)).astype(np.float32)
@@ -176,6 +214,8 @@ def test_gradual_pruning_fades_channels_to_zero_so_removal_is_lossless():
     cfg = TrainConfig(epochs=1, batch_size=16, learning_rate=1e-3, augment=False)
     train_student(model, x, y, cfg)  # BN statistics and betas away from their initial values
     keep = select_channels(model, spec, 0.5)
+    if residual:  # both sides of the add fade the same channels
+        np.testing.assert_array_equal(keep[1], keep[2])
     cut, _, _ = prune_student(model, spec, 0.5, keep=keep)
     # Control: removing live channels changes the output (so the check below can fail).
     assert np.abs(predict_logits(model, x) - predict_logits(cut, x)).max() > 1e-3
