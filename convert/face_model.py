@@ -5,9 +5,9 @@ then depthwise-separable blocks (3x3 depthwise -> BN -> ReLU -> 1x1 pointwise ->
 2x2 max pooling between stages, global average pooling and one dense layer producing logits.
 Blocks listed in ``StudentSpec.residual`` add their input to their output (an identity shortcut,
 before the ReLU); the two convolutions on either side of such an add share their channels, so
-pruning keeps or removes those channels together.  Its shape is fully described by :class:`StudentSpec`; pruning produces a narrower spec and
-copies the surviving weights, so the pruned model is physically smaller (a dense, smaller .tflite),
-unlike magnitude pruning.
+pruning keeps or removes those channels together.  The shape is fully described by
+:class:`StudentSpec`; pruning produces a narrower spec and copies the surviving weights, so the
+pruned model is physically smaller (a dense, smaller .tflite), unlike magnitude pruning.
 """
 
 from __future__ import annotations
