@@ -51,7 +51,9 @@ class StudentSpec:
             PrivateTest, at twice the latency (0.1 -> 0.2 ms, still 2.4x below mini-Xception).
         residual: indices of blocks whose input is added to their output (identity shortcut,
             as in mini-Xception's residual modules).  Block ``i`` needs ``widths[i - 1] ==
-            widths[i]`` and no pooling after block ``i - 1``.  Empty (a plain chain) by default.
+            widths[i]`` and no pooling after block ``i - 1``.  Empty (a plain chain) by default:
+            shortcuts around blocks 3, 5 and 7 of the parent lowered it from 0.638 to 0.631 on
+            FER2013 PublicTest, and its pruned model from 0.617 to 0.611 (models/README.md).
     """
 
     input_size: int = 48
