@@ -198,7 +198,10 @@ def prune_spec(
             raise ValueError(f"pruned widths {list(widths)} need one width per parent "
                              f"convolution ({len(spec.widths)}), each from 1 to that "
                              f"convolution's width in {list(spec.widths)}")
-        return dataclasses.replace(spec, widths=widths)
+        try:
+            return dataclasses.replace(spec, widths=widths)
+        except ValueError as exc:  # the residual adds tie some of the widths together
+            raise ValueError(f"pruned widths {list(widths)}: {exc}") from None
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"prune ratio {ratio!r} must be in [0, 1)")
     widths = tuple(

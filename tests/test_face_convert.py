@@ -184,7 +184,8 @@ def test_fine_tune_targets_average_teacher_and_parent_log_probabilities():
     (["--widths", "8,8,8", "--pool-after", "0", "--residual", "1"],
      "cannot follow pooling after block 0"),
     (["--residual", "3,5,7", "--pruned-widths", "12,24,40,44,84,84,124,124"],
-     "widths 2 and 3 must be equal, not 40 and 44"),
+     "pruned widths [12, 24, 40, 44, 84, 84, 124, 124]: residual block 3 adds its input to "
+     "its output, so widths 2 and 3 must be equal, not 40 and 44"),
 ])
 def test_bad_architecture_flags_are_named(tmp_path, capsys, argv, needle):
     from convert.cli import main
