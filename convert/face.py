@@ -107,6 +107,11 @@ class FaceRecipe:
                 prune_spec(self.parent, self.prune_ratio, widths=self.pruned_widths)
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
+        if self.ramp.ema_decay:
+            # The fade drives the doomed channels to exactly zero; an average of the weights
+            # would only approach zero, and removing the channels would change the output.
+            raise ConfigError(f"the pruning ramp cannot average its weights (ema_decay "
+                              f"{self.ramp.ema_decay}): set ema_decay on train and finetune")
         if self.prune_schedule == "gradual" and self.ramp.epochs < 1:
             raise ConfigError(f"gradual pruning needs at least 1 ramp epoch, not "
                               f"{self.ramp.epochs}; use prune_schedule='one-shot' to skip it")

@@ -62,6 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="indices into --widths of blocks that add their input to their output "
                    "(identity shortcuts; the pruned channels on both sides are tied), e.g. "
                    "3,5,7 (default none)")
+    p.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                   help="average the weights while training the parent and fine-tuning the "
+                   "pruned model (per-step decay, e.g. 0.999; default 0: no averaging)")
     p.add_argument("--finetune-teacher", choices=FINETUNE_TEACHERS, default=None,
                    help="soft targets after pruning (default ensemble of teacher and parent)")
     p.add_argument("--margin", type=float, default=0.0,
@@ -90,6 +93,13 @@ def run_face(args: argparse.Namespace) -> int:
         train = dataclasses.replace(train, epochs=args.epochs)
     if args.finetune_epochs is not None:
         finetune = dataclasses.replace(finetune, epochs=args.finetune_epochs)
+    if args.ema is not None:
+        try:
+            train = dataclasses.replace(train, ema_decay=args.ema)
+            finetune = dataclasses.replace(finetune, ema_decay=args.ema)
+        except ValueError as exc:
+            print(f"emotion-convert face: --ema: {exc}", file=sys.stderr)
+            return 2
     ramp = dataclasses.replace(recipe.ramp, seed=args.seed + 2)
     if args.ramp_epochs is not None:
         ramp = dataclasses.replace(ramp, epochs=args.ramp_epochs)

@@ -9,9 +9,11 @@ zooms and brightness/contrast changes keep the teacher's targets approximately v
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -36,6 +38,10 @@ class TrainConfig:
         class_weighting: weight the hard-label loss by inverse class frequency (sqrt-damped).
         augment: random flip, shift, rotation, zoom, brightness and contrast.
         seed: seed for weights, shuffling and augmentation.
+        ema_decay: per-step decay of an exponential moving average of the trainable weights
+            (Polyak averaging); the averaged weights are evaluated, kept and returned.  0 (the
+            default) trains without it.  0.999 averages over the last ~1000 steps, about 4.5
+            epochs of FER2013 at batch 128.
     """
 
     epochs: int = 30
@@ -48,6 +54,12 @@ class TrainConfig:
     class_weighting: bool = False
     augment: bool = True
     seed: int = 0
+    ema_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay {self.ema_decay!r} must be in [0, 1): the weight of "
+                             f"the old average at each step (0 = no averaging)")
 
 
 def _augmenter(seed: int) -> Any:
@@ -110,6 +122,45 @@ def _loss(cfg: TrainConfig, num_classes: int):
     return loss
 
 
+class _WeightAverage:
+    """Exponential moving average of a model's trainable weights, updated after every step.
+
+    Why: the last epochs of a short cosine schedule still move the weights from batch to batch
+    (the validation accuracy of the shipped fine-tune wandered by 1 point between epochs); the
+    average sits nearer the middle of that wandering.  BN moving statistics are already
+    averages and are left alone.
+    """
+
+    def __init__(self, model: Any, decay: float) -> None:
+        import keras
+
+        self.variables = list(model.trainable_variables)
+        self.average = [np.array(v.numpy(), np.float32) for v in self.variables]
+        average, variables = self.average, self.variables
+
+        class Update(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+                for avg, var in zip(average, variables):
+                    avg *= decay
+                    avg += (1.0 - decay) * var.numpy()
+
+        self.callback = Update()
+
+    @contextlib.contextmanager
+    def swapped_in(self) -> Iterator[None]:
+        """Run the body with the averaged weights in the model, then put the trained ones back."""
+        trained = [np.array(v.numpy()) for v in self.variables]
+        self.assign(self.average)
+        try:
+            yield
+        finally:
+            self.assign(trained)
+
+    def assign(self, values: list[np.ndarray]) -> None:
+        for var, value in zip(self.variables, values):
+            var.assign(value)
+
+
 def predict_logits(model: Any, x: np.ndarray, batch: int = 512) -> np.ndarray:
     return np.concatenate(
         [np.asarray(model(x[i : i + batch], training=False)) for i in range(0, len(x), batch)]
@@ -135,7 +186,8 @@ def train_student(
 ) -> dict[str, Any]:
     """Train ``model`` in place; keep the weights of the epoch with the best validation accuracy
     (``keep_best=False``: keep the last epoch's, e.g. when ``callbacks`` change the model
-    during training and only the end state is wanted).
+    during training and only the end state is wanted).  With ``cfg.ema_decay`` the averaged
+    weights are the ones evaluated, kept and left in the model.
 
     ``x`` is preprocessed float ``(N, S, S, 1)``.  Returns a history dict with per-epoch
     validation accuracy and the chosen epoch.
@@ -167,24 +219,33 @@ def train_student(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay),
         loss=_loss(cfg, num_classes),
     )
+    average = _WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
+    fit_callbacks = list(callbacks or []) + ([average.callback] if average else [])
     history: dict[str, Any] = {"val_accuracy": [], "loss": []}
+    if average:
+        history["val_accuracy_unaveraged"] = []
     best, best_weights = -1.0, None
     for epoch in range(cfg.epochs):
         h = model.fit(ds, epochs=1, verbose=0, shuffle=False,  # ds shuffles itself
-                      callbacks=callbacks)
+                      callbacks=fit_callbacks)
         history["loss"].append(float(h.history["loss"][-1]))
         if x_val is not None and y_val is not None:
-            acc = accuracy(model, x_val, y_val)
+            if average:
+                history["val_accuracy_unaveraged"].append(accuracy(model, x_val, y_val))
+            with average.swapped_in() if average else contextlib.nullcontext():
+                acc = accuracy(model, x_val, y_val)
+                if keep_best and acc > best:
+                    best, best_weights = acc, model.get_weights()
+                    history["best_epoch"] = epoch + 1
             history["val_accuracy"].append(acc)
-            if keep_best and acc > best:
-                best, best_weights = acc, model.get_weights()
-                history["best_epoch"] = epoch + 1
             logger.info("epoch %d/%d loss %.4f val acc %.4f", epoch + 1, cfg.epochs,
                         history["loss"][-1], acc)
         else:
             logger.info("epoch %d/%d loss %.4f", epoch + 1, cfg.epochs, history["loss"][-1])
     if best_weights is not None:
         model.set_weights(best_weights)
+    elif average:
+        average.assign(average.average)
     history["best_val_accuracy"] = best if best >= 0 else None
     del tf
     return history

@@ -186,6 +186,7 @@ def test_fine_tune_targets_average_teacher_and_parent_log_probabilities():
     (["--residual", "3,5,7", "--pruned-widths", "12,24,40,44,84,84,124,124"],
      "pruned widths [12, 24, 40, 44, 84, 84, 124, 124]: residual block 3 adds its input to "
      "its output, so widths 2 and 3 must be equal, not 40 and 44"),
+    (["--ema", "1"], "--ema: ema_decay 1.0 must be in [0, 1)"),
 ])
 def test_bad_architecture_flags_are_named(tmp_path, capsys, argv, needle):
     from convert.cli import main
@@ -234,6 +235,52 @@ def test_gradual_pruning_fades_channels_to_zero_so_removal_is_lossless(residual)
     pruned, pspec, _ = prune_student(model, spec, 0.5, keep=keep)
     assert pspec.widths == (4, 8, 8)
     np.testing.assert_allclose(predict_logits(pruned, x), predict_logits(model, x), atol=1e-4)
+
+
+def test_weight_average_is_the_per_step_ema_and_is_what_is_kept():
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from convert.face_model import StudentSpec, build_student
+    from convert.face_train import TrainConfig, accuracy, train_student
+
+    model = build_student(StudentSpec(widths=(4, 8), pool_after=(0,), dropout=0.0))
+    rng = np.random.default_rng(2)
+    x = rng.uniform(-1, 1, (48, 48, 48, 1)).astype(np.float32)
+    y = rng.integers(0, 7, 48)
+    seen = [[v.numpy().copy() for v in model.trainable_variables]]
+
+    class Record(keras.callbacks.Callback):  # the trained weights after every step
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append([v.numpy().copy() for v in model.trainable_variables])
+
+    decay = 0.5
+    cfg = TrainConfig(epochs=2, batch_size=16, learning_rate=1e-2, augment=False,
+                      ema_decay=decay)
+    history = train_student(model, x, y, cfg, x_val=x, y_val=y, callbacks=[Record()],
+                            keep_best=False)
+    assert len(seen) == 7  # 3 steps per epoch
+    expected = seen[0]
+    for step in seen[1:]:
+        expected = [decay * e + (1 - decay) * w for e, w in zip(expected, step)]
+    for got, want, last in zip(model.trainable_variables, expected, seen[-1]):
+        np.testing.assert_allclose(np.asarray(got), want, atol=1e-6)
+    # Control: the average is not simply the last step's weights.
+    assert max(np.abs(w - last).max() for w, last in zip(expected, seen[-1])) > 1e-4
+    assert history["val_accuracy"][-1] == accuracy(model, x, y)
+    assert len(history["val_accuracy_unaveraged"]) == 2
+
+
+def test_ema_is_validated_and_kept_out_of_the_pruning_ramp():
+    from convert.face import FaceRecipe
+    from convert.face_train import TrainConfig
+    from edge.errors import ConfigError
+
+    with pytest.raises(ValueError, match="ema_decay 1.0 must be in"):
+        TrainConfig(ema_decay=1.0)
+    with pytest.raises(ConfigError, match="ramp cannot average"):
+        FaceRecipe(ramp=TrainConfig(ema_decay=0.99))
+    FaceRecipe(train=TrainConfig(ema_decay=0.999), finetune=TrainConfig(ema_decay=0.999))
 
 
 def test_gradual_pruning_needs_a_ramp():
