@@ -248,11 +248,11 @@ def test_weight_average_is_the_per_step_ema_and_is_what_is_kept():
     rng = np.random.default_rng(2)
     x = rng.uniform(-1, 1, (48, 48, 48, 1)).astype(np.float32)
     y = rng.integers(0, 7, 48)
-    seen = [[v.numpy().copy() for v in model.trainable_variables]]
+    seen = [[v.numpy().copy() for v in model.weights]]
 
-    class Record(keras.callbacks.Callback):  # the trained weights after every step
+    class Record(keras.callbacks.Callback):  # weights and BN statistics after every step
         def on_train_batch_end(self, batch, logs=None):
-            seen.append([v.numpy().copy() for v in model.trainable_variables])
+            seen.append([v.numpy().copy() for v in model.weights])
 
     decay = 0.5
     cfg = TrainConfig(epochs=2, batch_size=16, learning_rate=1e-2, augment=False,
@@ -263,8 +263,9 @@ def test_weight_average_is_the_per_step_ema_and_is_what_is_kept():
     expected = seen[0]
     for step in seen[1:]:
         expected = [decay * e + (1 - decay) * w for e, w in zip(expected, step)]
-    for got, want, last in zip(model.trainable_variables, expected, seen[-1]):
-        np.testing.assert_allclose(np.asarray(got), want, atol=1e-6)
+    assert len(model.weights) > len(model.trainable_weights)  # BN statistics are included
+    for got, want in zip(model.weights, expected):
+        np.testing.assert_allclose(got.numpy(), want, atol=1e-6)
     # Control: the average is not simply the last step's weights.
     assert max(np.abs(w - last).max() for w, last in zip(expected, seen[-1])) > 1e-4
     assert history["val_accuracy"][-1] == accuracy(model, x, y)
