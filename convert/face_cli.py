@@ -63,8 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(identity shortcuts; the pruned channels on both sides are tied), e.g. "
                    "3,5,7 (default none)")
     p.add_argument("--ema", type=float, default=None, metavar="DECAY",
-                   help="average the weights while training the parent and fine-tuning the "
-                   "pruned model (per-step decay, e.g. 0.999; default 0: no averaging)")
+                   help="average the weights and BN statistics while training the parent and "
+                   "fine-tuning the pruned model (per-step decay, e.g. 0.999; default 0: no "
+                   "averaging)")
     p.add_argument("--finetune-teacher", choices=FINETUNE_TEACHERS, default=None,
                    help="soft targets after pruning (default ensemble of teacher and parent)")
     p.add_argument("--margin", type=float, default=0.0,
