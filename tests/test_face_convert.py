@@ -183,7 +183,8 @@ def test_fine_tune_targets_average_teacher_and_parent_log_probabilities():
     (["--widths", "8,16", "--pool-after", "0", "--pruned-widths", "8,20"],
      "each from 1 to that convolution's width in [8, 16]"),
     (["--widths", "8,16", "--pool-after", "", "--residual", "1"],
-     "--pool-after none --residual 1: residual block 1 adds its input to its output, so widths 0 and 1"),
+     "--pool-after none --residual 1: residual block 1 adds its input to its output, so "
+     "widths 0 and 1"),
     (["--widths", "8,8,8", "--pool-after", "0", "--residual", "1"],
      "cannot follow pooling after block 0"),
     (["--residual", "3,5,7", "--pruned-widths", "12,24,40,44,84,84,124,124"],
@@ -300,7 +301,9 @@ def test_gradual_pruning_needs_a_ramp():
         FaceRecipe(prune_schedule="abrupt")
 
 
-def test_a_reused_parent_is_rebuilt_at_a_new_input_size_and_adapted(tiny_face_run, tmp_path):  # noqa: F811
+def test_a_reused_parent_is_rebuilt_at_a_new_input_size_and_adapted(
+    tiny_face_run, tmp_path  # noqa: F811
+):
     from convert.face import FaceRecipe, load_face_data, load_parent, run_face_pipeline
     from convert.face_model import StudentSpec
     from convert.face_train import TrainConfig
