@@ -365,12 +365,25 @@ def face_probabilities(model: Any, face: np.ndarray, *, mirror: bool = True) -> 
     return p
 
 
+def _manifest_preprocess(model: Any) -> FacePreprocessConfig:
+    try:
+        return FacePreprocessConfig.from_dict(model.manifest.preprocessing)
+    except (ConfigError, TypeError) as exc:
+        from .errors import ManifestMismatchError
+
+        raise ManifestMismatchError(f"{model.path}: its manifest's face preprocessing is not "
+                                    f"usable ({exc}); re-export the model with emotion-convert "
+                                    f"face") from None
+
+
 class FaceClassifier:
     """Detect faces in grey frames and classify their expression with an int8 model.
 
     ``model`` is a path to a ``.tflite`` (its manifest beside it) or an open
-    :class:`edge.runtime.QuantizedModel`.  The manifest's preprocessing must equal ``preprocess``
-    (the device's configuration); a mismatch raises :class:`edge.errors.ManifestMismatchError`.
+    :class:`edge.runtime.QuantizedModel`.  Faces are prepared as the manifest's preprocessing
+    says (input size, crop margin, ...), the way the model was trained; a ``preprocess`` given
+    explicitly (a device pinned to one setting) must equal it, or
+    :class:`edge.errors.ManifestMismatchError` names the first field that differs.
     ``detector`` is only needed for :meth:`classify_frame`; without one, :func:`open_face_detector`
     opens the ``auto`` detector on first use.
     ``mirror`` averages each face with its mirror image (see :func:`face_probabilities`).
@@ -394,8 +407,8 @@ class FaceClassifier:
         self._num_threads, self._runtime = num_threads, runtime
         self.model, self._owns_model = open_model(
             model, task=FACE_TASK, num_threads=num_threads, runtime=runtime)
-        self.preprocess = preprocess or FacePreprocessConfig()
         try:
+            self.preprocess = preprocess or _manifest_preprocess(self.model)
             self.model.manifest.check_preprocessing(
                 self.preprocess.to_dict(), source=str(self.model.path)
             )

@@ -85,7 +85,34 @@ def test_manifest_with_other_preprocessing_is_refused(tmp_path):
                path, name="t", task="face_expression", labels=("a", "b", "c"),
                preprocessing=FacePreprocessConfig(margin=0.2).to_dict(), fusion_map={},
                metrics={}, training={})
-    with pytest.raises(ManifestMismatchError, match="margin"):
-        FaceClassifier(path)
-    with FaceClassifier(path, preprocess=FacePreprocessConfig(margin=0.2)) as clf:
+    # A device pinned to another setting is refused; by default the manifest's own is used.
+    with pytest.raises(ManifestMismatchError, match="field 'margin' is 0.2 but the device is "
+                                                    "configured with 0.0"):
+        FaceClassifier(path, preprocess=FacePreprocessConfig())
+    for pinned in (None, FacePreprocessConfig(margin=0.2)):
+        with FaceClassifier(path, preprocess=pinned) as clf:
+            assert clf.preprocess.margin == 0.2
+            assert set(clf.classify_crop(np.zeros((48, 48), np.uint8)).scores) == {"a", "b", "c"}
+
+
+def test_the_classifier_follows_the_manifests_input_size(tmp_path):
+    tf = pytest.importorskip("tensorflow")
+    from convert.export import convert_int8, save_model
+    from edge.face import FaceClassifier
+
+    inp = tf.keras.Input((64, 64, 1))
+    out = tf.keras.layers.Dense(3, activation="softmax")(
+        tf.keras.layers.GlobalAveragePooling2D()(inp))
+    rng = np.random.default_rng(0)
+    path = tmp_path / "face.tflite"
+    save_model(convert_int8(tf.keras.Model(inp, out),
+                            rng.uniform(-1, 1, (16, 64, 64, 1)).astype(np.float32)),
+               path, name="t", task="face_expression", labels=("a", "b", "c"),
+               preprocessing=FacePreprocessConfig(size=64).to_dict(), fusion_map={},
+               metrics={}, training={})
+    with FaceClassifier(path) as clf:  # a 48x48 FER face is scaled up to the model's 64x64
+        assert clf.preprocess.size == 64
         assert set(clf.classify_crop(np.zeros((48, 48), np.uint8)).scores) == {"a", "b", "c"}
+    with pytest.raises(ManifestMismatchError, match="field 'size' is 64 but the device is "
+                                                    "configured with 48"):
+        FaceClassifier(path, preprocess=FacePreprocessConfig())
