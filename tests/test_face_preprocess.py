@@ -71,20 +71,28 @@ def test_to_gray_accepts_bgr_and_bgrx():
     assert to_gray(np.dstack([bgr, np.zeros((4, 4), np.uint8)])).shape == (4, 4)
 
 
-def test_manifest_with_other_preprocessing_is_refused(tmp_path):
+def _int8_face_model(tmp_path, preprocess):
+    """A 3-label int8 face model (GAP + dense) exported with ``preprocess`` in its manifest."""
     tf = pytest.importorskip("tensorflow")
     from convert.export import convert_int8, save_model
-    from edge.face import FaceClassifier
 
-    inp = tf.keras.Input((48, 48, 1))
-    out = tf.keras.layers.Dense(3, activation="softmax")(tf.keras.layers.Flatten()(inp))
+    size = preprocess.size
+    inp = tf.keras.Input((size, size, 1))
+    out = tf.keras.layers.Dense(3, activation="softmax")(
+        tf.keras.layers.GlobalAveragePooling2D()(inp))
     rng = np.random.default_rng(0)
     path = tmp_path / "face.tflite"
     save_model(convert_int8(tf.keras.Model(inp, out),
-                            rng.uniform(-1, 1, (16, 48, 48, 1)).astype(np.float32)),
+                            rng.uniform(-1, 1, (16, size, size, 1)).astype(np.float32)),
                path, name="t", task="face_expression", labels=("a", "b", "c"),
-               preprocessing=FacePreprocessConfig(margin=0.2).to_dict(), fusion_map={},
-               metrics={}, training={})
+               preprocessing=preprocess.to_dict(), fusion_map={}, metrics={}, training={})
+    return path
+
+
+def test_manifest_with_other_preprocessing_is_refused(tmp_path):
+    from edge.face import FaceClassifier
+
+    path = _int8_face_model(tmp_path, FacePreprocessConfig(margin=0.2))
     # A device pinned to another setting is refused; by default the manifest's own is used.
     with pytest.raises(ManifestMismatchError, match="field 'margin' is 0.2 but the device is "
                                                     "configured with 0.0"):
@@ -96,20 +104,9 @@ def test_manifest_with_other_preprocessing_is_refused(tmp_path):
 
 
 def test_the_classifier_follows_the_manifests_input_size(tmp_path):
-    tf = pytest.importorskip("tensorflow")
-    from convert.export import convert_int8, save_model
     from edge.face import FaceClassifier
 
-    inp = tf.keras.Input((64, 64, 1))
-    out = tf.keras.layers.Dense(3, activation="softmax")(
-        tf.keras.layers.GlobalAveragePooling2D()(inp))
-    rng = np.random.default_rng(0)
-    path = tmp_path / "face.tflite"
-    save_model(convert_int8(tf.keras.Model(inp, out),
-                            rng.uniform(-1, 1, (16, 64, 64, 1)).astype(np.float32)),
-               path, name="t", task="face_expression", labels=("a", "b", "c"),
-               preprocessing=FacePreprocessConfig(size=64).to_dict(), fusion_map={},
-               metrics={}, training={})
+    path = _int8_face_model(tmp_path, FacePreprocessConfig(size=64))
     with FaceClassifier(path) as clf:  # a 48x48 FER face is scaled up to the model's 64x64
         assert clf.preprocess.size == 64
         assert set(clf.classify_crop(np.zeros((48, 48), np.uint8)).scores) == {"a", "b", "c"}
