@@ -19,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, ImageFileError, MissingDependencyError, ModelError
+from .errors import (
+    ConfigError, ImageFileError, ManifestMismatchError, MissingDependencyError, ModelError,
+)
 
 __all__ = [
     "FACE_MODEL_FILE",
@@ -369,8 +371,6 @@ def _manifest_preprocess(model: Any) -> FacePreprocessConfig:
     try:
         return FacePreprocessConfig.from_dict(model.manifest.preprocessing)
     except (ConfigError, TypeError) as exc:
-        from .errors import ManifestMismatchError
-
         raise ManifestMismatchError(f"{model.path}: its manifest's face preprocessing is not "
                                     f"usable ({exc}); re-export the model with emotion-convert "
                                     f"face") from None
@@ -418,8 +418,6 @@ class FaceClassifier:
         size = self.preprocess.size
         if tuple(self.model.input_shape[1:]) != (size, size, 1):
             self.close()
-            from .errors import ManifestMismatchError
-
             raise ManifestMismatchError(
                 f"{self.model.path}: input shape {self.model.input_shape} does not fit "
                 f"{size}x{size} grey faces"

@@ -304,6 +304,8 @@ def test_gradual_pruning_needs_a_ramp():
 def test_a_reused_parent_is_rebuilt_at_a_new_input_size_and_adapted(
     tiny_face_run, tmp_path  # noqa: F811
 ):
+    import keras
+
     from convert.face import FaceRecipe, load_face_data, load_parent, run_face_pipeline
     from convert.face_model import StudentSpec
     from convert.face_train import TrainConfig
@@ -316,7 +318,6 @@ def test_a_reused_parent_is_rebuilt_at_a_new_input_size_and_adapted(
                        stem_stride=2, num_classes=len(SYNTH_LABELS))
     model = load_parent(saved, spec)
     assert tuple(model.input.shape[1:]) == (40, 40, 1)
-    import keras
     trained = keras.models.load_model(saved, compile=False).get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), trained))
     with pytest.raises(ConfigError, match="parent.keras: its layers do not fit the parent "
