@@ -13,7 +13,6 @@ import dataclasses
 import json
 import logging
 import math
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from edge.face import (
 )
 from edge.fusion import fusion_map_for
 
+from .export import tflite_latency_ms
 from .face_data import FaceSplit, load_fer, load_image_folder
 from .face_model import (
     PARENT_SPEC,
@@ -47,6 +47,7 @@ __all__ = [
     "fusion_map_for",
     "load_face_data",
     "load_parent",
+    "load_pruned",
     "tflite_latency_ms",
     "run_face_pipeline",
 ]
@@ -186,23 +187,6 @@ def load_face_data(
     )
 
 
-def tflite_latency_ms(path: str | Path, *, runs: int = 200, warmup: int = 20) -> float:
-    """Median wall time of one ``invoke()`` with the device runtime, one thread."""
-    from edge.runtime import open_interpreter
-
-    _, interp = open_interpreter(Path(path), num_threads=1)
-    detail = interp.get_input_details()[0]
-    x = np.zeros(detail["shape"], dtype=detail["dtype"])
-    times = []
-    for i in range(warmup + runs):
-        interp.set_tensor(detail["index"], x)
-        t0 = time.perf_counter()
-        interp.invoke()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
-
-
 def _teacher_logits(teacher: str | Path | None, data: FaceData) -> tuple[Any, Any]:
     if teacher is None:
         return None, None
@@ -245,23 +229,70 @@ def load_parent(path: str | Path, spec: StudentSpec, *, gamma_l1: float = 0.0) -
     """A trained parent's weights in a fresh network of shape ``spec``, whose input size may
     differ from the one it was trained at (every layer but the classifier is convolutional and
     the classifier follows global pooling, so the weights do not depend on the input size)."""
+    return _load_weights(path, spec, gamma_l1=gamma_l1, role="parent",
+                         flags="the --widths, --residual and labels it was trained with")
+
+
+def load_pruned(path: str | Path, spec: StudentSpec) -> Any:
+    """A pruned model written by an earlier run (``pruned.keras``), for fine-tuning again;
+    ``spec`` is the pruned shape (:func:`convert.face_model.prune_spec` of the parent's)."""
+    return _load_weights(path, spec, role="pruned",
+                         flags="the parent flags and the --prune-ratio or --pruned-widths it "
+                         "was pruned with")
+
+
+def _load_weights(
+    path: str | Path, spec: StudentSpec, *, role: str, flags: str, gamma_l1: float = 0.0
+) -> Any:
     import keras
 
     try:
         loaded = keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises several types for a missing or foreign file
-        raise ConfigError(f"{path}: cannot load a Keras parent model ({exc}); pass a .keras "
+        raise ConfigError(f"{path}: cannot load a Keras {role} model ({exc}); pass a .keras "
                           f"file written by emotion-convert face") from None
     model = build_student(spec, gamma_l1=gamma_l1)
     got = [tuple(w.shape) for w in loaded.get_weights()]
     want = [tuple(w.shape) for w in model.get_weights()]
     if got != want:
-        raise ConfigError(f"{path}: its layers do not fit the parent shape (widths "
+        raise ConfigError(f"{path}: its layers do not fit the {role} shape (widths "
                           f"{list(spec.widths)}, residual {list(spec.residual)}, "
-                          f"{spec.num_classes} labels); pass the --widths, --residual and "
-                          f"labels it was trained with")
+                          f"{spec.num_classes} labels); pass {flags}")
     model.set_weights(loaded.get_weights())
     return model
+
+
+def _prune(
+    parent: Any, spec: StudentSpec, recipe: FaceRecipe, report: dict[str, Any],
+    x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.ndarray,
+    ft_logits: Any, ft_flip: Any,
+) -> tuple[Any, StudentSpec, dict[str, Any]]:
+    """Select the channels to keep, fade the others out (``gradual``) and remove them; return
+    the pruned model, its spec and its figures before fine-tuning.  Adds the fade's history to
+    ``report``."""
+    keep = select_channels(parent, spec, recipe.prune_ratio, criterion=recipe.criterion,
+                           widths=recipe.pruned_widths)
+    source = parent
+    if recipe.prune_schedule == "gradual":
+        # Fade a copy: the parent itself is exported and reported unchanged.
+        source = build_student(spec, gamma_l1=recipe.gamma_l1)
+        source.set_weights(parent.get_weights())
+        steps = math.ceil(len(x_tr) / recipe.ramp.batch_size) * recipe.ramp.epochs
+        t0 = time.time()
+        report["ramp_history"] = train_student(
+            source, x_tr, y_tr, recipe.ramp, teacher_logits=ft_logits,
+            teacher_logits_flipped=ft_flip, x_val=x_va, y_val=y_va,
+            callbacks=[channel_decay(source, spec, keep, steps)], keep_best=False)
+        report["ramp_s"] = round(time.time() - t0, 1)
+    pruned, pspec, _ = prune_student(source, spec, recipe.prune_ratio, keep=keep,
+                                     widths=recipe.pruned_widths)
+    before: dict[str, Any] = {"choose_accuracy": accuracy(pruned, x_va, y_va)}
+    if source is not parent:
+        # The faded channels are exactly zero, so removing them must not change the output.
+        probe = x_va[:256]
+        before["removal_max_abs_logit_change"] = float(np.abs(
+            predict_logits(source, probe) - predict_logits(pruned, probe)).max())
+    return pruned, pspec, before
 
 
 def _describe(model: Any) -> dict[str, int]:
@@ -276,11 +307,16 @@ def run_face_pipeline(
     preprocess: FacePreprocessConfig = FacePreprocessConfig(),
     teacher: str | Path | None = None,
     parent_path: str | Path | None = None,
+    pruned_path: str | Path | None = None,
     report_dir: str | Path | None = None,
     model_file: str = FACE_MODEL_FILE,
     latency_runs: int = 200,
 ) -> dict[str, Any]:
     """Train (or load) the parent, prune, fine-tune, export int8; return the report dict.
+
+    ``pruned_path`` (with ``parent_path``) fine-tunes a model pruned by an earlier run again
+    instead of pruning the parent anew, e.g. for a longer or differently distilled fine-tune;
+    it is saved as ``pruned_refined.keras``, leaving the reused file as it was.
 
     Writes ``out_dir/<model_file>`` with its manifest and ``out_dir/face_confusion.png``;
     the parent (Keras and int8), the int8 teacher and ``face_report.json`` go to ``report_dir``
@@ -288,6 +324,9 @@ def run_face_pipeline(
     """
     import keras
 
+    if pruned_path is not None and parent_path is None:
+        raise ConfigError(f"{pruned_path}: a reused pruned model needs the parent it was pruned "
+                          f"from (parent_path, --parent) for its fine-tuning targets and report")
     from .export import convert_int8, int8_parity, keras_predict, save_model
     from .metrics import classification_metrics, plot_confusion
     from edge.runtime import QuantizedModel
@@ -326,30 +365,15 @@ def run_face_pipeline(
                         "report_accuracy": accuracy(parent, x_te, y_te)}
     logger.info("parent: %s", report["parent"])
 
-    keep = select_channels(parent, spec, recipe.prune_ratio, criterion=recipe.criterion,
-                           widths=recipe.pruned_widths)
     ft_logits, ft_flip = _finetune_targets(recipe.finetune_teacher, parent, x_tr, t_logits, t_flip)
-    source = parent
-    if recipe.prune_schedule == "gradual":
-        # Fade a copy: the parent itself is exported and reported unchanged.
-        source = build_student(spec, gamma_l1=recipe.gamma_l1)
-        source.set_weights(parent.get_weights())
-        steps = math.ceil(len(x_tr) / recipe.ramp.batch_size) * recipe.ramp.epochs
-        t0 = time.time()
-        report["ramp_history"] = train_student(
-            source, x_tr, y_tr, recipe.ramp, teacher_logits=ft_logits,
-            teacher_logits_flipped=ft_flip, x_val=x_va, y_val=y_va,
-            callbacks=[channel_decay(source, spec, keep, steps)], keep_best=False)
-        report["ramp_s"] = round(time.time() - t0, 1)
-    pruned, pspec, _ = prune_student(source, spec, recipe.prune_ratio, keep=keep,
-                                     widths=recipe.pruned_widths)
-    report["pruned_before_finetune"] = {
-        "choose_accuracy": accuracy(pruned, x_va, y_va)}
-    if source is not parent:
-        # The faded channels are exactly zero, so removing them must not change the output.
-        probe = x_va[:256]
-        report["pruned_before_finetune"]["removal_max_abs_logit_change"] = float(np.abs(
-            predict_logits(source, probe) - predict_logits(pruned, probe)).max())
+    if pruned_path is not None:
+        pspec = prune_spec(spec, recipe.prune_ratio, widths=recipe.pruned_widths)
+        pruned = load_pruned(pruned_path, pspec)
+        report["pruned_before_finetune"] = {"loaded_from": str(pruned_path),
+                                            "choose_accuracy": accuracy(pruned, x_va, y_va)}
+    else:
+        pruned, pspec, report["pruned_before_finetune"] = _prune(
+            parent, spec, recipe, report, x_tr, y_tr, x_va, y_va, ft_logits, ft_flip)
     logger.info("pruned before fine-tuning: %s", report["pruned_before_finetune"])
     t0 = time.time()
     report["finetune_history"] = train_student(
@@ -360,7 +384,8 @@ def run_face_pipeline(
                         "choose_accuracy": accuracy(pruned, x_va, y_va),
                         "report_accuracy": accuracy(pruned, x_te, y_te)}
     logger.info("pruned: %s", report["pruned"])
-    pruned.save(report_dir / "pruned.keras")
+    # A new name when refining: the reused model may be report_dir/pruned.keras itself.
+    pruned.save(report_dir / ("pruned_refined.keras" if pruned_path else "pruned.keras"))
 
     # The exported graph ends in softmax so the int8 output is a probability.
     def with_softmax(m: Any) -> Any:

@@ -41,11 +41,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--adapt-epochs", type=int, default=None, metavar="N",
                    help="train a reused --parent N more epochs before pruning, e.g. after "
                    "changing --input-size (default 0)")
+    p.add_argument("--pruned", type=Path, default=None, metavar="KERAS",
+                   help="fine-tune a model pruned by an earlier run (its pruned.keras) "
+                   "--finetune-epochs more instead of pruning the --parent again; saved as "
+                   "pruned_refined.keras")
     p.add_argument("--input-size", type=int, default=None, metavar="PX",
                    help="side of the network's square grey input; FER2013's 48x48 faces are "
                    "scaled up to it (default 48)")
     p.add_argument("--epochs", type=int, default=None, help="parent epochs (default 40)")
     p.add_argument("--finetune-epochs", type=int, default=None, help="after pruning (default 20)")
+    p.add_argument("--finetune-lr", type=float, default=None, metavar="LR",
+                   help="peak learning rate of the fine-tuning (default 0.001)")
     p.add_argument("--prune-ratio", type=float, default=None,
                    help="fraction of channels removed per layer (default 0.36)")
     p.add_argument("--pruned-widths", type=str, default=None, metavar="W,W,...",
@@ -100,6 +106,12 @@ def run_face(args: argparse.Namespace) -> int:
         train = dataclasses.replace(train, epochs=args.epochs)
     if args.finetune_epochs is not None:
         finetune = dataclasses.replace(finetune, epochs=args.finetune_epochs)
+    if args.finetune_lr is not None:
+        try:
+            finetune = dataclasses.replace(finetune, learning_rate=args.finetune_lr)
+        except ValueError as exc:
+            print(f"emotion-convert face: --finetune-lr: {exc}", file=sys.stderr)
+            return 2
     if args.ema is not None:
         try:
             train = dataclasses.replace(train, ema_decay=args.ema)
@@ -114,6 +126,10 @@ def run_face(args: argparse.Namespace) -> int:
                   "KERAS too (or --epochs for a new parent)", file=sys.stderr)
             return 2
         adapt = dataclasses.replace(adapt, epochs=args.adapt_epochs)
+    if args.pruned is not None and args.parent is None:
+        print("emotion-convert face: --pruned fine-tunes a model pruned from a reused parent; "
+              "give that --parent KERAS too", file=sys.stderr)
+        return 2
     ramp = dataclasses.replace(recipe.ramp, seed=args.seed + 2)
     if args.ramp_epochs is not None:
         ramp = dataclasses.replace(ramp, epochs=args.ramp_epochs)
@@ -160,6 +176,7 @@ def run_face(args: argparse.Namespace) -> int:
                           seed=args.seed)
     report = run_face_pipeline(data, args.out, recipe=recipe, preprocess=preprocess,
                                teacher=teacher, parent_path=args.parent,
+                               pruned_path=args.pruned,
                                report_dir=args.report_dir, latency_runs=args.latency_runs)
     summary = {
         role: {k: report[role][k] for k in ("params", "macs", "report_accuracy", "int8_bytes",

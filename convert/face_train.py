@@ -59,6 +59,8 @@ class TrainConfig:
     ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning rate {self.learning_rate!r} must be positive, e.g. 1e-3")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay {self.ema_decay!r} must be in [0, 1): the weight of "
                              f"the old average at each step (0 = no averaging)")

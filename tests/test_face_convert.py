@@ -192,6 +192,9 @@ def test_fine_tune_targets_average_teacher_and_parent_log_probabilities():
      "its output, so widths 2 and 3 must be equal, not 40 and 44"),
     (["--ema", "1"], "--ema: ema_decay 1.0 must be in [0, 1)"),
     (["--adapt-epochs", "3"], "--adapt-epochs trains a reused parent; give --parent KERAS too"),
+    (["--pruned", "p.keras"], "--pruned fine-tunes a model pruned from a reused parent; give "
+     "that --parent KERAS too"),
+    (["--finetune-lr", "0"], "--finetune-lr: learning rate 0.0 must be positive"),
 ])
 def test_bad_architecture_flags_are_named(tmp_path, capsys, argv, needle):
     from convert.cli import main
@@ -343,3 +346,43 @@ def test_a_reused_parent_is_rebuilt_at_a_new_input_size_and_adapted(
     reread = keras.models.load_model(saved, compile=False).get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(reread, trained))
     assert load_manifest(tmp_path / "face_expression_int8.tflite").preprocessing["size"] == 40
+
+
+def test_a_pruned_model_from_an_earlier_run_is_fine_tuned_again(
+    tiny_face_run, tmp_path  # noqa: F811
+):
+    import keras
+
+    from convert.face import FaceRecipe, load_face_data, run_face_pipeline
+    from convert.face_model import StudentSpec
+    from convert.face_train import TrainConfig
+    from edge.errors import ConfigError
+
+    reports = tiny_face_run["base"] / "models" / "reports" / "face"
+    parent, pruned = reports / "parent.keras", reports / "pruned.keras"
+    before = keras.models.load_model(pruned, compile=False).get_weights()
+    recipe = FaceRecipe(
+        parent=StudentSpec(widths=(8, 16, 16, 16, 32), pool_after=(1, 3), stem_stride=2),
+        prune_ratio=0.5,
+        finetune=TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3),
+        calibration_samples=50,
+    )
+    data = load_face_data(image_folder=tiny_face_run["folder"])
+    report = run_face_pipeline(data, tmp_path, recipe=recipe, parent_path=parent,
+                               pruned_path=pruned, latency_runs=3)
+    assert report["pruned_before_finetune"]["loaded_from"] == str(pruned)
+    assert "ramp_history" not in report and len(report["finetune_history"]["loss"]) == 1
+    assert report["pruned"]["widths"] == tiny_face_run["report"]["pruned"]["widths"]
+    refined = keras.models.load_model(tmp_path / "reports" / "face" / "pruned_refined.keras",
+                                      compile=False).get_weights()
+    # Fine-tuning changed the weights; the reused file itself is untouched.
+    assert not all(np.array_equal(a, b) for a, b in zip(refined, before))
+    reread = keras.models.load_model(pruned, compile=False).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(reread, before))
+
+    with pytest.raises(ConfigError, match=r"pruned.keras: its layers do not fit the pruned "
+                       r"shape .*--prune-ratio or --pruned-widths"):
+        run_face_pipeline(data, tmp_path, recipe=dataclasses.replace(recipe, prune_ratio=0.25),
+                          parent_path=parent, pruned_path=pruned, latency_runs=3)
+    with pytest.raises(ConfigError, match="needs the parent it was pruned from"):
+        run_face_pipeline(data, tmp_path, recipe=recipe, pruned_path=pruned, latency_runs=3)
