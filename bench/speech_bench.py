@@ -111,23 +111,16 @@ def _tflite_pair(keras_model, shape) -> tuple[bytes, bytes]:
     return f32, convert_int8(keras_model, rep)
 
 
-def _latency(tflite: bytes, repeats: int = 30) -> float:
-    from edge.runtime import resolve_interpreter_class
+def _latency(tflite: bytes) -> float:
+    """Median seconds per invoke of an in-memory model (the same timer as the model reports)."""
+    import tempfile
 
-    _, cls = resolve_interpreter_class()
-    it = cls(model_content=tflite, num_threads=1)
-    it.allocate_tensors()
-    d = it.get_input_details()[0]
-    x = np.zeros(d["shape"], d["dtype"])
-    it.set_tensor(d["index"], x)
-    for _ in range(3):
-        it.invoke()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        it.invoke()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    from convert.export import tflite_latency_ms
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.tflite"
+        path.write_bytes(tflite)
+        return tflite_latency_ms(path, runs=30, warmup=3) / 1e3
 
 
 def bench_models(model: Path | None) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import statistics
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,8 @@ from edge.runtime import QuantizedModel
 
 from .metrics import classification_metrics
 
-__all__ = ["convert_int8", "quiet_convert", "quant_of", "int8_parity", "save_model", "keras_predict"]
+__all__ = ["convert_int8", "quiet_convert", "quant_of", "int8_parity", "save_model", "keras_predict",
+           "tflite_latency_ms"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,16 +62,11 @@ def quiet_convert(converter: Any) -> bytes:
     return blob
 
 
-def quant_of(tflite: bytes | str | Path) -> tuple[TensorQuant, TensorQuant]:
+def quant_of(path: str | Path) -> tuple[TensorQuant, TensorQuant]:
     """Input and output quantisation of a TFLite model, read with the device's own runtime."""
-    from edge.runtime import resolve_interpreter_class
+    from edge.runtime import open_interpreter
 
-    _, cls = resolve_interpreter_class()
-    if isinstance(tflite, (bytes, bytearray)):
-        interp = cls(model_content=bytes(tflite))
-    else:
-        interp = cls(model_path=str(tflite))
-    interp.allocate_tensors()
+    _, interp = open_interpreter(Path(path))
 
     def tq(d: Mapping[str, Any]) -> TensorQuant:
         scale, zero = d["quantization"]
@@ -76,6 +74,23 @@ def quant_of(tflite: bytes | str | Path) -> tuple[TensorQuant, TensorQuant]:
                            float(scale), int(zero))
 
     return tq(interp.get_input_details()[0]), tq(interp.get_output_details()[0])
+
+
+def tflite_latency_ms(path: str | Path, *, runs: int = 200, warmup: int = 20) -> float:
+    """Median wall time of one ``invoke()`` with the device runtime, one thread."""
+    from edge.runtime import open_interpreter
+
+    _, interp = open_interpreter(Path(path), num_threads=1)
+    detail = interp.get_input_details()[0]
+    x = np.zeros(detail["shape"], dtype=detail["dtype"])
+    times = []
+    for i in range(warmup + runs):
+        interp.set_tensor(detail["index"], x)
+        t0 = time.perf_counter()
+        interp.invoke()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
 
 
 def keras_predict(keras_model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:

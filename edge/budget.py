@@ -56,11 +56,13 @@ class BudgetPolicy:
         self,
         deadline_s: float,
         *,
-        overruns_to_degrade: int = 2,
-        overrun_window: int = 4,
-        recover_after: int = 20,
-        recover_fraction: float = 0.6,
+        overruns_to_degrade: int,
+        overrun_window: int,
+        recover_after: int,
+        recover_fraction: float,
     ) -> None:
+        # No defaults here: LoopConfig holds them (with their meaning and bounds), and
+        # from_config is how the device builds a policy.
         if deadline_s <= 0:
             raise ValueError(f"deadline_s must be > 0, got {deadline_s}")
         self.deadline_s = deadline_s

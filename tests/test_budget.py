@@ -4,8 +4,8 @@ from edge.budget import BudgetPolicy, Level
 
 
 def policy(**kw):
-    return BudgetPolicy(0.1, **({"overruns_to_degrade": 2, "recover_after": 3,
-                                 "recover_fraction": 0.5} | kw))
+    return BudgetPolicy(0.1, **({"overruns_to_degrade": 2, "overrun_window": 4,
+                                 "recover_after": 3, "recover_fraction": 0.5} | kw))
 
 
 def test_degrades_in_order_then_stops_at_no_face():

@@ -52,8 +52,9 @@ def make_loop(*, audio, speech=None, face=True, frames=None, clock=None, deadlin
         fusion=fusion,
         smoother=Smoother(fusion.labels, alpha=0.5, switch_margin=0.1, min_dwell_s=0.0,
                           min_confidence=0.3),
-        budget=BudgetPolicy(deadline, **({"overruns_to_degrade": 1, "recover_after": 3,
-                                           "recover_fraction": 0.5} | budget_kw)),
+        budget=BudgetPolicy(deadline, **({"overruns_to_degrade": 1, "overrun_window": 4,
+                                           "recover_after": 3, "recover_fraction": 0.5}
+                                          | budget_kw)),
         sinks=[sink, *(sinks or [])],
         face=stage,
         frames=frames if frames is not None else (ScriptedFrames() if face else None),
