@@ -16,8 +16,8 @@ from edge.runtime import QuantizedModel
 
 from .metrics import classification_metrics
 
-__all__ = ["convert_int8", "quiet_convert", "quant_of", "int8_parity", "save_model", "keras_predict",
-           "tflite_latency_ms"]
+__all__ = ["convert_int8", "quiet_convert", "quant_of", "int8_parity", "save_model",
+           "keras_predict", "tflite_latency_ms"]
 
 logger = logging.getLogger(__name__)
 
