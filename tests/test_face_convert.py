@@ -357,6 +357,7 @@ def test_a_pruned_model_from_an_earlier_run_is_fine_tuned_again(
     from convert.face_model import StudentSpec
     from convert.face_train import TrainConfig
     from edge.errors import ConfigError
+    from edge.manifest import load_manifest
 
     reports = tiny_face_run["base"] / "models" / "reports" / "face"
     parent, pruned = reports / "parent.keras", reports / "pruned.keras"
@@ -373,6 +374,8 @@ def test_a_pruned_model_from_an_earlier_run_is_fine_tuned_again(
     assert report["pruned_before_finetune"]["loaded_from"] == str(pruned)
     assert "ramp_history" not in report and len(report["finetune_history"]["loss"]) == 1
     assert report["pruned"]["widths"] == tiny_face_run["report"]["pruned"]["widths"]
+    refined_note = load_manifest(tmp_path / "face_expression_int8.tflite").training["refined"]
+    assert "from pruned.keras of an earlier run (pruned from parent.keras)" in refined_note
     refined = keras.models.load_model(tmp_path / "reports" / "face" / "pruned_refined.keras",
                                       compile=False).get_weights()
     # Fine-tuning changed the weights; the reused file itself is untouched.
