@@ -266,10 +266,10 @@ def _prune(
     parent: Any, spec: StudentSpec, recipe: FaceRecipe, report: dict[str, Any],
     x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.ndarray,
     ft_logits: Any, ft_flip: Any,
-) -> tuple[Any, StudentSpec, dict[str, Any]]:
+) -> tuple[Any, StudentSpec]:
     """Select the channels to keep, fade the others out (``gradual``) and remove them; return
-    the pruned model, its spec and its figures before fine-tuning.  Adds the fade's history to
-    ``report``."""
+    the pruned model and its spec.  The fade's history and the pruned model's figures before
+    fine-tuning go into ``report``."""
     keep = select_channels(parent, spec, recipe.prune_ratio, criterion=recipe.criterion,
                            widths=recipe.pruned_widths)
     source = parent
@@ -292,7 +292,8 @@ def _prune(
         probe = x_va[:256]
         before["removal_max_abs_logit_change"] = float(np.abs(
             predict_logits(source, probe) - predict_logits(pruned, probe)).max())
-    return pruned, pspec, before
+    report["pruned_before_finetune"] = before
+    return pruned, pspec
 
 
 def _describe(model: Any) -> dict[str, int]:
@@ -372,7 +373,7 @@ def run_face_pipeline(
         report["pruned_before_finetune"] = {"loaded_from": str(pruned_path),
                                             "choose_accuracy": accuracy(pruned, x_va, y_va)}
     else:
-        pruned, pspec, report["pruned_before_finetune"] = _prune(
+        pruned, pspec = _prune(
             parent, spec, recipe, report, x_tr, y_tr, x_va, y_va, ft_logits, ft_flip)
     logger.info("pruned before fine-tuning: %s", report["pruned_before_finetune"])
     t0 = time.time()
