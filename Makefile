@@ -1,12 +1,12 @@
 # Two entry points for a fresh machine; both create/use .venv/ in this folder.
 #   make demo   - install the device runtime and run the appliance on the bundled demo media
-#   make test   - install everything (apt packages too) and run the test suite
+#   make test   - install everything (apt packages too), lint (ruff, mypy) and run the test suite
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install -q -c constraints.txt
 
-.PHONY: demo test bench clean
+.PHONY: demo test lint bench clean
 
 # --system-site-packages: on Raspberry Pi OS, picamera2 comes from apt and must stay visible.
 $(BIN)/python:
@@ -33,8 +33,13 @@ demo: $(VENV)/.device models/face_detection_short_range.tflite
 models/face_detection_short_range.tflite: | $(VENV)/.device
 	-$(BIN)/emotion-convert -q blazeface
 
-test: $(VENV)/.all models/face_detection_short_range.tflite
+# Lint and types first (seconds, strict on edge/), then the suite.
+test: lint models/face_detection_short_range.tflite
 	$(BIN)/python -m pytest
+
+lint: $(VENV)/.all
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: $(VENV)/.all
 	$(BIN)/python -m bench.speech_bench

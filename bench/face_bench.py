@@ -37,15 +37,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from bench.speech_bench import interleaved  # noqa: E402
-from edge.face import box_iou, face_probabilities  # noqa: E402
+from edge.models.face import face_probabilities
+from edge.vision.boxes import box_iou
 
 
 class TfliteClassifier:
     """One interpreter + its input geometry; ``__call__(gray, box)`` = crop + classify."""
 
     def __init__(self, path: Path, channels: int = 1, mirror: bool = False) -> None:
-        from edge.face import FacePreprocessConfig
-        from edge.runtime import open_interpreter
+        from edge.features.face import FacePreprocessConfig
+        from edge.models.runtime import open_interpreter
 
         _, self.interp = open_interpreter(path, runtime="litert")
         self.inp = self.interp.get_input_details()[0]
@@ -57,7 +58,7 @@ class TfliteClassifier:
         self.path = path
 
     def crop(self, gray: np.ndarray, box: Any) -> np.ndarray:
-        from edge.face import crop_face
+        from edge.features.face import crop_face
 
         x = crop_face(gray, box, self.cfg)
         if self.channels == 3:
@@ -81,11 +82,10 @@ class TfliteClassifier:
 def vgg16_tflite(folder: Path) -> tuple[Path, int, int]:
     """The seed's VGG16 transfer architecture as float32 TFLite; returns (path, params, MACs)."""
     import keras
+    import tensorflow as tf
 
     from convert.export import quiet_convert
     from convert.face_model import count_macs
-
-    import tensorflow as tf
 
     base = keras.applications.VGG16(weights=None, include_top=False, input_shape=(48, 48, 3))
     x = keras.layers.Flatten()(base.output)
@@ -185,12 +185,12 @@ def main() -> None:
                     help="frames per size for the detector recall table (needs --fer)")
     args = ap.parse_args()
 
-    from edge.blazeface import BlazeFaceDetector
-    from edge.errors import ModelError
-    from edge.face import HaarFaceDetector
-    from edge.runtime import resolve_interpreter_class
-
     import cv2
+
+    from edge.errors import ModelError
+    from edge.models.runtime import resolve_interpreter_class
+    from edge.vision.blazeface import BlazeFaceDetector
+    from edge.vision.haar import HaarFaceDetector
 
     # Like for like: OpenCV would otherwise spread Haar over every core, the interpreters use one.
     cv2.setNumThreads(1)
@@ -221,7 +221,7 @@ def main() -> None:
         for size in ((320, 240), (640, 480)):
             frames = make_frames(size, args.fer, args.frames)
             det_t = interleaved(
-                {name: (lambda d=d: [d.detect(f) for f in frames])
+                {name: (lambda d=d, frames=frames: [d.detect(f) for f in frames])
                  for name, d in detectors.items()},
                 args.repeats, 1)
             for dname, detector in detectors.items():
@@ -236,7 +236,8 @@ def main() -> None:
                 crops = {name: [m.crop(f, b) for f, b in zip(frames, boxes)]
                          for name, m in models.items()}
                 crop_t = interleaved(
-                    {name: (lambda m=m: [m.crop(f, b) for f, b in zip(frames, boxes)])
+                    {name: (lambda m=m, frames=frames, boxes=boxes:
+                            [m.crop(f, b) for f, b in zip(frames, boxes)])
                      for name, m in models.items()}, args.repeats, 1)
                 cls_t = interleaved(
                     {name: (lambda m=m, xs=crops[name]: [m.classify(x) for x in xs])

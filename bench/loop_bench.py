@@ -1,7 +1,7 @@
 """Benchmark of the appliance loop: per-stage compute per cycle and CPU share of one core.
 
 Replays an audio file (speech) and a 320x240 frame with a face through the very loop that
-``emotion-edge run`` uses (``edge.appliance.build_appliance``), paced in real time and pinned to
+``emotion-edge run`` uses (``edge.pipeline.appliance.build_appliance``), paced in real time and pinned to
 one core, and prints per-stage p50/p99 compute, the CPU share of that core, and whether the full
 cycle (speech window + face detection + both models + fusion) stays under 10 % of the hop at p99.
 
@@ -50,7 +50,7 @@ def speech_audio(data: Path, seconds: float, out: Path) -> Path:
     """Concatenate emodb/RAVDESS clips to ``seconds`` of speech (read-only corpora, temp copy)."""
     import soundfile as sf
 
-    from edge.audio import load_audio
+    from edge.sources.audio_file import load_audio
 
     clips = sorted((data / "emodb").glob("*.flac"))[:40] or sorted(
         (data / "ravdess").glob("Actor_01/*.flac"))
@@ -90,8 +90,9 @@ def build_untrained(folder: Path) -> None:
     from convert.export import convert_int8, save_model
     from convert.face_model import PARENT_SPEC, build_student
     from convert.speech import SpeechRecipe, build_model, fusion_map_for, manifest_preprocessing
-    from edge.face import FACE_MODEL_FILE, FacePreprocessConfig
-    from edge.speech import SPEECH_MODEL_FILE
+    from edge.features.face import FacePreprocessConfig
+    from edge.models.face import FACE_MODEL_FILE
+    from edge.models.speech import SPEECH_MODEL_FILE
     from tests.tinymodels import FACE_LABELS, SPEECH_LABELS
 
     rng = np.random.default_rng(0)
@@ -150,8 +151,8 @@ def _bench(args: argparse.Namespace, tmp: Path) -> int:
     audio = args.audio or speech_audio(args.data, args.seconds, tmp / "speech.wav")
     image = args.face_image or face_frame(args.data, tmp / "face.png")
 
-    from edge.appliance import ReplayMedia, build_appliance
     from edge.config import load_config
+    from edge.pipeline.appliance import ReplayMedia, build_appliance
 
     config = load_config(None, env={}, overrides={("leds", "mode"): "none",
                                                    ("log", "stdout"): False})

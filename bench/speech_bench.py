@@ -68,7 +68,7 @@ def bench_mfcc(clip: np.ndarray) -> None:
 
 def bench_streaming(clip: np.ndarray, model: Path | None) -> None:
     from edge.features import Mfcc, MfccConfig, StreamingMfcc
-    from edge.manifest import load_manifest
+    from edge.models.manifest import load_manifest
 
     if model is not None and model.is_file():
         pre = load_manifest(model).preprocessing
@@ -128,8 +128,8 @@ def bench_models(model: Path | None) -> None:
 
     from convert.speech import SpeechRecipe, build_model
     from edge.features import MfccConfig
-    from edge.manifest import load_manifest
-    from edge.runtime import resolve_interpreter_class
+    from edge.models.manifest import load_manifest
+    from edge.models.runtime import resolve_interpreter_class
 
     recipe = SpeechRecipe()
     shipped_bytes = None
@@ -171,7 +171,7 @@ def bench_models(model: Path | None) -> None:
 
 
 def main() -> None:
-    from edge.audio import load_audio
+    from edge.sources.audio_file import load_audio
 
     here = Path(__file__).resolve().parent.parent
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -20,8 +20,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from edge.blazeface import BLAZEFACE_MODEL_FILE, BLAZEFACE_SHA256
 from edge.errors import ModelError
+from edge.vision.blazeface import BLAZEFACE_MODEL_FILE, BLAZEFACE_SHA256
 
 __all__ = ["register", "run", "extract_blazeface", "MEDIAPIPE_WHEEL"]
 
@@ -101,7 +101,7 @@ def extract_blazeface(wheel: Path, out_dir: Path, *, sha256: str = BLAZEFACE_SHA
 def _model_folder() -> Path:
     """The folder holding the shipped face model (a clone's ``models/`` or a wheel install's
     ``share/emotion-edge/models``), else the first folder searched."""
-    from edge.face import FACE_MODEL_FILE
+    from edge.models.face import FACE_MODEL_FILE
     from edge.paths import default_model, model_dirs
 
     try:

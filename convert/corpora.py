@@ -14,8 +14,8 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from edge.audio import AUDIO_EXTENSIONS
 from edge.errors import ConfigError
+from edge.sources.audio_file import AUDIO_EXTENSIONS
 
 __all__ = [
     "Utterance",

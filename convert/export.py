@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.manifest import ModelManifest, TensorQuant, sha256_of, write_manifest
-from edge.runtime import QuantizedModel
+from edge.models.manifest import ModelManifest, TensorQuant, sha256_of, write_manifest
+from edge.models.runtime import QuantizedModel
 
 from .metrics import classification_metrics
 
@@ -64,7 +64,7 @@ def quiet_convert(converter: Any) -> bytes:
 
 def quant_of(path: str | Path) -> tuple[TensorQuant, TensorQuant]:
     """Input and output quantisation of a TFLite model, read with the device's own runtime."""
-    from edge.runtime import open_interpreter
+    from edge.models.runtime import open_interpreter
 
     _, interp = open_interpreter(Path(path))
 
@@ -78,7 +78,7 @@ def quant_of(path: str | Path) -> tuple[TensorQuant, TensorQuant]:
 
 def tflite_latency_ms(path: str | Path, *, runs: int = 200, warmup: int = 20) -> float:
     """Median wall time of one ``invoke()`` with the device runtime, one thread."""
-    from edge.runtime import open_interpreter
+    from edge.models.runtime import open_interpreter
 
     _, interp = open_interpreter(Path(path), num_threads=1)
     detail = interp.get_input_details()[0]

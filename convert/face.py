@@ -20,10 +20,9 @@ from typing import Any
 import numpy as np
 
 from edge.errors import ConfigError
-from edge.face import (
-    FACE_MODEL_FILE, FACE_TASK, FER_LABELS, FacePreprocessConfig, crop_faces, face_probabilities,
-)
-from edge.fusion import fusion_map_for
+from edge.features.face import FacePreprocessConfig, crop_faces
+from edge.labels import fusion_map_for
+from edge.models.face import FACE_MODEL_FILE, FACE_TASK, FER_LABELS, face_probabilities
 
 from .export import tflite_latency_ms
 from .face_data import FaceSplit, load_fer, load_image_folder
@@ -328,9 +327,10 @@ def run_face_pipeline(
     if pruned_path is not None and parent_path is None:
         raise ConfigError(f"{pruned_path}: a reused pruned model needs the parent it was pruned "
                           f"from (parent_path, --parent) for its fine-tuning targets and report")
+    from edge.models.runtime import QuantizedModel
+
     from .export import convert_int8, int8_parity, keras_predict, save_model
     from .metrics import classification_metrics, plot_confusion
-    from edge.runtime import QuantizedModel
 
     out_dir = Path(out_dir)
     report_dir = Path(report_dir) if report_dir else out_dir / "reports" / "face"
@@ -472,7 +472,7 @@ def run_face_pipeline(
         "parent_report_accuracy_float": report["parent"]["report_accuracy"],
     }
     # Metrics are known only after the int8 model exists; rewrite its manifest with them.
-    from edge.manifest import load_manifest, write_manifest
+    from edge.models.manifest import load_manifest, write_manifest
 
     write_manifest(path, dataclasses.replace(load_manifest(path), metrics=metrics))
 
@@ -488,8 +488,8 @@ def _open_unshipped(
 ) -> Any:
     """Open an int8 model that has no manifest file (the parent, the teacher baseline) with the
     device runtime, describing it by the quantisation read from the model itself."""
-    from edge.manifest import ModelManifest
-    from edge.runtime import QuantizedModel
+    from edge.models.manifest import ModelManifest
+    from edge.models.runtime import QuantizedModel
 
     from .export import quant_of
 

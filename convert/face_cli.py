@@ -95,7 +95,7 @@ def _ints(text: str, flag: str) -> tuple[int, ...]:
 
 
 def run_face(args: argparse.Namespace) -> int:
-    from edge.face import FacePreprocessConfig
+    from edge.features.face import FacePreprocessConfig
 
     from .face import FaceRecipe, load_face_data, run_face_pipeline
 

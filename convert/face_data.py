@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import ConfigError, ImageFileError
-from edge.face import FER_LABELS
+from edge.models.face import FER_LABELS
 
 __all__ = ["FaceSplit", "FER_USAGES", "load_fer", "load_image_folder", "IMAGE_SUFFIXES"]
 
@@ -35,7 +35,7 @@ class FaceSplit:
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
-    def subset(self, index: np.ndarray) -> "FaceSplit":
+    def subset(self, index: np.ndarray) -> FaceSplit:
         return FaceSplit(self.x[index], self.y[index], self.labels)
 
 
@@ -71,7 +71,7 @@ def load_image_folder(
     """
     import cv2
 
-    from edge.face import read_gray_image
+    from edge.sources.images import read_gray_image
 
     root = Path(root)
     if not root.is_dir():

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from edge.audio import load_audio, resample
 from edge.features import Mfcc, MfccConfig, normalize_window
-from edge.fusion import COMMON_LABELS, fusion_map_for
-from edge.speech import SpeechGate, speech_preprocessing, window_starts, windows_of
+from edge.labels import COMMON_LABELS, fusion_map_for
+from edge.models.speech import SpeechGate, speech_preprocessing, window_starts, windows_of
+from edge.sources.audio_file import load_audio, resample
 
 from .corpora import Utterance
 from .metrics import classification_metrics, mean_metrics
@@ -112,7 +112,7 @@ class FeatureBank:
             self._starts[key] = _speech_starts(frames, self.recipe, gate)
         return self._starts[key]
 
-    def subset(self, idx: Sequence[int]) -> "FeatureBank":
+    def subset(self, idx: Sequence[int]) -> FeatureBank:
         new = object.__new__(FeatureBank)
         new.utts = [self.utts[i] for i in idx]
         new.recipe = self.recipe
@@ -330,7 +330,7 @@ def int8_parity_of(
     int8 clip decisions on ``test``."""
     import tempfile
 
-    from edge.runtime import QuantizedModel
+    from edge.models.runtime import QuantizedModel
 
     from .export import convert_int8, int8_parity, save_model
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import ConfigError
-from edge.speech import NO_SPEECH, SPEECH_MODEL_FILE, SpeechClassifier, SpeechGate
+from edge.models.speech import NO_SPEECH, SPEECH_MODEL_FILE, SpeechClassifier, SpeechGate
 
 from .corpora import RAVDESS_LABELS, Utterance, index_corpus, index_emodb
 from .metrics import classification_metrics, plot_confusion

@@ -11,6 +11,7 @@ variables, ``--set section.key=value`` style overrides from the command line.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import typing
@@ -19,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .face import DETECTORS
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
+    "DETECTORS",
+    "CAMERA_BACKENDS",
     "LoopConfig",
     "AudioConfig",
     "CameraConfig",
@@ -34,7 +36,14 @@ __all__ = [
     "Config",
     "load_config",
     "parse_override",
+    "PROCESS_VARIABLES",
+    "process_setting",
     "config_reference",
+    "Section",
+    "setting",
+    "read_toml",
+    "load_sections",
+    "reference_table",
 ]
 
 #: Where ``install-service`` writes the configuration and where ``run``/``check`` look by default.
@@ -42,8 +51,13 @@ DEFAULT_CONFIG_PATH = Path("/etc/emotion-edge/config.toml")
 
 ENV_PREFIX = "EMOTION_EDGE_"
 
+#: Face detector choices: ``auto`` is BlazeFace when its model is in a model folder, else Haar.
+DETECTORS: tuple[str, ...] = ("auto", "haar", "blazeface")
+#: Camera backends; ``auto`` is Picamera2 when importable, else OpenCV.
+CAMERA_BACKENDS: tuple[str, ...] = ("picamera2", "opencv")
 
-def _f(default: Any, doc: str, **bounds: Any) -> Any:
+
+def setting(default: Any, doc: str, **bounds: Any) -> Any:
     """A dataclass field with a documented unit and optional ``choices``/``min``/``max``."""
     if isinstance(default, (dict, list)):
         return dataclasses.field(default_factory=lambda: type(default)(default),
@@ -51,17 +65,19 @@ def _f(default: Any, doc: str, **bounds: Any) -> Any:
     return dataclasses.field(default=default, metadata={"doc": doc, **bounds})
 
 
-class _Section:
+class Section:
     """Validation shared by all sections: runs on construction, so no invalid object exists."""
 
     _name: typing.ClassVar[str] = ""
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
-        for field in dataclasses.fields(self):  # type: ignore[arg-type]
+        for field in _fields(type(self)):
             value = getattr(self, field.name)
             key = f"{self._name}.{field.name}"
             _check_type(key, value, hints[field.name])
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{key} = {value!r} is not a finite number")
             meta = field.metadata
             if "choices" in meta and value not in meta["choices"]:
                 raise ConfigError(
@@ -106,114 +122,122 @@ def _type_name(hint: Any) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class LoopConfig(_Section):
+class LoopConfig(Section):
     _name: typing.ClassVar[str] = "loop"
-    hop_s: float = _f(0.5, "Time between decisions, in seconds (one speech hop).", min=0.05, max=5.0)
-    deadline_s: float = _f(
+    hop_s: float = setting(
+        0.0, "Time between decisions, in seconds (one speech hop); 0 = the hop the speech model's "
+        "manifest gives (it was evaluated with it).", min=0.0, max=5.0)
+    deadline_s: float = setting(
         0.25,
         "Per-cycle compute budget in seconds; a cycle that takes longer counts as an overrun and "
         "degrades the loop. Sized for a Raspberry Pi 4 at the default hop.", min=0.005, max=5.0)
-    overruns_to_degrade: int = _f(
+    overruns_to_degrade: int = setting(
         2, "Overrunning cycles among the last overrun_window before degrading one level (count).",
         min=1, max=100)
-    overrun_window: int = _f(
+    overrun_window: int = setting(
         4, "Number of recent cycles in which overruns are counted (count).", min=1, max=100)
-    recover_after: int = _f(
+    recover_after: int = setting(
         20, "Consecutive cycles under recover_fraction * deadline before recovering one level "
         "(count).", min=1, max=10_000)
-    recover_fraction: float = _f(
+    recover_fraction: float = setting(
         0.6, "Fraction of the deadline a cycle must stay under to count towards recovery.",
         min=0.05, max=1.0)
-    num_threads: int = _f(1, "Interpreter threads per model (count).", min=1, max=8)
-    status_interval_s: float = _f(
+    num_threads: int = setting(1, "Interpreter threads per model (count).", min=1, max=8)
+    status_interval_s: float = setting(
         1.0, "Minimum time between systemd STATUS= updates, in seconds.", min=0.0, max=60.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if 0 < self.hop_s < 0.05:
+            raise ConfigError(f"loop.hop_s = {self.hop_s!r} is too small; use 0 (the model's "
+                              f"hop) or at least 0.05 s")
 
 
 @dataclasses.dataclass(frozen=True)
-class AudioConfig(_Section):
+class AudioConfig(Section):
     _name: typing.ClassVar[str] = "audio"
-    device: str = _f("", "Substring of the ALSA/PortAudio input device name; empty = default.")
-    block_s: float = _f(0.1, "Capture block length in seconds.", min=0.01, max=1.0)
-    ring_blocks: int = _f(
+    device: str = setting("", "Substring of the ALSA/PortAudio input device name; empty = default.")
+    block_s: float = setting(0.1, "Capture block length in seconds.", min=0.01, max=1.0)
+    ring_blocks: int = setting(
         32, "Capacity of the capture ring buffer in blocks; when full the oldest block is dropped "
         "and counted.", min=2, max=10_000)
 
 
 @dataclasses.dataclass(frozen=True)
-class CameraConfig(_Section):
+class CameraConfig(Section):
     _name: typing.ClassVar[str] = "camera"
-    enabled: bool = _f(True, "Use the camera (face modality).")
-    source: str = _f("auto", "Camera backend.", choices=("auto", "picamera2", "opencv"))
-    index: int = _f(0, "OpenCV camera index (/dev/videoN).", min=0, max=63)
-    width: int = _f(320, "Capture width in pixels.", min=64, max=4096)
-    height: int = _f(240, "Capture height in pixels.", min=48, max=4096)
-    detector: str = _f(
+    enabled: bool = setting(True, "Use the camera (face modality).")
+    source: str = setting("auto", "Camera backend.", choices=("auto", *CAMERA_BACKENDS))
+    index: int = setting(0, "OpenCV camera index (/dev/videoN).", min=0, max=63)
+    width: int = setting(320, "Capture width in pixels.", min=64, max=4096)
+    height: int = setting(240, "Capture height in pixels.", min=48, max=4096)
+    detector: str = setting(
         "auto", "Face detector: haar (OpenCV, always there), blazeface (needs `emotion-convert "
         "blazeface` once) or auto (blazeface when fetched, else haar).",
         choices=DETECTORS)
-    retry_initial_s: float = _f(
+    retry_initial_s: float = setting(
         1.0, "First delay before reopening a failed camera, in seconds.", min=0.01, max=600.0)
-    retry_max_s: float = _f(
+    retry_max_s: float = setting(
         30.0, "Longest delay between camera reopen attempts, in seconds (doubles up to this).",
         min=0.01, max=3600.0)
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelsConfig(_Section):
+class ModelsConfig(Section):
     _name: typing.ClassVar[str] = "models"
-    speech: str = _f("", "Speech model .tflite path; empty = the shipped model.")
-    face: str = _f("", "Face model .tflite path; empty = the shipped model.")
+    speech: str = setting("", "Speech model .tflite path; empty = the shipped model.")
+    face: str = setting("", "Face model .tflite path; empty = the shipped model.")
 
 
 @dataclasses.dataclass(frozen=True)
-class FusionConfig(_Section):
+class FusionConfig(Section):
     _name: typing.ClassVar[str] = "fusion"
-    speech_weight: float = _f(1.0, "Weight of the speech modality (unitless, >= 0).",
+    speech_weight: float = setting(1.0, "Weight of the speech modality (unitless, >= 0).",
                               min=0.0, max=100.0)
-    face_weight: float = _f(1.0, "Weight of the face modality (unitless, >= 0).",
+    face_weight: float = setting(1.0, "Weight of the face modality (unitless, >= 0).",
                             min=0.0, max=100.0)
-    speech_temperature: float = _f(
+    speech_temperature: float = setting(
         1.0, "Calibration temperature for speech scores (>1 softens, <1 sharpens).",
         min=0.05, max=20.0)
-    face_temperature: float = _f(
+    face_temperature: float = setting(
         1.0, "Calibration temperature for face scores (>1 softens, <1 sharpens).",
         min=0.05, max=20.0)
-    speech_map: dict[str, str] = _f(
+    speech_map: dict[str, str] = setting(
         {}, "Overrides of the speech manifest's fusion_map: model label -> common label, or \"\" "
         "to leave the label out of fusion.")
-    face_map: dict[str, str] = _f(
+    face_map: dict[str, str] = setting(
         {}, "Overrides of the face manifest's fusion_map: model label -> common label, or \"\" "
         "to leave the label out of fusion.")
 
 
 @dataclasses.dataclass(frozen=True)
-class SmoothingConfig(_Section):
+class SmoothingConfig(Section):
     _name: typing.ClassVar[str] = "smoothing"
-    alpha: float = _f(
+    alpha: float = setting(
         0.35, "Exponential smoothing factor per decision (0..1; higher follows faster).",
         min=0.01, max=1.0)
-    switch_margin: float = _f(
+    switch_margin: float = setting(
         0.1, "Hysteresis: a new emotion must beat the shown one by this much smoothed "
         "probability.", min=0.0, max=1.0)
-    min_dwell_s: float = _f(
+    min_dwell_s: float = setting(
         1.5, "Hysteresis: the shown emotion stays at least this long, in seconds.",
         min=0.0, max=60.0)
-    min_confidence: float = _f(
+    min_confidence: float = setting(
         0.3, "Below this smoothed probability no emotion is shown.", min=0.0, max=1.0)
 
 
 @dataclasses.dataclass(frozen=True)
-class LedConfig(_Section):
+class LedConfig(Section):
     _name: typing.ClassVar[str] = "leds"
-    mode: str = _f("rgb", "LED wiring.", choices=("rgb", "per_emotion", "none"))
-    rgb_pins: tuple[int, ...] = _f((17, 27, 22), "BCM pins of the RGB LED: red, green, blue.")
-    common_anode: bool = _f(False, "RGB LED is common-anode (active low).")
-    emotion_pins: dict[str, int] = _f(
+    mode: str = setting("rgb", "LED wiring.", choices=("rgb", "per_emotion", "none"))
+    rgb_pins: tuple[int, ...] = setting((17, 27, 22), "BCM pins of the RGB LED: red, green, blue.")
+    common_anode: bool = setting(False, "RGB LED is common-anode (active low).")
+    emotion_pins: dict[str, int] = setting(
         {"neutral": 5, "happy": 6, "sad": 13, "angry": 19, "fearful": 26, "disgust": 16,
          "surprised": 20},
         "per_emotion mode: common label -> BCM pin of its LED.")
-    status_pin: int = _f(4, "BCM pin of the heartbeat/status LED; -1 = none.", min=-1, max=53)
-    min_brightness: float = _f(
+    status_pin: int = setting(4, "BCM pin of the heartbeat/status LED; -1 = none.", min=-1, max=53)
+    min_brightness: float = setting(
         0.15, "Brightness at the lowest shown confidence (0..1); full confidence = 1.",
         min=0.0, max=1.0)
 
@@ -236,18 +260,18 @@ class LedConfig(_Section):
 
 
 @dataclasses.dataclass(frozen=True)
-class LogConfig(_Section):
+class LogConfig(Section):
     _name: typing.ClassVar[str] = "log"
-    stdout: bool = _f(True, "Write one JSON line per decision to stdout (the journal under "
+    stdout: bool = setting(True, "Write one JSON line per decision to stdout (the journal under "
                       "systemd).")
-    file: str = _f("", "Also write decisions to this file, rotated by size; empty = no file. "
+    file: str = setting("", "Also write decisions to this file, rotated by size; empty = no file. "
                    "Use tmpfs (e.g. /run/emotion-edge/decisions.jsonl) to spare the SD card.")
-    max_bytes: int = _f(1_000_000, "Rotate the decision file at this size, in bytes.",
+    max_bytes: int = setting(1_000_000, "Rotate the decision file at this size, in bytes.",
                         min=1_000, max=1_000_000_000)
-    backups: int = _f(2, "Rotated decision files kept (count).", min=0, max=100)
+    backups: int = setting(2, "Rotated decision files kept (count).", min=0, max=100)
 
 
-_SECTIONS: dict[str, type[_Section]] = {
+_SECTIONS: dict[str, type[Section]] = {
     "loop": LoopConfig,
     "audio": AudioConfig,
     "camera": CameraConfig,
@@ -273,7 +297,7 @@ class Config:
     log: LogConfig = dataclasses.field(default_factory=LogConfig)
     source: tuple[str, ...] = ()
 
-    def replace(self, section: str, **values: Any) -> "Config":
+    def replace(self, section: str, **values: Any) -> Config:
         """Return a copy with ``values`` changed in ``section`` (validated)."""
         return dataclasses.replace(
             self, **{section: dataclasses.replace(getattr(self, section), **values)}
@@ -308,18 +332,46 @@ def _coerce_text(key: str, text: str, hint: Any) -> Any:
     raise ConfigError(f"{key} = {text!r} cannot be read as {_type_name(hint)}")
 
 
-def _merge(raw: dict[str, dict[str, Any]], section: str, key: str, value: Any, origin: str) -> None:
-    if section not in _SECTIONS:
+def _merge(schema: Mapping[str, type[Section]], raw: dict[str, dict[str, Any]], section: str,
+           key: str, value: Any, origin: str) -> None:
+    if section not in schema:
         raise ConfigError(
-            f"{origin}: unknown section [{section}]; allowed sections: {', '.join(_SECTIONS)}"
+            f"{origin}: unknown section [{section}]; allowed sections: {', '.join(schema)}"
         )
-    names = [f.name for f in dataclasses.fields(_SECTIONS[section])]
+    names = [f.name for f in _fields(schema[section])]
     if key not in names:
         raise ConfigError(
             f"{origin}: unknown key {section}.{key}; allowed keys in [{section}]: "
             f"{', '.join(names)}"
         )
     raw.setdefault(section, {})[key] = value
+
+
+#: Variables that apply to every command, not only to ``run``'s configuration; read here only.
+PROCESS_VARIABLES: Mapping[str, str] = {
+    "EMOTION_EDGE_MODELS": "the one folder searched for model files",
+    "EMOTION_EDGE_RUNTIME": "the TFLite interpreter: litert, tflite-runtime or tensorflow",
+}
+#: Variables of earlier versions, and the configuration key that replaced each.
+_RENAMED_VARIABLES = {
+    "EMOTION_EDGE_MIC": "EMOTION_EDGE_AUDIO_DEVICE",
+    "EMOTION_EDGE_CAMERA": "EMOTION_EDGE_CAMERA_SOURCE",
+}
+
+
+def _unknown_variable(var: str) -> str:
+    if var in _RENAMED_VARIABLES:
+        return f"environment variable {var} is no longer read; set {_RENAMED_VARIABLES[var]} instead"
+    return (f"environment variable {var} is not a setting: EMOTION_EDGE_<SECTION>_<KEY> needs one "
+            f"of the sections {', '.join(_SECTIONS)}, or use one of {', '.join(PROCESS_VARIABLES)}; "
+            f"unset it or correct its name")
+
+
+def process_setting(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """The value of one of :data:`PROCESS_VARIABLES` (``None`` when unset or empty)."""
+    if name not in PROCESS_VARIABLES:
+        raise KeyError(f"{name} is not a process variable")
+    return (os.environ if env is None else env).get(name) or None
 
 
 def parse_override(text: str) -> tuple[str, str, str]:
@@ -329,6 +381,67 @@ def parse_override(text: str) -> tuple[str, str, str]:
     if not sep or not dot:
         raise ConfigError(f"override {text!r} must look like section.key=value (e.g. loop.hop_s=0.5)")
     return section, key, value
+
+
+def read_toml(path: Path, *, what: str = "config file") -> dict[str, Any]:
+    """A TOML file as a dict; every failure is a :class:`ConfigError` naming the file."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} {path} is not readable: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from None
+
+
+def load_sections(
+    schema: Mapping[str, type[Section]],
+    data: Mapping[str, Any] | None = None,
+    *,
+    origin: str = "config",
+    env: Mapping[str, str] | None = None,
+    env_prefix: str | None = None,
+    overrides: Mapping[tuple[str, str], Any] | None = None,
+) -> tuple[dict[str, Section], tuple[str, ...]]:
+    """The strict loader shared by the device configuration and the training recipes.
+
+    ``data`` (a parsed TOML file named ``origin``), then ``env_prefix`` variables
+    (``<PREFIX><SECTION>_<KEY>``), then ``overrides`` (``(section, key)`` -> typed value or text)
+    fill the sections of ``schema``; unknown sections and keys, wrong types and values out of
+    range are :class:`ConfigError` naming them.  Returns the sections and where values came from.
+    """
+    raw: dict[str, dict[str, Any]] = {}
+    sources: list[str] = []
+    for section, table in (data or {}).items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{origin}: {section} must be a [section] table")
+        for key, value in table.items():
+            _merge(schema, raw, section, key, value, origin)
+    hints = {name: typing.get_type_hints(cls) for name, cls in schema.items()}
+    if env_prefix is not None:
+        for var, text in sorted((os.environ if env is None else env).items()):
+            if not var.startswith(env_prefix) or var in PROCESS_VARIABLES:
+                continue
+            rest = var[len(env_prefix):].lower()
+            named = next((s for s in schema if rest.startswith(s + "_")), None)
+            if named is None:
+                raise ConfigError(_unknown_variable(var))
+            key = rest[len(named) + 1:]
+            _merge(schema, raw, named, key, None, f"environment variable {var}")
+            raw[named][key] = _coerce_text(f"{var} ({named}.{key})", text, hints[named][key])
+            sources.append(var)
+    for (section, key), value in (overrides or {}).items():
+        _merge(schema, raw, section, key, None, "command line")
+        if isinstance(value, str) and hints[section][key] is not str:
+            value = _coerce_text(f"{section}.{key}", value, hints[section][key])
+        raw[section][key] = value
+        sources.append(f"--{section}.{key}")
+    sections: dict[str, Section] = {}
+    for name, cls in schema.items():
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.get(name, {}).items()}
+        sections[name] = cls(**values)
+    return sections, tuple(sources)
 
 
 def load_config(
@@ -343,73 +456,56 @@ def load_config(
     ``overrides`` maps ``(section, key)`` to a typed value, or to a string to be coerced like an
     environment variable.  A missing ``path`` is an error only when ``required`` (the user named it).
     """
-    raw: dict[str, dict[str, Any]] = {}
-    sources = []
+    data: dict[str, Any] = {}
+    sources: list[str] = []
     if path is not None:
         path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            if required:
-                raise ConfigError(
-                    f"config file {path} not found; create it (emotion-edge install-service writes "
-                    f"one) or omit --config to use the defaults"
-                ) from None
-            data = {}
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {path} is not readable: {exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-        else:
+        if path.is_file() or required:
+            try:
+                data = read_toml(path)
+            except ConfigError:
+                if not path.exists():
+                    raise ConfigError(
+                        f"config file {path} not found; create it (emotion-edge install-service "
+                        f"writes one) or omit --config to use the defaults") from None
+                raise
             sources.append(str(path))
-        for section, table in data.items():
-            if not isinstance(table, dict):
-                raise ConfigError(f"{path}: {section} must be a [section] table")
-            for key, value in table.items():
-                _merge(raw, section, key, value, str(path))
-    hints = {name: typing.get_type_hints(cls) for name, cls in _SECTIONS.items()}
-    env = os.environ if env is None else env
-    for var, text in sorted(env.items()):
-        if not var.startswith(ENV_PREFIX):
-            continue
-        rest = var[len(ENV_PREFIX):].lower()
-        # Only variables naming a known section are configuration; others (EMOTION_EDGE_MODELS,
-        # EMOTION_EDGE_RUNTIME) belong to other parts of the package.
-        section = next((s for s in _SECTIONS if rest.startswith(s + "_")), None)
-        if section is None:
-            continue
-        key = rest[len(section) + 1:]
-        _merge(raw, section, key, None, f"environment variable {var}")
-        raw[section][key] = _coerce_text(f"{var} ({section}.{key})", text, hints[section][key])
-        sources.append(var)
-    for (section, key), value in (overrides or {}).items():
-        _merge(raw, section, key, None, "command line")
-        if isinstance(value, str) and hints[section][key] is not str:
-            value = _coerce_text(f"{section}.{key}", value, hints[section][key])
-        raw[section][key] = value
-        sources.append(f"--{section}.{key}")
-    sections = {}
-    for name, cls in _SECTIONS.items():
-        values = dict(raw.get(name, {}))
-        for key, value in values.items():
-            if isinstance(value, list):
-                values[key] = tuple(value)
-        sections[name] = cls(**values)
-    return Config(**sections, source=tuple(sources))
+    sections, more = load_sections(_SECTIONS, data, origin=str(path), env=env,
+                                   env_prefix=ENV_PREFIX, overrides=overrides)
+    return Config(
+        loop=typing.cast(LoopConfig, sections["loop"]),
+        audio=typing.cast(AudioConfig, sections["audio"]),
+        camera=typing.cast(CameraConfig, sections["camera"]),
+        models=typing.cast(ModelsConfig, sections["models"]),
+        fusion=typing.cast(FusionConfig, sections["fusion"]),
+        smoothing=typing.cast(SmoothingConfig, sections["smoothing"]),
+        leds=typing.cast(LedConfig, sections["leds"]),
+        log=typing.cast(LogConfig, sections["log"]),
+        source=(*sources, *more),
+    )
 
 
-def config_reference() -> str:
-    """A Markdown table of every key, its default and its documentation (for the docs)."""
+def _fields(cls: type[Section]) -> tuple[dataclasses.Field[Any], ...]:
+    return dataclasses.fields(cls)  # type: ignore[arg-type]
+
+
+def reference_table(schema: Mapping[str, type[Section]]) -> str:
+    """A Markdown table of every key of ``schema``, its default and its documentation."""
     lines = ["| key | default | meaning |", "|---|---|---|"]
-    for name, cls in _SECTIONS.items():
-        for field in dataclasses.fields(cls):
+    for name, cls in schema.items():
+        for field in _fields(cls):
             default = (field.default if field.default is not dataclasses.MISSING
-                       else field.default_factory())  # type: ignore[misc]
+                       else field.default_factory())  # type: ignore[operator]
             doc = field.metadata["doc"]
             if "choices" in field.metadata:
                 doc += " One of: " + ", ".join(f"`{c}`" for c in field.metadata["choices"]) + "."
             lines.append(f"| `{name}.{field.name}` | `{_toml_value(default)}` | {doc} |")
     return "\n".join(lines)
+
+
+def config_reference() -> str:
+    """A Markdown table of every configuration key (for the docs)."""
+    return reference_table(_SECTIONS)
 
 
 def _toml_value(value: Any) -> str:

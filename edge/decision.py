@@ -50,7 +50,7 @@ class Decision:
     face: ModalityReport
     latency_ms: Mapping[str, float]  # per stage, and "total" for the whole cycle's compute
     overrun: bool
-    level: str  # degradation level name (edge.budget.Level)
+    level: str  # degradation level name (edge.pipeline.budget.Level)
     counters: Mapping[str, int]  # cumulative: overruns, degradations, drops...
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,39 +1,56 @@
-"""Where the shipped models live.
+"""Where the shipped files live: the models and the systemd unit with its example configuration.
 
-``EMOTION_EDGE_MODELS``, when set, is the one folder searched: a user who points at a folder must
-not silently get another model.  Otherwise: ``models/`` beside the package (a git clone or
-editable install), then ``<prefix>/share/emotion-edge/models`` (a wheel install).
+One lookup for both: ``<folder>/`` beside the package (a git clone or editable install), then
+``<prefix>/share/emotion-edge/<folder>`` (a wheel install).  For models, ``EMOTION_EDGE_MODELS``,
+when set, is the one folder searched: a user who points at a folder must not silently get another
+model.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
-from .errors import ModelError
+from .config import process_setting
+from .errors import EmotionEdgeError, ModelError
 
-__all__ = ["model_dirs", "default_model"]
+__all__ = ["shipped_dirs", "model_dirs", "default_model", "shipped_file"]
+
+
+def shipped_dirs(folder: str) -> list[Path]:
+    """The folders searched for shipped files of ``folder`` ("models" or "systemd"), in order."""
+    return [
+        Path(__file__).resolve().parent.parent / folder,
+        Path(sys.prefix) / "share" / "emotion-edge" / folder,
+    ]
 
 
 def model_dirs() -> list[Path]:
-    env = os.environ.get("EMOTION_EDGE_MODELS")
-    if env:
-        return [Path(env)]
-    return [
-        Path(__file__).resolve().parent.parent / "models",
-        Path(sys.prefix) / "share" / "emotion-edge" / "models",
-    ]
+    override = process_setting("EMOTION_EDGE_MODELS")
+    return [Path(override)] if override else shipped_dirs("models")
+
+
+def _find(filename: str, searched: list[Path]) -> Path | None:
+    return next((d / filename for d in searched if (d / filename).is_file()), None)
 
 
 def default_model(filename: str) -> Path:
     """Return the first existing ``filename`` in :func:`model_dirs`."""
     searched = model_dirs()
-    for d in searched:
-        candidate = d / filename
-        if candidate.is_file():
-            return candidate
-    raise ModelError(
-        f"model {filename} not found in {', '.join(str(d) for d in searched)}; set "
-        f"EMOTION_EDGE_MODELS to the folder holding it or pass --model PATH"
-    )
+    found = _find(filename, searched)
+    if found is None:
+        raise ModelError(
+            f"model {filename} not found in {', '.join(str(d) for d in searched)}; set "
+            f"EMOTION_EDGE_MODELS to the folder holding it or pass --model PATH"
+        )
+    return found
+
+
+def shipped_file(name: str) -> Path:
+    """A file of the ``systemd/`` folder (the unit, the example configuration)."""
+    searched = shipped_dirs("systemd")
+    found = _find(name, searched)
+    if found is None:
+        raise EmotionEdgeError(
+            f"{name} not found in {', '.join(map(str, searched))}; reinstall emotion-edge")
+    return found

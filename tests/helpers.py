@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from edge.features import MfccConfig
-from edge.speech import speech_preprocessing
+from edge.models.speech import speech_preprocessing
 
 TINY_MFCC = MfccConfig(n_mels=20, n_ceps=13, window="hamming", normalize="cmvn")
 TINY_LABELS = ("neutral", "happy", "sad", "angry")

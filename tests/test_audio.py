@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.audio import Resampler, load_audio, resample, to_mono_float
 from edge.errors import AudioFileError
+from edge.sources.audio_file import Resampler, load_audio, resample, to_mono_float
 
 
 def write_wav(path: Path, data: np.ndarray, rate: int) -> Path:

@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.blazeface import (
+from edge.errors import ConfigError, ModelError
+from edge.paths import default_model
+from edge.vision.blazeface import (
     BLAZEFACE_MODEL_FILE,
     BlazeFaceConfig,
     BlazeFaceDetector,
@@ -17,8 +19,6 @@ from edge.blazeface import (
     short_range_anchors,
     weighted_nms,
 )
-from edge.errors import ConfigError, ModelError
-from edge.paths import default_model
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -136,7 +136,8 @@ def test_fetch_command_reports_a_bad_wheel_in_one_line(tmp_path, capsys):
 
 def test_open_face_detector_auto_falls_back_to_haar(tmp_path, monkeypatch):
     pytest.importorskip("cv2")
-    from edge.face import HaarFaceDetector, open_face_detector
+    from edge.vision.detectors import open_face_detector
+    from edge.vision.haar import HaarFaceDetector
 
     monkeypatch.setenv("EMOTION_EDGE_MODELS", str(tmp_path))
     with open_face_detector("auto") as det:
@@ -148,7 +149,7 @@ def test_open_face_detector_auto_falls_back_to_haar(tmp_path, monkeypatch):
 
 
 def test_open_face_detector_auto_uses_fetched_blazeface(blazeface_model, tmp_path, monkeypatch):
-    from edge.face import open_face_detector
+    from edge.vision.detectors import open_face_detector
 
     (tmp_path / BLAZEFACE_MODEL_FILE).write_bytes(blazeface_model.read_bytes())
     monkeypatch.setenv("EMOTION_EDGE_MODELS", str(tmp_path))
@@ -168,7 +169,8 @@ def test_blank_frames_have_no_face(blazeface_model):
 
 def test_finds_the_demo_face_where_haar_does(blazeface_model):
     pytest.importorskip("cv2")
-    from edge.face import HaarFaceDetector, read_gray_image
+    from edge.sources.images import read_gray_image
+    from edge.vision.haar import HaarFaceDetector
 
     gray = read_gray_image(REPO / "demo" / "face.jpg")
     with BlazeFaceDetector(blazeface_model) as det:
@@ -183,7 +185,7 @@ def test_finds_the_demo_face_where_haar_does(blazeface_model):
 def test_blazeface_finds_fer_faces_anywhere_in_the_frame(blazeface_model, shared_data):
     cv2 = pytest.importorskip("cv2")
     from convert.face_data import load_fer
-    from edge.face import box_iou
+    from edge.vision.boxes import box_iou
 
     faces = load_fer(shared_data / "fer2013" / "fer2013_48.npz", "PublicTest").x[:40]
     hits = 0
@@ -203,8 +205,8 @@ def test_blazeface_finds_fer_faces_anywhere_in_the_frame(blazeface_model, shared
 
 
 def _detector_finding(kind: str):
-    from edge.checks import check_face_detector
     from edge.config import CameraConfig, Config
+    from edge.service.checks import check_face_detector
 
     return check_face_detector(Config(camera=CameraConfig(detector=kind)))
 
@@ -232,20 +234,27 @@ def test_check_refuses_a_fetched_file_with_the_wrong_sha256(blazeface_model, tmp
     assert f.status == "problem" and "sha256" in f.detail
 
 
-def test_classifier_opens_the_auto_detector_itself_and_closes_it(blazeface_model, tmp_path,
-                                                                 monkeypatch):
+def test_classifier_uses_the_detector_it_is_given_and_leaves_it_open(blazeface_model, tmp_path,
+                                                                   monkeypatch):
     pytest.importorskip("ai_edge_litert")
-    from edge.face import FaceClassifier, read_gray_image
+    from edge.errors import ConfigError
+    from edge.models.face import FaceClassifier
+    from edge.sources.images import read_gray_image
+    from edge.vision import open_face_detector
 
-    for name in ("face_expression_int8.tflite", "face_expression_int8.json", BLAZEFACE_MODEL_FILE):
-        src = blazeface_model if name == BLAZEFACE_MODEL_FILE else REPO / "models" / name
-        (tmp_path / name).write_bytes(src.read_bytes())
-    monkeypatch.setenv("EMOTION_EDGE_MODELS", str(tmp_path))
-    with FaceClassifier(tmp_path / "face_expression_int8.tflite") as clf:
-        faces = clf.classify_frame(read_gray_image(REPO / "demo" / "face.jpg"))
-        assert isinstance(clf.detector, BlazeFaceDetector) and len(faces) == 1
+    monkeypatch.setenv("EMOTION_EDGE_MODELS", str(blazeface_model.parent))
+    frame = read_gray_image(REPO / "demo" / "face.jpg")
+    with open_face_detector("auto") as detector:
+        assert isinstance(detector, BlazeFaceDetector)
+        with FaceClassifier(REPO / "models" / "face_expression_int8.tflite",
+                            detector=detector) as clf:
+            assert len(clf.classify_frame(frame)) == 1
+        assert len(detector.detect(frame)) == 1  # the classifier did not close it
     with pytest.raises(ModelError, match="closed"):
-        clf.detector.detect(np.zeros((240, 320), np.uint8))
+        detector.detect(frame)
+    with FaceClassifier(REPO / "models" / "face_expression_int8.tflite") as clf:
+        with pytest.raises(ConfigError, match="open_face_detector"):
+            clf.classify_frame(frame)
 
 
 def test_classify_face_cli_detector_choice(tmp_path, monkeypatch, capsys):

@@ -1,6 +1,6 @@
 """The degradation policy: a defined order down on overruns, back up when load drops."""
 
-from edge.budget import BudgetPolicy, Level
+from edge.pipeline.budget import BudgetPolicy, Level
 
 
 def policy(**kw):

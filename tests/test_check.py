@@ -3,9 +3,9 @@
 import subprocess
 import types
 
-from edge.checks import check_camera, check_mic, check_thermal
 from edge.cli import main
 from edge.config import Config, load_config
+from edge.service.checks import check_camera, check_mic, check_thermal
 
 
 def vcgencmd(output):

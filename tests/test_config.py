@@ -16,7 +16,7 @@ def write(tmp_path, text):
 
 def test_defaults_are_valid_and_frozen():
     c = load_config(env={})
-    assert c.loop.hop_s == 0.5 and c.loop.num_threads == 1
+    assert c.loop.hop_s == 0.0 and c.loop.num_threads == 1  # 0: the speech model's own hop
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.loop.hop_s = 1.0  # type: ignore[misc]
 
@@ -51,7 +51,9 @@ def test_unrelated_package_env_vars_are_ignored():
         ("[loop]\nhops = 1\n", ["loop.hops", "hop_s"]),
         ("[lop]\nhop_s = 1\n", ["[lop]", "loop"]),
         ("[leds]\nmode = 'blink'\n", ["leds.mode", "'rgb'", "'per_emotion'"]),
-        ("[loop]\nhop_s = 0\n", ["loop.hop_s", ">= 0.05"]),
+        ("[loop]\nhop_s = 0.01\n", ["loop.hop_s", "at least 0.05"]),
+        ("[loop]\nhop_s = nan\n", ["loop.hop_s", "finite"]),
+        ("[fusion]\nspeech_weight = inf\n", ["fusion.speech_weight", "finite"]),
         ("[loop]\nhop_s = 'fast'\n", ["loop.hop_s", "number"]),
         ("[camera]\nenabled = 1\n", ["camera.enabled", "true or false"]),
         ("[leds]\nrgb_pins = [1, 2]\n", ["rgb_pins", "3 pins"]),

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from convert.corpora import RAVDESS_LABELS, index_emodb, index_ravdess
-from edge.audio import load_audio
 from edge.features import Mfcc, MfccConfig
+from edge.sources.audio_file import load_audio
 
 pytestmark = pytest.mark.corpus
 

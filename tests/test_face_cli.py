@@ -83,7 +83,8 @@ def test_missing_model_is_one_clear_error(tmp_path, images, capsys):
 def test_haar_finds_fer_faces_placed_in_a_lores_frame(shared_data):
     cv2 = pytest.importorskip("cv2")
     from convert.face_data import load_fer
-    from edge.face import HaarFaceDetector, box_iou
+    from edge.vision.boxes import box_iou
+    from edge.vision.haar import HaarFaceDetector
 
     faces = load_fer(shared_data / "fer2013" / "fer2013_48.npz", "PublicTest").x[:40]
     detector = HaarFaceDetector()
@@ -100,7 +101,7 @@ def test_haar_finds_fer_faces_placed_in_a_lores_frame(shared_data):
 
 
 def test_face_probabilities_average_the_face_and_its_mirror():
-    from edge.face import face_probabilities
+    from edge.models.face import face_probabilities
 
     class LeftBright:  # a "model" that only looks at the left half, so mirroring matters
         def predict(self, face):
@@ -114,8 +115,10 @@ def test_face_probabilities_average_the_face_and_its_mirror():
 
 
 def test_classifier_and_cli_use_the_mirror_average_by_default(tiny_face_run, images, capsys):  # noqa: F811
-    from edge.face import FaceClassifier, FacePreprocessConfig, crop_face, read_gray_image
-    from edge.runtime import QuantizedModel
+    from edge.features.face import FacePreprocessConfig, crop_face
+    from edge.models.face import FaceClassifier
+    from edge.models.runtime import QuantizedModel
+    from edge.sources.images import read_gray_image
 
     gray = read_gray_image(images["face"])
     with QuantizedModel(tiny_face_run["model"]) as qm:

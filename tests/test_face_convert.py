@@ -25,8 +25,9 @@ def test_pruning_makes_a_physically_smaller_model(tiny_face_run):  # noqa: F811
 
 
 def test_int8_model_loads_with_a_complete_manifest(tiny_face_run):  # noqa: F811
-    from edge.face import FaceClassifier, FacePreprocessConfig
-    from edge.manifest import load_manifest
+    from edge.features.face import FacePreprocessConfig
+    from edge.models.face import FaceClassifier
+    from edge.models.manifest import load_manifest
 
     m = load_manifest(tiny_face_run["model"])
     assert m.labels == SYNTH_LABELS
@@ -313,8 +314,8 @@ def test_a_reused_parent_is_rebuilt_at_a_new_input_size_and_adapted(
     from convert.face_model import StudentSpec
     from convert.face_train import TrainConfig
     from edge.errors import ConfigError
-    from edge.face import FacePreprocessConfig
-    from edge.manifest import load_manifest
+    from edge.features.face import FacePreprocessConfig
+    from edge.models.manifest import load_manifest
 
     saved = tiny_face_run["base"] / "models" / "reports" / "face" / "parent.keras"
     spec = StudentSpec(input_size=40, widths=(8, 16, 16, 16, 32), pool_after=(1, 3),
@@ -357,7 +358,7 @@ def test_a_pruned_model_from_an_earlier_run_is_fine_tuned_again(
     from convert.face_model import StudentSpec
     from convert.face_train import TrainConfig
     from edge.errors import ConfigError
-    from edge.manifest import load_manifest
+    from edge.models.manifest import load_manifest
 
     reports = tiny_face_run["base"] / "models" / "reports" / "face"
     parent, pruned = reports / "parent.keras", reports / "pruned.keras"

@@ -9,14 +9,9 @@ import numpy as np
 import pytest
 
 from edge.errors import DeviceUnavailableError, ImageFileError, MissingDependencyError
-from edge.frames import (
-    FrameSource,
-    ImageSource,
-    LatestFrameGrabber,
-    Picamera2Source,
-    VideoFileSource,
-    open_frame_source,
-)
+from edge.sources.base import FrameSource
+from edge.sources.camera import LatestFrameGrabber, Picamera2Source, open_frame_source
+from edge.sources.replay import ImageSource, VideoFileSource
 
 
 def write_video(path, frames: int = 10, size=(64, 48), fps: float = 10.0):
@@ -63,7 +58,7 @@ def test_missing_or_bad_video_names_the_file(tmp_path):
 class FakeCamera:
     """Picamera2 look-alike recording the calls the adapter makes."""
 
-    instances: list["FakeCamera"] = []
+    instances: list[FakeCamera] = []
 
     def __init__(self, num=0):
         self.calls = [("init", num)]
@@ -117,11 +112,16 @@ def test_picamera2_missing_names_the_apt_package():
         Picamera2Source().read()
 
 
-def test_backend_choice_argument_then_env(monkeypatch):
-    monkeypatch.setenv("EMOTION_EDGE_CAMERA", "picamera2")
-    assert isinstance(open_frame_source(), Picamera2Source)
-    assert type(open_frame_source(backend="opencv")).__name__ == "OpenCVCaptureSource"
+def test_backend_choice_argument_then_config(monkeypatch):
+    from edge.config import load_config
     from edge.errors import ConfigError
+
+    config = load_config(env={"EMOTION_EDGE_CAMERA_SOURCE": "picamera2"})
+    assert isinstance(open_frame_source(config.camera), Picamera2Source)
+    assert type(open_frame_source(config.camera, backend="opencv")).__name__ == \
+        "OpenCVCaptureSource"
+    with pytest.raises(ConfigError, match="EMOTION_EDGE_CAMERA_SOURCE"):
+        load_config(env={"EMOTION_EDGE_CAMERA": "picamera2"})
 
     with pytest.raises(ConfigError, match="webcam"):
         open_frame_source(backend="webcam")

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from edge.errors import ConfigError, ImageFileError, ManifestMismatchError
-from edge.face import FacePreprocessConfig, crop_face, crop_faces, normalise, to_gray
+from edge.features.face import FacePreprocessConfig, crop_face, crop_faces, normalise
+from edge.sources.images import to_gray
 
 
 def test_training_batch_equals_device_crop():
@@ -90,7 +91,7 @@ def _int8_face_model(tmp_path, preprocess):
 
 
 def test_manifest_with_other_preprocessing_is_refused(tmp_path):
-    from edge.face import FaceClassifier
+    from edge.models.face import FaceClassifier
 
     path = _int8_face_model(tmp_path, FacePreprocessConfig(margin=0.2))
     # A device pinned to another setting is refused; by default the manifest's own is used.
@@ -104,7 +105,7 @@ def test_manifest_with_other_preprocessing_is_refused(tmp_path):
 
 
 def test_the_classifier_follows_the_manifests_input_size(tmp_path):
-    from edge.face import FaceClassifier
+    from edge.models.face import FaceClassifier
 
     path = _int8_face_model(tmp_path, FacePreprocessConfig(size=64))
     with FaceClassifier(path) as clf:  # a 48x48 FER face is scaled up to the model's 64x64

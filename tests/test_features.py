@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-import edge.features as features
-from edge.audio import load_audio
+import edge.features.mfcc as features
 from edge.errors import ConfigError
 from edge.features import Mfcc, MfccConfig, StreamingMfcc, normalize_window
+from edge.sources.audio_file import load_audio
 
 psf = pytest.importorskip("python_speech_features")
 

@@ -3,12 +3,12 @@
 import pytest
 
 from edge.errors import ConfigError
-from edge.fusion import LabelMap, LateFusion, calibrate
+from edge.pipeline.fusion import LabelMap, LateFusion, calibrate
 
 SPEECH = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 FACE = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
-SPEECH_MAP = {l: l for l in SPEECH} | {"calm": "neutral"}
-FACE_MAP = {l: l for l in FACE} | {"fear": "fearful", "surprise": "surprised"}
+SPEECH_MAP = {lab: lab for lab in SPEECH} | {"calm": "neutral"}
+FACE_MAP = {lab: lab for lab in FACE} | {"fear": "fearful", "surprise": "surprised"}
 
 
 def fusion(weights=None, temps=None, overrides=None):
@@ -18,7 +18,7 @@ def fusion(weights=None, temps=None, overrides=None):
 
 def onehot(labels, hot, p=0.9):
     rest = (1 - p) / (len(labels) - 1)
-    return {l: (p if l == hot else rest) for l in labels}
+    return {lab: (p if lab == hot else rest) for lab in labels}
 
 
 def test_common_labels_follow_the_manifests():
@@ -70,7 +70,7 @@ def test_temperature_softens_without_reordering():
 
 def test_temperature_changes_the_fused_winner():
     # A confident face vs a mildly confident speech: sharpening speech lets it win.
-    speech = {l: 0.05 for l in SPEECH} | {"angry": 0.65}
+    speech = {lab: 0.05 for lab in SPEECH} | {"angry": 0.65}
     face = onehot(FACE, "happy", 0.7)
     assert fusion().fuse({"speech": speech, "face": face}).label == "happy"
     hot = fusion(temps={"speech": 0.3}).fuse({"speech": speech, "face": face})
@@ -86,6 +86,6 @@ def test_unmapped_labels_drop_out_and_mass_renormalises():
 
 def test_a_label_without_a_mapping_is_refused():
     with pytest.raises(ConfigError, match="calm"):
-        LabelMap.build({"speech": (SPEECH, {l: l for l in SPEECH if l != "calm"})})
+        LabelMap.build({"speech": (SPEECH, {lab: lab for lab in SPEECH if lab != "calm"})})
     with pytest.raises(ConfigError, match="not a face model label"):
         fusion(overrides={"face": {"bored": "neutral"}})

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from edge import decision_log as dl
 from edge.decision import Decision, ModalityReport
 from edge.errors import ConfigError
-from edge.sinks import RotatingFileSink
+from edge.outputs import log_reader as dl
+from edge.outputs.log import RotatingFileSink
 
 T0 = 1_700_000_000.0
 

@@ -6,7 +6,7 @@ import pytest
 from edge.cli import main
 from edge.config import load_config
 from edge.errors import ConfigError
-from edge.service import install_service
+from edge.service.install import install_service
 
 
 def test_installs_unit_and_config_into_a_root(tmp_path):

@@ -7,7 +7,7 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin  # noqa: E402
 
 from edge.config import LedConfig  # noqa: E402
 from edge.decision import Decision, ModalityReport  # noqa: E402
-from edge.sinks import EMOTION_COLOURS, LedSink  # noqa: E402
+from edge.outputs.leds import EMOTION_COLOURS, LedSink  # noqa: E402
 
 LABELS = ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 

@@ -1,8 +1,8 @@
 """The loop on replayed (scripted) sources: it ends with the audio, survives faults, degrades
 under load and recovers, and pings the watchdog only while cycles complete."""
 
-import json
 import io
+import json
 import logging
 import socket
 import threading
@@ -10,17 +10,26 @@ import time
 
 import pytest
 
-from edge.budget import BudgetPolicy
-from edge.face_stage import FaceStage
-from edge.fusion import LabelMap, LateFusion
-from edge.loop import EmotionLoop
-from edge.notify import Notifier
-from edge.sinks import JsonLinesSink
-from edge.smoothing import Smoother
+from edge.outputs.log import JsonLinesSink
+from edge.outputs.notify import Notifier
+from edge.pipeline.budget import BudgetPolicy
+from edge.pipeline.face_stage import FaceStage
+from edge.pipeline.fusion import LabelMap, LateFusion
+from edge.pipeline.loop import EmotionLoop
+from edge.pipeline.smoothing import Smoother
+from edge.testing import (
+    FakeCamera,
+    FakeClock,
+    FakeDetector,
+    FakeFaceClassifier,
+    FakeMicrophone,
+    FakeSpeechStream,
+)
 
-from .loopfakes import (FACE_LABELS, FACE_MAP, SPEECH_LABELS, SPEECH_MAP, FakeClock,
-                       FakeDetector, FakeFaceClassifier, FakeSpeechStream, ScriptedAudio,
-                       ScriptedFrames)
+SPEECH_LABELS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+FACE_LABELS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+SPEECH_MAP = {lab: lab for lab in SPEECH_LABELS} | {"calm": "neutral"}
+FACE_MAP = {lab: lab for lab in FACE_LABELS} | {"fear": "fearful", "surprise": "surprised"}
 
 
 class ListSink:
@@ -44,11 +53,11 @@ def make_loop(*, audio, speech=None, face=True, frames=None, clock=None, deadlin
     stage = None
     if face:
         stage = FaceStage(detector or FakeDetector(clock), classifier or FakeFaceClassifier(
-            clock=clock), clock=clock)
+            FACE_LABELS, clock=clock), clock=clock)
     sink = ListSink()
     loop = EmotionLoop(
         audio=audio,
-        speech=speech or FakeSpeechStream(clock=clock),
+        speech=speech or FakeSpeechStream(SPEECH_LABELS, clock=clock),
         fusion=fusion,
         smoother=Smoother(fusion.labels, alpha=0.5, switch_margin=0.1, min_dwell_s=0.0,
                           min_confidence=0.3),
@@ -57,7 +66,7 @@ def make_loop(*, audio, speech=None, face=True, frames=None, clock=None, deadlin
                                           | budget_kw)),
         sinks=[sink, *(sinks or [])],
         face=stage,
-        frames=frames if frames is not None else (ScriptedFrames() if face else None),
+        frames=frames if frames is not None else (FakeCamera() if face else None),
         notifier=notifier,
         clock=clock,
         wall_clock=lambda: 1e9,
@@ -68,12 +77,12 @@ def make_loop(*, audio, speech=None, face=True, frames=None, clock=None, deadlin
 
 def test_replay_ends_with_the_audio_and_logs_every_decision():
     out = io.StringIO()
-    loop, sink = make_loop(audio=ScriptedAudio(8), sinks=[JsonLinesSink(out)])
+    loop, sink = make_loop(audio=FakeMicrophone(8), sinks=[JsonLinesSink(out)])
     summary = loop.run()
     assert summary.cycles == 8 and len(sink.decisions) == 8
     assert summary.audio_s == pytest.approx(4.0)
     assert sink.closed == 1  # sinks closed (LEDs dark) when the audio ends
-    lines = [json.loads(l) for l in out.getvalue().splitlines()]
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert len(lines) == 8
     first = lines[0]
     assert first["speech"]["state"] == "ok" and first["face"]["state"] == "ok"
@@ -85,8 +94,8 @@ def test_replay_ends_with_the_audio_and_logs_every_decision():
 
 
 def test_end_of_replay_decides_the_last_window():
-    speech = FakeSpeechStream(tail=["sad"])
-    loop, sink = make_loop(audio=ScriptedAudio(3), speech=speech)
+    speech = FakeSpeechStream(SPEECH_LABELS, tail=["sad"])
+    loop, sink = make_loop(audio=FakeMicrophone(3), speech=speech)
     summary = loop.run()
     assert speech.flushed == 1 and summary.cycles == 4
     assert sink.decisions[-1].speech.label == "sad"
@@ -94,9 +103,9 @@ def test_end_of_replay_decides_the_last_window():
 
 def test_camera_disappears_and_comes_back(caplog):
     # Camera present for media time < 2 s, gone until 4 s, back afterwards.
-    frames = ScriptedFrames(up=lambda t: not (2.0 < t <= 4.0))
-    loop, sink = make_loop(audio=ScriptedAudio(12), frames=frames)
-    with caplog.at_level(logging.WARNING, logger="edge.loop"):
+    frames = FakeCamera(up=lambda t: not (2.0 < t <= 4.0))
+    loop, sink = make_loop(audio=FakeMicrophone(12), frames=frames)
+    with caplog.at_level(logging.WARNING, logger="edge.pipeline.loop"):
         loop.run()
     states = [d.face.state for d in sink.decisions]
     assert states[:4] == ["ok"] * 4
@@ -111,7 +120,7 @@ def test_camera_disappears_and_comes_back(caplog):
 
 
 def test_silence_is_no_speech_not_an_emotion():
-    loop, sink = make_loop(audio=ScriptedAudio(6, loud=False), face=False)
+    loop, sink = make_loop(audio=FakeMicrophone(6, loud=False), face=False)
     loop.run()
     for d in sink.decisions:
         assert d.speech.state == "no_speech" and d.speech.label == "no speech"
@@ -119,15 +128,15 @@ def test_silence_is_no_speech_not_an_emotion():
 
 
 def test_speech_then_silence_fades_out():
-    loop, sink = make_loop(audio=ScriptedAudio(16, loud=lambda i: i < 4), face=False)
+    loop, sink = make_loop(audio=FakeMicrophone(16, loud=lambda i: i < 4), face=False)
     loop.run()
     assert sink.decisions[3].label == "angry"
     assert sink.decisions[-1].label is None
 
 
 def test_mic_overflow_is_counted_and_logged(caplog):
-    loop, sink = make_loop(audio=ScriptedAudio(6, overflow_at=(2, 4)), face=False)
-    with caplog.at_level(logging.WARNING, logger="edge.loop"):
+    loop, sink = make_loop(audio=FakeMicrophone(6, overflow_at=(2, 4)), face=False)
+    with caplog.at_level(logging.WARNING, logger="edge.pipeline.loop"):
         loop.run()
     assert [d.counters["audio_overflows"] for d in sink.decisions] == [0, 0, 1, 1, 2, 2]
     assert sum("overflows" in r.message for r in caplog.records) == 2
@@ -136,9 +145,9 @@ def test_mic_overflow_is_counted_and_logged(caplog):
 def test_overruns_degrade_in_order_and_recover_when_load_drops(caplog):
     clock = FakeClock()
     busy = {"on": True}
-    classifier = FakeFaceClassifier(clock=clock, cost_s=lambda: 0.2 if busy["on"] else 0.001)
+    classifier = FakeFaceClassifier(FACE_LABELS, clock=clock, cost_s=lambda: 0.2 if busy["on"] else 0.001)
     detector = FakeDetector(clock, cost_s=0.02)
-    audio = ScriptedAudio(30)
+    audio = FakeMicrophone(30)
     loop, sink = make_loop(audio=audio, clock=clock, classifier=classifier, detector=detector,
                            deadline=0.1, overruns_to_degrade=2, overrun_window=4)
     original_feed = loop.speech.feed
@@ -149,7 +158,7 @@ def test_overruns_degrade_in_order_and_recover_when_load_drops(caplog):
         return original_feed(block)
 
     loop.speech.feed = feed
-    with caplog.at_level(logging.WARNING, logger="edge.loop"):
+    with caplog.at_level(logging.WARNING, logger="edge.pipeline.loop"):
         loop.run()
     levels = [d.level for d in sink.decisions]
     # Busy cycles overrun: full -> reuse_box -> face_alternate -> no_face, in that order.
@@ -168,7 +177,7 @@ def test_overruns_degrade_in_order_and_recover_when_load_drops(caplog):
 
 
 def test_stop_ends_a_live_loop_and_closes_sinks():
-    audio = ScriptedAudio(forever=True, pace_s=0.01)
+    audio = FakeMicrophone(forever=True, pace_s=0.01)
     loop, sink = make_loop(audio=audio, face=False)
     t = threading.Thread(target=loop.run)
     t.start()
@@ -187,7 +196,7 @@ def test_a_failing_sink_does_not_stop_the_loop(caplog):
         def close(self):
             raise OSError("still full")
 
-    loop, sink = make_loop(audio=ScriptedAudio(3), face=False, sinks=[Broken()])
+    loop, sink = make_loop(audio=FakeMicrophone(3), face=False, sinks=[Broken()])
     with caplog.at_level(logging.ERROR):
         summary = loop.run()
     assert summary.cycles == 3 and summary.counters["sink_errors"] == 3
@@ -211,7 +220,7 @@ def drain(sock, window_s):
         sock.settimeout(left)
         try:
             got.append(sock.recv(4096).decode())
-        except socket.timeout:
+        except TimeoutError:
             break
     return got
 
@@ -220,8 +229,8 @@ def test_a_stalled_loop_stops_the_watchdog_pings(notify_socket):
     path, sock = notify_socket
     gate = threading.Event()
     gate.set()
-    classifier = FakeFaceClassifier(gate=gate)
-    loop, sink = make_loop(audio=ScriptedAudio(forever=True, pace_s=0.005),
+    classifier = FakeFaceClassifier(FACE_LABELS, gate=gate)
+    loop, sink = make_loop(audio=FakeMicrophone(forever=True, pace_s=0.005),
                            classifier=classifier, notifier=Notifier(path), deadline=10.0)
     t = threading.Thread(target=loop.run)
     t.start()
@@ -284,12 +293,12 @@ def test_replay_command_prints_one_decision_per_hop(tiny):
     r = run_cli(tiny, "run", "--audio-file", str(tiny / "speech.wav"), "--image",
                 str(tiny / "frame.png"), "--fast", "--set", "smoothing.min_confidence=0.01")
     assert r.returncode == 0, r.stderr
-    lines = [json.loads(l) for l in r.stdout.splitlines()]
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
     # 6 s, 1 s windows every 0.5 s -> windows ending at 1.0 .. 6.0 s (within a block)
     assert 9 <= len(lines) <= 11
     assert lines[0]["speech"]["state"] == "ok" and lines[0]["label"] is not None
     assert lines[-1]["speech"]["state"] == "no_speech"  # the silent tail
-    assert {l["face"]["state"] for l in lines} == {"no_face"}  # a blank frame has no face
+    assert {rec["face"]["state"] for rec in lines} == {"no_face"}  # a blank frame has no face
     assert "decisions over 6.0 s" in r.stderr
 
 
@@ -388,12 +397,12 @@ def test_sigterm_in_process_turns_the_mock_leds_off(tiny, monkeypatch):
 
 
 def test_camera_unplugged_mid_run_is_retried_with_backoff_and_comes_back():
-    """The real LatestFrameGrabber (edge.frames) over a source that fails while 'unplugged'."""
+    """The real LatestFrameGrabber (edge.sources.camera) over a source that fails while 'unplugged'."""
     import numpy as np
 
     from edge.errors import DeviceUnavailableError
-    from edge.frame_feed import GrabberFrames
-    from edge.frames import FrameSource, LatestFrameGrabber
+    from edge.sources.base import FrameSource
+    from edge.sources.camera import GrabberFrames, LatestFrameGrabber
 
     class FlakyCamera(FrameSource):
         name = "flaky"
@@ -439,7 +448,7 @@ def test_camera_unplugged_mid_run_is_retried_with_backoff_and_comes_back():
             pass
 
     try:
-        loop, sink = make_loop(audio=ScriptedAudio(20, pace_s=0.02), frames=GrabberFrames(grabber),
+        loop, sink = make_loop(audio=FakeMicrophone(20, pace_s=0.02), frames=GrabberFrames(grabber),
                                sinks=[Plug()], clock=FakeClock())
         loop.run()
     finally:
@@ -465,7 +474,7 @@ def test_video_replay_counts_skipped_frames_and_ends_face_with_the_video(tiny, t
     r = run_cli(tiny, "run", "--audio-file", str(tiny / "speech.wav"), "--video-file", str(video),
                 "--fast")
     assert r.returncode == 0, r.stderr
-    lines = [json.loads(l) for l in r.stdout.splitlines()]
-    states = [l["face"]["state"] for l in lines]
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    states = [rec["face"]["state"] for rec in lines]
     assert states[0] == "no_face" and states[-1] == "no_frame"  # the video ended first
     assert lines[-1]["counters"]["frame_drops"] > 30  # 20 fps camera, 2 decisions per second

@@ -7,7 +7,13 @@ import json
 import pytest
 
 from edge.errors import ManifestMismatchError, ModelError
-from edge.manifest import ModelManifest, TensorQuant, load_manifest, sha256_of, write_manifest
+from edge.models.manifest import (
+    ModelManifest,
+    TensorQuant,
+    load_manifest,
+    sha256_of,
+    write_manifest,
+)
 
 
 def make(tmp_path, **changes):

@@ -13,8 +13,8 @@ import types
 import numpy as np
 import pytest
 
-from edge.audio_sources import PyAudioSource
 from edge.errors import DeviceUnavailableError
+from edge.sources.microphone import PyAudioSource
 
 
 class FakeStream:
@@ -98,7 +98,7 @@ def test_unknown_device_lists_the_inputs():
 
 def test_ring_buffer_drops_oldest_and_counts_overflow():
     pa = FakePyAudio()
-    with PyAudioSource(None, 16000, 0.1, buffer_s=0.3, pyaudio_module=fake_module(pa)) as mic:
+    with PyAudioSource(None, 16000, 0.1, ring_blocks=3, pyaudio_module=fake_module(pa)) as mic:
         for i in range(5):
             status = 2 if i == 4 else 0  # paInputOverflow on the last block
             pa.stream.callback(np.full(1600, i, np.int16).tobytes(), 1600, {}, status)
@@ -129,10 +129,10 @@ def test_resamples_when_the_device_lacks_the_model_rate():
 REAL_PORTAUDIO = textwrap.dedent(
     """
     import json, time
-    from edge.audio_sources import PyAudioSource
+    from edge.sources.microphone import PyAudioSource
     from edge.errors import DeviceUnavailableError
     out = {}
-    with PyAudioSource("default", 16000, 0.1, buffer_s=0.5) as mic:
+    with PyAudioSource("default", 16000, 0.1, ring_blocks=5) as mic:
         blocks = [mic.read(timeout_s=2.0) for _ in range(3)]
         out["shapes"] = [None if b is None else list(b.shape) for b in blocks]
         out["dtype"] = str(blocks[0].dtype)

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from edge.notify import Notifier, watchdog_interval_s
+from edge.outputs.notify import Notifier, watchdog_interval_s
 
 
 @pytest.fixture(params=["path", "abstract"])

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.face import FACE_MODEL_FILE, FER_LABELS, FaceClassifier
-from edge.manifest import load_manifest
+from edge.models.face import FACE_MODEL_FILE, FER_LABELS, FaceClassifier
+from edge.models.manifest import load_manifest
 from edge.paths import default_model
 
 REPO = Path(__file__).resolve().parent.parent

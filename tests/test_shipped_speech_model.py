@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from convert.corpora import RAVDESS_LABELS, Utterance
-from edge.audio import load_audio
-from edge.manifest import load_manifest
+from edge.models.manifest import load_manifest
+from edge.models.runtime import QuantizedModel
+from edge.models.speech import SPEECH_MODEL_FILE, SpeechClassifier, windows_of
 from edge.paths import default_model
-from edge.runtime import QuantizedModel
-from edge.speech import SPEECH_MODEL_FILE, SpeechClassifier, windows_of
+from edge.sources.audio_file import load_audio
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = json.loads((REPO / "tests" / "fixtures" / "golden_speech.json").read_text())
@@ -74,7 +74,7 @@ def test_xnnpack_stays_within_two_lsb_of_the_golden_outputs(model_path):
 
 def test_training_and_device_build_the_same_model_input(model_path):
     from convert.speech import FeatureBank, SpeechRecipe, clip_windows
-    from edge.speech import SpeechGate
+    from edge.models.speech import SpeechGate
 
     m = load_manifest(model_path)
     recipe = SpeechRecipe()

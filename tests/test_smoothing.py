@@ -1,6 +1,6 @@
 """Smoothing and hysteresis: the shown emotion follows, without flicker."""
 
-from edge.smoothing import Smoother
+from edge.pipeline.smoothing import Smoother
 
 LABELS = ("neutral", "happy", "sad")
 
@@ -11,7 +11,7 @@ def smoother(**kw):
 
 
 def dist(label, p=0.9):
-    return {l: (p if l == label else (1 - p) / 2) for l in LABELS}
+    return {lab: (p if lab == label else (1 - p) / 2) for lab in LABELS}
 
 
 def test_follows_a_steady_input():

@@ -10,8 +10,8 @@ import pytest
 
 from edge.cli import main
 from edge.errors import ManifestMismatchError, ModelError
-from edge.runtime import QuantizedModel
-from edge.speech import NO_SPEECH, SpeechClassifier, SpeechStream
+from edge.models.runtime import QuantizedModel
+from edge.models.speech import NO_SPEECH, SpeechClassifier, SpeechStream
 
 from .helpers import TINY_LABELS, TINY_MFCC, tiny_speech_model
 
@@ -90,7 +90,7 @@ def test_silence_and_steady_noise_are_no_speech(tiny):
 def test_stream_then_flush_equals_file_windows(tiny, demo_clips, seconds):
     """Window for window, the live stream decides exactly what the file form decides, including
     the end-aligned last window and a clip shorter than one window."""
-    from edge.audio import load_audio
+    from edge.sources.audio_file import load_audio
 
     path, _ = tiny
     x = load_audio(demo_clips[0], 16000)[: int(seconds * 16000)]
@@ -141,7 +141,7 @@ def test_cli_missing_model_is_a_clear_error(tmp_path, capsys, demo_clips):
 
 
 def test_a_borrowed_model_stays_open_and_a_refused_one_is_named(tiny):
-    from edge.face import FaceClassifier
+    from edge.models.face import FaceClassifier
 
     path, _ = tiny
     with QuantizedModel(path) as qm:

@@ -89,8 +89,8 @@ def test_csv_index_errors_name_the_row(tmp_path):
 def test_convert_speech_end_to_end(synthetic_corpus, tmp_path):
     pytest.importorskip("tensorflow")
     from convert.cli import main
-    from edge.manifest import load_manifest
-    from edge.speech import SpeechClassifier
+    from edge.models.manifest import load_manifest
+    from edge.models.speech import SpeechClassifier
 
     out = tmp_path / "models"
     code = main(["-q", "speech", "--csv", str(synthetic_corpus), "--out", str(out),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.service import install_service
+from edge.service.install import install_service
 
 ANALYZE = shutil.which("systemd-analyze")
 pytestmark = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze not installed")
@@ -33,7 +33,7 @@ def test_verify_has_no_warnings(unit):
     result = analyze("verify", str(unit))
     assert result.returncode == 0, result.stderr
     # verify also complains on stderr about units it merely looks at; ours must not be named.
-    ours = [l for l in result.stderr.splitlines() if "emotion-edge" in l]
+    ours = [line for line in result.stderr.splitlines() if "emotion-edge" in line]
     assert ours == [], "\n".join(ours)
 
 

@@ -23,13 +23,14 @@ def _keras(shape, n_out, seed):
 
 
 def build(folder: str | Path, *, window_frames: int = 100, hop_frames: int = 50) -> tuple[Path, Path]:
-    """Write the shipped models' file names (edge.speech.SPEECH_MODEL_FILE,
-    edge.face.FACE_MODEL_FILE) with manifests into ``folder``."""
+    """Write the shipped models' file names (edge.models.speech.SPEECH_MODEL_FILE,
+    edge.models.face.FACE_MODEL_FILE) with manifests into ``folder``."""
     from convert.export import convert_int8, save_model
     from convert.speech import fusion_map_for
-    from edge.face import FACE_MODEL_FILE, FacePreprocessConfig
     from edge.features import MfccConfig
-    from edge.speech import SPEECH_MODEL_FILE, speech_preprocessing
+    from edge.features.face import FacePreprocessConfig
+    from edge.models.face import FACE_MODEL_FILE
+    from edge.models.speech import SPEECH_MODEL_FILE, speech_preprocessing
 
     folder = Path(folder)
     rng = np.random.default_rng(0)

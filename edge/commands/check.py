@@ -9,7 +9,7 @@ from .run import add_config_arguments
 __all__ = ["register"]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "check",
         help="check runtime, models, camera, microphone, GPIO, config, temperature/throttling",
@@ -25,8 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from ..checks import PROBLEM, run_checks
-    from .run import load_run_config, mock_pin_factory
+    from ..service.checks import PROBLEM, run_checks
+    from ..testing import mock_pin_factory
+    from .run import load_run_config
 
     config = load_run_config(args)  # an invalid config raises ConfigError -> exit 2
     pin_factory = mock_pin_factory() if args.mock_gpio else None

@@ -17,7 +17,7 @@ from pathlib import Path
 __all__ = ["register", "run"]
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "classify",
         help="classify the emotion in speech recordings",
@@ -37,8 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import AudioFileError
+    from ..models.speech import SPEECH_MODEL_FILE, SpeechClassifier
     from ..paths import default_model
-    from ..speech import SPEECH_MODEL_FILE, SpeechClassifier
 
     model = args.model or default_model(SPEECH_MODEL_FILE)
     failures = 0

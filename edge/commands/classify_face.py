@@ -22,7 +22,7 @@ __all__ = ["register", "run", "VIDEO_SUFFIXES"]
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "classify-face",
         help="classify facial expressions in images or videos",
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="each image is already a cropped face (box = whole image)")
     p.add_argument("--all-faces", action="store_true",
                    help="report every detected face, not only the largest")
-    from ..face import DETECTORS
+    from ..config import DETECTORS
 
     p.add_argument("--detector", choices=DETECTORS, default="auto",
                    help="face detector (default auto: BlazeFace once `emotion-convert blazeface` "
@@ -75,21 +75,23 @@ def _classify(clf: Any, gray: Any, whole: bool) -> list[Any]:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError, ImageFileError
-    from ..face import FACE_MODEL_FILE, FaceClassifier, open_face_detector
-    from ..face import read_gray_image
-    from ..frames import VideoFileSource
+    from ..interfaces import FaceDetector
+    from ..models.face import FACE_MODEL_FILE, FaceClassifier
     from ..paths import default_model
+    from ..sources.images import read_gray_image
+    from ..sources.replay import VideoFileSource
+    from ..vision.detectors import open_face_detector
 
     if not args.video_fps > 0:
         raise ConfigError(f"--video-fps must be positive, got {args.video_fps!r}")
     model = args.model or default_model(FACE_MODEL_FILE)
     failures = 0
     with contextlib.ExitStack() as stack:
-        detector = None
+        detector: FaceDetector | None = None
         if not args.whole_image:
-            detector = stack.enter_context(open_face_detector(
+            detector = stack.enter_context(contextlib.closing(open_face_detector(
                 args.detector, largest_only=not args.all_faces, num_threads=args.threads,
-                runtime=args.runtime))
+                runtime=args.runtime)))
         clf = stack.enter_context(FaceClassifier(
             model, detector=detector, num_threads=args.threads, runtime=args.runtime,
             mirror=args.mirror))

@@ -11,7 +11,7 @@ __all__ = ["register"]
 DEFAULT_LOG = "/run/emotion-edge/decisions.jsonl"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "inspect",
         help="summarise decisions: timeline, dwell per emotion, latency, overruns, drops",
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .. import decision_log as dl
+    from ..outputs import log_reader as dl
 
     use_journal = args.journal or (args.log is None and not Path(DEFAULT_LOG).exists())
     if args.follow:

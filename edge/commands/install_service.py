@@ -7,7 +7,7 @@ import argparse
 __all__ = ["register"]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "install-service",
         help="install the systemd service, its user and /etc/emotion-edge/config.toml",
@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from ..service import SYSTEMCTL_STEPS, install_service
+    from ..service.install import SYSTEMCTL_STEPS, install_service
 
     actions = install_service(args.root, dry_run=args.dry_run, exec_start=args.exec_start)
     for action in actions:

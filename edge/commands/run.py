@@ -12,8 +12,12 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["register", "add_config_arguments", "load_run_config", "mock_pin_factory"]
+if TYPE_CHECKING:
+    from ..config import Config
+
+__all__ = ["register", "add_config_arguments", "load_run_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +30,7 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
                    dest="overrides", help="override one configuration key (repeatable)")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "run",
         help="run the appliance: listen, watch, fuse, drive the LEDs, log decisions",
@@ -62,10 +66,10 @@ def _overrides(args: argparse.Namespace) -> dict[tuple[str, str], object]:
     for text in args.overrides:
         section, key, value = parse_override(text)
         out[(section, key)] = value
-    for attr, key in (("speech_model", ("models", "speech")), ("face_model", ("models", "face")),
-                      ("log_file", ("log", "file"))):
+    for attr, setting in (("speech_model", ("models", "speech")),
+                          ("face_model", ("models", "face")), ("log_file", ("log", "file"))):
         if getattr(args, attr):
-            out[key] = str(getattr(args, attr))
+            out[setting] = str(getattr(args, attr))
     if args.no_camera:
         out[("camera", "enabled")] = False
     return out
@@ -78,14 +82,7 @@ def _on_a_pi() -> bool:
         return False
 
 
-def mock_pin_factory():
-    """gpiozero's MockFactory with PWM-capable pins (RGB/PWM LEDs need them)."""
-    from gpiozero.pins.mock import MockFactory, MockPWMPin
-
-    return MockFactory(pin_class=MockPWMPin)
-
-
-def load_run_config(args: argparse.Namespace):
+def load_run_config(args: argparse.Namespace) -> Config:
     from ..config import DEFAULT_CONFIG_PATH, load_config
 
     path = args.config if args.config is not None else DEFAULT_CONFIG_PATH
@@ -95,9 +92,10 @@ def load_run_config(args: argparse.Namespace):
 def _main(args: argparse.Namespace) -> int:
     import os
 
-    from ..appliance import ReplayMedia, build_appliance
     from ..errors import ConfigError
-    from ..notify import Notifier
+    from ..outputs.notify import Notifier
+    from ..pipeline.appliance import ReplayMedia, build_appliance
+    from ..testing import mock_pin_factory
 
     if (args.video_file or args.image or args.fast) and not args.audio_file:
         raise ConfigError("--video-file, --image and --fast replay recordings; add --audio-file PATH")

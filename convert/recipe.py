@@ -1,0 +1,80 @@
+"""Training recipes: TOML files read by the device configuration's own strict loader.
+
+A recipe is a few typed, frozen sections (:class:`edge.config.Section`); unknown sections or keys,
+wrong types and values out of range are :class:`~edge.errors.ConfigError` naming them, exactly as
+in the device's ``config.toml``.  The resolved recipe (file values, then command-line overrides,
+then defaults) is what a model's manifest stores under ``training.recipe``, so a model can be
+reproduced from its manifest alone: ``emotion-convert speech --recipe manifest.json`` reads the
+recipe back out of a manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from edge.config import Section, load_sections, read_toml
+from edge.errors import ConfigError
+
+__all__ = ["load_recipe", "recipe_dict", "section"]
+
+S = TypeVar("S", bound=Section)
+
+
+def load_recipe(
+    schema: Mapping[str, type[Section]],
+    path: str | Path | None = None,
+    *,
+    overrides: Mapping[tuple[str, str], Any] | None = None,
+) -> dict[str, Section]:
+    """Sections of ``schema`` from ``path`` (a recipe ``.toml``, or a model manifest ``.json``
+    whose ``training.recipe`` it reads back), then ``overrides`` ``(section, key) -> value``."""
+    data: dict[str, Any] = {}
+    origin = "defaults"
+    if path is not None:
+        path = Path(path)
+        origin = str(path)
+        if path.suffix == ".json":
+            data = _recipe_of_manifest(path)
+        else:
+            data = read_toml(path, what="recipe")
+    sections, _ = load_sections(schema, data, origin=origin, overrides=overrides)
+    return sections
+
+
+def _recipe_of_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        recipe = manifest["training"]["recipe"]
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"recipe {path} is not a readable manifest: {exc}") from None
+    except (KeyError, TypeError):
+        raise ConfigError(f"manifest {path} records no training.recipe; pass a recipe .toml "
+                          f"(recipes/ has the shipped ones)") from None
+    if not isinstance(recipe, dict):
+        raise ConfigError(f"manifest {path}: training.recipe is not a table")
+    return recipe
+
+
+def section(sections: Mapping[str, Section], name: str, kind: type[S]) -> S:
+    """One section, typed (``section(r, "train", TrainSection)``)."""
+    value = sections[name]
+    if not isinstance(value, kind):
+        raise TypeError(f"recipe section {name} is {type(value).__name__}, not {kind.__name__}")
+    return value
+
+
+def recipe_dict(sections: Mapping[str, Section]) -> dict[str, dict[str, Any]]:
+    """The resolved recipe as plain TOML/JSON-ready tables (tuples become lists)."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, Mapping):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return {name: {k: plain(v) for k, v in dataclasses.asdict(sec).items()}
+            for name, sec in sections.items()}

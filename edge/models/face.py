@@ -1,0 +1,164 @@
+"""The face expression classifier: a preprocessed face crop -> int8 model -> probabilities.
+
+Faces reach the network through :func:`edge.features.face.crop_face`, the code training used;
+the model's manifest says how (input size, margin, normalisation).  Finding faces in a frame is
+the job of :mod:`edge.vision`; :meth:`FaceClassifier.classify_frame` runs the detector it is given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import ConfigError, ManifestMismatchError
+from ..features.face import FacePreprocessConfig, crop_face
+from ..interfaces import Box, FaceDetector, GrayFrame
+from ..lifecycle import Closeable
+from ..sources.images import to_gray
+from .runtime import QuantizedModel, open_model
+
+__all__ = [
+    "FACE_MODEL_FILE",
+    "FACE_TASK",
+    "FER_LABELS",
+    "Face",
+    "FaceClassifier",
+    "face_probabilities",
+]
+
+logger = logging.getLogger(__name__)
+
+#: File name of the shipped face model (found with :func:`edge.paths.default_model`).
+FACE_MODEL_FILE = "face_expression_int8.tflite"
+#: Manifest ``task`` of face expression models; :class:`FaceClassifier` refuses any other.
+FACE_TASK = "face_expression"
+
+#: FER2013 label order (index = FER class id).
+FER_LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+
+
+@dataclasses.dataclass(frozen=True)
+class Face:
+    """One classified face: box ``(x, y, w, h)`` in frame pixels, label and probabilities."""
+
+    box: Box
+    label: str
+    scores: Mapping[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "box": [int(v) for v in self.box],
+            "label": self.label,
+            "scores": {k: round(float(v), 4) for k, v in self.scores.items()},
+        }
+
+
+def face_probabilities(
+    model: QuantizedModel, face: npt.NDArray[np.float32], *, mirror: bool = True
+) -> npt.NDArray[np.float64]:
+    """Expression probabilities for one preprocessed face ``(size, size, 1)``.
+
+    With ``mirror`` the probabilities of the face and of its left-right mirror image are
+    averaged (two invokes).  Expressions are left-right symmetric while a small CNN's errors are
+    not, so the average cancels part of them (the model card gives the measured gain);
+    ``emotion-convert face`` measures the shipped model both ways with this same function.
+    """
+    p = np.asarray(model.predict(face), dtype=np.float64)
+    if mirror:
+        p = (p + np.asarray(model.predict(np.ascontiguousarray(face[:, ::-1])), np.float64)) / 2
+    return p
+
+
+def _manifest_preprocess(model: QuantizedModel) -> FacePreprocessConfig:
+    try:
+        return FacePreprocessConfig.from_dict(model.manifest.preprocessing)
+    except (ConfigError, TypeError) as exc:
+        raise ManifestMismatchError(f"{model.path}: its manifest's face preprocessing is not "
+                                    f"usable ({exc}); re-export the model with emotion-convert "
+                                    f"face") from None
+
+
+class FaceClassifier(Closeable):
+    """Classify the expression of faces in grey frames with an int8 model.
+
+    ``model`` is a path to a ``.tflite`` (its manifest beside it) or an open
+    :class:`edge.models.runtime.QuantizedModel`.  Faces are prepared as the manifest's
+    preprocessing says (input size, crop margin, ...), the way the model was trained; a
+    ``preprocess`` given explicitly (a device pinned to one setting) must equal it, or
+    :class:`edge.errors.ManifestMismatchError` names the first field that differs.
+    ``detector`` (see :func:`edge.vision.open_face_detector`) is needed only by
+    :meth:`classify_frame`; it stays the caller's to close.
+    ``mirror`` averages each face with its mirror image (see :func:`face_probabilities`).
+    """
+
+    def __init__(
+        self,
+        model: str | Path | QuantizedModel,
+        *,
+        preprocess: FacePreprocessConfig | None = None,
+        detector: FaceDetector | None = None,
+        num_threads: int = 1,
+        runtime: str | None = None,
+        mirror: bool = True,
+    ) -> None:
+        self.mirror = bool(mirror)
+        self.detector = detector
+        self.model, self._owns_model = open_model(
+            model, task=FACE_TASK, num_threads=num_threads, runtime=runtime)
+        try:
+            self.preprocess = preprocess or _manifest_preprocess(self.model)
+            self.model.manifest.check_preprocessing(
+                self.preprocess.to_dict(), source=str(self.model.path)
+            )
+            size = self.preprocess.size
+            if tuple(self.model.input_shape[1:]) != (size, size, 1):
+                raise ManifestMismatchError(
+                    f"{self.model.path}: input shape {self.model.input_shape} does not fit "
+                    f"{size}x{size} grey faces"
+                )
+        except Exception:
+            self.close()
+            raise
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.model.labels
+
+    def scores(self, face: npt.NDArray[np.float32]) -> dict[str, float]:
+        """Probabilities for one preprocessed face ``(size, size, 1)``."""
+        p = face_probabilities(self.model, face, mirror=self.mirror)
+        return {label: float(v) for label, v in zip(self.labels, p)}
+
+    def classify_crop(self, gray: GrayFrame, box: Sequence[int] | None = None) -> Face:
+        """Classify the face inside ``box`` (``None``: the whole image is the face)."""
+        gray = to_gray(gray)
+        if box is None:
+            box = (0, 0, gray.shape[1], gray.shape[0])
+        scores = self.scores(crop_face(gray, box, self.preprocess))
+        label = max(scores, key=scores.__getitem__)
+        x, y, w, h = (int(v) for v in box)
+        return Face((x, y, w, h), label, scores)
+
+    def classify_frame(self, frame: GrayFrame) -> list[Face]:
+        """Detect and classify faces in a frame; ``[]`` when there is no face (not an error)."""
+        if self.detector is None:
+            raise ConfigError(
+                "FaceClassifier.classify_frame needs a detector: pass "
+                "detector=edge.vision.open_face_detector() (or use classify_crop)")
+        gray = to_gray(frame)
+        return [self.classify_crop(gray, box) for box in self.detector.detect(gray)]
+
+    def _close(self) -> None:
+        """Release the model if this classifier opened it."""
+        if self._owns_model:
+            self.model.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<FaceClassifier {self.model.path.name} {self.preprocess.size}px {state}>"

@@ -1,0 +1,333 @@
+"""Speech emotion on the device: MFCC windows -> int8 model -> per-window and per-file decisions.
+
+A model's manifest fixes its MFCC config and window length (in frames); the hop between windows
+comes from the manifest too but may be overridden.  A speech-activity gate turns windows that are
+mostly silence into "no speech" instead of a made-up emotion.  File decisions and the streaming form
+used by the live loop share the same window positions and the same per-window code path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, ManifestMismatchError, ModelError
+from ..features import Mfcc, MfccConfig, StreamingMfcc, frame_dbfs, normalize_window
+from ..lifecycle import Closeable
+from ..sources.audio_file import load_audio
+from .manifest import ModelManifest
+from .runtime import QuantizedModel, open_model
+
+__all__ = [
+    "NO_SPEECH",
+    "SPEECH_MODEL_FILE",
+    "SpeechGate",
+    "SpeechResult",
+    "FileDecision",
+    "window_starts",
+    "windows_of",
+    "speech_preprocessing",
+    "SpeechClassifier",
+    "SpeechStream",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Label of a window or file in which the activity gate found no speech.
+NO_SPEECH = "no speech"
+#: File name of the shipped speech model in the models folder.
+SPEECH_MODEL_FILE = "speech_emotion_int8.tflite"
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeechGate:
+    """Energy-based speech-activity gate applied to each window.
+
+    A window is speech when enough of its frames are above an absolute floor *and* its level
+    swings like speech does: syllables rise 15-40 dB above the pauses between them, while a fan,
+    hiss or hum is nearly steady.  Relative, not absolute, so a quiet studio corpus and a loud USB
+    microphone both pass.
+    """
+
+    threshold_dbfs: float = -70.0
+    """A frame is active when its (pre-emphasised) level exceeds this, dBFS."""
+    min_active: float = 0.2
+    """A window is speech when at least this fraction of its frames is active (0..1)."""
+    min_range_db: float = 12.0
+    """...and the spread between its loud (95th percentile) and quiet (10th) frames is at least
+    this, dB."""
+
+    def __post_init__(self) -> None:
+        if not -120 <= self.threshold_dbfs <= 0:
+            raise ConfigError(f"threshold_dbfs must be in -120..0 dBFS, got {self.threshold_dbfs!r}")
+        if not 0 <= self.min_active <= 1:
+            raise ConfigError(f"min_active must be in 0..1, got {self.min_active!r}")
+        if not 0 <= self.min_range_db <= 60:
+            raise ConfigError(f"min_range_db must be in 0..60 dB, got {self.min_range_db!r}")
+
+    def is_speech(self, frames: np.ndarray, config: MfccConfig) -> bool:
+        """``frames`` are raw MFCC frames whose column 0 is the log frame energy."""
+        if frames.shape[0] == 0:
+            return False
+        level = frame_dbfs(frames[:, 0], config)
+        active = float(np.mean(level > self.threshold_dbfs))
+        spread = float(np.percentile(level, 95) - np.percentile(level, 10))
+        return active >= self.min_active and spread >= self.min_range_db
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeechResult:
+    """One window's outcome: ``label`` is an emotion or :data:`NO_SPEECH`."""
+
+    label: str
+    scores: Mapping[str, float]
+    speech: bool
+    start_s: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class FileDecision:
+    """A whole file's decision: the mean of its speech windows' probabilities."""
+
+    label: str
+    scores: Mapping[str, float]
+    windows: tuple[SpeechResult, ...]
+
+    @property
+    def speech_windows(self) -> int:
+        return sum(w.speech for w in self.windows)
+
+
+def window_starts(n_frames: int, window: int, hop: int) -> list[int]:
+    """Start frames of the windows covering ``n_frames``: every ``hop``, plus one window ending at
+    the last frame so the end is never ignored.  A signal shorter than a window gets one window."""
+    if n_frames <= window:
+        return [0]
+    starts = list(range(0, n_frames - window + 1, hop))
+    if starts[-1] != n_frames - window:
+        starts.append(n_frames - window)
+    return starts
+
+
+def windows_of(frames: np.ndarray, window: int, hop: int) -> list[tuple[int, np.ndarray]]:
+    """``(start, (window, n_ceps) frames)`` for each window; short inputs are wrapped around to
+    fill one window (repeating the utterance keeps its statistics, unlike zero padding)."""
+    if frames.shape[0] < window:
+        frames = np.pad(frames, ((0, window - frames.shape[0]), (0, 0)), mode="wrap")
+    return [(s, frames[s : s + window]) for s in window_starts(frames.shape[0], window, hop)]
+
+
+def speech_preprocessing(config: MfccConfig, window_frames: int, hop_frames: int) -> dict[str, Any]:
+    """The manifest's ``preprocessing`` block for a speech model: MFCC fields, flat, plus window
+    and hop in frames, so a mismatch names the exact field."""
+    return {**config.to_dict(), "window_frames": int(window_frames), "hop_frames": int(hop_frames)}
+
+
+def _mfcc_config_of(manifest: ModelManifest, source: str) -> MfccConfig:
+    fields = {f.name for f in dataclasses.fields(MfccConfig)}
+    try:
+        return MfccConfig.from_dict({k: v for k, v in manifest.preprocessing.items() if k in fields})
+    except (ConfigError, TypeError) as exc:
+        raise ModelError(f"{source}: manifest preprocessing is not a valid MFCC config ({exc})") from None
+
+
+class SpeechClassifier(Closeable):
+    """Loads a speech model once and classifies windows, signals and files.
+
+    ``expected_config``, when given, is the MFCC config the device runs with; a model whose manifest
+    differs is refused with :class:`~edge.errors.ManifestMismatchError` naming the field.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | QuantizedModel,
+        *,
+        expected_config: MfccConfig | None = None,
+        hop_s: float | None = None,
+        gate: SpeechGate | None = None,
+        num_threads: int = 1,
+        runtime: str | None = None,
+    ) -> None:
+        self.model, self._owns_model = open_model(
+            model, task="speech", num_threads=num_threads, runtime=runtime)
+        try:
+            self._configure(expected_config, hop_s, gate)
+        except Exception:
+            self.close()  # a refused model opened here must not stay open
+            raise
+
+    def _configure(
+        self, expected_config: MfccConfig | None, hop_s: float | None, gate: SpeechGate | None
+    ) -> None:
+        """Check the manifest against the model and the device, and derive the window geometry."""
+        m = self.model.manifest
+        source = str(self.model.path)
+        if expected_config is not None:
+            m.check_preprocessing(expected_config.to_dict(), source=source)
+        self.config = _mfcc_config_of(m, source)
+        if not self.config.append_energy:
+            raise ModelError(f"{source}: speech models need append_energy=true (the gate uses c0)")
+        try:
+            self.window_frames = int(m.preprocessing["window_frames"])
+            manifest_hop = int(m.preprocessing["hop_frames"])
+        except (KeyError, TypeError, ValueError):
+            raise ModelError(f"{source}: manifest preprocessing lacks window_frames/hop_frames") from None
+        want = (1, self.window_frames, self.config.n_ceps, 1)
+        if tuple(self.model.input_shape) != want:
+            raise ManifestMismatchError(
+                f"{source}: model input shape {tuple(self.model.input_shape)} does not match the "
+                f"manifest's window_frames={self.window_frames}, n_ceps={self.config.n_ceps} {want}"
+            )
+        if len(m.labels) != self.model.manifest.output.shape[-1]:
+            raise ModelError(f"{source}: manifest has {len(m.labels)} labels for "
+                             f"{m.output.shape[-1]} model outputs")
+        if hop_s is None:
+            self.hop_frames = manifest_hop
+        else:
+            self.hop_frames = max(1, int(round(hop_s / self.config.hop_length_s)))
+        self.gate = gate or SpeechGate()
+        self.mfcc = Mfcc(self.config)
+
+    @property
+    def manifest(self) -> ModelManifest:
+        return self.model.manifest
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.model.labels
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def window_s(self) -> float:
+        return self.window_frames * self.config.hop_length_s
+
+    @property
+    def hop_s(self) -> float:
+        return self.hop_frames * self.config.hop_length_s
+
+    def model_input(self, frames: np.ndarray) -> np.ndarray:
+        """Raw ``(window, n_ceps)`` MFCC frames -> the model's float input (normalised)."""
+        return normalize_window(frames, self.config.normalize)[..., None].astype(np.float32)
+
+    def classify_frames(self, frames: np.ndarray, start_s: float = 0.0) -> SpeechResult:
+        """One window of raw MFCC frames -> :class:`SpeechResult`."""
+        if not self.gate.is_speech(frames, self.config):
+            return SpeechResult(NO_SPEECH, {}, False, start_s)
+        probs = self.model.predict(self.model_input(frames))
+        scores = dict(zip(self.labels, (float(p) for p in probs)))
+        return SpeechResult(self.labels[int(np.argmax(probs))], scores, True, start_s)
+
+    def classify_signal(self, signal: np.ndarray) -> FileDecision:
+        """Classify a mono float signal at :attr:`sample_rate`."""
+        frames = self.mfcc(signal)
+        step = self.config.hop_length_s
+        results = tuple(
+            self.classify_frames(w, s * step)
+            for s, w in windows_of(frames, self.window_frames, self.hop_frames)
+        )
+        return aggregate(results, self.labels)
+
+    def classify_file(self, path: str | Path) -> FileDecision:
+        """Read, resample and classify an audio file (raises AudioFileError naming it)."""
+        return self.classify_signal(load_audio(path, self.sample_rate))
+
+    def _close(self) -> None:
+        """Release the model if this classifier opened it."""
+        if self._owns_model:
+            self.model.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"<SpeechClassifier {self.model.path.name} window={self.window_s:g}s "
+            f"hop={self.hop_s:g}s labels={len(self.labels)}>"
+        )
+
+
+def aggregate(results: Sequence[SpeechResult], labels: Sequence[str]) -> FileDecision:
+    """Mean probability over the speech windows; :data:`NO_SPEECH` when there are none."""
+    speech = [r for r in results if r.speech]
+    if not speech:
+        return FileDecision(NO_SPEECH, {}, tuple(results))
+    mean = np.mean([[r.scores[label] for label in labels] for r in speech], axis=0)
+    scores = dict(zip(labels, (float(v) for v in mean)))
+    return FileDecision(labels[int(np.argmax(mean))], scores, tuple(results))
+
+
+class SpeechStream:
+    """Streaming form of :meth:`SpeechClassifier.classify_signal` for the live loop.
+
+    :meth:`feed` accepts audio blocks of any size and returns one :class:`SpeechResult` per hop
+    once a full window has arrived.  Windows start at the same frames as the batch form's (every
+    ``hop_frames`` from the first frame), so a stream and a file of the same audio agree.
+    """
+
+    def __init__(self, classifier: SpeechClassifier) -> None:
+        self.classifier = classifier
+        self._mfcc = StreamingMfcc(mfcc=classifier.mfcc)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all audio (e.g. after the microphone restarted)."""
+        self._mfcc.reset()
+        self._buf = np.zeros((0, self.classifier.config.n_ceps))
+        self._buf_start = 0  # absolute frame index of self._buf[0]
+        self._next_start = 0  # absolute frame index at which the next window starts
+        self._emitted = 0
+
+    def push_frames(self, frames: np.ndarray) -> list[SpeechResult]:
+        """Add MFCC frames; return results for the windows they completed."""
+        w, hop = self.classifier.window_frames, self.classifier.hop_frames
+        buf = np.concatenate((self._buf, frames))
+        out: list[SpeechResult] = []
+        while self._next_start + w <= self._buf_start + buf.shape[0]:
+            s = self._next_start - self._buf_start
+            out.append(self._classify(buf[s : s + w], self._next_start))
+            self._next_start += hop
+        # Keep what the next window and a final end-aligned one (see flush) need: one window.
+        keep = min(self._next_start, self._buf_start + buf.shape[0] - w) - self._buf_start
+        if keep > 0:
+            buf = buf[keep:]
+            self._buf_start += keep
+        self._buf = buf
+        return out
+
+    def _classify(self, frames: np.ndarray, start: int) -> SpeechResult:
+        self._emitted += 1
+        return self.classifier.classify_frames(frames, start * self.classifier.config.hop_length_s)
+
+    def flush(self) -> list[SpeechResult]:
+        """End of the audio: return the remaining windows exactly as the batch form has them (the
+        padded last frames, a window aligned to the end, or one wrapped window for audio shorter
+        than a window), then reset."""
+        out = self.push_frames(self._mfcc.flush())
+        w, hop = self.classifier.window_frames, self.classifier.hop_frames
+        total = self._buf_start + self._buf.shape[0]
+        if 0 < total < w:
+            out.append(self._classify(windows_of(self._buf, w, hop)[0][1], 0))
+        elif total > w and (self._emitted == 0 or self._next_start - hop != total - w):
+            out.append(self._classify(self._buf[-w:], total - w))
+        self.reset()
+        return out
+
+    def feed(self, block: np.ndarray) -> list[SpeechResult]:
+        """Add mono float audio at the classifier's sample rate."""
+        return self.push_frames(self._mfcc.process(block))
+
+    @property
+    def sample_rate(self) -> int:
+        return self.classifier.sample_rate
+
+    @property
+    def frames_seen(self) -> int:
+        return self._buf_start + self._buf.shape[0]
+
+    def __repr__(self) -> str:
+        return f"<SpeechStream frames={self.frames_seen} next_window_at={self._next_start}>"

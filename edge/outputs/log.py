@@ -1,0 +1,117 @@
+"""Decisions as text: JSON lines on a stream (the journal), a size-capped rotating file, a terminal.
+
+Each sink has ``write(decision)`` and an idempotent ``close()`` (:class:`edge.interfaces.Sink`).
+The JSON lines are the contract read by ``emotion-edge inspect`` (:mod:`edge.outputs.log_reader`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+from ..decision import Decision
+from ..errors import DeviceUnavailableError
+from ..lifecycle import Closeable
+
+__all__ = ["JsonLinesSink", "RotatingFileSink", "TextSink"]
+
+logger = logging.getLogger(__name__)
+
+
+class JsonLinesSink:
+    """One JSON object per line on a text stream (stdout -> journald under systemd)."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stdout
+
+    def write(self, decision: Decision) -> None:
+        self.stream.write(decision.to_json() + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        pass  # the stream belongs to the caller
+
+    def __repr__(self) -> str:
+        return f"<JsonLinesSink {getattr(self.stream, 'name', self.stream)!r}>"
+
+
+class RotatingFileSink(Closeable):
+    """JSON lines in a file rotated at ``max_bytes`` (``file.1`` ... ``file.<backups>``).
+
+    Meant for tmpfs (``/run/emotion-edge``) so a Pi's SD card is not worn by a log written twice
+    a second; the size cap bounds memory there too.
+    """
+
+    def __init__(self, path: str | Path, *, max_bytes: int = 1_000_000, backups: int = 2) -> None:
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.backups = backups
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._f: IO[str] | None = open(self.path, "a", encoding="utf-8")
+        except OSError as exc:
+            raise DeviceUnavailableError(
+                f"cannot open the decision log {self.path}: {exc}; choose a writable log.file "
+                f"(the service may write only under /run/emotion-edge and /var/lib/emotion-edge)"
+            ) from None
+
+    def _rotate(self) -> None:
+        assert self._f is not None
+        self._f.close()
+        if self.backups == 0:
+            self.path.unlink(missing_ok=True)
+        else:
+            for i in range(self.backups - 1, 0, -1):
+                src = self.path.with_name(f"{self.path.name}.{i}")
+                if src.exists():
+                    os.replace(src, self.path.with_name(f"{self.path.name}.{i + 1}"))
+            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        self._f = open(self.path, "a", encoding="utf-8")
+
+    def write(self, decision: Decision) -> None:
+        if self._f is None:
+            return
+        line = decision.to_json() + "\n"
+        if self._f.tell() + len(line) > self.max_bytes and self._f.tell() > 0:
+            self._rotate()
+        self._f.write(line)
+        self._f.flush()
+
+    def _close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+    def __repr__(self) -> str:
+        return f"<RotatingFileSink {self.path} max_bytes={self.max_bytes} open={self._f is not None}>"
+
+
+class TextSink:
+    """One human-readable line per decision (``run --text``, the demo)."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stdout
+
+    def write(self, decision: Decision) -> None:
+        def part(name: str, rep: Any) -> str:
+            if rep.present:
+                return f"{name}={rep.label}({max(rep.scores.values()):.2f})"
+            return f"{name}={rep.state}"
+
+        shown = f"{decision.label} {decision.confidence:.2f}" if decision.label else "-"
+        self.stream.write(
+            f"{decision.media_s:7.2f}s  {shown:<16} {part('speech', decision.speech):<24} "
+            f"{part('face', decision.face):<22} {decision.latency_ms.get('total', 0.0):6.1f} ms"
+            f"{'  OVERRUN' if decision.overrun else ''}"
+            f"{'' if decision.level == 'full' else '  [' + decision.level + ']'}\n"
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return "<TextSink>"

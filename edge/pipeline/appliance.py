@@ -1,0 +1,190 @@
+"""Assembling the appliance from the configuration: models, sources, fusion, sinks, loop.
+
+:func:`build_appliance` is the only place that knows which concrete classes make up a running
+device; ``emotion-edge run`` and ``bench/loop_bench.py`` call it, tests build the loop from fakes.
+Everything opened here is registered on an :class:`contextlib.ExitStack`, so closing the
+:class:`Appliance` releases the interpreters, the microphone, the camera and the LEDs, in reverse
+order, whatever failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from ..config import Config
+from ..interfaces import AudioSource, FaceDetector, FrameProvider, Sink
+from ..lifecycle import Closeable
+from ..models.face import FACE_MODEL_FILE, FaceClassifier
+from ..models.speech import SPEECH_MODEL_FILE, SpeechClassifier, SpeechStream
+from ..outputs.leds import LedSink
+from ..outputs.log import JsonLinesSink, RotatingFileSink, TextSink
+from ..outputs.notify import Notifier
+from ..paths import default_model
+from ..sources.camera import open_camera
+from ..sources.microphone import PyAudioSource
+from ..sources.replay import FileAudioSource, StillFrames, open_video_replay
+from ..vision.detectors import open_face_detector
+from .budget import BudgetPolicy
+from .face_stage import FaceStage
+from .fusion import LabelMap, LateFusion
+from .loop import EmotionLoop, LoopSummary
+from .smoothing import Smoother
+
+__all__ = ["ReplayMedia", "Appliance", "build_appliance"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayMedia:
+    """Recordings to replay instead of the microphone and camera."""
+
+    audio: Path | None = None
+    video: Path | None = None
+    image: Path | None = None
+    fast: bool = False  # as fast as possible instead of real time
+
+
+class Appliance(Closeable):
+    """A built loop and everything it holds open; a context manager."""
+
+    def __init__(self, loop: EmotionLoop, stack: contextlib.ExitStack, *, labels: tuple[str, ...]):
+        self.loop = loop
+        self.labels = labels
+        self._stack = stack
+
+    def run(self) -> LoopSummary:
+        return self.loop.run()
+
+    def _close(self) -> None:
+        """Sinks first (LEDs dark), then sources and models."""
+        self.loop.close()
+        self._stack.close()
+
+    def __repr__(self) -> str:
+        return f"<Appliance {self.loop!r} labels={list(self.labels)}>"
+
+
+def _model_path(configured: str, filename: str) -> Path:
+    return Path(configured) if configured else default_model(filename)
+
+
+def _label_map(config: Config, speech: SpeechClassifier, face: FaceClassifier | None
+               ) -> LabelMap:
+    declared = {"speech": (speech.labels, speech.manifest.fusion_map)}
+    if face is not None:
+        declared["face"] = (face.labels, face.model.manifest.fusion_map)
+    return LabelMap.build(declared, {"speech": config.fusion.speech_map,
+                                     "face": config.fusion.face_map})
+
+
+def _frames(config: Config, media: ReplayMedia | None, stack: contextlib.ExitStack
+            ) -> FrameProvider | None:
+    if media is not None and media.image is not None:
+        return StillFrames.from_file(media.image)
+    if media is not None and media.video is not None:
+        return stack.enter_context(open_video_replay(media.video))
+    if media is not None and media.audio is not None:
+        return None  # replaying audio alone: no camera
+    return stack.enter_context(open_camera(config.camera))
+
+
+def build_appliance(
+    config: Config,
+    *,
+    media: ReplayMedia | None = None,
+    pin_factory: Any = None,
+    notifier: Notifier | None = None,
+    stdout: IO[str] | None = None,
+    text: bool = False,
+    extra_sinks: tuple[Sink, ...] = (),
+    clock: Callable[[], float] = time.perf_counter,
+    stop_event: threading.Event | None = None,
+) -> Appliance:
+    """Load the models, open the sources and sinks, and wire the loop.
+
+    Raises :class:`~edge.errors.ModelError` for a missing or corrupt model before anything is
+    opened, so a broken install fails fast with one clear line.  ``clock`` times the stages (the
+    benchmark passes ``time.thread_time`` to measure compute rather than wall time).
+    """
+    stack = contextlib.ExitStack()
+    try:
+        speech = stack.enter_context(SpeechClassifier(
+            _model_path(config.models.speech, SPEECH_MODEL_FILE), hop_s=config.loop.hop_s or None,
+            num_threads=config.loop.num_threads))
+        use_face = (config.camera.enabled if media is None or media.audio is None
+                    else media.video is not None or media.image is not None)
+        face: FaceClassifier | None = None
+        detector: FaceDetector | None = None
+        if use_face:
+            face = stack.enter_context(FaceClassifier(
+                _model_path(config.models.face, FACE_MODEL_FILE),
+                num_threads=config.loop.num_threads))
+            detector = stack.enter_context(contextlib.closing(open_face_detector(
+                config.camera.detector, num_threads=config.loop.num_threads)))
+        label_map = _label_map(config, speech, face)
+        present = label_map.modalities
+        weights = {"speech": config.fusion.speech_weight, "face": config.fusion.face_weight}
+        temperatures = {"speech": config.fusion.speech_temperature,
+                        "face": config.fusion.face_temperature}
+        fusion = LateFusion(
+            label_map,
+            weights={m: w for m, w in weights.items() if m in present},
+            temperatures={m: t for m, t in temperatures.items() if m in present},
+        )
+        logger.info("fusion over %s", ", ".join(fusion.labels))
+
+        audio: AudioSource
+        if media is not None and media.audio is not None:
+            audio = FileAudioSource(media.audio, speech.sample_rate, config.audio.block_s,
+                                    realtime=not media.fast)
+        else:
+            audio = PyAudioSource(config.audio.device or None, speech.sample_rate,
+                                  config.audio.block_s,
+                                  ring_blocks=config.audio.ring_blocks)
+        audio.start()  # bad files fail here, naming the file
+        stack.callback(audio.close)
+        frames = _frames(config, media, stack) if use_face else None
+
+        sinks: list[Sink] = []
+        out = stdout if stdout is not None else sys.stdout
+        if text:
+            sinks.append(TextSink(out))
+        elif config.log.stdout:
+            sinks.append(JsonLinesSink(out))
+        if config.log.file:
+            sinks.append(RotatingFileSink(config.log.file, max_bytes=config.log.max_bytes,
+                                          backups=config.log.backups))
+            stack.callback(sinks[-1].close)
+        if config.leds.mode != "none":
+            sinks.append(LedSink(config.leds, fusion.labels, pin_factory=pin_factory))
+            stack.callback(sinks[-1].close)
+        sinks.extend(extra_sinks)
+        loop = EmotionLoop(
+            audio=audio,
+            speech=SpeechStream(speech),
+            fusion=fusion,
+            smoother=Smoother.from_config(fusion.labels, config.smoothing),
+            budget=BudgetPolicy.from_config(config.loop),
+            sinks=sinks,
+            face=FaceStage(detector, face, clock=clock) if face is not None else None,
+            frames=frames,
+            notifier=notifier,
+            clock=clock,
+            stop_event=stop_event,
+            status_interval_s=config.loop.status_interval_s,
+        )
+        stack.enter_context(contextlib.closing(loop))
+    except BaseException:
+        stack.close()
+        raise
+    return Appliance(loop, stack, labels=fusion.labels)
+

@@ -1,0 +1,243 @@
+"""``emotion-edge check``: is this machine ready to run the appliance?
+
+Each check returns :class:`Finding` objects (ok / warning / problem, with the fix).  A problem with
+something the configured appliance needs makes ``check`` exit non-zero; warnings (a hot CPU, past
+under-voltage) do not.  Hardware and files are reached through arguments (``sys_root``,
+``run``), so the checks are testable on any machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import glob
+import importlib
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+from ..errors import EmotionEdgeError
+
+__all__ = ["Finding", "THROTTLE_BITS", "check_runtime", "check_models", "check_face_detector",
+           "check_thermal", "check_mic", "check_camera", "check_gpio", "run_checks"]
+
+OK, WARN, PROBLEM = "ok", "warning", "problem"
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    what: str
+    status: str  # ok | warning | problem
+    detail: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        mark = {OK: "ok     ", WARN: "WARNING", PROBLEM: "PROBLEM"}[self.status]
+        text = f"[{mark}] {self.what}: {self.detail}"
+        return text + (f"\n          fix: {self.fix}" if self.fix and self.status != OK else "")
+
+
+#: ``vcgencmd get_throttled`` bits: (bit, meaning, fix).
+THROTTLE_BITS: tuple[tuple[int, str, str], ...] = (
+    (0, "under-voltage now", "use the official 5 V / 3 A (Pi 4) or 5 A (Pi 5) power supply"),
+    (1, "ARM frequency capped now", "improve cooling (heatsink or fan)"),
+    (2, "throttled now", "improve cooling and power; latency budgets assume no throttling"),
+    (3, "soft temperature limit now", "improve cooling (heatsink or fan)"),
+    (16, "under-voltage has occurred since boot", "check the power supply and cable"),
+    (17, "ARM frequency capping has occurred since boot", "improve cooling"),
+    (18, "throttling has occurred since boot", "improve cooling and power"),
+    (19, "soft temperature limit has occurred since boot", "improve cooling"),
+)
+
+
+def check_runtime() -> list[Finding]:
+    from ..models.runtime import resolve_interpreter_class
+
+    out = []
+    v = sys.version_info
+    out.append(Finding("python", OK if v >= (3, 11) else PROBLEM, sys.version.split()[0],
+                       "Raspberry Pi OS Bookworm (3.11) or newer"))
+    try:
+        name, _ = resolve_interpreter_class()
+        out.append(Finding("TFLite interpreter", OK, name))
+    except EmotionEdgeError as exc:
+        out.append(Finding("TFLite interpreter", PROBLEM, str(exc),
+                           "pip install 'emotion-edge[device]'"))
+    for module, extra in (("numpy", "pip install numpy"),
+                          ("cv2", "pip install 'opencv-python-headless>=4.8,<5'")):
+        try:
+            importlib.import_module(module)
+            out.append(Finding(f"module {module}", OK, "importable"))
+        except ImportError as exc:
+            out.append(Finding(f"module {module}", PROBLEM, str(exc), extra))
+    return out
+
+
+def check_models(config: Config) -> list[Finding]:
+    from ..models.face import FACE_MODEL_FILE
+    from ..models.manifest import load_manifest
+    from ..models.runtime import QuantizedModel
+    from ..models.speech import SPEECH_MODEL_FILE
+    from ..paths import default_model
+
+    out = []
+    wanted = [("speech model", config.models.speech, SPEECH_MODEL_FILE)]
+    if config.camera.enabled:
+        wanted.append(("face model", config.models.face, FACE_MODEL_FILE))
+    for what, configured, filename in wanted:
+        try:
+            path = Path(configured) if configured else default_model(filename)
+            manifest = load_manifest(path)  # checks the sha256
+            QuantizedModel(path, manifest, num_threads=1).close()
+            out.append(Finding(what, OK, f"{path} ({len(manifest.labels)} labels, sha256 ok)"))
+        except EmotionEdgeError as exc:
+            out.append(Finding(what, PROBLEM, str(exc),
+                               "reinstall emotion-edge or set models.* in the config"))
+    if config.camera.enabled:
+        out.append(check_face_detector(config))
+    return out
+
+
+def check_face_detector(config: Config) -> Finding:
+    """The configured face detector opens; a fetched BlazeFace file is the expected one."""
+    from ..models.manifest import sha256_of
+    from ..vision.blazeface import BLAZEFACE_SHA256, BlazeFaceDetector
+    from ..vision.detectors import open_face_detector
+
+    fix = "run `emotion-convert blazeface` again, or set camera.detector = \"haar\""
+    try:
+        with contextlib.closing(open_face_detector(config.camera.detector)) as detector:
+            if not isinstance(detector, BlazeFaceDetector):
+                hint = (" (`emotion-convert blazeface` fetches the faster BlazeFace)"
+                        if config.camera.detector == "auto" else "")
+                return Finding("face detector", OK, f"OpenCV Haar cascade{hint}")
+            digest = sha256_of(detector.path)
+            if digest != BLAZEFACE_SHA256:
+                return Finding("face detector", PROBLEM,
+                               f"{detector.path}: sha256 {digest[:12]}... is not BlazeFace "
+                               f"short-range from mediapipe 0.10.21", fix)
+            return Finding("face detector", OK, f"BlazeFace short-range {detector.path} "
+                                                f"(sha256 ok)")
+    except EmotionEdgeError as exc:
+        return Finding("face detector", PROBLEM, str(exc), fix)
+
+
+def check_thermal(
+    sys_root: Path = Path("/"),
+    run: Callable[..., Any] = subprocess.run,
+) -> list[Finding]:
+    out = []
+    temp_file = sys_root / "sys/class/thermal/thermal_zone0/temp"
+    try:
+        celsius = int(temp_file.read_text().strip()) / 1000.0
+    except (OSError, ValueError):
+        out.append(Finding("CPU temperature", OK, "not exposed here (not a Pi?)"))
+    else:
+        status = OK if celsius < 70 else WARN
+        out.append(Finding("CPU temperature", status, f"{celsius:.1f} °C",
+                           "the Pi throttles at 80 °C (85 °C hard): add a heatsink or fan"))
+    try:
+        result = run(["vcgencmd", "get_throttled"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        out.append(Finding("throttling", OK, "vcgencmd not available (not a Pi?)"))
+        return out
+    text = (result.stdout or "").strip()
+    try:
+        value = int(text.split("=", 1)[1], 16)
+    except (IndexError, ValueError):
+        out.append(Finding("throttling", WARN, f"cannot read {text!r}",
+                           "add the service user to the video group for vcgencmd"))
+        return out
+    problems = [(meaning, fix) for bit, meaning, fix in THROTTLE_BITS if value >> bit & 1]
+    if not problems:
+        out.append(Finding("throttling", OK, f"none ({text})"))
+    for meaning, fix in problems:
+        out.append(Finding("throttling", WARN, f"{meaning} ({text})", fix))
+    return out
+
+
+def check_mic(config: Config, pyaudio_module: Any = None) -> list[Finding]:
+    try:
+        pyaudio = pyaudio_module or importlib.import_module("pyaudio")
+    except ImportError:
+        return [Finding("microphone", PROBLEM, "PyAudio is not installed",
+                        "sudo apt install portaudio19-dev && pip install 'emotion-edge[mic]'")]
+    pa = pyaudio.PyAudio()
+    try:
+        inputs = []
+        for i in range(pa.get_device_count()):
+            info = pa.get_device_info_by_index(i)
+            if int(info.get("maxInputChannels", 0)) > 0:
+                inputs.append(str(info["name"]))
+    finally:
+        pa.terminate()
+    if not inputs:
+        return [Finding("microphone", PROBLEM, "no audio input device",
+                        "plug in a USB microphone; `arecord -l` must list it; the service user "
+                        "needs the audio group (a system service uses ALSA, not PipeWire)")]
+    want = config.audio.device
+    if want and not any(want.lower() in name.lower() for name in inputs):
+        return [Finding("microphone", PROBLEM, f"no input named like {want!r}; found "
+                        f"{', '.join(inputs)}", "fix audio.device in the config")]
+    return [Finding("microphone", OK, ", ".join(inputs))]
+
+
+def check_camera(config: Config, dev_glob: Callable[[str], list[str]] = glob.glob) -> list[Finding]:
+    if not config.camera.enabled:
+        return [Finding("camera", OK, "disabled (camera.enabled = false)")]
+    videos = sorted(dev_glob("/dev/video*"))
+    if not videos:
+        return [Finding("camera", PROBLEM, "no /dev/video* device",
+                        "connect the camera (ribbon contacts), enable it, reboot; or set "
+                        "camera.enabled = false for speech only")]
+    detail = f"{len(videos)} video device(s)"
+    if config.camera.source in ("auto", "picamera2"):
+        try:
+            importlib.import_module("picamera2")
+            detail += ", picamera2 importable"
+        except ImportError:
+            if config.camera.source == "picamera2":
+                return [Finding("camera", PROBLEM, "picamera2 is not importable",
+                                "sudo apt install python3-picamera2 and create the venv with "
+                                "--system-site-packages")]
+            detail += ", picamera2 missing (OpenCV capture will be used)"
+    return [Finding("camera", OK, detail)]
+
+
+def check_gpio(config: Config, pin_factory: Any = None) -> list[Finding]:
+    if config.leds.mode == "none":
+        return [Finding("GPIO", OK, "LEDs disabled (leds.mode = none)")]
+    from ..labels import COMMON_LABELS
+    from ..outputs.leds import LedSink
+
+    try:
+        LedSink(config.leds, COMMON_LABELS, pin_factory=pin_factory).close()
+    except EmotionEdgeError as exc:
+        return [Finding("GPIO", PROBLEM, str(exc),
+                        "on a Pi: add the user to the gpio group; if the service is running it "
+                        "holds the pins (stop it first)")]
+    return [Finding("GPIO", OK, f"LED pins free ({config.leds.mode})")]
+
+
+def run_checks(config: Config, *, live: bool = True, pin_factory: Any = None) -> list[Finding]:
+    findings = [Finding("config", OK, ", ".join(config.source) or "defaults")]
+    findings += check_runtime()
+    findings += check_models(config)
+    if live:
+        findings += check_mic(config)
+        findings += check_camera(config)
+    findings += check_gpio(config, pin_factory)
+    findings += check_thermal()
+    if config.log.file:
+        parent = Path(config.log.file).parent
+        writable = parent.is_dir() and os.access(parent, os.W_OK)
+        findings.append(Finding("decision log", OK if writable else WARN,
+                                f"{config.log.file} ({'writable' if writable else 'not writable'}"
+                                f" by {os.getuid()})",
+                                "the service creates /run/emotion-edge itself "
+                                "(RuntimeDirectory=); elsewhere create it or change log.file"))
+    return findings

@@ -1,0 +1,233 @@
+"""BlazeFace short-range face detection: MediaPipe's ``face_detection_short_range.tflite``
+(Apache-2.0) run by our own interpreter, with our own SSD anchors and box decoder.
+
+The model is not shipped; ``emotion-convert blazeface`` takes it out of the ``mediapipe==0.10.21``
+wheel (``pip download --no-deps``, never installed) and checks its sha256.  It looks for faces
+within ~2 m of the camera in a 128x128 RGB image; grey frames are fed as three equal channels.
+The detector has the same ``detect(gray) -> [(x, y, w, h), ...]`` contract as
+:class:`edge.vision.haar.HaarFaceDetector`, largest face first.
+
+Decoding follows MediaPipe's ``face_detection_short_range`` graph: 896 anchors on a 16x16 grid
+(2 per cell, stride 8) and an 8x8 grid (6 per cell, stride 16), all of unit size; box offsets are
+in input pixels (scale 128); scores are sigmoids; overlapping boxes are merged by weighted
+non-maximum suppression (IoU 0.3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from .. import optional
+from ..errors import ConfigError, ModelError
+from ..interfaces import Box, GrayFrame
+from ..lifecycle import Closeable
+from ..models.runtime import open_interpreter
+from ..paths import default_model
+from .boxes import box_iou
+
+__all__ = [
+    "BLAZEFACE_MODEL_FILE",
+    "BLAZEFACE_SHA256",
+    "BlazeFaceConfig",
+    "BlazeFaceDetector",
+    "short_range_anchors",
+    "decode_detections",
+    "weighted_nms",
+]
+
+logger = logging.getLogger(__name__)
+
+BLAZEFACE_MODEL_FILE = "face_detection_short_range.tflite"
+#: sha256 of the file inside mediapipe-0.10.21 (identical in every platform's wheel).
+BLAZEFACE_SHA256 = "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"
+INPUT_SIZE = 128
+
+
+@dataclasses.dataclass(frozen=True)
+class BlazeFaceConfig:
+    """Detection settings.
+
+    Attributes:
+        score_threshold: lowest face probability kept (MediaPipe's default 0.5).
+        iou_threshold: boxes overlapping more than this are merged into one face.
+        min_size: smallest face side returned, in frame pixels (0 = any).
+        largest_only: return only the largest face (the appliance looks at one person).
+        box_scale: the box is scaled by this about its centre ...
+        box_shift: ... and its centre moved down by this fraction of its height (negative = up).
+            BlazeFace's box runs from the eyebrows to the chin; these two map it onto the
+            framing of FER2013 faces, which the expression model was trained on and which
+            Haar's box already matches.  Fitted on FER2013 PublicTest faces pasted into frames
+            (BlazeFace's box: 0.89 of the face's side, 12% of it low).
+    """
+
+    score_threshold: float = 0.5
+    iou_threshold: float = 0.3
+    min_size: int = 0
+    largest_only: bool = True
+    box_scale: float = 1.12
+    box_shift: float = -0.07
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.score_threshold < 1.0:
+            raise ConfigError(
+                f"BlazeFace score_threshold {self.score_threshold!r} must be in (0, 1)")
+        if not 0.0 < self.iou_threshold <= 1.0:
+            raise ConfigError(f"BlazeFace iou_threshold {self.iou_threshold!r} must be in (0, 1]")
+        if self.min_size < 0:
+            raise ConfigError(f"BlazeFace min_size {self.min_size!r} must be >= 0")
+        if not 0.5 <= self.box_scale <= 2.0 or not -0.5 <= self.box_shift <= 0.5:
+            raise ConfigError(f"BlazeFace box_scale {self.box_scale!r} must be in [0.5, 2] and "
+                              f"box_shift {self.box_shift!r} in [-0.5, 0.5]")
+
+
+def short_range_anchors() -> np.ndarray:
+    """Anchor centres ``(896, 2)`` as ``(x, y)`` in [0, 1], in the model's output order.
+
+    MediaPipe's SSD anchor options for this model: 4 layers, strides 8, 16, 16, 16, one aspect
+    ratio plus one interpolated scale per layer, fixed anchor size.  Layers of equal stride share
+    a grid, so there are 2 anchors per cell on the 16x16 grid and 6 on the 8x8 grid.
+    """
+    centres = []
+    for stride, per_cell in ((8, 2), (16, 6)):
+        n = INPUT_SIZE // stride
+        ys, xs = np.meshgrid((np.arange(n) + 0.5) / n, (np.arange(n) + 0.5) / n, indexing="ij")
+        cells = np.stack([xs.ravel(), ys.ravel()], axis=1)
+        centres.append(np.repeat(cells, per_cell, axis=0))
+    return np.concatenate(centres).astype(np.float32)
+
+
+def decode_detections(
+    regressors: np.ndarray, logits: np.ndarray, anchors: np.ndarray, score_threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes ``(K, 4)`` as ``(x, y, w, h)`` in [0, 1] input coordinates and their scores ``(K,)``
+    for the anchors scoring at least ``score_threshold``.
+
+    ``regressors`` is ``(896, 16)`` (box centre offset, size, then 6 keypoints, in input pixels);
+    ``logits`` is ``(896,)``.
+    """
+    # Clipping as MediaPipe does (score_clipping_thresh 100) keeps exp() finite.
+    scores = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -100.0, 100.0)))
+    keep = scores >= score_threshold
+    r = regressors[keep, :4].astype(np.float64) / INPUT_SIZE
+    a = anchors[keep]
+    w, h = r[:, 2], r[:, 3]
+    boxes = np.stack([a[:, 0] + r[:, 0] - w / 2, a[:, 1] + r[:, 1] - h / 2, w, h], axis=1)
+    return boxes, scores[keep]
+
+
+def weighted_nms(
+    boxes: np.ndarray, scores: np.ndarray, iou_threshold: float
+) -> list[tuple[np.ndarray, float]]:
+    """MediaPipe's weighted NMS: the best box and every box overlapping it above
+    ``iou_threshold`` are merged into their score-weighted mean; repeat on the rest.
+    Returns ``[(box, score), ...]`` best first (score = the best box's)."""
+    order = np.argsort(-scores, kind="stable")
+    boxes, scores = boxes[order], scores[order]
+    out = []
+    while len(boxes):
+        overlap = box_iou(boxes[0], boxes) > iou_threshold
+        overlap[0] = True
+        w = scores[overlap]
+        out.append(((boxes[overlap] * w[:, None]).sum(0) / w.sum(), float(scores[0])))
+        boxes, scores = boxes[~overlap], scores[~overlap]
+    return out
+
+
+class BlazeFaceDetector(Closeable):
+    """Face boxes ``(x, y, w, h)`` in frame pixels, largest first, from BlazeFace short-range.
+
+    ``model`` is the ``.tflite`` path (default: ``face_detection_short_range.tflite`` in the model
+    folders, see :mod:`edge.paths`).  The frame is letterboxed to a square (so faces keep their
+    shape), resized to 128x128 and scaled to [-1, 1].
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        config: BlazeFaceConfig | None = None,
+        *,
+        num_threads: int = 1,
+        runtime: str | None = None,
+    ) -> None:
+        self.config = config or BlazeFaceConfig()
+        if model is None:
+            try:
+                model = default_model(BLAZEFACE_MODEL_FILE)
+            except ModelError as exc:
+                raise ModelError(f"{exc}. BlazeFace is not shipped: fetch it with "
+                                 f"`emotion-convert blazeface`") from None
+        self.path = Path(model)
+        if not self.path.is_file():
+            raise ModelError(f"{self.path}: BlazeFace model not found; fetch it with "
+                             f"`emotion-convert blazeface --out {self.path.parent}`")
+        self.runtime, self._interpreter = open_interpreter(
+            self.path, num_threads=num_threads, runtime=runtime)
+        self._in = self._interpreter.get_input_details()[0]
+        outs = {d["name"]: d for d in self._interpreter.get_output_details()}
+        shapes = {name: tuple(int(v) for v in d["shape"]) for name, d in outs.items()}
+        if (tuple(int(v) for v in self._in["shape"]) != (1, INPUT_SIZE, INPUT_SIZE, 3)
+                or shapes.get("regressors") != (1, 896, 16)
+                or shapes.get("classificators") != (1, 896, 1)):
+            raise ModelError(
+                f"{self.path}: not BlazeFace short-range (input {tuple(self._in['shape'])}, "
+                f"outputs {shapes}); fetch the right file with `emotion-convert blazeface`")
+        self._regressors = outs["regressors"]["index"]
+        self._classificators = outs["classificators"]["index"]
+        self._anchors = short_range_anchors()
+        # Interpreters are not thread-safe.
+        self._lock = threading.Lock()
+        # Pay XNNPACK's weight packing at load, not in the first real-time cycle.
+        self._invoke(np.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), np.float32))
+
+    def _invoke(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            if self._closed:
+                raise ModelError(f"{self.path}: BlazeFace detector is closed")
+            self._interpreter.set_tensor(self._in["index"], x)
+            self._interpreter.invoke()
+            return (self._interpreter.get_tensor(self._regressors)[0],
+                    self._interpreter.get_tensor(self._classificators)[0, :, 0])
+
+    def detect(self, gray: GrayFrame) -> list[Box]:
+        """Return face boxes in ``gray``'s pixel coordinates; an empty list means no face."""
+        cv2 = optional.cv2()
+        if gray.ndim != 2:
+            raise ValueError(f"BlazeFace expects a 2-D grey frame, got shape {gray.shape}")
+        h, w = gray.shape
+        side = max(h, w)
+        square = np.zeros((side, side), np.uint8)
+        top, left = (side - h) // 2, (side - w) // 2
+        square[top:top + h, left:left + w] = gray
+        small = cv2.resize(square, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_AREA)
+        x = small.astype(np.float32) * (2.0 / 255.0) - 1.0
+        regressors, logits = self._invoke(np.repeat(x[None, :, :, None], 3, axis=-1))
+        cfg = self.config
+        boxes, scores = decode_detections(regressors, logits, self._anchors, cfg.score_threshold)
+        found = []
+        for box, _ in weighted_nms(boxes, scores, cfg.iou_threshold):
+            cx, cy, bw, bh = (box[0] + box[2] / 2, box[1] + box[3] * (0.5 + cfg.box_shift),
+                              box[2] * cfg.box_scale, box[3] * cfg.box_scale)
+            bx, by, bw, bh = np.array([cx - bw / 2, cy - bh / 2, bw, bh]) * side
+            x0, y0 = max(0, round(bx - left)), max(0, round(by - top))
+            x1, y1 = min(w, round(bx + bw - left)), min(h, round(by + bh - top))
+            if x1 - x0 >= max(cfg.min_size, 1) and y1 - y0 >= max(cfg.min_size, 1):
+                found.append((x0, y0, x1 - x0, y1 - y0))
+        found.sort(key=lambda b: b[2] * b[3], reverse=True)
+        return found[:1] if cfg.largest_only else found
+
+    def close(self) -> None:
+        """Release the interpreter; idempotent (under the lock: a cycle may be invoking)."""
+        with self._lock:
+            super().close()
+
+    def _close(self) -> None:
+        self._interpreter = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<BlazeFaceDetector {self.path.name} {self.config} {state}>"
