@@ -25,6 +25,9 @@ $(VENV)/.all: setup.cfg constraints.txt | $(BIN)/python
 # The appliance loop on recordings (mock GPIO pins, decisions printed), then per-file results.
 demo: $(VENV)/.device models/face_detection_short_range.tflite
 	$(BIN)/emotion-edge run --audio-file demo/conversation.flac --image demo/face.jpg --fast --text
+	@echo "demo/audio: EmoDB clips acted as happy (03a01Fa), neutral (03a01Nc), angry (03a01Wa), sad"
+	@echo "(08a02Tb). EmoDB is one of the speech model's training corpora: this shows the pipeline"
+	@echo "working, not accuracy on voices it never heard (models/README.md has those figures)."
 	$(BIN)/emotion-edge classify demo/audio/*.flac
 	$(BIN)/emotion-edge classify-face demo/face.jpg
 

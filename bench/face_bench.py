@@ -85,7 +85,7 @@ def vgg16_tflite(folder: Path) -> tuple[Path, int, int]:
     import tensorflow as tf
 
     from convert.export import quiet_convert
-    from convert.face_model import count_macs
+    from convert.face.model import count_macs
 
     base = keras.applications.VGG16(weights=None, include_top=False, input_shape=(48, 48, 3))
     x = keras.layers.Flatten()(base.output)
@@ -104,7 +104,7 @@ def make_frames(size: tuple[int, int], fer: Path | None, n: int) -> list[np.ndar
     side = h // 2
     faces: list[np.ndarray]
     if fer is not None:
-        from convert.face_data import load_fer
+        from convert.face.data import load_fer
 
         faces = list(load_fer(fer, "PublicTest").x[:n])
     else:
@@ -130,7 +130,7 @@ def scattered_frames(
     PrivateTest because this reports: BlazeFace's box mapping was fitted on PublicTest faces."""
     import cv2
 
-    from convert.face_data import load_fer
+    from convert.face.data import load_fer
 
     split = load_fer(fer, "PrivateTest")
     rng = np.random.default_rng(seed)

@@ -81,16 +81,18 @@ def face_frame(data: Path, out: Path) -> Path:
 
 
 def build_untrained(folder: Path) -> None:
-    """The shipped architectures (convert.speech.build_model with the default SpeechRecipe, the
-    unpruned face parent convert.face_model.PARENT_SPEC) with random weights, converted to int8.
+    """The shipped architectures (convert.speech.model.build_model with the default SpeechRecipe, the
+    unpruned face parent convert.face.model.PARENT_SPEC) with random weights, converted to int8.
     Same operators and shapes as the trained models, so the same cost (the face model is the
     parent before 35 % channel pruning: an upper bound)."""
     import keras
 
     from convert.export import convert_int8, save_model
-    from convert.face_model import PARENT_SPEC, build_student
-    from convert.speech import SpeechRecipe, build_model, fusion_map_for, manifest_preprocessing
+    from convert.face.model import PARENT_SPEC, build_student
+    from convert.speech.model import build_model
+    from convert.speech.recipe import SpeechRecipe
     from edge.features.face import FacePreprocessConfig
+    from edge.labels import fusion_map_for
     from edge.models.face import FACE_MODEL_FILE
     from edge.models.speech import SPEECH_MODEL_FILE
     from tests.tinymodels import FACE_LABELS, SPEECH_LABELS
@@ -98,10 +100,10 @@ def build_untrained(folder: Path) -> None:
     rng = np.random.default_rng(0)
     recipe = SpeechRecipe()
     speech = build_model(recipe, len(SPEECH_LABELS))
-    shape = (recipe.window_frames, recipe.mfcc.n_ceps, 1)
+    shape = (recipe.features.window_frames, recipe.mfcc.n_ceps, 1)
     save_model(convert_int8(speech, rng.normal(size=(32, *shape)).astype(np.float32)),
                folder / SPEECH_MODEL_FILE, name="untrained-speech", task="speech",
-               labels=SPEECH_LABELS, preprocessing=manifest_preprocessing(recipe),
+               labels=SPEECH_LABELS, preprocessing=recipe.preprocessing(),
                fusion_map=fusion_map_for(SPEECH_LABELS), metrics={}, training={})
     logits = build_student(PARENT_SPEC)
     face = keras.Sequential([logits, keras.layers.Softmax()])
@@ -170,7 +172,7 @@ def _bench(args: argparse.Namespace, tmp: Path) -> int:
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
 
-    hop_ms = config.loop.hop_s * 1e3
+    hop_ms = app.hop_s * 1e3
     rows = collect.rows
     print(f"emotion-edge loop benchmark: {summary.cycles} cycles over {summary.audio_s:.1f} s "
           f"of audio, hop {hop_ms:.0f} ms, 320x240 frame, {'fast' if args.fast else 'real time'}"

@@ -5,6 +5,8 @@
 3. int8 vs float32 latency and size: the shipped speech model and the seed project's CNN
    (float32 and seed builds use the same architecture with random weights: cost does not depend
    on the weights).
+4. Speech per hop on the device path (streaming MFCC, adaptation, gate, model: the loop's own
+   ``SpeechStream``), the shipped model beside the first shipped one (``bench/baseline/``).
 
 Run: ``python -m bench.speech_bench [--model models/speech_emotion_int8.tflite]``.
 Timings are medians of interleaved repeats, one interpreter thread, so the ratios are fair even
@@ -124,32 +126,25 @@ def _latency(tflite: bytes) -> float:
 
 
 def bench_models(model: Path | None) -> None:
-    import dataclasses
 
-    from convert.speech import SpeechRecipe, build_model
-    from edge.features import MfccConfig
-    from edge.models.manifest import load_manifest
+    from convert.speech.model import build_model
+    from convert.speech.recipe import SpeechRecipe
+    from edge.models.manifest import manifest_path_for
     from edge.models.runtime import resolve_interpreter_class
 
     recipe = SpeechRecipe()
     shipped_bytes = None
     if model is not None and model.is_file():
-        m = load_manifest(model)
-        rec = m.training.get("recipe", {})
-        fields = {f.name for f in dataclasses.fields(SpeechRecipe)} - {"mfcc"}
-        recipe = dataclasses.replace(
-            SpeechRecipe(), **{k: (tuple(v) if isinstance(v, list) else v)
-                               for k, v in rec.items() if k in fields},
-            mfcc=MfccConfig.from_dict(rec.get("mfcc", recipe.mfcc.to_dict())))
+        recipe = SpeechRecipe.load(manifest_path_for(model))  # the recipe that made it
         shipped_bytes = model.read_bytes()
     n = 8
-    shape = (recipe.window_frames, recipe.mfcc.n_ceps, 1)
+    shape = (recipe.features.window_frames, recipe.mfcc.n_ceps, 1)
     runtime, _ = resolve_interpreter_class()
     print(f"\n[3] model latency per window ({runtime}, 1 thread) and size; input {shape}")
     print(f"    {'model':34s} {'params':>9s} {'size':>10s} {'latency':>10s}")
     rows = []
     for name, r in (("compact (ours)", recipe), ("seed CNN (hobby project)",
-                                                 dataclasses.replace(recipe, model="seed"))):
+                                                 recipe.replace("model", kind="seed"))):
         km = build_model(r, n)
         f32, i8 = _tflite_pair(km, shape)
         if name.startswith("compact") and shipped_bytes is not None:
@@ -170,12 +165,50 @@ def bench_models(model: Path | None) -> None:
     print(f"    ours int8 vs seed CNN int8: {si8[3] / ci8[3]:.1f}x faster, {si8[2] / ci8[2]:.1f}x smaller")
 
 
+def bench_per_hop(clip: np.ndarray, model: Path, baseline: Path) -> None:
+    from edge.models.speech import SpeechClassifier, SpeechStream
+
+    speech = np.tile(clip, 20).astype(np.float32)  # 60 s of speech
+    streams, positions = {}, {}
+    for name, path in (("baseline (v1)", baseline), ("shipped", model)):
+        clf = SpeechClassifier(path)
+        streams[name] = SpeechStream(clf)
+        hop = clf.hop_frames * clf.config.frame_step
+        streams[name].feed(speech[: clf.window_frames * clf.config.frame_step])
+        positions[name] = [clf.window_frames * clf.config.frame_step, hop]
+
+    def one_hop(name: str) -> Callable[[], object]:
+        def run() -> object:
+            pos, hop = positions[name]
+            if pos + hop > speech.size:
+                pos = 0
+                streams[name].reset()
+                streams[name].feed(speech[: 3 * 16000])
+                pos = 3 * 16000
+            out = streams[name].feed(speech[pos : pos + hop])
+            positions[name][0] = pos + hop
+            return out
+        return run
+
+    t = interleaved({name: one_hop(name) for name in streams}, repeats=15, inner=20)
+    base, new = t["baseline (v1)"], t["shipped"]
+    adapts = streams["shipped"].classifier.adaptation is not None
+    print(f"\n[4] speech per 0.5 s hop on the device path (features, {'adaptation, ' if adapts else ''}"
+          f"gate, model; one thread)")
+    print(f"    baseline v1 (RAVDESS, per-window CMN)  {base * 1e3:7.3f} ms")
+    print(f"    shipped                                {new * 1e3:7.3f} ms   ({new / base:.2f}x the "
+          f"baseline; target <= 3x)")
+
+
 def main() -> None:
     from edge.sources.audio_file import load_audio
 
     here = Path(__file__).resolve().parent.parent
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=here / "models" / "speech_emotion_int8.tflite")
+    ap.add_argument("--baseline", type=Path,
+                    default=here / "bench" / "baseline" / "speech_emotion_v1_int8.tflite",
+                    help="the model the shipped one is compared with in [4]")
     ap.add_argument("--clip", type=Path, default=here / "demo" / "audio" / "03a01Wa.flac")
     args = ap.parse_args()
     x = load_audio(args.clip, 16000)
@@ -184,6 +217,7 @@ def main() -> None:
     bench_mfcc(clip)
     bench_streaming(clip, args.model)
     bench_models(args.model)
+    bench_per_hop(clip, args.model, args.baseline)
 
 
 if __name__ == "__main__":

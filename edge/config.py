@@ -27,6 +27,7 @@ __all__ = [
     "CAMERA_BACKENDS",
     "LoopConfig",
     "AudioConfig",
+    "AdaptConfig",
     "CameraConfig",
     "ModelsConfig",
     "FusionConfig",
@@ -164,6 +165,22 @@ class AudioConfig(Section):
 
 
 @dataclasses.dataclass(frozen=True)
+class AdaptConfig(Section):
+    _name: typing.ClassVar[str] = "adapt"
+    enabled: bool = setting(
+        True, "Let a speech model that supports it adapt to this deployment: standardise its "
+        "features with the statistics of the speech heard here (only counts, means and "
+        "variances are kept; no audio).")
+    state_file: str = setting(
+        "", "Where the adaptation statistics are kept across restarts; empty = in memory only. "
+        "Delete the file (or run `emotion-edge adapt --reset`) to start over.")
+    prior_frames: float = setting(
+        6000.0, "Weight of the training statistics, in frames of 10 ms: after this much speech "
+        "the device's own statistics count as much as the training data's.", min=0.0,
+        max=1e9)
+
+
+@dataclasses.dataclass(frozen=True)
 class CameraConfig(Section):
     _name: typing.ClassVar[str] = "camera"
     enabled: bool = setting(True, "Use the camera (face modality).")
@@ -274,6 +291,7 @@ class LogConfig(Section):
 _SECTIONS: dict[str, type[Section]] = {
     "loop": LoopConfig,
     "audio": AudioConfig,
+    "adapt": AdaptConfig,
     "camera": CameraConfig,
     "models": ModelsConfig,
     "fusion": FusionConfig,
@@ -289,6 +307,7 @@ class Config:
 
     loop: LoopConfig = dataclasses.field(default_factory=LoopConfig)
     audio: AudioConfig = dataclasses.field(default_factory=AudioConfig)
+    adapt: AdaptConfig = dataclasses.field(default_factory=AdaptConfig)
     camera: CameraConfig = dataclasses.field(default_factory=CameraConfig)
     models: ModelsConfig = dataclasses.field(default_factory=ModelsConfig)
     fusion: FusionConfig = dataclasses.field(default_factory=FusionConfig)
@@ -323,7 +342,9 @@ def _coerce_text(key: str, text: str, hint: Any) -> Any:
         if hint is str:
             return text
         if origin is tuple:
-            return tuple(int(v) for v in text.split(",") if v.strip())
+            # "17,27,22" or TOML's "[0.9, 1.1]"; "[]" or "" is the empty list
+            (item,) = {t for t in typing.get_args(hint) if t is not Ellipsis}
+            return tuple(item(v) for v in text.strip("[]").split(",") if v.strip())
         if origin in (dict, Mapping):
             # A TOML inline table: {happy = 6, sad = 13}
             return tomllib.loads(f"v = {text}")["v"]
@@ -475,6 +496,7 @@ def load_config(
     return Config(
         loop=typing.cast(LoopConfig, sections["loop"]),
         audio=typing.cast(AudioConfig, sections["audio"]),
+        adapt=typing.cast(AdaptConfig, sections["adapt"]),
         camera=typing.cast(CameraConfig, sections["camera"]),
         models=typing.cast(ModelsConfig, sections["models"]),
         fusion=typing.cast(FusionConfig, sections["fusion"]),

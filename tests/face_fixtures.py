@@ -4,9 +4,13 @@ cartoon faces (drawn at test time; no FER images are stored).  Needs TensorFlow.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+
+if TYPE_CHECKING:
+    from convert.face import FaceRecipe
 
 SYNTH_LABELS = ("happy", "sad", "surprise")
 
@@ -41,25 +45,37 @@ def write_image_folder(root: Path, per_label: int = 40, seed: int = 0) -> Path:
     return root
 
 
+def tiny_recipe(**sections: dict) -> FaceRecipe:
+    """A recipe for ~120 images: a small parent trained 3 epochs, half its channels faded out
+    over 1 epoch, 1 epoch of fine-tuning (``sections``: more keys per section, e.g.
+    ``prune={"schedule": "one-shot"}``)."""
+    from convert.face import FaceRecipe
+
+    tables: dict[str, dict] = {
+        "parent": {"widths": (8, 16, 16, 16, 32), "pool_after": (1, 3), "stem_stride": 2},
+        "train": {"epochs": 3, "learning_rate": 3e-3},
+        "ramp": {"epochs": 1},
+        "finetune": {"epochs": 1},
+        "prune": {"ratio": 0.5},
+        "export": {"calibration_samples": 50, "latency_runs": 3},
+    }
+    for stage in ("train", "adapt", "ramp", "finetune", "refine"):
+        tables[stage] = {"batch_size": 32, "learning_rate": 1e-3, **tables.get(stage, {})}
+    for name, values in sections.items():
+        tables[name] = {**tables.get(name, {}), **values}
+    return FaceRecipe.load(overrides={(name, key): value for name, table in tables.items()
+                                      for key, value in table.items()})
+
+
 @pytest.fixture(scope="session")
 def tiny_face_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Run the whole ``emotion-convert face`` pipeline on ~120 synthetic images."""
     pytest.importorskip("tensorflow")
-    from convert.face import FaceRecipe, load_face_data, run_face_pipeline
-    from convert.face_model import StudentSpec
-    from convert.face_train import TrainConfig
+    from convert.face import load_face_data, run_face_pipeline
 
     base = tmp_path_factory.mktemp("face")
     folder = write_image_folder(base / "faces")
-    recipe = FaceRecipe(
-        parent=StudentSpec(widths=(8, 16, 16, 16, 32), pool_after=(1, 3), stem_stride=2),
-        train=TrainConfig(epochs=3, batch_size=32, learning_rate=3e-3),
-        prune_ratio=0.5,
-        ramp=TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3),
-        finetune=TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3),
-        calibration_samples=50,
-    )
-    data = load_face_data(image_folder=folder)
-    report = run_face_pipeline(data, base / "models", recipe=recipe, latency_runs=3)
+    report = run_face_pipeline(load_face_data(image_folder=folder), base / "models",
+                               tiny_recipe())
     return {"report": report, "model": base / "models" / "face_expression_int8.tflite",
             "folder": folder, "base": base}

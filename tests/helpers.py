@@ -15,13 +15,14 @@ TINY_LABELS = ("neutral", "happy", "sad", "angry")
 
 
 def tiny_speech_model(out: Path, *, window_frames: int = 50, hop_frames: int = 25,
-                      config: MfccConfig = TINY_MFCC, seed: int = 0) -> tuple[Path, Any]:
+                      config: MfccConfig = TINY_MFCC, seed: int = 0,
+                      adapt_prior: Any = None) -> tuple[Path, Any]:
     """A small random-weight CNN with the speech model's input contract, exported to int8 with
     a manifest exactly as ``emotion-convert speech`` does; returns the path and the float model."""
     import keras
 
     from convert.export import convert_int8, save_model
-    from convert.speech import fusion_map_for
+    from edge.labels import fusion_map_for
 
     keras.utils.set_random_seed(seed)
     inp = keras.Input((window_frames, config.n_ceps, 1))
@@ -32,6 +33,7 @@ def tiny_speech_model(out: Path, *, window_frames: int = 50, hop_frames: int = 2
     path = out / "tiny_speech.tflite"
     save_model(convert_int8(model, rep.astype(np.float32)), path, name="tiny", task="speech",
                labels=TINY_LABELS,
-               preprocessing=speech_preprocessing(config, window_frames, hop_frames),
+               preprocessing=speech_preprocessing(config, window_frames, hop_frames,
+                                                  adapt_prior=adapt_prior),
                fusion_map=fusion_map_for(TINY_LABELS), metrics={}, training={})
     return path, model

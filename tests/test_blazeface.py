@@ -184,7 +184,7 @@ def test_finds_the_demo_face_where_haar_does(blazeface_model):
 @pytest.mark.corpus
 def test_blazeface_finds_fer_faces_anywhere_in_the_frame(blazeface_model, shared_data):
     cv2 = pytest.importorskip("cv2")
-    from convert.face_data import load_fer
+    from convert.face.data import load_fer
     from edge.vision.boxes import box_iou
 
     faces = load_fer(shared_data / "fer2013" / "fer2013_48.npz", "PublicTest").x[:40]

@@ -1,6 +1,7 @@
 """The configuration: TOML, then environment, then CLI; typed, frozen, strict."""
 
 import dataclasses
+import json
 
 import pytest
 
@@ -106,3 +107,35 @@ def test_docs_reference_table_is_current():
     assert config_reference() in docs.read_text(), (
         "docs/appliance.md is stale: paste python -c 'from edge.config import config_reference; "
         "print(config_reference())' into its Configuration reference")
+
+
+def test_every_emotion_edge_variable_has_one_owner():
+    # A misspelt section, or a variable of an earlier version, is refused with its name...
+    with pytest.raises(ConfigError, match="EMOTION_EDGE_LOOOP_HOP_S"):
+        load_config(env={"EMOTION_EDGE_LOOOP_HOP_S": "0.5"})
+    with pytest.raises(ConfigError, match="EMOTION_EDGE_AUDIO_DEVICE"):
+        load_config(env={"EMOTION_EDGE_MIC": "usb"})
+    # ...the process-wide ones belong to the loader too, and do not collide with sections.
+    c = load_config(env={"EMOTION_EDGE_MODELS": "/x", "EMOTION_EDGE_RUNTIME": "litert",
+                         "EMOTION_EDGE_AUDIO_DEVICE": "usb"})
+    assert c.audio.device == "usb"
+    from edge.config import process_setting
+
+    assert process_setting("EMOTION_EDGE_MODELS", {"EMOTION_EDGE_MODELS": "/x"}) == "/x"
+    with pytest.raises(KeyError):
+        process_setting("EMOTION_EDGE_CAMERA", {})
+
+
+def test_adapt_command_shows_and_resets_the_state(tmp_path, capsys):
+    from edge.cli import main
+
+    state = tmp_path / "adapt.json"
+    state.write_text('{"heard": {"count": 6000, "mean": [0, 0], "var": [1, 1]}}')
+    cfg = write(tmp_path, f"[adapt]\nstate_file = '{state}'\n")
+    assert main(["adapt", "--config", str(cfg), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["speech_s"] == 60.0 and shown["own_share"] == 0.5
+    assert main(["adapt", "--config", str(cfg), "--reset"]) == 0
+    assert not state.exists()
+    assert main(["adapt", "--set", "adapt.state_file="]) == 2
+    assert "adapt.state_file is empty" in capsys.readouterr().err

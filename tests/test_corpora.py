@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from convert.corpora import RAVDESS_LABELS, index_emodb, index_ravdess
+from convert.speech.corpora import RAVDESS_LABELS, index_emodb, index_ravdess
 from edge.features import Mfcc, MfccConfig
 from edge.sources.audio_file import load_audio
 

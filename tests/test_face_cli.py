@@ -82,7 +82,7 @@ def test_missing_model_is_one_clear_error(tmp_path, images, capsys):
 @pytest.mark.corpus
 def test_haar_finds_fer_faces_placed_in_a_lores_frame(shared_data):
     cv2 = pytest.importorskip("cv2")
-    from convert.face_data import load_fer
+    from convert.face.data import load_fer
     from edge.vision.boxes import box_iou
     from edge.vision.haar import HaarFaceDetector
 

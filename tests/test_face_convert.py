@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from .face_fixtures import SYNTH_LABELS, tiny_face_run  # noqa: F401  (fixture)
+from .face_fixtures import SYNTH_LABELS, tiny_face_run, tiny_recipe  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +20,7 @@ def test_pruning_makes_a_physically_smaller_model(tiny_face_run):  # noqa: F811
     assert r["pruned"]["int8_bytes"] < r["parent"]["int8_bytes"]
     assert all(p < q for p, q in zip(r["pruned"]["widths"], r["parent"]["widths"]))
     # Gradual pruning (the default) faded the removed channels to zero first.
-    assert r["recipe"]["prune_schedule"] == "gradual" and len(r["ramp_history"]["loss"]) == 1
+    assert r["recipe"]["prune"]["schedule"] == "gradual" and len(r["ramp_history"]["loss"]) == 1
     assert r["pruned_before_finetune"]["removal_max_abs_logit_change"] < 1e-3
 
 
@@ -50,7 +50,8 @@ def test_int8_model_loads_with_a_complete_manifest(tiny_face_run):  # noqa: F811
 
 def test_pruned_model_keeps_the_surviving_weights():
     pytest.importorskip("tensorflow")
-    from convert.face_model import StudentSpec, build_student, count_macs, prune_student
+    from convert.face.model import StudentSpec, build_student, count_macs
+    from convert.face.prune import prune_student
 
     spec = StudentSpec(widths=(8, 16, 16), pool_after=(1,), stem_stride=2)
     parent = build_student(spec)
@@ -89,7 +90,8 @@ def test_pruned_model_keeps_the_surviving_weights():
 
 def test_explicit_pruned_widths_keep_each_layers_most_important_channels():
     pytest.importorskip("tensorflow")
-    from convert.face_model import StudentSpec, build_student, prune_student
+    from convert.face.model import StudentSpec, build_student
+    from convert.face.prune import prune_student
 
     spec = StudentSpec(widths=(8, 16, 16), pool_after=(1,), stem_stride=2)
     parent = build_student(spec)
@@ -113,7 +115,8 @@ def test_explicit_pruned_widths_keep_each_layers_most_important_channels():
 
 def test_residual_adds_tie_the_channels_pruned_on_both_sides():
     pytest.importorskip("tensorflow")
-    from convert.face_model import StudentSpec, build_student, prune_student, select_channels
+    from convert.face.model import StudentSpec, build_student
+    from convert.face.prune import prune_student, select_channels
 
     spec = StudentSpec(widths=(8, 16, 16, 16), pool_after=(3,), stem_stride=2, residual=(2, 3))
     assert spec.channel_groups() == [[0], [1, 2, 3]]
@@ -145,7 +148,7 @@ def test_augmentation_keeps_the_input_range():
     """Keras' RandomContrast clips to (0, 255) unless told otherwise, which once wiped every dark
     pixel of the [-1, 1] training images; the augmenter must keep the range."""
     pytest.importorskip("tensorflow")
-    from convert.face_train import _augmenter
+    from convert.face.train import _augmenter
 
     x = np.tile(np.linspace(-1, 1, 48, dtype=np.float32), (8, 48, 1))[..., None]
     y = np.asarray(_augmenter(0)(x, training=True))
@@ -155,66 +158,75 @@ def test_augmentation_keeps_the_input_range():
 
 def test_fine_tune_targets_average_teacher_and_parent_log_probabilities():
     pytest.importorskip("tensorflow")
-    from convert.face import _finetune_targets
-    from convert.face_model import StudentSpec, build_student
-    from convert.face_train import predict_logits
+    from convert.face.model import StudentSpec, build_student
+    from convert.face.train import finetune_targets, predict_logits
 
     parent = build_student(StudentSpec(widths=(4, 8), pool_after=(0,), num_classes=3))
     x = np.random.default_rng(0).uniform(-1, 1, (5, 48, 48, 1)).astype(np.float32)
     t = np.log(np.array([[0.7, 0.2, 0.1]] * 5, np.float32)) + 4.0  # any logit offset
     p = predict_logits(parent, x)
-    got, got_flip = _finetune_targets("ensemble", parent, x, t, t)
+    got, got_flip = finetune_targets("ensemble", parent, x, t, t)
     log_p = p - np.log(np.exp(p).sum(1, keepdims=True))
     np.testing.assert_allclose(got, (np.log([[0.7, 0.2, 0.1]]) + log_p) / 2, atol=1e-5)
     assert got_flip.shape == got.shape
-    np.testing.assert_allclose(_finetune_targets("parent", parent, x, t, t)[0], p, atol=1e-6)
-    assert _finetune_targets("teacher", parent, x, t, t)[0] is t
+    np.testing.assert_allclose(finetune_targets("parent", parent, x, t, t)[0], p, atol=1e-6)
+    assert finetune_targets("teacher", parent, x, t, t)[0] is t
     # Without a teacher the ensemble falls back to the parent alone.
-    np.testing.assert_allclose(_finetune_targets("ensemble", parent, x, None, None)[0], p, atol=1e-6)
+    np.testing.assert_allclose(finetune_targets("ensemble", parent, x, None, None)[0], p, atol=1e-6)
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["--pool-after", "1,x"], "--pool-after '1,x' must be comma-separated integers"),
-    (["--widths", "8,16", "--pool-after", "5"], "--widths 8,16 --pool-after 5 --residual none: "
-     "pooling after convolution(s) [5]: convolutions are numbered 0 to 1"),
-    (["--widths", "8,16,16,16,16,16,16", "--pool-after", "0,1,2,3,4,5,6"],
+    (["--set", "parent.pool_after=1,x"], "parent.pool_after = '1,x' cannot be read as a list of int"),
+    (["--set", "parent.widths=8,16", "--set", "parent.pool_after=5"],
+     "[parent] widths [8, 16], pool_after [5], residual []: pooling after convolution(s) [5]: "
+     "convolutions are numbered 0 to 1"),
+    (["--set", "parent.widths=8,16,16,16,16,16,16", "--set", "parent.pool_after=0,1,2,3,4,5,6"],
      "7 poolings after a stride 1 stem shrink a 48x48 input to nothing; pool less often"),
-    (["--ramp-epochs", "0"], "gradual pruning needs at least 1 ramp epoch"),
-    (["--pruned-widths", "8,16"], "pruned widths [8, 16] need one width per parent convolution (8)"),
-    (["--widths", "8,16", "--pool-after", "0", "--pruned-widths", "8,20"],
+    (["--set", "parent.input_size=16", "--set", "parent.pool_after=0,1,2,3,4"],
+     "5 poolings after a stride 1 stem shrink a 16x16 input to nothing"),
+    (["--set", "ramp.epochs=0"], "gradual pruning needs at least 1 ramp epoch"),
+    (["--set", "prune.widths=8,16"],
+     "pruned widths [8, 16] need one width per parent convolution (8)"),
+    (["--set", "parent.widths=8,16", "--set", "parent.pool_after=0", "--set", "prune.widths=8,20"],
      "each from 1 to that convolution's width in [8, 16]"),
-    (["--widths", "8,16", "--pool-after", "", "--residual", "1"],
-     "--pool-after none --residual 1: residual block 1 adds its input to its output, so "
+    (["--set", "parent.widths=8,16", "--set", "parent.pool_after=", "--set", "parent.residual=1"],
+     "pool_after [], residual [1]: residual block 1 adds its input to its output, so "
      "widths 0 and 1"),
-    (["--widths", "8,8,8", "--pool-after", "0", "--residual", "1"],
+    (["--set", "parent.widths=8,8,8", "--set", "parent.pool_after=0", "--set", "parent.residual=1"],
      "cannot follow pooling after block 0"),
-    (["--residual", "3,5,7", "--pruned-widths", "12,24,40,44,84,84,124,124"],
+    (["--set", "parent.residual=3,5,7", "--set", "prune.widths=12,24,40,44,84,84,124,124"],
      "pruned widths [12, 24, 40, 44, 84, 84, 124, 124]: residual block 3 adds its input to "
      "its output, so widths 2 and 3 must be equal, not 40 and 44"),
-    (["--ema", "1"], "--ema: ema_decay 1.0 must be in [0, 1)"),
-    (["--adapt-epochs", "3"], "--adapt-epochs trains a reused parent; give --parent KERAS too"),
-    (["--pruned", "p.keras"], "--pruned fine-tunes a model pruned from a reused parent; give "
-     "that --parent KERAS too"),
-    (["--finetune-lr", "0"], "--finetune-lr: learning rate 0.0 must be positive"),
+    (["--set", "finetune.ema_decay=1"], "finetune.ema_decay 1.0 must be in [0, 1)"),
+    (["--set", "ramp.ema_decay=0.9"], "the pruning ramp cannot average its weights"),
+    (["--set", "finetune.learning_rate=0"], "finetune.learning_rate 0.0 must be positive"),
+    (["--set", "prune.schedule=abrupt"],
+     "prune.schedule = 'abrupt' is not allowed; choose one of 'gradual', 'one-shot'"),
+    (["--set", "prune.shedule=gradual"], "unknown key prune.shedule; allowed keys in [prune]"),
+    (["--set", "pruning.ratio=0.5"], "unknown section [pruning]"),
+    (["--set", "train.epochs"], "must look like section.key=value"),
+    (["--seed", "-1"], "run.seed = -1 is too small"),
+    (["--recipe", "missing.toml"], "recipe missing.toml not found"),
+    (["--pruned", "p.keras"], "p.keras: a reused pruned model needs the parent it was pruned "
+     "from"),
+    (["--parent", "a.keras", "--pruned", "p.keras"],
+     "p.keras: a reused pruned model is refined by [refine], which has 0 epochs"),
 ])
-def test_bad_architecture_flags_are_named(tmp_path, capsys, argv, needle):
+def test_bad_recipe_values_are_one_named_error(tmp_path, capsys, argv, needle):
     from convert.cli import main
 
     code = main(["-q", "face", "--image-folder", str(tmp_path), "--out", str(tmp_path), *argv])
-    assert code == 2 and needle in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err
+    assert err.startswith("emotion-convert: error: ") and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("residual", [(), (2,)], ids=["plain", "residual"])
 def test_gradual_pruning_fades_channels_to_zero_so_removal_is_lossless(residual):
     pytest.importorskip("tensorflow")
-    from convert.face_model import (
-        StudentSpec,
-        build_student,
-        channel_decay,
-        prune_student,
-        select_channels,
-    )
-    from convert.face_train import TrainConfig, predict_logits, train_student
+    from convert.face.model import StudentSpec, build_student
+    from convert.face.prune import channel_decay, prune_student, select_channels
+    from convert.face.train import TrainSection, predict_logits, train_student
 
     spec = StudentSpec(widths=(8, 16, 16), pool_after=(2,) if residual else (1,),
                        stem_stride=2, dropout=0.0, residual=residual)
@@ -222,7 +234,7 @@ def test_gradual_pruning_fades_channels_to_zero_so_removal_is_lossless(residual)
     rng = np.random.default_rng(1)
     x = rng.uniform(-1, 1, (64, 48, 48, 1)).astype(np.float32)
     y = rng.integers(0, 7, 64)
-    cfg = TrainConfig(epochs=1, batch_size=16, learning_rate=1e-3, augment=False)
+    cfg = TrainSection(epochs=1, batch_size=16, learning_rate=1e-3, augment=False)
     train_student(model, x, y, cfg)  # BN statistics and betas away from their initial values
     keep = select_channels(model, spec, 0.5)
     if residual:  # both sides of the add fade the same channels
@@ -250,8 +262,8 @@ def test_weight_average_is_the_per_step_ema_and_is_what_is_kept():
     pytest.importorskip("tensorflow")
     import keras
 
-    from convert.face_model import StudentSpec, build_student
-    from convert.face_train import TrainConfig, accuracy, train_student
+    from convert.face.model import StudentSpec, build_student
+    from convert.face.train import TrainSection, accuracy, train_student
 
     model = build_student(StudentSpec(widths=(4, 8), pool_after=(0,), dropout=0.0))
     rng = np.random.default_rng(2)
@@ -264,7 +276,7 @@ def test_weight_average_is_the_per_step_ema_and_is_what_is_kept():
             seen.append([v.numpy().copy() for v in model.weights])
 
     decay = 0.5
-    cfg = TrainConfig(epochs=2, batch_size=16, learning_rate=1e-2, augment=False,
+    cfg = TrainSection(epochs=2, batch_size=16, learning_rate=1e-2, augment=False,
                       ema_decay=decay)
     history = train_student(model, x, y, cfg, x_val=x, y_val=y, callbacks=[Record()],
                             keep_best=False)
@@ -283,26 +295,27 @@ def test_weight_average_is_the_per_step_ema_and_is_what_is_kept():
 
 def test_ema_is_validated_and_kept_out_of_the_pruning_ramp():
     from convert.face import FaceRecipe
-    from convert.face_train import TrainConfig
+    from convert.face.recipe import RampSection
+    from convert.face.train import TrainSection
     from edge.errors import ConfigError
 
-    with pytest.raises(ValueError, match="ema_decay 1.0 must be in"):
-        TrainConfig(ema_decay=1.0)
+    with pytest.raises(ConfigError, match="ema_decay 1.0 must be in"):
+        TrainSection(ema_decay=1.0)
     with pytest.raises(ConfigError, match="ramp cannot average"):
-        FaceRecipe(ramp=TrainConfig(ema_decay=0.99))
-    FaceRecipe(train=TrainConfig(ema_decay=0.999), finetune=TrainConfig(ema_decay=0.999))
+        FaceRecipe(ramp=RampSection(ema_decay=0.99))
+    FaceRecipe().replace("train", ema_decay=0.999).replace("finetune", ema_decay=0.999)
 
 
 def test_gradual_pruning_needs_a_ramp():
     from convert.face import FaceRecipe
-    from convert.face_train import TrainConfig
+    from convert.face.recipe import PruneSection, RampSection
     from edge.errors import ConfigError
 
     with pytest.raises(ConfigError, match="ramp epoch"):
-        FaceRecipe(ramp=TrainConfig(epochs=0))
-    FaceRecipe(ramp=TrainConfig(epochs=0), prune_schedule="one-shot")
+        FaceRecipe(ramp=RampSection(epochs=0))
+    FaceRecipe(ramp=RampSection(epochs=0), prune=PruneSection(schedule="one-shot"))
     with pytest.raises(ConfigError, match="one-shot"):
-        FaceRecipe(prune_schedule="abrupt")
+        FaceRecipe(prune=PruneSection(schedule="abrupt"))
 
 
 def test_a_reused_parent_is_rebuilt_at_a_new_input_size_and_adapted(
@@ -310,11 +323,10 @@ def test_a_reused_parent_is_rebuilt_at_a_new_input_size_and_adapted(
 ):
     import keras
 
-    from convert.face import FaceRecipe, load_face_data, load_parent, run_face_pipeline
-    from convert.face_model import StudentSpec
-    from convert.face_train import TrainConfig
+    from convert.face import load_face_data, run_face_pipeline
+    from convert.face.model import StudentSpec
+    from convert.face.pipeline import load_parent
     from edge.errors import ConfigError
-    from edge.features.face import FacePreprocessConfig
     from edge.models.manifest import load_manifest
 
     saved = tiny_face_run["base"] / "models" / "reports" / "face" / "parent.keras"
@@ -328,16 +340,9 @@ def test_a_reused_parent_is_rebuilt_at_a_new_input_size_and_adapted(
                        r"shape \(widths \[8, 16, 16, 16, 64\]"):
         load_parent(saved, dataclasses.replace(spec, widths=(8, 16, 16, 16, 64)))
 
-    recipe = FaceRecipe(
-        parent=StudentSpec(widths=(8, 16, 16, 16, 32), pool_after=(1, 3), stem_stride=2),
-        adapt=TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3),
-        prune_ratio=0.5, prune_schedule="one-shot",
-        finetune=TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3),
-        calibration_samples=50,
-    )
+    recipe = tiny_recipe(input={"size": 40}, adapt={"epochs": 1}, prune={"schedule": "one-shot"})
     data = load_face_data(image_folder=tiny_face_run["folder"])
-    report = run_face_pipeline(data, tmp_path, recipe=recipe, parent_path=saved,
-                               preprocess=FacePreprocessConfig(size=40), latency_runs=3)
+    report = run_face_pipeline(data, tmp_path, recipe, parent_path=saved)
     assert len(report["parent_history"]["adapt"]["loss"]) == 1
     adapted = keras.models.load_model(tmp_path / "reports" / "face" / "parent_adapted.keras",
                                       compile=False)
@@ -354,26 +359,20 @@ def test_a_pruned_model_from_an_earlier_run_is_fine_tuned_again(
 ):
     import keras
 
-    from convert.face import FaceRecipe, load_face_data, run_face_pipeline
-    from convert.face_model import StudentSpec
-    from convert.face_train import TrainConfig
+    from convert.face import load_face_data, run_face_pipeline
     from edge.errors import ConfigError
     from edge.models.manifest import load_manifest
 
     reports = tiny_face_run["base"] / "models" / "reports" / "face"
     parent, pruned = reports / "parent.keras", reports / "pruned.keras"
     before = keras.models.load_model(pruned, compile=False).get_weights()
-    recipe = FaceRecipe(
-        parent=StudentSpec(widths=(8, 16, 16, 16, 32), pool_after=(1, 3), stem_stride=2),
-        prune_ratio=0.5,
-        finetune=TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3),
-        calibration_samples=50,
-    )
+    recipe = tiny_recipe(refine={"epochs": 1})
     data = load_face_data(image_folder=tiny_face_run["folder"])
-    report = run_face_pipeline(data, tmp_path, recipe=recipe, parent_path=parent,
-                               pruned_path=pruned, latency_runs=3)
+    report = run_face_pipeline(data, tmp_path, recipe, parent_path=parent, pruned_path=pruned)
     assert report["pruned_before_finetune"]["loaded_from"] == str(pruned)
-    assert "ramp_history" not in report and len(report["finetune_history"]["loss"]) == 1
+    # Only the refinement ran: no fade, no first fine-tuning.
+    assert "ramp_history" not in report and "finetune_history" not in report
+    assert len(report["refine_history"]["loss"]) == 1
     assert report["pruned"]["widths"] == tiny_face_run["report"]["pruned"]["widths"]
     refined_note = load_manifest(tmp_path / "face_expression_int8.tflite").training["refined"]
     assert "from pruned.keras of an earlier run (pruned from parent.keras)" in refined_note
@@ -385,8 +384,38 @@ def test_a_pruned_model_from_an_earlier_run_is_fine_tuned_again(
     assert all(np.array_equal(a, b) for a, b in zip(reread, before))
 
     with pytest.raises(ConfigError, match=r"pruned.keras: its layers do not fit the pruned "
-                       r"shape .*--prune-ratio or --pruned-widths"):
-        run_face_pipeline(data, tmp_path, recipe=dataclasses.replace(recipe, prune_ratio=0.25),
-                          parent_path=parent, pruned_path=pruned, latency_runs=3)
+                       r"shape .*prune.ratio or prune.widths"):
+        run_face_pipeline(data, tmp_path, recipe.replace("prune", ratio=0.25),
+                          parent_path=parent, pruned_path=pruned)
     with pytest.raises(ConfigError, match="needs the parent it was pruned from"):
-        run_face_pipeline(data, tmp_path, recipe=recipe, pruned_path=pruned, latency_runs=3)
+        run_face_pipeline(data, tmp_path, recipe, pruned_path=pruned)
+
+
+def test_one_run_trains_adapts_prunes_fine_tunes_and_refines_and_the_manifest_replays_it(
+    tiny_face_run, tmp_path  # noqa: F811
+):
+    """The shipped recipe's shape in one run: the parent trained at a smaller input, adapted to
+    the model's input size, pruned, fine-tuned and refined; the manifest's recipe is the
+    resolved recipe, and reading it back gives the same recipe."""
+    import keras
+
+    from convert.face import FaceRecipe, load_face_data, run_face_pipeline
+    from edge.models.manifest import load_manifest, manifest_path_for
+
+    recipe = tiny_recipe(parent={"input_size": 40}, adapt={"epochs": 1}, refine={"epochs": 1})
+    report = run_face_pipeline(load_face_data(image_folder=tiny_face_run["folder"]), tmp_path,
+                               recipe)
+    assert len(report["parent_history"]["loss"]) == 3
+    assert len(report["parent_history"]["adapt"]["loss"]) == 1
+    assert [len(report[f"{s}_history"]["loss"]) for s in ("ramp", "finetune", "refine")] == [1, 1, 1]
+    reports = tmp_path / "reports" / "face"
+    sizes = {name: keras.models.load_model(reports / name, compile=False).input.shape[1]
+             for name in ("parent.keras", "parent_adapted.keras", "pruned.keras",
+                          "pruned_refined.keras")}
+    assert sizes == {"parent.keras": 40, "parent_adapted.keras": 48, "pruned.keras": 48,
+                     "pruned_refined.keras": 48}
+    model = tmp_path / "face_expression_int8.tflite"
+    manifest = load_manifest(model)
+    assert manifest.preprocessing["size"] == 48 and "refined" not in manifest.training
+    assert manifest.training["recipe"] == recipe.to_dict() == report["recipe"]
+    assert FaceRecipe.load(manifest_path_for(model)) == recipe

@@ -27,11 +27,27 @@ def test_manifest_describes_the_model():
     assert default_model(FACE_MODEL_FILE).resolve() == MODEL.resolve()
 
 
+def test_the_recipe_file_is_the_manifests_recipe_with_the_real_history():
+    from convert.face import FaceRecipe
+
+    recipe = FaceRecipe.load(REPO / "recipes" / "face.toml")
+    manifest = load_manifest(MODEL)
+    assert FaceRecipe.load(REPO / "models" / "face_expression_int8.json") == recipe
+    assert manifest.training["recipe"] == recipe.to_dict()
+    # Trained at 48x48, adapted to 64x64 for 8 epochs, refined 10 epochs toward mini-Xception.
+    assert recipe.input.size == manifest.preprocessing["size"] == 64
+    assert (recipe.parent.input_size, recipe.adapt.epochs) == (48, 8)
+    assert (recipe.refine.epochs, recipe.refine.learning_rate, recipe.refine.ema_decay,
+            recipe.refine.targets) == (10, 0.0005, 0.999, "teacher")
+    assert recipe.prune.spec(recipe.parent.spec(64, len(FER_LABELS))).widths == tuple(
+        manifest.training["pruned_widths"])
+
+
 @pytest.mark.corpus
 @pytest.mark.parametrize("mirror, key", [(True, "report_accuracy_int8"),
                                          (False, "report_accuracy_int8_single_pass")])
 def test_private_test_accuracy_through_the_device_classifier(shared_data, mirror, key):
-    from convert.face_data import load_fer
+    from convert.face.data import load_fer
 
     npz = shared_data / "fer2013" / "fer2013_48.npz"
     if not npz.is_file():

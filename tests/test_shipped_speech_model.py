@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convert.corpora import RAVDESS_LABELS, Utterance
+from convert.speech.corpora import RAVDESS_LABELS, Utterance
 from edge.models.manifest import load_manifest
 from edge.models.runtime import QuantizedModel
 from edge.models.speech import SPEECH_MODEL_FILE, SpeechClassifier, windows_of
@@ -73,13 +73,14 @@ def test_xnnpack_stays_within_two_lsb_of_the_golden_outputs(model_path):
 
 
 def test_training_and_device_build_the_same_model_input(model_path):
-    from convert.speech import FeatureBank, SpeechRecipe, clip_windows
+    from convert.speech.evaluate import clip_windows
+    from convert.speech.features import FeatureBank
+    from convert.speech.recipe import SpeechRecipe
     from edge.models.speech import SpeechGate
 
     m = load_manifest(model_path)
-    recipe = SpeechRecipe()
-    assert {**recipe.mfcc.to_dict(), "window_frames": recipe.window_frames,
-            "hop_frames": recipe.hop_frames} == dict(m.preprocessing)
+    recipe = SpeechRecipe.load(model_path.with_suffix(".json"))  # the recipe that made it
+    assert recipe.preprocessing() == dict(m.preprocessing)
     clips = sorted((REPO / "demo" / "audio").glob("*.flac"))
     bank = FeatureBank([Utterance(p, "happy", "s", "demo") for p in clips], recipe, augment=False)
     x_train, group = clip_windows(bank, recipe, SpeechGate())

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convert.corpora import Utterance, index_csv
 from convert.metrics import classification_metrics
-from convert.speech import fusion_map_for, speaker_folds
+from convert.speech.corpora import Utterance, index_csv
+from convert.speech.evaluate import speaker_folds
 from edge.errors import ConfigError
+from edge.labels import fusion_map_for
 
 LABELS = ("neutral", "happy", "sad", "angry")
 
@@ -69,7 +70,7 @@ def test_metrics_by_hand():
 
 
 def test_fusion_map_is_explicit():
-    from convert.corpora import RAVDESS_LABELS
+    from convert.speech.corpora import RAVDESS_LABELS
 
     fm = fusion_map_for(RAVDESS_LABELS + ("boredom",))
     assert fm["calm"] == "neutral" and fm["surprised"] == "surprised" and fm["boredom"] is None
@@ -93,15 +94,22 @@ def test_convert_speech_end_to_end(synthetic_corpus, tmp_path):
     from edge.models.speech import SpeechClassifier
 
     out = tmp_path / "models"
+    quick = ["--set", "model.width=16", "--set", "augment.speed_factors=[]",
+             "--set", "augment.noise_snr_db=[]"]
     code = main(["-q", "speech", "--csv", str(synthetic_corpus), "--out", str(out),
-                 "--folds", "2", "--reference-folds", "1", "--epochs", "2", "--width", "16",
-                 "--no-augment"])
+                 "--folds", "2", "--set", "evaluate.reference_folds=1", "--epochs", "2", *quick])
     assert code == 0
     model = out / "speech_emotion_int8.tflite"
     manifest = load_manifest(model)
     assert manifest.labels == LABELS and manifest.task == "speech"
     assert manifest.input.dtype == "int8" and manifest.output.dtype == "int8"
     assert manifest.preprocessing["window_frames"] == 300
+    # The manifest stores the resolved recipe: reading it back gives the same recipe.
+    from convert.speech.recipe import SpeechRecipe
+
+    again = SpeechRecipe.load(model.with_suffix(".json"))
+    assert again.model.width == 16 and again.train.epochs == 2 and not again.augmented
+    assert again.data.corpora == (f"csv:{synthetic_corpus}",)
     cv = manifest.metrics["cross_validation"]
     assert len(cv["folds"]) == 2 and 0 <= cv["mean"]["uar"] <= 1
     tested = [set(f["test_speakers"]) for f in cv["folds"]]
@@ -118,9 +126,92 @@ def test_convert_speech_end_to_end(synthetic_corpus, tmp_path):
     # The reference alone, later, on the same folds; the shipped model is left untouched.
     before = model.read_bytes()
     assert main(["-q", "speech", "--csv", str(synthetic_corpus), "--out", str(out), "--folds", "2",
-                 "--reference-folds", "1", "--reference-only", "--epochs", "1",
-                 "--no-augment"]) == 0
+                 "--set", "evaluate.reference_folds=1", "--reference-only", "--epochs", "1",
+                 *quick]) == 0
     ref = json.loads((out / "reports" / "speech" / "seed_reference.json").read_text())
-    assert ref["recipe"]["model"] == "seed" and len(ref["folds"]) == 1
+    assert ref["recipe"]["model"]["kind"] == "seed" and len(ref["folds"]) == 1
     assert ref["ours_on_same_folds"]["uar"] == pytest.approx(cv["folds"][0]["uar"])
     assert model.read_bytes() == before
+
+
+@pytest.fixture(scope="module")
+def second_room(tmp_path_factory) -> Path:
+    """Another 'corpus': other speakers, 3x quieter and high-passed like a cheap microphone, and
+    no "sad" clips at all."""
+    root = tmp_path_factory.mktemp("room2")
+    rows = ["path,label,speaker"]
+    for speaker in range(4, 7):
+        for label, name in enumerate(LABELS):
+            if name == "sad":
+                continue
+            for take in range(3):
+                p = root / f"s{speaker}_{name}_{take}.wav"
+                synth_clip(p, label, speaker, take)
+                with wave.open(str(p)) as w:
+                    rate = w.getframerate()
+                    x = np.frombuffer(w.readframes(w.getnframes()), np.int16) / 32768.0
+                x = np.diff(x, prepend=0.0) * 0.3  # quieter, and the low end gone
+                with wave.open(str(p), "wb") as w:
+                    w.setnchannels(1)
+                    w.setsampwidth(2)
+                    w.setframerate(rate)
+                    w.writeframes((x * 32767).astype(np.int16).tobytes())
+                rows.append(f"{p.name},{name},room2_{speaker}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root / "labels.csv"
+
+
+def test_a_corpus_without_a_class_does_not_teach_that_it_never_occurs():
+    from convert.speech.train import label_masks, sample_weights
+
+    y = np.array([0, 1, 2, 0, 1, 0])
+    corpus = np.array(["a", "a", "a", "b", "b", "b"])
+    mask = label_masks(y, corpus, 3)
+    assert mask.tolist() == [[1, 1, 1]] * 3 + [[1, 1, 0]] * 3
+    w = sample_weights(y, corpus, 3)
+    # class 0 has 1 clip in a and 2 in b: each corpus gives the class half its weight
+    assert w[0] == pytest.approx(2 * w[3]) and w[3] == pytest.approx(w[5])
+    assert w.mean() == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus, second_room,
+                                                                tmp_path, capsys):
+    pytest.importorskip("tensorflow")
+    from convert.cli import main
+    from edge.cli import main as edge_main
+    from edge.models.manifest import load_manifest
+    from edge.models.speech import SpeechClassifier
+
+    out = tmp_path / "models"
+    code = main(["-q", "speech", "--corpus", f"csv:{synthetic_corpus}",
+                 "--corpus", f"csv:{second_room}", "--out", str(out), "--folds", "2",
+                 "--epochs", "2", "--set", "model.width=8", "--set", "augment.speed_factors=[]",
+                 "--set", "augment.noise_snr_db=[]", "--set", "adapt.mode=deployment",
+                 "--set", "evaluate.loco=true", "--set", "evaluate.parity_folds=1",
+                 "--test-corpus", f"csv:{second_room}"])
+    assert code == 0
+    capsys.readouterr()
+    model = out / "speech_emotion_int8.tflite"
+    m = load_manifest(model)
+    assert m.preprocessing["adapt"] == "deployment"
+    assert len(m.preprocessing["adapt_prior"]["mean"]) == m.preprocessing["n_ceps"]
+    loco = m.metrics["leave_one_corpus_out"]
+    assert set(loco["corpora"]) == {"index", second_room.parent.name}
+    for row in loco["corpora"].values():
+        assert 0 <= row["uar"] <= 1 and 0 <= row["fresh"]["uar"] <= 1
+    # the corpus without "sad" is scored over the labels it has
+    room = next(r for name, r in loco["corpora"].items() if "sad" not in r["per_class_recall"])
+    assert set(room["per_class_recall"]) == {"neutral", "happy", "angry"}
+    assert m.metrics["cross_validation"]["mean"]["fresh_uar"] >= 0
+    assert "int8_parity" in m.metrics
+    with SpeechClassifier(model, adapt_state=tmp_path / "state.json") as clf:
+        assert clf.adaptation is not None and clf.adaptation.frames_heard == 0
+        clf.observe_signal(np.zeros(16000, np.float32))  # silence teaches nothing
+        assert clf.adaptation.frames_heard == 0
+    files = sorted(second_room.parent.glob("*.wav"))[:6]
+    assert edge_main(["classify", "--json", "--adapt", "--model", str(model),
+                      *map(str, files)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["path"] for r in lines] == [str(f) for f in files]
+    assert all(set(r) == {"path", "label", "scores"} for r in lines)

@@ -26,9 +26,9 @@ def build(folder: str | Path, *, window_frames: int = 100, hop_frames: int = 50)
     """Write the shipped models' file names (edge.models.speech.SPEECH_MODEL_FILE,
     edge.models.face.FACE_MODEL_FILE) with manifests into ``folder``."""
     from convert.export import convert_int8, save_model
-    from convert.speech import fusion_map_for
     from edge.features import MfccConfig
     from edge.features.face import FacePreprocessConfig
+    from edge.labels import fusion_map_for
     from edge.models.face import FACE_MODEL_FILE
     from edge.models.speech import SPEECH_MODEL_FILE, speech_preprocessing
 

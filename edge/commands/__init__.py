@@ -11,6 +11,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "classify_face",
     "run",
     "check",
+    "adapt",
     "inspect",
     "install_service",
 )

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..models.runtime import RUNTIMES
+
 __all__ = ["register", "run"]
 
 
@@ -29,9 +31,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="speech .tflite with its .json manifest beside it (default: shipped model)")
     p.add_argument("--hop", type=float, default=None, metavar="SECONDS",
                    help="hop between analysis windows (default: from the model's manifest)")
-    p.add_argument("--runtime", choices=("litert", "tflite-runtime", "tensorflow"), default=None,
+    p.add_argument("--runtime", choices=tuple(RUNTIMES), default=None,
                    help="TFLite interpreter (default: first installed)")
     p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    p.add_argument("--adapt", action="store_true",
+                   help="adapt to these recordings first, as a device adapts to its room: one "
+                   "pass over all FILEs gathers feature statistics of their speech, a second "
+                   "classifies them (models that support it; give one room or one speaker's "
+                   "recordings)")
     p.set_defaults(func=run)
 
 
@@ -39,11 +46,22 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import AudioFileError
     from ..models.speech import SPEECH_MODEL_FILE, SpeechClassifier
     from ..paths import default_model
+    from ..sources.audio_file import load_audio
 
     model = args.model or default_model(SPEECH_MODEL_FILE)
     failures = 0
     with SpeechClassifier(model, hop_s=args.hop, num_threads=args.threads,
                           runtime=args.runtime) as clf:
+        if args.adapt:
+            if clf.adaptation is None:
+                print(f"emotion-edge: warning: {model} does not adapt (its manifest has no "
+                      f"adaptation prior); classifying without --adapt", file=sys.stderr)
+            else:
+                for path in args.files:
+                    try:
+                        clf.observe_signal(load_audio(path, clf.sample_rate))
+                    except AudioFileError:
+                        continue  # reported once, by the classifying pass below
         for path in args.files:
             t0 = time.perf_counter()
             try:

@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..models.runtime import RUNTIMES
+
 __all__ = ["register", "run", "VIDEO_SUFFIXES"]
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -43,7 +45,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="face .tflite with its .json manifest beside it (default: shipped model)")
     p.add_argument("--video-fps", type=float, default=2.0, metavar="FPS",
                    help="frames per second sampled from videos (default 2)")
-    p.add_argument("--runtime", choices=("litert", "tflite-runtime", "tensorflow"), default=None,
+    p.add_argument("--runtime", choices=tuple(RUNTIMES), default=None,
                    help="TFLite interpreter (default: first installed)")
     p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
     p.add_argument("--no-mirror", dest="mirror", action="store_false",

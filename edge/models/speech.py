@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import ConfigError, ManifestMismatchError, ModelError
 from ..features import Mfcc, MfccConfig, StreamingMfcc, frame_dbfs, normalize_window
+from ..features.adapt import DeploymentNormalizer, RunningStats, speech_frames
 from ..lifecycle import Closeable
 from ..sources.audio_file import load_audio
 from .manifest import ModelManifest
@@ -42,6 +43,9 @@ logger = logging.getLogger(__name__)
 NO_SPEECH = "no speech"
 #: File name of the shipped speech model in the models folder.
 SPEECH_MODEL_FILE = "speech_emotion_int8.tflite"
+#: An adapting stream writes its state after every this many speech frames (1 min of speech), so
+#: a power cut loses at most that; closing the classifier writes it too.
+SAVE_EVERY_FRAMES = 6000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,10 +126,29 @@ def windows_of(frames: np.ndarray, window: int, hop: int) -> list[tuple[int, np.
     return [(s, frames[s : s + window]) for s in window_starts(frames.shape[0], window, hop)]
 
 
-def speech_preprocessing(config: MfccConfig, window_frames: int, hop_frames: int) -> dict[str, Any]:
+def speech_preprocessing(config: MfccConfig, window_frames: int, hop_frames: int, *,
+                         adapt_prior: RunningStats | None = None) -> dict[str, Any]:
     """The manifest's ``preprocessing`` block for a speech model: MFCC fields, flat, plus window
-    and hop in frames, so a mismatch names the exact field."""
-    return {**config.to_dict(), "window_frames": int(window_frames), "hop_frames": int(hop_frames)}
+    and hop in frames, so a mismatch names the exact field.  A model trained on frames
+    standardised per corpus (``adapt = "deployment"``) carries its training data's statistics as
+    the prior a fresh device starts from (see :mod:`edge.features.adapt`)."""
+    block: dict[str, Any] = {**config.to_dict(), "window_frames": int(window_frames),
+                             "hop_frames": int(hop_frames)}
+    if adapt_prior is not None:
+        block["adapt"] = "deployment"
+        block["adapt_prior"] = adapt_prior.to_dict()
+    return block
+
+
+def adaptation_prior(manifest: ModelManifest, source: str) -> RunningStats | None:
+    """The training statistics of a model that adapts to its deployment, else ``None``."""
+    mode = manifest.preprocessing.get("adapt", "none")
+    if mode == "none":
+        return None
+    if mode != "deployment" or "adapt_prior" not in manifest.preprocessing:
+        raise ModelError(f"{source}: manifest preprocessing adapt={mode!r} is unknown or has no "
+                         f"adapt_prior; re-export the model with emotion-convert speech")
+    return RunningStats.from_dict(manifest.preprocessing["adapt_prior"], source=source)
 
 
 def _mfcc_config_of(manifest: ModelManifest, source: str) -> MfccConfig:
@@ -152,11 +175,23 @@ class SpeechClassifier(Closeable):
         gate: SpeechGate | None = None,
         num_threads: int = 1,
         runtime: str | None = None,
+        adapt: bool = True,
+        adapt_state: str | Path | None = None,
+        adapt_prior_frames: float = 6000.0,
     ) -> None:
+        self.adaptation: DeploymentNormalizer | None = None
+        self.learns = False
         self.model, self._owns_model = open_model(
             model, task="speech", num_threads=num_threads, runtime=runtime)
         try:
             self._configure(expected_config, hop_s, gate)
+            prior = adaptation_prior(self.model.manifest, str(self.model.path))
+            #: Standardises frames with this deployment's statistics (models trained that way);
+            #: ``None`` for models that normalise each window on its own.
+            self.adaptation = (None if prior is None else DeploymentNormalizer(
+                prior, prior_frames=adapt_prior_frames, state_file=adapt_state if adapt else None))
+            #: False: the prior (training) statistics are used as they are, nothing is learnt.
+            self.learns = adapt
         except Exception:
             self.close()  # a refused model opened here must not stay open
             raise
@@ -215,7 +250,28 @@ class SpeechClassifier(Closeable):
 
     def model_input(self, frames: np.ndarray) -> np.ndarray:
         """Raw ``(window, n_ceps)`` MFCC frames -> the model's float input (normalised)."""
+        if self.adaptation is not None:
+            frames = self.adaptation.normalize(frames)
         return normalize_window(frames, self.config.normalize)[..., None].astype(np.float32)
+
+    def observe(self, frames: np.ndarray) -> None:
+        """Let an adapting model learn from speech frames heard (pauses are left out)."""
+        if self.adaptation is not None and self.learns and frames.shape[0]:
+            level = frame_dbfs(frames[:, 0], self.config)
+            self.adaptation.observe(speech_frames(frames, level))
+
+    def observe_signal(self, signal: np.ndarray) -> int:
+        """Adapt to the speech windows of a signal (``classify --adapt``'s first pass); returns
+        the number of speech windows seen.  Each frame counts once."""
+        frames = self.mfcc(signal)
+        starts = [s for s, w in windows_of(frames, self.window_frames, self.hop_frames)
+                  if self.gate.is_speech(w, self.config)]
+        if starts:
+            covered = np.zeros(max(frames.shape[0], self.window_frames), bool)
+            for s in starts:
+                covered[s : s + self.window_frames] = True
+            self.observe(frames[covered[: frames.shape[0]]])
+        return len(starts)
 
     def classify_frames(self, frames: np.ndarray, start_s: float = 0.0) -> SpeechResult:
         """One window of raw MFCC frames -> :class:`SpeechResult`."""
@@ -240,9 +296,23 @@ class SpeechClassifier(Closeable):
         return self.classify_signal(load_audio(path, self.sample_rate))
 
     def _close(self) -> None:
-        """Release the model if this classifier opened it."""
-        if self._owns_model:
-            self.model.close()
+        """Keep what adaptation learnt; release the model if this classifier opened it."""
+        try:
+            self.save_adaptation()
+        finally:
+            if self._owns_model:
+                self.model.close()
+
+    def save_adaptation(self) -> None:
+        """Write the adaptation state, if there is a state file; a failure is logged, not
+        raised (the loop must go on with what it has in memory)."""
+        if self.adaptation is None:
+            return
+        try:
+            self.adaptation.save()
+        except OSError as exc:
+            logger.warning("cannot save the adaptation state %s: %s",
+                           self.adaptation.state_file, exc)
 
     def __repr__(self) -> str:
         return (
@@ -281,6 +351,7 @@ class SpeechStream:
         self._buf_start = 0  # absolute frame index of self._buf[0]
         self._next_start = 0  # absolute frame index at which the next window starts
         self._emitted = 0
+        self._observed_until = 0  # absolute frame index up to which adaptation has heard
 
     def push_frames(self, frames: np.ndarray) -> list[SpeechResult]:
         """Add MFCC frames; return results for the windows they completed."""
@@ -301,7 +372,17 @@ class SpeechStream:
 
     def _classify(self, frames: np.ndarray, start: int) -> SpeechResult:
         self._emitted += 1
-        return self.classifier.classify_frames(frames, start * self.classifier.config.hop_length_s)
+        clf = self.classifier
+        result = clf.classify_frames(frames, start * clf.config.hop_length_s)
+        if result.speech and clf.adaptation is not None:
+            # Learn from the frames this window added, after classifying it (each frame once).
+            new = frames[max(0, self._observed_until - start):]
+            self._observed_until = start + frames.shape[0]
+            before = clf.adaptation.frames_heard
+            clf.observe(new)
+            if int(clf.adaptation.frames_heard) // SAVE_EVERY_FRAMES > int(before) // SAVE_EVERY_FRAMES:
+                clf.save_adaptation()
+        return result
 
     def flush(self) -> list[SpeechResult]:
         """End of the audio: return the remaining windows exactly as the batch form has them (the

@@ -56,9 +56,12 @@ class ReplayMedia:
 class Appliance(Closeable):
     """A built loop and everything it holds open; a context manager."""
 
-    def __init__(self, loop: EmotionLoop, stack: contextlib.ExitStack, *, labels: tuple[str, ...]):
+    def __init__(self, loop: EmotionLoop, stack: contextlib.ExitStack, *,
+                 labels: tuple[str, ...], hop_s: float) -> None:
         self.loop = loop
         self.labels = labels
+        #: Seconds between decisions: the speech model's hop, or ``loop.hop_s`` when set.
+        self.hop_s = hop_s
         self._stack = stack
 
     def run(self) -> LoopSummary:
@@ -119,7 +122,9 @@ def build_appliance(
     try:
         speech = stack.enter_context(SpeechClassifier(
             _model_path(config.models.speech, SPEECH_MODEL_FILE), hop_s=config.loop.hop_s or None,
-            num_threads=config.loop.num_threads))
+            num_threads=config.loop.num_threads, adapt=config.adapt.enabled,
+            adapt_state=config.adapt.state_file or None,
+            adapt_prior_frames=config.adapt.prior_frames))
         use_face = (config.camera.enabled if media is None or media.audio is None
                     else media.video is not None or media.image is not None)
         face: FaceClassifier | None = None
@@ -186,5 +191,5 @@ def build_appliance(
     except BaseException:
         stack.close()
         raise
-    return Appliance(loop, stack, labels=fusion.labels)
+    return Appliance(loop, stack, labels=fusion.labels, hop_s=speech.hop_s)
 

@@ -1,7 +1,12 @@
 """Face expression data: the FER2013 npz and a ``root/<label>/*.png|jpg`` image-folder layout.
 
 Both loaders return uint8 grey face crops ``(N, H, W)`` and integer labels; the shared
-:func:`edge.face.crop_faces` turns them into network input, the same code the device uses.
+:func:`edge.features.face.crop_faces` turns them into network input, the same code the device
+uses.  :func:`load_face_data` splits either into train / choose / report.
+
+Protocol for FER2013: train on ``Training``, choose epochs on ``PublicTest``, report
+``PrivateTest`` only.  For an image folder the images are split 80/10/10 (stratified, seeded) into
+train / choose / report.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import numpy as np
 from edge.errors import ConfigError, ImageFileError
 from edge.models.face import FER_LABELS
 
-__all__ = ["FaceSplit", "FER_USAGES", "load_fer", "load_image_folder", "IMAGE_SUFFIXES"]
+__all__ = ["FaceData", "FaceSplit", "FER_USAGES", "IMAGE_SUFFIXES", "load_face_data", "load_fer",
+           "load_image_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +84,7 @@ def load_image_folder(
         raise ImageFileError(f"{root}: image folder not found (expected root/<label>/*.png)")
     folders = sorted(p.name for p in root.iterdir() if p.is_dir())
     if labels is None:
-        labels = tuple(l for l in FER_LABELS if l in folders)
+        labels = tuple(name for name in FER_LABELS if name in folders)
         labels = labels + tuple(f for f in folders if f not in labels)
     unknown = set(folders) - set(labels)
     if unknown:
@@ -103,3 +109,54 @@ def load_image_folder(
     if not xs:
         raise ImageFileError(f"{root}: no readable images under {root}/<label>/")
     return FaceSplit(np.stack(xs), np.asarray(ys, dtype=np.int64), tuple(labels))
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceData:
+    """Train / choose / report splits and a description of the protocol."""
+
+    train: FaceSplit
+    choose: FaceSplit
+    report: FaceSplit
+    protocol: str
+    source: str
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.train.labels
+
+
+def load_face_data(
+    *, fer: str | Path | None = None, image_folder: str | Path | None = None,
+    size: int = 48, seed: int = 0,
+) -> FaceData:
+    """FER2013's own three usages, or an image folder (resized to ``size``) split by ``seed``."""
+    if (fer is None) == (image_folder is None):
+        raise ConfigError("give exactly one of --fer PATH or --image-folder PATH")
+    if fer is not None:
+        return FaceData(
+            load_fer(fer, "Training"), load_fer(fer, "PublicTest"), load_fer(fer, "PrivateTest"),
+            protocol="FER2013: trained on Training, epochs chosen on PublicTest, reported on "
+            "PrivateTest (3589 images, never used for any choice)",
+            source=f"FER2013 ({Path(fer).name})",
+        )
+    assert image_folder is not None
+    data = load_image_folder(image_folder, size=size)
+    rng = np.random.default_rng(seed)
+    parts: list[list[int]] = [[], [], []]
+    for c in range(len(data.labels)):
+        idx = rng.permutation(np.flatnonzero(data.y == c))
+        n_test = max(1, len(idx) // 10) if len(idx) >= 3 else 0
+        n_val = max(1, len(idx) // 10) if len(idx) >= 3 else 0
+        parts[2] += idx[:n_test].tolist()
+        parts[1] += idx[n_test : n_test + n_val].tolist()
+        parts[0] += idx[n_test + n_val :].tolist()
+    if not parts[1] or not parts[2]:
+        raise ConfigError(f"{image_folder}: too few images to split (need >= 3 per label)")
+    train, choose, report = (data.subset(np.array(sorted(p))) for p in parts)
+    return FaceData(
+        train, choose, report,
+        protocol=f"image folder: stratified 80/10/10 split (seed {seed}); epochs chosen on the "
+        f"10% choose split, reported on the 10% report split",
+        source=f"image folder {image_folder}",
+    )

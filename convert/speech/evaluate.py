@@ -1,0 +1,269 @@
+"""The protocol that makes the numbers honest: folds hold out whole speakers, a clip's decision is
+the device's own (mean probability over the speech windows chosen by the device's gate), and
+nothing from a test fold is used for anything but scoring (no early stopping on it)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.errors import ConfigError
+from edge.features.adapt import RunningStats
+from edge.labels import fusion_map_for
+from edge.models.runtime import QuantizedModel
+from edge.models.speech import SpeechGate, windows_of
+
+from ..export import convert_int8, int8_parity, save_model
+from ..metrics import classification_metrics, mean_metrics
+from .corpora import Utterance
+from .features import FeatureBank
+from .recipe import SpeechRecipe
+from .train import train_model
+
+__all__ = ["speaker_folds", "clip_windows", "predict_clips", "Views", "views", "cross_validate",
+           "leave_one_corpus_out", "int8_parity_of"]
+
+logger = logging.getLogger(__name__)
+
+
+def speaker_folds(utts: Sequence[Utterance], k: int) -> list[list[str]]:
+    """Split the speakers into ``k`` folds; adjacent speakers go to one fold (RAVDESS numbers
+    alternate male/female, so each fold gets both)."""
+    speakers = sorted({u.speaker for u in utts})
+    if k < 2 or k > len(speakers):
+        raise ValueError(f"need 2 <= folds <= {len(speakers)} speakers, got {k}")
+    folds: list[list[str]] = [[] for _ in range(k)]
+    for i, s in enumerate(speakers):
+        folds[(i // 2) % k].append(s)
+    return folds
+
+
+def clip_windows(
+    bank: FeatureBank, recipe: SpeechRecipe, gate: SpeechGate
+) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluation windows of every clip (original audio only), exactly as the device makes them:
+    the gate's speech windows, or all windows of a clip without any (the device would say
+    "no speech"; scoring it as a wrong answer would hide nothing, but acted clips all contain
+    speech)."""
+    w, hop = recipe.features.window_frames, recipe.features.hop_frames
+    xs, group = [], []
+    for i, variants in enumerate(bank.variants):
+        wins = windows_of(variants[0], w, hop)
+        starts = [s for s, f in wins if gate.is_speech(f, recipe.mfcc)] or [s for s, _ in wins]
+        xs += [bank.model_input(i, 0, s) for s in starts]
+        group += [i] * len(starts)
+    return np.asarray(xs, np.float32)[..., None], np.asarray(group)
+
+
+def predict_clips(model: Any, bank: FeatureBank, recipe: SpeechRecipe, gate: SpeechGate) -> np.ndarray:
+    """Clip-level probabilities: the mean over each clip's windows (the device's decision)."""
+    x, group = clip_windows(bank, recipe, gate)
+    probs = np.asarray(model.predict(x, batch_size=256, verbose=0))
+    return np.stack([probs[group == i].mean(axis=0) for i in range(len(bank.utts))])
+
+
+@dataclasses.dataclass(frozen=True)
+class Views:
+    """One split seen as training and device see it.  Without deployment adaptation all three
+    views are the raw banks; with it the training clips are standardised per corpus (or
+    speaker), ``adapted`` standardises the test clips with their own statistics (a device that
+    has listened to them, unlabelled) and ``fresh`` with the training data's (a new device)."""
+
+    train: FeatureBank
+    adapted: FeatureBank
+    fresh: FeatureBank
+    prior: RunningStats | None
+
+
+def views(train: FeatureBank, test: FeatureBank, recipe: SpeechRecipe) -> Views:
+    if recipe.adapt.mode == "none":
+        return Views(train, test, test, None)
+    prior = train.pooled_stats()
+    return Views(train.standardize_by(recipe.adapt.unit), test.standardize_by(recipe.adapt.unit),
+                 test.standardize_with(prior), prior)
+
+
+def _score(model: Any, bank: FeatureBank, y: np.ndarray, labels: Sequence[str],
+           recipe: SpeechRecipe, gate: SpeechGate) -> dict[str, Any]:
+    """Clip metrics, and each corpus's own when the clips come from several."""
+    pred = predict_clips(model, bank, recipe, gate).argmax(1)
+    m = classification_metrics(y, pred, labels)
+    corpus = np.array([u.corpus for u in bank.utts])
+    if len(set(corpus)) > 1:
+        m["per_corpus"] = {c: _brief(classification_metrics(y[corpus == c], pred[corpus == c],
+                                                            labels))
+                           for c in dict.fromkeys(corpus)}
+    return m
+
+
+def cross_validate(
+    bank: FeatureBank, labels: Sequence[str], recipe: SpeechRecipe, k: int,
+    gate: SpeechGate | None = None, out_dir: Path | None = None, *,
+    n_folds: int | None = None, parity_folds: int = 0,
+) -> dict[str, Any]:
+    """Speaker-independent k-fold: per-fold and mean UAR, accuracy, macro-F1, confusion.
+
+    ``n_folds`` runs only the first folds of the same ``k``-way split (for costly references);
+    the first ``parity_folds`` folds also convert their model to int8 and score it with the
+    device runtime on the same held-out speakers.  With deployment adaptation the headline is
+    the adapted figure (the held-out speakers standardised with their own statistics) and
+    ``fresh`` gives the figure before any adaptation.
+    """
+    gate = gate or SpeechGate()
+    label_index = {lab: i for i, lab in enumerate(labels)}
+    y = np.array([label_index[u.label] for u in bank.utts])
+    folds = speaker_folds(bank.utts, k)[:n_folds]
+    results, parity = [], []
+    for f, test_speakers in enumerate(folds):
+        test = [i for i, u in enumerate(bank.utts) if u.speaker in test_speakers]
+        train = [i for i, u in enumerate(bank.utts) if u.speaker not in test_speakers]
+        assert not {bank.utts[i].speaker for i in train} & set(test_speakers)
+        t0 = time.perf_counter()
+        v = views(bank.subset(train), bank.subset(test), recipe)
+        model = train_model(v.train, y[train], labels, recipe, gate)
+        m = _score(model, v.adapted, y[test], labels, recipe, gate)
+        if v.prior is not None:
+            m["fresh"] = _brief(_score(model, v.fresh, y[test], labels, recipe, gate))
+        m.update(fold=f, test_speakers=sorted(test_speakers), train_clips=len(train),
+                 test_clips=len(test), parameters=int(model.count_params()),
+                 seconds=round(time.perf_counter() - t0, 1))
+        logger.info("%s fold %d/%d (test %s): UAR %.3f acc %.3f F1 %.3f", recipe.model.kind,
+                    f + 1, len(folds), ",".join(sorted(test_speakers)), m["uar"], m["accuracy"],
+                    m["macro_f1"])
+        results.append(m)
+        if f < parity_folds:
+            row = int8_parity_of(model, v.train, v.adapted, y[test], labels, recipe, gate,
+                                 v.prior)
+            row["fold"] = f
+            parity.append(row)
+        if out_dir is not None:
+            (out_dir / f"{recipe.model.kind}_fold{f}.json").write_text(json.dumps(m, indent=1))
+    out: dict[str, Any] = {
+        "protocol": f"{k}-fold speaker-independent cross-validation (whole speakers held out)"
+        + (f", first {len(folds)} folds" if len(folds) < k else "")
+        + "; clip decision = mean probability over the device's speech windows"
+        + ("; held-out speakers standardised with their own statistics (adapted), 'fresh' with "
+           "the training data's" if recipe.adapt.mode != "none" else ""),
+        "recipe": recipe.to_dict(),
+        "mean": mean_metrics(results),
+        "folds": results,
+    }
+    if recipe.adapt.mode != "none":
+        out["mean"]["fresh_uar"] = float(np.mean([r["fresh"]["uar"] for r in results]))
+    corpora = {c for r in results for c in r.get("per_corpus", {})}
+    if corpora:  # e.g. the RAVDESS speaker-independent figure of a multi-corpus recipe
+        out["mean"]["per_corpus_uar"] = {
+            c: float(np.mean([r["per_corpus"][c]["uar"] for r in results
+                              if c in r.get("per_corpus", {})])) for c in sorted(corpora)}
+    if parity:
+        out["int8_parity"] = {
+            "protocol": f"first {len(parity)} folds: the fold's model as float (Keras) and as "
+            "int8 (device runtime) on the fold's held-out speakers, clip decisions",
+            "mean": {key: float(np.mean([r[key] for r in parity])) for key in
+                     ("float_uar", "int8_uar", "top1_agreement", "max_abs_prob_diff")},
+            "folds": parity,
+        }
+    return out
+
+
+def _brief(m: dict[str, Any]) -> dict[str, Any]:
+    return {key: m[key] for key in ("uar", "accuracy", "macro_f1", "per_class_recall",
+                                    "confusion")}
+
+
+def leave_one_corpus_out(
+    bank: FeatureBank, labels: Sequence[str], recipe: SpeechRecipe,
+    gate: SpeechGate | None = None, out_dir: Path | None = None,
+) -> dict[str, Any]:
+    """For each corpus: train on all the others, score the whole unseen corpus over the labels it
+    has (the model still chooses among all of its labels: a wrong one counts).  The figure every
+    recipe choice is made on.  With deployment adaptation, ``uar`` is the unseen corpus
+    standardised with its own statistics (a device that has listened to it), ``fresh`` with the
+    training data's, and ``per_speaker`` with each speaker's own (speakers with several
+    emotions only)."""
+    gate = gate or SpeechGate()
+    label_index = {lab: i for i, lab in enumerate(labels)}
+    y = np.array([label_index[u.label] for u in bank.utts])
+    corpora = list(dict.fromkeys(u.corpus for u in bank.utts))
+    if len(corpora) < 2:
+        raise ConfigError(f"leave-one-corpus-out needs two corpora or more, got {corpora}")
+    rows: dict[str, dict[str, Any]] = {}
+    t_all = time.perf_counter()
+    for held in corpora:
+        t0 = time.perf_counter()
+        test = [i for i, u in enumerate(bank.utts) if u.corpus == held]
+        train = [i for i, u in enumerate(bank.utts) if u.corpus != held]
+        v = views(bank.subset(train), bank.subset(test), recipe)
+        model = train_model(v.train, y[train], labels, recipe, gate)
+        m = _score(model, v.adapted, y[test], labels, recipe, gate)
+        if v.prior is not None:
+            m["fresh"] = _brief(_score(model, v.fresh, y[test], labels, recipe, gate))
+            several = _speakers_with_several_emotions(bank.subset(test))
+            if several:
+                sub = bank.subset([test[i] for i in several])
+                per = sub.standardize_by("speaker")
+                m["per_speaker"] = _brief(_score(model, per, y[test][several], labels, recipe,
+                                                 gate))
+                m["per_speaker"]["clips"] = len(several)
+        m.update(train_clips=len(train), test_clips=len(test),
+                 seconds=round(time.perf_counter() - t0, 1))
+        logger.info("LOCO %s: UAR %.3f%s (%d clips, %.0f s)", held, m["uar"],
+                    f", fresh {m['fresh']['uar']:.3f}" if "fresh" in m else "", len(test),
+                    m["seconds"])
+        rows[held] = m
+        if out_dir is not None:
+            (out_dir / f"loco_{held}.json").write_text(json.dumps(m, indent=1))
+    out: dict[str, Any] = {
+        "protocol": "leave one corpus out: train on the other corpora, score every clip of the "
+        "unseen one (UAR over the labels it has; the model chooses among all of its labels); "
+        "clip decision = mean probability over the device's speech windows",
+        "recipe": recipe.to_dict(),
+        "mean_uar": float(np.mean([r["uar"] for r in rows.values()])),
+        "corpora": rows,
+        "seconds": round(time.perf_counter() - t_all),
+    }
+    if recipe.adapt.mode != "none":
+        out["mean_fresh_uar"] = float(np.mean([r["fresh"]["uar"] for r in rows.values()]))
+        per = [r["per_speaker"]["uar"] for r in rows.values() if "per_speaker" in r]
+        if per:
+            out["mean_per_speaker_uar"] = float(np.mean(per))
+    return out
+
+
+def _speakers_with_several_emotions(bank: FeatureBank, minimum: int = 3) -> list[int]:
+    """Clips of the speakers who show at least ``minimum`` emotions: adapting to one speaker
+    who only ever sounds angry would erase the very thing to recognise."""
+    emotions: dict[str, set[str]] = {}
+    for u in bank.utts:
+        emotions.setdefault(u.speaker, set()).add(u.label)
+    return [i for i, u in enumerate(bank.utts) if len(emotions[u.speaker]) >= minimum]
+
+
+def int8_parity_of(
+    model: Any, train: FeatureBank, test: FeatureBank, y_test: np.ndarray,
+    labels: Sequence[str], recipe: SpeechRecipe, gate: SpeechGate,
+    prior: RunningStats | None = None,
+) -> dict[str, Any]:
+    """Convert ``model`` with windows of ``train`` as representative data; compare float and
+    int8 clip decisions on ``test``."""
+    x_train, _ = clip_windows(train, recipe, gate)
+    x_test, group = clip_windows(test, recipe, gate)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "fold.tflite"
+        save_model(convert_int8(model, x_train), path, name="fold", task="speech", labels=labels,
+                   preprocessing=recipe.preprocessing(prior), fusion_map=fusion_map_for(labels),
+                   metrics={}, training={})
+        float_probs = np.asarray(model.predict(x_test, batch_size=256, verbose=0))
+        with QuantizedModel(path) as q:
+            row = int8_parity(q, float_probs, x_test, y_test[group], labels, group=group)
+    logger.info("int8 parity: float UAR %.3f, int8 UAR %.3f, top-1 agreement %.3f",
+                row["float_uar"], row["int8_uar"], row["top1_agreement"])
+    return row

@@ -1,0 +1,193 @@
+"""Training features: MFCC frames of every clip and its augmented variants, computed once with the
+device's own :class:`~edge.features.Mfcc` and shared by every fold."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from edge.features import Mfcc, frame_dbfs, normalize_window
+from edge.features.adapt import RunningStats, speech_frames
+from edge.models.speech import SpeechGate, window_starts
+from edge.sources.audio_file import load_audio, resample
+
+from .corpora import Utterance
+from .recipe import SpeechRecipe
+
+__all__ = ["FeatureBank", "speech_starts"]
+
+logger = logging.getLogger(__name__)
+
+
+class FeatureBank:
+    """Raw MFCC frames of every clip and its augmented variants, computed once with the device's
+    :class:`~edge.features.Mfcc` and shared by all folds."""
+
+    def __init__(self, utts: Sequence[Utterance], recipe: SpeechRecipe, *, augment: bool = True,
+                 cache_dir: Path | None = None) -> None:
+        self.utts = list(utts)
+        self.recipe = recipe
+        mfcc = Mfcc(recipe.mfcc)
+        key = _cache_key(recipe, augment)
+        self.variants: list[list[np.ndarray]] = []
+        t0 = time.perf_counter()
+        hits = 0
+        for u in self.utts:
+            cached = _cache_file(cache_dir, key, u.path) if cache_dir is not None else None
+            if cached is not None and cached.is_file():
+                with np.load(cached) as z:
+                    self.variants.append([z[k] for k in sorted(z.files, key=lambda k: int(k[1:]))])
+                hits += 1
+                continue
+            frames = [mfcc(s).astype(np.float32) for s in _signals(u.path, recipe, augment)]
+            self.variants.append(frames)
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cached.with_suffix(".tmp.npz")
+                np.savez(tmp, **{f"v{i}": f for i, f in enumerate(frames)})
+                tmp.replace(cached)
+        # Shared with subsets (folds), keyed by the clip's index in this bank.
+        self._ids = list(range(len(self.utts)))
+        self._starts: dict[tuple[int, int, SpeechGate], np.ndarray] = {}
+        # Per clip and variant: (mean, 1/std) the frames are standardised with; None = raw.
+        self._norm: list[list[tuple[np.ndarray, np.ndarray]]] | None = None
+        logger.info("features for %d clips (%d variants each, %d from the cache) in %.1f s",
+                    len(self.utts), len(self.variants[0]) if self.variants else 0, hits,
+                    time.perf_counter() - t0)
+
+    def speech_starts(self, clip: int, variant: int, gate: SpeechGate) -> np.ndarray:
+        """Gated window starts of one clip variant, computed on first use (gating is the
+        costly part of drawing training windows)."""
+        key = (self._ids[clip], variant, gate)
+        if key not in self._starts:
+            frames = self.variants[clip][variant]
+            if frames.shape[0] < self.recipe.features.window_frames:
+                frames = np.pad(frames, ((0, self.recipe.features.window_frames - frames.shape[0]), (0, 0)),
+                                mode="wrap")
+            self._starts[key] = speech_starts(frames, self.recipe, gate)
+        return self._starts[key]
+
+    def subset(self, idx: Sequence[int]) -> FeatureBank:
+        new = object.__new__(FeatureBank)
+        new.utts = [self.utts[i] for i in idx]
+        new.recipe = self.recipe
+        new.variants = [self.variants[i] for i in idx]
+        new._ids = [self._ids[i] for i in idx]
+        new._starts = self._starts
+        new._norm = None if self._norm is None else [self._norm[i] for i in idx]
+        return new
+
+    # -- deployment standardisation -------------------------------------------------------------
+
+    def _speech_stats(self, clip: int, variant: int) -> RunningStats:
+        frames = self.variants[clip][variant]
+        return RunningStats.of(speech_frames(frames, frame_dbfs(frames[:, 0], self.recipe.mfcc)))
+
+    def pooled_stats(self) -> RunningStats:
+        """Statistics of the speech frames of every clip as recorded (the model's prior: what a
+        device starts from before it has heard its room)."""
+        stats = RunningStats.empty(self.recipe.mfcc.n_ceps)
+        for clip in range(len(self.utts)):
+            stats = stats.merged(self._speech_stats(clip, 0))
+        return stats
+
+    def standardize_by(self, unit: str) -> FeatureBank:
+        """A view whose frames are standardised with their group's own statistics: each corpus
+        (or speaker) stands for one deployment that has adapted to its voices.  Each augmented
+        variant is standardised with its group's statistics of that variant (a noisy room
+        adapts to noisy speech).  ``unit`` is "corpus" or "speaker"."""
+        key = (lambda u: u.corpus) if unit == "corpus" else (lambda u: u.speaker)
+        n_var = len(self.variants[0]) if self.variants else 0
+        groups: dict[tuple[str, int], RunningStats] = {}
+        for clip, u in enumerate(self.utts):
+            for v in range(n_var):
+                g = (key(u), v)
+                groups[g] = groups.get(g, RunningStats.empty(self.recipe.mfcc.n_ceps)).merged(
+                    self._speech_stats(clip, v))
+        new = self.subset(range(len(self.utts)))
+        new._norm = [[_affine(groups[(key(u), v)]) for v in range(n_var)] for u in self.utts]
+        return new
+
+    def standardize_with(self, stats: RunningStats) -> FeatureBank:
+        """A view whose frames are all standardised with ``stats`` (a device that has not yet
+        adapted: the training prior)."""
+        new = self.subset(range(len(self.utts)))
+        affine = _affine(stats)
+        new._norm = [[affine] * len(vs) for vs in self.variants]
+        return new
+
+    def model_input(self, clip: int, variant: int, start: int) -> np.ndarray:
+        """The model's input for the window at ``start`` of a clip variant (padded clips wrap),
+        exactly as the device computes it: standardised, then normalised per window."""
+        w = self.recipe.features.window_frames
+        frames = self.variants[clip][variant]
+        if frames.shape[0] < w:
+            frames = np.pad(frames, ((0, w - frames.shape[0]), (0, 0)), mode="wrap")
+        x = frames[start : start + w]
+        if self._norm is not None:
+            mean, scale = self._norm[clip][variant]
+            x = (x - mean) * scale
+        return normalize_window(x, self.recipe.mfcc.normalize)
+
+
+def _signals(path: Path, recipe: SpeechRecipe, augment: bool) -> list[np.ndarray]:
+    """The clip as recorded, then its speed-perturbed copies, then a noisy copy of each.  The
+    noise is seeded by the recipe's seed and the file's name, so a clip's copies are the same
+    whichever corpora it is trained with (and can be cached)."""
+    sr = recipe.mfcc.sample_rate
+    x = load_audio(path, sr)
+    signals = [x]
+    if augment:
+        for f in recipe.augment.speed_factors:
+            # Playing faster by f = resampling to sr / f and reading at sr.
+            signals.append(resample(x, int(round(sr * f)), sr))
+        if recipe.augment.noise_snr_db:
+            low, high = recipe.augment.noise_snr_db
+            digest = hashlib.sha256(f"{recipe.train.seed}:{path.name}".encode()).digest()
+            rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+            signals += [_add_noise(s, rng, (low, high)) for s in list(signals)]
+    return signals
+
+
+def _cache_key(recipe: SpeechRecipe, augment: bool) -> str:
+    """What the cached frames depend on: features, augmentation, seed and this file's code."""
+    mfcc = {k: v for k, v in recipe.mfcc.to_dict().items() if k != "normalize"}  # applied later
+    what = {"mfcc": mfcc, "augment": recipe.to_dict()["augment"] if augment else None,
+            "seed": recipe.train.seed, "version": 1}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _cache_file(cache_dir: Path, key: str, path: Path) -> Path:
+    st = path.stat()
+    name = hashlib.sha256(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
+    return cache_dir / key / f"{name[:24]}.npz"
+
+
+def _affine(stats: RunningStats) -> tuple[np.ndarray, np.ndarray]:
+    return stats.mean.astype(np.float32), (1.0 / stats.std).astype(np.float32)
+
+
+def _add_noise(x: np.ndarray, rng: np.random.Generator, snr_range: tuple[float, float]) -> np.ndarray:
+    snr = rng.uniform(*snr_range)
+    # Noise level relative to the active part of the signal, so leading silence does not inflate it.
+    power = np.mean(x[np.abs(x) > 0.1 * np.abs(x).max()] ** 2) if x.size else 0.0
+    noise = rng.standard_normal(x.size).astype(np.float32)
+    if rng.random() < 0.5:  # brown-ish noise half the time: rooms and fans are not white
+        noise = np.cumsum(noise)
+        noise -= np.convolve(noise, np.ones(64) / 64, mode="same")
+        noise /= noise.std() + 1e-9
+    return (x + noise * np.sqrt(power / 10 ** (snr / 10))).astype(np.float32)
+
+
+def speech_starts(frames: np.ndarray, recipe: SpeechRecipe, gate: SpeechGate) -> np.ndarray:
+    """Window starts (every 5 frames) that the device's gate passes; all starts if none does."""
+    w = recipe.features.window_frames
+    starts = window_starts(frames.shape[0], w, 5)
+    speechy = [s for s in starts if gate.is_speech(frames[s : s + w], recipe.mfcc)]
+    return np.asarray(speechy or starts)

@@ -1,0 +1,280 @@
+"""``emotion-convert speech`` as steps: data -> features -> evaluation -> shipped model -> held-out
+corpora.  Each step returns a typed record; the report is assembled from them at the end.
+
+Protocol: speaker-independent folds inside the training data (whole speakers held out), the
+shipped model trained on all of it, then scored through the device's own classifier on any
+held-out corpus it never heard.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.features.adapt import RunningStats
+from edge.labels import fusion_map_for
+from edge.models.speech import NO_SPEECH, SPEECH_MODEL_FILE, SpeechClassifier, SpeechGate
+
+from ..export import convert_int8, save_model
+from ..metrics import classification_metrics, plot_confusion
+from .corpora import RAVDESS_LABELS, Utterance, index_corpora, to_fusion_labels
+from .evaluate import clip_windows, cross_validate, leave_one_corpus_out, views
+from .features import FeatureBank
+from .recipe import SpeechRecipe
+from .train import train_model
+
+__all__ = [
+    "LICENCES",
+    "Dataset",
+    "Evaluation",
+    "Shipped",
+    "load_dataset",
+    "evaluate",
+    "ship",
+    "score_held_out",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Licence of each corpus the project knows; a model inherits the strictest of its data's.
+LICENCES: Mapping[str, str] = {
+    "ravdess": "RAVDESS (Livingstone & Russo 2018, doi:10.5281/zenodo.1188976), CC BY-NC-SA 4.0: "
+               "models trained on it inherit the non-commercial share-alike terms",
+    "emodb": "EmoDB (Burkhardt et al. 2005), CC0 1.0",
+    "nemo": "nEMO (Christop et al., LREC-COLING 2024), CC BY-NC-SA 4.0",
+    "ased": "ASED v1 (Retta et al., ACM TALLIP 2022), research use",
+    "emovo": "EMOVO (Costantini et al., LREC 2014), research use",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """The training utterances and the label set the model will have, in output order."""
+
+    utts: tuple[Utterance, ...]
+    labels: tuple[str, ...]
+
+    @property
+    def corpora(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(u.corpus for u in self.utts))
+
+    @property
+    def speakers(self) -> int:
+        return len({u.speaker for u in self.utts})
+
+    def y(self) -> np.ndarray:
+        index = {lab: i for i, lab in enumerate(self.labels)}
+        return np.array([index[u.label] for u in self.utts])
+
+    def licence(self) -> str:
+        return "; ".join(LICENCES.get(c, f"{c}: as of your corpus") for c in self.corpora)
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """What the folds measured (JSON-ready dicts, as written to the manifest)."""
+
+    cross_validation: dict[str, Any] | None = None
+    int8_parity: dict[str, Any] | None = None
+    reference: dict[str, Any] | None = None
+    loco: dict[str, Any] | None = None
+
+    def metrics(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.loco is not None:
+            out["leave_one_corpus_out"] = self.loco
+        if self.cross_validation is not None:
+            out["cross_validation"] = self.cross_validation
+        if self.int8_parity is not None:
+            out["int8_parity"] = self.int8_parity
+        if self.reference is not None:
+            out["seed_cnn_reference"] = self.reference
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Shipped:
+    """The model written to the models folder."""
+
+    path: Path
+    tflite: bytes
+    parameters: int
+    training: dict[str, Any]
+    prior: RunningStats | None
+
+
+def label_order(labels: set[str]) -> tuple[str, ...]:
+    """RAVDESS order first (the shipped model's), then any others alphabetically."""
+    ordered = [lab for lab in RAVDESS_LABELS if lab in labels]
+    return tuple(ordered + sorted(labels - set(ordered)))
+
+
+def load_dataset(recipe: SpeechRecipe, *, root: str | Path | None = None) -> Dataset:
+    """Index the recipe's corpora and apply its label set."""
+    utts = index_corpora(recipe.data.corpora, root)
+    if recipe.data.labels == "fusion":
+        utts = to_fusion_labels(utts)
+    labels = label_order({u.label for u in utts})
+    if len(labels) < 2:
+        from edge.errors import ConfigError
+
+        raise ConfigError(f"need at least two labels to train, found {labels}")
+    logger.info("%d clips, %d speakers, labels %s", len(utts), len({u.speaker for u in utts}),
+                labels)
+    return Dataset(tuple(utts), labels)
+
+
+def evaluate(bank: FeatureBank, data: Dataset, recipe: SpeechRecipe, gate: SpeechGate,
+             report_dir: Path, *, reference_only: bool = False) -> Evaluation:
+    """Speaker-independent folds (with int8 parity on the first ones) and, if the recipe asks,
+    the seed CNN reference on the first folds of the same split."""
+    ev = recipe.evaluate
+    loco = None
+    if ev.loco and not reference_only:
+        loco = leave_one_corpus_out(bank, data.labels, recipe, gate, report_dir)
+    cv: dict[str, Any] | None = None
+    parity = None
+    if ev.folds and not reference_only:
+        cv = cross_validate(bank, data.labels, recipe, ev.folds, gate, report_dir,
+                            parity_folds=ev.parity_folds)
+        parity = cv.pop("int8_parity", None)
+    reference = None
+    if ev.folds and (ev.reference_folds or reference_only):
+        n = ev.reference_folds or ev.folds
+        seed = recipe.replace("model", kind="seed")
+        reference = cross_validate(bank, data.labels, seed, ev.folds, gate, report_dir,
+                                   n_folds=n)
+        if cv is not None:
+            folds = cv["folds"][:n]
+        else:  # an earlier run's fold reports, for the same split
+            folds = [json.loads((report_dir / f"{recipe.model.kind}_fold{f}.json").read_text())
+                     for f in range(n)]
+        reference["ours_on_same_folds"] = {key: float(np.mean([f[key] for f in folds]))
+                                           for key in ("uar", "accuracy")}
+    return Evaluation(cv, parity, reference, loco)
+
+
+def ship(bank: FeatureBank, data: Dataset, recipe: SpeechRecipe, gate: SpeechGate, out: Path,
+         *, command: str) -> Shipped:
+    """Train on every clip, convert to int8 with the training windows as calibration data."""
+    t0 = time.perf_counter()
+    logger.info("training the shipped model on all %d clips", len(data.utts))
+    v = views(bank, bank, recipe)  # standardised per corpus/speaker when the model adapts
+    model = train_model(v.train, data.y(), data.labels, recipe, gate)
+    x_rep, _ = clip_windows(v.train, recipe, gate)
+    training = {
+        "data": ", ".join(data.corpora),
+        "clips": len(data.utts),
+        "speakers": data.speakers,
+        "licence": data.licence(),
+        "recipe": recipe.to_dict(),
+        "parameters": int(model.count_params()),
+        "command": command,
+        "seconds": round(time.perf_counter() - t0),
+    }
+    return Shipped(out / SPEECH_MODEL_FILE, convert_int8(model, x_rep),
+                   int(model.count_params()), training, v.prior)
+
+
+def write(shipped: Shipped, data: Dataset, recipe: SpeechRecipe, metrics: Mapping[str, Any]
+          ) -> None:
+    save_model(shipped.tflite, shipped.path, name="speech_emotion", task="speech",
+               labels=data.labels, preprocessing=recipe.preprocessing(shipped.prior),
+               fusion_map=fusion_map_for(data.labels), metrics=dict(metrics),
+               training=shipped.training)
+
+
+def score_held_out(model_path: Path, utts: Sequence[Utterance], name: str, out: Path
+                   ) -> dict[str, Any]:
+    """The shipped int8 model through the device's own classifier on a corpus it never heard,
+    over the common labels both have.  Probabilities of labels mapping to the same common label
+    are summed (calm -> neutral); "no speech" counts as wrong."""
+    with SpeechClassifier(model_path) as clf:
+        fmap = fusion_map_for(clf.labels)
+        model_common = {c for c in fmap.values() if c is not None}
+        test = [u for u in to_fusion_labels(utts) if u.label in model_common]
+        shared = [lab for lab in label_order({u.label for u in test})]
+        y_true, y_pred, no_speech = [], [], 0
+        for u in test:
+            d = clf.classify_file(u.path)
+            t = shared.index(u.label)
+            if d.label == NO_SPEECH:
+                no_speech += 1
+                y_pred.append((t + 1) % len(shared))  # never matches
+            else:
+                merged = {s: sum(p for lab, p in d.scores.items() if fmap[lab] == s)
+                          for s in shared}
+                y_pred.append(shared.index(max(merged, key=merged.__getitem__)))
+            y_true.append(t)
+    m = classification_metrics(y_true, y_pred, shared)
+    m["protocol"] = (f"shipped int8 model via edge.models.speech.SpeechClassifier on all {name} "
+                     f"clips of the labels both have; calm counts as neutral, no-speech = wrong")
+    m["no_speech_files"] = no_speech
+    plot_confusion(m["confusion"], shared, out / f"speech_{name}_confusion.png",
+                   f"speech model on {name} (never trained on), UAR {m['uar']:.3f}")
+    logger.info("held-out %s: UAR %.3f acc %.3f over %d clips", name, m["uar"], m["accuracy"],
+                len(test))
+    return m
+
+
+def headline(metrics: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    h: dict[str, Any] = {"model": str(path), "bytes": path.stat().st_size}
+    if "cross_validation" in metrics:
+        h["cv_uar"] = metrics["cross_validation"]["mean"]["uar"]
+        if "per_corpus_uar" in metrics["cross_validation"]["mean"]:
+            h["cv_per_corpus_uar"] = metrics["cross_validation"]["mean"]["per_corpus_uar"]
+        h["cv_accuracy"] = metrics["cross_validation"]["mean"]["accuracy"]
+    if "seed_cnn_reference" in metrics:
+        h["seed_cnn_uar"] = metrics["seed_cnn_reference"]["mean"]["uar"]
+    if "int8_parity" in metrics:
+        h["int8_parity"] = metrics["int8_parity"]["mean"]
+    for name, m in metrics.get("held_out", {}).items():
+        h[f"{name}_uar"] = m["uar"]
+    if "leave_one_corpus_out" in metrics:
+        loco = metrics["leave_one_corpus_out"]
+        h["loco_mean_uar"] = loco["mean_uar"]
+        h["loco_uar"] = {c: r["uar"] for c, r in loco["corpora"].items()}
+        if "mean_fresh_uar" in loco:
+            h["loco_mean_fresh_uar"] = loco["mean_fresh_uar"]
+    return h
+
+
+def run(recipe: SpeechRecipe, out: Path, report_dir: Path, *, root: Path | None,
+        test_corpora: Sequence[str], reference_only: bool, command: str,
+        cache_dir: Path | None = None) -> dict[str, Any]:
+    """The whole command; returns the headline it prints."""
+    data = load_dataset(recipe, root=root)
+    gate = SpeechGate()
+    report_dir.mkdir(parents=True, exist_ok=True)
+    bank = FeatureBank(data.utts, recipe, augment=recipe.augmented, cache_dir=cache_dir)
+    evaluation = evaluate(bank, data, recipe, gate, report_dir, reference_only=reference_only)
+    if reference_only:
+        assert evaluation.reference is not None
+        (report_dir / "seed_reference.json").write_text(json.dumps(evaluation.reference,
+                                                                   indent=1))
+        return {"seed_cnn_uar": evaluation.reference["mean"]["uar"],
+                "ours_on_same_folds": evaluation.reference["ours_on_same_folds"]}
+    metrics = evaluation.metrics()
+    if evaluation.cross_validation is not None:
+        cv = evaluation.cross_validation
+        plot_confusion(cv["mean"]["confusion"], data.labels, out / "speech_confusion.png",
+                       f"speech, {recipe.evaluate.folds}-fold speaker-independent, UAR "
+                       f"{cv['mean']['uar']:.3f}")
+    shipped = ship(bank, data, recipe, gate, out, command=command)
+    write(shipped, data, recipe, metrics)
+    if test_corpora:
+        metrics["held_out"] = {}
+        for spec in test_corpora:
+            utts = index_corpora([spec], root)
+            name = utts[0].corpus
+            metrics["held_out"][name] = score_held_out(shipped.path, utts, name, out)
+        write(shipped, data, recipe, metrics)
+    (report_dir / "summary.json").write_text(json.dumps(metrics, indent=1))
+    return headline(metrics, shipped.path)

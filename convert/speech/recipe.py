@@ -1,0 +1,223 @@
+"""The speech recipe: what defines a speech model, as typed sections of a TOML file.
+
+Read by :func:`convert.recipe.load_recipe` (the device configuration's strict loader); the
+resolved recipe is stored in the model's manifest (``training.recipe``), so
+``emotion-convert speech --recipe models/speech_emotion_int8.json`` reproduces a model from its
+manifest alone.  ``recipes/speech.toml`` is the shipped model's recipe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from edge.config import Section, setting
+from edge.errors import ConfigError
+from edge.features import MfccConfig
+from edge.features.adapt import RunningStats
+from edge.models.speech import speech_preprocessing
+
+from ..recipe import load_recipe, recipe_dict, section
+
+__all__ = [
+    "DataSection",
+    "FeatureSection",
+    "ModelSection",
+    "TrainSection",
+    "AugmentSection",
+    "AdaptSection",
+    "EvaluateSection",
+    "SpeechRecipe",
+    "SCHEMA",
+]
+
+CORPUS_KINDS = ("ravdess", "emodb", "csv")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSection(Section):
+    _name: typing.ClassVar[str] = "data"
+    corpora: tuple[str, ...] = setting(
+        ("ravdess:ravdess",),
+        "Training corpora as KIND:PATH, KIND one of ravdess, emodb, csv (path,label,speaker "
+        "rows); a relative PATH is resolved against --data.")
+    labels: str = setting(
+        "corpus",
+        "Label set: corpus (the corpora's own labels, e.g. RAVDESS calm) or fusion (neutral, "
+        "happy, sad, angry, fearful, disgust, surprised; calm counts as neutral, boredom and "
+        "other labels are left out).", choices=("corpus", "fusion"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.corpora:
+            raise ConfigError("data.corpora is empty; name at least one KIND:PATH")
+        for spec in self.corpora:
+            kind, sep, path = spec.partition(":")
+            if not sep or kind not in CORPUS_KINDS or not path:
+                raise ConfigError(f"data.corpora entry {spec!r} must be KIND:PATH with KIND one "
+                                  f"of {', '.join(CORPUS_KINDS)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSection(Section):
+    _name: typing.ClassVar[str] = "features"
+    n_mels: int = setting(40, "Mel filters (count).", min=8, max=128)
+    n_ceps: int = setting(40, "Cepstral coefficients kept (count, <= n_mels).", min=4, max=128)
+    window: str = setting("hamming", "Analysis window.", choices=("none", "hamming", "hann"))
+    lifter: int = setting(0, "Sinusoidal lifter parameter; 0 = none.", min=0, max=100)
+    high_hz: float = setting(7600.0, "Highest mel band edge, Hz; 0 = half the sample rate.",
+                             min=0.0, max=48000.0)
+    normalize: str = setting(
+        "cmn", "Per-window normalisation before the model: none, cmn (subtract each "
+        "coefficient's mean over the window) or cmvn (also divide by its std).",
+        choices=("none", "cmn", "cmvn"))
+    window_frames: int = setting(300, "Model input length, frames of 10 ms.", min=10,
+                                 max=3000)
+    hop_frames: int = setting(50, "Hop between windows on the device and at evaluation, frames.",
+                              min=1, max=3000)
+
+    @property
+    def mfcc(self) -> MfccConfig:
+        return MfccConfig(n_mels=self.n_mels, n_ceps=self.n_ceps, window=self.window,
+                          lifter=self.lifter, normalize=self.normalize,
+                          high_hz=self.high_hz or None)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSection(Section):
+    _name: typing.ClassVar[str] = "model"
+    kind: str = setting("compact", "compact (ours: 1-D convolutions over time) or seed (the "
+                        "hobby project's 2-D CNN, a reference).", choices=("compact", "seed"))
+    width: int = setting(48, "Channels of the compact model's first block (x1.5 per block).",
+                         min=4, max=512)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSection(Section):
+    _name: typing.ClassVar[str] = "train"
+    epochs: int = setting(40, "Training epochs (no early stopping).", min=1, max=1000)
+    batch_size: int = setting(64, "Windows per batch.", min=1, max=4096)
+    learning_rate: float = setting(2e-3, "Peak AdamW learning rate (cosine decay).", min=1e-6,
+                                   max=1.0)
+    label_smoothing: float = setting(0.1, "Label smoothing of the targets (0..0.5).", min=0.0,
+                                     max=0.5)
+    crops_per_clip: int = setting(2, "Random training windows per clip per epoch.", min=1,
+                                  max=100)
+    balance_classes: bool = setting(True, "Weight the loss so every class counts equally.")
+    seed: int = setting(0, "Seed of every random choice (crops, noise, initialisation).",
+                        min=0, max=2**31 - 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentSection(Section):
+    _name: typing.ClassVar[str] = "augment"
+    speed_factors: tuple[float, ...] = setting(
+        (0.9, 1.1), "Speed-perturbed copies of every training clip (1.0 is always kept); [] = "
+        "none.")
+    noise_snr_db: tuple[float, ...] = setting(
+        (10.0, 30.0), "SNR range, dB, of the noisy copy of every clip and speed variant; [] = "
+        "no noisy copies.")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.noise_snr_db and (len(self.noise_snr_db) != 2
+                                  or self.noise_snr_db[0] > self.noise_snr_db[1]):
+            raise ConfigError(f"augment.noise_snr_db = {list(self.noise_snr_db)} must be [] or "
+                              f"[low, high] in dB")
+        if any(not 0.5 <= f <= 2.0 for f in self.speed_factors):
+            raise ConfigError(f"augment.speed_factors = {list(self.speed_factors)} must lie in "
+                              f"0.5..2.0")
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptSection(Section):
+    _name: typing.ClassVar[str] = "adapt"
+    mode: str = setting(
+        "none", "none, or deployment: features standardised with the statistics of the speech "
+        "a device has heard (edge.features.adapt); training standardises each corpus or "
+        "speaker with its own.", choices=("none", "deployment"))
+    unit: str = setting("corpus", "What one deployment stands for in training: a corpus (a room "
+                        "with several voices) or a speaker.", choices=("corpus", "speaker"))
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateSection(Section):
+    _name: typing.ClassVar[str] = "evaluate"
+    folds: int = setting(6, "Speaker-independent folds inside the training data; 0 = none.",
+                         min=0, max=100)
+    parity_folds: int = setting(2, "Folds whose model is also checked as int8.", min=0, max=100)
+    reference_folds: int = setting(0, "Folds the seed CNN reference is run on; 0 = none.",
+                                   min=0, max=100)
+    loco: bool = setting(False, "Leave one corpus out: for each corpus, train on the others and "
+                         "score it (needs two corpora or more).")
+
+
+SCHEMA: Mapping[str, type[Section]] = {
+    "data": DataSection,
+    "features": FeatureSection,
+    "model": ModelSection,
+    "train": TrainSection,
+    "augment": AugmentSection,
+    "adapt": AdaptSection,
+    "evaluate": EvaluateSection,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeechRecipe:
+    """Everything that defines a speech model; stored in its manifest (:meth:`to_dict`)."""
+
+    data: DataSection = dataclasses.field(default_factory=DataSection)
+    features: FeatureSection = dataclasses.field(default_factory=FeatureSection)
+    model: ModelSection = dataclasses.field(default_factory=ModelSection)
+    train: TrainSection = dataclasses.field(default_factory=TrainSection)
+    augment: AugmentSection = dataclasses.field(default_factory=AugmentSection)
+    adapt: AdaptSection = dataclasses.field(default_factory=AdaptSection)
+    evaluate: EvaluateSection = dataclasses.field(default_factory=EvaluateSection)
+
+    def __post_init__(self) -> None:
+        if self.adapt.mode != "none" and self.features.normalize == "cmvn":
+            raise ConfigError("adapt.mode = \"deployment\" with features.normalize = \"cmvn\": "
+                              "a per-window cmvn cancels the deployment's standardisation; use "
+                              "normalize = \"none\" or \"cmn\"")
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, *,
+             overrides: Mapping[tuple[str, str], Any] | None = None) -> SpeechRecipe:
+        """From a recipe ``.toml`` or a model manifest ``.json`` (its stored recipe), then
+        ``overrides``; ``None`` = the defaults."""
+        s = load_recipe(SCHEMA, path, overrides=overrides)
+        return cls(data=section(s, "data", DataSection),
+                   features=section(s, "features", FeatureSection),
+                   model=section(s, "model", ModelSection),
+                   train=section(s, "train", TrainSection),
+                   augment=section(s, "augment", AugmentSection),
+                   adapt=section(s, "adapt", AdaptSection),
+                   evaluate=section(s, "evaluate", EvaluateSection))
+
+    def replace(self, name: str, **values: Any) -> SpeechRecipe:
+        """A copy with ``values`` changed in section ``name`` (validated)."""
+        return dataclasses.replace(
+            self, **{name: dataclasses.replace(getattr(self, name), **values)})
+
+    @property
+    def mfcc(self) -> MfccConfig:
+        return self.features.mfcc
+
+    @property
+    def augmented(self) -> bool:
+        return bool(self.augment.speed_factors or self.augment.noise_snr_db)
+
+    def preprocessing(self, prior: RunningStats | None = None) -> dict[str, Any]:
+        """The manifest's ``preprocessing`` block: what the device must compute (with
+        deployment adaptation, ``prior`` are the training data's statistics)."""
+        if (prior is None) != (self.adapt.mode == "none"):
+            raise ValueError("a deployment-adapted model needs its prior statistics, and only it")
+        return speech_preprocessing(self.mfcc, self.features.window_frames,
+                                    self.features.hop_frames, adapt_prior=prior)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return recipe_dict({name: getattr(self, name) for name in SCHEMA})

@@ -1,0 +1,108 @@
+"""Training the speech model on the windows the device's gate passes, fresh crops every epoch."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from edge.models.speech import SpeechGate
+
+from .features import FeatureBank
+from .model import build_model
+from .recipe import SpeechRecipe
+
+__all__ = ["train_model"]
+
+logger = logging.getLogger(__name__)
+
+
+def _training_windows(
+    bank: FeatureBank, y: np.ndarray, rng: np.random.Generator, gate: SpeechGate
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fresh random windows: ``crops_per_clip`` per clip, each from a random variant, at a start
+    the device's gate passes (it never classifies the others); returns inputs, labels and the
+    clip each window came from."""
+    r = bank.recipe
+    xs, ys, clips = [], [], []
+    for clip, (frames_list, label) in enumerate(zip(bank.variants, y)):
+        for _ in range(r.train.crops_per_clip):
+            v = int(rng.integers(len(frames_list)))
+            starts = bank.speech_starts(clip, v, gate)
+            xs.append(bank.model_input(clip, v, int(starts[rng.integers(len(starts))])))
+            ys.append(label)
+            clips.append(clip)
+    return np.asarray(xs, np.float32)[..., None], np.asarray(ys), np.asarray(clips)
+
+
+def sample_weights(y: np.ndarray, corpus: np.ndarray, n_labels: int) -> np.ndarray:
+    """Per-clip loss weights: every class counts equally, and within a class every corpus that
+    has it counts equally (so one big corpus does not define what "sad" sounds like).  Mean 1."""
+    w = np.zeros(len(y))
+    for k in range(n_labels):
+        have = np.unique(corpus[y == k])
+        for c in have:
+            sel = (y == k) & (corpus == c)
+            w[sel] = 1.0 / (len(have) * sel.sum())
+    return w * len(w) / w.sum() if w.sum() else np.ones(len(y))
+
+
+def label_masks(y: np.ndarray, corpus: np.ndarray, n_labels: int) -> np.ndarray:
+    """``(clips, labels)``: 1 where the clip's corpus has the label.  The loss is computed over
+    these labels only, so a corpus without "disgust" never teaches that disgust does not occur."""
+    mask = np.zeros((len(y), n_labels), np.float32)
+    for c in np.unique(corpus):
+        mask[np.ix_(corpus == c, np.unique(y[corpus == c]))] = 1.0
+    return mask
+
+
+def masked_crossentropy(label_smoothing: float) -> Any:
+    """Cross-entropy over each example's allowed labels.  ``y_true`` is ``[one-hot | mask]``
+    (``2 * labels`` columns); the model's probabilities are renormalised over the mask, which is
+    the softmax over the allowed labels' logits, and the smoothing spreads over them only."""
+    import keras
+    from keras import ops
+
+    @keras.saving.register_keras_serializable(package="emotion_edge")
+    def loss(y_true: Any, y_pred: Any) -> Any:
+        n = ops.shape(y_pred)[-1]
+        target, mask = y_true[:, :n], y_true[:, n:]
+        allowed = ops.sum(mask, axis=-1, keepdims=True)
+        target = target * (1.0 - label_smoothing) + mask * (label_smoothing / allowed)
+        p = y_pred * mask
+        p = p / ops.maximum(ops.sum(p, axis=-1, keepdims=True), 1e-7)
+        return -ops.sum(target * ops.log(ops.clip(p, 1e-7, 1.0)), axis=-1)
+
+    return loss
+
+
+def train_model(
+    bank: FeatureBank, y: np.ndarray, labels: Sequence[str], recipe: SpeechRecipe,
+    gate: SpeechGate | None = None, verbose: bool = False,
+) -> Any:
+    """Train on every clip of ``bank`` (labels ``y`` as indices) with fresh crops each epoch."""
+    import keras
+
+    gate = gate or SpeechGate()
+    t = recipe.train
+    keras.utils.set_random_seed(t.seed)
+    rng = np.random.default_rng(t.seed)
+    model = build_model(recipe, len(labels))
+    steps = int(np.ceil(len(y) * t.crops_per_clip / t.batch_size)) * t.epochs
+    schedule = keras.optimizers.schedules.CosineDecay(t.learning_rate, max(steps, 1), alpha=0.02)
+    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
+                  loss=masked_crossentropy(t.label_smoothing))
+    corpus = np.array([u.corpus for u in bank.utts])
+    weights = sample_weights(y, corpus, len(labels)) if t.balance_classes else np.ones(len(y))
+    masks = label_masks(y, corpus, len(labels))
+    for epoch in range(t.epochs):
+        x_ep, y_ep, clip_ep = _training_windows(bank, y, rng, gate)
+        target = np.concatenate([keras.utils.to_categorical(y_ep, len(labels)), masks[clip_ep]],
+                                axis=1)
+        hist = model.fit(x_ep, target, sample_weight=weights[clip_ep],
+                         batch_size=t.batch_size, epochs=1, shuffle=True, verbose=0)
+        if verbose or epoch == t.epochs - 1:
+            logger.info("epoch %d/%d loss %.3f", epoch + 1, t.epochs, hist.history["loss"][-1])
+    return model

@@ -1,0 +1,138 @@
+"""Adapting to a deployment: running statistics equal batch ones, the state survives restarts and
+resets, a corrupt state is a fresh start, and the speech classifier standardises with what it
+heard (no audio kept)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from edge.errors import ModelError
+from edge.features.adapt import DeploymentNormalizer, RunningStats, speech_frames
+
+finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False, width=32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 60), st.just(3)), elements=finite),
+       st.integers(0, 60))
+def test_merging_running_statistics_equals_the_batch_statistics(x, cut):
+    cut = min(cut, len(x))
+    a, b = RunningStats.of(x[:cut]), RunningStats.of(x[cut:])
+    both = a.merged(b)
+    assert both.count == len(x)
+    np.testing.assert_allclose(both.mean, x.mean(axis=0), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(both.var, x.var(axis=0), rtol=1e-7, atol=1e-6)
+    streamed = RunningStats.empty(3)
+    for row in x:
+        streamed.update(row[None])
+    np.testing.assert_allclose(streamed.var, x.var(axis=0), rtol=1e-7, atol=1e-6)
+
+
+def test_a_fresh_device_uses_the_prior_and_moves_to_what_it_hears(tmp_path):
+    rng = np.random.default_rng(0)
+    prior = RunningStats.of(rng.normal(0.0, 1.0, (5000, 2)))
+    room = rng.normal([10.0, -5.0], [2.0, 0.5], (20000, 2))
+    norm = DeploymentNormalizer(prior, prior_frames=100, state_file=tmp_path / "s.json")
+    np.testing.assert_allclose(norm.normalize(np.zeros((1, 2)))[0], -prior.mean / prior.std,
+                               atol=1e-9)
+    norm.observe(room)
+    z = norm.normalize(room)
+    assert np.all(np.abs(z.mean(axis=0)) < 0.05) and np.all(np.abs(z.std(axis=0) - 1) < 0.05)
+    norm.save()
+    state = json.loads((tmp_path / "s.json").read_text())
+    assert set(state["heard"]) == {"count", "mean", "var"}  # statistics only, never audio
+    again = DeploymentNormalizer(prior, prior_frames=100, state_file=tmp_path / "s.json")
+    assert again.frames_heard == pytest.approx(20000)
+    np.testing.assert_allclose(again.normalize(room), z)
+    again.reset()
+    assert again.frames_heard == 0 and not (tmp_path / "s.json").exists()
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"heard": {"count": -1, "mean": [0, 0], '
+                                     '"var": [1, 1]}}', '{"heard": {"count": 5, "mean": [0], '
+                                     '"var": [1]}}', '{"heard": {"count": 5, "mean": [NaN, 0], '
+                                     '"var": [1, 1]}}'])
+def test_a_corrupt_or_foreign_state_is_a_fresh_start(tmp_path, caplog, content):
+    path = tmp_path / "s.json"
+    path.write_text(content)
+    norm = DeploymentNormalizer(RunningStats.of(np.ones((3, 2))), state_file=path)
+    assert norm.frames_heard == 0
+    assert "starting fresh" in caplog.text and str(path) in caplog.text
+
+
+def test_non_finite_frames_are_not_learnt():
+    norm = DeploymentNormalizer(RunningStats.of(np.ones((3, 2))))
+    norm.observe(np.array([[np.nan, 1.0]]))
+    assert norm.frames_heard == 0
+    with pytest.raises(ModelError):
+        RunningStats.from_dict({"count": 1, "mean": [0.0], "var": [-1.0]})
+
+
+def test_speech_frames_leave_out_the_pauses():
+    frames = np.arange(10.0)[:, None]
+    level = np.array([-20.0] * 5 + [-90.0] * 5)
+    assert speech_frames(frames, level).ravel().tolist() == [0, 1, 2, 3, 4]
+
+
+@pytest.fixture(scope="module")
+def adapting_model(tmp_path_factory):
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("ai_edge_litert")
+    from edge.features import MfccConfig
+
+    from .helpers import tiny_speech_model
+
+    # normalize="none": a per-window cmvn would cancel any per-dimension standardisation
+    config = MfccConfig(n_mels=20, n_ceps=13, window="hamming", normalize="none")
+    prior = RunningStats.of(np.random.default_rng(1).normal(0, 5, (500, config.n_ceps)))
+    path, _ = tiny_speech_model(tmp_path_factory.mktemp("adapt"), adapt_prior=prior,
+                                config=config)
+    return path
+
+
+def _speechlike(seconds: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 16000)) / 16000
+    bursts = np.clip(np.sin(2 * np.pi * 3 * t), 0, None) ** 2
+    return (0.3 * bursts * np.sin(2 * np.pi * 180 * t) + 1e-3 * rng.standard_normal(t.size)
+            ).astype(np.float32)
+
+
+def test_the_stream_learns_each_speech_frame_once_and_keeps_it_across_restarts(adapting_model,
+                                                                                tmp_path):
+    from edge.models.speech import SpeechClassifier, SpeechStream
+
+    state = tmp_path / "state.json"
+    x = _speechlike(6.0)
+    with SpeechClassifier(adapting_model, adapt_state=state) as clf:
+        stream = SpeechStream(clf)
+        results = [r for i in range(0, x.size, 1600) for r in stream.feed(x[i:i + 1600])]
+        results += stream.flush()
+        assert any(r.speech for r in results)
+        heard = clf.adaptation.frames_heard
+        # every frame at most once: no more than the signal's frames, though windows overlap
+        assert 0 < heard <= clf.mfcc.num_frames(x.size)
+    assert state.is_file()  # written when the classifier closed
+    with SpeechClassifier(adapting_model, adapt_state=state) as again:
+        assert again.adaptation.frames_heard == heard
+    with SpeechClassifier(adapting_model, adapt_state=state, adapt=False) as frozen:
+        frozen.observe_signal(x)
+        assert frozen.adaptation.frames_heard == 0  # adapt.enabled = false learns nothing
+
+
+def test_adapting_changes_the_model_input_as_the_statistics_say(adapting_model):
+    from edge.models.speech import SpeechClassifier
+
+    with SpeechClassifier(adapting_model) as clf:
+        frames = clf.mfcc(_speechlike(3.0, seed=2))[: clf.window_frames]
+        before = clf.model_input(frames)
+        assert clf.observe_signal(_speechlike(30.0, seed=3)) > 0
+        after = clf.model_input(frames)
+        np.testing.assert_allclose(after[..., 0], clf.adaptation.normalize(frames), atol=1e-5)
+        assert not np.allclose(before, after)
