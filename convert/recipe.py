@@ -14,12 +14,12 @@ import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 from edge.config import Section, load_sections, parse_override, read_toml
 from edge.errors import ConfigError
 
-__all__ = ["load_recipe", "parse_overrides", "recipe_dict", "section"]
+__all__ = ["Recipe", "load_recipe", "parse_overrides", "recipe_dict", "section"]
 
 S = TypeVar("S", bound=Section)
 
@@ -87,3 +87,28 @@ def recipe_dict(sections: Mapping[str, Section]) -> dict[str, dict[str, Any]]:
 
     return {name: {k: plain(v) for k, v in dataclasses.asdict(sec).items()}
             for name, sec in sections.items()}
+
+
+class Recipe:
+    """Base of the speech and face recipes: a frozen dataclass with one field per section of
+    its ``SCHEMA`` (section name -> :class:`~edge.config.Section` type)."""
+
+    SCHEMA: ClassVar[Mapping[str, type[Section]]] = {}
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, *,
+             overrides: Mapping[tuple[str, str], Any] | None = None) -> Self:
+        """The recipe in ``path`` (a ``.toml``, or a manifest ``.json``; ``None``: the
+        defaults), then ``overrides`` ``(section, key) -> value`` (text is read like ``--set``
+        values)."""
+        sections = load_recipe(cls.SCHEMA, path, overrides=overrides)
+        return cls(**{name: section(sections, name, kind) for name, kind in cls.SCHEMA.items()})
+
+    def replace(self, name: str, **values: Any) -> Self:
+        """A copy with ``values`` changed in section ``name`` (validated again)."""
+        return dataclasses.replace(  # type: ignore[type-var]
+            self, **{name: dataclasses.replace(getattr(self, name), **values)})
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """The resolved recipe as plain tables (what a manifest stores)."""
+        return recipe_dict({name: getattr(self, name) for name in self.SCHEMA})

@@ -17,14 +17,13 @@ from __future__ import annotations
 import dataclasses
 import typing
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from edge.config import Section, setting
 from edge.errors import ConfigError
 from edge.features.face import FacePreprocessConfig
 
-from ..recipe import load_recipe, recipe_dict, section
+from ..recipe import Recipe
 from .model import StudentSpec
 from .prune import PRUNE_CRITERIA, prune_spec
 from .train import FINETUNE_TARGETS, TrainSection
@@ -214,8 +213,10 @@ SCHEMA: Mapping[str, type[Section]] = {
 
 
 @dataclasses.dataclass(frozen=True)
-class FaceRecipe:
+class FaceRecipe(Recipe):
     """Everything that decides a face model; the sections must agree with each other."""
+
+    SCHEMA: ClassVar[Mapping[str, type[Section]]] = SCHEMA
 
     run: RunSection = dataclasses.field(default_factory=RunSection)
     input: InputSection = dataclasses.field(default_factory=InputSection)
@@ -245,26 +246,3 @@ class FaceRecipe:
     def seed(self, stage: TrainSection) -> int:
         """The seed of one training stage (``run.seed`` plus the stage's offset)."""
         return self.run.seed + stage.seed_offset
-
-    @classmethod
-    def load(
-        cls,
-        path: str | Path | None = None,
-        *,
-        overrides: Mapping[tuple[str, str], Any] | None = None,
-    ) -> FaceRecipe:
-        """The recipe in ``path`` (a ``.toml``, or a manifest ``.json``; ``None``: the
-        defaults), then ``overrides`` ``(section, key) -> value`` (text is read like ``--set``
-        values)."""
-        sections = load_recipe(SCHEMA, path, overrides=overrides)
-        return cls(**{name: section(sections, name, kind)  # type: ignore[arg-type]
-                      for name, kind in SCHEMA.items()})
-
-    def replace(self, name: str, **values: Any) -> FaceRecipe:
-        """A copy with ``values`` changed in section ``name`` (validated again)."""
-        return dataclasses.replace(
-            self, **{name: dataclasses.replace(getattr(self, name), **values)})
-
-    def to_dict(self) -> dict[str, dict[str, Any]]:
-        """The resolved recipe as plain tables (what a manifest stores)."""
-        return recipe_dict({name: getattr(self, name) for name in SCHEMA})

@@ -11,8 +11,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from edge.config import Section, setting
 from edge.errors import ConfigError
@@ -20,7 +19,7 @@ from edge.features import MfccConfig
 from edge.features.adapt import RunningStats
 from edge.models.speech import speech_preprocessing
 
-from ..recipe import load_recipe, recipe_dict, section
+from ..recipe import Recipe
 
 __all__ = [
     "DataSection",
@@ -167,8 +166,10 @@ SCHEMA: Mapping[str, type[Section]] = {
 
 
 @dataclasses.dataclass(frozen=True)
-class SpeechRecipe:
+class SpeechRecipe(Recipe):
     """Everything that defines a speech model; stored in its manifest (:meth:`to_dict`)."""
+
+    SCHEMA: ClassVar[Mapping[str, type[Section]]] = SCHEMA
 
     data: DataSection = dataclasses.field(default_factory=DataSection)
     features: FeatureSection = dataclasses.field(default_factory=FeatureSection)
@@ -183,25 +184,6 @@ class SpeechRecipe:
             raise ConfigError("adapt.mode = \"deployment\" with features.normalize = \"cmvn\": "
                               "a per-window cmvn cancels the deployment's standardisation; use "
                               "normalize = \"none\" or \"cmn\"")
-
-    @classmethod
-    def load(cls, path: str | Path | None = None, *,
-             overrides: Mapping[tuple[str, str], Any] | None = None) -> SpeechRecipe:
-        """From a recipe ``.toml`` or a model manifest ``.json`` (its stored recipe), then
-        ``overrides``; ``None`` = the defaults."""
-        s = load_recipe(SCHEMA, path, overrides=overrides)
-        return cls(data=section(s, "data", DataSection),
-                   features=section(s, "features", FeatureSection),
-                   model=section(s, "model", ModelSection),
-                   train=section(s, "train", TrainSection),
-                   augment=section(s, "augment", AugmentSection),
-                   adapt=section(s, "adapt", AdaptSection),
-                   evaluate=section(s, "evaluate", EvaluateSection))
-
-    def replace(self, name: str, **values: Any) -> SpeechRecipe:
-        """A copy with ``values`` changed in section ``name`` (validated)."""
-        return dataclasses.replace(
-            self, **{name: dataclasses.replace(getattr(self, name), **values)})
 
     @property
     def mfcc(self) -> MfccConfig:
@@ -218,6 +200,3 @@ class SpeechRecipe:
             raise ValueError("a deployment-adapted model needs its prior statistics, and only it")
         return speech_preprocessing(self.mfcc, self.features.window_frames,
                                     self.features.hop_frames, adapt_prior=prior)
-
-    def to_dict(self) -> dict[str, dict[str, Any]]:
-        return recipe_dict({name: getattr(self, name) for name in SCHEMA})

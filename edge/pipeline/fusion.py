@@ -17,26 +17,9 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 
 from ..errors import ConfigError
+from ..labels import COMMON_LABELS, fusion_map_for
 
 __all__ = ["COMMON_LABELS", "fusion_map_for", "LabelMap", "ModalityScores", "FusedScores", "LateFusion"]
-
-#: Preferred order of the common label set; labels outside it follow alphabetically.
-COMMON_LABELS: tuple[str, ...] = (
-    "neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised",
-)
-#: Model labels whose common label has another name (speech "calm", FER "fear"/"surprise").
-_TO_COMMON = {"calm": "neutral", "fear": "fearful", "surprise": "surprised"}
-
-
-def fusion_map_for(labels: Sequence[str]) -> dict[str, str | None]:
-    """The default ``fusion_map`` a trainer writes into a manifest: each model label -> its
-    common label, or ``None`` when it has none (e.g. EmoDB "boredom")."""
-    out: dict[str, str | None] = {}
-    for label in labels:
-        common = _TO_COMMON.get(label, label)
-        out[label] = common if common in COMMON_LABELS else None
-    return out
-
 
 @dataclasses.dataclass(frozen=True)
 class LabelMap:
