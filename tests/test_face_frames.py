@@ -197,3 +197,31 @@ def test_grabber_stops_at_the_end_of_a_replay(tmp_path):
         while not grabber.exhausted and time.monotonic() < deadline:
             time.sleep(0.01)
     assert grabber.exhausted and grabber.frames == 5
+
+
+def test_a_broken_camera_library_is_one_line_not_a_traceback(tmp_path, monkeypatch):
+    # Bookworm: apt's simplejpeg built for numpy 1.24 under pip's numpy 2 raises ValueError.
+    from edge.optional import import_optional
+
+    (tmp_path / "brokencam.py").write_text(
+        "raise ValueError('numpy.dtype size changed, may indicate binary incompatibility')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(MissingDependencyError, match="brokencam is installed but cannot be "
+                       "imported.*dtype size changed.*the fix"):
+        import_optional("brokencam", "the fix")
+
+
+def test_the_grabber_stops_retrying_a_camera_library_that_is_missing():
+    class NoLibrary(FrameSource):
+        name = "picamera2:0"
+        reads = 0
+
+        def _read(self):
+            NoLibrary.reads += 1
+            raise MissingDependencyError("picamera2 is not installed; apt install python3-picamera2")
+
+    grabber = LatestFrameGrabber(NoLibrary(), retry_initial_s=0.01, retry_max_s=0.01).start()
+    grabber._thread.join(timeout=5)
+    assert not grabber._thread.is_alive() and NoLibrary.reads == 1
+    assert not grabber.available and "apt install" in grabber.last_error
+    grabber.close()

@@ -241,13 +241,18 @@ class LatestFrameGrabber(Closeable):
         while not self._stop.is_set():
             try:
                 frame = self.source.read()
+            except MissingDependencyError as exc:
+                # A missing camera library does not come back by retrying: say so once, stop.
+                self._fail(str(exc))
+                logger.error("camera disabled: %s", exc)
+                return
             except EmotionEdgeError as exc:
                 self._fail(str(exc))
             except Exception as exc:  # a driver may raise anything; the loop must survive it
                 self._fail(f"{type(exc).__name__}: {exc}")
             else:
                 if frame is None:
-                    if getattr(self.source, "exhausted", False):
+                    if self.source.exhausted:
                         self.exhausted = True
                         logger.info("%s ended after %d frames", self.source.name, self.frames)
                         return

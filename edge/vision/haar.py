@@ -54,6 +54,9 @@ class HaarFaceDetector(Closeable):
     ) -> None:
         self.config = config or FaceDetectorConfig()
         cv2 = optional.cv2()
+        # OpenCV runs detectMultiScale on every core by default; on a Pi that starves the loop's
+        # own thread (and the audio callback) for a stage the budget already accounts for.
+        cv2.setNumThreads(1)
         if cascade_path is None:
             data = getattr(cv2, "data", None)
             if data is None:

@@ -1,0 +1,72 @@
+"""Print the speech model card's figures as Markdown tables, from the shipped manifest.
+
+Every number in the model card's speech section comes from here (the manifest's metrics, written
+by ``emotion-convert speech``), so the card can be checked against the model:
+
+    .venv/bin/python scripts/speech_card.py [models/speech_emotion_int8.json]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _pct(v: float) -> str:
+    return f"{v:.3f}"
+
+
+def loco_table(loco: dict[str, Any]) -> str:
+    rows = ["| unseen corpus | clips | UAR adapted (its own statistics) | UAR fresh (training "
+            "statistics) | UAR per speaker | weakest class (adapted) |",
+            "|---|---:|---:|---:|---:|---|"]
+    for name, r in loco["corpora"].items():
+        recall = r["per_class_recall"]
+        worst = min(recall, key=recall.__getitem__)
+        per = r.get("per_speaker", {}).get("uar")
+        rows.append(f"| {name} | {r['n']} | {_pct(r['uar'])} | {_pct(r['fresh']['uar'])} | "
+                    f"{_pct(per) if per is not None else '-'} | {worst} {recall[worst]:.2f} |")
+    per_mean = loco.get("mean_per_speaker_uar")
+    rows.append(f"| **mean** | | **{_pct(loco['mean_uar'])}** | {_pct(loco['mean_fresh_uar'])} | "
+                f"{_pct(per_mean) if per_mean is not None else '-'} | |")
+    return "\n".join(rows)
+
+
+def cv_table(cv: dict[str, Any]) -> str:
+    mean = cv["mean"]
+    rows = ["| corpus (its speakers held out) | UAR adapted |", "|---|---:|"]
+    for name, uar in mean.get("per_corpus_uar", {}).items():
+        rows.append(f"| {name} | {_pct(uar)} |")
+    rows.append(f"| **all clips** | **{_pct(mean['uar'])} ± {mean['uar_std']:.3f}** "
+                f"(fresh {_pct(mean.get('fresh_uar', mean['uar']))}) |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "models" / "speech_emotion_int8.json"
+    m = json.loads(path.read_text())
+    metrics = m["metrics"]
+    print(f"model {path.name}: sha256 {m['sha256'][:12]}, labels {', '.join(m['labels'])}\n")
+    if "leave_one_corpus_out" in metrics:
+        loco = metrics["leave_one_corpus_out"]
+        print(f"Leave one corpus out ({loco['seconds'] // 60} min):\n")
+        print(loco_table(loco) + "\n")
+    if "cross_validation" in metrics:
+        cv = metrics["cross_validation"]
+        print(f"{len(cv['folds'])}-fold speaker-independent cross-validation:\n")
+        print(cv_table(cv) + "\n")
+    if "int8_parity" in metrics:
+        p = metrics["int8_parity"]["mean"]
+        print(f"int8 vs float (first folds): UAR {p['float_uar']:.3f} -> {p['int8_uar']:.3f}, "
+              f"top-1 agreement {p['top1_agreement']:.3f}, largest probability difference "
+              f"{p['max_abs_prob_diff']:.3f}\n")
+    for name, h in metrics.get("held_out", {}).items():
+        print(f"held-out {name}: UAR {h['uar']:.3f} over {h['n']} clips\n")
+
+
+if __name__ == "__main__":
+    main()
