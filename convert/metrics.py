@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["confusion_matrix", "classification_metrics", "mean_metrics", "plot_confusion"]
+__all__ = ["confusion_matrix", "classification_metrics", "mean_metrics", "plot_confusion",
+           "plot_confusions"]
 
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> np.ndarray:
@@ -61,15 +62,35 @@ def plot_confusion(
     cm: Sequence[Sequence[int]], labels: Sequence[str], path: str | Path, title: str
 ) -> Path:
     """Row-normalised confusion matrix as a PNG (counts in the cells)."""
+    return plot_confusions([(cm, title)], labels, path)
+
+
+def plot_confusions(
+    panels: Sequence[tuple[Sequence[Sequence[int]], str]], labels: Sequence[str],
+    path: str | Path,
+) -> Path:
+    """Row-normalised confusion matrices side by side in one PNG, one ``(cm, title)`` each (rows
+    without clips stay blank: a corpus that lacks a class)."""
     import matplotlib
 
     matplotlib.use("Agg")  # headless: never needs a display
     import matplotlib.pyplot as plt
 
-    cm = np.asarray(cm, dtype=float)
+    side = 1.0 + 0.7 * len(labels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(side * len(panels), side - 0.2), dpi=110,
+                             squeeze=False)
+    for ax, (cm, title) in zip(axes[0], panels):
+        _draw_confusion(ax, np.asarray(cm, dtype=float), labels, title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _draw_confusion(ax: Any, cm: np.ndarray, labels: Sequence[str], title: str) -> None:
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(labels), 0.8 + 0.65 * len(labels)), dpi=110)
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
@@ -80,8 +101,3 @@ def plot_confusion(
         for j in range(len(labels)):
             ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=8,
                     color="white" if norm[i, j] > 0.5 else "black")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path

@@ -194,6 +194,19 @@ def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus
     capsys.readouterr()
     model = out / "speech_emotion_int8.tflite"
     m = load_manifest(model)
+    # Comparing recipes: --evaluate-only writes no model, and a fold already scored with the same
+    # recipe and split is reused, not trained again.
+    reports = sorted((out / "reports" / "speech").glob("loco_*.json"))
+    stamps = [r.stat().st_mtime_ns for r in reports]
+    before = model.read_bytes()
+    assert main(["-q", "speech", "--corpus", f"csv:{synthetic_corpus}", "--corpus",
+                 f"csv:{second_room}", "--out", str(out), "--folds", "0", "--epochs", "2",
+                 "--set", "model.width=8", "--set", "augment.speed_factors=[]",
+                 "--set", "augment.noise_snr_db=[]", "--set", "adapt.mode=deployment",
+                 "--set", "evaluate.loco=true", "--evaluate-only"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["loco_mean_uar"] == pytest.approx(m.metrics["leave_one_corpus_out"]["mean_uar"])
+    assert [r.stat().st_mtime_ns for r in reports] == stamps and model.read_bytes() == before
     assert m.preprocessing["adapt"] == "deployment"
     assert len(m.preprocessing["adapt_prior"]["mean"]) == m.preprocessing["n_ceps"]
     loco = m.metrics["leave_one_corpus_out"]
@@ -209,6 +222,11 @@ def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus
         assert clf.adaptation is not None and clf.adaptation.frames_heard == 0
         clf.observe_signal(np.zeros(16000, np.float32))  # silence teaches nothing
         assert clf.adaptation.frames_heard == 0
+    assert main(["-q", "speech-score", "--model", str(model), "--adapt",
+                 "--corpus", f"csv:{second_room}"]) == 0
+    scored = json.loads(capsys.readouterr().out)["corpora"][second_room.parent.name]
+    assert scored["clips"] == 27 and set(scored["per_class_recall"]) == {"neutral", "happy",
+                                                                          "angry"}
     files = sorted(second_room.parent.glob("*.wav"))[:6]
     assert edge_main(["classify", "--json", "--adapt", "--model", str(model),
                       *map(str, files)]) == 0

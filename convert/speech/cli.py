@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["register", "run_speech"]
+__all__ = ["register", "run_speech", "run_score"]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,10 +43,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--epochs", type=int, default=None, help="same as --set train.epochs=N")
     p.add_argument("--folds", type=int, default=None, help="same as --set evaluate.folds=N")
     p.add_argument("--seed", type=int, default=None, help="same as --set train.seed=N")
+    p.add_argument("--evaluate-only", action="store_true",
+                   help="only the evaluation (reports and a JSON headline), no model: for "
+                   "comparing recipes; fold reports are reused by a later run of the same recipe")
     p.add_argument("--reference-only", action="store_true",
                    help="only cross-validate the seed CNN reference (writes "
                    "REPORT_DIR/seed_reference.json; the shipped model is left alone)")
     p.set_defaults(func=run_speech)
+
+    q = sub.add_parser(
+        "speech-score",
+        help="score a speech model on labelled corpora through the device's classifier",
+        description="UAR of an int8 speech model on each corpus (over the common labels both "
+        "have), decided exactly as `emotion-edge classify` decides; --adapt adapts to each "
+        "corpus's speech first, as `classify --adapt` does.  Prints one JSON object.",
+    )
+    q.add_argument("--model", type=Path, required=True, metavar="TFLITE")
+    q.add_argument("--corpus", action="append", required=True, metavar="KIND:PATH")
+    q.add_argument("--data", type=Path, metavar="DIR", help="root of relative corpus paths")
+    q.add_argument("--adapt", action="store_true", help="adapt to each corpus first")
+    q.set_defaults(func=run_score)
 
 
 def _overrides(args: argparse.Namespace) -> dict[tuple[str, str], Any]:
@@ -73,7 +89,23 @@ def run_speech(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     headline = run(recipe, out, args.report_dir or out / "reports" / "speech", root=args.data,
                    test_corpora=args.test_corpus, cache_dir=args.cache,
+                   evaluate_only=args.evaluate_only,
                    reference_only=args.reference_only,
                    command="emotion-convert " + shlex.join(sys.argv[1:]))
     print(json.dumps(headline, indent=1))
+    return 0
+
+
+def run_score(args: argparse.Namespace) -> int:
+    from .corpora import index_corpora
+    from .pipeline import score_held_out
+
+    out: dict[str, Any] = {}
+    for spec in args.corpus:
+        utts = index_corpora([spec], args.data)
+        m = score_held_out(args.model, utts, utts[0].corpus, None, adapt=args.adapt)
+        out[utts[0].corpus] = {"uar": round(m["uar"], 4), "accuracy": round(m["accuracy"], 4),
+                               "clips": m["n"], "per_class_recall": {
+                                   k: round(v, 3) for k, v in m["per_class_recall"].items()}}
+    print(json.dumps({"model": str(args.model), "adapt": args.adapt, "corpora": out}))
     return 0

@@ -5,6 +5,7 @@ nothing from a test fold is used for anything but scoring (no early stopping on 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import tempfile
@@ -126,6 +127,15 @@ def cross_validate(
         test = [i for i, u in enumerate(bank.utts) if u.speaker in test_speakers]
         train = [i for i, u in enumerate(bank.utts) if u.speaker not in test_speakers]
         assert not {bank.utts[i].speaker for i in train} & set(test_speakers)
+        key = fold_key(recipe, folds=k, fold=f, test=sorted(test_speakers),
+                       clips=len(bank.utts))
+        report = None if out_dir is None else out_dir / f"{recipe.model.kind}_fold{f}.json"
+        earlier = None if f < parity_folds else _earlier(report, key)
+        if earlier is not None:
+            logger.info("fold %d: UAR %.3f, reused from %s (same recipe and split)", f,
+                        earlier["uar"], report)
+            results.append(earlier)
+            continue
         t0 = time.perf_counter()
         v = views(bank.subset(train), bank.subset(test), recipe)
         model = train_model(v.train, y[train], labels, recipe, gate)
@@ -134,7 +144,7 @@ def cross_validate(
             m["fresh"] = _brief(_score(model, v.fresh, y[test], labels, recipe, gate))
         m.update(fold=f, test_speakers=sorted(test_speakers), train_clips=len(train),
                  test_clips=len(test), parameters=int(model.count_params()),
-                 seconds=round(time.perf_counter() - t0, 1))
+                 seconds=round(time.perf_counter() - t0, 1), fold_key=key)
         logger.info("%s fold %d/%d (test %s): UAR %.3f acc %.3f F1 %.3f", recipe.model.kind,
                     f + 1, len(folds), ",".join(sorted(test_speakers)), m["uar"], m["accuracy"],
                     m["macro_f1"])
@@ -144,8 +154,8 @@ def cross_validate(
                                  v.prior)
             row["fold"] = f
             parity.append(row)
-        if out_dir is not None:
-            (out_dir / f"{recipe.model.kind}_fold{f}.json").write_text(json.dumps(m, indent=1))
+        if report is not None:
+            report.write_text(json.dumps(m, indent=1))
     out: dict[str, Any] = {
         "protocol": f"{k}-fold speaker-independent cross-validation (whole speakers held out)"
         + (f", first {len(folds)} folds" if len(folds) < k else "")
@@ -197,7 +207,15 @@ def leave_one_corpus_out(
         raise ConfigError(f"leave-one-corpus-out needs two corpora or more, got {corpora}")
     rows: dict[str, dict[str, Any]] = {}
     t_all = time.perf_counter()
+    key = fold_key(recipe, corpora=corpora)
     for held in corpora:
+        report = None if out_dir is None else out_dir / f"loco_{held}.json"
+        earlier = _earlier(report, key)
+        if earlier is not None:
+            logger.info("LOCO %s: UAR %.3f, reused from %s (same recipe and data)", held,
+                        earlier["uar"], report)
+            rows[held] = earlier
+            continue
         t0 = time.perf_counter()
         test = [i for i, u in enumerate(bank.utts) if u.corpus == held]
         train = [i for i, u in enumerate(bank.utts) if u.corpus != held]
@@ -214,13 +232,13 @@ def leave_one_corpus_out(
                                                  gate))
                 m["per_speaker"]["clips"] = len(several)
         m.update(train_clips=len(train), test_clips=len(test),
-                 seconds=round(time.perf_counter() - t0, 1))
+                 seconds=round(time.perf_counter() - t0, 1), fold_key=key)
         logger.info("LOCO %s: UAR %.3f%s (%d clips, %.0f s)", held, m["uar"],
                     f", fresh {m['fresh']['uar']:.3f}" if "fresh" in m else "", len(test),
                     m["seconds"])
         rows[held] = m
-        if out_dir is not None:
-            (out_dir / f"loco_{held}.json").write_text(json.dumps(m, indent=1))
+        if report is not None:
+            report.write_text(json.dumps(m, indent=1))
     out: dict[str, Any] = {
         "protocol": "leave one corpus out: train on the other corpora, score every clip of the "
         "unseen one (UAR over the labels it has; the model chooses among all of its labels); "
@@ -236,6 +254,24 @@ def leave_one_corpus_out(
         if per:
             out["mean_per_speaker_uar"] = float(np.mean(per))
     return out
+
+
+def fold_key(recipe: SpeechRecipe, **split: Any) -> str:
+    """What a fold's result depends on: the recipe without its [evaluate] section, and the
+    split.  A fold report with the same key is reused instead of training the fold again."""
+    what = {k: v for k, v in recipe.to_dict().items() if k != "evaluate"}
+    return hashlib.sha256(json.dumps([what, split], sort_keys=True, default=str).encode()
+                          ).hexdigest()[:16]
+
+
+def _earlier(report: Path | None, key: str) -> dict[str, Any] | None:
+    if report is None or not report.is_file():
+        return None
+    try:
+        m = json.loads(report.read_text())
+    except (OSError, ValueError):
+        return None
+    return m if isinstance(m, dict) and m.get("fold_key") == key else None
 
 
 def _speakers_with_several_emotions(bank: FeatureBank, minimum: int = 3) -> list[int]:

@@ -21,9 +21,10 @@ import numpy as np
 from edge.features.adapt import RunningStats
 from edge.labels import fusion_map_for
 from edge.models.speech import NO_SPEECH, SPEECH_MODEL_FILE, SpeechClassifier, SpeechGate
+from edge.sources.audio_file import load_audio
 
 from ..export import convert_int8, save_model
-from ..metrics import classification_metrics, plot_confusion
+from ..metrics import classification_metrics, plot_confusion, plot_confusions
 from .corpora import RAVDESS_LABELS, Utterance, index_corpora, to_fusion_labels
 from .evaluate import clip_windows, cross_validate, leave_one_corpus_out, views
 from .features import FeatureBank
@@ -191,16 +192,20 @@ def write(shipped: Shipped, data: Dataset, recipe: SpeechRecipe, metrics: Mappin
                training=shipped.training)
 
 
-def score_held_out(model_path: Path, utts: Sequence[Utterance], name: str, out: Path
-                   ) -> dict[str, Any]:
+def score_held_out(model_path: Path, utts: Sequence[Utterance], name: str, out: Path | None, *,
+                   adapt: bool = False) -> dict[str, Any]:
     """The shipped int8 model through the device's own classifier on a corpus it never heard,
     over the common labels both have.  Probabilities of labels mapping to the same common label
-    are summed (calm -> neutral); "no speech" counts as wrong."""
+    are summed (calm -> neutral); "no speech" counts as wrong.  With ``adapt`` the classifier
+    first adapts to all of the corpus's speech (unlabelled), as ``classify --adapt`` does."""
     with SpeechClassifier(model_path) as clf:
         fmap = fusion_map_for(clf.labels)
         model_common = {c for c in fmap.values() if c is not None}
         test = [u for u in to_fusion_labels(utts) if u.label in model_common]
         shared = [lab for lab in label_order({u.label for u in test})]
+        if adapt and clf.adaptation is not None:
+            for u in test:
+                clf.observe_signal(load_audio(u.path, clf.sample_rate))
         y_true, y_pred, no_speech = [], [], 0
         for u in test:
             d = clf.classify_file(u.path)
@@ -214,18 +219,28 @@ def score_held_out(model_path: Path, utts: Sequence[Utterance], name: str, out: 
                 y_pred.append(shared.index(max(merged, key=merged.__getitem__)))
             y_true.append(t)
     m = classification_metrics(y_true, y_pred, shared)
-    m["protocol"] = (f"shipped int8 model via edge.models.speech.SpeechClassifier on all {name} "
-                     f"clips of the labels both have; calm counts as neutral, no-speech = wrong")
+    m["protocol"] = (f"int8 model via edge.models.speech.SpeechClassifier on all {name} clips "
+                     f"of the labels both have; calm counts as neutral, no-speech = wrong"
+                     + ("; adapted to the corpus's speech first" if adapt else ""))
     m["no_speech_files"] = no_speech
-    plot_confusion(m["confusion"], shared, out / f"speech_{name}_confusion.png",
-                   f"speech model on {name} (never trained on), UAR {m['uar']:.3f}")
+    if out is not None:
+        plot_confusion(m["confusion"], shared, out / f"speech_{name}_confusion.png",
+                       f"speech model on {name} (never trained on), UAR {m['uar']:.3f}")
     logger.info("held-out %s: UAR %.3f acc %.3f over %d clips", name, m["uar"], m["accuracy"],
                 len(test))
     return m
 
 
-def headline(metrics: Mapping[str, Any], path: Path) -> dict[str, Any]:
-    h: dict[str, Any] = {"model": str(path), "bytes": path.stat().st_size}
+def plot_loco(loco: Mapping[str, Any], labels: Sequence[str], path: Path) -> Path:
+    """One confusion matrix per unseen corpus, side by side."""
+    return plot_confusions(
+        [(r["confusion"], f"{name} unseen: UAR {r['uar']:.2f}") for name, r in
+         loco["corpora"].items()], labels, path)
+
+
+def headline(metrics: Mapping[str, Any], path: Path | None) -> dict[str, Any]:
+    h: dict[str, Any] = {} if path is None else {"model": str(path),
+                                                 "bytes": path.stat().st_size}
     if "cross_validation" in metrics:
         h["cv_uar"] = metrics["cross_validation"]["mean"]["uar"]
         if "per_corpus_uar" in metrics["cross_validation"]["mean"]:
@@ -248,7 +263,7 @@ def headline(metrics: Mapping[str, Any], path: Path) -> dict[str, Any]:
 
 def run(recipe: SpeechRecipe, out: Path, report_dir: Path, *, root: Path | None,
         test_corpora: Sequence[str], reference_only: bool, command: str,
-        cache_dir: Path | None = None) -> dict[str, Any]:
+        cache_dir: Path | None = None, evaluate_only: bool = False) -> dict[str, Any]:
     """The whole command; returns the headline it prints."""
     data = load_dataset(recipe, root=root)
     gate = SpeechGate()
@@ -262,11 +277,16 @@ def run(recipe: SpeechRecipe, out: Path, report_dir: Path, *, root: Path | None,
         return {"seed_cnn_uar": evaluation.reference["mean"]["uar"],
                 "ours_on_same_folds": evaluation.reference["ours_on_same_folds"]}
     metrics = evaluation.metrics()
+    if evaluation.loco is not None:
+        plot_loco(evaluation.loco, data.labels, out / "speech_loco_confusion.png")
     if evaluation.cross_validation is not None:
         cv = evaluation.cross_validation
         plot_confusion(cv["mean"]["confusion"], data.labels, out / "speech_confusion.png",
                        f"speech, {recipe.evaluate.folds}-fold speaker-independent, UAR "
                        f"{cv['mean']['uar']:.3f}")
+    if evaluate_only:  # a recipe being compared: its reports, no model
+        (report_dir / "summary.json").write_text(json.dumps(metrics, indent=1))
+        return headline(metrics, None)
     shipped = ship(bank, data, recipe, gate, out, command=command)
     write(shipped, data, recipe, metrics)
     if test_corpora:
