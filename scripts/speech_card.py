@@ -53,7 +53,8 @@ def main() -> None:
     print(f"model {path.name}: sha256 {m['sha256'][:12]}, labels {', '.join(m['labels'])}\n")
     if "leave_one_corpus_out" in metrics:
         loco = metrics["leave_one_corpus_out"]
-        print(f"Leave one corpus out ({loco['seconds'] // 60} min):\n")
+        minutes = sum(r["seconds"] for r in loco["corpora"].values()) / 60
+        print(f"Leave one corpus out ({minutes:.0f} min of training and scoring on 2 cores):\n")
         print(loco_table(loco) + "\n")
     if "cross_validation" in metrics:
         cv = metrics["cross_validation"]
