@@ -66,6 +66,16 @@ def test_a_corrupt_or_foreign_state_is_a_fresh_start(tmp_path, caplog, content):
     assert "starting fresh" in caplog.text and str(path) in caplog.text
 
 
+def test_with_no_prior_weight_the_device_uses_only_what_it_heard():
+    rng = np.random.default_rng(2)
+    prior = RunningStats.of(rng.normal(3.0, 2.0, (4000, 1)))
+    norm = DeploymentNormalizer(prior, prior_frames=0)
+    np.testing.assert_allclose(norm.normalize([[3.0 + 2.0]]), [[1.0]], atol=0.1)  # nothing heard
+    room = rng.normal(-1.0, 0.5, (4000, 1))
+    norm.observe(room)
+    np.testing.assert_allclose(norm.normalize([[-1.0 + 0.5]]), [[1.0]], atol=0.1)
+
+
 def test_non_finite_frames_are_not_learnt():
     norm = DeploymentNormalizer(RunningStats.of(np.ones((3, 2))))
     norm.observe(np.array([[np.nan, 1.0]]))

@@ -107,10 +107,6 @@ class RunningStats:
         new = self.merged(RunningStats.of(frames))
         self.count, self.mean, self.m2 = new.count, new.mean, new.m2
 
-    def scaled(self, count: float) -> RunningStats:
-        """The same mean and variance, worth ``count`` frames (a prior's weight)."""
-        return RunningStats(float(count), self.mean.copy(), self.var * count)
-
     def to_dict(self) -> dict[str, Any]:
         return {"count": self.count, "mean": [float(v) for v in self.mean],
                 "var": [float(v) for v in self.var]}
@@ -145,7 +141,8 @@ class DeploymentNormalizer:
                  state_file: str | Path | None = None) -> None:
         if prior_frames < 0 or not math.isfinite(prior_frames):
             raise ConfigError(f"prior_frames must be a finite count >= 0, got {prior_frames!r}")
-        self.prior = prior.scaled(prior_frames)
+        #: The training data's statistics; ``prior_frames``, not their count, is their weight.
+        self.prior = prior
         self.prior_frames = float(prior_frames)
         self.state_file = Path(state_file) if state_file is not None else None
         self.heard = RunningStats.empty(prior.dims)
