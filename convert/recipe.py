@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
-from edge.config import Section, load_sections, parse_override, read_toml
+from edge.config import Section, load_sections, read_toml
 from edge.errors import ConfigError
 
-__all__ = ["Recipe", "load_recipe", "parse_overrides", "recipe_dict", "section"]
+__all__ = ["Recipe", "load_recipe", "recipe_dict", "section"]
 
 S = TypeVar("S", bound=Section)
 
@@ -43,15 +43,6 @@ def load_recipe(
             data = read_toml(path, what="recipe")
     sections, _ = load_sections(schema, data, origin=origin, overrides=overrides)
     return sections
-
-
-def parse_overrides(texts: Iterable[str]) -> dict[tuple[str, str], Any]:
-    """``--set section.key=value`` texts as ``load_recipe`` overrides (values still text)."""
-    out: dict[tuple[str, str], Any] = {}
-    for text in texts:
-        section, key, value = parse_override(text)
-        out[(section, key)] = value
-    return out
 
 
 def _recipe_of_manifest(path: Path) -> dict[str, Any]:

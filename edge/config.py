@@ -15,7 +15,7 @@ import math
 import os
 import tomllib
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ __all__ = [
     "Config",
     "load_config",
     "parse_override",
+    "parse_overrides",
     "PROCESS_VARIABLES",
     "process_setting",
     "config_reference",
@@ -463,6 +464,15 @@ def load_sections(
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.get(name, {}).items()}
         sections[name] = cls(**values)
     return sections, tuple(sources)
+
+
+def parse_overrides(texts: Iterable[str]) -> dict[tuple[str, str], Any]:
+    """Repeated ``--set section.key=value`` texts as ``(section, key) -> text`` overrides."""
+    out: dict[tuple[str, str], Any] = {}
+    for text in texts:
+        section, key, value = parse_override(text)
+        out[(section, key)] = value
+    return out
 
 
 def load_config(

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..recipe import parse_overrides
+from edge.config import parse_overrides
 
 __all__ = ["register", "run_face"]
 

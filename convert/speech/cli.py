@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict[tuple[str, str], Any]:
-    from ..recipe import parse_overrides
+    from edge.config import parse_overrides
 
     out = parse_overrides(args.overrides)
     for attr, setting in (("epochs", ("train", "epochs")), ("folds", ("evaluate", "folds")),

@@ -55,6 +55,8 @@ class FeatureBank:
         # Shared with subsets (folds), keyed by the clip's index in this bank.
         self._ids = list(range(len(self.utts)))
         self._starts: dict[tuple[int, int, SpeechGate], np.ndarray] = {}
+        # Speech statistics per (clip id, variant), computed on first use and shared like _starts.
+        self._stats: dict[tuple[int, int], RunningStats] = {}
         # Per clip and variant: (mean, 1/std) the frames are standardised with; None = raw.
         self._norm: list[list[tuple[np.ndarray, np.ndarray]]] | None = None
         logger.info("features for %d clips (%d variants each, %d from the cache) in %.1f s",
@@ -80,14 +82,19 @@ class FeatureBank:
         new.variants = [self.variants[i] for i in idx]
         new._ids = [self._ids[i] for i in idx]
         new._starts = self._starts
+        new._stats = self._stats
         new._norm = None if self._norm is None else [self._norm[i] for i in idx]
         return new
 
     # -- deployment standardisation -------------------------------------------------------------
 
     def _speech_stats(self, clip: int, variant: int) -> RunningStats:
-        frames = self.variants[clip][variant]
-        return RunningStats.of(speech_frames(frames, frame_dbfs(frames[:, 0], self.recipe.mfcc)))
+        key = (self._ids[clip], variant)
+        if key not in self._stats:
+            frames = self.variants[clip][variant]
+            self._stats[key] = RunningStats.of(
+                speech_frames(frames, frame_dbfs(frames[:, 0], self.recipe.mfcc)))
+        return self._stats[key]
 
     def pooled_stats(self) -> RunningStats:
         """Statistics of the speech frames of every clip as recorded (the model's prior: what a

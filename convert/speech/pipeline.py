@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.errors import ConfigError
 from edge.features.adapt import RunningStats
 from edge.labels import fusion_map_for
 from edge.models.speech import NO_SPEECH, SPEECH_MODEL_FILE, SpeechClassifier, SpeechGate
@@ -124,8 +125,6 @@ def load_dataset(recipe: SpeechRecipe, *, root: str | Path | None = None) -> Dat
         utts = to_fusion_labels(utts)
     labels = label_order({u.label for u in utts})
     if len(labels) < 2:
-        from edge.errors import ConfigError
-
         raise ConfigError(f"need at least two labels to train, found {labels}")
     logger.info("%d clips, %d speakers, labels %s", len(utts), len({u.speaker for u in utts}),
                 labels)

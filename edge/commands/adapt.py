@@ -33,8 +33,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError
-    from ..features.adapt import RunningStats
+    from ..errors import ConfigError, ModelError
+    from ..features.adapt import read_state
     from .run import load_run_config
 
     config = load_run_config(args)
@@ -47,14 +47,11 @@ def _main(args: argparse.Namespace) -> int:
         path.unlink(missing_ok=True)
         print(f"{path}: {'removed' if existed else 'nothing to reset'}")
         return 0
-    heard = 0.0
-    if path.exists():
-        try:
-            heard = RunningStats.from_dict(json.loads(path.read_text())["heard"],
-                                           source=str(path)).count
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{path} is unreadable ({exc}); `emotion-edge adapt --reset` "
-                              f"starts over") from None
+    try:
+        stats = read_state(path)
+    except ModelError as exc:
+        raise ConfigError(f"{exc}; `emotion-edge adapt --reset` starts over") from None
+    heard = stats.count if stats is not None else 0.0
     share = heard / (heard + config.adapt.prior_frames) if heard else 0.0
     if args.json:
         print(json.dumps({"state_file": str(path), "enabled": config.adapt.enabled,

@@ -60,12 +60,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _overrides(args: argparse.Namespace) -> dict[tuple[str, str], object]:
-    from ..config import parse_override
+    from ..config import parse_overrides
 
-    out: dict[tuple[str, str], object] = {}
-    for text in args.overrides:
-        section, key, value = parse_override(text)
-        out[(section, key)] = value
+    out: dict[tuple[str, str], object] = parse_overrides(args.overrides)
     for attr, setting in (("speech_model", ("models", "speech")),
                           ("face_model", ("models", "face")), ("log_file", ("log", "file"))):
         if getattr(args, attr):

@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from ..errors import ConfigError, ModelError
 
-__all__ = ["RunningStats", "DeploymentNormalizer", "speech_frames"]
+__all__ = ["RunningStats", "DeploymentNormalizer", "read_state", "speech_frames"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,21 @@ FloatArray = npt.NDArray[np.float64]
 SPEECH_RANGE_DB = 30.0
 #: Spread below this is treated as this (a constant dimension must not divide by zero).
 MIN_STD = 1e-3
+
+
+def read_state(path: Path) -> RunningStats | None:
+    """The statistics heard, from a state file written by :meth:`DeploymentNormalizer.save`;
+    ``None`` when there is no file, :class:`~edge.errors.ModelError` when it is unusable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot be read ({exc})") from None
+    try:
+        return RunningStats.from_dict(json.loads(text)["heard"], source=str(path))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{path}: not an adaptation state ({exc})") from None
 
 
 def speech_frames(frames: FloatArray, level_db: FloatArray) -> FloatArray:
@@ -194,21 +209,15 @@ class DeploymentNormalizer:
     def _load(self) -> None:
         assert self.state_file is not None
         try:
-            text = self.state_file.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            logger.warning("cannot read the adaptation state %s (%s); starting fresh",
-                           self.state_file, exc)
-            return
-        try:
-            heard = RunningStats.from_dict(json.loads(text)["heard"], source=str(self.state_file))
-            if heard.dims != self.dims:
+            heard = read_state(self.state_file)
+            if heard is not None and heard.dims != self.dims:
                 raise ModelError(f"{self.state_file}: {heard.dims} dimensions, the model has "
                                  f"{self.dims}")
-        except (ValueError, KeyError, TypeError, ModelError) as exc:
+        except ModelError as exc:
             logger.warning("adaptation state %s is unusable (%s); starting fresh",
                            self.state_file, exc)
+            return
+        if heard is None:
             return
         self.heard = heard
         logger.info("adaptation: %.0f s of speech heard before (%s)", heard.count / 100,
