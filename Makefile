@@ -23,7 +23,7 @@ $(VENV)/.all: setup.cfg constraints.txt | $(BIN)/python
 	touch $@ $(VENV)/.device
 
 # The appliance loop on recordings (mock GPIO pins, decisions printed), then per-file results.
-demo: $(VENV)/.device models/face_detection_short_range.tflite
+demo: $(VENV)/.device
 	$(BIN)/emotion-edge run --audio-file demo/conversation.flac --image demo/face.jpg --fast --text
 	@echo "demo/audio: EmoDB clips acted as happy (03a01Fa), neutral (03a01Nc), angry (03a01Wa), sad"
 	@echo "(08a02Tb). EmoDB is one of the speech model's training corpora: this shows the pipeline"
@@ -31,13 +31,27 @@ demo: $(VENV)/.device models/face_detection_short_range.tflite
 	$(BIN)/emotion-edge classify demo/audio/*.flac
 	$(BIN)/emotion-edge classify-face demo/face.jpg
 
-# The optional BlazeFace face detector (not shipped; its tests skip without it).  Offline is not
-# an error: Haar stays the detector.
-models/face_detection_short_range.tflite: | $(VENV)/.device
-	-$(BIN)/emotion-convert -q blazeface
+# On a Raspberry Pi (Raspberry Pi OS 64-bit Bookworm or Trixie): the device runtime with the Pi's
+# pins, which keep apt's NumPy ABI for picamera2 and take PyAudio from apt (docs/appliance.md,
+# "Install on a Raspberry Pi").  apt needs sudo, so its line is only printed.  Marks the device
+# runtime installed, so `make demo` then uses it as it is.
+PI_CODENAME ?= $(shell . /etc/os-release 2>/dev/null && echo "$$VERSION_CODENAME")
+PI_CONSTRAINTS = constraints-pi-$(PI_CODENAME).txt
+PI_APT = python3-venv python3-picamera2 python3-pyaudio python3-lgpio
+
+.PHONY: pi-install
+pi-install:
+	@test -f "$(PI_CONSTRAINTS)" || { echo "no $(PI_CONSTRAINTS): Raspberry Pi OS Bookworm or" \
+	    "Trixie is needed (or PI_CODENAME=bookworm|trixie)" >&2; exit 1; }
+	@echo "apt packages this needs (once): sudo apt install $(PI_APT)"
+	@$(MAKE) --no-print-directory $(BIN)/python
+	$(BIN)/python -m pip install -q -c $(PI_CONSTRAINTS) -e ".[device]"
+	touch $(VENV)/.device
+	@$(BIN)/python -c "import picamera2" 2>/dev/null && echo "picamera2 importable" \
+	    || echo "picamera2 not importable: sudo apt install $(PI_APT)"
 
 # Lint and types first (seconds, strict on edge/), then the suite.
-test: lint models/face_detection_short_range.tflite
+test: lint
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.all

@@ -36,6 +36,7 @@ LICENCE_NOTE = (
     f"Apache License 2.0 (https://www.apache.org/licenses/LICENSE-2.0), taken from the "
     f"mediapipe=={MEDIAPIPE_VERSION} wheel by `emotion-convert blazeface`.\n"
     f"sha256 {BLAZEFACE_SHA256}\n"
+    f"The licence's full text: LICENSE-Apache-2.0.txt in the models folder of emotion-edge.\n"
 )
 
 

@@ -1,4 +1,9 @@
-"""``emotion-edge``: the device command line."""
+"""``emotion-edge``: the device command line.
+
+Exit status: 0 done; 1 some inputs failed (each named on one stderr line, the others processed);
+2 a usage or configuration error (one line); 3 an internal error (one line; ``-vv`` adds the
+traceback); 130 interrupted; 141 the output pipe was closed (``| head``).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ from .commands import COMMAND_MODULES
 from .errors import EmotionEdgeError
 
 __all__ = ["build_parser", "main"]
+
+logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +60,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as a command killed by SIGPIPE does.
+        # stdout goes to /dev/null so the interpreter's last flush cannot raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except Exception as exc:  # a bug or an unforeseen input: one line, the traceback with -vv
+        logger.debug("traceback of the internal error", exc_info=True)
+        print(f"emotion-edge: internal error: {type(exc).__name__}: {exc} (emotion-edge -vv "
+              f"{args.command} ... shows where; please report it)", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -53,7 +53,7 @@ DEFAULT_CONFIG_PATH = Path("/etc/emotion-edge/config.toml")
 
 ENV_PREFIX = "EMOTION_EDGE_"
 
-#: Face detector choices: ``auto`` is BlazeFace when its model is in a model folder, else Haar.
+#: Face detector choices: ``auto`` is BlazeFace (shipped), falling back to Haar without its model.
 DETECTORS: tuple[str, ...] = ("auto", "haar", "blazeface")
 #: Camera backends; ``auto`` is Picamera2 when importable, else OpenCV.
 CAMERA_BACKENDS: tuple[str, ...] = ("picamera2", "opencv")
@@ -190,8 +190,8 @@ class CameraConfig(Section):
     width: int = setting(320, "Capture width in pixels.", min=64, max=4096)
     height: int = setting(240, "Capture height in pixels.", min=48, max=4096)
     detector: str = setting(
-        "auto", "Face detector: haar (OpenCV, always there), blazeface (needs `emotion-convert "
-        "blazeface` once) or auto (blazeface when fetched, else haar).",
+        "auto", "Face detector: blazeface (shipped, 7-8x faster than Haar), haar (OpenCV) or "
+        "auto (blazeface, else haar with a warning if its model is missing or damaged).",
         choices=DETECTORS)
     retry_initial_s: float = setting(
         1.0, "First delay before reopening a failed camera, in seconds.", min=0.01, max=600.0)

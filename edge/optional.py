@@ -4,16 +4,26 @@
 first use.  A library that is missing, or present but broken (a wheel built against another
 NumPy raises ``ValueError``, not ``ImportError``), becomes one
 :class:`~edge.errors.MissingDependencyError` that names the install step.
+
+They are also noisy: PortAudio lists every ALSA/JACK device it probes, LiteRT announces its
+XNNPACK delegate, OpenCV warns about absent cameras, all straight to file descriptor 2.
+:func:`quiet_native_output` hides that unless the user asked for ``-v``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Iterator
 from types import ModuleType
 
 from .errors import MissingDependencyError
 
-__all__ = ["import_optional", "cv2"]
+__all__ = ["import_optional", "cv2", "quiet_native_output"]
 
 _CV2_HINT = "pip install 'emotion-edge[device]' (opencv-python-headless>=4.8,<5)"
 
@@ -30,6 +40,47 @@ def import_optional(module: str, hint: str) -> ModuleType:
         ) from None
 
 
+#: Largest image OpenCV may decode (grey: one byte a pixel).  Its own default is 2^30: a 1 GB
+#: frame, which a small PNG can declare, would exhaust a Pi.  Set before OpenCV first decodes.
+MAX_IMAGE_PIXELS = 100_000_000
+
+
 def cv2() -> ModuleType:
-    """OpenCV (``cv2``)."""
-    return import_optional("cv2", _CV2_HINT)
+    """OpenCV (``cv2``), its own warnings (e.g. V4L2 probing) shown only with ``-v``."""
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))
+    module = import_optional("cv2", _CV2_HINT)
+    if not _verbose():
+        with contextlib.suppress(AttributeError):  # cv2.utils.logging: OpenCV >= 4.5
+            module.utils.logging.setLogLevel(module.utils.logging.LOG_LEVEL_ERROR)
+    return module
+
+
+def _verbose() -> bool:
+    return logging.getLogger().isEnabledFor(logging.INFO)
+
+
+@contextlib.contextmanager
+def quiet_native_output(what: str = "native library") -> Iterator[None]:
+    """Discard what C code writes to stderr (fd 2) inside the block, and turn Python warnings
+    raised there into INFO log lines, unless logging is at INFO or below (``-v``).
+
+    Keep the block short: a Python log line written to stderr by another thread meanwhile is
+    discarded too.
+    """
+    if _verbose():
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    for w in caught:
+        logging.getLogger(__name__).info("%s: %s", what, w.message)

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from edge.errors import AudioFileError
-from edge.sources.audio_file import Resampler, load_audio, resample, to_mono_float
+from edge.sources.audio_file import (
+    AudioFileStream,
+    Resampler,
+    load_audio,
+    resample,
+    to_mono_float,
+)
 
 
 def write_wav(path: Path, data: np.ndarray, rate: int) -> Path:
@@ -103,3 +109,39 @@ def test_bad_files_raise_errors_naming_the_file(tmp_path):
         with pytest.raises(AudioFileError, match=why) as info:
             load_audio(path)
         assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("rate, channels", [(16000, 1), (44100, 2), (48000, 2)])
+def test_file_stream_blocks_equal_the_whole_file_resampled(tmp_path, rate, channels):
+    import soundfile as sf
+
+    x = np.random.default_rng(3).uniform(-0.5, 0.5, (rate * 3 + 17, channels)).astype(np.float32)
+    path = tmp_path / "x.flac"
+    sf.write(str(path), x, rate, subtype="PCM_24")
+    whole = resample(to_mono_float(sf.read(str(path), dtype="float32", always_2d=True)[0]),
+                     rate, 16000)
+    with AudioFileStream(path, 16000, block_frames=4000) as stream:
+        blocks = list(stream)
+    assert len(blocks) > 3  # really read in pieces
+    np.testing.assert_allclose(np.concatenate(blocks), whole, atol=1e-6)
+    assert stream.closed
+    # read(n) hands out the same samples in the caller's block size
+    with AudioFileStream(path, 16000, block_frames=4000) as stream:
+        parts = []
+        while (part := stream.read(1600)).size:
+            parts.append(part)
+        assert stream.exhausted
+    np.testing.assert_allclose(np.concatenate(parts), whole, atol=1e-6)
+
+
+def test_file_stream_names_a_fault_deep_in_the_file(tmp_path):
+    import soundfile as sf
+
+    x = np.zeros(16000 * 5, np.float32)
+    x[16000 * 4] = np.nan
+    path = tmp_path / "nan.wav"
+    sf.write(str(path), x, 16000, subtype="FLOAT")
+    with pytest.raises(AudioFileError, match=r"nan\.wav: contains NaN .*at 4\.0 s"):
+        load_audio(path)
+    with pytest.raises(AudioFileError, match="is a folder"):
+        load_audio(tmp_path)

@@ -13,22 +13,54 @@ from edge.errors import ConfigError, ModelError
 from edge.paths import default_model
 from edge.vision.blazeface import (
     BLAZEFACE_MODEL_FILE,
+    BLAZEFACE_SHA256,
     BlazeFaceConfig,
     BlazeFaceDetector,
     decode_detections,
     short_range_anchors,
     weighted_nms,
 )
+from edge.vision.detectors import open_face_detector
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def blazeface_model() -> Path:
-    try:
-        return default_model(BLAZEFACE_MODEL_FILE)
-    except ModelError:
-        pytest.skip("BlazeFace not fetched; `emotion-convert blazeface` (make test does it)")
+    return default_model(BLAZEFACE_MODEL_FILE)  # shipped: missing is a failure, not a skip
+
+
+def test_the_shipped_detector_matches_its_manifest_and_notice():
+    import json
+
+    from edge.models.manifest import sha256_of
+
+    manifest = json.loads((REPO / "models" / "face_detection_short_range.json").read_text())
+    assert manifest["sha256"] == sha256_of(REPO / "models" / BLAZEFACE_MODEL_FILE)
+    assert manifest["sha256"] == BLAZEFACE_SHA256
+    notice = (REPO / "models" / "face_detection_short_range.LICENSE.txt").read_text()
+    assert "Apache License 2.0" in notice and BLAZEFACE_SHA256 in notice
+    assert "END OF TERMS AND CONDITIONS" in (REPO / "models" / "LICENSE-Apache-2.0.txt").read_text()
+
+
+def test_a_damaged_copy_is_refused_at_load_and_auto_falls_back_to_haar(tmp_path, monkeypatch,
+                                                                         caplog):
+    pytest.importorskip("ai_edge_litert")
+    pytest.importorskip("cv2")
+    from edge.vision.haar import HaarFaceDetector
+
+    damaged = tmp_path / BLAZEFACE_MODEL_FILE
+    data = bytearray((REPO / "models" / BLAZEFACE_MODEL_FILE).read_bytes())
+    data[-100] ^= 0xFF  # one weight byte: loads fine, detects wrongly
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match=f"{damaged}: sha256 .* is not BlazeFace"):
+        BlazeFaceDetector(damaged)
+    monkeypatch.setenv("EMOTION_EDGE_MODELS", str(tmp_path))
+    with caplog.at_level("WARNING"), open_face_detector("auto") as det:
+        assert isinstance(det, HaarFaceDetector)
+    assert "using the Haar detector" in caplog.text and "sha256" in caplog.text
+    with pytest.raises(ModelError, match="sha256"):
+        open_face_detector("blazeface")
 
 
 def test_anchors_follow_mediapipe_short_range_layout():
@@ -211,11 +243,13 @@ def _detector_finding(kind: str):
     return check_face_detector(Config(camera=CameraConfig(detector=kind)))
 
 
-def test_check_names_the_detector_and_the_way_to_blazeface(tmp_path, monkeypatch):
+def test_check_warns_when_the_shipped_detector_is_missing(tmp_path, monkeypatch):
     pytest.importorskip("cv2")
+    assert _detector_finding("auto").status == "ok"
+    assert _detector_finding("haar").status == "ok"
     monkeypatch.setenv("EMOTION_EDGE_MODELS", str(tmp_path))
     f = _detector_finding("auto")
-    assert f.status == "ok" and "Haar" in f.detail and "emotion-convert blazeface" in f.detail
+    assert f.status == "warning" and "Haar" in f.detail and "emotion-convert blazeface" in f.fix
     f = _detector_finding("blazeface")
     assert f.status == "problem" and "emotion-convert blazeface" in f.detail + f.fix
 
@@ -231,7 +265,8 @@ def test_check_refuses_a_fetched_file_with_the_wrong_sha256(blazeface_model, tmp
     data[-1] ^= 1
     copy.write_bytes(bytes(data))
     f = _detector_finding("auto")
-    assert f.status == "problem" and "sha256" in f.detail
+    assert f.status == "warning" and "sha256" in f.detail and "Haar" in f.detail
+    assert _detector_finding("blazeface").status == "problem"
 
 
 def test_classifier_uses_the_detector_it_is_given_and_leaves_it_open(blazeface_model, tmp_path,

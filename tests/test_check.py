@@ -83,7 +83,22 @@ def test_cli_reports_missing_models_and_exits_1(tmp_path, capsys, monkeypatch):
                str(tmp_path / "nope.tflite")])
     out = capsys.readouterr().out
     assert rc == 1
-    assert "[PROBLEM] speech model" in out and "fix:" in out
+    assert "[PROBLEM] models" in out and "nope.tflite" in out and "fix:" in out
+
+
+def test_check_refuses_what_run_refuses(tmp_path, capsys):
+    """check opens the models as run does: the speech model given as the face model is a problem
+    for both (check used to open any .tflite with a manifest and say ok)."""
+    from edge.paths import default_model
+
+    speech = str(default_model("speech_emotion_int8.tflite"))
+    for override in (f"models.face={speech}",):
+        rc = main(["check", "--no-devices", "--mock-gpio", "--set", override])
+        out = capsys.readouterr().out
+        assert rc == 1 and "[PROBLEM] models" in out, (override, out)
+        run_rc = main(["run", "--mock-gpio", "--set", override, "--audio-file",
+                       str(tmp_path / "none.wav")])
+        assert run_rc == 2, override
 
 
 def test_cli_rejects_a_bad_config(tmp_path, capsys):

@@ -1,11 +1,12 @@
 """inspect: timeline, dwell, latency percentiles, overruns, drops, restarts; file and journal."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from edge.decision import Decision, ModalityReport
-from edge.errors import ConfigError
+from edge.errors import ConfigError, EmotionEdgeError
 from edge.outputs import log_reader as dl
 from edge.outputs.log import RotatingFileSink
 
@@ -100,6 +101,9 @@ def test_journal_entries_are_parsed_and_pids_count_as_restarts():
 def test_parse_since():
     now = T0
     assert dl.parse_since("-30m", now) == now - 1800
+    assert dl.parse_since("30m", now) == now - 1800
+    assert dl.parse_since("-1.5h", now) == now - 5400
+    assert dl.parse_since("2026-05-01T14:00:00+00:00", now) == 1777644000.0
     assert dl.parse_since("2 hours ago", now) == now - 7200
     assert dl.parse_since("2026-05-01 14:00", now) > now
     with pytest.raises(ConfigError, match="--since"):
@@ -157,3 +161,299 @@ def test_cli_missing_log_is_a_clear_error(tmp_path, capsys):
 
     assert main(["inspect", "--log", str(tmp_path / "nope.jsonl")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+# -- a log that cannot be read: one line naming the path and the fix, exit status 2 -------------
+
+
+def test_a_directory_or_a_file_in_the_way_is_one_clear_line(tmp_path, capsys):
+    from edge.cli import main
+
+    assert main(["inspect", "--log", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a directory" in err and str(tmp_path) in err
+    (tmp_path / "file").write_text("")
+    assert main(["inspect", "--log", str(tmp_path / "file" / "d.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a directory" in err
+    assert main(["inspect", "--follow", "--log", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+def _group_dir(tmp_path):
+    """A 0750 directory with a log in it, of a group this process is not in where possible."""
+    import grp
+    import os
+
+    run = tmp_path / "run"
+    run.mkdir()
+    log = run / "d.jsonl"
+    log.write_text(record(0, 0, "happy").to_json() + "\n")
+    log.chmod(0o640)
+    if os.geteuid() == 0:
+        os.chown(run, 1, 1)  # uid/gid 1 (daemon on Debian): neither ours
+        os.chown(log, 1, 1)
+        run.chmod(0o750)
+    else:  # only our own groups are allowed: the owner bits deny us
+        run.chmod(0o050)
+    gid = run.stat().st_gid
+    return run, log, grp.getgrgid(gid).gr_name, gid in os.getgroups()
+
+
+def test_permission_denied_names_the_group_to_join(tmp_path):
+    run, log, group, member = _group_dir(tmp_path)
+
+    def deny(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    for read in (lambda: dl.read_file(log, opener=deny),
+                 lambda: list(dl.follow_file(log, opener=deny))):
+        with pytest.raises(EmotionEdgeError) as err:
+            read()
+        msg = str(err.value)
+        assert str(log) in msg and "\n" not in msg
+        assert f"{run} is for group {group}" in msg
+        if member:
+            assert "which you are in" in msg
+        else:
+            assert f"sudo usermod -aG {group} $USER, then log in again" in msg
+        assert "--journal" in msg
+
+
+_DENIED_SCRIPT = """
+import json, sys
+from edge.cli import main
+from edge.outputs import log_reader as dl
+out = {}
+for name, call in (("check", lambda: dl.check_log(sys.argv[1])),
+                   ("read", lambda: dl.read_file(sys.argv[1]))):
+    try:
+        call()
+        out[name] = "no error"
+    except dl.EmotionEdgeError as exc:
+        out[name] = str(exc)
+out["main"] = main(["inspect", "--log", sys.argv[1]])
+out["follow"] = main(["inspect", "--follow", "--log", sys.argv[1]])
+print(json.dumps(out))
+"""
+
+
+def test_permission_denied_for_real_as_an_ordinary_user(tmp_path):
+    """The reported case: /run/emotion-edge is 0750 and the user is not in its group.  Run as
+    root without the capabilities that bypass file permissions (setpriv), so root obeys them."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to drop the file-permission override")
+    run, log, group, _ = _group_dir(tmp_path)
+    result = subprocess.run(
+        ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-c",
+         _DENIED_SCRIPT, str(log)], capture_output=True, text=True, timeout=120,
+        cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    out = json.loads(result.stdout)
+    fix = f"sudo usermod -aG {group} $USER, then log in again"
+    assert str(log) in out["check"] and fix in out["check"]
+    assert str(log) in out["read"] and fix in out["read"]
+    assert out["main"] == 2 and out["follow"] == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("emotion-edge:")]
+    assert len(errors) == 2 and all(fix in line for line in errors)
+
+
+def test_the_installer_and_the_unit_use_the_group_the_docs_name():
+    from edge.paths import shipped_file
+    from edge.service.install import SERVICE_USER
+
+    unit = shipped_file("emotion-edge.service").read_text()
+    assert f"Group={SERVICE_USER}\n" in unit and "RuntimeDirectoryMode=0750" in unit
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "appliance.md").read_text()
+    assert f"sudo usermod -aG {SERVICE_USER} $USER" in docs
+
+
+# -- --follow across rotation ---------------------------------------------------------------------
+
+
+def _follow(path, steps, **kw):
+    """Follow ``path`` while ``steps`` run one per poll (instead of sleeping); the cycles seen."""
+    steps = list(steps)
+
+    def sleep(_s):
+        steps.pop(0)()
+
+    return [r["cycle"] for r in dl.follow_file(path, poll_s=0.0, stop=lambda: not steps,
+                                               sleep=sleep, **kw)]
+
+
+def _write(path, text):
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text)
+
+
+def _append(path, *cycles):
+    def step():
+        with open(path, "a", encoding="utf-8") as f:
+            for c in cycles:
+                f.write(record(c, 0.5 * c, "happy").to_json() + "\n")
+    return step
+
+
+def test_follow_across_rename_rotation_loses_and_repeats_nothing(tmp_path):
+    path = tmp_path / "d.jsonl"
+    _append(path, 0)()  # there before following: not shown
+
+    def rotate_then_write():
+        _append(path, 2)()  # written to the old file just before it is renamed
+        path.rename(tmp_path / "d.jsonl.1")
+        _append(path, 3, 4)()  # the new file's first lines
+
+    def rename_only():
+        path.rename(tmp_path / "d.jsonl.1")
+
+    seen = _follow(path, [_append(path, 1), rotate_then_write, _append(path, 5), rename_only,
+                          lambda: None, _append(path, 6)])
+    assert seen == [1, 2, 3, 4, 5, 6]
+
+
+def test_follow_across_the_sinks_own_rotation(tmp_path):
+    path = tmp_path / "d.jsonl"
+    sink = RotatingFileSink(path, max_bytes=2500, backups=2)
+    decisions = iter(run_of(["happy", "sad", "angry"] * 20))
+
+    def write_two():
+        for _ in range(2):
+            sink.write(next(decisions))
+
+    seen = _follow(path, [write_two] * 30, from_start=True)
+    sink.close()
+    assert (tmp_path / "d.jsonl.2").exists()  # it did rotate, many times
+    assert seen == list(range(60))
+
+
+def test_follow_across_copytruncate_rotation(tmp_path):
+    import shutil
+
+    path = tmp_path / "d.jsonl"
+    path.touch()
+
+    def copytruncate():
+        shutil.copyfile(path, tmp_path / "d.jsonl.1")
+        with open(path, "r+b") as f:
+            f.truncate(0)
+
+    def unseen_then_copytruncate_then_more():
+        _append(path, 2, 3)()  # not read before the copy: taken from d.jsonl.1
+        copytruncate()
+        _append(path, 4, 5, 6, 7)()  # more than was read before: the file is no shorter
+
+    seen = _follow(path, [_append(path, 0, 1), unseen_then_copytruncate_then_more,
+                          _append(path, 8), copytruncate, _append(path, 9)])
+    assert seen == list(range(10))
+
+
+def test_follow_starts_at_the_end_but_not_inside_a_line(tmp_path):
+    path = tmp_path / "d.jsonl"
+    _append(path, 0)()
+    line = record(1, 0.5, "sad").to_json() + "\n"
+    _write(path, line[:30])  # being written when following starts
+    seen = _follow(path, [lambda: _write(path, line[30:]), _append(path, 2)])
+    assert seen == [1, 2]
+
+
+def test_follow_reads_a_file_that_appears_later_from_its_start(tmp_path):
+    path = tmp_path / "d.jsonl"
+
+    line = record(2, 1.0, "sad").to_json() + "\n"
+    seen = _follow(path, [lambda: None, _append(path, 0, 1), lambda: _write(path, line[:40]),
+                          lambda: _write(path, line[40:])])
+    assert seen == [0, 1, 2]  # the half-written line waited for its end
+
+
+# -- --since ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [["--since", "-30m"], ["--since=-30m"], ["--since", "30m"],
+                                  ["--since", "ISO"], ["-f", "--since", "-30m"]])
+def test_cli_since_forms(tmp_path, capsys, argv):
+    import datetime as dt
+    import time
+
+    from edge.cli import main
+
+    now = time.time()
+    path = tmp_path / "d.jsonl"
+    with open(path, "w") as f:
+        for i, age_min in enumerate([90, 60, 29, 10, 1]):
+            d = record(i, 0.5 * i, "happy")
+            f.write(json.dumps(d.to_dict() | {"time": now - 60 * age_min}) + "\n")
+    iso = dt.datetime.fromtimestamp(now - 1800).isoformat(timespec="seconds")
+    argv = [iso if a == "ISO" else a for a in argv]
+    if "-f" in argv:  # parsed as a value, not as an option; following ignores it for a file
+        from edge.cli import build_parser
+
+        assert build_parser().parse_args(["inspect", *argv]).since == "-30m"
+        return
+    assert main(["inspect", "--log", str(path), "--json", *argv]) == 0
+    assert json.loads(capsys.readouterr().out)["decisions"] == 3
+
+
+def test_journal_gets_since_as_epoch(monkeypatch, capsys):
+    import time
+
+    from edge.cli import main
+
+    calls = []
+
+    def fake_read_journal(unit, *, since=None, follow=False):
+        calls.append(since)
+        return iter([])
+
+    monkeypatch.setattr(dl, "read_journal", fake_read_journal)
+    assert main(["inspect", "--journal", "--since", "-30m"]) == 1  # no decisions
+    assert calls[0].startswith("@") and abs(int(calls[0][1:]) - (time.time() - 1800)) < 5
+    assert "no decisions" in capsys.readouterr().out
+    assert dl.journal_command(since=calls[0])[-2:] == ["--since", calls[0]]
+
+
+# -- | head ----------------------------------------------------------------------------------------
+
+
+def test_output_into_a_closed_pipe_exits_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "d.jsonl"
+    sink = RotatingFileSink(path)
+    for d in run_of(["happy", "sad"] * 200):
+        sink.write(d)
+    sink.close()
+    with subprocess.Popen([sys.executable, "-m", "edge", "inspect", "--log", str(path)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          cwd=Path(__file__).resolve().parent.parent) as proc:
+        proc.stdout.close()  # `| head` that has read enough, long before anything is written
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=120) == 141, err  # as if killed by SIGPIPE, quietly
+    assert "Traceback" not in err and "Exception ignored" not in err and err == ""
+
+
+# -- replay dwell in media time ---------------------------------------------------------------------
+
+
+def test_dwell_uses_media_time_when_records_carry_it():
+    fast = [json.loads(d.to_json()) for d in run_of(["happy"] * 4 + ["sad"] * 3)]
+    for i, rec in enumerate(fast):  # a --fast replay: 10 ms of wall time per 0.5 s of audio
+        rec["time"] = T0 + 0.01 * i
+    s = dl.summarize(fast)
+    assert s["dwell_clock"] == "media"
+    assert s["dwell_s"] == {"happy": 2.0, "sad": 1.0}
+    assert [seg["duration_s"] for seg in s["timeline"]] == [1.5, 1.0]
+    assert "in media time" in dl.format_summary(s)
+
+    wall = [{k: v for k, v in r.items() if k != "media_s"} for r in fast]
+    s = dl.summarize(wall)
+    assert s["dwell_clock"] == "wall" and s["dwell_s"] == {"happy": 0.04, "sad": 0.02}
+    mixed = fast[:4] + wall[4:]
+    assert dl.summarize(mixed)["dwell_clock"] == "media+wall"

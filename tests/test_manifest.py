@@ -78,3 +78,29 @@ def test_unknown_version_and_missing_fields(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(ModelError, match="labels"):
         load_manifest(model)
+
+
+@pytest.mark.parametrize("labels", [
+    ["angry", "disgust", "fear", "happy", "sad", "surprise"],  # 6 for 7 outputs
+    ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral", "contempt"],  # 8
+    ["angry", "disgust", "fear", "happy", "sad", "happy", "neutral"],  # a duplicate
+])
+def test_a_manifest_whose_labels_do_not_fit_the_outputs_is_refused(tmp_path, labels):
+    pytest.importorskip("ai_edge_litert")
+    import json
+    import shutil
+    from pathlib import Path
+
+    from edge.errors import ModelError
+    from edge.models.face import FaceClassifier
+    from edge.models.manifest import sha256_of
+
+    repo = Path(__file__).resolve().parent.parent
+    model = tmp_path / "face_expression_int8.tflite"
+    shutil.copy(repo / "models" / model.name, model)
+    manifest = json.loads((repo / "models" / "face_expression_int8.json").read_text())
+    manifest["labels"] = labels
+    manifest["sha256"] = sha256_of(model)
+    (tmp_path / "face_expression_int8.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match=f"{len(labels)} labels .* for 7 model outputs"):
+        FaceClassifier(model)

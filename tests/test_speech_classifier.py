@@ -155,3 +155,47 @@ def test_a_borrowed_model_stays_open_and_a_refused_one_is_named(tiny):
         assert not qm._closed  # the caller's model is the caller's to close
     with pytest.raises(ModelError, match="expected 'face_expression'"):
         FaceClassifier(path)
+
+
+def test_a_file_is_classified_as_its_whole_signal_and_in_bounded_memory(tiny, tmp_path):
+    """classify_file streams; its decision is classify_signal's, and its peak memory does not
+    grow with the recording's length (the old whole-file path grew ~linearly)."""
+    import tracemalloc
+
+    import soundfile as sf
+
+    from edge.sources.audio_file import load_audio
+
+    from .tinymodels import speech_wav
+
+    path, _ = tiny
+    mono = speech_wav(tmp_path / "mono.wav", 20.0)
+    x = sf.read(str(mono), dtype="float32")[0]
+    files = {}
+    for seconds in (20, 80):
+        reps = seconds // 20
+        stereo = np.stack([np.tile(x, reps), 0.5 * np.tile(x, reps)], axis=1)
+        files[seconds] = tmp_path / f"stereo48k_{seconds}s.wav"
+        sf.write(str(files[seconds]), _resample_48k(stereo), 48000)
+    with SpeechClassifier(path) as clf:
+        streamed = clf.classify_file(files[20])
+        whole = clf.classify_signal(load_audio(files[20], clf.sample_rate))
+        assert streamed.label == whole.label
+        assert streamed.total_windows == len(whole.windows) == whole.total_windows
+        assert streamed.speech_windows == whole.speech_windows > 0
+        for k, v in whole.scores.items():
+            assert abs(streamed.scores[k] - v) < 1e-6
+        peaks = {}
+        for seconds, f in files.items():
+            tracemalloc.start()
+            clf.classify_file(f)
+            peaks[seconds] = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+    # 4x the audio (80 s of 48 kHz stereo float is 31 MB) must not cost more memory
+    assert peaks[80] < 1.3 * peaks[20], peaks
+
+
+def _resample_48k(stereo16k):
+    from edge.sources.audio_file import resample
+
+    return np.stack([resample(stereo16k[:, c], 16000, 48000) for c in range(2)], axis=1)

@@ -22,7 +22,6 @@ from edge.errors import ConfigError
 from edge.features.adapt import RunningStats
 from edge.labels import fusion_map_for
 from edge.models.speech import NO_SPEECH, SPEECH_MODEL_FILE, SpeechClassifier, SpeechGate
-from edge.sources.audio_file import load_audio
 
 from ..export import convert_int8, save_model
 from ..metrics import classification_metrics, plot_confusion, plot_confusions
@@ -204,7 +203,7 @@ def score_held_out(model_path: Path, utts: Sequence[Utterance], name: str, out: 
         shared = [lab for lab in label_order({u.label for u in test})]
         if adapt and clf.adaptation is not None:
             for u in test:
-                clf.observe_signal(load_audio(u.path, clf.sample_rate))
+                clf.observe_file(u.path)
         y_true, y_pred, no_speech = [], [], 0
         for u in test:
             d = clf.classify_file(u.path)

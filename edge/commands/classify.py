@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from ..models.runtime import RUNTIMES
+from . import positive_float, thread_count
 
 __all__ = ["register", "run"]
 
@@ -29,11 +30,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.add_argument("--model", type=Path, default=None,
                    help="speech .tflite with its .json manifest beside it (default: shipped model)")
-    p.add_argument("--hop", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--hop", type=positive_float, default=None, metavar="SECONDS",
                    help="hop between analysis windows (default: from the model's manifest)")
     p.add_argument("--runtime", choices=tuple(RUNTIMES), default=None,
                    help="TFLite interpreter (default: first installed)")
-    p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    p.add_argument("--threads", type=thread_count, default=1, help="interpreter threads (default 1)")
     p.add_argument("--adapt", action="store_true",
                    help="adapt to these recordings first, as a device adapts to its room: one "
                    "pass over all FILEs gathers feature statistics of their speech, a second "
@@ -46,7 +47,6 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import AudioFileError
     from ..models.speech import SPEECH_MODEL_FILE, SpeechClassifier
     from ..paths import default_model
-    from ..sources.audio_file import load_audio
 
     model = args.model or default_model(SPEECH_MODEL_FILE)
     failures = 0
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 for path in args.files:
                     try:
-                        clf.observe_signal(load_audio(path, clf.sample_rate))
+                        clf.observe_file(path)
                     except AudioFileError:
                         continue  # reported once, by the classifying pass below
         for path in args.files:
@@ -79,6 +79,6 @@ def run(args: argparse.Namespace) -> int:
                 top = ", ".join(f"{k} {v:.2f}" for k, v in
                                 sorted(scores.items(), key=lambda kv: -kv[1])[:3])
                 print(f"{path}: {decision.label}  [{top or 'no speech windows'}]  "
-                      f"{decision.speech_windows}/{len(decision.windows)} speech windows, "
+                      f"{decision.speech_windows}/{decision.total_windows} speech windows, "
                       f"{ms:.1f} ms", flush=True)
     return 1 if failures else 0

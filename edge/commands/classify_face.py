@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models.runtime import RUNTIMES
+from . import thread_count
 
 __all__ = ["register", "run", "VIDEO_SUFFIXES"]
 
@@ -39,15 +40,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from ..config import DETECTORS
 
     p.add_argument("--detector", choices=DETECTORS, default="auto",
-                   help="face detector (default auto: BlazeFace once `emotion-convert blazeface` "
-                   "has fetched it, else OpenCV's Haar cascade)")
+                   help="face detector (default auto: the shipped BlazeFace, else OpenCV's Haar "
+                   "cascade)")
     p.add_argument("--model", type=Path, default=None,
                    help="face .tflite with its .json manifest beside it (default: shipped model)")
     p.add_argument("--video-fps", type=float, default=2.0, metavar="FPS",
                    help="frames per second sampled from videos (default 2)")
     p.add_argument("--runtime", choices=tuple(RUNTIMES), default=None,
                    help="TFLite interpreter (default: first installed)")
-    p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    p.add_argument("--threads", type=thread_count, default=1, help="interpreter threads (default 1)")
     p.add_argument("--no-mirror", dest="mirror", action="store_false",
                    help="one invoke per face instead of averaging it with its mirror image")
     p.set_defaults(func=run)

@@ -1,14 +1,38 @@
-"""``emotion-edge inspect``: what the appliance decided and how fast, from a log or the journal."""
+"""``emotion-edge inspect``: what the appliance decided and how fast, from a log or the journal.
+
+Exit codes: 0 when decisions were found (or ``--follow`` ended), 1 when the log holds no
+decisions for the period, 2 when the log cannot be read (missing, permission denied, a directory)
+or ``--since`` is not understood (``cli.main`` prints it on one line), 141 when the reader of
+stdout went away (``| head``; quietly, as a command killed by SIGPIPE).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
+from collections.abc import Iterator
+from typing import Any
 
-__all__ = ["register"]
+__all__ = ["register", "DEFAULT_LOG", "CLOSED_PIPE"]
 
 DEFAULT_LOG = "/run/emotion-edge/decisions.jsonl"
+
+#: Exit status when stdout's reader went away: that of a command killed by SIGPIPE (128 + 13).
+CLOSED_PIPE = 141
+
+_EPILOG = """\
+WHEN for --since: '2026-05-01 14:00' or any ISO time, '14:00' (today), '-30m' or '30m' or
+'2 hours ago' (s, m, h, d), 'today', 'yesterday'.
+
+The decision log in /run/emotion-edge is readable by the service's group (emotion-edge): join
+it with 'sudo usermod -aG emotion-edge $USER' and log in again; the journal (--journal) needs
+the adm or systemd-journal group.  Malformed lines are skipped with one warning per kind.
+
+exit status: 0 decisions found (or --follow ended), 1 no decisions for the period, 2 the log
+cannot be read or WHEN is not understood, 141 stdout was closed (as by '| head'), quietly."""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,7 +42,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Read the decision log (a JSON-lines file, or the journal with --journal) and "
         "print the emotion timeline, dwell time per emotion, per-stage latency p50/p95/p99, "
         "budget overruns, degradations, dropped blocks and restarts.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # `--since -30m`: argparse takes any word starting with '-' for an option unless it looks
+    # like a negative number; here a '-' followed by a digit is a value (no option starts so).
+    p._negative_number_matcher = re.compile(r"^-\.?\d")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--log", metavar="FILE",
                      help=f"decision log file (default {DEFAULT_LOG} if it exists, else the "
@@ -27,44 +56,74 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                      help="read journalctl -o json -u emotion-edge")
     p.add_argument("--unit", default="emotion-edge", help="systemd unit for --journal")
     p.add_argument("--since", metavar="WHEN",
-                   help="only decisions from WHEN: '2026-05-01 14:00', '14:00', '-30m', '2 h ago'")
+                   help="only decisions from WHEN: '2026-05-01 14:00', '14:00', '-30m', '30m', "
+                   "'2 h ago'")
     p.add_argument("--follow", "-f", action="store_true",
-                   help="print new decisions as they arrive (Ctrl-C to stop)")
+                   help="print new decisions as they arrive, across log rotation (Ctrl-C to "
+                   "stop)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--plot", metavar="FILE.png",
                    help="draw the timeline and latency picture (needs matplotlib)")
     p.set_defaults(func=_main)
 
 
-def _main(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _stdout_gone() -> None:
+    """The reader of stdout went away (``| head``): point stdout at /dev/null, so that the
+    interpreter's last flush does not fail again with a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout without a file descriptor (captured by a test)
+        pass
 
+
+def _main(args: argparse.Namespace) -> int:
     from ..outputs import log_reader as dl
 
-    use_journal = args.journal or (args.log is None and not Path(DEFAULT_LOG).exists())
+    since = dl.parse_since(args.since) if args.since else None
+    # journalctl takes '@EPOCH', so both sources understand --since the same way.
+    journal_since = f"@{int(since)}" if since is not None else None
+    use_journal = args.journal or (args.log is None and not dl.check_log(DEFAULT_LOG))
     if args.follow:
+        stream: Iterator[dict[str, Any]]
         if use_journal:
-            stream = dl.read_journal(args.unit, since=args.since, follow=True)
+            stream = dl.read_journal(args.unit, since=journal_since, follow=True)
         else:
+            if since is not None:
+                print("emotion-edge: --since is ignored when following a file; new decisions "
+                      "only", file=sys.stderr)
             stream = dl.follow_file(args.log or DEFAULT_LOG)
         try:
             for rec in stream:
                 print(json.dumps(rec) if args.json else dl.format_record(rec), flush=True)
         except KeyboardInterrupt:
             pass
+        except BrokenPipeError:
+            _stdout_gone()
+            return CLOSED_PIPE
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()  # ends journalctl, closes the file, reports skipped lines
         return 0
     if use_journal:
-        records = list(dl.read_journal(args.unit, since=args.since))
+        records = list(dl.read_journal(args.unit, since=journal_since))
     else:
-        since = dl.parse_since(args.since) if args.since else None
         records = dl.read_file(args.log or DEFAULT_LOG, since=since)
     summary = dl.summarize(records)
-    if args.json:
-        json.dump(summary, sys.stdout, indent=2)
-        print()
-    else:
-        print(dl.format_summary(summary))
+    status = 0 if records else 1
+    try:
+        if args.json:
+            json.dump(summary, sys.stdout, indent=2)
+            print()
+        else:
+            print(dl.format_summary(summary))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_gone()
+        status = CLOSED_PIPE
     if args.plot:
         path = dl.plot_summary(records, args.plot)
         print(f"plot written to {path}", file=sys.stderr)
-    return 0 if records else 1
+    return status

@@ -19,6 +19,7 @@ import numpy as np
 from ..config import process_setting
 from ..errors import ConfigError, MissingDependencyError, ModelError
 from ..lifecycle import Closeable
+from ..optional import quiet_native_output
 from .manifest import ModelManifest, TensorQuant, load_manifest
 
 __all__ = ["RUNTIMES", "resolve_interpreter_class", "open_interpreter", "QuantizedModel",
@@ -79,8 +80,9 @@ def open_interpreter(
 
         kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_REF
     try:
-        interpreter = cls(**kwargs)
-        interpreter.allocate_tensors()
+        with quiet_native_output("TFLite"):  # "INFO: Created TensorFlow Lite XNNPACK delegate"
+            interpreter = cls(**kwargs)
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"{path}: not a loadable TFLite model ({exc})") from None
     return name, interpreter
@@ -141,6 +143,13 @@ class QuantizedModel(Closeable):
                     f"{self.path}: {role} scale is {actual.scale!r} in the model but "
                     f"{recorded.scale!r} in its manifest; re-export both together"
                 )
+        # One label per output, each once: otherwise scores would be silently dropped or merged.
+        labels = self.manifest.labels
+        outputs = int(self._out["shape"][-1])
+        if len(labels) != outputs or len(set(labels)) != len(labels):
+            raise ModelError(
+                f"{self.path}: its manifest names {len(labels)} labels ({', '.join(labels)}) "
+                f"for {outputs} model outputs, each label once; re-export both together")
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from ..errors import ConfigError, ManifestMismatchError, ModelError
 from ..features import Mfcc, MfccConfig, StreamingMfcc, frame_dbfs, normalize_window
 from ..features.adapt import DeploymentNormalizer, RunningStats, speech_frames
 from ..lifecycle import Closeable
-from ..sources.audio_file import load_audio
+from ..sources.audio_file import AudioFileStream
 from .manifest import ModelManifest
 from .runtime import QuantizedModel, open_model
 
@@ -30,6 +30,7 @@ __all__ = [
     "SpeechGate",
     "SpeechResult",
     "FileDecision",
+    "Aggregate",
     "window_starts",
     "windows_of",
     "speech_preprocessing",
@@ -100,11 +101,35 @@ class FileDecision:
 
     label: str
     scores: Mapping[str, float]
-    windows: tuple[SpeechResult, ...]
+    windows: tuple[SpeechResult, ...] = ()
+    """Every window's result for an in-memory signal; empty for a file, whose windows are
+    counted, not kept (an hour of audio is 7200 windows)."""
+    speech_windows: int = 0
+    total_windows: int = 0
 
-    @property
-    def speech_windows(self) -> int:
-        return sum(w.speech for w in self.windows)
+
+class Aggregate:
+    """Running mean of the speech windows' probabilities: a file's decision in constant memory."""
+
+    def __init__(self, labels: Sequence[str]) -> None:
+        self.labels = tuple(labels)
+        self._sum = np.zeros(len(self.labels))
+        self.speech = 0
+        self.total = 0
+
+    def add(self, result: SpeechResult) -> None:
+        self.total += 1
+        if result.speech:
+            self.speech += 1
+            self._sum += [result.scores[label] for label in self.labels]
+
+    def decision(self, windows: Sequence[SpeechResult] = ()) -> FileDecision:
+        if not self.speech:
+            return FileDecision(NO_SPEECH, {}, tuple(windows), 0, self.total)
+        mean = self._sum / self.speech
+        scores = dict(zip(self.labels, (float(v) for v in mean)))
+        return FileDecision(self.labels[int(np.argmax(mean))], scores, tuple(windows),
+                            self.speech, self.total)
 
 
 def window_starts(n_frames: int, window: int, hop: int) -> list[int]:
@@ -218,9 +243,6 @@ class SpeechClassifier(Closeable):
                 f"{source}: model input shape {tuple(self.model.input_shape)} does not match the "
                 f"manifest's window_frames={self.window_frames}, n_ceps={self.config.n_ceps} {want}"
             )
-        if len(m.labels) != self.model.manifest.output.shape[-1]:
-            raise ModelError(f"{source}: manifest has {len(m.labels)} labels for "
-                             f"{m.output.shape[-1]} model outputs")
         if hop_s is None:
             self.hop_frames = manifest_hop
         else:
@@ -263,15 +285,17 @@ class SpeechClassifier(Closeable):
     def observe_signal(self, signal: np.ndarray) -> int:
         """Adapt to the speech windows of a signal (``classify --adapt``'s first pass); returns
         the number of speech windows seen.  Each frame counts once."""
-        frames = self.mfcc(signal)
-        starts = [s for s, w in windows_of(frames, self.window_frames, self.hop_frames)
-                  if self.gate.is_speech(w, self.config)]
-        if starts:
-            covered = np.zeros(max(frames.shape[0], self.window_frames), bool)
-            for s in starts:
-                covered[s : s + self.window_frames] = True
-            self.observe(frames[covered[: frames.shape[0]]])
-        return len(starts)
+        return self._observe_blocks([signal])
+
+    def observe_file(self, path: str | Path) -> int:
+        """:meth:`observe_signal` for a file, read a block at a time."""
+        with AudioFileStream(path, self.sample_rate) as blocks:
+            return self._observe_blocks(blocks)
+
+    def _observe_blocks(self, blocks: Iterable[np.ndarray]) -> int:
+        stream = SpeechStream(self, learn=True, score=False)
+        return sum(r.speech for block in blocks for r in stream.feed(block)) + sum(
+            r.speech for r in stream.flush())
 
     def classify_frames(self, frames: np.ndarray, start_s: float = 0.0) -> SpeechResult:
         """One window of raw MFCC frames -> :class:`SpeechResult`."""
@@ -292,8 +316,18 @@ class SpeechClassifier(Closeable):
         return aggregate(results, self.labels)
 
     def classify_file(self, path: str | Path) -> FileDecision:
-        """Read, resample and classify an audio file (raises AudioFileError naming it)."""
-        return self.classify_signal(load_audio(path, self.sample_rate))
+        """Classify an audio file, read, resampled and featurised a block at a time, so memory
+        does not grow with its length; the same decision as :meth:`classify_signal` on the whole
+        signal (raises AudioFileError naming the file)."""
+        stream = SpeechStream(self, learn=False)
+        acc = Aggregate(self.labels)
+        with AudioFileStream(path, self.sample_rate) as blocks:
+            for block in blocks:
+                for result in stream.feed(block):
+                    acc.add(result)
+        for result in stream.flush():
+            acc.add(result)
+        return acc.decision()
 
     def _close(self) -> None:
         """Keep what adaptation learnt; release the model if this classifier opened it."""
@@ -323,12 +357,10 @@ class SpeechClassifier(Closeable):
 
 def aggregate(results: Sequence[SpeechResult], labels: Sequence[str]) -> FileDecision:
     """Mean probability over the speech windows; :data:`NO_SPEECH` when there are none."""
-    speech = [r for r in results if r.speech]
-    if not speech:
-        return FileDecision(NO_SPEECH, {}, tuple(results))
-    mean = np.mean([[r.scores[label] for label in labels] for r in speech], axis=0)
-    scores = dict(zip(labels, (float(v) for v in mean)))
-    return FileDecision(labels[int(np.argmax(mean))], scores, tuple(results))
+    acc = Aggregate(labels)
+    for r in results:
+        acc.add(r)
+    return acc.decision(results)
 
 
 class SpeechStream:
@@ -337,10 +369,18 @@ class SpeechStream:
     :meth:`feed` accepts audio blocks of any size and returns one :class:`SpeechResult` per hop
     once a full window has arrived.  Windows start at the same frames as the batch form's (every
     ``hop_frames`` from the first frame), so a stream and a file of the same audio agree.
+
+    ``learn`` (default: the classifier's ``learns``) lets an adapting model learn from each speech
+    window after classifying it, as the live loop does; a file classification leaves it off.
+    ``score=False`` only gates and learns (``classify --adapt``'s first pass): the results then
+    carry the gate's verdict and no scores.
     """
 
-    def __init__(self, classifier: SpeechClassifier) -> None:
+    def __init__(self, classifier: SpeechClassifier, *, learn: bool | None = None,
+                 score: bool = True) -> None:
         self.classifier = classifier
+        self.learn = classifier.learns if learn is None else learn
+        self.score = score
         self._mfcc = StreamingMfcc(mfcc=classifier.mfcc)
         self.reset()
 
@@ -370,14 +410,21 @@ class SpeechStream:
         self._buf = buf
         return out
 
-    def _classify(self, frames: np.ndarray, start: int) -> SpeechResult:
+    def _classify(self, frames: np.ndarray, start: int, real: int | None = None) -> SpeechResult:
+        """``real``: how many of ``frames`` are audio (a short input's window wraps around)."""
         self._emitted += 1
         clf = self.classifier
-        result = clf.classify_frames(frames, start * clf.config.hop_length_s)
-        if result.speech and clf.adaptation is not None:
+        start_s = start * clf.config.hop_length_s
+        if self.score:
+            result = clf.classify_frames(frames, start_s)
+        else:
+            speech = clf.gate.is_speech(frames, clf.config)
+            result = SpeechResult(NO_SPEECH if not speech else "", {}, speech, start_s)
+        if result.speech and self.learn and clf.adaptation is not None:
             # Learn from the frames this window added, after classifying it (each frame once).
-            new = frames[max(0, self._observed_until - start):]
-            self._observed_until = start + frames.shape[0]
+            real = frames.shape[0] if real is None else real
+            new = frames[max(0, self._observed_until - start) : real]
+            self._observed_until = start + real
             before = clf.adaptation.frames_heard
             clf.observe(new)
             if int(clf.adaptation.frames_heard) // SAVE_EVERY_FRAMES > int(before) // SAVE_EVERY_FRAMES:
@@ -392,7 +439,7 @@ class SpeechStream:
         w, hop = self.classifier.window_frames, self.classifier.hop_frames
         total = self._buf_start + self._buf.shape[0]
         if 0 < total < w:
-            out.append(self._classify(windows_of(self._buf, w, hop)[0][1], 0))
+            out.append(self._classify(windows_of(self._buf, w, hop)[0][1], 0, total))
         elif total > w and (self._emitted == 0 or self._next_start - hop != total - w):
             out.append(self._classify(self._buf[-w:], total - w))
         self.reset()

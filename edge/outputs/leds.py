@@ -15,7 +15,7 @@ from ..config import LedConfig
 from ..decision import Decision
 from ..errors import DeviceUnavailableError
 from ..lifecycle import Closeable
-from ..optional import import_optional
+from ..optional import import_optional, quiet_native_output
 
 __all__ = ["EMOTION_COLOURS", "brightness", "LedSink"]
 
@@ -58,6 +58,22 @@ class LedSink(Closeable):
         self._per_label: dict[str, Any] = {}
         self._status = None
         try:
+            self._open(gpiozero, config, pin_factory)
+        except gpiozero.GPIOZeroError as exc:
+            self.close()
+            raise DeviceUnavailableError(
+                f"cannot open the LEDs ({type(exc).__name__}: {exc}); check leds.* pins in the "
+                f"config and that the service user is in the gpio group"
+            ) from None
+
+    def _open(self, gpiozero: Any, config: LedConfig, pin_factory: Any) -> None:
+        # gpiozero warns as it falls back from one pin library to the next (PinFactoryFallback):
+        # noise on every start, told with -v.
+        unpinned = [label for label in self.labels if label not in config.emotion_pins]
+        if self.mode == "per_emotion" and unpinned:
+            logger.warning("no LED pin for emotion(s) %s (leds.emotion_pins); they will not be "
+                           "shown", ", ".join(unpinned))
+        with quiet_native_output("gpiozero"):
             if self.mode == "rgb":
                 r, g, b = config.rgb_pins
                 self._rgb = gpiozero.RGBLED(r, g, b, active_high=not config.common_anode,
@@ -67,8 +83,6 @@ class LedSink(Closeable):
                 for label in self.labels:
                     pin = config.emotion_pins.get(label)
                     if pin is None:
-                        logger.warning("no LED pin for emotion %r (leds.emotion_pins); it will "
-                                       "not be shown", label)
                         continue
                     led = gpiozero.PWMLED(pin, pin_factory=pin_factory)
                     self._per_label[label] = led
@@ -76,12 +90,6 @@ class LedSink(Closeable):
             if self.mode != "none" and config.status_pin >= 0:
                 self._status = gpiozero.LED(config.status_pin, pin_factory=pin_factory)
                 self._devices.append(self._status)
-        except gpiozero.GPIOZeroError as exc:
-            self.close()
-            raise DeviceUnavailableError(
-                f"cannot open the LEDs ({type(exc).__name__}: {exc}); check leds.* pins in the "
-                f"config and that the service user is in the gpio group"
-            ) from None
 
     def show(self, label: str | None, confidence: float) -> None:
         """Light ``label`` at a brightness following ``confidence``; None = dark."""

@@ -1,6 +1,12 @@
 """Reading the decision log back: from a (rotated) JSON-lines file or from the systemd journal,
 and summarising it for ``emotion-edge inspect``.
 
+Reading never raises on a bad line: a line that is not a valid decision record (not JSON, not an
+object, a missing key, a wrong type, NaN) is skipped and counted by kind in a :class:`SkipTally`,
+which logs the first line of each kind and a count at the end.  A log that cannot be opened at
+all (missing, unreadable, a directory) raises :class:`~edge.errors.EmotionEdgeError` with one line
+that names the path and the fix.
+
 The summary is pure (records in, dict out): emotion timeline and dwell time per emotion,
 per-stage latency percentiles, budget overruns, time per degradation level, dropped audio blocks
 and frames, and restarts (a cycle counter that goes back, or a new process id in the journal).
@@ -9,14 +15,18 @@ and frames, and restarts (a cycle counter that goes back, or a new process id in
 from __future__ import annotations
 
 import datetime as dt
+import grp
 import json
 import logging
+import math
+import os
 import re
+import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -24,8 +34,12 @@ from ..decision import SCHEMA
 from ..errors import ConfigError, EmotionEdgeError, MissingDependencyError
 
 __all__ = [
+    "MAX_GAP_S",
+    "SkipTally",
     "parse_since",
+    "parse_line",
     "parse_record",
+    "check_log",
     "read_file",
     "follow_file",
     "journal_command",
@@ -45,10 +59,17 @@ _UNITS = {"s": 1, "sec": 1, "second": 1, "seconds": 1, "m": 60, "min": 60, "minu
 #: A gap between decisions longer than this many seconds is downtime, not dwell.
 MAX_GAP_S = 5.0
 
+#: Latest decision time accepted, in seconds since the epoch (9999-12-31: ``datetime``'s limit).
+_MAX_TIME = 253402214400.0
+
+#: Kinds of skipped line that are simply not ours: silent in the journal, where most lines are
+#: other log messages; counted in a decision file, which should hold nothing else.
+_FOREIGN = frozenset({"not UTF-8", "not JSON", "not a JSON object", "not a decision record"})
+
 
 def parse_since(text: str, now: float | None = None) -> float:
-    """``--since`` as epoch seconds: ISO date/time, ``HH:MM[:SS]`` today, ``-30m``, ``2 h ago``,
-    ``today``, ``yesterday`` (a subset of what journalctl accepts)."""
+    """``--since`` as epoch seconds: ISO date/time, ``HH:MM[:SS]`` today, ``-30m`` or ``30m``
+    (ago), ``2 h ago``, ``today``, ``yesterday`` (a subset of what journalctl accepts)."""
     now = time.time() if now is None else now
     t = text.strip().lower()
     m = re.fullmatch(r"-?\s*(\d+(?:\.\d+)?)\s*([a-z]+)(?:\s+ago)?", t)
@@ -71,77 +92,419 @@ def parse_since(text: str, now: float | None = None) -> float:
         ) from None
 
 
-def parse_record(line: str | bytes) -> dict[str, Any] | None:
-    """One decision from a log line, or None when the line is something else."""
+# -- one line -------------------------------------------------------------------------------------
+
+
+class SkipTally:
+    """Lines skipped as malformed while reading, counted by kind.
+
+    The first line of each kind is logged as a warning naming where it was; later ones are only
+    counted, and :meth:`report` logs the count once at the end (when there was more than one of a
+    kind).  Whoever creates the tally reports it.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def add(self, kind: str, detail: str, where: str) -> None:
+        seen = self.counts.get(kind, 0)
+        self.counts[kind] = seen + 1
+        if not seen:
+            logger.warning("skipping malformed decision records: %s (%s) at %s; later ones of "
+                           "this kind are only counted", kind, detail[:80], where)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def report(self) -> None:
+        if self.total > len(self.counts):
+            logger.warning("skipped %d malformed decision record(s): %s", self.total,
+                           ", ".join(f"{n} {kind}" for kind, n in self.counts.items()))
+
+    def __repr__(self) -> str:
+        return f"<SkipTally {self.counts}>"
+
+
+def _is_real(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _is_finite(x: int | float) -> bool:
     try:
-        rec = json.loads(line)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if isinstance(rec, dict) and rec.get("schema") == SCHEMA:
-        return rec
+        return math.isfinite(x)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _is_label(x: object) -> bool:
+    return x is None or isinstance(x, str)
+
+
+def _problem(rec: dict[str, Any]) -> tuple[str, str] | None:
+    """Why ``rec`` (a JSON object with our schema) is no usable decision, as (kind, detail)."""
+    for key in ("cycle", "time", "label", "confidence", "speech", "face", "latency_ms",
+                "overrun", "level", "counters"):
+        if key not in rec:
+            return "missing key", repr(key)
+
+    def wrong(key: str) -> tuple[str, str]:
+        return "wrong type", f"{key!r} is {type(rec[key]).__name__}"
+
+    if not isinstance(rec["cycle"], int) or isinstance(rec["cycle"], bool):
+        return wrong("cycle")
+    if rec["cycle"] < 0:
+        return "out of range", f"cycle {rec['cycle']}"
+    numbers = ["time", "confidence"] + (["media_s"] if rec.get("media_s") is not None else [])
+    for key in numbers:
+        if not _is_real(rec[key]):
+            return wrong(key)
+        if not _is_finite(rec[key]):
+            return "not finite", f"{key!r} is {rec[key]!r}"[:40]
+    if not 0 <= rec["time"] <= _MAX_TIME:
+        return "out of range", f"time {rec['time']!r}"
+    if rec.get("media_s") is not None and rec["media_s"] < 0:
+        return "out of range", f"media_s {rec['media_s']!r}"
+    if not _is_label(rec["label"]):
+        return wrong("label")
+    if not isinstance(rec["level"], str):
+        return wrong("level")
+    if not isinstance(rec["overrun"], bool):
+        return wrong("overrun")
+    for key in ("speech", "face"):
+        part = rec[key]
+        if not isinstance(part, dict):
+            return wrong(key)
+        if not isinstance(part.get("state"), str) or not _is_label(part.get("label")):
+            return "wrong type", f"{key!r} needs a string state and a string or null label"
+    latency = rec["latency_ms"]
+    if not isinstance(latency, dict):
+        return wrong("latency_ms")
+    for stage, ms in latency.items():
+        if not _is_real(ms):
+            return "wrong type", f"latency_ms[{stage!r}] is {type(ms).__name__}"[:60]
+        if not _is_finite(ms):
+            return "not finite", f"latency_ms[{stage!r}] is {ms!r}"[:60]
+        if ms < 0:
+            return "out of range", f"latency_ms[{stage!r}] is {ms!r}"[:60]
+    counters = rec["counters"]
+    if not isinstance(counters, dict):
+        return wrong("counters")
+    for name, value in counters.items():
+        if not isinstance(value, int) or isinstance(value, bool):
+            return "wrong type", f"counters[{name!r}] is {type(value).__name__}"[:60]
     return None
 
 
+def parse_line(line: str | bytes) -> tuple[dict[str, Any] | None, tuple[str, str] | None]:
+    """One log line as ``(record, None)``, or ``(None, (kind, detail))`` saying why it is no
+    decision; ``(None, None)`` for a blank line.  Never raises."""
+    if isinstance(line, bytes):
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return None, ("not UTF-8", str(exc))
+    if not line.strip():
+        return None, None
+    try:
+        rec = json.loads(line)
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+        return None, ("not JSON", str(exc) or type(exc).__name__)
+    if not isinstance(rec, dict):
+        return None, ("not a JSON object", type(rec).__name__)
+    if rec.get("schema") != SCHEMA:
+        return None, ("not a decision record", f"schema {rec.get('schema')!r}"[:60])
+    problem = _problem(rec)
+    return (None, problem) if problem else (rec, None)
+
+
+def parse_record(line: str | bytes) -> dict[str, Any] | None:
+    """One decision from a log line, or None when the line is something else (never raises)."""
+    return parse_line(line)[0]
+
+
+def _accept(line: str | bytes, tally: SkipTally, where: str, *,
+            quiet_foreign: bool = False) -> dict[str, Any] | None:
+    rec, problem = parse_line(line)
+    if problem is not None and not (quiet_foreign and problem[0] in _FOREIGN):
+        tally.add(problem[0], problem[1], where)
+    return rec
+
+
+# -- opening the log ----------------------------------------------------------------------------
+
+
+def _open_binary(path: Path) -> BinaryIO:
+    return open(path, "rb")
+
+
+def _may_enter(st: os.stat_result) -> bool:
+    """Whether the permission bits let this process into a directory (or read a file), as an
+    ordinary user: root's override is left out, so the answer is the same for every caller."""
+    is_dir = stat.S_ISDIR(st.st_mode)
+    if st.st_uid == os.geteuid():
+        bit = stat.S_IXUSR if is_dir else stat.S_IRUSR
+    elif st.st_gid in {os.getegid(), *os.getgroups()}:
+        bit = stat.S_IXGRP if is_dir else stat.S_IRGRP
+    else:
+        bit = stat.S_IXOTH if is_dir else stat.S_IROTH
+    return bool(st.st_mode & bit)
+
+
+def _blocker(path: Path) -> tuple[Path, os.stat_result | None]:
+    """The first directory on the way to ``path`` that this process may not enter (or ``path``
+    itself, when it may not read it), with its status; ``(path, None)`` when none is found."""
+    path = path.absolute()
+    for p in [*reversed(path.parents), path]:
+        try:
+            st = os.stat(p)
+        except OSError:
+            break
+        if not _may_enter(st):
+            return p, st
+    return path, None
+
+
+def _access_fix(path: Path) -> str:
+    """How to get read access to ``path``: the group to join when a group would do."""
+    blocker, st = _blocker(path)
+    alternatives = "or run it with sudo, or read the journal: emotion-edge inspect --journal"
+    if st is not None and st.st_gid != 0:
+        group_bit = stat.S_IXGRP if stat.S_ISDIR(st.st_mode) else stat.S_IRGRP
+        if st.st_mode & group_bit:
+            try:
+                group = grp.getgrgid(st.st_gid).gr_name
+            except KeyError:
+                group = str(st.st_gid)
+            if st.st_gid in {os.getegid(), *os.getgroups()}:
+                return (f"{blocker} is for group {group}, which you are in, yet access is denied "
+                        f"(mode {stat.filemode(st.st_mode)}); {alternatives}")
+            return (f"{blocker} is for group {group}: join it with sudo usermod -aG {group} "
+                    f"$USER, then log in again ({alternatives})")
+    return f"{blocker} is not readable for you; {alternatives}"
+
+
+def _open_error(path: Path, exc: OSError) -> EmotionEdgeError:
+    """The one-line error for a decision log that cannot be opened, naming the path and the fix."""
+    if isinstance(exc, FileNotFoundError):
+        return EmotionEdgeError(
+            f"decision log {path} not found; is log.file set in the config and the service "
+            f"running? (or read the journal: emotion-edge inspect --journal)")
+    if isinstance(exc, IsADirectoryError):
+        return EmotionEdgeError(
+            f"decision log {path} is a directory; name the file, e.g. --log "
+            f"{path / 'decisions.jsonl'}")
+    if isinstance(exc, NotADirectoryError):
+        return EmotionEdgeError(
+            f"decision log {path} cannot exist: a part of that path is a file, not a directory")
+    if isinstance(exc, PermissionError):
+        return EmotionEdgeError(
+            f"cannot read the decision log {path}: permission denied; {_access_fix(path)}")
+    return EmotionEdgeError(f"cannot read the decision log {path}: {exc.strerror or exc}")
+
+
+def check_log(path: str | Path) -> bool:
+    """Whether the decision log ``path`` is there: False when it (or its directory) is missing;
+    raises :class:`EmotionEdgeError` (one line, naming the fix) when it cannot be reached or is
+    a directory."""
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise _open_error(path, exc) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise _open_error(path, IsADirectoryError(21, "Is a directory", str(path)))
+    return True
+
+
 def _log_files(path: Path) -> list[Path]:
-    """Rotated files oldest first, then the live one."""
+    """Rotated files oldest first, then the live one; the one-line error when there is none."""
+    live = check_log(path)
     rotated = sorted(
         (p for p in path.parent.glob(path.name + ".*") if p.suffix[1:].isdigit()),
         key=lambda p: int(p.suffix[1:]), reverse=True,
     )
-    return [*rotated, path] if path.exists() else rotated
+    if not live and not rotated:
+        try:
+            os.stat(path)
+        except OSError as exc:  # missing, or a file where a directory should be
+            raise _open_error(path, exc) from None
+    return [*rotated, path] if live else rotated
 
 
-def read_file(path: str | Path, *, since: float | None = None) -> list[dict[str, Any]]:
+def read_file(path: str | Path, *, since: float | None = None, skipped: SkipTally | None = None,
+              opener: Callable[[Path], BinaryIO] = _open_binary) -> list[dict[str, Any]]:
+    """Every decision in ``path`` and its rotated predecessors (``path.1``, ...), oldest first,
+    from ``since`` (epoch seconds) on.  Malformed lines are skipped into ``skipped`` (a tally of
+    its own, reported at the end, when None)."""
     path = Path(path)
     files = _log_files(path)
-    if not files:
-        raise EmotionEdgeError(
-            f"decision log {path} not found; is log.file set in the config and the service "
-            f"running? (or read the journal: emotion-edge inspect --journal)"
-        )
+    tally = SkipTally() if skipped is None else skipped
     records = []
     for f in files:
-        with open(f, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                rec = parse_record(line)
+        try:
+            fh = opener(f)
+        except OSError as exc:
+            raise _open_error(f, exc) from None
+        with fh:
+            for lineno, line in enumerate(fh, 1):
+                rec = _accept(line, tally, f"{f}:{lineno}")
                 if rec is not None and (since is None or rec["time"] >= since):
                     records.append(rec)
+    if skipped is None:
+        tally.report()
     return records
 
 
+# -- following ------------------------------------------------------------------------------------
+
+#: Bytes remembered from just before the read position, to notice a file replaced in place (more
+#: than a decision line: the ends of two lines may well be equal).
+_TAIL_BYTES = 4096
+
+
+class _Tail:
+    """One open log file read on in complete lines.
+
+    Remembers the read position and the bytes just before it: a file that got shorter, or whose
+    bytes there changed, was truncated or rewritten in place (copytruncate rotation).
+    """
+
+    def __init__(self, fh: BinaryIO, *, at_end: bool) -> None:
+        self.fh = fh
+        st = os.fstat(fh.fileno())
+        self.ident = (st.st_dev, st.st_ino)
+        self.partial = b""
+        self.seek(st.st_size if at_end else 0)
+        end = self.tail.rfind(b"\n") + 1
+        if at_end and 0 < end < len(self.tail):  # a line half written: start with it
+            self.seek(self.pos - (len(self.tail) - end))
+
+    def seek(self, pos: int) -> None:
+        self.fh.seek(pos)
+        self.pos = pos
+        n = min(_TAIL_BYTES, pos)
+        self.tail = os.pread(self.fh.fileno(), n, pos - n) if n else b""
+        self.partial = b""
+
+    def lines(self) -> list[bytes]:
+        """The complete lines appended since the last call."""
+        data = self.fh.read()
+        if not data:
+            return []
+        self.pos += len(data)
+        self.tail = (self.tail + data)[-_TAIL_BYTES:]
+        *complete, self.partial = (self.partial + data).split(b"\n")
+        return complete
+
+    def rest(self) -> list[bytes]:
+        """The unterminated last line, once nothing more will be appended."""
+        line, self.partial = self.partial, b""
+        return [line] if line.strip() else []
+
+    def replaced_in_place(self, size: int) -> bool:
+        if size < self.pos:
+            return True
+        n = len(self.tail)
+        try:
+            return bool(n) and os.pread(self.fh.fileno(), n, self.pos - n) != self.tail
+        except OSError:
+            return True
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def _copied_away(path: Path, cur: _Tail, opener: Callable[[Path], BinaryIO]) -> list[bytes]:
+    """After a copytruncate rotation: the lines the copy (``path.1``) holds beyond what was read,
+    found by the bytes just before the read position; only the unterminated line otherwise."""
+    n = len(cur.tail)
+    try:
+        with opener(path.with_name(path.name + ".1")) as fh:
+            fh.seek(cur.pos - n)
+            if fh.read(n) != cur.tail:
+                return cur.rest()
+            data = fh.read()
+    except OSError:
+        return cur.rest()
+    return [line for line in (cur.partial + data).split(b"\n") if line.strip()]
+
+
 def follow_file(path: str | Path, *, poll_s: float = 0.5,
-                stop: Callable[[], bool] = lambda: False) -> Iterator[dict[str, Any]]:
-    """New decisions appended to ``path`` (reopening it after rotation), until ``stop()``."""
+                stop: Callable[[], bool] = lambda: False,
+                sleep: Callable[[float], None] = time.sleep, from_start: bool = False,
+                skipped: SkipTally | None = None,
+                opener: Callable[[Path], BinaryIO] = _open_binary) -> Iterator[dict[str, Any]]:
+    """New decisions appended to ``path``, until ``stop()`` (asked whenever there is nothing new,
+    before sleeping ``poll_s`` seconds).
+
+    Follows rotation without losing or repeating a line: when ``path`` is renamed away (a new
+    inode), the old file is read to its end and the new one from its start; when it shrinks or
+    its bytes before the read position change (copytruncate), the lines not yet read are taken
+    from the copy ``path.1`` and the file is read again from its start.  The file that exists
+    when following starts is read from its end (from its start with ``from_start``); a file
+    that appears later, from its start.
+    """
     path = Path(path)
-    fh = None
-    inode = None
-    while not stop():
-        if fh is None:
-            try:
-                fh = open(path, encoding="utf-8", errors="replace")
-            except FileNotFoundError:
-                time.sleep(poll_s)
-                continue
-            inode = path.stat().st_ino
-            fh.seek(0, 2)
-        line = fh.readline()
-        if line:
-            rec = parse_record(line)
+    tally = SkipTally() if skipped is None else skipped
+    where = str(path)
+    cur: _Tail | None = None
+    at_end = not from_start
+
+    def records(lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+        for line in lines:
+            rec = _accept(line, tally, where)
             if rec is not None:
                 yield rec
-            continue
-        try:
-            rotated = path.stat().st_ino != inode
-        except FileNotFoundError:
-            rotated = True
-        if rotated:
-            fh.close()
-            fh = None
-            inode = None
-            continue
-        time.sleep(poll_s)
-    if fh is not None:
-        fh.close()
+
+    try:
+        while True:
+            if cur is None:
+                try:
+                    fh = opener(path)
+                except FileNotFoundError:
+                    at_end = False  # whatever appears from now on is new
+                    if stop():
+                        return
+                    sleep(poll_s)
+                    continue
+                except OSError as exc:
+                    raise _open_error(path, exc) from None
+                cur = _Tail(fh, at_end=at_end)
+                at_end = False
+            try:
+                st: os.stat_result | None = os.stat(path)
+            except FileNotFoundError:
+                st = None
+            except OSError as exc:
+                raise _open_error(path, exc) from None
+            if st is None or (st.st_dev, st.st_ino) != cur.ident:
+                # Renamed (or deleted): finish the old file; the new one is read from its start.
+                yield from records(cur.lines() + cur.rest())
+                cur.close()
+                cur = None
+                continue
+            if cur.replaced_in_place(st.st_size):
+                yield from records(_copied_away(path, cur, opener))
+                cur.seek(0)
+                continue
+            lines = cur.lines()
+            if lines:
+                yield from records(lines)
+                continue
+            if stop():
+                return
+            sleep(poll_s)
+    finally:
+        if cur is not None:
+            cur.close()
+        if skipped is None:
+            tally.report()
+
+
+# -- the journal ----------------------------------------------------------------------------------
 
 
 def journal_command(unit: str = "emotion-edge", *, since: str | None = None,
@@ -154,27 +517,37 @@ def journal_command(unit: str = "emotion-edge", *, since: str | None = None,
     return cmd
 
 
-def _journal_records(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
-    for line in lines:
+def _journal_records(lines: Iterable[str], tally: SkipTally) -> Iterator[dict[str, Any]]:
+    """Our decisions among journal entries; other services' and our other log lines are not
+    malformed, only passed over."""
+    for n, line in enumerate(lines, 1):
         try:
             entry = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
+            continue
+        if not isinstance(entry, dict):
             continue
         message = entry.get("MESSAGE")
         if isinstance(message, list):  # journald sends non-UTF-8 messages as byte lists
-            message = bytes(message).decode("utf-8", "replace")
+            try:
+                message = bytes(message).decode("utf-8", "replace")
+            except (TypeError, ValueError):
+                continue
         if not isinstance(message, str):
             continue
-        rec = parse_record(message)
+        rec = _accept(message, tally, f"journal entry {n}", quiet_foreign=True)
         if rec is not None:
             rec["_pid"] = entry.get("_PID")
             yield rec
 
 
 def read_journal(unit: str = "emotion-edge", *, since: str | None = None, follow: bool = False,
+                 skipped: SkipTally | None = None,
                  popen: Callable[..., Any] = subprocess.Popen) -> Iterator[dict[str, Any]]:
-    """Decisions from ``journalctl -o json -u unit`` (streamed, so ``follow`` works)."""
+    """Decisions from ``journalctl -o json -u unit`` (streamed, so ``follow`` works).  ``since``
+    is passed to journalctl as it is (``@EPOCH`` works there)."""
     cmd = journal_command(unit, since=since, follow=follow)
+    tally = SkipTally() if skipped is None else skipped
     try:
         proc = popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     except FileNotFoundError:
@@ -183,15 +556,20 @@ def read_journal(unit: str = "emotion-edge", *, since: str | None = None, follow
             "--log /run/emotion-edge/decisions.jsonl"
         ) from None
     try:
-        yield from _journal_records(proc.stdout)
+        yield from _journal_records(proc.stdout, tally)
     finally:
         if proc.poll() is None:
             proc.terminate()
         proc.wait()
+        if skipped is None:
+            tally.report()
     if proc.returncode not in (0, None, -15) and not follow:
         err = proc.stderr.read().strip() if proc.stderr else ""
         raise EmotionEdgeError(f"{' '.join(cmd)} failed: {err or proc.returncode}; members of "
                                f"the adm or systemd-journal group may read the journal")
+
+
+# -- the summary ----------------------------------------------------------------------------------
 
 
 def _percentiles(values: Sequence[float]) -> dict[str, float]:
@@ -201,13 +579,28 @@ def _percentiles(values: Sequence[float]) -> dict[str, float]:
             "p99": round(float(p99), 3), "max": round(float(a.max()), 3), "n": int(a.size)}
 
 
+def _step(prev: dict[str, Any], rec: dict[str, Any]) -> tuple[float, str]:
+    """Time from ``prev`` to ``rec``: media time (the audio the loop analysed; a replay's own
+    time) when both records carry it, wall-clock time otherwise."""
+    a, b = prev.get("media_s"), rec.get("media_s")
+    if a is not None and b is not None:
+        return float(b) - float(a), "media"
+    return float(rec["time"]) - float(prev["time"]), "wall"
+
+
 def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The inspection summary of ``records`` (in log order)."""
+    """The inspection summary of ``records`` (in log order).
+
+    Dwell and segment durations are in media time where the records carry ``media_s``, so a
+    replay run faster than real time still shows the recording's durations; ``dwell_clock`` says
+    which clock was used (``media``, ``wall``, ``media+wall`` or None when nothing was counted).
+    """
     if not records:
         return {"decisions": 0}
     restarts = 0
     timeline: list[dict[str, Any]] = []
     dwell: dict[str, float] = {}
+    clocks: set[str] = set()
     level_cycles: dict[str, int] = {}
     stage_ms: dict[str, list[float]] = {}
     counter_totals: dict[str, int] = {}
@@ -220,15 +613,20 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if new_run:
             restarts += 1
         label = rec["label"] or "none"
+        counted = 0.0
         if prev is not None and not new_run:
-            gap = rec["time"] - prev["time"]
+            gap, clock = _step(prev, rec)
             if 0 <= gap <= MAX_GAP_S:
                 prev_label = prev["label"] or "none"
                 dwell[prev_label] = dwell.get(prev_label, 0.0) + gap
+                clocks.add(clock)
+                counted = gap
         if not timeline or timeline[-1]["label"] != label or new_run:
-            timeline.append({"start": rec["time"], "end": rec["time"], "label": label})
+            timeline.append({"start": rec["time"], "end": rec["time"], "label": label,
+                             "duration_s": 0.0})
         else:
             timeline[-1]["end"] = rec["time"]
+            timeline[-1]["duration_s"] += counted
         level_cycles[rec["level"]] = level_cycles.get(rec["level"], 0) + 1
         for stage, ms in rec.get("latency_ms", {}).items():
             stage_ms.setdefault(stage, []).append(float(ms))
@@ -240,18 +638,25 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
             counter_totals[key] = counter_totals.get(key, 0) + max(0, int(value) - base)
             prev_counters[key] = int(value)
         prev = rec
+    for seg in timeline:
+        seg["duration_s"] = round(seg["duration_s"], 3)
     return {
         "decisions": len(records),
         "from": records[0]["time"],
         "to": records[-1]["time"],
         "restarts": restarts,
         "overrun_cycles": sum(bool(r.get("overrun")) for r in records),
+        "dwell_clock": "+".join(sorted(clocks)) or None,
         "dwell_s": {k: round(v, 2) for k, v in sorted(dwell.items(), key=lambda kv: -kv[1])},
         "timeline": timeline,
         "latency_ms": {stage: _percentiles(v) for stage, v in stage_ms.items()},
         "cycles_per_level": level_cycles,
         "counters": counter_totals,
     }
+
+
+_CLOCK_NAMES = {"media": "media time", "wall": "wall-clock time",
+                "media+wall": "media time; wall-clock time for records without media_s"}
 
 
 def _when(t: float) -> str:
@@ -261,11 +666,12 @@ def _when(t: float) -> str:
 def format_summary(summary: dict[str, Any], *, max_segments: int = 30) -> str:
     if not summary.get("decisions"):
         return "no decisions in the log (for this period)"
+    clock = _CLOCK_NAMES.get(summary.get("dwell_clock") or "", "nothing counted")
     lines = [
         f"{summary['decisions']} decisions, {_when(summary['from'])} .. {_when(summary['to'])}, "
         f"{summary['restarts']} restart(s)",
         "",
-        "dwell time per emotion:",
+        f"dwell time per emotion (in {clock}):",
     ]
     total = sum(summary["dwell_s"].values()) or 1.0
     for label, s in summary["dwell_s"].items():
@@ -293,7 +699,8 @@ def format_summary(summary: dict[str, Any], *, max_segments: int = 30) -> str:
         lines.append(f"  ... {len(segments) - max_segments} earlier segments")
         segments = segments[-max_segments:]
     for seg in segments:
-        lines.append(f"  {_when(seg['start'])}  {seg['end'] - seg['start']:7.1f} s  "
+        duration = seg.get("duration_s", seg["end"] - seg["start"])
+        lines.append(f"  {_when(seg['start'])}  {duration:7.1f} s  "
                      f"{seg['label']}")
     return "\n".join(lines)
 

@@ -38,7 +38,7 @@ from .fusion import LabelMap, LateFusion
 from .loop import EmotionLoop, LoopSummary
 from .smoothing import Smoother
 
-__all__ = ["ReplayMedia", "Appliance", "build_appliance"]
+__all__ = ["ReplayMedia", "Appliance", "build_appliance", "open_decision_models"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +100,39 @@ def _frames(config: Config, media: ReplayMedia | None, stack: contextlib.ExitSta
     return stack.enter_context(open_camera(config.camera))
 
 
+def open_decision_models(
+    config: Config, stack: contextlib.ExitStack, *, use_face: bool, learn: bool = True,
+) -> tuple[SpeechClassifier, FaceClassifier | None, FaceDetector | None, LateFusion]:
+    """The models, the face detector and the fusion the loop decides with, each refused with one
+    clear line if it does not fit (a speech model given as the face model, labels that do not fit
+    the outputs, a fusion map onto an unknown label).  ``emotion-edge check`` opens exactly these,
+    with ``learn=False`` (it must not touch the adaptation state).  ``stack`` closes them."""
+    speech = stack.enter_context(SpeechClassifier(
+        _model_path(config.models.speech, SPEECH_MODEL_FILE), hop_s=config.loop.hop_s or None,
+        num_threads=config.loop.num_threads, adapt=config.adapt.enabled and learn,
+        adapt_state=(config.adapt.state_file or None) if learn else None,
+        adapt_prior_frames=config.adapt.prior_frames))
+    face: FaceClassifier | None = None
+    detector: FaceDetector | None = None
+    if use_face:
+        face = stack.enter_context(FaceClassifier(
+            _model_path(config.models.face, FACE_MODEL_FILE),
+            num_threads=config.loop.num_threads))
+        detector = stack.enter_context(contextlib.closing(open_face_detector(
+            config.camera.detector, num_threads=config.loop.num_threads)))
+    label_map = _label_map(config, speech, face)
+    present = label_map.modalities
+    weights = {"speech": config.fusion.speech_weight, "face": config.fusion.face_weight}
+    temperatures = {"speech": config.fusion.speech_temperature,
+                    "face": config.fusion.face_temperature}
+    fusion = LateFusion(
+        label_map,
+        weights={m: w for m, w in weights.items() if m in present},
+        temperatures={m: t for m, t in temperatures.items() if m in present},
+    )
+    return speech, face, detector, fusion
+
+
 def build_appliance(
     config: Config,
     *,
@@ -120,31 +153,9 @@ def build_appliance(
     """
     stack = contextlib.ExitStack()
     try:
-        speech = stack.enter_context(SpeechClassifier(
-            _model_path(config.models.speech, SPEECH_MODEL_FILE), hop_s=config.loop.hop_s or None,
-            num_threads=config.loop.num_threads, adapt=config.adapt.enabled,
-            adapt_state=config.adapt.state_file or None,
-            adapt_prior_frames=config.adapt.prior_frames))
         use_face = (config.camera.enabled if media is None or media.audio is None
                     else media.video is not None or media.image is not None)
-        face: FaceClassifier | None = None
-        detector: FaceDetector | None = None
-        if use_face:
-            face = stack.enter_context(FaceClassifier(
-                _model_path(config.models.face, FACE_MODEL_FILE),
-                num_threads=config.loop.num_threads))
-            detector = stack.enter_context(contextlib.closing(open_face_detector(
-                config.camera.detector, num_threads=config.loop.num_threads)))
-        label_map = _label_map(config, speech, face)
-        present = label_map.modalities
-        weights = {"speech": config.fusion.speech_weight, "face": config.fusion.face_weight}
-        temperatures = {"speech": config.fusion.speech_temperature,
-                        "face": config.fusion.face_temperature}
-        fusion = LateFusion(
-            label_map,
-            weights={m: w for m, w in weights.items() if m in present},
-            temperatures={m: t for m, t in temperatures.items() if m in present},
-        )
+        speech, face, detector, fusion = open_decision_models(config, stack, use_face=use_face)
         logger.info("fusion over %s", ", ".join(fusion.labels))
 
         audio: AudioSource

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import glob
-import importlib
 import os
 import subprocess
 import sys
@@ -20,7 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
-from ..errors import EmotionEdgeError
+from ..errors import EmotionEdgeError, MissingDependencyError
+from ..optional import import_optional, quiet_native_output
+from ..sources.camera import PICAMERA2_HINT
+from ..sources.microphone import PYAUDIO_HINT as _PYAUDIO_HINT
 
 __all__ = ["Finding", "THROTTLE_BITS", "check_runtime", "check_models", "check_face_detector",
            "check_thermal", "check_mic", "check_camera", "check_gpio", "run_checks"]
@@ -70,33 +72,31 @@ def check_runtime() -> list[Finding]:
     for module, extra in (("numpy", "pip install numpy"),
                           ("cv2", "pip install 'opencv-python-headless>=4.8,<5'")):
         try:
-            importlib.import_module(module)
+            import_optional(module, extra)
             out.append(Finding(f"module {module}", OK, "importable"))
-        except ImportError as exc:
-            out.append(Finding(f"module {module}", PROBLEM, str(exc), extra))
+        except MissingDependencyError as exc:
+            out.append(Finding(f"module {module}", PROBLEM, str(exc).split("; ")[0], extra))
     return out
 
 
 def check_models(config: Config) -> list[Finding]:
-    from ..models.face import FACE_MODEL_FILE
-    from ..models.manifest import load_manifest
-    from ..models.runtime import QuantizedModel
-    from ..models.speech import SPEECH_MODEL_FILE
-    from ..paths import default_model
+    """The models, detector and fusion opened exactly as ``run`` opens them."""
+    from ..pipeline.appliance import open_decision_models
 
     out = []
-    wanted = [("speech model", config.models.speech, SPEECH_MODEL_FILE)]
-    if config.camera.enabled:
-        wanted.append(("face model", config.models.face, FACE_MODEL_FILE))
-    for what, configured, filename in wanted:
-        try:
-            path = Path(configured) if configured else default_model(filename)
-            manifest = load_manifest(path)  # checks the sha256
-            QuantizedModel(path, manifest, num_threads=1).close()
-            out.append(Finding(what, OK, f"{path} ({len(manifest.labels)} labels, sha256 ok)"))
-        except EmotionEdgeError as exc:
-            out.append(Finding(what, PROBLEM, str(exc),
-                               "reinstall emotion-edge or set models.* in the config"))
+    try:
+        with contextlib.ExitStack() as stack:
+            speech, face, _, fusion = open_decision_models(
+                config, stack, use_face=config.camera.enabled, learn=False)
+            out.append(Finding("speech model", OK, f"{speech.model.path} "
+                                                   f"({len(speech.labels)} labels, sha256 ok)"))
+            if face is not None:
+                out.append(Finding("face model", OK, f"{face.model.path} "
+                                                     f"({len(face.labels)} labels, sha256 ok)"))
+            out.append(Finding("fusion", OK, ", ".join(fusion.labels)))
+    except EmotionEdgeError as exc:
+        out.append(Finding("models", PROBLEM, str(exc),
+                           "reinstall emotion-edge, or fix models.* / fusion.* in the config"))
     if config.camera.enabled:
         out.append(check_face_detector(config))
     return out
@@ -104,24 +104,27 @@ def check_models(config: Config) -> list[Finding]:
 
 def check_face_detector(config: Config) -> Finding:
     """The configured face detector opens; a fetched BlazeFace file is the expected one."""
-    from ..models.manifest import sha256_of
-    from ..vision.blazeface import BLAZEFACE_SHA256, BlazeFaceDetector
+    from ..vision.blazeface import BlazeFaceDetector
     from ..vision.detectors import open_face_detector
 
-    fix = "run `emotion-convert blazeface` again, or set camera.detector = \"haar\""
+    fix = "reinstall emotion-edge or run `emotion-convert blazeface`; or set camera.detector = \"haar\""
+    kind = config.camera.detector
     try:
-        with contextlib.closing(open_face_detector(config.camera.detector)) as detector:
-            if not isinstance(detector, BlazeFaceDetector):
-                hint = (" (`emotion-convert blazeface` fetches the faster BlazeFace)"
-                        if config.camera.detector == "auto" else "")
-                return Finding("face detector", OK, f"OpenCV Haar cascade{hint}")
-            digest = sha256_of(detector.path)
-            if digest != BLAZEFACE_SHA256:
-                return Finding("face detector", PROBLEM,
-                               f"{detector.path}: sha256 {digest[:12]}... is not BlazeFace "
-                               f"short-range from mediapipe 0.10.21", fix)
-            return Finding("face detector", OK, f"BlazeFace short-range {detector.path} "
-                                                f"(sha256 ok)")
+        if kind in ("auto", "blazeface"):
+            # Opened directly, not through auto's fallback, so a missing or damaged file is told
+            # (BlazeFace checks its sha256 when it opens).
+            try:
+                with contextlib.closing(BlazeFaceDetector()) as blazeface:
+                    return Finding("face detector", OK,
+                                   f"BlazeFace short-range {blazeface.path} (sha256 ok)")
+            except EmotionEdgeError as exc:
+                if kind == "blazeface":
+                    raise
+                with contextlib.closing(open_face_detector("haar")):
+                    return Finding("face detector", WARN,
+                                   f"{exc}; run falls back to the slower Haar detector", fix)
+        with contextlib.closing(open_face_detector(kind)):
+            return Finding("face detector", OK, "OpenCV Haar cascade")
     except EmotionEdgeError as exc:
         return Finding("face detector", PROBLEM, str(exc), fix)
 
@@ -162,11 +165,11 @@ def check_thermal(
 
 def check_mic(config: Config, pyaudio_module: Any = None) -> list[Finding]:
     try:
-        pyaudio = pyaudio_module or importlib.import_module("pyaudio")
-    except ImportError:
-        return [Finding("microphone", PROBLEM, "PyAudio is not installed",
-                        "sudo apt install portaudio19-dev && pip install 'emotion-edge[mic]'")]
-    pa = pyaudio.PyAudio()
+        pyaudio = pyaudio_module or import_optional("pyaudio", _PYAUDIO_HINT)
+    except MissingDependencyError as exc:
+        return [Finding("microphone", PROBLEM, str(exc).split(";")[0], _PYAUDIO_HINT)]
+    with quiet_native_output("PortAudio"):
+        pa = pyaudio.PyAudio()
     try:
         inputs = []
         for i in range(pa.get_device_count()):
@@ -197,14 +200,12 @@ def check_camera(config: Config, dev_glob: Callable[[str], list[str]] = glob.glo
     detail = f"{len(videos)} video device(s)"
     if config.camera.source in ("auto", "picamera2"):
         try:
-            importlib.import_module("picamera2")
+            import_optional("picamera2", PICAMERA2_HINT)
             detail += ", picamera2 importable"
-        except ImportError:
+        except MissingDependencyError as exc:
             if config.camera.source == "picamera2":
-                return [Finding("camera", PROBLEM, "picamera2 is not importable",
-                                "sudo apt install python3-picamera2 and create the venv with "
-                                "--system-site-packages")]
-            detail += ", picamera2 missing (OpenCV capture will be used)"
+                return [Finding("camera", PROBLEM, str(exc).split("; ")[0], PICAMERA2_HINT)]
+            detail += f", picamera2 not usable ({str(exc).split('; ')[0]}): OpenCV capture is used"
     return [Finding("camera", OK, detail)]
 
 

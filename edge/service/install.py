@@ -4,25 +4,34 @@ Idempotent: files already up to date are left alone, an existing configuration i
 overwritten (only validated), an existing user is kept.  ``root`` redirects every path (tests
 install into a temporary directory without privileges); the user is created with
 ``useradd --system`` only when installing into the real root ``/`` and not in a dry run.
+
+It runs as root, so nothing goes into the unit unchecked: every ``ExecStart=`` word is quoted
+for systemd and control characters are refused.  Files are replaced atomically and never
+through a symbolic link.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import grp
 import logging
 import os
 import pwd
 import re
-import shutil
+import shlex
+import stat
 import subprocess
 import sys
+import tempfile
+import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..config import load_config
-from ..errors import EmotionEdgeError
+from ..errors import ConfigError, EmotionEdgeError
 from ..paths import shipped_file
 
 __all__ = [
@@ -31,6 +40,9 @@ __all__ = [
     "SERVICE_GROUPS",
     "shipped_file",
     "default_exec_start",
+    "exec_argv",
+    "check_unit_value",
+    "quote_exec_arg",
     "render_unit",
     "Action",
     "install_service",
@@ -44,6 +56,9 @@ SERVICE_USER = "emotion-edge"
 #: Groups the service needs: ALSA capture, camera, GPIO (Raspberry Pi OS names).
 SERVICE_GROUPS: tuple[str, ...] = ("audio", "video", "gpio")
 
+#: The ``edge`` package this code runs from (what ``-m edge`` imports).
+_PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
+
 SYSTEMCTL_STEPS: tuple[str, ...] = (
     "sudo systemctl daemon-reload",
     "sudo systemctl enable --now emotion-edge",
@@ -53,24 +68,129 @@ SYSTEMCTL_STEPS: tuple[str, ...] = (
 )
 
 
-def default_exec_start() -> str:
-    """The command systemd should run: this installation's ``emotion-edge``."""
-    exe = shutil.which("emotion-edge")
-    if exe:
-        return str(Path(exe).resolve().parent / "emotion-edge")
-    return f"{sys.executable} -m edge"
+def default_exec_start() -> list[str]:
+    """The command systemd should run: the interpreter running now, ``-P -m edge``.
+
+    ``sys.executable`` is used as it is, not resolved: in a venv it is the venv's ``bin/python``
+    symlink, and only that path makes Python pick up the venv's site-packages.  Running the
+    interpreter itself (rather than a console script found on ``PATH`` or beside it) means the
+    service imports exactly the emotion-edge this command runs from, and keeps working when a
+    wrapper script's shebang would go stale.  ``-P`` keeps the working directory off
+    ``sys.path``, so nothing in it can shadow a module.
+    """
+    if not sys.executable:
+        raise ConfigError(
+            "cannot tell which Python interpreter is running (sys.executable is empty); pass "
+            "--exec-start /path/to/emotion-edge"
+        )
+    return [sys.executable, "-P", "-m", "edge"]
+
+
+#: Words written without quotes; anything else is double-quoted (see :func:`quote_exec_arg`).
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9_@+=:,./-]+")
+_GROUP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+#: Characters systemd refuses in the path of the program it runs (quotes, backslash), or would
+#: expand in argv[0] but not in that path (``$``), so no quoting can make the two agree.
+_BAD_IN_PROGRAM = "\\\"'$"
+
+
+def check_unit_value(what: str, value: str, fix: str = "use a value without them") -> str:
+    """Return ``value`` if it can go into a unit file; refuse control characters (a line break
+    would start a new setting such as ``ExecStartPre=``) and text that is not UTF-8."""
+    for char in value:
+        if unicodedata.category(char) == "Cc":
+            raise ConfigError(
+                f"{what} {value!r} contains the control character U+{ord(char):04X}, and "
+                f"control characters cannot go into a systemd unit; {fix}"
+            )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(
+            f"{what} {value!r} is not valid UTF-8, which a systemd unit cannot hold; {fix}"
+        ) from None
+    return value
+
+
+def quote_exec_arg(arg: str) -> str:
+    """One word of an ``ExecStart=`` line that systemd reads back as exactly ``arg``
+    (systemd.service(5), "Command lines"): ``%`` doubled (specifiers), ``$`` doubled
+    (environment variables), and unless the word is plain, double quotes around it with
+    backslashes and double quotes escaped by a backslash.  ``arg`` must have passed
+    :func:`check_unit_value` (a line break cannot be quoted)."""
+    text = arg.replace("%", "%%").replace("$", "$$")
+    if _PLAIN_WORD.fullmatch(arg):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def exec_argv(exec_start: str | Sequence[str] | None) -> list[str]:
+    """The command systemd should run, as a checked argv: ``None`` is :func:`default_exec_start`,
+    a string is split like a shell would split it (``--exec-start``), a sequence is taken as is."""
+    what, fix = "--exec-start", "use a value without them"
+    if exec_start is None:
+        argv = default_exec_start()
+        what, fix = "the running interpreter", "install it in another folder or pass --exec-start"
+    elif isinstance(exec_start, str):
+        check_unit_value(what, exec_start, fix)
+        try:
+            argv = shlex.split(exec_start)
+        except ValueError as exc:
+            raise ConfigError(
+                f"--exec-start {exec_start!r} cannot be split into words ({exc}); quote a path "
+                f"with spaces like a shell would: --exec-start \"'/opt/my dir/bin/emotion-edge'\""
+            ) from None
+    else:
+        argv = list(exec_start)
+    if not argv:
+        raise ConfigError("--exec-start is empty; give the path of emotion-edge or omit the flag")
+    for arg in argv:
+        check_unit_value(what, arg, fix)
+    program = argv[0]
+    if not program.startswith("/") or program.endswith("/"):
+        raise ConfigError(
+            f"{what} {program!r} is not an absolute path to a file (systemd looks up a "
+            f"bare name itself and reads a leading -, @, :, + or ! as a flag); give one such as "
+            f"/opt/emotion-edge/bin/emotion-edge"
+        )
+    bad = sorted({c for c in program if c in _BAD_IN_PROGRAM})
+    if bad:
+        raise ConfigError(
+            f"{what} {program!r} contains {' '.join(bad)}, which systemd cannot take in "
+            f"the path of the program it runs; install into a folder whose path has no quotes, "
+            f"backslashes or $, such as a venv in /opt/emotion-edge"
+        )
+    return argv
 
 
 def render_unit(
-    template: str, *, exec_start: str, config_path: str, groups: Sequence[str] | None = None
+    template: str,
+    *,
+    exec_start: Sequence[str],
+    config_path: str,
+    groups: Sequence[str] | None = None,
 ) -> str:
-    """The shipped unit with ``ExecStart=`` pointing at ``exec_start`` and, when given, only the
-    supplementary ``groups`` that exist on this machine (systemd refuses to start otherwise)."""
-    unit = re.sub(r"(?m)^ExecStart=.*$",
-                  f"ExecStart={exec_start} run --config {config_path}", template)
+    """The shipped unit with ``ExecStart=`` running the argv ``exec_start`` (checked by
+    :func:`exec_argv`) plus ``run --config config_path``, every word quoted for systemd, and,
+    when given, only the supplementary ``groups`` that exist on this machine (systemd refuses
+    to start otherwise)."""
+    if isinstance(exec_start, str):
+        raise TypeError("exec_start is an argv list; split a command line with exec_argv()")
+    words = [*exec_start, "run", "--config", check_unit_value("configuration path", config_path)]
+    line = "ExecStart=" + " ".join(quote_exec_arg(w) for w in words)
+    # A function as replacement: re.sub would expand backslash sequences in a string.
+    unit, count = re.subn(r"(?m)^ExecStart=.*$", lambda _: line, template)
+    if count != 1:
+        raise EmotionEdgeError(
+            f"the shipped {SERVICE_NAME} has {count} ExecStart= lines instead of one; "
+            f"reinstall emotion-edge"
+        )
     if groups is not None:
-        line = f"SupplementaryGroups={' '.join(groups)}" if groups else ""
-        unit = re.sub(r"(?m)^SupplementaryGroups=.*$", line, unit)
+        for g in groups:
+            if not _GROUP_NAME.fullmatch(check_unit_value("group", g)):
+                raise ConfigError(f"group name {g!r} is not a plain group name; rename it")
+        groups_line = f"SupplementaryGroups={' '.join(groups)}" if groups else ""
+        unit = re.sub(r"(?m)^SupplementaryGroups=.*$", lambda _: groups_line, unit)
     return unit
 
 
@@ -87,25 +207,89 @@ class Action:
 
 
 def _write(path: Path, text: str, dry_run: bool, *, overwrite: bool) -> str:
-    if path.exists():
-        if path.read_text(encoding="utf-8") == text:
+    data = text.encode("utf-8")
+    existing = _read_regular_file(path)
+    if existing is not None:
+        if existing == data:
             return "unchanged"
         if not overwrite:
             return "kept"
     if dry_run:
         return "would write"
+    _replace_atomically(path, data)
+    return "written"
+
+
+def _read_regular_file(path: Path) -> bytes | None:
+    """The content of ``path``, ``None`` when it does not exist; refuses a symbolic link or
+    anything but a regular file (root must not read or write through a planted link)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except PermissionError as exc:
+        is_link = stat.S_ISLNK(os.lstat(path).st_mode)
+        if not is_link:  # O_NOFOLLOW: a link swapped in after the lstat fails with ELOOP
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise _write_error(path, exc) from None
+        is_link = True
+    if is_link:
         raise EmotionEdgeError(
+            f"{path} is a symbolic link and install-service does not write through links; "
+            f"remove it (sudo rm {path}) and run install-service again"
+        )
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise EmotionEdgeError(
+                f"{path} exists but is not a regular file; remove it and run install-service "
+                f"again"
+            )
+        return f.read()
+
+
+def _replace_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file beside ``path``, then rename it onto ``path``.
+
+    The temporary file has a random name and is created by ``mkstemp`` with
+    ``O_CREAT|O_EXCL|O_NOFOLLOW``, so a file or link planted at a predictable name is never
+    opened; its mode is set through the open descriptor.  ``os.replace`` renames over whatever
+    sits at ``path`` (a link included) without following it.  On failure the temporary file
+    is removed and ``path`` is left as it was.
+    """
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
+    try:
+        with open(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o644)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from None
+        raise
+    with contextlib.suppress(OSError):  # the rename itself survives a power cut
+        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _write_error(path: Path, exc: OSError) -> EmotionEdgeError:
+    if isinstance(exc, PermissionError):
+        return EmotionEdgeError(
             f"cannot write {path} ({exc.strerror}); run install-service with sudo, or pass "
             f"--root DIR to install into a staging folder"
-        ) from None
-    return "written"
+        )
+    return EmotionEdgeError(f"cannot write {path} ({exc.strerror or exc})")
 
 
 def _existing_groups(groups: Sequence[str]) -> list[str]:
@@ -124,13 +308,19 @@ def install_service(
     root: str | Path = "/",
     *,
     dry_run: bool = False,
-    exec_start: str | None = None,
+    exec_start: str | Sequence[str] | None = None,
     run: Callable[..., subprocess.CompletedProcess[Any]] = subprocess.run,
 ) -> list[Action]:
-    """Install the unit, the configuration and the user under ``root``; return what was done."""
+    """Install the unit, the configuration and the user under ``root``; return what was done.
+
+    ``exec_start`` is the command the service runs before ``run --config ...``: ``None`` for
+    the interpreter running now (:func:`default_exec_start`), a command line split like a
+    shell would split it, or an argv list.  Files are replaced atomically and never through a
+    symbolic link.
+    """
     root = Path(root)
     real_root = root.resolve() == Path("/")
-    exec_start = exec_start or default_exec_start()
+    argv = exec_argv(exec_start)
     actions: list[Action] = []
     config_rel = Path("etc/emotion-edge/config.toml")
     unit_path = root / "etc/systemd/system" / SERVICE_NAME
@@ -138,7 +328,7 @@ def install_service(
 
     groups = _existing_groups(SERVICE_GROUPS) if real_root else None
     unit = render_unit(shipped_file(SERVICE_NAME).read_text(encoding="utf-8"),
-                       exec_start=exec_start, config_path="/" + str(config_rel), groups=groups)
+                       exec_start=argv, config_path="/" + str(config_rel), groups=groups)
     actions.append(Action(str(unit_path), _write(unit_path, unit, dry_run, overwrite=True)))
 
     example = shipped_file("config.example.toml").read_text(encoding="utf-8")
@@ -169,11 +359,19 @@ def install_service(
             ) from None
         actions.append(Action(f"user {SERVICE_USER} (groups {', '.join(groups or [])})",
                               "created"))
-    if exec_start.startswith(("/home/", "/root/")):
-        logger.warning(
-            "%s lives under /home or /root, which the service cannot see (ProtectHome=yes); "
-            "install emotion-edge system-wide, e.g. a venv in /opt/emotion-edge", exec_start)
+    _warn_if_hidden(argv[0], *([_PACKAGE_DIR] if exec_start is None else []))
+    if real_root and not os.access(argv[0], os.X_OK):
+        logger.warning("%s is not an executable here; systemd will fail to start the service "
+                       "(a path with spaces needs quotes in --exec-start)", argv[0])
     return actions
+
+
+def _warn_if_hidden(*paths: str) -> None:
+    for path in paths:
+        if path.startswith(("/home/", "/root/")):
+            logger.warning(
+                "%s lives under /home or /root, which the service cannot see (ProtectHome=yes); "
+                "install emotion-edge system-wide, e.g. a venv in /opt/emotion-edge", path)
 
 
 def _user_exists() -> bool:

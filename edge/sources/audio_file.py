@@ -10,13 +10,18 @@ from __future__ import annotations
 import logging
 import math
 import wave
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import AudioFileError, ConfigError
+from ..lifecycle import Closeable
 
-__all__ = ["to_mono_float", "Resampler", "resample", "load_audio", "AUDIO_EXTENSIONS"]
+__all__ = [
+    "to_mono_float", "Resampler", "resample", "AudioFileStream", "load_audio", "AUDIO_EXTENSIONS",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -138,24 +143,31 @@ def resample(x: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return np.concatenate((r.process(x), r.flush()))
 
 
-def _read_wav_stdlib(path: Path) -> tuple[np.ndarray, int]:
-    with wave.open(str(path), "rb") as w:
-        width, channels, rate, n = w.getsampwidth(), w.getnchannels(), w.getframerate(), w.getnframes()
-        raw = w.readframes(n)
-    if len(raw) < n * width * channels:
-        raise AudioFileError(
-            f"{path}: truncated WAV ({len(raw) // max(width * channels, 1)} of {n} frames present)"
-        )
-    if width == 3:
-        b = np.frombuffer(raw, np.uint8).reshape(-1, 3)
-        data = (b[:, 0].astype(np.int32) | b[:, 1].astype(np.int32) << 8 | b[:, 2].astype(np.int32) << 16)
-        data = ((data << 8) >> 8).astype(np.int32) << 8  # sign-extend, scale to int32
-    else:
-        dtypes = {1: np.uint8, 2: np.int16, 4: np.int32}
-        if width not in dtypes:
-            raise AudioFileError(f"{path}: {8 * width}-bit WAV samples are not supported")
-        data = np.frombuffer(raw, dtypes[width])
-    return data.reshape(-1, channels), rate
+class _WaveFile:
+    """The stdlib's WAV reader behind the small part of ``soundfile.SoundFile`` used here (for
+    installs without libsndfile)."""
+
+    _DTYPES = {1: np.uint8, 2: np.int16, 4: np.int32}
+
+    def __init__(self, path: Path) -> None:
+        self._w = wave.open(str(path), "rb")
+        self._width, self.channels = self._w.getsampwidth(), self._w.getnchannels()
+        self.samplerate, self.frames = self._w.getframerate(), self._w.getnframes()
+        if self._width not in (1, 2, 3, 4):
+            self._w.close()
+            raise AudioFileError(f"{path}: {8 * self._width}-bit WAV samples are not supported")
+
+    def read(self, frames: int, dtype: str = "float32", always_2d: bool = True) -> np.ndarray:
+        raw = self._w.readframes(frames)
+        if self._width == 3:
+            b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
+            data = ((b[:, 0] | b[:, 1] << 8 | b[:, 2] << 16) << 8).astype(np.int32)  # sign via <<8
+        else:
+            data = np.frombuffer(raw, self._DTYPES[self._width])
+        return to_mono_float(data.reshape(-1, self.channels))[:, None]
+
+    def close(self) -> None:
+        self._w.close()
 
 
 def _declared_wav_frames(path: Path) -> int | None:
@@ -167,47 +179,134 @@ def _declared_wav_frames(path: Path) -> int | None:
         return None  # e.g. WAVE_FORMAT_EXTENSIBLE float, which the stdlib refuses; trust libsndfile
 
 
-def load_audio(path: str | Path, sample_rate: int | None = 16000) -> np.ndarray:
-    """Read an audio file as mono float32 at ``sample_rate`` (``None`` keeps the file's rate).
+class AudioFileStream(Closeable):
+    """An audio file as consecutive mono float32 blocks at ``sample_rate``, decoded and resampled
+    a block at a time, so memory is bounded by the block, not by the file's length.
 
-    Raises :class:`AudioFileError` naming the file when it is missing, empty, truncated, not
-    audio or in an unsupported format.
+    Opening checks the file (missing, empty, truncated, not audio) and raises
+    :class:`~edge.errors.AudioFileError` naming it; a fault found later in the file (NaN samples,
+    a corrupt stretch) raises the same, with the time.  The blocks, concatenated, are exactly what
+    :func:`load_audio` returns.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise AudioFileError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise AudioFileError(f"{path}: file is empty")
-    try:
-        import soundfile
-    except ImportError:  # pragma: no cover - soundfile is an install requirement
-        soundfile = None
-    if soundfile is not None:
+
+    def __init__(self, path: str | Path, sample_rate: int | None = 16000, *,
+                 block_frames: int = 1 << 14) -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise AudioFileError(f"{self.path}: is a folder, not an audio file; give the files "
+                                 f"in it (e.g. {self.path}/*.wav)")
+        if not self.path.is_file():
+            raise AudioFileError(f"{self.path}: no such file")
+        if self.path.stat().st_size == 0:
+            raise AudioFileError(f"{self.path}: file is empty")
+        self._file = self._open()
+        self.file_rate = int(self._file.samplerate)
+        #: Rate of the blocks returned.
+        self.sample_rate = self.file_rate if sample_rate is None else int(sample_rate)
+        self.block_frames = int(block_frames)
+        self._resampler = (None if self.sample_rate == self.file_rate
+                           else Resampler(self.file_rate, self.sample_rate))
+        self._frames_read = 0
+        self._ended = False
+        self._pending = np.zeros(0, np.float32)  # output samples read ahead by read(n)
+        if self.file_frames == 0:
+            self.close()
+            raise AudioFileError(f"{self.path}: contains no audio samples")
+
+    def _open(self) -> Any:
         try:
-            data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+            import soundfile
+        except ImportError:  # pragma: no cover - soundfile is an install requirement
+            if self.path.suffix.lower() != ".wav":
+                raise AudioFileError(f"{self.path}: reading {self.path.suffix} needs soundfile: "
+                                     f"pip install soundfile") from None
+            try:
+                return _WaveFile(self.path)
+            except (wave.Error, EOFError) as exc:
+                raise AudioFileError(f"{self.path}: not a readable WAV file ({exc})") from None
+        try:
+            f = soundfile.SoundFile(str(self.path))
         except (RuntimeError, soundfile.LibsndfileError, TypeError, ValueError) as exc:
             raise AudioFileError(
-                f"{path}: not a readable audio file ({exc}); supported: WAV, FLAC, OGG, AIFF"
+                f"{self.path}: not a readable audio file ({exc}); supported: WAV, FLAC, OGG, AIFF"
             ) from None
-        if path.suffix.lower() == ".wav":
-            declared = _declared_wav_frames(path)
-            if declared is not None and declared > data.shape[0]:
+        if self.path.suffix.lower() == ".wav":
+            declared = _declared_wav_frames(self.path)
+            if declared is not None and declared > f.frames:
+                f.close()
                 raise AudioFileError(
-                    f"{path}: truncated WAV ({data.shape[0]} of {declared} frames present)"
-                )
-    elif path.suffix.lower() == ".wav":
+                    f"{self.path}: truncated WAV ({f.frames} of {declared} frames present)")
+        return f
+
+    @property
+    def file_frames(self) -> int:
+        """Frames in the file at its own rate, as its header tells."""
+        return int(self._file.frames)
+
+    @property
+    def duration_s(self) -> float:
+        return self.file_frames / self.file_rate
+
+    def _decode(self) -> np.ndarray | None:
+        """The next block at :attr:`sample_rate`, or ``None`` at the end."""
+        if self._ended:
+            return None
         try:
-            data, rate = _read_wav_stdlib(path)
-        except (wave.Error, EOFError) as exc:
-            raise AudioFileError(f"{path}: not a readable WAV file ({exc})") from None
-    else:
-        raise AudioFileError(f"{path}: reading {path.suffix} needs soundfile: pip install soundfile")
-    if data.shape[0] == 0:
-        raise AudioFileError(f"{path}: contains no audio samples")
-    mono = to_mono_float(data)
-    if not np.all(np.isfinite(mono)):
-        raise AudioFileError(f"{path}: contains NaN or infinite samples")
-    if sample_rate is not None and rate != sample_rate:
-        logger.debug("resampling %s from %d to %d Hz", path, rate, sample_rate)
-        mono = resample(mono, rate, sample_rate)
-    return mono
+            data = self._file.read(self.block_frames, dtype="float32", always_2d=True)
+        except (RuntimeError, ValueError) as exc:  # libsndfile on a corrupt stretch
+            raise AudioFileError(f"{self.path}: unreadable at {self._frames_read / self.file_rate:.1f}"
+                                 f" s ({exc})") from None
+        if data.shape[0] == 0:
+            self._ended = True
+            if self._frames_read == 0:
+                raise AudioFileError(f"{self.path}: contains no audio samples")
+            return self._resampler.flush() if self._resampler is not None else None
+        mono = to_mono_float(data)
+        if not np.all(np.isfinite(mono)):
+            bad = self._frames_read + int(np.argmin(np.isfinite(mono)))
+            raise AudioFileError(f"{self.path}: contains NaN or infinite samples (at "
+                                 f"{bad / self.file_rate:.1f} s)")
+        self._frames_read += data.shape[0]
+        return mono if self._resampler is None else self._resampler.process(mono)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """The remaining audio, a block at a time (closes the file at the end)."""
+        if self._pending.size:
+            pending, self._pending = self._pending, np.zeros(0, np.float32)
+            yield pending
+        while (block := self._decode()) is not None:
+            if block.size:
+                yield block
+        self.close()
+
+    def read(self, n: int) -> np.ndarray:
+        """Up to ``n`` samples (fewer only at the end, empty after it)."""
+        while self._pending.size < n:
+            block = self._decode()
+            if block is None:
+                break
+            self._pending = np.concatenate((self._pending, block))
+        out, self._pending = self._pending[:n], self._pending[n:]
+        return out
+
+    @property
+    def exhausted(self) -> bool:
+        return self._ended and self._pending.size == 0
+
+    def _close(self) -> None:
+        self._file.close()
+
+    def __repr__(self) -> str:
+        return f"<AudioFileStream {self.path.name} {self.file_rate} -> {self.sample_rate} Hz>"
+
+
+def load_audio(path: str | Path, sample_rate: int | None = 16000) -> np.ndarray:
+    """Read a whole audio file as mono float32 at ``sample_rate`` (``None`` keeps the file's rate).
+
+    For training clips and tests; long recordings go through :class:`AudioFileStream`.  Raises
+    :class:`AudioFileError` naming the file when it is missing, empty, truncated, not audio or in
+    an unsupported format.
+    """
+    with AudioFileStream(path, sample_rate) as stream:
+        blocks = list(stream)
+    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)

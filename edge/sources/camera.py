@@ -49,9 +49,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_PICAMERA2_HINT = (
+#: How to get Picamera2 (apt only).  "numpy.dtype size changed" means pip put a NumPy 2 in the
+#: venv over the NumPy 1.24 apt's simplejpeg was built for (the Pi constraints pin 1.26, same ABI).
+PICAMERA2_HINT = (
     "on Raspberry Pi OS run `sudo apt install python3-picamera2` and create the venv with "
-    "--system-site-packages (picamera2 is not installable from pip)"
+    "--system-site-packages (picamera2 is not installable from pip); if it says \"numpy.dtype "
+    "size changed\", reinstall with `make pi-install` so the venv's NumPy keeps the ABI of "
+    "apt's (docs/appliance.md, \"Install on a Raspberry Pi\")"
 )
 
 
@@ -84,7 +88,7 @@ class Picamera2Source(FrameSource):
     def _open(self) -> None:
         cls = self._cls
         if cls is None:
-            cls = optional.import_optional("picamera2", _PICAMERA2_HINT).Picamera2
+            cls = optional.import_optional("picamera2", PICAMERA2_HINT).Picamera2
         try:
             cam = cls(self.camera_num)
             config = cam.create_video_configuration(
@@ -166,7 +170,7 @@ def open_frame_source(config: CameraConfig | None = None, *, backend: str | None
     choice = backend or config.source
     if choice == "auto":
         try:
-            optional.import_optional("picamera2", _PICAMERA2_HINT)
+            optional.import_optional("picamera2", PICAMERA2_HINT)
         except MissingDependencyError as exc:
             logger.warning("falling back to the OpenCV camera %d: %s", config.index, exc)
             choice = "opencv"

@@ -34,11 +34,22 @@ def to_gray(image: np.ndarray) -> np.ndarray:
 def read_gray_image(path: str | Path) -> np.ndarray:
     """Read an image file as a 2-D uint8 grey array; raise :class:`ImageFileError` naming it."""
     path = Path(path)
+    if path.is_dir():
+        raise ImageFileError(f"{path}: is a folder, not an image; give the files in it "
+                             f"(e.g. {path}/*.jpg)")
     if not path.is_file():
         raise ImageFileError(f"{path}: no such image file")
     cv2 = optional.cv2()
     data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
+    except cv2.error as exc:  # e.g. a header declaring more pixels than the limit
+        limit = optional.MAX_IMAGE_PIXELS // 1_000_000
+        if "MAX_IMAGE_PIXELS" in str(exc):
+            raise ImageFileError(f"{path}: declares more than {limit} megapixels; scale it "
+                                 f"down") from None
+        reason = " ".join(str(exc).split())[-160:]
+        raise ImageFileError(f"{path}: not a readable image (OpenCV: {reason})") from None
     if image is None:
         raise ImageFileError(f"{path}: not a readable image (empty, truncated or unknown format)")
     return np.asarray(image, dtype=np.uint8)

@@ -15,19 +15,24 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, DeviceUnavailableError
-from ..optional import import_optional
+from ..optional import import_optional, quiet_native_output
 from .audio_file import Resampler, to_mono_float
 from .base import AudioSourceBase
 
-__all__ = ["PyAudioSource"]
+__all__ = ["PyAudioSource", "PYAUDIO_HINT"]
 
 logger = logging.getLogger(__name__)
 
 
+#: How to get PyAudio: it has no aarch64 wheel, so on a Pi take Debian's build (the venv sees it
+#: with --system-site-packages) rather than compiling it.
+PYAUDIO_HINT = ("the microphone needs PyAudio: on Raspberry Pi OS sudo apt install "
+                "python3-pyaudio (venv made with --system-site-packages); elsewhere sudo apt "
+                "install portaudio19-dev python3-dev, then pip install 'emotion-edge[mic]'")
+
+
 def _import_pyaudio() -> Any:
-    return import_optional(
-        "pyaudio", "the microphone needs PyAudio: sudo apt install portaudio19-dev, then "
-        "pip install 'emotion-edge[mic]'")
+    return import_optional("pyaudio", PYAUDIO_HINT)
 
 
 class PyAudioSource(AudioSourceBase):
@@ -111,7 +116,8 @@ class PyAudioSource(AudioSourceBase):
             return
         pyaudio = self._pa_module or _import_pyaudio()
         self._pa_module = pyaudio
-        self._pa = pyaudio.PyAudio()
+        with quiet_native_output("PortAudio"):  # ALSA/JACK probing lists every device it tries
+            self._pa = pyaudio.PyAudio()
         try:
             info = self._choose_device()
             index = int(info["index"])

@@ -20,7 +20,7 @@ from .. import optional
 from ..errors import ConfigError, ImageFileError
 from ..interfaces import AudioBlock, FrameReader
 from ..lifecycle import Closeable
-from .audio_file import load_audio
+from .audio_file import AudioFileStream
 from .base import AudioSourceBase, FrameSource
 from .images import read_gray_image, to_gray
 
@@ -37,10 +37,11 @@ logger = logging.getLogger(__name__)
 
 
 class FileAudioSource(AudioSourceBase):
-    """Replays a WAV/FLAC file as blocks, paced in real time or as fast as it is read.
+    """Replays an audio file as blocks, paced in real time or as fast as it is read.
 
-    The file is decoded and resampled once at :meth:`start`; bad files raise
-    :class:`~edge.errors.AudioFileError` there, naming the file.
+    The file is opened at :meth:`start` and decoded and resampled a block at a time (memory does
+    not grow with its length); a bad file raises :class:`~edge.errors.AudioFileError` naming it,
+    at start or, for a fault further in, at the block that reaches it.
     """
 
     def __init__(
@@ -60,48 +61,48 @@ class FileAudioSource(AudioSourceBase):
         self.block = max(1, int(round(block_s * sample_rate)))
         self.realtime = realtime
         self._clock, self._sleep = clock, sleep
-        self._signal: np.ndarray | None = None
+        self._stream: AudioFileStream | None = None
         self._pos = 0
         self._t0 = 0.0
 
     def start(self) -> None:
-        if self._signal is None:
-            self._signal = load_audio(self.path, self.sample_rate)
+        if self._stream is None:
+            self._stream = AudioFileStream(self.path, self.sample_rate)
             self._t0 = self._clock()
 
     @property
     def duration_s(self) -> float:
         self.start()
-        assert self._signal is not None
-        return self._signal.size / self.sample_rate
+        assert self._stream is not None
+        return self._stream.duration_s
 
     @property
     def exhausted(self) -> bool:
-        return self._signal is not None and self._pos >= self._signal.size
+        return self._stream is not None and self._stream.exhausted
 
     def read(self, timeout_s: float | None = None) -> AudioBlock | None:
         if self._closed:
             return None
         self.start()
-        assert self._signal is not None
-        if self._pos >= self._signal.size:
-            return None
-        end = min(self._pos + self.block, self._signal.size)
+        assert self._stream is not None
         if self.realtime:
             # A block is available once its last sample would have been captured.
-            due = self._t0 + end / self.sample_rate
+            due = self._t0 + (self._pos + self.block) / self.sample_rate
             wait = due - self._clock()
             if timeout_s is not None and wait > timeout_s:
                 self._sleep(max(timeout_s, 0.0))
                 return None
             if wait > 0:
                 self._sleep(wait)
-        block = self._signal[self._pos : end]
-        self._pos = end
+        block = self._stream.read(self.block)
+        if block.size == 0:
+            return None
+        self._pos += block.size
         return block
 
     def _close(self) -> None:
-        self._signal = None
+        if self._stream is not None:
+            self._stream.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"at {self._pos / self.sample_rate:.1f}s"

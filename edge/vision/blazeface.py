@@ -1,8 +1,9 @@
 """BlazeFace short-range face detection: MediaPipe's ``face_detection_short_range.tflite``
 (Apache-2.0) run by our own interpreter, with our own SSD anchors and box decoder.
 
-The model is not shipped; ``emotion-convert blazeface`` takes it out of the ``mediapipe==0.10.21``
-wheel (``pip download --no-deps``, never installed) and checks its sha256.  It looks for faces
+The model ships in ``models/`` with its manifest, Apache-2.0 notice and provenance; it was taken
+out of the ``mediapipe==0.10.21`` wheel by ``emotion-convert blazeface`` (``pip download
+--no-deps``, never installed), which can fetch it again.  Its sha256 is checked at load.  It looks for faces
 within ~2 m of the camera in a 128x128 RGB image; grey frames are fed as three equal channels.
 The detector has the same ``detect(gray) -> [(x, y, w, h), ...]`` contract as
 :class:`edge.vision.haar.HaarFaceDetector`, largest face first.
@@ -26,6 +27,7 @@ from .. import optional
 from ..errors import ConfigError, ModelError
 from ..interfaces import Box, GrayFrame
 from ..lifecycle import Closeable
+from ..models.manifest import sha256_of
 from ..models.runtime import open_interpreter
 from ..paths import default_model
 from .boxes import box_iou
@@ -159,12 +161,19 @@ class BlazeFaceDetector(Closeable):
             try:
                 model = default_model(BLAZEFACE_MODEL_FILE)
             except ModelError as exc:
-                raise ModelError(f"{exc}. BlazeFace is not shipped: fetch it with "
-                                 f"`emotion-convert blazeface`") from None
+                raise ModelError(f"{exc}. Reinstall emotion-edge, or fetch BlazeFace again "
+                                 f"with `emotion-convert blazeface`") from None
         self.path = Path(model)
         if not self.path.is_file():
             raise ModelError(f"{self.path}: BlazeFace model not found; fetch it with "
                              f"`emotion-convert blazeface --out {self.path.parent}`")
+        # The decoder below is written for this one file: any other (a damaged copy, a
+        # different BlazeFace) would give wrong boxes without an error.
+        digest = sha256_of(self.path)
+        if digest != BLAZEFACE_SHA256:
+            raise ModelError(f"{self.path}: sha256 {digest[:12]}... is not BlazeFace short-range "
+                             f"from mediapipe 0.10.21; fetch it again with `emotion-convert "
+                             f"blazeface --out {self.path.parent}`")
         self.runtime, self._interpreter = open_interpreter(
             self.path, num_threads=num_threads, runtime=runtime)
         self._in = self._interpreter.get_input_details()[0]

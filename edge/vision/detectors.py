@@ -7,8 +7,7 @@ import logging
 from ..config import DETECTORS
 from ..errors import ConfigError, ModelError
 from ..interfaces import FaceDetector
-from ..paths import default_model
-from .blazeface import BLAZEFACE_MODEL_FILE, BlazeFaceConfig, BlazeFaceDetector
+from .blazeface import BlazeFaceConfig, BlazeFaceDetector
 from .haar import FaceDetectorConfig, HaarFaceDetector
 
 __all__ = ["DETECTORS", "open_face_detector"]
@@ -24,18 +23,17 @@ def open_face_detector(
     if kind not in DETECTORS:
         raise ConfigError(
             f"face detector {kind!r} is unknown; choose one of {', '.join(DETECTORS)}")
-    model = None
-    if kind == "auto":
+    detector: FaceDetector | None = None
+    if kind in ("auto", "blazeface"):
         try:
-            model, kind = default_model(BLAZEFACE_MODEL_FILE), "blazeface"
-        except ModelError:
-            kind = "haar"
-            logger.info("BlazeFace not fetched (`emotion-convert blazeface`); using Haar")
-    detector: FaceDetector
-    if kind == "haar":
+            detector = BlazeFaceDetector(None, BlazeFaceConfig(largest_only=largest_only),
+                                         num_threads=num_threads, runtime=runtime)
+        except ModelError as exc:
+            if kind == "blazeface":
+                raise
+            # An appliance keeps seeing faces: the slower detector rather than none.
+            logger.warning("%s; using the Haar detector", exc)
+    if detector is None:
         detector = HaarFaceDetector(FaceDetectorConfig(largest_only=largest_only))
-    else:
-        detector = BlazeFaceDetector(model, BlazeFaceConfig(largest_only=largest_only),
-                                     num_threads=num_threads, runtime=runtime)
     logger.info("face detector: %r", detector)
     return detector

@@ -1,0 +1,84 @@
+"""The command line's last line of defence: no traceback reaches a user, whatever fails."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge import cli
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("exc, status, words", [
+    (RuntimeError("boom"), 3, ["internal error", "RuntimeError: boom", "-vv"]),
+    (MemoryError(), 3, ["internal error", "MemoryError"]),
+])
+def test_an_unexpected_failure_is_one_line(monkeypatch, capsys, exc, status, words):
+    def fail(args):
+        raise exc
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser._subparsers._group_actions[0].choices["check"].set_defaults(func=fail)
+    assert cli.main(["check"]) == status
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and all(w in err[0] for w in words), err
+    assert "Traceback" not in err[0]
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`emotion-edge classify ... | head -1`: no BrokenPipeError traceback, status 141."""
+    clips = sorted(str(p) for p in (REPO / "demo" / "audio").glob("*.flac")) * 50
+    proc = subprocess.Popen([sys.executable, "-m", "edge", "classify", *clips],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # as `head -1` does
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares ``width`` x ``height`` pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1))) + chunk(b"IEND", b""))
+
+
+def test_bad_images_are_one_line_each_and_the_rest_still_classified(tmp_path, capsys):
+    pytest.importorskip("cv2")
+    pytest.importorskip("ai_edge_litert")
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(_png_header_only(50000, 50000))
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    face = str(REPO / "demo" / "face.jpg")
+    assert cli.main(["classify-face", "--json", str(huge), str(folder), face]) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 2 and "huge.png: declares more than" in err[0] and "is a folder" in err[1]
+    assert face in captured.out
+
+
+@pytest.mark.parametrize("flag, value, words", [
+    ("--hop", "nan", "finite"), ("--hop", "inf", "finite"), ("--hop", "0", "greater than 0"),
+    ("--threads", "0", "1 to 64"),
+])
+def test_meaningless_numbers_are_refused_by_name(capsys, flag, value, words):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["classify", flag, value, str(REPO / "demo" / "audio" / "03a01Fa.flac")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}" in err and words in err and "Traceback" not in err
