@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .labels import COMMON_LABELS
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -226,6 +227,18 @@ class FusionConfig(Section):
     face_map: dict[str, str] = setting(
         {}, "Overrides of the face manifest's fusion_map: model label -> common label, or \"\" "
         "to leave the label out of fusion.")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.speech_weight == 0 and self.face_weight == 0:
+            raise ConfigError("fusion.speech_weight and fusion.face_weight are both 0, so no "
+                              "emotion could ever be shown; give at least one a weight > 0")
+        for key, mapping in (("speech_map", self.speech_map), ("face_map", self.face_map)):
+            for label, common in mapping.items():
+                if common and common not in COMMON_LABELS:
+                    raise ConfigError(
+                        f"fusion.{key}.{label} = {common!r} is not a common label; use one of "
+                        f"{', '.join(COMMON_LABELS)}, or \"\" to leave {label!r} out of fusion")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -139,3 +139,14 @@ def test_adapt_command_shows_and_resets_the_state(tmp_path, capsys):
     assert not state.exists()
     assert main(["adapt", "--set", "adapt.state_file="]) == 2
     assert "adapt.state_file is empty" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("toml, words", [
+    ("[fusion]\nspeech_weight = 0\nface_weight = 0\n", "both 0"),
+    ("[fusion.face_map]\nhappy = \"ecstatic\"\n", "'ecstatic' is not a common label"),
+])
+def test_meaningless_fusion_settings_are_refused(tmp_path, toml, words):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(toml)
+    with pytest.raises(ConfigError, match=words):
+        load_config(cfg, env={})
