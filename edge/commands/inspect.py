@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["register", "DEFAULT_LOG", "CLOSED_PIPE"]
+__all__ = ["register", "DEFAULT_LOG"]
 
 DEFAULT_LOG = "/run/emotion-edge/decisions.jsonl"
-
-#: Exit status when stdout's reader went away: that of a command killed by SIGPIPE (128 + 13).
-CLOSED_PIPE = 141
 
 _EPILOG = """\
 WHEN for --since: '2026-05-01 14:00' or any ISO time, '14:00' (today), '-30m' or '30m' or
@@ -67,17 +63,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=_main)
 
 
-def _stdout_gone() -> None:
-    """The reader of stdout went away (``| head``): point stdout at /dev/null, so that the
-    interpreter's last flush does not fail again with a traceback."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):  # stdout without a file descriptor (captured by a test)
-        pass
-
-
 def _main(args: argparse.Namespace) -> int:
     from ..outputs import log_reader as dl
 
@@ -99,10 +84,7 @@ def _main(args: argparse.Namespace) -> int:
                 print(json.dumps(rec) if args.json else dl.format_record(rec), flush=True)
         except KeyboardInterrupt:
             pass
-        except BrokenPipeError:
-            _stdout_gone()
-            return CLOSED_PIPE
-        finally:
+        finally:  # a closed stdout (`| head`) ends here too; cli.main makes it status 141
             close = getattr(stream, "close", None)
             if close is not None:
                 close()  # ends journalctl, closes the file, reports skipped lines
@@ -112,18 +94,13 @@ def _main(args: argparse.Namespace) -> int:
     else:
         records = dl.read_file(args.log or DEFAULT_LOG, since=since)
     summary = dl.summarize(records)
-    status = 0 if records else 1
-    try:
-        if args.json:
-            json.dump(summary, sys.stdout, indent=2)
-            print()
-        else:
-            print(dl.format_summary(summary))
-        sys.stdout.flush()
-    except BrokenPipeError:
-        _stdout_gone()
-        status = CLOSED_PIPE
+    if args.json:
+        json.dump(summary, sys.stdout, indent=2)
+        print()
+    else:
+        print(dl.format_summary(summary))
+    sys.stdout.flush()  # a closed stdout (`| head`) raises here: cli.main makes it status 141
     if args.plot:
         path = dl.plot_summary(records, args.plot)
         print(f"plot written to {path}", file=sys.stderr)
-    return status
+    return 0 if records else 1
