@@ -1,0 +1,44 @@
+"""The whole-frame face check: frames are what they claim, and the device path scores them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from convert.face.fullframe import evaluate_full_frames, full_frames
+
+pytest.importorskip("cv2")
+
+
+def test_frames_hold_the_pasted_face_inside_their_box_and_are_reproducible():
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, (5, 48, 48)).astype(np.uint8)
+    labels = np.arange(5)
+    a = list(full_frames(faces, labels, size=(320, 240), n=5, seed=3))
+    b = list(full_frames(faces, labels, size=(320, 240), n=5, seed=3))
+    assert len(a) == 5 and sorted(f.label for f in a) == list(range(5))
+    for fa, fb in zip(a, b):
+        assert np.array_equal(fa.frame, fb.frame) and fa.box == fb.box
+        x, y, w, h = fa.box
+        assert fa.frame.shape == (240, 320) and fa.frame.dtype == np.uint8
+        assert 0 <= x and x + w <= 320 and 0 <= y and y + h <= 240 and w >= 240 // 5
+        # the face's random texture makes its box far busier than the smooth surroundings
+        inside = np.abs(np.diff(fa.frame[y : y + h, x : x + w].astype(float), axis=1)).mean()
+        assert inside > 8, inside
+        assert abs(fa.angle) <= 20 and 0.5 <= fa.gamma <= 2
+
+
+def test_the_shipped_model_is_scored_through_detection(shared_data):
+    pytest.importorskip("ai_edge_litert")
+    from pathlib import Path
+
+    from convert.face.data import load_fer
+
+    split = load_fer(shared_data / "fer2013" / "fer2013_48.npz", "PrivateTest")
+    model = Path(__file__).resolve().parent.parent / "models" / "face_expression_int8.tflite"
+    r = evaluate_full_frames(model, split.x, split.y, split.labels, n=40, seed=0)
+    for size in ("320x240", "640x480"):
+        s = r["sizes"][size]
+        assert s["detected"] >= 0.6, r  # BlazeFace finds most pasted faces
+        assert s["accuracy"] <= s["detected"]
+        assert s["accuracy_when_detected"] > 0.3, r  # well above chance (1/7)
