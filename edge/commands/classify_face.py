@@ -50,7 +50,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="TFLite interpreter (default: first installed)")
     p.add_argument("--threads", type=thread_count, default=1, help="interpreter threads (default 1)")
     p.add_argument("--no-mirror", dest="mirror", action="store_false",
-                   help="one invoke per face instead of averaging it with its mirror image")
+                   help="one invoke per face, never averaged with its mirror image (by default "
+                   "a face the model is unsure of is)")
     p.set_defaults(func=run)
 
 
