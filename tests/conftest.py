@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -28,3 +29,8 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+# Property/fuzz tests (tests/test_fuzz_inputs.py) run a bounded number of examples by default;
+# `pytest --hypothesis-profile=long tests/test_fuzz_inputs.py` runs them for longer, by hand.
+settings.register_profile("long", max_examples=2000, deadline=None)

@@ -145,3 +145,21 @@ def test_file_stream_names_a_fault_deep_in_the_file(tmp_path):
         load_audio(path)
     with pytest.raises(AudioFileError, match="is a folder"):
         load_audio(tmp_path)
+
+
+@pytest.mark.parametrize("rate, why", [
+    (999983, "sample rate 999983 Hz is not supported"),  # a header may claim any rate
+    (2**31 - 1, "not supported"),
+    (96001, "needs a .* MB filter"),  # in range, but no sane filter resamples it to 16 kHz
+])
+def test_a_rate_the_resampler_cannot_handle_in_bounded_memory_names_the_file(
+        tmp_path, rate, why):
+    path = write_wav(tmp_path / "odd.wav", np.zeros(4000, np.int16), rate)
+    with pytest.raises(AudioFileError, match=why) as info:
+        load_audio(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("rate", [8000, 11025, 22050, 44100, 48000, 96000, 192000, 384000])
+def test_every_common_rate_still_resamples(rate):
+    assert Resampler(rate, 16000).from_rate == rate

@@ -104,3 +104,21 @@ def test_a_manifest_whose_labels_do_not_fit_the_outputs_is_refused(tmp_path, lab
     (tmp_path / "face_expression_int8.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match=f"{len(labels)} labels .* for 7 model outputs"):
         FaceClassifier(model)
+
+
+@pytest.mark.parametrize("role, field, value", [
+    ("input", "scale", float("nan")), ("output", "scale", float("inf")),
+    ("output", "scale", -1.0), ("output", "zero_point", float("inf")),
+    ("input", "shape", [1, float("inf")]),
+])
+def test_non_finite_quantisation_is_refused_by_name(tmp_path, role, field, value):
+    """A NaN scale passed the model comparison (NaN > tol is False) and gave NaN scores; int(inf)
+    raised OverflowError (an internal error)."""
+    model = make(tmp_path)
+    path = model.with_suffix(".json")
+    data = json.loads(path.read_text())
+    data[role][field] = value
+    path.write_text(json.dumps(data))
+    with pytest.raises(ModelError, match="malformed") as info:
+        load_manifest(model)
+    assert str(path) in str(info.value)

@@ -113,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
                     gray = read_gray_image(path)
                     _emit(args, path, _classify(clf, gray, args.whole_image), None)
             except ImageFileError as exc:
-                print(f"emotion-edge: error: {exc}", file=sys.stderr, flush=True)
+                # Errors found past reading (a face too small to crop) may not name the file.
+                where = "" if str(path) in str(exc) else f"{path}: "
+                print(f"emotion-edge: error: {where}{exc}", file=sys.stderr, flush=True)
                 failures += 1
     return 1 if failures else 0

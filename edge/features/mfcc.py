@@ -79,6 +79,24 @@ class MfccConfig:
     "none", "cmn" (subtract each coefficient's mean) or "cmvn" (also divide by its std)."""
 
     def __post_init__(self) -> None:
+        # A config also arrives from a model's JSON manifest: check kinds and bounds before any
+        # arithmetic (a NaN, an inf or a string would fail deep inside NumPy, or not at all).
+        for name, top in (("sample_rate", 384_000), ("n_fft", 65_536), ("n_mels", 512),
+                          ("n_ceps", 512), ("lifter", 10_000)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+                raise ConfigError(f"{name} must be a whole number in 0..{top}, got {value!r}")
+        for name in ("win_length_s", "hop_length_s", "low_hz", "high_hz", "preemphasis"):
+            value = getattr(self, name)
+            if value is None and name == "high_hz":
+                continue
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not math.isfinite(value)):
+                raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        if not 0 <= self.preemphasis < 1:
+            raise ConfigError(f"preemphasis must be in 0..1 (exclusive), got {self.preemphasis!r}")
+        if not isinstance(self.append_energy, bool):
+            raise ConfigError(f"append_energy must be true or false, got {self.append_energy!r}")
         if self.sample_rate <= 0:
             raise ConfigError(f"sample_rate must be positive, got {self.sample_rate!r}")
         if not 0 < self.win_length_s <= 1 or not 0 < self.hop_length_s <= 1:

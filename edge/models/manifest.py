@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -45,10 +46,13 @@ class TensorQuant:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TensorQuant:
+        scale = float(d["scale"])
+        if not (math.isfinite(scale) and scale >= 0):  # 0: a float tensor
+            raise ValueError(f"scale {scale!r} is not a finite number >= 0")
         return cls(
             dtype=str(d["dtype"]),
             shape=tuple(int(v) for v in d["shape"]),
-            scale=float(d["scale"]),
+            scale=scale,
             zero_point=int(d["zero_point"]),
         )
 
@@ -104,7 +108,7 @@ class ModelManifest:
                 training=dict(d.get("training", {})),
                 version=int(version),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # int(inf): Overflow
             raise ModelError(f"{source}: manifest field missing or malformed: {exc}") from None
 
     def check_preprocessing(self, expected: Mapping[str, Any], *, source: str = "model") -> None:

@@ -148,7 +148,8 @@ class QuantizedModel(Closeable):
         outputs = int(self._out["shape"][-1])
         if len(labels) != outputs or len(set(labels)) != len(labels):
             raise ModelError(
-                f"{self.path}: its manifest names {len(labels)} labels ({', '.join(labels)}) "
+                f"{self.path}: its manifest names {len(labels)} labels "
+                f"({', '.join(map(repr, labels))}) "
                 f"for {outputs} model outputs, each label once; re-export both together")
 
     @property

@@ -235,8 +235,13 @@ class SpeechClassifier(Closeable):
         try:
             self.window_frames = int(m.preprocessing["window_frames"])
             manifest_hop = int(m.preprocessing["hop_frames"])
-        except (KeyError, TypeError, ValueError):
-            raise ModelError(f"{source}: manifest preprocessing lacks window_frames/hop_frames") from None
+        except (KeyError, TypeError, ValueError, OverflowError):
+            raise ModelError(f"{source}: manifest preprocessing lacks window_frames/hop_frames "
+                             f"as whole numbers") from None
+        if not 1 <= manifest_hop <= self.window_frames <= 100_000:
+            raise ModelError(f"{source}: manifest preprocessing has window_frames="
+                             f"{self.window_frames} and hop_frames={manifest_hop}; they need "
+                             f"1 <= hop_frames <= window_frames <= 100000")
         want = (1, self.window_frames, self.config.n_ceps, 1)
         if tuple(self.model.input_shape) != want:
             raise ManifestMismatchError(

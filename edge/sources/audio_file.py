@@ -27,6 +27,11 @@ logger = logging.getLogger(__name__)
 
 #: File types ``load_audio`` reads (with soundfile; WAV also without it).
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".aiff", ".aif")
+#: Sample rates of files we read, Hz: 1 kHz to 8x 48 kHz (a header may claim anything).
+FILE_RATES = (1_000, 384_000)
+#: Largest polyphase filter table a :class:`Resampler` builds, in taps (8 bytes each, 16 MB):
+#: every common pair of rates needs far less; a rate ratio like 999983/16000 would need GBs.
+MAX_RESAMPLER_TAPS = 1 << 21
 
 
 def to_mono_float(data: np.ndarray) -> np.ndarray:
@@ -70,6 +75,11 @@ class Resampler:
         # Widen the kernel when decimating so the anti-alias filter keeps its length in output
         # samples.
         self._half = int(math.ceil(half_width / cutoff))
+        if self._up * 2 * self._half > MAX_RESAMPLER_TAPS:
+            raise ConfigError(
+                f"resampling {from_rate} Hz to {to_rate} Hz needs a "
+                f"{self._up * 2 * self._half * 8 >> 20} MB filter; convert the audio to a common "
+                f"rate (e.g. 16000, 44100 or 48000 Hz) first")
         offsets = np.arange(-self._half + 1, self._half + 1)  # input taps around floor(t)
         phases = np.arange(self._up) / self._up  # fractional position of t
         d = offsets[None, :] - phases[:, None]
@@ -204,8 +214,16 @@ class AudioFileStream(Closeable):
         #: Rate of the blocks returned.
         self.sample_rate = self.file_rate if sample_rate is None else int(sample_rate)
         self.block_frames = int(block_frames)
-        self._resampler = (None if self.sample_rate == self.file_rate
-                           else Resampler(self.file_rate, self.sample_rate))
+        low, high = FILE_RATES
+        try:
+            if not low <= self.file_rate <= high:
+                raise ConfigError(f"sample rate {self.file_rate} Hz is not supported (use "
+                                  f"{low}..{high} Hz)")
+            self._resampler = (None if self.sample_rate == self.file_rate
+                               else Resampler(self.file_rate, self.sample_rate))
+        except ConfigError as exc:
+            self._file.close()
+            raise AudioFileError(f"{self.path}: {exc}") from None
         self._frames_read = 0
         self._ended = False
         self._pending = np.zeros(0, np.float32)  # output samples read ahead by read(n)
@@ -261,7 +279,8 @@ class AudioFileStream(Closeable):
             if self._frames_read == 0:
                 raise AudioFileError(f"{self.path}: contains no audio samples")
             return self._resampler.flush() if self._resampler is not None else None
-        mono = to_mono_float(data)
+        with np.errstate(over="ignore", invalid="ignore"):  # inf - inf: refused just below
+            mono = to_mono_float(data)
         if not np.all(np.isfinite(mono)):
             bad = self._frames_read + int(np.argmin(np.isfinite(mono)))
             raise AudioFileError(f"{self.path}: contains NaN or infinite samples (at "

@@ -42,7 +42,8 @@ def read_gray_image(path: str | Path) -> np.ndarray:
     cv2 = optional.cv2()
     data = np.fromfile(str(path), dtype=np.uint8)
     try:
-        image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
+        with optional.quiet_native_output("OpenCV"):  # "libpng warning: ..." on fd 2
+            image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
     except cv2.error as exc:  # e.g. a header declaring more pixels than the limit
         limit = optional.MAX_IMAGE_PIXELS // 1_000_000
         if "MAX_IMAGE_PIXELS" in str(exc):

@@ -123,7 +123,8 @@ class VideoFileSource(FrameSource):
         if not self.path.is_file():
             raise ImageFileError(f"{self.path}: no such video file")
         cv2 = optional.cv2()
-        self._cap = cv2.VideoCapture(str(self.path))
+        with optional.quiet_native_output("FFmpeg"):  # "moov atom not found" on fd 2
+            self._cap = cv2.VideoCapture(str(self.path))
         if not self._cap.isOpened():
             self._cap.release()
             raise ImageFileError(f"{self.path}: not a readable video (unknown format or corrupt)")
@@ -133,7 +134,8 @@ class VideoFileSource(FrameSource):
         self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
 
     def _read(self) -> np.ndarray | None:
-        ok, frame = self._cap.read()
+        with optional.quiet_native_output("FFmpeg"):  # "error while decoding MB ..." on fd 2
+            ok, frame = self._cap.read()
         if not ok or frame is None:
             self.exhausted = True
             if self.frames_read == 0:
