@@ -9,6 +9,13 @@ cycle (speech window + face detection + both models + fusion) stays under 10 % o
     python bench/loop_bench.py --models DIR --audio a.flac --face-image f.png --seconds 20
     python bench/loop_bench.py --untrained           # shipped architectures, random weights
     python bench/loop_bench.py --tiny                # tiny random models (no shipped ones yet)
+    python bench/loop_bench.py --models models --audio demo/conversation.flac \
+        --face-image demo/face.jpg --mqtt            # MQTT off and on, side by side, one run
+
+``--mqtt`` starts a Mosquitto of its own (the Debian package) on a loopback port and runs the
+loop twice on the same media, the MQTT sink off and on, and prints what publishing adds to a
+cycle: the time the loop spends in the sinks' ``write`` (the MQTT sink only queues; a thread
+publishes) and the stage compute with the publisher thread running beside it.
 
 Numbers PRINT; nothing here asserts a time (a benchmark, not a test).
 """
@@ -29,6 +36,26 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 DEFAULT_DATA = REPO.parent / "shared" / "data"
+
+
+class TimedSink:
+    """Wraps a sink and records the wall time of each ``write`` (what a sink costs the loop)."""
+
+    def __init__(self, sink) -> None:
+        self.sink = sink
+        self.times: list[float] = []
+
+    @property
+    def counters(self):
+        return self.sink.counters
+
+    def write(self, d) -> None:
+        t0 = time.perf_counter()
+        self.sink.write(d)
+        self.times.append(time.perf_counter() - t0)
+
+    def close(self) -> None:
+        self.sink.close()
 
 
 class Collect:
@@ -127,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=30.0, help="audio length to replay")
     ap.add_argument("--fast", action="store_true", help="do not pace in real time")
     ap.add_argument("--cores", type=int, default=1, help="pin to this many cores (0 = no pin)")
+    ap.add_argument("--mqtt", action="store_true",
+                    help="run twice, MQTT sink off and on (own Mosquitto on loopback), and "
+                    "compare")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="with --mqtt: alternate off/on this many times and pool the cycles")
     ap.add_argument("--wall", action="store_true",
                     help="time stages by wall clock (default: the loop thread's CPU time, which "
                     "other processes on a shared machine do not inflate)")
@@ -153,17 +185,69 @@ def _bench(args: argparse.Namespace, tmp: Path) -> int:
     audio = args.audio or speech_audio(args.data, args.seconds, tmp / "speech.wav")
     image = args.face_image or face_frame(args.data, tmp / "face.png")
 
+    if not args.mqtt:
+        _report(args, *_run(args, audio, image, {}))
+        return 0
+    from tests.mqtt_broker import PASSWORD, USER, Mosquitto
+
+    broker = Mosquitto(tmp / "mosquitto")
+    try:
+        mqtt = {("mqtt", k): v for k, v in (
+            ("enabled", True), ("host", "127.0.0.1"), ("port", broker.port),
+            ("device_id", "bench"), ("username", USER),
+            ("password_file", str(broker.password_file)))}
+        assert PASSWORD  # the broker's password file holds it
+        results: dict[str, list] = {"MQTT off": [], "MQTT on": []}
+        for i in range(args.repeat):  # alternating, so drift on a shared machine hits both
+            for name, extra in (("MQTT off", {}), ("MQTT on", mqtt)):
+                print(f"--- {name} ({i + 1}/{args.repeat})")
+                results[name].append(_run(args, audio, image, extra))
+                _report(args, *results[name][-1])
+    finally:
+        broker.stop()
+    print(f"--- side by side (ms per cycle, {args.repeat} alternating run(s) of each pooled)")
+    print(f"{'':<34} {'MQTT off':>10} {'MQTT on':>10} {'added':>8}")
+    lines = {}
+    for name, runs in results.items():
+        total = np.concatenate([[r["total"] for r in run[2].rows] for run in runs])
+        sinks = np.concatenate([run[3][: len(run[2].rows)] for run in runs]) * 1e3
+        both = total + sinks
+        lines[name] = {"sink writes p50": np.percentile(sinks, 50),
+                       "sink writes p99": np.percentile(sinks, 99),
+                       "stage compute p50": np.percentile(total, 50),
+                       "stage compute p99": np.percentile(total, 99),
+                       "compute + sink writes p99": np.percentile(both, 99)}
+    for key in lines["MQTT off"]:
+        off, on = lines["MQTT off"][key], lines["MQTT on"][key]
+        print(f"{key:<34} {off:10.3f} {on:10.3f} {on - off:+8.3f}")
+    write_p99 = lines["MQTT on"]["sink writes p99"] - lines["MQTT off"]["sink writes p99"]
+    added = (lines["MQTT on"]["compute + sink writes p99"]
+             - lines["MQTT off"]["compute + sink writes p99"])
+    counters = results["MQTT on"][-1][1].counters
+    print(f"MQTT: {counters.get('mqtt_sent', 0)} messages acknowledged by the last decision, "
+          f"{counters.get('mqtt_dropped', 0)} dropped, {counters.get('mqtt_disconnects', 0)} "
+          f"disconnects")
+    verdict = "PASS" if write_p99 <= 0.2 else "FAIL"
+    print(f"publishing adds {write_p99:.3f} ms to the sink writes at p99 ({added:+.3f} ms to "
+          f"compute + sink writes at p99, run-to-run noise included); target <= 0.2 ms: "
+          f"{verdict}")
+    return 0
+
+
+def _run(args: argparse.Namespace, audio: Path, image: Path, extra: dict):
     from edge.config import load_config
     from edge.pipeline.appliance import ReplayMedia, build_appliance
 
     config = load_config(None, env={}, overrides={("leds", "mode"): "none",
-                                                   ("log", "stdout"): False})
+                                                   ("log", "stdout"): False, **extra})
     collect = Collect()
     t_load = time.perf_counter()
     clock = time.perf_counter if args.wall else time.thread_time
     app = build_appliance(config, media=ReplayMedia(audio=audio, image=image, fast=args.fast),
                           extra_sinks=(collect,), clock=clock)
     load_s = time.perf_counter() - t_load
+    # Every sink but the benchmark's collector, timed per write (wall clock).
+    app.loop.sinks = [s if s is collect else TimedSink(s) for s in app.loop.sinks]
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     wall0 = time.perf_counter()
     with app:
@@ -171,7 +255,13 @@ def _bench(args: argparse.Namespace, tmp: Path) -> int:
     wall = time.perf_counter() - wall0
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    timed = [s.times for s in app.loop.sinks if isinstance(s, TimedSink)]
+    sink_s = ([sum(t) for t in zip(*timed, strict=True)] if timed
+              else [0.0] * len(collect.rows))
+    return app, summary, collect, sink_s, load_s, cpu, wall
 
+
+def _report(args, app, summary, collect, sink_s, load_s, cpu, wall) -> None:
     hop_ms = app.hop_s * 1e3
     rows = collect.rows
     print(f"emotion-edge loop benchmark: {summary.cycles} cycles over {summary.audio_s:.1f} s "
@@ -201,7 +291,6 @@ def _bench(args: argparse.Namespace, tmp: Path) -> int:
               f"{100 * p99 / hop_ms:.2f} % of the hop; target < 10 %: {verdict}")
     else:
         print("no full cycles (no face detected in the frame?); target not measured")
-    return 0
 
 
 if __name__ == "__main__":

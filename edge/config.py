@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Iterable, Mapping
@@ -35,6 +36,7 @@ __all__ = [
     "SmoothingConfig",
     "LedConfig",
     "LogConfig",
+    "MqttConfig",
     "Config",
     "load_config",
     "parse_override",
@@ -58,6 +60,8 @@ ENV_PREFIX = "EMOTION_EDGE_"
 DETECTORS: tuple[str, ...] = ("auto", "haar", "blazeface")
 #: Camera backends; ``auto`` is Picamera2 when importable, else OpenCV.
 CAMERA_BACKENDS: tuple[str, ...] = ("picamera2", "opencv")
+#: One MQTT topic level we build from configuration (a device id).
+_TOPIC_WORD = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def setting(default: Any, doc: str, **bounds: Any) -> Any:
@@ -302,6 +306,75 @@ class LogConfig(Section):
     backups: int = setting(2, "Rotated decision files kept (count).", min=0, max=100)
 
 
+@dataclasses.dataclass(frozen=True)
+class MqttConfig(Section):
+    """Decisions over MQTT (``edge.outputs.mqtt``); no password here: see ``password_file``."""
+
+    _name: typing.ClassVar[str] = "mqtt"
+    enabled: bool = setting(
+        False, "Publish decisions, state and availability to an MQTT broker (off: the service "
+        "keeps no network at all).")
+    host: str = setting("", "Broker host name or IP address (required when enabled); the "
+                        "service is allowed to reach this address only.")
+    port: int = setting(1883, "Broker TCP port (1883 plain, 8883 usually for TLS).",
+                        min=1, max=65535)
+    device_id: str = setting(
+        "", "This Pi's name in topics and in Home Assistant (letters, digits, - and _); empty = "
+        "the host name.")
+    topic_prefix: str = setting(
+        "emotion-edge", "First topic level(s): decisions go to `<topic_prefix>/<device_id>/decision`.")
+    discovery_prefix: str = setting(
+        "homeassistant", "Home Assistant MQTT discovery prefix; empty = no discovery messages.")
+    username: str = setting("", "User name at the broker; empty = anonymous.")
+    password_file: str = setting(
+        "", "File whose first line is the broker password (e.g. /etc/emotion-edge/mqtt-password, "
+        "owned by root, mode 0600); install-service hands it to the service as the systemd "
+        "credential mqtt-password. There is no password key: the password never goes into "
+        "the TOML.")
+    tls: bool = setting(False, "Connect with TLS (certificate and host name verified).")
+    ca_file: str = setting("", "CA certificate (PEM) that signed the broker's certificate; empty "
+                           "= the system's CAs.")
+    cert_file: str = setting("", "Client certificate (PEM) for brokers that require one; empty = "
+                             "none.")
+    key_file: str = setting("", "Private key (PEM, unencrypted) of cert_file; install-service "
+                            "hands it to the service as the credential mqtt-client-key.")
+    queue_size: int = setting(
+        1000, "Messages kept while the broker is slow or away (count); when full the oldest is "
+        "dropped and counted (mqtt_dropped).", min=1, max=1_000_000)
+    heartbeat_s: float = setting(
+        30.0, "The retained state is republished at least this often, in seconds (and at every "
+        "change).", min=1.0, max=3600.0)
+    keepalive_s: int = setting(
+        30, "MQTT keepalive in seconds: the broker publishes the last will (offline) after 1.5x "
+        "this without traffic.", min=5, max=3600)
+    retry_initial_s: float = setting(
+        1.0, "First delay before reconnecting to the broker, in seconds.", min=0.05, max=600.0)
+    retry_max_s: float = setting(
+        60.0, "Longest delay between reconnect attempts, in seconds (doubles up to this).",
+        min=0.05, max=3600.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.enabled and not self.host:
+            raise ConfigError("mqtt.enabled = true needs mqtt.host (the broker's name or address)")
+        if self.device_id and not _TOPIC_WORD.fullmatch(self.device_id):
+            raise ConfigError(f"mqtt.device_id = {self.device_id!r} may hold only letters, "
+                              f"digits, - and _ (it is a topic level and an entity id)")
+        for key in ("topic_prefix", "discovery_prefix"):
+            value = getattr(self, key)
+            if any(c in value for c in "#+\0") or value.startswith("/") or value.endswith("/"):
+                raise ConfigError(f"mqtt.{key} = {value!r} must be plain topic levels without "
+                                  f"wildcards (+ #) or a leading or trailing /")
+        if not self.topic_prefix:
+            raise ConfigError("mqtt.topic_prefix must not be empty")
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ConfigError("mqtt.cert_file and mqtt.key_file go together; set both or neither")
+        if (self.ca_file or self.cert_file) and not self.tls:
+            raise ConfigError("mqtt.ca_file/cert_file are used only with TLS; set mqtt.tls = true")
+        if self.password_file and not self.username:
+            raise ConfigError("mqtt.password_file needs mqtt.username")
+
+
 _SECTIONS: dict[str, type[Section]] = {
     "loop": LoopConfig,
     "audio": AudioConfig,
@@ -312,6 +385,7 @@ _SECTIONS: dict[str, type[Section]] = {
     "smoothing": SmoothingConfig,
     "leds": LedConfig,
     "log": LogConfig,
+    "mqtt": MqttConfig,
 }
 
 
@@ -328,6 +402,7 @@ class Config:
     smoothing: SmoothingConfig = dataclasses.field(default_factory=SmoothingConfig)
     leds: LedConfig = dataclasses.field(default_factory=LedConfig)
     log: LogConfig = dataclasses.field(default_factory=LogConfig)
+    mqtt: MqttConfig = dataclasses.field(default_factory=MqttConfig)
     source: tuple[str, ...] = ()
 
     def replace(self, section: str, **values: Any) -> Config:
@@ -526,6 +601,7 @@ def load_config(
         smoothing=typing.cast(SmoothingConfig, sections["smoothing"]),
         leds=typing.cast(LedConfig, sections["leds"]),
         log=typing.cast(LogConfig, sections["log"]),
+        mqtt=typing.cast(MqttConfig, sections["mqtt"]),
         source=(*sources, *more),
     )
 

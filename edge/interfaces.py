@@ -12,7 +12,7 @@ microphone and a camera or on replayed recordings, and tests (and users) pass th
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol, TypeAlias
+from typing import Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +32,7 @@ __all__ = [
     "SpeechWindow",
     "SpeechStream",
     "Sink",
+    "CountingSink",
 ]
 
 #: A face box ``(x, y, w, h)`` in frame pixels.
@@ -128,5 +129,16 @@ class SpeechStream(Protocol):
 class Sink(Protocol):
     """Where decisions go (LEDs, logs, a terminal, later the network)."""
 
+    def write(self, decision: Decision) -> None: ...
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class CountingSink(Protocol):
+    """A sink that keeps cumulative counters of its own (the MQTT sink: sent, dropped,
+    disconnects); the loop copies them into every decision's ``counters``."""
+
+    @property
+    def counters(self) -> Mapping[str, int]: ...
     def write(self, decision: Decision) -> None: ...
     def close(self) -> None: ...

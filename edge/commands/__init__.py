@@ -13,6 +13,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "check",
     "adapt",
     "inspect",
+    "fleet",
     "install_service",
 )
 

@@ -26,11 +26,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _main(args: argparse.Namespace) -> int:
-    from ..service.install import SYSTEMCTL_STEPS, install_service
+    from pathlib import Path
+
+    from ..service.install import SERVICE_NAME, SYSTEMCTL_STEPS, install_service, security_exposure
 
     actions = install_service(args.root, dry_run=args.dry_run, exec_start=args.exec_start)
     for action in actions:
         print(action)
+    if not args.dry_run:
+        unit = Path(args.root) / "etc/systemd/system" / SERVICE_NAME
+        exposure = security_exposure(unit)
+        if exposure is not None:
+            print(f"\nsystemd-analyze security --offline=true: exposure {exposure} "
+                  f"(0 is the most locked down, 10 the least)")
     print("\nnext steps:" if not args.dry_run else "\nthen run:")
     for step in SYSTEMCTL_STEPS:
         print(f"  {step}")

@@ -691,6 +691,12 @@ def format_summary(summary: dict[str, Any], *, max_segments: int = 30) -> str:
         f"audio: {c.get('audio_dropped_blocks', 0)} dropped blocks, "
         f"{c.get('audio_overflows', 0)} overflows, {c.get('audio_timeouts', 0)} timeouts; "
         f"frames dropped: {c.get('frame_drops', 0)}; camera lost: {c.get('camera_lost', 0)}",
+    ]
+    if any(key.startswith("mqtt_") for key in c):  # the MQTT sink was on
+        lines.append(f"mqtt: {c.get('mqtt_sent', 0)} messages acknowledged, "
+                     f"{c.get('mqtt_dropped', 0)} dropped (queue full), "
+                     f"{c.get('mqtt_disconnects', 0)} disconnects")
+    lines += [
         "",
         "timeline:",
     ]

@@ -26,6 +26,7 @@ from ..models.face import FACE_MODEL_FILE, FaceClassifier
 from ..models.speech import SPEECH_MODEL_FILE, SpeechClassifier, SpeechStream
 from ..outputs.leds import LedSink
 from ..outputs.log import JsonLinesSink, RotatingFileSink, TextSink
+from ..outputs.mqtt import MqttSink
 from ..outputs.notify import Notifier
 from ..paths import default_model
 from ..sources.camera import open_camera
@@ -183,6 +184,11 @@ def build_appliance(
         if config.leds.mode != "none":
             sinks.append(LedSink(config.leds, fusion.labels, pin_factory=pin_factory))
             stack.callback(sinks[-1].close)
+        if config.mqtt.enabled:
+            # Last: the loop closes sinks in order, so the LEDs are dark before MQTT says offline.
+            sinks.append(MqttSink(config.mqtt))
+            stack.callback(sinks[-1].close)
+            logger.info("publishing decisions to %s", sinks[-1])
         sinks.extend(extra_sinks)
         loop = EmotionLoop(
             audio=audio,

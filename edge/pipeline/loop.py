@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from ..decision import Decision, ModalityReport
-from ..interfaces import AudioSource, FrameProvider, Sink, SpeechStream, SpeechWindow
+from ..interfaces import AudioSource, CountingSink, FrameProvider, Sink, SpeechStream, SpeechWindow
 from ..lifecycle import Closeable
 from ..outputs.notify import Notifier
 from .budget import BudgetPolicy
@@ -89,6 +89,10 @@ class EmotionLoop(Closeable):
             "audio_dropped_blocks": 0, "audio_timeouts": 0, "frame_drops": 0,
             "camera_lost": 0, "sink_errors": 0,
         }
+        # Sinks with counters of their own (MQTT: sent, dropped) report them in every decision.
+        self._counting = [s for s in self.sinks if isinstance(s, CountingSink)]
+        for sink in self._counting:
+            self.counters.update(sink.counters)
         self._samples = 0
         self._last_status = float("-inf")
         self._camera_was_available = True
@@ -240,6 +244,8 @@ class EmotionLoop(Closeable):
             c[key] = value
         if self.frames is not None:
             c["frame_drops"] = self.frames.dropped
+        for sink in self._counting:
+            c.update(sink.counters)
 
     def __repr__(self) -> str:
         return (f"<EmotionLoop cycles={self.cycles} level={self.budget.level.label} "

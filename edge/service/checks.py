@@ -14,7 +14,7 @@ import glob
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,8 @@ from ..sources.camera import PICAMERA2_HINT
 from ..sources.microphone import PYAUDIO_HINT as _PYAUDIO_HINT
 
 __all__ = ["Finding", "THROTTLE_BITS", "check_runtime", "check_models", "check_face_detector",
-           "check_thermal", "check_mic", "check_camera", "check_gpio", "run_checks"]
+           "check_thermal", "check_mic", "check_camera", "check_gpio", "check_mqtt",
+           "run_checks"]
 
 OK, WARN, PROBLEM = "ok", "warning", "problem"
 
@@ -224,6 +225,57 @@ def check_gpio(config: Config, pin_factory: Any = None) -> list[Finding]:
     return [Finding("GPIO", OK, f"LED pins free ({config.leds.mode})")]
 
 
+def check_mqtt(config: Config, env: Mapping[str, str] | None = None) -> list[Finding]:
+    """The broker is reachable and accepts the credentials; the MQTT counters of the last
+    decision in the log (``log.file``) when there is one."""
+    if not config.mqtt.enabled:
+        return [Finding("MQTT", OK, "disabled (mqtt.enabled = false)")]
+    from ..outputs.mqtt import BrokerSettings, probe_broker
+
+    fix = ("check mqtt.host/port, that the broker runs and this machine may reach it, "
+           "mqtt.username and the password file, mqtt.tls and mqtt.ca_file")
+    try:
+        settings = BrokerSettings.from_config(config.mqtt, env)
+        problem = probe_broker(settings)
+    except EmotionEdgeError as exc:  # no paho-mqtt, an unreadable password file
+        return [Finding("MQTT broker", PROBLEM, str(exc), fix)]
+    if problem is not None:
+        return [Finding("MQTT broker", PROBLEM, problem, fix)]
+    who = f"credentials of {settings.username!r} accepted" if settings.username else \
+        "anonymous access accepted"
+    out = [Finding("MQTT broker", OK, f"{settings.address} reachable, {who}")]
+    counters = _last_counters(config.log.file)
+    if counters is not None and "mqtt_sent" in counters:
+        dropped = counters.get("mqtt_dropped", 0)
+        out.append(Finding(
+            "MQTT queue", WARN if dropped else OK,
+            f"{counters['mqtt_sent']} sent, {dropped} dropped, "
+            f"{counters.get('mqtt_disconnects', 0)} disconnects (last decision in "
+            f"{config.log.file})",
+            "messages were dropped because the broker was away longer than mqtt.queue_size "
+            "messages last; raise it or fix the network"))
+    return out
+
+
+def _last_counters(log_file: str) -> dict[str, int] | None:
+    """The counters of the last decision in ``log_file`` (None: no file or no decision)."""
+    from ..outputs.log_reader import parse_record
+
+    if not log_file:
+        return None
+    try:
+        with open(log_file, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        record = parse_record(line)
+        if record is not None:
+            return dict(record["counters"])
+    return None
+
+
 def run_checks(config: Config, *, live: bool = True, pin_factory: Any = None) -> list[Finding]:
     findings = [Finding("config", OK, ", ".join(config.source) or "defaults")]
     findings += check_runtime()
@@ -233,6 +285,7 @@ def run_checks(config: Config, *, live: bool = True, pin_factory: Any = None) ->
         findings += check_camera(config)
     findings += check_gpio(config, pin_factory)
     findings += check_thermal()
+    findings += check_mqtt(config)
     if config.log.file:
         parent = Path(config.log.file).parent
         writable = parent.is_dir() and os.access(parent, os.W_OK)

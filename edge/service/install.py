@@ -16,11 +16,14 @@ import contextlib
 import dataclasses
 import errno
 import grp
+import ipaddress
 import logging
 import os
 import pwd
 import re
 import shlex
+import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -30,7 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import load_config
+from ..config import MqttConfig, load_config
 from ..errors import ConfigError, EmotionEdgeError
 from ..paths import shipped_file
 
@@ -44,6 +47,10 @@ __all__ = [
     "check_unit_value",
     "quote_exec_arg",
     "render_unit",
+    "MQTT_DROPIN",
+    "render_mqtt_dropin",
+    "broker_addresses",
+    "security_exposure",
     "Action",
     "install_service",
     "SYSTEMCTL_STEPS",
@@ -58,6 +65,11 @@ SERVICE_GROUPS: tuple[str, ...] = ("audio", "video", "gpio")
 
 #: The ``edge`` package this code runs from (what ``-m edge`` imports).
 _PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
+
+#: The drop-in that opens the network to the MQTT broker only (written when mqtt.enabled).
+MQTT_DROPIN = Path(f"{SERVICE_NAME}.d") / "mqtt.conf"
+#: Credentials systemd hands the service (``LoadCredential=``), read by ``edge.outputs.mqtt``.
+MQTT_CREDENTIALS = {"password_file": "mqtt-password", "key_file": "mqtt-client-key"}
 
 SYSTEMCTL_STEPS: tuple[str, ...] = (
     "sudo systemctl daemon-reload",
@@ -192,6 +204,100 @@ def render_unit(
         groups_line = f"SupplementaryGroups={' '.join(groups)}" if groups else ""
         unit = re.sub(r"(?m)^SupplementaryGroups=.*$", lambda _: groups_line, unit)
     return unit
+
+
+def broker_addresses(
+    host: str,
+    resolve: Callable[[str], list[str]] | None = None,
+    resolv_conf: Path = Path("/etc/resolv.conf"),
+) -> list[str]:
+    """The IP addresses the service must reach for the broker ``host``: the address itself, or
+    what the name resolves to now plus the DNS servers of ``resolv_conf`` (the name is looked
+    up again at every connect; install-service must run again if the broker's address
+    changes)."""
+    try:
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        pass
+    lookup = resolve or _resolve
+    try:
+        found = lookup(host)
+    except OSError as exc:
+        raise ConfigError(
+            f"mqtt.host {host!r} cannot be resolved here ({getattr(exc, 'strerror', '') or exc})"
+            f"; the service may reach only the broker's address, so give an address or a name "
+            f"this machine resolves") from None
+    servers = []
+    with contextlib.suppress(OSError):
+        for line in resolv_conf.read_text(encoding="utf-8", errors="replace").splitlines():
+            words = line.split()
+            if len(words) >= 2 and words[0] == "nameserver":
+                with contextlib.suppress(ValueError):
+                    servers.append(str(ipaddress.ip_address(words[1].split("%")[0])))
+    return list(dict.fromkeys([*found, *servers]))
+
+
+def _resolve(host: str) -> list[str]:
+    infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def render_mqtt_dropin(mqtt: MqttConfig, addresses: Sequence[str], config_path: str) -> str:
+    """The drop-in that lets the hardened unit reach the broker and nothing else: the unit's
+    ``IPAddressDeny=any`` stays, ``IPAddressAllow=`` names the broker's addresses, and only
+    their address families are added; the password (and a client key) come in as systemd
+    credentials, readable by the service alone."""
+    families = ["AF_UNIX", "AF_NETLINK"]
+    versions = {ipaddress.ip_address(a).version for a in addresses}
+    families += [f for v, f in ((4, "AF_INET"), (6, "AF_INET6")) if v in versions]
+    lines = [
+        "# Written by `emotion-edge install-service` because mqtt.enabled = true in",
+        f"# {config_path}: the service may reach the MQTT broker {mqtt.host}:{mqtt.port} and no",
+        "# other address (IPAddressDeny=any in the unit stays).  Run install-service again after",
+        "# changing [mqtt]; it removes this file when MQTT is disabled.",
+        "[Service]",
+        "PrivateNetwork=no",
+        f"RestrictAddressFamilies={' '.join(families)}",
+        f"IPAddressAllow={' '.join(addresses)}",
+    ]
+    for key, credential in MQTT_CREDENTIALS.items():
+        path = getattr(mqtt, key)
+        if path:
+            check_unit_value(f"mqtt.{key}", path)
+            if not path.startswith("/") or any(c.isspace() for c in path):
+                raise ConfigError(f"mqtt.{key} = {path!r} must be an absolute path without "
+                                  f"spaces for systemd's LoadCredential=")
+            lines.append(f"LoadCredential={credential}:{path}")
+    return "\n".join(lines) + "\n"
+
+
+def security_exposure(unit_path: Path,
+                      run: Callable[..., subprocess.CompletedProcess[Any]] = subprocess.run
+                      ) -> str | None:
+    """``systemd-analyze security --offline=true`` on the installed unit and its drop-ins: the
+    overall exposure line (e.g. ``1.7 OK``), or None when systemd-analyze is not available."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        return None
+    try:
+        result = run([analyze, "security", "--offline=true", str(unit_path)],
+                     capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+ \w+)", result.stdout or "")
+    return match[1] if match else None
+
+
+def _remove(path: Path, dry_run: bool) -> str | None:
+    if _read_regular_file(path) is None:
+        return None
+    if dry_run:
+        return "would remove"
+    try:
+        path.unlink()
+    except OSError as exc:
+        raise _write_error(path, exc) from None
+    return "removed"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -334,8 +440,19 @@ def install_service(
     example = shipped_file("config.example.toml").read_text(encoding="utf-8")
     outcome = _write(config_path, example, dry_run, overwrite=False)
     actions.append(Action(str(config_path), outcome))
-    if outcome in ("kept", "unchanged"):
-        load_config(config_path, env={}, required=True)  # a broken config fails the install
+    # A broken config fails the install; a dry run validates the example in its place.
+    config = load_config(config_path if _read_regular_file(config_path) is not None
+                         else shipped_file("config.example.toml"), env={}, required=True)
+    dropin_path = unit_path.parent / MQTT_DROPIN
+    if config.mqtt.enabled:
+        dropin = render_mqtt_dropin(config.mqtt, broker_addresses(config.mqtt.host),
+                                    "/" + str(config_rel))
+        actions.append(Action(str(dropin_path), _write(dropin_path, dropin, dry_run,
+                                                       overwrite=True)))
+    else:
+        removed = _remove(dropin_path, dry_run)  # MQTT turned off: no network again
+        if removed:
+            actions.append(Action(str(dropin_path), removed))
 
     if not real_root:
         actions.append(Action(f"user {SERVICE_USER} (not created under --root)", "skipped"))

@@ -1,0 +1,242 @@
+"""``emotion-edge fleet``: every device publishing under a prefix on one broker, as a live table.
+
+Subscribes to ``<prefix>/+/decision``, ``<prefix>/+/state`` and ``<prefix>/+/availability``
+(the retained state and availability arrive at once, so devices that are quiet or offline show
+too) and prints, every ``--interval`` seconds, one row per device: the shown emotion, when it
+last changed, the cycle latency p99 (over the decisions this view received, else the device's
+own figure from its state), the messages its MQTT queue dropped, and whether it is online.
+``--json`` prints the same as one JSON object per line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import datetime as dt
+import json
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+__all__ = ["register", "FleetView", "DeviceRow"]
+
+logger = logging.getLogger(__name__)
+
+#: Cycle latencies kept per device for the p99.
+LATENCY_WINDOW = 200
+
+
+@dataclasses.dataclass
+class DeviceRow:
+    device: str
+    state: str | None = None
+    confidence: float | None = None
+    last_change: float | None = None  # wall time the shown emotion last changed
+    online: bool | None = None  # None: no availability message seen
+    drops: int = 0
+    decisions: int = 0
+    last_seen: float | None = None
+    state_p99_ms: float | None = None
+    latencies: collections.deque[float] = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
+
+    @property
+    def latency_p99_ms(self) -> float | None:
+        if self.latencies:
+            ordered = sorted(self.latencies)
+            return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+        return self.state_p99_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        p99 = self.latency_p99_ms
+        return {"device": self.device, "state": self.state, "confidence": self.confidence,
+                "last_change": self.last_change,
+                "latency_p99_ms": None if p99 is None else round(p99, 3), "drops": self.drops,
+                "online": self.online, "decisions": self.decisions, "last_seen": self.last_seen}
+
+
+class FleetView:
+    """The devices under ``prefix``, updated from MQTT messages (thread-safe)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.rows: dict[str, DeviceRow] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def topics(self) -> list[str]:
+        return [f"{self.prefix}/+/{kind}" for kind in ("decision", "state", "availability")]
+
+    def update(self, topic: str, payload: bytes) -> None:
+        parts = topic.split("/")
+        if len(parts) < 3 or "/".join(parts[:-2]) != self.prefix:
+            return
+        device, kind = parts[-2], parts[-1]
+        with self._lock:
+            row = self.rows.setdefault(device, DeviceRow(device))
+            if kind == "availability":
+                row.online = payload == b"online"
+                return
+            try:
+                data = json.loads(payload)
+                if not isinstance(data, dict):
+                    return
+                if kind == "decision":
+                    self._decision(row, data)
+                elif kind == "state":
+                    self._state(row, data)
+            except (ValueError, TypeError, KeyError, AttributeError):
+                logger.debug("skipping a malformed %s message from %s", kind, device)
+
+    @staticmethod
+    def _show(row: DeviceRow, label: str | None, confidence: float, at: float,
+              since: float | None = None) -> None:
+        if row.state != label or row.last_change is None:
+            row.last_change = since if since is not None else at
+        row.state, row.confidence = label, confidence
+        row.last_seen = max(row.last_seen or at, at)
+
+    def _decision(self, row: DeviceRow, data: dict[str, Any]) -> None:
+        row.decisions += 1
+        row.latencies.append(float(data["latency_ms"]["total"]))
+        row.drops = int(data.get("counters", {}).get("mqtt_dropped", row.drops))
+        self._show(row, data["label"], float(data["confidence"]), float(data["time"]))
+
+    def _state(self, row: DeviceRow, data: dict[str, Any]) -> None:
+        row.state_p99_ms = float(data["cycle_p99_ms"])
+        row.drops = max(row.drops, int(data.get("counters", {}).get("mqtt_dropped", 0)))
+        if row.last_seen is None or float(data["time"]) >= row.last_seen:
+            self._show(row, data["label"], float(data["confidence"]), float(data["time"]),
+                       since=float(data["since"]))
+            row.last_change = float(data["since"])
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {"time": round(time.time(), 3),
+                    "devices": [self.rows[d].to_dict() for d in sorted(self.rows)]}
+
+
+def format_table(snapshot: dict[str, Any], now: float | None = None) -> str:
+    now = time.time() if now is None else now
+    head = f"{'device':<20} {'state':<10} {'last change':<20} {'p99 ms':>8} {'drops':>6}  online"
+    lines = [head, "-" * len(head)]
+    for row in snapshot["devices"]:
+        change = "-"
+        if row["last_change"] is not None:
+            when = dt.datetime.fromtimestamp(row["last_change"]).strftime("%H:%M:%S")
+            change = f"{when} ({_ago(now - row['last_change'])})"
+        p99 = "-" if row["latency_p99_ms"] is None else f"{row['latency_p99_ms']:.1f}"
+        online = {True: "yes", False: "NO", None: "?"}[row["online"]]
+        lines.append(f"{row['device']:<20} {row['state'] or '-':<10} {change:<20} {p99:>8} "
+                     f"{row['drops']:>6}  {online}")
+    if not snapshot["devices"]:
+        lines.append("(no device has published yet)")
+    return "\n".join(lines)
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.0f} h ago"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "fleet",
+        help="live table of every device publishing to an MQTT broker",
+        description="Subscribe to all devices under the topic prefix and print, every "
+        "--interval seconds, device, state, last change, latency p99, drops and online. The "
+        "password is read from --password-file, never from the command line.",
+    )
+    p.add_argument("--broker", required=True, metavar="HOST", help="broker host name or address")
+    p.add_argument("--port", type=int, default=None, help="broker port (1883, 8883 with --tls)")
+    p.add_argument("--prefix", default="emotion-edge", help="topic prefix (mqtt.topic_prefix)")
+    p.add_argument("--username", default="", help="user name at the broker")
+    p.add_argument("--password-file", default="", metavar="FILE",
+                   help="file whose first line is the password")
+    p.add_argument("--tls", action="store_true", help="connect with TLS")
+    p.add_argument("--ca-file", default="", metavar="PEM", help="CA of the broker's certificate")
+    p.add_argument("--cert-file", default="", metavar="PEM", help="client certificate")
+    p.add_argument("--key-file", default="", metavar="PEM", help="client certificate's key")
+    p.add_argument("--json", action="store_true", help="one JSON object per refresh")
+    p.add_argument("--interval", type=_seconds, default=1.0, help="seconds between refreshes")
+    p.add_argument("--duration", type=_seconds, default=0.0,
+                   help="stop after this many seconds (default: until Ctrl-C)")
+    p.add_argument("--once", action="store_true",
+                   help="collect for one interval (retained state arrives at once), print, stop")
+    p.set_defaults(func=_main)
+
+
+def _seconds(text: str) -> float:
+    from . import positive_float
+
+    return positive_float(text)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError, EmotionEdgeError
+    from ..outputs.mqtt import BrokerSettings, connect, new_client, read_password
+
+    if args.password_file and not args.username:
+        raise ConfigError("--password-file needs --username")
+    if (args.ca_file or args.cert_file) and not args.tls:
+        raise ConfigError("--ca-file/--cert-file are used only with --tls")
+    settings = BrokerSettings(
+        host=args.broker, port=args.port or (8883 if args.tls else 1883), username=args.username,
+        password=read_password(args.password_file, env={}), tls=args.tls, ca_file=args.ca_file,
+        cert_file=args.cert_file, key_file=args.key_file)
+    view = FleetView(args.prefix.rstrip("/"))
+    client = new_client(settings, f"emotion-edge-fleet-{id(view):x}")
+
+    def on_message(_c: Any, _u: Any, message: Any) -> None:
+        view.update(message.topic, message.payload)
+
+    def on_connect(c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if not reason.is_failure:
+            c.subscribe([(topic, 1) for topic in view.topics])
+
+    client.on_message = on_message
+    problem = connect(client, settings)
+    if problem is not None:
+        raise EmotionEdgeError(problem)
+    client.on_connect = on_connect
+    client.subscribe([(topic, 1) for topic in view.topics])
+    client.reconnect_delay_set(1, 30)
+    client.loop_start()
+    try:
+        _show(view, args, sys.stdout)
+    except KeyboardInterrupt:  # Ctrl-C (or SIGINT from a script): the last picture, then stop
+        _print(view.snapshot(), args, sys.stdout)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return 0
+
+
+def _show(view: FleetView, args: argparse.Namespace, out: TextIO,
+          clock: Callable[[], float] = time.monotonic) -> None:
+    start = clock()
+    tty = out.isatty() and not args.json
+    while True:
+        time.sleep(args.interval)
+        snapshot = view.snapshot()
+        done = args.once or (args.duration and clock() - start >= args.duration)
+        _print(snapshot, args, out, clear=tty)
+        if done:
+            return
+
+
+def _print(snapshot: dict[str, Any], args: argparse.Namespace, out: TextIO, *,
+           clear: bool = False) -> None:
+    if args.json:
+        out.write(json.dumps(snapshot, separators=(",", ":")) + "\n")
+    else:
+        out.write(("\x1b[H\x1b[2J" if clear else "") + format_table(snapshot) + "\n\n")
+    out.flush()

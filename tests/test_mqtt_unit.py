@@ -1,0 +1,326 @@
+"""MQTT without a broker: the [mqtt] section, the password's sources, the exact payloads, Home
+Assistant discovery, the service drop-in, the fleet table, and the counters in decisions and
+``inspect``.  (tests/test_mqtt.py runs the sink against a real Mosquitto.)"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from edge.config import Config, MqttConfig, load_config
+from edge.decision import Decision, ModalityReport
+from edge.errors import ConfigError
+from edge.outputs.mqtt import (
+    BrokerSettings,
+    Topics,
+    decision_payload,
+    device_id,
+    discovery_messages,
+    read_password,
+    state_payload,
+)
+
+T0 = 1_764_500_000.0
+
+
+def decision(cycle: int = 3, label: str | None = "happy") -> Decision:
+    return Decision(
+        cycle=cycle, time=T0, media_s=1.5, label=label, confidence=0.71234,
+        fused={"happy": 0.71234, "sad": 0.28766},
+        speech=ModalityReport("ok", "happy", {"happy": 0.8, "sad": 0.2}),
+        face=ModalityReport("no_face"),
+        latency_ms={"speech": 2.0, "fusion": 0.05, "total": 2.25}, overrun=False, level="full",
+        counters={"overruns": 0, "mqtt_sent": 5, "mqtt_dropped": 0, "mqtt_disconnects": 0})
+
+
+# -- configuration -------------------------------------------------------------------------------
+
+
+def test_mqtt_is_off_by_default_and_needs_a_host_when_on():
+    assert load_config(None, env={}).mqtt.enabled is False
+    with pytest.raises(ConfigError, match="mqtt.host"):
+        load_config(None, env={}, overrides={("mqtt", "enabled"): "true"})
+    config = load_config(None, env={"EMOTION_EDGE_MQTT_HOST": "broker.lan"},
+                         overrides={("mqtt", "enabled"): "true", ("mqtt", "port"): "8883"})
+    assert (config.mqtt.host, config.mqtt.port) == ("broker.lan", 8883)
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"device_id": "kitchen/pi"}, "letters, digits"),
+    ({"topic_prefix": "home/#"}, "wildcards"),
+    ({"discovery_prefix": "/ha"}, "leading or trailing"),
+    ({"cert_file": "/c.pem", "tls": True}, "go together"),
+    ({"ca_file": "/ca.pem"}, "only with TLS"),
+    ({"password_file": "/p"}, "needs mqtt.username"),
+    ({"port": 0}, "too small"),
+    ({"queue_size": 0}, "too small"),
+])
+def test_bad_mqtt_settings_are_refused_naming_the_key(values, message):
+    with pytest.raises(ConfigError, match=message):
+        MqttConfig(**values)
+
+
+def test_there_is_no_password_key_anywhere():
+    with pytest.raises(ConfigError, match="unknown key mqtt.password"):
+        load_config(None, env={}, overrides={("mqtt", "password"): "x"})
+    with pytest.raises(ConfigError, match="unknown key mqtt.password"):
+        load_config(None, env={"EMOTION_EDGE_MQTT_PASSWORD": "x"})
+
+
+def test_the_password_comes_from_the_systemd_credential_before_the_file(tmp_path):
+    file = tmp_path / "password"
+    file.write_text("from-file\nignored\n")
+    assert read_password(str(file), env={}) == "from-file"
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "mqtt-password").write_text("from-credential\n")
+    assert read_password(str(file), env={"CREDENTIALS_DIRECTORY": str(creds)}) == "from-credential"
+    assert read_password("", env={}) is None
+    with pytest.raises(ConfigError, match="cannot read the MQTT password from"):
+        read_password(str(tmp_path / "missing"), env={})
+    (tmp_path / "empty").write_text("")
+    with pytest.raises(ConfigError, match="is empty"):
+        read_password(str(tmp_path / "empty"), env={})
+
+
+def test_the_password_is_not_in_the_settings_repr():
+    settings = BrokerSettings("b", username="u", password="hunter2")
+    assert "hunter2" not in repr(settings)
+
+
+def test_device_id_defaults_to_a_clean_host_name(monkeypatch):
+    monkeypatch.setattr("socket.gethostname", lambda: "Pi 4.kitchen.lan")
+    assert device_id("") == "Pi-4"
+    assert device_id("lab_3") == "lab_3"
+
+
+# -- payloads ------------------------------------------------------------------------------------
+
+
+def test_the_decision_payload_is_the_log_record_plus_the_device():
+    d = decision()
+    payload = decision_payload(d, "pi-a")
+    assert payload == {**d.to_dict(), "device": "pi-a"}
+    assert set(payload) == {"schema", "cycle", "time", "media_s", "label", "confidence", "fused",
+                            "speech", "face", "latency_ms", "overrun", "level", "counters",
+                            "device"}
+
+
+def test_the_state_payload():
+    assert state_payload(decision(), "pi-a", since=T0 - 4, cycle_p99_ms=3.14159) == {
+        "schema": "emotion-edge/state/1", "device": "pi-a", "time": T0, "cycle": 3,
+        "label": "happy", "confidence": 0.7123, "since": T0 - 4, "speech": "happy",
+        "face": "no_face", "level": "full", "cycle_ms": 2.25, "cycle_p99_ms": 3.142,
+        "counters": {"overruns": 0, "mqtt_sent": 5, "mqtt_dropped": 0, "mqtt_disconnects": 0}}
+
+
+def test_home_assistant_discovery_has_five_sensors_of_one_device():
+    topics = Topics("emotion-edge", "pi-a")
+    messages = discovery_messages(topics, "homeassistant")
+    assert [t for t, _ in messages] == [
+        f"homeassistant/sensor/emotion_edge_pi_a/{s}/config"
+        for s in ("emotion", "confidence", "speech_emotion", "face_emotion", "cycle_latency")]
+    configs = [json.loads(p) for _, p in messages]
+    assert {c["device"]["identifiers"][0] for c in configs} == {"emotion_edge_pi_a"}
+    assert len({c["unique_id"] for c in configs}) == 5
+    for c in configs:
+        assert c["state_topic"] == "emotion-edge/pi-a/state"
+        assert c["availability_topic"] == "emotion-edge/pi-a/availability"
+    assert configs[4]["unit_of_measurement"] == "ms"
+    assert discovery_messages(topics, "") == []
+
+
+# -- the service ---------------------------------------------------------------------------------
+
+
+def _install(tmp_path, toml: str):
+    from edge.service.install import install_service
+
+    (tmp_path / "etc/emotion-edge").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "etc/emotion-edge/config.toml").write_text(toml)
+    return install_service(tmp_path, exec_start="/usr/bin/true")
+
+
+MQTT_TOML = """[mqtt]
+enabled = true
+host = "192.0.2.10"
+username = "edge"
+password_file = "/etc/emotion-edge/mqtt-password"
+"""
+
+
+def test_install_service_opens_the_network_to_the_broker_only(tmp_path):
+    actions = _install(tmp_path, MQTT_TOML)
+    dropin = tmp_path / "etc/systemd/system/emotion-edge.service.d/mqtt.conf"
+    assert [a.outcome for a in actions if a.what == str(dropin)] == ["written"]
+    text = dropin.read_text()
+    assert "PrivateNetwork=no\n" in text
+    assert "RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET\n" in text
+    assert "IPAddressAllow=192.0.2.10\n" in text
+    assert "LoadCredential=mqtt-password:/etc/emotion-edge/mqtt-password\n" in text
+    assert "IPAddressDeny" not in text.split("[Service]")[1]  # the unit's deny=any stays
+    # MQTT turned off again: the drop-in goes, and with it the network.
+    actions = _install(tmp_path, "[mqtt]\nenabled = false\n")
+    assert [a.outcome for a in actions if a.what == str(dropin)] == ["removed"]
+    assert not dropin.exists()
+
+
+def test_no_drop_in_without_mqtt(tmp_path):
+    _install(tmp_path, "")
+    assert not (tmp_path / "etc/systemd/system/emotion-edge.service.d").exists()
+
+
+def test_a_broker_name_allows_what_it_resolves_to_and_the_dns_servers(tmp_path):
+    from edge.service.install import broker_addresses
+
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("# comment\nnameserver 127.0.0.53\nnameserver fe80::1%eth0\nsearch lan\n")
+    assert broker_addresses("broker.lan", resolve=lambda h: ["192.0.2.7", "2001:db8::7"],
+                            resolv_conf=resolv) == ["192.0.2.7", "2001:db8::7", "127.0.0.53",
+                                                    "fe80::1"]
+    assert broker_addresses("2001:db8::1") == ["2001:db8::1"]
+
+    def unknown(host):
+        raise OSError("Name or service not known")
+
+    with pytest.raises(ConfigError, match="cannot be resolved"):
+        broker_addresses("nowhere.invalid", resolve=unknown)
+
+
+def test_ipv6_brokers_get_af_inet6_only():
+    from edge.service.install import render_mqtt_dropin
+
+    text = render_mqtt_dropin(MqttConfig(enabled=True, host="2001:db8::1"), ["2001:db8::1"],
+                              "/etc/emotion-edge/config.toml")
+    assert "RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET6\n" in text
+
+
+ANALYZE = shutil.which("systemd-analyze")
+
+
+@pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze not installed")
+def test_the_unit_with_the_drop_in_verifies_and_stays_low_exposure(tmp_path):
+    import sys
+
+    from edge.service.install import install_service, security_exposure
+
+    (tmp_path / "etc/emotion-edge").mkdir(parents=True)
+    (tmp_path / "etc/emotion-edge/config.toml").write_text(MQTT_TOML)
+    install_service(tmp_path, exec_start=[sys.executable, "-P", "-m", "edge"])
+    unit = tmp_path / "etc/systemd/system/emotion-edge.service"
+    result = subprocess.run([ANALYZE, "verify", str(unit)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and "emotion-edge" not in result.stderr, result.stderr
+    exposure = security_exposure(unit)
+    assert exposure is not None and float(exposure.split()[0]) <= 2.0, exposure
+
+
+def test_install_service_prints_the_exposure(tmp_path, capsys):
+    from edge.cli import main
+
+    (tmp_path / "etc/emotion-edge").mkdir(parents=True)
+    (tmp_path / "etc/emotion-edge/config.toml").write_text(MQTT_TOML)
+    assert main(["install-service", "--root", str(tmp_path), "--exec-start",
+                 "/usr/bin/true"]) == 0
+    out = capsys.readouterr().out
+    assert "mqtt.conf" in out
+    if ANALYZE:
+        assert re.search(r"exposure \d+\.\d+ \w+", out), out
+
+
+# -- counters, inspect, fleet --------------------------------------------------------------------
+
+
+class CountingSink:
+    def __init__(self) -> None:
+        self.written = 0
+
+    @property
+    def counters(self):
+        return {"mqtt_sent": self.written, "mqtt_dropped": 0, "mqtt_disconnects": 0}
+
+    def write(self, decision):
+        self.written += 1
+
+    def close(self):
+        pass
+
+
+def test_a_sinks_counters_appear_in_every_decision():
+    from edge.interfaces import CountingSink as Protocol
+    from edge.pipeline.budget import BudgetPolicy
+    from edge.pipeline.fusion import LabelMap, LateFusion
+    from edge.pipeline.loop import EmotionLoop
+    from edge.pipeline.smoothing import Smoother
+    from edge.testing import FakeMicrophone, FakeSpeechStream
+
+    counting = CountingSink()
+    assert isinstance(counting, Protocol)
+    seen = []
+
+    class Keep:
+        def write(self, d):
+            seen.append(dict(d.counters))
+
+        def close(self):
+            pass
+
+    labels = ("happy", "sad")
+    fusion = LateFusion(LabelMap.build({"speech": (labels, {lab: lab for lab in labels})}),
+                        weights={"speech": 1.0})
+    loop = EmotionLoop(audio=FakeMicrophone(4), speech=FakeSpeechStream(labels, lambda i: "happy"),
+                       fusion=fusion,
+                       smoother=Smoother.from_config(fusion.labels, Config().smoothing),
+                       budget=BudgetPolicy.from_config(Config().loop), sinks=[Keep(), counting])
+    loop.run()
+    assert seen and all("mqtt_sent" in c for c in seen)
+    assert [c["mqtt_sent"] for c in seen] == list(range(len(seen)))
+
+
+def test_inspect_shows_the_mqtt_counters():
+    from edge.outputs.log_reader import format_summary, summarize
+
+    records = []
+    for i in range(3):
+        d = decision(cycle=i)
+        rec = d.to_dict()
+        rec["time"] = T0 + i
+        rec["counters"] = {"mqtt_sent": 2 * i, "mqtt_dropped": i, "mqtt_disconnects": 0}
+        records.append(rec)
+    text = format_summary(summarize(records))
+    assert "mqtt: 4 messages acknowledged, 2 dropped (queue full), 0 disconnects" in text
+    plain = [dict(r, counters={"overruns": 0}) for r in records]
+    assert "mqtt:" not in format_summary(summarize(plain))
+
+
+def test_the_fleet_view_keeps_one_row_per_device():
+    from edge.commands.fleet import FleetView, format_table
+
+    view = FleetView("emotion-edge")
+    for i in range(100):
+        d = decision(cycle=i, label="happy" if i < 50 else "sad")
+        payload = {**d.to_dict(), "device": "pi-a", "time": T0 + i * 0.5,
+                   "latency_ms": {"total": float(i)}}
+        view.update("emotion-edge/pi-a/decision", json.dumps(payload).encode())
+    view.update("emotion-edge/pi-a/availability", b"online")
+    state = state_payload(decision(label="angry"), "pi-b", since=T0 - 60, cycle_p99_ms=7.5)
+    view.update("emotion-edge/pi-b/state", json.dumps(state).encode())
+    view.update("emotion-edge/pi-b/availability", b"offline")
+    view.update("emotion-edge/pi-c/decision", b"not json")
+    view.update("other/pi-d/state", b"{}")
+    snapshot = view.snapshot()
+    rows = {r["device"]: r for r in snapshot["devices"]}
+    assert rows["pi-a"]["state"] == "sad" and rows["pi-a"]["last_change"] == T0 + 25
+    assert rows["pi-a"]["latency_p99_ms"] == 99.0 and rows["pi-a"]["online"] is True
+    assert rows["pi-a"]["decisions"] == 100
+    assert rows["pi-b"]["state"] == "angry" and rows["pi-b"]["last_change"] == T0 - 60
+    assert rows["pi-b"]["latency_p99_ms"] == 7.5 and rows["pi-b"]["online"] is False
+    assert "pi-d" not in rows
+    table = format_table(snapshot, now=T0 + 60)
+    assert table.splitlines()[0].split() == ["device", "state", "last", "change", "p99", "ms",
+                                             "drops", "online"]
+    assert re.search(r"pi-b\s+angry\s+\S+ \(2 min ago\)\s+7\.5\s+0\s+NO", table), table
