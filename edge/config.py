@@ -16,6 +16,7 @@ import os
 import re
 import tomllib
 import typing
+import unicodedata
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,11 @@ class Section:
             value = getattr(self, field.name)
             key = f"{self._name}.{field.name}"
             _check_type(key, value, hints[field.name])
+            texts = ([value] if isinstance(value, str) else
+                     [t for kv in value.items() for t in kv] if isinstance(value, dict) else [])
+            if any(unicodedata.category(c) == "Cc" for t in texts for c in str(t)):
+                # A NUL in a path passes every check and then kills the open() in run.
+                raise ConfigError(f"{key} = {value!r} contains a control character; remove it")
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{key} = {value!r} is not a finite number")
             meta = field.metadata

@@ -295,19 +295,9 @@ def test_check_and_run_refuse_a_bad_config_alike_in_one_line(
             assert ran.status == 2 and ran.err_lines == checked.err_lines, (checked, ran)
 
 
-# Known bug (edge/config.py): a NUL byte in a path setting passes validation; `check` says
-# ready, then `run` ends in an internal error (ValueError: embedded null byte, status 3) when it
-# opens the decision log (edge/outputs/log.py) or saves the adaptation state
-# (edge/models/speech.py save_adaptation catches only OSError).  Fix: Section.__post_init__
-# refuses str values containing "\x00" (or any control character) with a ConfigError naming the
-# key, so check and run both exit 2 with the same line.
-_NUL_BUG = "bug: edge/config.py accepts NUL in path settings; run dies with status 3 (see above)"
-
-
-@pytest.mark.parametrize("key", [
-    pytest.param("log.file", marks=pytest.mark.xfail(strict=True, reason=_NUL_BUG)),
-    pytest.param("adapt.state_file", marks=pytest.mark.xfail(strict=True, reason=_NUL_BUG)),
-])
+# A NUL byte in a path setting once passed validation: `check` said ready, then `run` ended in
+# an internal error (embedded null byte).  Section.__post_init__ refuses control characters.
+@pytest.mark.parametrize("key", ["log.file", "adapt.state_file"])
 def test_a_nul_byte_in_a_written_path_is_a_config_error(
         capfd: pytest.CaptureFixture[str], media: dict[str, Path], key: str) -> None:
     section, name = key.split(".")
@@ -321,14 +311,7 @@ def test_a_nul_byte_in_a_written_path_is_a_config_error(
         assert ran.status == 2 and ran.err_lines == checked.err_lines, ran
 
 
-# Known bug (edge/service/checks.py): with log.file naming a folder, `check` reports "decision
-# log: folder (writable by 0)" and "ready", while `run` refuses it with "Is a directory" (exit 2).
-# Fix: the decision-log check refuses an existing folder (PROBLEM "log.file ... is a folder; name
-# a file in it"), or better opens the path for appending exactly as RotatingFileSink does.
-_LOG_FOLDER_BUG = "bug: check says ready for a folder as log.file, run refuses it (see above)"
-
-
-@pytest.mark.xfail(strict=True, reason=_LOG_FOLDER_BUG)
+# With log.file naming a folder, `check` once said ready while `run` refused it.
 def test_check_refuses_a_folder_as_the_decision_log(
         capfd: pytest.CaptureFixture[str], media: dict[str, Path]) -> None:
     with scratch_dir(media["scratch"]) as folder, working_dir(folder):

@@ -201,6 +201,10 @@ def test_a_failing_sink_does_not_stop_the_loop(caplog):
         summary = loop.run()
     assert summary.cycles == 3 and summary.counters["sink_errors"] == 3
     assert sink.closed == 1
+    # One line for the fault (not one a cycle), one for the close; no traceback at this level.
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(lines) == 2 and "disk full" in lines[0] and "still full" in lines[1], lines
+    assert not any(r.exc_info for r in caplog.records if r.levelno >= logging.ERROR)
 
 
 @pytest.fixture

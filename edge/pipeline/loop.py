@@ -93,6 +93,7 @@ class EmotionLoop(Closeable):
         self._counting = [s for s in self.sinks if isinstance(s, CountingSink)]
         for sink in self._counting:
             self.counters.update(sink.counters)
+        self._sink_faults: set[tuple[int, str]] = set()  # (sink, fault) pairs already logged
         self._samples = 0
         self._last_status = float("-inf")
         self._camera_was_available = True
@@ -109,8 +110,9 @@ class EmotionLoop(Closeable):
         for sink in self.sinks:
             try:
                 sink.close()
-            except Exception:  # one failing sink must not keep the others (LEDs) lit
-                logger.exception("closing %r failed", sink)
+            except Exception as exc:  # one failing sink must not keep the others (LEDs) lit
+                logger.error("closing %r failed: %s: %s", sink, type(exc).__name__, exc)
+                logger.debug("traceback", exc_info=True)
 
     def run(self) -> LoopSummary:
         """Run until the audio ends or :meth:`stop`; returns counters for the caller to report."""
@@ -218,9 +220,16 @@ class EmotionLoop(Closeable):
         for sink in self.sinks:
             try:
                 sink.write(decision)
-            except Exception:  # a sink fault (full disk, GPIO glitch) must not stop the loop
+            except Exception as exc:  # a sink fault (full disk, GPIO glitch) must not stop the loop
                 self.counters["sink_errors"] += 1
-                logger.exception("sink %r failed", sink)
+                # One line per sink and kind of fault, not one a cycle: a full disk would fill
+                # the journal at 2 lines a second.  The counter keeps the total.
+                fault = (id(sink), type(exc).__name__)
+                if fault not in self._sink_faults:
+                    self._sink_faults.add(fault)
+                    logger.error("sink %r failed: %s: %s (further failures of this kind are "
+                                 "only counted in sink_errors)", sink, type(exc).__name__, exc)
+                    logger.debug("traceback", exc_info=True)
         self.cycles += 1
         self._last_label = shown.label
         self.notifier.watchdog()

@@ -287,11 +287,23 @@ def run_checks(config: Config, *, live: bool = True, pin_factory: Any = None) ->
     findings += check_thermal()
     findings += check_mqtt(config)
     if config.log.file:
-        parent = Path(config.log.file).parent
-        writable = parent.is_dir() and os.access(parent, os.W_OK)
-        findings.append(Finding("decision log", OK if writable else WARN,
-                                f"{config.log.file} ({'writable' if writable else 'not writable'}"
-                                f" by {os.getuid()})",
-                                "the service creates /run/emotion-edge itself "
-                                "(RuntimeDirectory=); elsewhere create it or change log.file"))
+        findings.append(check_decision_log(Path(config.log.file)))
     return findings
+
+
+def check_decision_log(path: Path) -> Finding:
+    """Whether ``run`` can open ``path`` for appending as its log sink does (creating the missing
+    folders): a folder is a problem; an unwritable place a warning, since the service creates
+    /run/emotion-edge itself when it starts."""
+    if path.is_dir():
+        return Finding("decision log", PROBLEM, f"{path} is a folder",
+                       f"log.file names the file to write, e.g. {path / 'decisions.jsonl'}")
+    if path.exists():
+        writable = os.access(path, os.W_OK)
+    else:
+        existing = next((p for p in path.parents if p.exists()), Path("/"))
+        writable = existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)
+    return Finding("decision log", OK if writable else WARN,
+                   f"{path} ({'writable' if writable else 'not writable'} by uid {os.getuid()})",
+                   "the service creates /run/emotion-edge itself (RuntimeDirectory=); elsewhere "
+                   "create it or change log.file")
