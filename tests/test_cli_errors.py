@@ -82,3 +82,15 @@ def test_meaningless_numbers_are_refused_by_name(capsys, flag, value, words):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert f"argument {flag}" in err and words in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("plot, words", [
+    ("missing/x.png", "does not exist"), ("x.txt", "must end in"), (".", "is a folder"),
+])
+def test_inspect_plot_paths_are_checked_before_reading(tmp_path, monkeypatch, capsys, plot, words):
+    log = tmp_path / "d.jsonl"
+    log.write_text("")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["inspect", "--log", str(log), "--plot", plot]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0] and "internal error" not in err[0], err

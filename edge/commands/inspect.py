@@ -13,6 +13,7 @@ import json
 import re
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 __all__ = ["register", "DEFAULT_LOG"]
@@ -63,9 +64,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=_main)
 
 
+#: Picture formats --plot writes (matplotlib's, by the file's suffix).
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _check_plot_path(path: Path) -> None:
+    from ..errors import ConfigError
+
+    if path.is_dir():
+        raise ConfigError(f"--plot {path} is a folder; give a file name, e.g. "
+                          f"{path / 'timeline.png'}")
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise ConfigError(f"--plot {path}: the name must end in {', '.join(PLOT_SUFFIXES)}")
+    if not path.parent.is_dir():
+        raise ConfigError(f"--plot {path}: the folder {path.parent} does not exist; create it "
+                          f"first")
+
+
 def _main(args: argparse.Namespace) -> int:
     from ..outputs import log_reader as dl
 
+    if args.plot:
+        _check_plot_path(Path(args.plot))  # before reading a long log, not after
     since = dl.parse_since(args.since) if args.since else None
     # journalctl takes '@EPOCH', so both sources understand --since the same way.
     journal_since = f"@{int(since)}" if since is not None else None
