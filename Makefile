@@ -64,3 +64,17 @@ bench: $(VENV)/.all
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# An emulated Raspberry Pi on this machine (docs/pi-emulation.md): Debian 12 arm64 run by
+# qemu-user as a Cortex-A72, no binfmt_misc needed; needs root (chroot) and installs mmdebstrap
+# and qemu-user-static if missing.  Generated files go to cache/pi/.
+#   make pi-check  - install the Pi pins from aarch64 wheels beside Debian's arm64 NumPy/PyAudio,
+#                    run the smoke suite there and here, compare every decision (PASS/FAIL table)
+#   make pi-bench  - arm64 instructions per stage and per cycle (QEMU plugin), as ms and % of the
+#                    hop on a Pi 4, Pi 5 and Pi Zero 2 W, plus start-up and peak RSS
+.PHONY: pi-check pi-bench
+pi-check: $(VENV)/.device
+	PI_HOST_PY=$(abspath $(BIN)/python) scripts/pi/check.sh
+
+pi-bench: $(VENV)/.device
+	PI_HOST_PY=$(abspath $(BIN)/python) scripts/pi/bench.sh
