@@ -5,7 +5,7 @@ the number of guest instructions executed so far in a shared page (``--counter``
 takes its stage timer from its constructor (``build_appliance(clock=...)``); here that clock reads
 the instruction count, so every ``latency_ms`` field of a decision holds *millions of
 instructions* instead of milliseconds: speech (MFCC + speech model for the hop), detect, face
-(face model, twice with the mirror image), fusion (fusion + smoothing).  A last sink records
+(crop + face model, again mirrored when the first pass is unsure), fusion (fusion + smoothing).  A last sink records
 the count after every decision, so the difference between two decisions is the whole cycle:
 the stages plus reading and decoding the audio block, the sinks (JSON log, LEDs on mock pins)
 and the loop itself.
