@@ -33,7 +33,11 @@ def test_the_recipe_file_is_the_manifests_recipe_with_the_real_history():
     recipe = FaceRecipe.load(REPO / "recipes" / "face.toml")
     manifest = load_manifest(MODEL)
     assert FaceRecipe.load(REPO / "models" / "face_expression_int8.json") == recipe
-    assert manifest.training["recipe"] == recipe.to_dict()
+    # Keys added after the model was made (ground_truth, vote_weight: issue 17) are left out of
+    # its manifest; the line above shows that their defaults reproduce it.
+    recorded = manifest.training["recipe"]
+    assert {name: {k: v for k, v in table.items() if k in recorded[name]}
+            for name, table in recipe.to_dict().items()} == recorded
     # Trained at 48x48, adapted to 64x64 for 8 epochs, refined 10 epochs toward mini-Xception.
     assert recipe.input.size == manifest.preprocessing["size"] == 64
     assert (recipe.parent.input_size, recipe.adapt.epochs) == (48, 8)

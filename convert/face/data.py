@@ -20,6 +20,8 @@ import numpy as np
 from edge.errors import ConfigError, ImageFileError
 from edge.models.face import FER_LABELS
 
+from .ferplus import FERPLUS_FILE, load_ferplus_votes, majority_labels, vote_targets
+
 __all__ = ["FaceData", "FaceSplit", "FER_USAGES", "IMAGE_SUFFIXES", "load_face_data", "load_fer",
            "load_image_folder"]
 
@@ -32,28 +34,50 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 @dataclasses.dataclass(frozen=True)
 class FaceSplit:
-    """Grey face crops ``x`` (uint8, ``(N, H, W)``), labels ``y`` (int64) and label names."""
+    """Grey face crops ``x`` (uint8, ``(N, H, W)``), labels ``y`` (int64) and label names;
+    for FER2013 with FER+ also the crowd ``votes`` (uint8 ``(N, 10)``, :mod:`.ferplus`) and
+    ``valid`` (bool ``(N,)``: the row was matched to FER+)."""
 
     x: np.ndarray
     y: np.ndarray
     labels: tuple[str, ...]
+    votes: np.ndarray | None = None
+    valid: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
     def subset(self, index: np.ndarray) -> FaceSplit:
-        return FaceSplit(self.x[index], self.y[index], self.labels)
+        if self.votes is None or self.valid is None:
+            return FaceSplit(self.x[index], self.y[index], self.labels)
+        return FaceSplit(self.x[index], self.y[index], self.labels, self.votes[index],
+                         self.valid[index])
+
+    def vote_targets(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(targets, usable)`` of :func:`.ferplus.vote_targets`, or None without votes."""
+        if self.votes is None or self.valid is None:
+            return None
+        return vote_targets(self.votes, self.valid, self.labels)
+
+    def majority(self) -> np.ndarray | None:
+        """FER+ majority-vote label per row (-1 = not scored, :func:`.ferplus.majority_labels`),
+        or None without votes."""
+        if self.votes is None or self.valid is None:
+            return None
+        return majority_labels(self.votes, self.valid, self.labels)
 
 
-def load_fer(npz_path: str | Path, usage: str) -> FaceSplit:
+def load_fer(npz_path: str | Path, usage: str, ferplus: str | Path | None = None) -> FaceSplit:
     """Load one FER2013 usage (``Training``, ``PublicTest`` or ``PrivateTest``) from the npz
-    with keys ``x`` (uint8 N,48,48), ``y`` (0..6) and ``usage``."""
+    with keys ``x`` (uint8 N,48,48), ``y`` (0..6) and ``usage``; with ``ferplus`` (a
+    ``ferplus_votes.npz`` aligned row for row) also the FER+ votes of its rows."""
     if usage not in FER_USAGES:
         raise ConfigError(f"FER usage {usage!r} is unknown; choose one of {', '.join(FER_USAGES)}")
     npz_path = Path(npz_path)
     try:
         with np.load(npz_path) as data:
-            mask = data["usage"] == usage
+            usages = data["usage"]
+            mask = usages == usage
             x, y = data["x"][mask], data["y"][mask].astype(np.int64)
     except FileNotFoundError:
         raise ImageFileError(f"{npz_path}: FER2013 npz not found; pass --fer PATH") from None
@@ -63,7 +87,10 @@ def load_fer(npz_path: str | Path, usage: str) -> FaceSplit:
         ) from None
     if x.dtype != np.uint8 or x.ndim != 3:
         raise ImageFileError(f"{npz_path}: x must be uint8 (N, H, W), got {x.dtype} {x.shape}")
-    return FaceSplit(x, y, FER_LABELS)
+    if ferplus is None:
+        return FaceSplit(x, y, FER_LABELS)
+    votes, valid = load_ferplus_votes(ferplus, n_rows=len(usages))
+    return FaceSplit(x, y, FER_LABELS, votes[mask], valid[mask])
 
 
 def load_image_folder(
@@ -120,6 +147,8 @@ class FaceData:
     report: FaceSplit
     protocol: str
     source: str
+    #: The FER+ votes file the splits carry, if any.
+    votes_source: str | None = None
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -128,17 +157,27 @@ class FaceData:
 
 def load_face_data(
     *, fer: str | Path | None = None, image_folder: str | Path | None = None,
-    size: int = 48, seed: int = 0,
+    size: int = 48, seed: int = 0, ferplus: str | Path | None = None,
 ) -> FaceData:
-    """FER2013's own three usages, or an image folder (resized to ``size``) split by ``seed``."""
+    """FER2013's own three usages, or an image folder (resized to ``size``) split by ``seed``.
+
+    FER2013 comes with its FER+ votes from ``ferplus`` or, by default, from
+    ``ferplus_votes.npz`` next to ``fer`` when that file exists (they add the majority-vote
+    figures and allow ``ground_truth = "votes"``; they change nothing else)."""
     if (fer is None) == (image_folder is None):
         raise ConfigError("give exactly one of --fer PATH or --image-folder PATH")
+    if ferplus is not None and fer is None:
+        raise ConfigError(f"{ferplus}: FER+ votes belong to FER2013 rows; give --fer too")
     if fer is not None:
+        if ferplus is None and (Path(fer).parent / FERPLUS_FILE).is_file():
+            ferplus = Path(fer).parent / FERPLUS_FILE
         return FaceData(
-            load_fer(fer, "Training"), load_fer(fer, "PublicTest"), load_fer(fer, "PrivateTest"),
+            load_fer(fer, "Training", ferplus), load_fer(fer, "PublicTest", ferplus),
+            load_fer(fer, "PrivateTest", ferplus),
             protocol="FER2013: trained on Training, epochs chosen on PublicTest, reported on "
             "PrivateTest (3589 images, never used for any choice)",
             source=f"FER2013 ({Path(fer).name})",
+            votes_source=f"FER+ votes ({Path(ferplus).name})" if ferplus is not None else None,
         )
     assert image_folder is not None
     data = load_image_folder(image_folder, size=size)

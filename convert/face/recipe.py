@@ -9,7 +9,9 @@ key documents its unit; unknown keys, wrong types and values out of range are
 The stages, in order: train the parent (``[parent]``, ``[train]``) at ``parent.input_size``,
 adapt it at ``input.size`` (``[adapt]``), prune it (``[prune]``, faded over ``[ramp]``),
 fine-tune the pruned model (``[finetune]``), refine it (``[refine]``), export int8
-(``[export]``).
+(``[export]``).  Every training stage learns from the FER2013 labels or, with
+``ground_truth = "votes"``, from the FER+ crowd votes (:mod:`convert.face.ferplus` states the
+rule).
 """
 
 from __future__ import annotations

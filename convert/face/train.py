@@ -1,10 +1,13 @@
 """Training the face student: augmentation, label smoothing and distillation from a teacher.
 
-Loss = ``(1 - alpha) * CE(label-smoothed one-hot, student)``
+Loss = ``(1 - alpha) * CE(label-smoothed ground truth, student)``
 ``+ alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))``.
 Teacher logits are precomputed once for every training image and for its mirror image, so a
 horizontal flip during augmentation picks the matching soft targets; small shifts, rotations,
 zooms and brightness/contrast changes keep the teacher's targets approximately valid.
+
+The ground truth is the one-hot FER2013 label, or (``ground_truth = "votes"``) a mix of it and
+the FER+ crowd votes' distribution (:mod:`convert.face.ferplus` states the mapping).
 """
 
 from __future__ import annotations
@@ -22,13 +25,15 @@ import numpy as np
 from edge.config import Section, setting
 from edge.errors import ConfigError
 
-__all__ = ["FINETUNE_TARGETS", "TrainSection", "train_student", "predict_logits", "accuracy",
-           "finetune_targets"]
+__all__ = ["FINETUNE_TARGETS", "GROUND_TRUTHS", "TrainSection", "train_student", "predict_logits",
+           "accuracy", "ground_truth", "finetune_targets"]
 
 logger = logging.getLogger(__name__)
 
 #: Soft targets for fine-tuning a pruned model (:func:`finetune_targets`).
 FINETUNE_TARGETS = ("teacher", "parent", "ensemble")
+#: What the hard-label term learns from (:attr:`TrainSection.ground_truth`).
+GROUND_TRUTHS = ("labels", "votes")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +74,15 @@ class TrainSection(Section):
         0.0, "Per-step decay of an average of the weights and BN statistics that is evaluated "
         "and kept (0 = none; 0.999 averages about the last 1000 steps); did not help at 48x48.",
         min=0.0)
+    ground_truth: str = setting(
+        "labels", "What the hard-label term learns from: labels (one-hot FER2013 label) or votes "
+        "(the FER+ crowd votes mapped to our labels, mixed by vote_weight; rows without usable "
+        "votes keep their label; the rule: convert/face/ferplus.py).  With votes, the epoch "
+        "kept is the one with the best FER+ majority-vote accuracy on the choose split.",
+        choices=GROUND_TRUTHS)
+    vote_weight: float = setting(
+        1.0, "With ground_truth = votes: share of the vote distribution in the target, the rest "
+        "the one-hot FER2013 label (0..1; 1 = votes only).", min=0.0, max=1.0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -96,12 +110,13 @@ def _augmenter(seed: int) -> Any:
     )
 
 
-def _dataset(x, y, t, tf_, cfg: TrainSection, num_classes: int, class_w, seed: int):
-    """tf.data of (image, target) with target = [smoothed one-hot * class weight | teacher logits
-    | flipped teacher logits selected]."""
+def _dataset(x, y, t, tf_, cfg: TrainSection, num_classes: int, class_w, seed: int,
+             truth=None):
+    """tf.data of (image, target) with target = [smoothed ground truth (one-hot of ``y``, or
+    ``truth``) * class weight | teacher logits | flipped teacher logits selected]."""
     import tensorflow as tf
 
-    onehot = np.eye(num_classes, dtype=np.float32)[y]
+    onehot = np.eye(num_classes, dtype=np.float32)[y] if truth is None else truth
     smooth = onehot * (1.0 - cfg.label_smoothing) + cfg.label_smoothing / num_classes
     smooth = smooth * class_w[y][:, None]
     ds = tf.data.Dataset.from_tensor_slices((x, smooth, t, tf_))
@@ -186,7 +201,31 @@ def predict_logits(model: Any, x: np.ndarray, batch: int = 512) -> np.ndarray:
 
 
 def accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
-    return float((predict_logits(model, x).argmax(1) == y).mean())
+    """Top-1 accuracy on the rows whose label ``y`` is >= 0 (-1 = not scored, e.g. a FER+
+    majority tie; :func:`convert.face.ferplus.majority_labels`)."""
+    scored = np.asarray(y) >= 0
+    if not scored.any():
+        return 0.0
+    return float((predict_logits(model, x[scored]).argmax(1) == y[scored]).mean())
+
+
+def ground_truth(
+    cfg: TrainSection, y: np.ndarray, votes: tuple[np.ndarray, np.ndarray] | None,
+    num_classes: int,
+) -> np.ndarray | None:
+    """The hard-label term's targets ``(N, K)`` for ``cfg.ground_truth`` (None = one-hot ``y``):
+    ``vote_weight`` x vote distribution + the rest one-hot label on the rows whose votes are
+    usable, the one-hot label on the others.  ``votes`` is ``(targets, usable)`` of
+    :func:`convert.face.ferplus.vote_targets`."""
+    if cfg.ground_truth == "labels":
+        return None
+    if votes is None:
+        raise ConfigError(f"{cfg._name}.ground_truth = \"votes\" needs FER+ votes: train on "
+                          f"FER2013 with --ferplus PATH (ferplus_votes.npz)")
+    targets, usable = votes
+    onehot = np.eye(num_classes, dtype=np.float32)[y]
+    mixed = cfg.vote_weight * targets + (1.0 - cfg.vote_weight) * onehot
+    return np.where(usable[:, None], mixed, onehot).astype(np.float32)
 
 
 def train_student(
@@ -202,6 +241,7 @@ def train_student(
     callbacks: list[Any] | None = None,
     keep_best: bool = True,
     seed: int = 0,
+    truth: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` in place; keep the weights of the epoch with the best validation accuracy
     (``keep_best=False``: keep the last epoch's, e.g. when ``callbacks`` change the model
@@ -209,12 +249,16 @@ def train_student(
     weights are the ones evaluated, kept and left in the model.  ``seed`` seeds the weights'
     initialisation, the shuffling and the augmentation.
 
-    ``x`` is preprocessed float ``(N, S, S, 1)``.  Returns a history dict with per-epoch
-    validation accuracy and the chosen epoch.
+    ``x`` is preprocessed float ``(N, S, S, 1)``.  ``truth`` (float ``(N, K)``, rows summing
+    to 1; :func:`ground_truth`) replaces the one-hot ``y`` in the hard-label term; ``y`` still
+    decides the class weights.  ``y_val`` may mark rows not to score with -1.  Returns a
+    history dict with per-epoch validation accuracy and the chosen epoch.
     """
     import keras
     import tensorflow as tf
 
+    if cfg.epochs == 0:  # nothing to train (a schedule of 0 steps cannot be built)
+        return {"val_accuracy": [], "loss": [], "best_val_accuracy": None}
     keras.utils.set_random_seed(seed)
     num_classes = int(model.output.shape[-1])
     if teacher_logits is None or cfg.alpha <= 0:
@@ -228,7 +272,8 @@ def train_student(
         class_w = (class_w / (class_w * counts).sum() * counts.sum()).astype(np.float32)
     else:
         class_w = np.ones(num_classes, np.float32)
-    ds = _dataset(x, y, teacher_logits, teacher_logits_flipped, cfg, num_classes, class_w, seed)
+    ds = _dataset(x, y, teacher_logits, teacher_logits_flipped, cfg, num_classes, class_w, seed,
+                  truth)
     steps = math.ceil(len(x) / cfg.batch_size) * cfg.epochs
     warmup = min(math.ceil(len(x) / cfg.batch_size), max(1, steps // 10))
     schedule = keras.optimizers.schedules.CosineDecay(

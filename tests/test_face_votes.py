@@ -1,0 +1,153 @@
+"""FER+ votes: the vote -> target rule, the majority-vote metric, and the pipeline that uses them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from convert.face.ferplus import (
+    FERPLUS_COLUMNS,
+    majority_accuracy,
+    majority_labels,
+    vote_targets,
+)
+from edge.errors import ConfigError, ImageFileError
+from edge.models.face import FER_LABELS
+
+from .face_fixtures import cartoon_face, tiny_recipe
+
+# Columns: neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF.
+VOTES = np.array([
+    [0, 6, 0, 0, 0, 1, 0, 2, 1, 0],  # happy, with contempt counted as disgust, unknown dropped
+    [4, 0, 0, 0, 0, 0, 0, 0, 3, 3],  # mostly unknown / not a face: no usable votes, yet
+    #                                  neutral has the most votes, so the metric scores it
+    [9, 1, 0, 0, 0, 0, 0, 0, 0, 0],  # not matched to FER+ (valid False)
+    [0, 0, 0, 0, 5, 0, 0, 0, 0, 5],  # half not a face: not more than half emotion votes
+    [0, 0, 0, 4, 0, 0, 4, 0, 0, 2],  # sadness and fear tie for the most votes
+    [0, 0, 0, 0, 0, 2, 0, 6, 2, 0],  # majority contempt
+    [1, 0, 0, 0, 0, 0, 0, 0, 2, 7],  # majority not a face
+    [7, 0, 3, 0, 0, 0, 0, 0, 0, 0],  # neutral
+], np.uint8)
+VALID = np.array([True, True, False, True, True, True, True, True])
+L = {name: i for i, name in enumerate(FER_LABELS)}
+
+
+def test_votes_map_to_our_labels_with_contempt_as_disgust_and_unknown_nf_dropped():
+    targets, usable = vote_targets(VOTES, VALID, FER_LABELS)
+    assert usable.tolist() == [True, False, False, False, True, True, False, True]
+    expected = np.zeros(len(FER_LABELS))
+    expected[L["happy"]], expected[L["disgust"]] = 6 / 9, 3 / 9
+    np.testing.assert_allclose(targets[0], expected)
+    np.testing.assert_allclose(targets[5][L["disgust"]], 1.0)  # 2 disgust + 6 contempt
+    np.testing.assert_allclose(targets[7][[L["neutral"], L["surprise"]]], [0.7, 0.3])
+    np.testing.assert_allclose(targets[usable].sum(1), 1.0)
+    assert not targets[~usable].any()
+
+
+def test_majority_is_the_unique_top_column_among_our_seven_emotions():
+    majority = majority_labels(VOTES, VALID, FER_LABELS)
+    assert majority.tolist() == [L["happy"], L["neutral"], -1, -1, -1, -1, -1, L["neutral"]]
+    # Row 3 ties anger with NF; row 4 ties sadness with fear; 5 is contempt, 6 not a face.
+    predicted = np.array([L["happy"], L["sad"], 0, 0, 0, 0, 0, L["neutral"]])
+    assert majority_accuracy(majority, predicted) == pytest.approx(2 / 3)
+    assert majority_accuracy(np.full(3, -1), np.zeros(3)) == 0.0
+
+
+def test_votes_need_the_fer_labels():
+    with pytest.raises(ConfigError, match="FER\\+ votes need the FER2013 labels"):
+        vote_targets(VOTES, VALID, ("happy", "sad", "surprise"))
+
+
+def test_ground_truth_mixes_votes_and_label_and_falls_back_to_the_label():
+    from convert.face.train import TrainSection, ground_truth
+
+    y = np.array([L["angry"]] * len(VOTES))
+    votes = vote_targets(VOTES, VALID, FER_LABELS)
+    assert ground_truth(TrainSection(), y, votes, 7) is None  # today's default: labels
+    mixed = ground_truth(TrainSection(ground_truth="votes", vote_weight=0.25), y, votes, 7)
+    assert mixed is not None
+    onehot = np.eye(7)[y]
+    np.testing.assert_allclose(mixed[0], 0.25 * votes[0][0] + 0.75 * onehot[0])
+    np.testing.assert_allclose(mixed[~votes[1]], onehot[~votes[1]])
+    with pytest.raises(ConfigError, match="needs FER\\+ votes"):
+        ground_truth(TrainSection(ground_truth="votes"), y, None, 7)
+
+
+def test_accuracy_leaves_out_unscored_rows():
+    from convert.face.train import accuracy
+
+    logits = np.eye(7, dtype=np.float32)[[0, 1, 2, 3]]
+    model = lambda x, training=False: logits[x[:, 0].astype(int)]  # noqa: E731
+    x = np.arange(4, dtype=np.float32)[:, None]
+    assert accuracy(model, x, np.array([0, -1, 2, 0])) == pytest.approx(2 / 3)
+
+
+def write_fer(root, n_per_usage=(8, 4, 4), seed=0):
+    """A tiny FER2013 npz and its FER+ votes (each image's votes all name its label)."""
+    rng = np.random.default_rng(seed)
+    kinds = ("happy", "sad", "surprise")
+    column = {"happy": "happiness", "sad": "sadness", "surprise": "surprise"}
+    x, y, usage, votes = [], [], [], []
+    for name, n in zip(("Training", "PublicTest", "PrivateTest"), n_per_usage):
+        for i in range(n):
+            kind = kinds[i % 3]
+            x.append(cartoon_face(kind, rng))
+            y.append(L[kind])
+            usage.append(name)
+            v = np.zeros(10, np.uint8)
+            v[FERPLUS_COLUMNS.index(column[kind])] = 8
+            v[FERPLUS_COLUMNS.index("NF")] = 2
+            votes.append(v)
+    fer = root / "fer2013_48.npz"
+    np.savez(fer, x=np.stack(x), y=np.array(y, np.uint8), usage=np.array(usage))
+    valid = np.ones(len(y), bool)
+    valid[0] = False
+    np.savez(root / "ferplus_votes.npz", votes=np.stack(votes), valid=valid,
+             columns=np.array(FERPLUS_COLUMNS))
+    return fer
+
+
+def test_fer_loads_its_votes_row_for_row(tmp_path):
+    pytest.importorskip("cv2")
+    from convert.face.data import load_face_data
+
+    fer = write_fer(tmp_path)
+    data = load_face_data(fer=fer)  # ferplus_votes.npz next to it is found
+    assert data.votes_source == "FER+ votes (ferplus_votes.npz)"
+    assert [len(s.votes) for s in (data.train, data.choose, data.report)] == [8, 4, 4]
+    assert data.train.valid.tolist() == [False] + [True] * 7
+    np.testing.assert_array_equal(data.choose.majority(), data.choose.y)
+    (tmp_path / "short").mkdir()
+    np.savez(tmp_path / "short" / "v.npz", votes=np.zeros((3, 10), np.uint8),
+             valid=np.ones(3, bool), columns=np.array(FERPLUS_COLUMNS))
+    with pytest.raises(ImageFileError, match="must be aligned row for row"):
+        load_face_data(fer=fer, ferplus=tmp_path / "short" / "v.npz")
+
+
+def test_the_shipped_recipe_still_learns_from_the_labels():
+    from convert.face import FaceRecipe
+
+    recipe = FaceRecipe.load("recipes/face.toml")
+    stages = (recipe.train, recipe.adapt, recipe.ramp, recipe.finetune, recipe.refine)
+    assert {s.ground_truth for s in stages} == {"labels"}
+
+
+@pytest.mark.slow
+def test_a_model_trained_on_votes_reports_fer_plus_majority_figures(tmp_path):
+    pytest.importorskip("tensorflow")
+    from convert.face import load_face_data, run_face_pipeline
+    from edge.models.manifest import load_manifest
+
+    data = load_face_data(fer=write_fer(tmp_path, (60, 12, 12)))
+    recipe = tiny_recipe(train={"ground_truth": "votes", "vote_weight": 0.5, "epochs": 1},
+                         ramp={"epochs": 1}, finetune={"epochs": 1, "ground_truth": "votes"})
+    run_face_pipeline(data, tmp_path / "out", recipe)
+    manifest = load_manifest(tmp_path / "out" / "face_expression_int8.tflite")
+    m = manifest.metrics
+    assert m["ferplus_choose_n"] == m["ferplus_report_n"] == 12
+    for split in ("choose", "report"):
+        for kind in ("int8", "int8_single_pass", "float", "float_single_pass"):
+            assert 0.0 <= m[f"{split}_ferplus_majority_accuracy_{kind}"] <= 1.0
+    assert "ties" in m["ferplus_protocol"]
+    assert "contempt -> disgust" in manifest.training["ground_truth"]
+    assert manifest.training["recipe"]["train"]["ground_truth"] == "votes"
