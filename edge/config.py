@@ -201,7 +201,7 @@ class CameraConfig(Section):
     width: int = setting(320, "Capture width in pixels.", min=64, max=4096)
     height: int = setting(240, "Capture height in pixels.", min=48, max=4096)
     detector: str = setting(
-        "auto", "Face detector: blazeface (shipped, 7-8x faster than Haar), haar (OpenCV) or "
+        "auto", "Face detector: blazeface (shipped, faster and finds more faces), haar (OpenCV) or "
         "auto (blazeface, else haar with a warning if its model is missing or damaged).",
         choices=DETECTORS)
     retry_initial_s: float = setting(
@@ -345,8 +345,8 @@ class MqttConfig(Section):
     key_file: str = setting("", "Private key (PEM, unencrypted) of cert_file; install-service "
                             "hands it to the service as the credential mqtt-client-key.")
     queue_size: int = setting(
-        1000, "Messages kept while the broker is slow or away (count); when full the oldest is "
-        "dropped and counted (mqtt_dropped).", min=1, max=1_000_000)
+        1000, "Messages kept while the broker is slow or away (count, about 4 KB each); when "
+        "full the oldest is dropped and counted (mqtt_dropped).", min=1, max=50_000)
     heartbeat_s: float = setting(
         30.0, "The retained state is republished at least this often, in seconds (and at every "
         "change).", min=1.0, max=3600.0)
@@ -543,6 +543,12 @@ def load_sections(
             named = next((s for s in schema if rest.startswith(s + "_")), None)
             if named is None:
                 raise ConfigError(_unknown_variable(var))
+            if named == "mqtt":
+                # install-service writes the unit's network allow-list and credentials from the
+                # file; a variable (e.g. in /etc/default/emotion-edge) would leave them behind.
+                raise ConfigError(f"environment variable {var}: [mqtt] settings are read from the "
+                                  f"configuration file only; set mqtt.{rest[5:]} there and run "
+                                  f"install-service again")
             key = rest[len(named) + 1:]
             _merge(schema, raw, named, key, None, f"environment variable {var}")
             raw[named][key] = _coerce_text(f"{var} ({named}.{key})", text, hints[named][key])

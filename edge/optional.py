@@ -17,6 +17,7 @@ import importlib
 import logging
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from types import ModuleType
@@ -59,28 +60,44 @@ def _verbose() -> bool:
     return logging.getLogger().isEnabledFor(logging.INFO)
 
 
+# fd 2 and the warnings filters are process-wide: one lock, and only the outermost of nested or
+# concurrent blocks redirects and restores (else a second thread would save /dev/null as "the"
+# stderr and restore it last, silencing the process for good).
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_quiet_saved = -1
+
+
 @contextlib.contextmanager
 def quiet_native_output(what: str = "native library") -> Iterator[None]:
     """Discard what C code writes to stderr (fd 2) inside the block, and turn Python warnings
     raised there into INFO log lines, unless logging is at INFO or below (``-v``).
 
-    Keep the block short: a Python log line written to stderr by another thread meanwhile is
-    discarded too.
+    Keep the block short: while any thread is inside one, what other threads write to stderr
+    is discarded too.
     """
+    global _quiet_depth, _quiet_saved
     if _verbose():
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            sys.stderr.flush()
+            _quiet_saved = os.dup(2)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        _quiet_depth += 1
     try:
-        os.dup2(devnull, 2)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                os.dup2(_quiet_saved, 2)
+                os.close(_quiet_saved)
+                _quiet_saved = -1
     for w in caught:
         logging.getLogger(__name__).info("%s: %s", what, w.message)

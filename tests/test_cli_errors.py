@@ -94,3 +94,17 @@ def test_inspect_plot_paths_are_checked_before_reading(tmp_path, monkeypatch, ca
     assert cli.main(["inspect", "--log", str(log), "--plot", plot]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0] and "internal error" not in err[0], err
+
+
+def test_run_into_a_closed_pipe_stops_with_141():
+    """`emotion-edge run ... | head -1`: the run ends (it used to go on writing to nothing)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge", "run", "--fast", "--mock-gpio", "--no-camera",
+         "--config", "/dev/null", "--audio-file", str(REPO / "demo" / "conversation.flac")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

@@ -27,6 +27,17 @@ import numpy as np
 
 __all__ = ["FullFrame", "full_frames", "evaluate_full_frames", "register", "run"]
 
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
 logger = logging.getLogger(__name__)
 
 #: Frame sizes the device runs at (the Picamera2 lores stream) and a larger webcam one.
@@ -70,7 +81,7 @@ def full_frames(
     faces: np.ndarray, labels: np.ndarray, *, size: tuple[int, int], n: int, seed: int = 0,
     max_angle: float = 20.0,
 ) -> Iterator[FullFrame]:
-    """``n`` frames of ``size`` (w, h), each with one of ``faces`` (grey squares) pasted at a
+    """``min(n, len(faces))`` frames of ``size`` (w, h), each with one of ``faces`` pasted at a
     random place and size (1/5 to 3/4 of the frame height), turned by up to ``max_angle``
     degrees, under a random gamma (0.5-2, dim to bright), with mild blur and sensor noise."""
     import cv2
@@ -123,16 +134,17 @@ def evaluate_full_frames(
         index = {name: k for k, name in enumerate(clf.labels)}
         want = [index[name] for name in label_names]  # the split's label order -> the model's
         for size in FRAME_SIZES:
-            found = right = 0
+            found = right = total = 0
             for item in full_frames(faces, labels, size=size, n=n, seed=seed, max_angle=max_angle):
+                total += 1
                 got = clf.classify_frame(item.frame)
                 if not got or box_iou(got[0].box, [item.box])[0] <= 0.3:
                     continue
                 found += 1
                 right += int(index[got[0].label] == want[item.label])
             out["sizes"][f"{size[0]}x{size[1]}"] = {
-                "detected": found / n, "accuracy": right / n,
-                "accuracy_when_detected": right / max(found, 1)}
+                "frames": total, "detected": found / max(total, 1),
+                "accuracy": right / max(total, 1), "accuracy_when_detected": right / max(found, 1)}
     return out
 
 
@@ -146,7 +158,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="face .tflite with its manifest (default: the shipped model)")
     p.add_argument("--fer", type=Path, required=True, help="fer2013_48.npz")
     p.add_argument("--split", default="PrivateTest", choices=("PublicTest", "PrivateTest"))
-    p.add_argument("--frames", type=int, default=500, help="frames per frame size")
+    p.add_argument("--frames", type=positive_int, default=500,
+                   help="frames per frame size (at most the split's faces, each once)")
     p.add_argument("--detector", default="auto", choices=("auto", "haar", "blazeface"))
     p.add_argument("--max-angle", type=float, default=20.0, help="in-plane rotation, degrees")
     p.add_argument("--seed", type=int, default=0)

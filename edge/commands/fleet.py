@@ -22,12 +22,28 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from . import positive_float
+
 __all__ = ["register", "FleetView", "DeviceRow"]
 
 logger = logging.getLogger(__name__)
 
 #: Cycle latencies kept per device for the p99.
 LATENCY_WINDOW = 200
+#: Devices shown at most: anyone may publish under the prefix, and each name costs a row.
+MAX_DEVICES = 1000
+#: Latest plausible time stamp (year 2200): later, NaN or infinite values are malformed.
+_MAX_TIME = 7.3e9
+
+
+def _real(value: Any, low: float = 0.0, high: float = _MAX_TIME) -> float:
+    """``value`` as a finite float in ``low..high``; ValueError otherwise (a malformed message)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{value!r} is not a number")
+    number = float(value)
+    if not low <= number <= high:  # NaN fails both comparisons
+        raise ValueError(f"{value!r} is out of range")
+    return number
 
 
 @dataclasses.dataclass
@@ -77,6 +93,9 @@ class FleetView:
             return
         device, kind = parts[-2], parts[-1]
         with self._lock:
+            if device not in self.rows and len(self.rows) >= MAX_DEVICES:
+                logger.debug("more than %d devices; ignoring %s", MAX_DEVICES, device)
+                return
             row = self.rows.setdefault(device, DeviceRow(device))
             if kind == "availability":
                 row.online = payload == b"online"
@@ -89,7 +108,7 @@ class FleetView:
                     self._decision(row, data)
                 elif kind == "state":
                     self._state(row, data)
-            except (ValueError, TypeError, KeyError, AttributeError):
+            except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
                 logger.debug("skipping a malformed %s message from %s", kind, device)
 
     @staticmethod
@@ -101,18 +120,24 @@ class FleetView:
         row.last_seen = max(row.last_seen or at, at)
 
     def _decision(self, row: DeviceRow, data: dict[str, Any]) -> None:
+        latency = _real(data["latency_ms"]["total"], high=1e6)
+        drops = int(_real(data.get("counters", {}).get("mqtt_dropped", row.drops), high=1e15))
+        confidence, at = _real(data["confidence"], high=1.0), _real(data["time"])
         row.decisions += 1
-        row.latencies.append(float(data["latency_ms"]["total"]))
-        row.drops = int(data.get("counters", {}).get("mqtt_dropped", row.drops))
-        self._show(row, data["label"], float(data["confidence"]), float(data["time"]))
+        row.latencies.append(latency)
+        row.drops = drops
+        self._show(row, data["label"], confidence, at)
 
     def _state(self, row: DeviceRow, data: dict[str, Any]) -> None:
-        row.state_p99_ms = float(data["cycle_p99_ms"])
-        row.drops = max(row.drops, int(data.get("counters", {}).get("mqtt_dropped", 0)))
-        if row.last_seen is None or float(data["time"]) >= row.last_seen:
-            self._show(row, data["label"], float(data["confidence"]), float(data["time"]),
-                       since=float(data["since"]))
-            row.last_change = float(data["since"])
+        p99 = _real(data["cycle_p99_ms"], high=1e6)
+        drops = int(_real(data.get("counters", {}).get("mqtt_dropped", 0), high=1e15))
+        confidence, at, since = (_real(data["confidence"], high=1.0), _real(data["time"]),
+                                 _real(data["since"]))
+        row.state_p99_ms = p99
+        row.drops = max(row.drops, drops)
+        if row.last_seen is None or at >= row.last_seen:
+            self._show(row, data["label"], confidence, at, since=since)
+            row.last_change = since
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -166,18 +191,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--cert-file", default="", metavar="PEM", help="client certificate")
     p.add_argument("--key-file", default="", metavar="PEM", help="client certificate's key")
     p.add_argument("--json", action="store_true", help="one JSON object per refresh")
-    p.add_argument("--interval", type=_seconds, default=1.0, help="seconds between refreshes")
-    p.add_argument("--duration", type=_seconds, default=0.0,
+    p.add_argument("--interval", type=positive_float, default=1.0,
+                   help="seconds between refreshes")
+    p.add_argument("--duration", type=positive_float, default=0.0,
                    help="stop after this many seconds (default: until Ctrl-C)")
     p.add_argument("--once", action="store_true",
                    help="collect for one interval (retained state arrives at once), print, stop")
     p.set_defaults(func=_main)
-
-
-def _seconds(text: str) -> float:
-    from . import positive_float
-
-    return positive_float(text)
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -188,11 +208,14 @@ def _main(args: argparse.Namespace) -> int:
         raise ConfigError("--password-file needs --username")
     if (args.ca_file or args.cert_file) and not args.tls:
         raise ConfigError("--ca-file/--cert-file are used only with --tls")
+    from ..config import MqttConfig
+
+    prefix = MqttConfig(topic_prefix=args.prefix.rstrip("/")).topic_prefix  # its one rule set
     settings = BrokerSettings(
         host=args.broker, port=args.port or (8883 if args.tls else 1883), username=args.username,
         password=read_password(args.password_file, env={}), tls=args.tls, ca_file=args.ca_file,
         cert_file=args.cert_file, key_file=args.key_file)
-    view = FleetView(args.prefix.rstrip("/"))
+    view = FleetView(prefix)
     client = new_client(settings, f"emotion-edge-fleet-{id(view):x}")
 
     def on_message(_c: Any, _u: Any, message: Any) -> None:

@@ -62,9 +62,8 @@ class Face:
 
 #: The device looks at the mirror image only when the first pass's top probability is below
 #: this: the average helps the uncertain faces, and a confident face's answer rarely changes.
-#: Chosen on FER2013 PublicTest with the shipped model (`python -m bench.face_mirror`): 0.5 keeps
-#: the always-mirror accuracy (PrivateTest 0.6531 against 0.6525) with a second pass for 32% of
-#: faces, so the face path saves about two thirds of the mirror invokes.
+#: Chosen on FER2013 PublicTest with the shipped model (`python -m bench.face_mirror`; the model
+#: card has the figures): it keeps the always-mirror accuracy for a third of the second passes.
 MIRROR_BELOW = 0.5
 
 

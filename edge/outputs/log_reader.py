@@ -74,7 +74,11 @@ def parse_since(text: str, now: float | None = None) -> float:
     t = text.strip().lower()
     m = re.fullmatch(r"-?\s*(\d+(?:\.\d+)?)\s*([a-z]+)(?:\s+ago)?", t)
     if m and m.group(2) in _UNITS:
-        return now - float(m.group(1)) * _UNITS[m.group(2)]
+        ago = float(m.group(1)) * _UNITS[m.group(2)]
+        if not ago <= now:  # before 1970, or inf: journalctl could not take it either
+            raise ConfigError(f"--since {text!r} reaches back before 1970; give a shorter span "
+                              f"or a date")
+        return now - ago
     today = dt.datetime.fromtimestamp(now).replace(hour=0, minute=0, second=0, microsecond=0)
     if t == "today":
         return today.timestamp()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import hashlib
 import importlib.metadata
 import itertools
 import json
@@ -142,11 +143,28 @@ class BrokerSettings:
         return f"{self.host}:{self.port}{' (TLS)' if self.tls else ''}"
 
 
+def _machine_tag() -> str:
+    """8 hex digits of this machine's systemd machine id (the host name when it has none)."""
+    try:
+        ident = Path("/etc/machine-id").read_text(encoding="ascii").strip()
+    except OSError:
+        ident = ""
+    return hashlib.sha256((ident or socket.gethostname()).encode()).hexdigest()[:8]
+
+
+#: Host names that Raspberry Pi OS and Debian images start with: many devices share them.
+DEFAULT_HOST_NAMES = ("raspberrypi", "localhost", "debian")
+
+
 def device_id(configured: str = "") -> str:
     """``configured``, or this machine's host name made into one topic level."""
     if configured:
         return configured
     name = re.sub(r"[^A-Za-z0-9_-]+", "-", socket.gethostname().split(".")[0]).strip("-")
+    if name in DEFAULT_HOST_NAMES:
+        logger.warning("MQTT: this device is called %r, the image's default host name; every "
+                       "Pi left so shares its topics and fleet row: set mqtt.device_id (or the "
+                       "host name) to something unique", name)
     return name[:64] or "emotion-edge"
 
 
@@ -397,7 +415,9 @@ class MqttSink(Closeable):
         self.device = device_id(config.device_id)
         self.topics = Topics(config.topic_prefix, self.device)
         self.settings = settings if settings is not None else BrokerSettings.from_config(config, env)
-        client_id = f"emotion-edge-{self.device}"
+        # Unique per machine even when two Pis keep the default host name: a broker drops the
+        # older of two connections with one client id, and both would reconnect for ever.
+        client_id = f"emotion-edge-{self.device}-{_machine_tag()}"
         self._factory = client_factory or (
             lambda: new_client(self.settings, client_id, will_topic=self.topics.availability))
         _discard(self._factory())  # bad TLS files fail here, at start, with one line
@@ -520,6 +540,12 @@ class MqttSink(Closeable):
                 self._acked(message)
 
         client.on_publish = on_publish
+        if self._closing.is_set() or self._stop.is_set():
+            # A connect that finished after close() gave up waiting: say offline, never a
+            # retained "online" that no last will would ever correct (a clean disconnect
+            # suppresses the will).
+            self._goodbye(client)
+            return False
         client.publish(self.topics.availability, "online", qos=1, retain=True)
         for topic, payload in self._discovery:
             client.publish(topic, payload, qos=1, retain=True)
@@ -549,6 +575,7 @@ class MqttSink(Closeable):
                     next_seq = message.seq + 1
                 if client.loop(timeout=0.0 if batch else 0.05) != 0:
                     return True
+            self._goodbye(client)  # stopped without draining: still offline, not "online"
             return False
         finally:
             self.connected = False

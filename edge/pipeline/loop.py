@@ -220,6 +220,8 @@ class EmotionLoop(Closeable):
         for sink in self.sinks:
             try:
                 sink.write(decision)
+            except BrokenPipeError:
+                raise  # stdout's reader went away (`run | head`): the run is over (status 141)
             except Exception as exc:  # a sink fault (full disk, GPIO glitch) must not stop the loop
                 self.counters["sink_errors"] += 1
                 # One line per sink and kind of fault, not one a cycle: a full disk would fill

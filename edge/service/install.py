@@ -239,7 +239,8 @@ def broker_addresses(
 
 def _resolve(host: str) -> list[str]:
     infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+    # IPAddressAllow= takes no scope: "fe80::1%wlan0" (mDNS names) would be ignored by systemd.
+    return list(dict.fromkeys(str(info[4][0]).split("%")[0] for info in infos))
 
 
 def render_mqtt_dropin(mqtt: MqttConfig, addresses: Sequence[str], config_path: str) -> str:
@@ -267,7 +268,8 @@ def render_mqtt_dropin(mqtt: MqttConfig, addresses: Sequence[str], config_path: 
             if not path.startswith("/") or any(c.isspace() for c in path):
                 raise ConfigError(f"mqtt.{key} = {path!r} must be an absolute path without "
                                   f"spaces for systemd's LoadCredential=")
-            lines.append(f"LoadCredential={credential}:{path}")
+            # systemd expands specifiers in the path: a literal % is written %%.
+            lines.append(f"LoadCredential={credential}:{path.replace('%', '%%')}")
     return "\n".join(lines) + "\n"
 
 
