@@ -5,7 +5,8 @@ Every section is a frozen dataclass; each field's ``metadata["doc"]`` states its
 configuration is built, with a :class:`~edge.errors.ConfigError` naming the key and what is allowed.
 
 Precedence (later wins): defaults, the TOML file, ``EMOTION_EDGE_<SECTION>_<KEY>`` environment
-variables, ``--set section.key=value`` style overrides from the command line.
+variables (not for ``[mqtt]``: file only), ``--set section.key=value`` style overrides from the
+command line.
 """
 
 from __future__ import annotations
