@@ -25,18 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from edge.commands import positive_int
+
 __all__ = ["FullFrame", "full_frames", "evaluate_full_frames", "register", "run"]
 
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
 
 logger = logging.getLogger(__name__)
 

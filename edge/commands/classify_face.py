@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models.runtime import RUNTIMES
-from . import thread_count
+from . import positive_float, thread_count
 
 __all__ = ["register", "run", "VIDEO_SUFFIXES"]
 
@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "cascade)")
     p.add_argument("--model", type=Path, default=None,
                    help="face .tflite with its .json manifest beside it (default: shipped model)")
-    p.add_argument("--video-fps", type=float, default=2.0, metavar="FPS",
+    p.add_argument("--video-fps", type=positive_float, default=2.0, metavar="FPS",
                    help="frames per second sampled from videos (default 2)")
     p.add_argument("--runtime", choices=tuple(RUNTIMES), default=None,
                    help="TFLite interpreter (default: first installed)")
@@ -78,7 +78,7 @@ def _classify(clf: Any, gray: Any, whole: bool) -> list[Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError, ImageFileError
+    from ..errors import ImageFileError
     from ..interfaces import FaceDetector
     from ..models.face import FACE_MODEL_FILE, FaceClassifier
     from ..paths import default_model
@@ -86,8 +86,6 @@ def run(args: argparse.Namespace) -> int:
     from ..sources.replay import VideoFileSource
     from ..vision.detectors import open_face_detector
 
-    if not args.video_fps > 0:
-        raise ConfigError(f"--video-fps must be positive, got {args.video_fps!r}")
     model = args.model or default_model(FACE_MODEL_FILE)
     failures = 0
     with contextlib.ExitStack() as stack:
