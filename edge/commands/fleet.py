@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from ..outputs.log_reader import finite_number
 from . import positive_float
 
 __all__ = ["register", "FleetView", "DeviceRow"]
@@ -32,18 +33,7 @@ logger = logging.getLogger(__name__)
 LATENCY_WINDOW = 200
 #: Devices shown at most: anyone may publish under the prefix, and each name costs a row.
 MAX_DEVICES = 1000
-#: Latest plausible time stamp (year 2200): later, NaN or infinite values are malformed.
-_MAX_TIME = 7.3e9
 
-
-def _real(value: Any, low: float = 0.0, high: float = _MAX_TIME) -> float:
-    """``value`` as a finite float in ``low..high``; ValueError otherwise (a malformed message)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{value!r} is not a number")
-    number = float(value)
-    if not low <= number <= high:  # NaN fails both comparisons
-        raise ValueError(f"{value!r} is out of range")
-    return number
 
 
 @dataclasses.dataclass
@@ -120,19 +110,22 @@ class FleetView:
         row.last_seen = max(row.last_seen or at, at)
 
     def _decision(self, row: DeviceRow, data: dict[str, Any]) -> None:
-        latency = _real(data["latency_ms"]["total"], high=1e6)
-        drops = int(_real(data.get("counters", {}).get("mqtt_dropped", row.drops), high=1e15))
-        confidence, at = _real(data["confidence"], high=1.0), _real(data["time"])
+        latency = finite_number(data["latency_ms"]["total"], high=1e6)
+        counters = data.get("counters", {})
+        drops = int(finite_number(counters.get("mqtt_dropped", row.drops), high=1e15))
+        confidence = finite_number(data["confidence"], high=1.0)
+        at = finite_number(data["time"])
         row.decisions += 1
         row.latencies.append(latency)
         row.drops = drops
         self._show(row, data["label"], confidence, at)
 
     def _state(self, row: DeviceRow, data: dict[str, Any]) -> None:
-        p99 = _real(data["cycle_p99_ms"], high=1e6)
-        drops = int(_real(data.get("counters", {}).get("mqtt_dropped", 0), high=1e15))
-        confidence, at, since = (_real(data["confidence"], high=1.0), _real(data["time"]),
-                                 _real(data["since"]))
+        p99 = finite_number(data["cycle_p99_ms"], high=1e6)
+        counters = data.get("counters", {})
+        drops = int(finite_number(counters.get("mqtt_dropped", 0), high=1e15))
+        confidence = finite_number(data["confidence"], high=1.0)
+        at, since = finite_number(data["time"]), finite_number(data["since"])
         row.state_p99_ms = p99
         row.drops = max(row.drops, drops)
         if row.last_seen is None or at >= row.last_seen:

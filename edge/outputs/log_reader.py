@@ -141,6 +141,17 @@ def _is_finite(x: int | float) -> bool:
         return False
 
 
+def finite_number(value: object, low: float = 0.0, high: float = _MAX_TIME) -> float:
+    """``value`` as a float in ``low..high`` (a time stamp by default); ValueError for booleans,
+    text, NaN, infinities and numbers out of range (a malformed record or MQTT message)."""
+    if not _is_real(value) or not _is_finite(value):  # type: ignore[arg-type]
+        raise ValueError(f"{value!r} is not a finite number")
+    number = float(value)  # type: ignore[arg-type]
+    if not low <= number <= high:
+        raise ValueError(f"{value!r} is out of range")
+    return number
+
+
 def _is_label(x: object) -> bool:
     return x is None or isinstance(x, str)
 
