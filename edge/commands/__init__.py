@@ -5,6 +5,9 @@ taking the parsed namespace and returning the exit code.  Modules must import he
 inside ``func``, not at module level, so ``emotion-edge --help`` stays fast on a Pi.
 """
 
+from collections.abc import Callable
+from typing import Any
+
 #: Module names under ``edge.commands``, in the order they appear in ``--help``.
 COMMAND_MODULES: tuple[str, ...] = (
     "classify",
@@ -18,41 +21,35 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0 (``nan``, ``inf``, 0 and negatives are refused)."""
+def _argument(text: str, kind: type[float] | type[int], ok: Callable[[Any], bool],
+              need: str) -> Any:
+    """Parse an argparse value as ``kind``; refuse it with ``need`` unless ``ok(value)``."""
     import argparse
-    import math
 
     try:
-        value = float(text)
+        value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number greater than 0")
+        what = "a number" if kind is float else "a whole number"
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"{text!r} {need}")
     return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (``nan``, ``inf``, 0 and negatives are refused)."""
+    import math
+
+    return float(_argument(text, float, lambda v: math.isfinite(v) and v > 0,
+                           "must be a finite number greater than 0"))
 
 
 def positive_int(text: str) -> int:
     """argparse type: a whole number >= 1."""
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+    return int(_argument(text, int, lambda v: v >= 1, "must be at least 1"))
 
 
 def thread_count(text: str) -> int:
     """argparse type: interpreter threads, 1..64."""
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 64:
-        raise argparse.ArgumentTypeError(f"{value} threads: use 1 to 64 (1 suits a Pi best)")
-    return value
+    return int(_argument(text, int, lambda v: 1 <= v <= 64,
+                         "threads: use 1 to 64 (1 suits a Pi best)"))
