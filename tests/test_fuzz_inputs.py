@@ -221,31 +221,24 @@ def check_run(result: Result, bad: Path) -> None:
 RUN = ["run", "--fast", "--mock-gpio"]
 
 
-@fuzz(12)
-@given(case=fuzzing.video_cases())
-def test_run_refuses_a_bad_video_in_one_line(
-        capfd: pytest.CaptureFixture[str], media: dict[str, Path], case: Case) -> None:
+#: For each kind of bad input to `run`: its generator and where it goes on the command line.
+_RUN_INPUTS: dict[str, tuple[Any, Any]] = {
+    "video": (fuzzing.video_cases, lambda m, bad: ["--audio-file", m["wav"], "--video-file", bad]),
+    "image": (fuzzing.image_cases, lambda m, bad: ["--audio-file", m["wav"], "--image", bad]),
+    "audio": (fuzzing.audio_cases, lambda m, bad: ["--audio-file", bad, "--image", m["jpg"]]),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_RUN_INPUTS))
+@fuzz(13)
+@given(data=st.data())
+def test_run_refuses_a_bad_input_in_one_line(
+        capfd: pytest.CaptureFixture[str], media: dict[str, Path], kind: str,
+        data: st.DataObject) -> None:
+    cases, arguments = _RUN_INPUTS[kind]
     with scratch_dir(media["scratch"]) as folder:
-        (bad,) = materialise([case], folder)
-        check_run(invoke(capfd, [*RUN, "--audio-file", media["wav"], "--video-file", bad]), bad)
-
-
-@fuzz(12)
-@given(case=fuzzing.image_cases())
-def test_run_refuses_a_bad_image_in_one_line(
-        capfd: pytest.CaptureFixture[str], media: dict[str, Path], case: Case) -> None:
-    with scratch_dir(media["scratch"]) as folder:
-        (bad,) = materialise([case], folder)
-        check_run(invoke(capfd, [*RUN, "--audio-file", media["wav"], "--image", bad]), bad)
-
-
-@fuzz(15)
-@given(case=fuzzing.audio_cases())
-def test_run_refuses_a_bad_recording_in_one_line(
-        capfd: pytest.CaptureFixture[str], media: dict[str, Path], case: Case) -> None:
-    with scratch_dir(media["scratch"]) as folder:
-        (bad,) = materialise([case], folder)
-        check_run(invoke(capfd, [*RUN, "--audio-file", bad, "--image", media["jpg"]]), bad)
+        (bad,) = materialise([data.draw(cases())], folder)
+        check_run(invoke(capfd, [*RUN, *arguments(media, bad)]), bad)
 
 
 # --- run and check: configuration files --------------------------------------------------
