@@ -28,8 +28,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--reset", action="store_true",
                    help="forget the statistics heard (removes adapt.state_file)")
     p.add_argument("--json", action="store_true", help="one JSON object")
-    p.set_defaults(func=_main, speech_model=None, face_model=None, log_file=None,
-                   no_camera=False)
+    p.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> int:

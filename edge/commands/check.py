@@ -20,8 +20,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--no-devices", action="store_true",
                    help="skip the microphone and camera (e.g. checking a replay setup)")
     p.add_argument("--mock-gpio", action="store_true", help="check LEDs on gpiozero's mock pins")
-    p.set_defaults(func=_main, speech_model=None, face_model=None, log_file=None,
-                   no_camera=False)
+    p.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> int:

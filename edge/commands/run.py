@@ -63,11 +63,12 @@ def _overrides(args: argparse.Namespace) -> dict[tuple[str, str], object]:
     from ..config import parse_overrides
 
     out: dict[tuple[str, str], object] = parse_overrides(args.overrides)
+    # `check` and `adapt` share the config arguments but not run's own flags: absent = not given.
     for attr, setting in (("speech_model", ("models", "speech")),
                           ("face_model", ("models", "face")), ("log_file", ("log", "file"))):
-        if getattr(args, attr):
+        if getattr(args, attr, None):
             out[setting] = str(getattr(args, attr))
-    if args.no_camera:
+    if getattr(args, "no_camera", False):
         out[("camera", "enabled")] = False
     return out
 
