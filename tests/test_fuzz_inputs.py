@@ -339,6 +339,14 @@ def _manifest(role: str) -> dict[str, Any]:
                                                                   "output": {}}
 
 
+def check_manifest_refusal(result: Result, changed: str, model: Path, manifest: Path) -> None:
+    """A refused model or manifest: status 2 and one error line naming one of them."""
+    assert result.status == 2, (changed, result)
+    lines = result.err_lines
+    assert len(lines) == 1 and lines[0].startswith("emotion-edge: error: "), result
+    assert str(model) in lines[0] or str(manifest) in lines[0], (changed, result)
+
+
 @fuzz(25)
 @given(case=fuzzing.manifest_mutations(_manifest("speech")))
 def test_a_bad_speech_manifest_is_refused_in_one_line(
@@ -354,10 +362,7 @@ def test_a_bad_speech_manifest_is_refused_in_one_line(
         assert all(0.0 <= v <= 1.0 for v in obj["scores"].values()), (changed, obj)
         assert not result.err_lines, result
     else:
-        assert result.status == 2, (changed, result)
-        lines = result.err_lines
-        assert len(lines) == 1 and lines[0].startswith("emotion-edge: error: "), result
-        assert str(model) in lines[0] or str(manifest) in lines[0], (changed, result)
+        check_manifest_refusal(result, changed, model, manifest)
 
 
 @fuzz(25)
@@ -382,10 +387,7 @@ def test_a_bad_face_manifest_is_refused_in_one_line(
             assert all(0.0 <= v <= 1.0 for v in face["scores"].values()), (changed, obj)
         assert not result.err_lines, result
     else:
-        assert result.status == 2, (changed, result)
-        lines = result.err_lines
-        assert len(lines) == 1 and lines[0].startswith("emotion-edge: error: "), result
-        assert str(model) in lines[0] or str(manifest) in lines[0], (changed, result)
+        check_manifest_refusal(result, changed, model, manifest)
 
 
 # Each of these once reached the feature code (TypeError, decimal.InvalidOperation, "Maximum
