@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, Self, TypeVar
 
 from edge.config import Section, load_sections, read_toml
 from edge.errors import ConfigError
@@ -81,10 +82,14 @@ def recipe_dict(sections: Mapping[str, Section]) -> dict[str, dict[str, Any]]:
 
 
 class Recipe:
-    """Base of the speech and face recipes: a frozen dataclass with one field per section of
-    its ``SCHEMA`` (section name -> :class:`~edge.config.Section` type)."""
+    """Base of the speech and face recipes: a frozen dataclass with one field per section, each
+    typed with its :class:`~edge.config.Section` (the field name is the TOML table's)."""
 
-    SCHEMA: ClassVar[Mapping[str, type[Section]]] = {}
+    @classmethod
+    def schema(cls) -> dict[str, type[Section]]:
+        """Section name -> type, read off the dataclass fields, in order."""
+        hints = typing.get_type_hints(cls)
+        return {f.name: hints[f.name] for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
 
     @classmethod
     def load(cls, path: str | Path | None = None, *,
@@ -92,8 +97,9 @@ class Recipe:
         """The recipe in ``path`` (a ``.toml``, or a manifest ``.json``; ``None``: the
         defaults), then ``overrides`` ``(section, key) -> value`` (text is read like ``--set``
         values)."""
-        sections = load_recipe(cls.SCHEMA, path, overrides=overrides)
-        return cls(**{name: section(sections, name, kind) for name, kind in cls.SCHEMA.items()})
+        schema = cls.schema()
+        sections = load_recipe(schema, path, overrides=overrides)
+        return cls(**{name: section(sections, name, kind) for name, kind in schema.items()})
 
     def replace(self, name: str, **values: Any) -> Self:
         """A copy with ``values`` changed in section ``name`` (validated again)."""
@@ -102,4 +108,4 @@ class Recipe:
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """The resolved recipe as plain tables (what a manifest stores)."""
-        return recipe_dict({name: getattr(self, name) for name in self.SCHEMA})
+        return recipe_dict({name: getattr(self, name) for name in self.schema()})

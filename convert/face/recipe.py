@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from edge.config import Section, setting
 from edge.errors import ConfigError
@@ -41,7 +40,6 @@ __all__ = [
     "FinetuneSection",
     "RefineSection",
     "ExportSection",
-    "SCHEMA",
     "FaceRecipe",
 ]
 
@@ -200,25 +198,10 @@ class ExportSection(Section):
 
 
 #: Section name -> its class, in stage order.
-SCHEMA: Mapping[str, type[Section]] = {
-    "run": RunSection,
-    "input": InputSection,
-    "parent": ParentSection,
-    "train": TrainSection,
-    "adapt": AdaptSection,
-    "prune": PruneSection,
-    "ramp": RampSection,
-    "finetune": FinetuneSection,
-    "refine": RefineSection,
-    "export": ExportSection,
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class FaceRecipe(Recipe):
     """Everything that decides a face model; the sections must agree with each other."""
-
-    SCHEMA: ClassVar[Mapping[str, type[Section]]] = SCHEMA
 
     run: RunSection = dataclasses.field(default_factory=RunSection)
     input: InputSection = dataclasses.field(default_factory=InputSection)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from edge.config import Section, setting
 from edge.errors import ConfigError
@@ -30,7 +29,6 @@ __all__ = [
     "AdaptSection",
     "EvaluateSection",
     "SpeechRecipe",
-    "SCHEMA",
 ]
 
 CORPUS_KINDS = ("ravdess", "emodb", "csv")
@@ -154,22 +152,10 @@ class EvaluateSection(Section):
                          "score it (needs two corpora or more).")
 
 
-SCHEMA: Mapping[str, type[Section]] = {
-    "data": DataSection,
-    "features": FeatureSection,
-    "model": ModelSection,
-    "train": TrainSection,
-    "augment": AugmentSection,
-    "adapt": AdaptSection,
-    "evaluate": EvaluateSection,
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class SpeechRecipe(Recipe):
     """Everything that defines a speech model; stored in its manifest (:meth:`to_dict`)."""
-
-    SCHEMA: ClassVar[Mapping[str, type[Section]]] = SCHEMA
 
     data: DataSection = dataclasses.field(default_factory=DataSection)
     features: FeatureSection = dataclasses.field(default_factory=FeatureSection)
