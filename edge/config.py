@@ -205,6 +205,15 @@ class CameraConfig(Section):
         "auto", "Face detector: blazeface (shipped, faster and finds more faces), haar (OpenCV) or "
         "auto (blazeface, else haar with a warning if its model is missing or damaged).",
         choices=DETECTORS)
+    redetect_motion: float = setting(
+        8.0, "Change around the last face box above which the face is detected again, in grey "
+        "levels: the mean absolute difference of the box and its surroundings (area-averaged to "
+        "16x16) since the box was found, a uniform change of brightness taken away. Below it the "
+        "box is reused and detection (the dearest step of a cycle) is skipped; the expression is "
+        "still classified on every frame. 0 = detect on every cycle.", min=0.0, max=255.0)
+    redetect_after_s: float = setting(
+        4.0, "Longest a face box is reused without detecting again, in seconds, whether the scene "
+        "is still or the loop is overloaded (at least one cycle).", min=0.5, max=60.0)
     retry_initial_s: float = setting(
         1.0, "First delay before reopening a failed camera, in seconds.", min=0.01, max=600.0)
     retry_max_s: float = setting(

@@ -60,6 +60,11 @@ def test_unrelated_package_env_vars_are_ignored():
         ("[leds]\nrgb_pins = [1, 2]\n", ["rgb_pins", "3 pins"]),
         ("[leds]\nrgb_pins = [4, 5, 6]\nstatus_pin = 4\n", ["assigned twice"]),
         ("[loop\n", ["not valid TOML"]),
+        ("[camera]\nredetect_motion = -1\n", ["camera.redetect_motion", ">= 0.0"]),
+        ("[camera]\nredetect_motion = 300\n", ["camera.redetect_motion", "<= 255.0"]),
+        ("[camera]\nredetect_motion = 'still'\n", ["camera.redetect_motion", "a number"]),
+        ("[camera]\nredetect_after_s = 0.1\n", ["camera.redetect_after_s", ">= 0.5"]),
+        ("[camera]\nredetect_after_s = 120\n", ["camera.redetect_after_s", "<= 60.0"]),
     ],
 )
 def test_bad_files_are_rejected_naming_the_key(tmp_path, text, words):
@@ -67,6 +72,17 @@ def test_bad_files_are_rejected_naming_the_key(tmp_path, text, words):
         load_config(write(tmp_path, text), env={})
     for w in words:
         assert w in str(err.value)
+
+
+def test_face_redetection_settings_default_to_gated_detection():
+    c = load_config(env={})
+    assert c.camera.redetect_motion == 8.0 and c.camera.redetect_after_s == 4.0
+    c = load_config(env={"EMOTION_EDGE_CAMERA_REDETECT_MOTION": "0"},
+                    overrides={("camera", "redetect_after_s"): "2.5"})
+    assert c.camera.redetect_motion == 0.0 and c.camera.redetect_after_s == 2.5
+    with pytest.raises(ConfigError) as err:
+        load_config(env={"EMOTION_EDGE_CAMERA_REDETECT_AFTER_S": "0"})
+    assert "\n" not in str(err.value) and "camera.redetect_after_s" in str(err.value)
 
 
 def test_bad_env_value_names_the_variable():

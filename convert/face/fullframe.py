@@ -27,7 +27,8 @@ import numpy as np
 
 from edge.commands import positive_int
 
-__all__ = ["FullFrame", "full_frames", "evaluate_full_frames", "register", "run"]
+__all__ = ["FullFrame", "background", "turned_face", "paste", "full_frames", "evaluate_full_frames",
+           "register", "run"]
 
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class FullFrame:
     gamma: float
 
 
-def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """Noise, a lit gradient, or blurred blobs (a room-like clutter), grey uint8."""
     import cv2
 
@@ -69,6 +70,30 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.clip(bg, 0, 255).astype(np.uint8)
 
 
+def turned_face(face: np.ndarray, side: int, angle: float, *, limit: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """``face`` resized to ``side`` and turned by ``angle`` degrees with its square: the pixels
+    and the mask of the turned square's bounding square (at most ``limit`` pixels wide)."""
+    import cv2
+
+    face = cv2.resize(face, (side, side), interpolation=cv2.INTER_LINEAR)
+    # Rotate the face with its square, paste only the square's pixels (the corners show
+    # background, as a tilted head in a room does).
+    diag = int(np.ceil(side * (abs(np.cos(np.radians(angle))) + abs(np.sin(np.radians(angle))))))
+    diag = min(diag, limit)
+    m = cv2.getRotationMatrix2D((side / 2, side / 2), angle, 1.0)
+    m[:, 2] += (diag - side) / 2
+    turned = cv2.warpAffine(face, m, (diag, diag), flags=cv2.INTER_LINEAR)
+    mask = cv2.warpAffine(np.full((side, side), 255, np.uint8), m, (diag, diag)) > 127
+    return turned, mask
+
+
+def paste(frame: np.ndarray, turned: np.ndarray, mask: np.ndarray, x: int, y: int) -> None:
+    """Paste :func:`turned_face`'s pixels into ``frame`` (in place) with their corner at x, y."""
+    region = frame[y : y + turned.shape[0], x : x + turned.shape[1]]
+    region[mask] = turned[mask]
+
+
 def full_frames(
     faces: np.ndarray, labels: np.ndarray, *, size: tuple[int, int], n: int, seed: int = 0,
     max_angle: float = 20.0,
@@ -82,21 +107,13 @@ def full_frames(
     w, h = size
     pick = rng.permutation(len(faces))[:n]
     for i in pick:
-        frame = _background(rng, h, w)
+        frame = background(rng, h, w)
         side = int(rng.integers(h // 5, h * 3 // 4))
         angle = float(rng.uniform(-max_angle, max_angle))
-        face = cv2.resize(faces[i], (side, side), interpolation=cv2.INTER_LINEAR)
-        # Rotate the face with its square, paste only the square's pixels (the corners show
-        # background, as a tilted head in a room does).
-        diag = int(np.ceil(side * (abs(np.cos(np.radians(angle))) + abs(np.sin(np.radians(angle))))))
-        diag = min(diag, h - 1, w - 1)
-        m = cv2.getRotationMatrix2D((side / 2, side / 2), angle, 1.0)
-        m[:, 2] += (diag - side) / 2
-        turned = cv2.warpAffine(face, m, (diag, diag), flags=cv2.INTER_LINEAR)
-        mask = cv2.warpAffine(np.full((side, side), 255, np.uint8), m, (diag, diag)) > 127
+        turned, mask = turned_face(faces[i], side, angle, limit=min(h, w) - 1)
+        diag = turned.shape[0]
         x, y = int(rng.integers(0, w - diag)), int(rng.integers(0, h - diag))
-        region = frame[y : y + diag, x : x + diag]
-        region[mask] = turned[mask]
+        paste(frame, turned, mask, x, y)
         gamma = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
         out = 255.0 * (frame / 255.0) ** gamma
         if rng.random() < 0.5:

@@ -2,8 +2,10 @@
 
 Levels, cheapest last (face work dominates a cycle, so it is shed first and speech never is):
 
-0. ``full``           detect faces and run the face model every cycle.
-1. ``reuse_box``      reuse the last face box instead of detecting (detect only when none is known).
+0. ``full``           run the face model every cycle; detect faces whenever the face stage wants
+                      (every cycle, or when the scene moved: ``camera.redetect_motion``).
+1. ``reuse_box``      reuse the last face box instead of detecting, however the scene moved (detect
+                      only when none is known or it is older than ``camera.redetect_after_s``).
 2. ``face_alternate`` as 1, and run the face model only every other cycle (reuse its last result).
 3. ``no_face``        skip the face modality; fusion carries on with speech alone.
 
@@ -39,7 +41,7 @@ class Level(enum.IntEnum):
 class StagePlan:
     """What the face path may do this cycle."""
 
-    detect: bool
+    detect: bool  # may detect (the face stage still reuses a box while the scene is still)
     classify_face: bool
     use_face: bool
 

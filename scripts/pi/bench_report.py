@@ -56,7 +56,8 @@ BOARDS = (
 
 #: Stages as the loop reports them in latency_ms, in the order of a cycle.
 STAGES = (("speech", "speech per hop (MFCC + model)"), ("frame", "frame"),
-          ("detect", "face detection"), ("face", "face crop + model (mirror if unsure)"),
+          ("motion", "box reuse test (scene moved?)"), ("detect", "face detection"),
+          ("face", "face crop + model (mirror if unsure)"),
           ("fusion", "fusion + smoothing"))
 
 
