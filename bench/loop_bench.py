@@ -127,7 +127,7 @@ def build_untrained(folder: Path) -> None:
     rng = np.random.default_rng(0)
     recipe = SpeechRecipe()
     speech = build_model(recipe, len(SPEECH_LABELS))
-    shape = (recipe.features.window_frames, recipe.mfcc.n_ceps, 1)
+    shape = (recipe.features.window_frames, recipe.mfcc.n_columns, 1)
     save_model(convert_int8(speech, rng.normal(size=(32, *shape)).astype(np.float32)),
                folder / SPEECH_MODEL_FILE, name="untrained-speech", task="speech",
                labels=SPEECH_LABELS, preprocessing=recipe.preprocessing(),

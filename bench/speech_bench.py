@@ -138,7 +138,7 @@ def bench_models(model: Path | None) -> None:
         recipe = SpeechRecipe.load(manifest_path_for(model))  # the recipe that made it
         shipped_bytes = model.read_bytes()
     n = 8
-    shape = (recipe.features.window_frames, recipe.mfcc.n_ceps, 1)
+    shape = (recipe.features.window_frames, recipe.mfcc.n_columns, 1)
     runtime, _ = resolve_interpreter_class()
     print(f"\n[3] model latency per window ({runtime}, 1 thread) and size; input {shape}")
     print(f"    {'model':34s} {'params':>9s} {'size':>10s} {'latency':>10s}")

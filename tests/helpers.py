@@ -25,11 +25,11 @@ def tiny_speech_model(out: Path, *, window_frames: int = 50, hop_frames: int = 2
     from edge.labels import fusion_map_for
 
     keras.utils.set_random_seed(seed)
-    inp = keras.Input((window_frames, config.n_ceps, 1))
+    inp = keras.Input((window_frames, config.n_columns, 1))
     x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
     x = keras.layers.GlobalAveragePooling2D()(x)
     model = keras.Model(inp, keras.layers.Dense(len(TINY_LABELS), activation="softmax")(x))
-    rep = np.random.default_rng(seed).standard_normal((64, window_frames, config.n_ceps, 1))
+    rep = np.random.default_rng(seed).standard_normal((64, window_frames, config.n_columns, 1))
     path = out / "tiny_speech.tflite"
     save_model(convert_int8(model, rep.astype(np.float32)), path, name="tiny", task="speech",
                labels=TINY_LABELS,

@@ -189,7 +189,7 @@ def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus
                  "--epochs", "2", "--set", "model.width=8", "--set", "augment.speed_factors=[]",
                  "--set", "augment.noise_snr_db=[]", "--set", "adapt.mode=deployment",
                  "--set", "evaluate.loco=true", "--set", "evaluate.parity_folds=1",
-                 "--test-corpus", f"csv:{second_room}"])
+                 "--set", "features.prosody=true", "--test-corpus", f"csv:{second_room}"])
     assert code == 0
     capsys.readouterr()
     model = out / "speech_emotion_int8.tflite"
@@ -203,12 +203,15 @@ def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus
                  f"csv:{second_room}", "--out", str(out), "--folds", "0", "--epochs", "2",
                  "--set", "model.width=8", "--set", "augment.speed_factors=[]",
                  "--set", "augment.noise_snr_db=[]", "--set", "adapt.mode=deployment",
-                 "--set", "evaluate.loco=true", "--evaluate-only"]) == 0
+                 "--set", "evaluate.loco=true", "--set", "features.prosody=true",
+                 "--evaluate-only"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["loco_mean_uar"] == pytest.approx(m.metrics["leave_one_corpus_out"]["mean_uar"])
     assert [r.stat().st_mtime_ns for r in reports] == stamps and model.read_bytes() == before
     assert m.preprocessing["adapt"] == "deployment"
-    assert len(m.preprocessing["adapt_prior"]["mean"]) == m.preprocessing["n_ceps"]
+    # The room's statistics cover every column: the cepstra and the 12 prosody columns.
+    assert m.preprocessing["prosody"] is True
+    assert len(m.preprocessing["adapt_prior"]["mean"]) == m.preprocessing["n_ceps"] + 12
     loco = m.metrics["leave_one_corpus_out"]
     assert set(loco["corpora"]) == {"index", second_room.parent.name}
     for row in loco["corpora"].values():
@@ -233,3 +236,39 @@ def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["path"] for r in lines] == [str(f) for f in files]
     assert all(set(r) == {"path", "label", "scores"} for r in lines)
+
+
+def test_room_copies_are_seeded_level_kept_and_cached_apart(synthetic_corpus, tmp_path):
+    """A room copy is the same for the same clip and seed and keeps the clip's level; adding
+    room copies to a recipe reuses the cached base variants and caches the copies apart."""
+    pytest.importorskip("audiomentations")
+    from convert.speech.augment import room_copy
+    from convert.speech.features import FeatureBank
+    from convert.speech.recipe import SpeechRecipe
+    from edge.sources.audio_file import load_audio
+
+    x = load_audio(sorted(synthetic_corpus.parent.glob("*.wav"))[0], 16000)
+    a, b, c = room_copy(x, 16000, 7), room_copy(x, 16000, 7), room_copy(x, 16000, 8)
+    assert a.shape == x.shape and np.isfinite(a).all() and np.array_equal(a, b)
+    assert not np.array_equal(a, c) and not np.allclose(a, x, atol=1e-3)
+    assert 0.3 < np.sqrt(np.mean(a**2) / np.mean(x**2)) < 3
+
+    utts = index_csv(synthetic_corpus)[:3]
+    cache = tmp_path / "cache"
+    base = SpeechRecipe().replace("features", prosody=True).replace(
+        "augment", speed_factors=(1.1,), noise_snr_db=())
+    plain = FeatureBank(utts, base, cache_dir=cache)
+    assert [len(v) for v in plain.variants] == [2, 2, 2]
+    assert plain.variants[0][0].shape[1] == 40 + 12
+    (first,) = cache.iterdir()
+    stamps = {p: p.stat().st_mtime_ns for p in first.iterdir()}
+    rooms = FeatureBank(utts, base.replace("augment", room_copies=2), cache_dir=cache)
+    assert [len(v) for v in rooms.variants] == [4, 4, 4]
+    assert {p: p.stat().st_mtime_ns for p in first.iterdir()} == stamps  # base reused
+    assert len(list(cache.iterdir())) == 2
+    for got, want in zip(rooms.variants, plain.variants):
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    again = FeatureBank(utts, base.replace("augment", room_copies=2), cache_dir=cache)
+    for got, want in zip(again.variants, rooms.variants):
+        np.testing.assert_array_equal(got[3], want[3])

@@ -1,5 +1,5 @@
-"""Training features: MFCC frames of every clip and its augmented variants, computed once with the
-device's own :class:`~edge.features.Mfcc` and shared by every fold."""
+"""Training features: MFCC (and prosody) frames of every clip and its augmented variants, computed
+once with the device's own :class:`~edge.features.Mfcc` and shared by every fold."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from edge.features.adapt import RunningStats, speech_frames
 from edge.models.speech import SpeechGate, window_starts
 from edge.sources.audio_file import load_audio, resample
 
+from .augment import room_copy
 from .corpora import Utterance
 from .recipe import SpeechRecipe
 
@@ -34,24 +35,28 @@ class FeatureBank:
         self.utts = list(utts)
         self.recipe = recipe
         mfcc = Mfcc(recipe.mfcc)
-        key = _cache_key(recipe, augment)
+        groups = ("base", "room") if augment and recipe.augment.room_copies else ("base",)
+        keys = {g: _cache_key(recipe, augment, g) for g in groups}
         self.variants: list[list[np.ndarray]] = []
         t0 = time.perf_counter()
         hits = 0
         for u in self.utts:
-            cached = _cache_file(cache_dir, key, u.path) if cache_dir is not None else None
-            if cached is not None and cached.is_file():
-                with np.load(cached) as z:
-                    self.variants.append([z[k] for k in sorted(z.files, key=lambda k: int(k[1:]))])
-                hits += 1
-                continue
-            frames = [mfcc(s).astype(np.float32) for s in _signals(u.path, recipe, augment)]
+            frames: list[np.ndarray] = []
+            for group in groups:
+                cached = _cache_file(cache_dir, keys[group], u.path) if cache_dir else None
+                if cached is not None and cached.is_file():
+                    with np.load(cached) as z:
+                        frames += [z[k] for k in sorted(z.files, key=lambda k: int(k[1:]))]
+                    hits += 1
+                    continue
+                new = [mfcc(s).astype(np.float32) for s in _signals(u.path, recipe, augment, group)]
+                frames += new
+                if cached is not None:
+                    cached.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = cached.with_suffix(".tmp.npz")
+                    np.savez(tmp, **{f"v{i}": f for i, f in enumerate(new)})
+                    tmp.replace(cached)
             self.variants.append(frames)
-            if cached is not None:
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cached.with_suffix(".tmp.npz")
-                np.savez(tmp, **{f"v{i}": f for i, f in enumerate(frames)})
-                tmp.replace(cached)
         # Shared with subsets (folds), keyed by the clip's index in this bank.
         self._ids = list(range(len(self.utts)))
         self._starts: dict[tuple[int, int, SpeechGate], np.ndarray] = {}
@@ -59,7 +64,7 @@ class FeatureBank:
         self._stats: dict[tuple[int, int], RunningStats] = {}
         # Per clip and variant: (mean, 1/std) the frames are standardised with; None = raw.
         self._norm: list[list[tuple[np.ndarray, np.ndarray]]] | None = None
-        logger.info("features for %d clips (%d variants each, %d from the cache) in %.1f s",
+        logger.info("features for %d clips (%d variants each, %d groups from the cache) in %.1f s",
                     len(self.utts), len(self.variants[0]) if self.variants else 0, hits,
                     time.perf_counter() - t0)
 
@@ -99,7 +104,7 @@ class FeatureBank:
     def pooled_stats(self) -> RunningStats:
         """Statistics of the speech frames of every clip as recorded (the model's prior: what a
         device starts from before it has heard its room)."""
-        stats = RunningStats.empty(self.recipe.mfcc.n_ceps)
+        stats = RunningStats.empty(self.recipe.mfcc.n_columns)
         for clip in range(len(self.utts)):
             stats = stats.merged(self._speech_stats(clip, 0))
         return stats
@@ -115,7 +120,7 @@ class FeatureBank:
         for clip, u in enumerate(self.utts):
             for v in range(n_var):
                 g = (key(u), v)
-                groups[g] = groups.get(g, RunningStats.empty(self.recipe.mfcc.n_ceps)).merged(
+                groups[g] = groups.get(g, RunningStats.empty(self.recipe.mfcc.n_columns)).merged(
                     self._speech_stats(clip, v))
         new = self.subset(range(len(self.utts)))
         new._norm = [[_affine(groups[(key(u), v)]) for v in range(n_var)] for u in self.utts]
@@ -140,33 +145,46 @@ class FeatureBank:
         if self._norm is not None:
             mean, scale = self._norm[clip][variant]
             x = (x - mean) * scale
-        return normalize_window(x, self.recipe.mfcc.normalize)
+        return normalize_window(x, self.recipe.mfcc.normalize,
+                                self.recipe.mfcc.normalized_columns)
 
 
-def _signals(path: Path, recipe: SpeechRecipe, augment: bool) -> list[np.ndarray]:
-    """The clip as recorded, then its speed-perturbed copies, then a noisy copy of each.  The
-    noise is seeded by the recipe's seed and the file's name, so a clip's copies are the same
-    whichever corpora it is trained with (and can be cached)."""
+def _signals(path: Path, recipe: SpeechRecipe, augment: bool, group: str) -> list[np.ndarray]:
+    """One group of a clip's variants.  "base": the clip as recorded, then its speed-perturbed
+    copies, then a noisy copy of each; "room": its room and microphone copies, each of the next
+    speed variant in turn.  Noise and rooms are seeded by the recipe's seed and the file's name,
+    so a clip's copies are the same whichever corpora it is trained with (and can be cached);
+    the groups are cached apart, so adding room copies reuses the base group."""
     sr = recipe.mfcc.sample_rate
     x = load_audio(path, sr)
-    signals = [x]
-    if augment:
-        for f in recipe.augment.speed_factors:
-            # Playing faster by f = resampling to sr / f and reading at sr.
-            signals.append(resample(x, int(round(sr * f)), sr))
-        if recipe.augment.noise_snr_db:
-            low, high = recipe.augment.noise_snr_db
-            digest = hashlib.sha256(f"{recipe.train.seed}:{path.name}".encode()).digest()
-            rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
-            signals += [_add_noise(s, rng, (low, high)) for s in list(signals)]
-    return signals
+    speeds = [x]
+    if not augment:
+        return speeds
+    # Playing faster by f = resampling to sr / f and reading at sr.
+    speeds += [resample(x, int(round(sr * f)), sr) for f in recipe.augment.speed_factors]
+    digest = hashlib.sha256(f"{recipe.train.seed}:{path.name}".encode()).digest()
+    seed = int.from_bytes(digest[:8], "little")
+    if group == "room":
+        return [room_copy(speeds[i % len(speeds)], sr, seed + 1 + i)
+                for i in range(recipe.augment.room_copies)]
+    if not recipe.augment.noise_snr_db:
+        return speeds
+    rng = np.random.default_rng(seed)
+    low, high = recipe.augment.noise_snr_db
+    return speeds + [_add_noise(s, rng, (low, high)) for s in speeds]
 
 
-def _cache_key(recipe: SpeechRecipe, augment: bool) -> str:
-    """What the cached frames depend on: features, augmentation, seed and this file's code."""
-    mfcc = {k: v for k, v in recipe.mfcc.to_dict().items() if k != "normalize"}  # applied later
-    what = {"mfcc": mfcc, "augment": recipe.to_dict()["augment"] if augment else None,
-            "seed": recipe.train.seed, "version": 1}
+def _cache_key(recipe: SpeechRecipe, augment: bool, group: str) -> str:
+    """What one group's cached frames depend on: features, its augmentation, seed and this
+    file's code."""
+    mfcc = {k: v for k, v in recipe.mfcc.to_dict().items()
+            if k not in ("normalize", "normalize_prosody")}  # applied later
+    settings = dict(recipe.to_dict()["augment"]) if augment else None
+    if settings is not None:
+        rooms = settings.pop("room_copies")
+        if group == "room":
+            settings["rooms"] = rooms
+    what = {"mfcc": mfcc, "augment": settings, "seed": recipe.train.seed, "version": 1}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -16,7 +16,7 @@ def build_model(recipe: SpeechRecipe, n_classes: int) -> Any:
     import keras
     from keras import layers
 
-    shape = (recipe.features.window_frames, recipe.mfcc.n_ceps, 1)
+    shape = (recipe.features.window_frames, recipe.mfcc.n_columns, 1)
     inp = keras.Input(shape=shape, name="mfcc")
     if recipe.model.kind == "seed":
         # The hobby project's CNN exactly as printed in its write-up.
@@ -34,7 +34,7 @@ def build_model(recipe: SpeechRecipe, n_classes: int) -> Any:
     # Convolution over time with the cepstra as channels: 5x fewer MACs than a 2-D CNN on the
     # same input, and emotion lives in how the spectral envelope moves, not where in it.
     # The input keeps the (frames, ceps, 1) shape of every speech model; a reshape drops the 1.
-    x = layers.Reshape((recipe.features.window_frames, recipe.mfcc.n_ceps))(inp)
+    x = layers.Reshape((recipe.features.window_frames, recipe.mfcc.n_columns))(inp)
     ch = recipe.model.width
     for block, kernel in enumerate((5, 5, 3, 3)):
         x = layers.Conv1D(ch, kernel, padding="same", use_bias=False)(x)

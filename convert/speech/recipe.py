@@ -68,9 +68,16 @@ class FeatureSection(Section):
     high_hz: float = setting(7600.0, "Highest mel band edge, Hz; 0 = half the sample rate.",
                              min=0.0, max=48000.0)
     normalize: str = setting(
-        "cmn", "Per-window normalisation before the model: none, cmn (subtract each "
-        "coefficient's mean over the window) or cmvn (also divide by its std).",
+        "cmn", "Per-window normalisation of the cepstra before the model: none, cmn (subtract "
+        "each coefficient's mean over the window) or cmvn (also divide by its std).",
         choices=("none", "cmn", "cmvn"))
+    prosody: bool = setting(
+        False, "Append 12 prosody and voice-quality columns (pitch, voicing, HNR, loudness, "
+        "spectral slope and balance, flux, jitter, shimmer; edge.features.prosody) to each "
+        "frame.")
+    normalize_prosody: bool = setting(
+        False, "Per-window normalisation covers the prosody columns too (their level: gain, "
+        "the speaker's pitch, the channel's tilt); else only the cepstra.")
     window_frames: int = setting(300, "Model input length, frames of 10 ms.", min=10,
                                  max=3000)
     hop_frames: int = setting(50, "Hop between windows on the device and at evaluation, frames.",
@@ -80,7 +87,8 @@ class FeatureSection(Section):
     def mfcc(self) -> MfccConfig:
         return MfccConfig(n_mels=self.n_mels, n_ceps=self.n_ceps, window=self.window,
                           lifter=self.lifter, normalize=self.normalize,
-                          high_hz=self.high_hz or None)
+                          high_hz=self.high_hz or None, prosody=self.prosody,
+                          normalize_prosody=self.normalize_prosody)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +125,10 @@ class AugmentSection(Section):
     noise_snr_db: tuple[float, ...] = setting(
         (10.0, 30.0), "SNR range, dB, of the noisy copy of every clip and speed variant; [] = "
         "no noisy copies.")
+    room_copies: int = setting(
+        0, "Copies of every clip through a random room and microphone (convert.speech.augment: "
+        "reverberation, microphone EQ and band limits, MP3, coloured noise at 0-30 dB SNR), "
+        "each of the next speed variant in turn.", min=0, max=8)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -177,7 +189,8 @@ class SpeechRecipe(Recipe):
 
     @property
     def augmented(self) -> bool:
-        return bool(self.augment.speed_factors or self.augment.noise_snr_db)
+        return bool(self.augment.speed_factors or self.augment.noise_snr_db
+                    or self.augment.room_copies)
 
     def preprocessing(self, prior: RunningStats | None = None) -> dict[str, Any]:
         """The manifest's ``preprocessing`` block: what the device must compute (with

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from .prosody import PROSODY_COLUMNS, StreamingProsody, prosody_frames
 
 __all__ = [
     "MfccConfig",
@@ -76,7 +77,15 @@ class MfccConfig:
     """Analysis window: "none" (python_speech_features' default), "hamming" or "hann"."""
     normalize: str = "none"
     """Per-window normalisation applied by :func:`normalize_window` before the model:
-    "none", "cmn" (subtract each coefficient's mean) or "cmvn" (also divide by its std)."""
+    "none", "cmn" (subtract each coefficient's mean) or "cmvn" (also divide by its std).  It
+    covers the cepstra, and the prosody columns only with ``normalize_prosody``."""
+    prosody: bool = False
+    """Append the 12 prosody and voice-quality columns of :mod:`edge.features.prosody` (pitch,
+    voicing, HNR, loudness, spectral slope...) after the cepstra."""
+    normalize_prosody: bool = False
+    """Apply the per-window normalisation to the prosody columns too: their level (microphone
+    gain, the speaker's pitch, the channel's spectral tilt) is then taken away per window, as
+    the cepstra's is."""
 
     def __post_init__(self) -> None:
         # A config also arrives from a model's JSON manifest: check kinds and bounds before any
@@ -95,8 +104,9 @@ class MfccConfig:
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
         if not 0 <= self.preemphasis < 1:
             raise ConfigError(f"preemphasis must be in 0..1 (exclusive), got {self.preemphasis!r}")
-        if not isinstance(self.append_energy, bool):
-            raise ConfigError(f"append_energy must be true or false, got {self.append_energy!r}")
+        for name in ("append_energy", "prosody", "normalize_prosody"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.sample_rate <= 0:
             raise ConfigError(f"sample_rate must be positive, got {self.sample_rate!r}")
         if not 0 < self.win_length_s <= 1 or not 0 < self.hop_length_s <= 1:
@@ -134,8 +144,30 @@ class MfccConfig:
         """Hop in samples."""
         return _round_half_up(self.hop_length_s * self.sample_rate)
 
+    @property
+    def n_columns(self) -> int:
+        """Columns of a feature frame: the cepstra, then the prosody columns if any."""
+        return self.n_ceps + (len(PROSODY_COLUMNS) if self.prosody else 0)
+
+    @property
+    def normalized_columns(self) -> int:
+        """Columns the per-window normalisation covers (the first ones)."""
+        return self.n_columns if self.normalize_prosody else self.n_ceps
+
+    def num_frames(self, n_samples: int) -> int:
+        """Frames a signal of ``n_samples`` gives (the last one zero-padded)."""
+        if n_samples <= self.frame_length:
+            return 1
+        return 1 + math.ceil((n_samples - self.frame_length) / self.frame_step)
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        # Left out when off: the manifest of a model without prosody stays readable by devices
+        # older than the option, and its feature caches stay valid.
+        for name in ("prosody", "normalize_prosody"):
+            if not d[name]:
+                del d[name]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> MfccConfig:
@@ -199,14 +231,12 @@ class Mfcc:
 
     @property
     def n_features(self) -> int:
-        return self.config.n_ceps
+        """Columns of :meth:`compute`'s frames (cepstra, then prosody if configured)."""
+        return self.config.n_columns
 
     def num_frames(self, n_samples: int) -> int:
         """Frames :meth:`compute` returns for ``n_samples`` (the last one zero-padded)."""
-        flen, step = self.config.frame_length, self.config.frame_step
-        if n_samples <= flen:
-            return 1
-        return 1 + math.ceil((n_samples - flen) / step)
+        return self.config.num_frames(n_samples)
 
     def preemphasize(self, signal: np.ndarray, previous: float | None = None) -> np.ndarray:
         """``y[n] = x[n] - a x[n-1]``; the first sample passes unchanged unless ``previous``
@@ -241,7 +271,8 @@ class Mfcc:
         return np.asarray(feat)
 
     def compute(self, signal: np.ndarray) -> np.ndarray:
-        """MFCCs of a whole mono float signal at ``config.sample_rate``: ``(frames, n_ceps)``."""
+        """Feature frames of a whole mono float signal at ``config.sample_rate``:
+        ``(frames, n_columns)``, the MFCCs then (if configured) the prosody columns."""
         x = np.asarray(signal, dtype=np.float64)
         if x.ndim != 1:
             raise ValueError(f"MFCC needs a mono 1-D signal, got shape {x.shape}")
@@ -250,7 +281,10 @@ class Mfcc:
         padded = np.zeros((n - 1) * step + flen)
         padded[: x.size] = self.preemphasize(x)
         frames = np.lib.stride_tricks.sliding_window_view(padded, flen)[::step]
-        return self.frames_to_mfcc(frames)
+        ceps = self.frames_to_mfcc(frames)
+        if not self.config.prosody:
+            return ceps
+        return np.concatenate((ceps, prosody_frames(x, self.config)), axis=1)
 
     __call__ = compute
 
@@ -263,12 +297,15 @@ class StreamingMfcc:
 
     ``process`` over consecutive blocks followed by :meth:`flush` returns, concatenated, exactly
     what :meth:`Mfcc.compute` returns for the whole signal.  Only the samples of the unfinished
-    frame are kept between calls, so the cost per block is proportional to the block.
+    frame are kept between calls, so the cost per block is proportional to the block.  With
+    prosody, a frame is returned once its (longer, centred) prosody window is complete too:
+    12 ms later at 16 kHz.
     """
 
     def __init__(self, config: MfccConfig | None = None, *, mfcc: Mfcc | None = None) -> None:
         self._mfcc = mfcc or Mfcc(config)
         self.config = self._mfcc.config
+        self._prosody = StreamingProsody(self.config) if self.config.prosody else None
         self.reset()
 
     def reset(self) -> None:
@@ -277,14 +314,18 @@ class StreamingMfcc:
         self._last_sample: float | None = None
         self._samples_seen = 0
         self._frames_out = 0
+        # Cepstra whose prosody frames are not complete yet (prosody looks further ahead).
+        self._held = np.zeros((0, self.config.n_ceps))
+        if self._prosody is not None:
+            self._prosody.reset()
 
     @property
     def frames_out(self) -> int:
         """Frames returned since the last reset."""
-        return self._frames_out
+        return self._frames_out - self._held.shape[0]
 
     def process(self, block: np.ndarray) -> np.ndarray:
-        """Add ``block`` (mono float) and return the newly complete frames, ``(k, n_ceps)``."""
+        """Add ``block`` (mono float) and return the newly complete frames, ``(k, n_columns)``."""
         x = np.asarray(block, dtype=np.float64).reshape(-1)
         if x.size:
             emphasized = self._mfcc.preemphasize(x, self._last_sample)
@@ -292,29 +333,39 @@ class StreamingMfcc:
             self._samples_seen += x.size
             self._pending = np.concatenate((self._pending, emphasized))
         flen, step = self.config.frame_length, self.config.frame_step
-        if self._pending.size < flen:
-            return np.zeros((0, self._mfcc.n_features))
-        n = 1 + (self._pending.size - flen) // step
-        frames = np.lib.stride_tricks.sliding_window_view(self._pending, flen)[: n * step : step]
-        out = self._mfcc.frames_to_mfcc(frames)
-        self._pending = self._pending[n * step :].copy()
-        self._frames_out += n
-        return out
+        out = np.zeros((0, self.config.n_ceps))
+        if self._pending.size >= flen:
+            n = 1 + (self._pending.size - flen) // step
+            frames = np.lib.stride_tricks.sliding_window_view(self._pending, flen)[: n * step : step]
+            out = self._mfcc.frames_to_mfcc(frames)
+            self._pending = self._pending[n * step :].copy()
+            self._frames_out += n
+        return self._with_prosody(out, None if self._prosody is None else self._prosody.process(x))
 
     def flush(self) -> np.ndarray:
         """Return the zero-padded frames at the end of the signal, as the batch form does, and
         reset."""
         total = self._mfcc.num_frames(self._samples_seen)
         missing = total - self._frames_out
-        out = np.zeros((0, self._mfcc.n_features))
+        out = np.zeros((0, self.config.n_ceps))
         if missing > 0:
             flen, step = self.config.frame_length, self.config.frame_step
             padded = np.zeros((missing - 1) * step + flen)
             padded[: self._pending.size] = self._pending[: padded.size]
             frames = np.lib.stride_tricks.sliding_window_view(padded, flen)[::step]
             out = self._mfcc.frames_to_mfcc(frames)
+        out = self._with_prosody(out, None if self._prosody is None else self._prosody.flush(total))
         self.reset()
         return out
+
+    def _with_prosody(self, ceps: np.ndarray, prosody: np.ndarray | None) -> np.ndarray:
+        """The cepstra whose prosody frames are ready, joined with them; the rest wait."""
+        if prosody is None:
+            return ceps
+        held = np.concatenate((self._held, ceps))
+        k = prosody.shape[0]  # prosody never runs ahead of the cepstra
+        self._held = held[k:]
+        return np.concatenate((held[:k], prosody), axis=1)
 
     def __repr__(self) -> str:
         return (
@@ -322,16 +373,21 @@ class StreamingMfcc:
         )
 
 
-def normalize_window(frames: np.ndarray, mode: str) -> np.ndarray:
+def normalize_window(frames: np.ndarray, mode: str, columns: int | None = None) -> np.ndarray:
     """Per-window normalisation of ``(frames, coeffs)`` before the model (see
     :attr:`MfccConfig.normalize`).  Removing the window's mean cancels microphone and channel
-    colouring, which is what makes a model trained in a studio usable on a Pi's microphone."""
+    colouring, which is what makes a model trained in a studio usable on a Pi's microphone.
+    Only the first ``columns`` (the cepstra; default all) are normalised."""
     if mode == "none":
         return frames
-    out = frames - frames.mean(axis=0, keepdims=True)
+    n = frames.shape[1] if columns is None else columns
+    ceps = frames[:, :n]
+    out = ceps - ceps.mean(axis=0, keepdims=True)
     if mode == "cmvn":
-        out = out / (frames.std(axis=0, keepdims=True) + 1e-5)
-    return np.asarray(out)
+        out = out / (ceps.std(axis=0, keepdims=True) + 1e-5)
+    if n == frames.shape[1]:
+        return np.asarray(out)
+    return np.concatenate((out, frames[:, n:]), axis=1)
 
 
 def frame_dbfs(log_energy: np.ndarray, config: MfccConfig) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Speech emotion on the device: MFCC windows -> int8 model -> per-window and per-file decisions.
+"""Speech emotion on the device: feature windows (MFCCs, optionally with prosody) -> int8 model ->
+per-window and per-file decisions.
 
 A model's manifest fixes its MFCC config and window length (in frames); the hop between windows
 comes from the manifest too but may be overridden.  A speech-activity gate turns windows that are
@@ -144,7 +145,7 @@ def window_starts(n_frames: int, window: int, hop: int) -> list[int]:
 
 
 def windows_of(frames: np.ndarray, window: int, hop: int) -> list[tuple[int, np.ndarray]]:
-    """``(start, (window, n_ceps) frames)`` for each window; short inputs are wrapped around to
+    """``(start, (window, columns) frames)`` for each window; short inputs are wrapped around to
     fill one window (repeating the utterance keeps its statistics, unlike zero padding)."""
     if frames.shape[0] < window:
         frames = np.pad(frames, ((0, window - frames.shape[0]), (0, 0)), mode="wrap")
@@ -242,11 +243,12 @@ class SpeechClassifier(Closeable):
             raise ModelError(f"{source}: manifest preprocessing has window_frames="
                              f"{self.window_frames} and hop_frames={manifest_hop}; they need "
                              f"1 <= hop_frames <= window_frames <= 100000")
-        want = (1, self.window_frames, self.config.n_ceps, 1)
+        want = (1, self.window_frames, self.config.n_columns, 1)
         if tuple(self.model.input_shape) != want:
             raise ManifestMismatchError(
                 f"{source}: model input shape {tuple(self.model.input_shape)} does not match the "
-                f"manifest's window_frames={self.window_frames}, n_ceps={self.config.n_ceps} {want}"
+                f"manifest's window_frames={self.window_frames}, n_ceps={self.config.n_ceps}, "
+                f"prosody={self.config.prosody} {want}"
             )
         if hop_s is None:
             self.hop_frames = manifest_hop
@@ -276,10 +278,11 @@ class SpeechClassifier(Closeable):
         return self.hop_frames * self.config.hop_length_s
 
     def model_input(self, frames: np.ndarray) -> np.ndarray:
-        """Raw ``(window, n_ceps)`` MFCC frames -> the model's float input (normalised)."""
+        """Raw ``(window, n_columns)`` feature frames -> the model's float input (normalised)."""
         if self.adaptation is not None:
             frames = self.adaptation.normalize(frames)
-        return normalize_window(frames, self.config.normalize)[..., None].astype(np.float32)
+        return normalize_window(frames, self.config.normalize, self.config.normalized_columns)[
+            ..., None].astype(np.float32)
 
     def observe(self, frames: np.ndarray) -> None:
         """Let an adapting model learn from speech frames heard (pauses are left out)."""
@@ -392,7 +395,7 @@ class SpeechStream:
     def reset(self) -> None:
         """Forget all audio (e.g. after the microphone restarted)."""
         self._mfcc.reset()
-        self._buf = np.zeros((0, self.classifier.config.n_ceps))
+        self._buf = np.zeros((0, self.classifier.config.n_columns))
         self._buf_start = 0  # absolute frame index of self._buf[0]
         self._next_start = 0  # absolute frame index at which the next window starts
         self._emitted = 0
