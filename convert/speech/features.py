@@ -43,7 +43,8 @@ class FeatureBank:
         for u in self.utts:
             frames: list[np.ndarray] = []
             for group in groups:
-                cached = _cache_file(cache_dir, keys[group], u.path) if cache_dir else None
+                cached = (_cache_file(cache_dir, keys[group], u.path) if cache_dir is not None
+                          else None)
                 if cached is not None and cached.is_file():
                     with np.load(cached) as z:
                         frames += [z[k] for k in sorted(z.files, key=lambda k: int(k[1:]))]
