@@ -16,6 +16,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import signal
 import sys
 import threading
 import time
@@ -226,24 +227,30 @@ def _main(args: argparse.Namespace) -> int:
     client.subscribe([(topic, 1) for topic in view.topics])
     client.reconnect_delay_set(1, 30)
     client.loop_start()
+    # Ctrl-C (or SIGINT from a script) ends the view after one last picture.  It sets an event
+    # rather than raising KeyboardInterrupt anywhere: raised between taking the view's lock and
+    # entering its `with` block, the interrupt would leave the lock held and the view hung.
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        _show(view, args, sys.stdout)
-    except KeyboardInterrupt:  # Ctrl-C (or SIGINT from a script): the last picture, then stop
-        _print(view.snapshot(), args, sys.stdout)
+        _show(view, args, sys.stdout, stop=stop)
     finally:
+        signal.signal(signal.SIGINT, previous)
         client.disconnect()
         client.loop_stop()
     return 0
 
 
 def _show(view: FleetView, args: argparse.Namespace, out: TextIO,
-          clock: Callable[[], float] = time.monotonic) -> None:
+          clock: Callable[[], float] = time.monotonic,
+          stop: threading.Event | None = None) -> None:
     start = clock()
     tty = out.isatty() and not args.json
+    stop = stop or threading.Event()
     while True:
-        time.sleep(args.interval)
+        stopped = stop.wait(args.interval)
         snapshot = view.snapshot()
-        done = args.once or (args.duration and clock() - start >= args.duration)
+        done = stopped or args.once or (args.duration and clock() - start >= args.duration)
         _print(snapshot, args, out, clear=tty)
         if done:
             return
