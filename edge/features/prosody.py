@@ -25,6 +25,7 @@ include fast intonation too.  They are 0 outside voiced runs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Final, Protocol
 
@@ -87,12 +88,11 @@ class _Previous:
 class _Analysis:
     """Window, FFT size and band limits for one sample rate and MFCC framing, built once."""
 
-    def __init__(self, config: Framing) -> None:
-        sr = config.sample_rate
-        self.hop = config.frame_step
-        self.length = max(int(round(ANALYSIS_S * sr)), config.frame_length)
+    def __init__(self, sr: int, frame_length: int, frame_step: int) -> None:
+        self.hop = frame_step
+        self.length = max(int(round(ANALYSIS_S * sr)), frame_length)
         #: Samples before the MFCC frame's start, so both windows share a centre.
-        self.left = (self.length - config.frame_length) // 2
+        self.left = (self.length - frame_length) // 2
         self.lag_lo = max(2, int(math.floor(sr / F0_MAX)))
         self.lag_hi = min(int(math.ceil(sr / F0_MIN)), self.length // 2)
         # Long enough that the autocorrelation up to lag_hi does not wrap around.
@@ -185,6 +185,17 @@ class _Analysis:
         return out, state
 
 
+@functools.lru_cache(maxsize=8)
+def _analysis(sample_rate: int, frame_length: int, frame_step: int) -> _Analysis:
+    """The analysis for one framing, built once (window, its autocorrelation, band limits), as
+    :class:`~edge.features.Mfcc` builds its matrices once."""
+    return _Analysis(sample_rate, frame_length, frame_step)
+
+
+def _analysis_of(config: Framing) -> _Analysis:
+    return _analysis(config.sample_rate, config.frame_length, config.frame_step)
+
+
 def prosody_frames(signal: np.ndarray, config: Framing) -> np.ndarray:
     """``(n_frames, 12)`` prosody frames of a mono float signal at ``config.sample_rate``.
 
@@ -192,7 +203,7 @@ def prosody_frames(signal: np.ndarray, config: Framing) -> np.ndarray:
     ``i`` lines up with MFCC frame ``i``.
     """
     x = np.asarray(signal, dtype=np.float64).reshape(-1)
-    an = _Analysis(config)
+    an = _analysis_of(config)
     n = config.num_frames(x.size)
     padded = np.zeros(an.left + (n - 1) * an.hop + an.length)
     padded[an.left : an.left + x.size] = x
@@ -209,7 +220,7 @@ class StreamingProsody:
 
     def __init__(self, config: Framing) -> None:
         self.config = config
-        self._an = _Analysis(config)
+        self._an = _analysis_of(config)
         self.reset()
 
     def reset(self) -> None:
