@@ -21,6 +21,8 @@ from .decision import Decision
 
 __all__ = [
     "Box",
+    "FaceBox",
+    "roll_of",
     "GrayFrame",
     "AudioBlock",
     "AudioSource",
@@ -37,6 +39,31 @@ __all__ = [
 
 #: A face box ``(x, y, w, h)`` in frame pixels.
 Box: TypeAlias = tuple[int, int, int, int]
+
+
+class FaceBox(tuple[int, int, int, int]):
+    """A :data:`Box` that also carries the face's in-plane turn (``roll``, degrees: the angle
+    of the line through the eyes, positive when the face leans to its right in the image, i.e.
+    clockwise).  A detector that finds eyes (BlazeFace) returns these; everything that takes a
+    plain box takes one, and :func:`edge.features.face.crop_face` can turn the face upright."""
+
+    roll: float
+
+    def __new__(cls, x: int, y: int, w: int, h: int, roll: float = 0.0) -> FaceBox:
+        self = super().__new__(cls, (int(x), int(y), int(w), int(h)))
+        self.roll = float(roll)
+        return self
+
+    def __getnewargs__(self) -> tuple[int, int, int, int, float]:
+        return (*self, self.roll)
+
+    def __repr__(self) -> str:
+        return f"FaceBox({', '.join(map(str, self))}, roll={self.roll:.1f})"
+
+
+def roll_of(box: object) -> float:
+    """The face's roll in degrees if ``box`` carries one (:class:`FaceBox`), else 0."""
+    return box.roll if isinstance(box, FaceBox) else 0.0
 #: A 2-D uint8 grey image.
 GrayFrame: TypeAlias = npt.NDArray[np.uint8]
 #: Mono float32 audio samples.

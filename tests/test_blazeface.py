@@ -308,3 +308,50 @@ def test_classify_face_cli_detector_choice(tmp_path, monkeypatch, capsys):
     assert main(["classify-face", "--detector", "blazeface", "--model", model, face]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "emotion-convert blazeface" in err[0]
+
+
+def test_eye_roll_is_the_eye_lines_turn_whichever_eye_comes_first():
+    from edge.vision.blazeface import eye_roll
+
+    assert eye_roll(np.array([0.0, 0.0, 1.0, 0.0])) == 0.0
+    assert eye_roll(np.array([0.0, 0.0, 1.0, 1.0])) == pytest.approx(45.0)
+    assert eye_roll(np.array([1.0, 1.0, 0.0, 0.0])) == pytest.approx(45.0)  # mirrored
+    assert eye_roll(np.array([0.0, 1.0, 1.0, 0.0])) == pytest.approx(-45.0)
+
+
+def test_decoder_adds_keypoints_at_their_anchor_when_asked():
+    anchors = short_range_anchors()
+    reg = np.zeros((896, 16), np.float32)
+    logits = np.full(896, -10.0, np.float32)
+    logits[5] = 10.0
+    reg[5, :4] = [0, 0, 32, 32]
+    reg[5, 4:8] = [-8, -4, 8, 4]  # right eye up-left of the anchor, left eye down-right
+    boxes, _ = decode_detections(reg, logits, anchors, 0.5, keypoints=True)
+    assert boxes.shape == (1, 16)
+    np.testing.assert_allclose(boxes[0, 4:8], np.r_[anchors[5] + [-8 / 128, -4 / 128],
+                                                    anchors[5] + [8 / 128, 4 / 128]])
+    merged = weighted_nms(np.repeat(boxes, 2, axis=0), np.array([0.9, 0.6]), 0.3)
+    assert len(merged) == 1 and merged[0][0].shape == (16,)
+
+
+@pytest.mark.parametrize("turn", [-20.0, 20.0])
+def test_blazeface_measures_how_far_a_face_is_turned(blazeface_model, turn):
+    cv2 = pytest.importorskip("cv2")
+    from edge.interfaces import FaceBox
+    from edge.sources.images import read_gray_image
+
+    gray = read_gray_image(REPO / "demo" / "face.jpg")
+    with BlazeFaceDetector(blazeface_model) as det:
+        (x, y, w, h), = det.detect(gray)
+        # The demo face is small (68 px of 320): its keypoints are coarse.  Nearer the camera:
+        gray = cv2.resize(gray[max(0, y - h):y + 2 * h, max(0, x - w):x + 2 * w], None, fx=2, fy=2)
+        (level,) = det.detect(gray)
+        h, w = gray.shape
+        centre = (level[0] + level[2] / 2, level[1] + level[3] / 2)
+        # cv2 turns counter-clockwise for a positive angle: the eye line then rises to the right.
+        turned = cv2.warpAffine(gray, cv2.getRotationMatrix2D(centre, turn, 1.0), (w, h),
+                                borderMode=cv2.BORDER_REPLICATE)
+        (found,) = det.detect(turned)
+    assert isinstance(level, FaceBox) and isinstance(found, FaceBox)
+    assert abs(level.roll) < 8
+    assert found.roll - level.roll == pytest.approx(-turn, abs=5)

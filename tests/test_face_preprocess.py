@@ -114,3 +114,86 @@ def test_the_classifier_follows_the_manifests_input_size(tmp_path):
     with pytest.raises(ManifestMismatchError, match="field 'size' is 64 but the device is "
                                                     "configured with 48"):
         FaceClassifier(path, preprocess=FacePreprocessConfig())
+
+
+def _eye_bar(roll_deg: float, size: int = 200) -> np.ndarray:
+    """A frame with one bright bar (an "eye line") through its centre at ``roll_deg``."""
+    img = np.zeros((size, size), np.uint8)
+    th = np.radians(roll_deg)
+    for t in np.linspace(-40, 40, 400):
+        x, y = round(size / 2 + t * np.cos(th)), round(size / 2 + t * np.sin(th))
+        img[y - 1 : y + 2, x - 1 : x + 2] = 255
+    return img
+
+
+@pytest.mark.parametrize("roll", [-25.0, -15.0, 20.0, 30.0])
+def test_upright_crop_levels_the_eye_line_and_plain_crop_does_not(roll):
+    pytest.importorskip("cv2")
+    from edge.interfaces import FaceBox
+
+    frame = _eye_bar(roll)
+    box = FaceBox(50, 50, 100, 100, roll=roll)
+    cfg = FacePreprocessConfig(size=100, upright=True)
+
+    def rows_spanned(x):
+        rows = np.where(x[:, :, 0].max(1) > 0.0)[0]
+        return rows.max() - rows.min()
+
+    assert rows_spanned(crop_face(frame, box, cfg)) <= 6
+    # An 80-pixel bar at 15 degrees or more spans over 20 rows when nothing turns it.
+    assert rows_spanned(crop_face(frame, box, FacePreprocessConfig(size=100))) > 18
+    # The wrong turn makes it worse, not better: the sign is checked, not only the size.
+    wrong = FaceBox(50, 50, 100, 100, roll=-roll)
+    assert rows_spanned(crop_face(frame, wrong, cfg)) > 36
+
+
+def test_upright_with_roll_zero_or_a_plain_box_is_the_plain_crop():
+    pytest.importorskip("cv2")
+    from edge.interfaces import FaceBox
+
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 256, (120, 160), dtype=np.uint8)
+    up, plain = FacePreprocessConfig(size=48, upright=True), FacePreprocessConfig(size=48)
+    for box in [(10, 20, 60, 70), FaceBox(10, 20, 60, 70), FaceBox(130, 90, 60, 60)]:
+        np.testing.assert_array_equal(crop_face(frame, box, up), crop_face(frame, box, plain))
+
+
+def test_upright_crop_of_an_unturned_face_near_the_border_repeats_the_edge():
+    pytest.importorskip("cv2")
+    from edge.features.face import _upright_patch
+
+    frame = np.arange(100 * 120, dtype=np.uint32).reshape(100, 120).astype(np.uint8)
+    np.testing.assert_array_equal(_upright_patch(frame, (10, 20, 30, 40), 0.0, 0.0),
+                                  frame[20:60, 10:40])
+    out = _upright_patch(frame, (100, 80, 40, 40), 0.0, 0.0)
+    assert out.shape == (40, 40)
+    np.testing.assert_array_equal(out[:20, :20], frame[80:, 100:])
+    np.testing.assert_array_equal(out[25, 30], frame[99, 119])
+
+
+def test_upright_is_left_out_of_the_manifest_when_off_and_read_when_on():
+    assert "upright" not in FacePreprocessConfig().to_dict()
+    on = FacePreprocessConfig(upright=True)
+    assert on.to_dict()["upright"] is True
+    assert FacePreprocessConfig.from_dict(on.to_dict()) == on
+    old = {"size": 64, "margin": 0.0, "normalisation": "minus1_1", "interpolation": "area",
+           "kind": "face_crop"}
+    assert FacePreprocessConfig.from_dict(old).upright is False
+    with pytest.raises(ConfigError, match="upright"):
+        FacePreprocessConfig(upright="yes")  # type: ignore[arg-type]
+
+
+def test_face_box_is_a_plain_box_that_also_carries_its_roll():
+    import json
+    import pickle
+
+    from edge.interfaces import FaceBox, roll_of
+
+    box = FaceBox(1, 2, 3, 4, roll=-7.5)
+    assert box == (1, 2, 3, 4) and tuple(box) == (1, 2, 3, 4)
+    x, y, w, h = box
+    assert (x, y, w, h) == (1, 2, 3, 4)
+    assert json.dumps(box) == "[1, 2, 3, 4]"
+    again = pickle.loads(pickle.dumps(box))
+    assert again == box and again.roll == -7.5
+    assert roll_of(box) == -7.5 and roll_of((1, 2, 3, 4)) == 0.0

@@ -3,8 +3,11 @@
 Training (``convert.face``) and the device call the same :func:`crop_face`, so a FER2013 image
 (already a 48x48 face crop) and a face found by a detector in a camera frame reach the network
 through identical code: expand the box by ``margin``, clip to the frame, resize to ``size`` x
-``size`` with area interpolation, and scale grey levels to ``[-1, 1]``.  The model's manifest
-records the :class:`FacePreprocessConfig` it was trained with.
+``size`` with area interpolation, and scale grey levels to ``[-1, 1]``.  A model trained with
+``upright`` also turns each face so its eyes are level first, when the detector found them (a
+:class:`~edge.interfaces.FaceBox` with a roll, from BlazeFace; Haar's boxes have none and are
+cropped as they are).  The model's manifest records the :class:`FacePreprocessConfig` it was
+trained with.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 
 from .. import optional
 from ..errors import ConfigError, ImageFileError
+from ..interfaces import roll_of
 
 __all__ = ["FacePreprocessConfig", "normalise", "crop_face", "crop_faces"]
 
@@ -33,12 +37,16 @@ class FacePreprocessConfig:
             (0.0 = the detector's box as is); clipped at the frame border.
         normalisation: ``"minus1_1"`` maps grey 0..255 to -1..1, ``"zero_1"`` to 0..1.
         interpolation: OpenCV resize interpolation name (``"area"`` or ``"linear"``).
+        upright: turn the face about its box centre so the line through its eyes is level
+            before cropping, when the box carries the face's roll (BlazeFace's eye keypoints).
+            Left out of the manifest when off, so older devices still read the manifest.
     """
 
     size: int = 48
     margin: float = 0.0
     normalisation: str = "minus1_1"
     interpolation: str = "area"
+    upright: bool = False
 
     def __post_init__(self) -> None:
         if not 8 <= int(self.size) <= 512:
@@ -50,6 +58,8 @@ class FacePreprocessConfig:
                 f"face normalisation {self.normalisation!r} is unknown; choose one of "
                 f"{', '.join(_NORMALISATIONS)}"
             )
+        if not isinstance(self.upright, bool):
+            raise ConfigError(f"face upright {self.upright!r} must be true or false")
         if self.interpolation not in ("area", "linear"):
             raise ConfigError(
                 f"face interpolation {self.interpolation!r} is unknown; choose area or linear"
@@ -57,6 +67,8 @@ class FacePreprocessConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        if not self.upright:
+            del d["upright"]
         d["kind"] = "face_crop"
         return d
 
@@ -89,10 +101,32 @@ def _expand_box(
     return x0, y0, x1, y1
 
 
+def _upright_patch(gray: np.ndarray, box: Sequence[int], margin: float, roll: float) -> np.ndarray:
+    """The box (grown by ``margin``) cut from ``gray`` turned upright: a face whose eye line
+    runs at ``roll`` degrees (clockwise, image y down) comes out level.  At the frame's own
+    resolution; beyond the frame its edge pixels repeat.  ``roll = 0`` gives exactly the
+    box's pixels."""
+    cv2 = optional.cv2()
+    x, y, w, h = (int(v) for v in box)
+    out_w, out_h = w + 2 * round(w * margin), h + 2 * round(h * margin)
+    c, s = np.cos(np.radians(roll)), np.sin(np.radians(roll))
+    # Output pixel d (from the patch centre) comes from frame point centre + R(roll) d, with
+    # pixel centres at whole indices on both sides.
+    cx, cy = x + (w - 1) / 2, y + (h - 1) / 2
+    ox, oy = (out_w - 1) / 2, (out_h - 1) / 2
+    back = np.array([[c, -s, cx - c * ox + s * oy],
+                     [s, c, cy - s * ox - c * oy]])
+    patch: np.ndarray = cv2.warpAffine(gray, back, (out_w, out_h),
+                                       flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                       borderMode=cv2.BORDER_REPLICATE)
+    return patch
+
+
 def crop_face(
     gray: np.ndarray, box: Sequence[int] | None, cfg: FacePreprocessConfig
 ) -> np.ndarray:
-    """Crop ``box`` (``None`` = whole image) from a grey frame -> float32 ``(size, size, 1)``."""
+    """Crop ``box`` (``None`` = whole image) from a grey frame -> float32 ``(size, size, 1)``;
+    with ``cfg.upright``, a box with a roll is turned upright first."""
     gray = np.asarray(gray)
     if gray.ndim != 2 or gray.dtype != np.uint8:
         raise ImageFileError(f"crop_face needs a 2-D uint8 grey image, got {gray.shape} {gray.dtype}")
@@ -101,7 +135,11 @@ def crop_face(
     x0, y0, x1, y1 = _expand_box(box, gray.shape, cfg.margin)
     if x1 - x0 < 2 or y1 - y0 < 2:
         raise ImageFileError(f"face box {tuple(box)} is empty inside a {gray.shape} frame")
-    patch = gray[y0:y1, x0:x1]
+    roll = roll_of(box) if cfg.upright else 0.0
+    if roll:  # 0 keeps the plain crop (clipped at the frame border), as before ``upright``
+        patch = _upright_patch(gray, box, cfg.margin, roll)
+    else:
+        patch = gray[y0:y1, x0:x1]
     if patch.shape != (cfg.size, cfg.size):
         cv2 = optional.cv2()
         interp = cv2.INTER_AREA if cfg.interpolation == "area" else cv2.INTER_LINEAR

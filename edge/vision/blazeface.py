@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import optional
 from ..errors import ConfigError, ModelError
-from ..interfaces import Box, GrayFrame
+from ..interfaces import Box, FaceBox, GrayFrame
 from ..lifecycle import Closeable
 from ..models.manifest import sha256_of
 from ..models.runtime import open_interpreter
@@ -39,6 +39,7 @@ __all__ = [
     "BlazeFaceDetector",
     "short_range_anchors",
     "decode_detections",
+    "eye_roll",
     "weighted_nms",
 ]
 
@@ -104,10 +105,13 @@ def short_range_anchors() -> np.ndarray:
 
 
 def decode_detections(
-    regressors: np.ndarray, logits: np.ndarray, anchors: np.ndarray, score_threshold: float
+    regressors: np.ndarray, logits: np.ndarray, anchors: np.ndarray, score_threshold: float,
+    *, keypoints: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Boxes ``(K, 4)`` as ``(x, y, w, h)`` in [0, 1] input coordinates and their scores ``(K,)``
-    for the anchors scoring at least ``score_threshold``.
+    for the anchors scoring at least ``score_threshold``; with ``keypoints``, each row goes on
+    with the 6 keypoints' ``(x, y)`` (``(K, 16)``: right eye, left eye, nose tip, mouth centre,
+    right ear, left ear; "right" is the person's).
 
     ``regressors`` is ``(896, 16)`` (box centre offset, size, then 6 keypoints, in input pixels);
     ``logits`` is ``(896,)``.
@@ -115,10 +119,13 @@ def decode_detections(
     # Clipping as MediaPipe does (score_clipping_thresh 100) keeps exp() finite.
     scores = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -100.0, 100.0)))
     keep = scores >= score_threshold
-    r = regressors[keep, :4].astype(np.float64) / INPUT_SIZE
+    r = regressors[keep].astype(np.float64) / INPUT_SIZE
     a = anchors[keep]
     w, h = r[:, 2], r[:, 3]
     boxes = np.stack([a[:, 0] + r[:, 0] - w / 2, a[:, 1] + r[:, 1] - h / 2, w, h], axis=1)
+    if keypoints:
+        points = r[:, 4:16] + np.tile(a, 6)
+        boxes = np.concatenate([boxes, points], axis=1)
     return boxes, scores[keep]
 
 
@@ -127,12 +134,13 @@ def weighted_nms(
 ) -> list[tuple[np.ndarray, float]]:
     """MediaPipe's weighted NMS: the best box and every box overlapping it above
     ``iou_threshold`` are merged into their score-weighted mean; repeat on the rest.
-    Returns ``[(box, score), ...]`` best first (score = the best box's)."""
+    Returns ``[(box, score), ...]`` best first (score = the best box's).  Columns after the
+    first 4 (keypoints) are merged with the same weights."""
     order = np.argsort(-scores, kind="stable")
     boxes, scores = boxes[order], scores[order]
     out = []
     while len(boxes):
-        overlap = box_iou(boxes[0], boxes) > iou_threshold
+        overlap = box_iou(boxes[0, :4].tolist(), boxes[:, :4]) > iou_threshold
         overlap[0] = True
         w = scores[overlap]
         out.append(((boxes[overlap] * w[:, None]).sum(0) / w.sum(), float(scores[0])))
@@ -140,8 +148,18 @@ def weighted_nms(
     return out
 
 
+def eye_roll(eyes: np.ndarray) -> float:
+    """Degrees the line through two eyes ``(x0, y0, x1, y1)`` turns clockwise from level (image
+    y down), in (-90, 90]: which eye is which does not matter (a mirrored camera swaps them)."""
+    dx, dy = float(eyes[2] - eyes[0]), float(eyes[3] - eyes[1])
+    if dx < 0 or (dx == 0 and dy < 0):
+        dx, dy = -dx, -dy
+    return float(np.degrees(np.arctan2(dy, dx)))
+
+
 class BlazeFaceDetector(Closeable):
-    """Face boxes ``(x, y, w, h)`` in frame pixels, largest first, from BlazeFace short-range.
+    """Face boxes ``(x, y, w, h)`` in frame pixels, largest first, from BlazeFace short-range;
+    each a :class:`~edge.interfaces.FaceBox` whose ``roll`` is the turn of the eye line.
 
     ``model`` is the ``.tflite`` path (default: ``face_detection_short_range.tflite`` in the model
     folders, see :mod:`edge.paths`).  The frame is letterboxed to a square (so faces keep their
@@ -216,8 +234,9 @@ class BlazeFaceDetector(Closeable):
         x = small.astype(np.float32) * (2.0 / 255.0) - 1.0
         regressors, logits = self._invoke(np.repeat(x[None, :, :, None], 3, axis=-1))
         cfg = self.config
-        boxes, scores = decode_detections(regressors, logits, self._anchors, cfg.score_threshold)
-        found = []
+        boxes, scores = decode_detections(regressors, logits, self._anchors, cfg.score_threshold,
+                                          keypoints=True)
+        found: list[Box] = []
         for box, _ in weighted_nms(boxes, scores, cfg.iou_threshold):
             cx, cy, bw, bh = (box[0] + box[2] / 2, box[1] + box[3] * (0.5 + cfg.box_shift),
                               box[2] * cfg.box_scale, box[3] * cfg.box_scale)
@@ -225,7 +244,7 @@ class BlazeFaceDetector(Closeable):
             x0, y0 = max(0, round(bx - left)), max(0, round(by - top))
             x1, y1 = min(w, round(bx + bw - left)), min(h, round(by + bh - top))
             if x1 - x0 >= max(cfg.min_size, 1) and y1 - y0 >= max(cfg.min_size, 1):
-                found.append((x0, y0, x1 - x0, y1 - y0))
+                found.append(FaceBox(x0, y0, x1 - x0, y1 - y0, roll=eye_roll(box[4:8])))
         found.sort(key=lambda b: b[2] * b[3], reverse=True)
         return found[:1] if cfg.largest_only else found
 
