@@ -29,6 +29,7 @@ from edge.models.face import FACE_MODEL_FILE, FACE_TASK, FER_LABELS, face_probab
 
 from ..export import tflite_latency_ms
 from .data import FaceData
+from .detected import Located, detector_crops, locate_faces
 from .ferplus import MAJORITY_PROTOCOL, VOTE_RULE, majority_accuracy
 from .model import StudentSpec, build_student, count_macs, load_weights, with_weights
 from .prune import channel_decay, prune_student, select_channels
@@ -93,12 +94,21 @@ class Crops:
     majority_choose: np.ndarray | None = None
     majority_report: np.ndarray | None = None
 
+    #: The detector's boxes of the train, choose and report images (``input.crops =
+    #: "detector"``, :mod:`convert.face.detected`); None = FER2013's own crops.
+    located: tuple[Located, Located, Located] | None = None
+
     @classmethod
-    def of(cls, data: FaceData, preprocess: FacePreprocessConfig) -> Crops:
-        return cls(crop_faces(data.train.x, preprocess), data.train.y,
-                   crop_faces(data.choose.x, preprocess), data.choose.y,
-                   crop_faces(data.report.x, preprocess), data.report.y,
-                   data.train.vote_targets(), data.choose.majority(), data.report.majority())
+    def of(cls, data: FaceData, preprocess: FacePreprocessConfig,
+           located: tuple[Located, Located, Located] | None = None) -> Crops:
+        splits = (data.train, data.choose, data.report)
+        if located is None:
+            x = [crop_faces(s.x, preprocess) for s in splits]
+        else:
+            x = [detector_crops(s.x, where, preprocess) for s, where in zip(splits, located)]
+        return cls(x[0], data.train.y, x[1], data.choose.y, x[2], data.report.y,
+                   data.train.vote_targets(), data.choose.majority(), data.report.majority(),
+                   located)
 
     def val_labels(self, stage: TrainSection) -> np.ndarray:
         """The choose split's labels that pick a stage's epoch: FER+ majority votes for a stage
@@ -281,6 +291,20 @@ def _train(model: Any, crops: Crops, stage: TrainSection, recipe: FaceRecipe, ta
                          **kwargs)
 
 
+def locate(recipe: FaceRecipe, data: FaceData) -> tuple[Located, Located, Located] | None:
+    """The device detector's face boxes in every split with ``input.crops = "detector"``."""
+    if recipe.input.crops != "detector":
+        return None
+    from edge.vision.blazeface import BlazeFaceDetector
+
+    with BlazeFaceDetector() as detector:
+        located = (locate_faces(data.train.x, detector), locate_faces(data.choose.x, detector),
+                   locate_faces(data.report.x, detector))
+    logger.info("detector crops: faces found in %s of train / choose / report",
+                " / ".join(f"{where.found_rate:.3f}" for where in located))
+    return located
+
+
 def train_parent(
     recipe: FaceRecipe, data: FaceData, crops: Crops, teacher: Targets, report_dir: Path,
     parent_path: str | Path | None = None,
@@ -298,7 +322,7 @@ def train_parent(
     else:
         size = recipe.parent_input_size
         train_crops = crops if size == recipe.input.size else Crops.of(
-            data, dataclasses.replace(recipe.input.preprocess(), size=size))
+            data, dataclasses.replace(recipe.input.preprocess(), size=size), crops.located)
         model = build_student(dataclasses.replace(spec, input_size=size), gamma_l1=gamma_l1)
         history = _train(model, train_crops, recipe.train, recipe, teacher)
         model.save(report_dir / "parent.keras")
@@ -604,7 +628,7 @@ def run_face_pipeline(
     out_dir.mkdir(parents=True, exist_ok=True)
     report_dir.mkdir(parents=True, exist_ok=True)
     labels = data.labels
-    crops = Crops.of(data, recipe.input.preprocess())
+    crops = Crops.of(data, recipe.input.preprocess(), locate(recipe, data))
     teacher_logits = teacher_targets(teacher, data.train)
 
     parent = train_parent(recipe, data, crops, teacher_logits, report_dir, parent_path)

@@ -30,6 +30,7 @@ from .prune import PRUNE_CRITERIA, prune_spec
 from .train import FINETUNE_TARGETS, TrainSection
 
 __all__ = [
+    "CROP_SOURCES",
     "PRUNE_SCHEDULES",
     "RunSection",
     "InputSection",
@@ -44,6 +45,8 @@ __all__ = [
 ]
 
 PRUNE_SCHEDULES = ("gradual", "one-shot")
+#: Where the training crops come from (:attr:`InputSection.crops`).
+CROP_SOURCES = ("fer", "detector")
 
 
 def _changed(name: str, default: Any, doc: str | None = None, **bounds: Any) -> Any:
@@ -73,9 +76,18 @@ class InputSection(Section):
     margin: float = setting(
         0.0, "Fraction of the face box's width and height added on every side before cropping "
         "(0 = the box as is); recorded in the manifest.", min=0.0, max=1.0)
+    upright: bool = setting(
+        False, "Turn each face so its eyes are level before cropping, when the detector gives "
+        "them (BlazeFace; Haar's boxes are cropped as they are); recorded in the manifest, so "
+        "the device does the same.")
+    crops: str = setting(
+        "fer", "Where training and scoring crops come from: fer (FER2013's own crops) or "
+        "detector (the device's BlazeFace finds each face on a padded canvas and the crop is "
+        "cut from its box, upright with upright = true; convert/face/detected.py).",
+        choices=CROP_SOURCES)
 
     def preprocess(self) -> FacePreprocessConfig:
-        return FacePreprocessConfig(size=self.size, margin=self.margin)
+        return FacePreprocessConfig(size=self.size, margin=self.margin, upright=self.upright)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -70,6 +70,10 @@ class TrainSection(Section):
     augment: bool = setting(
         True, "Random flip, +-10% shift, +-14 degree rotation, +-10% zoom, contrast and "
         "brightness.")
+    camera: bool = setting(
+        False, "After augment: a cheap camera's blur, sensor noise, low light and gamma, lost "
+        "resolution, JPEG and an occluding patch, each at random (albumentations; "
+        "convert/face/camera.py).")
     ema_decay: float = setting(
         0.0, "Per-step decay of an average of the weights and BN statistics that is evaluated "
         "and kept (0 = none; 0.999 averages about the last 1000 steps); did not help at 48x48.",
@@ -134,6 +138,17 @@ def _dataset(x, y, t, tf_, cfg: TrainSection, num_classes: int, class_w, seed: i
         aug = _augmenter(seed)
         ds = ds.map(lambda a, b: (tf.clip_by_value(aug(a, training=True), -1.0, 1.0), b),
                     num_parallel_calls=tf.data.AUTOTUNE)
+    if cfg.camera:
+        from .camera import apply_camera, camera_effects
+
+        effects = camera_effects(seed + 5)
+
+        def camera(a, b):
+            out = tf.numpy_function(lambda v: apply_camera(v, effects), [a], tf.float32)
+            return tf.ensure_shape(out, a.shape), b
+
+        # One call at a time: the effects draw from one seeded generator in batch order.
+        ds = ds.map(camera, num_parallel_calls=1)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
