@@ -198,6 +198,15 @@ def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus
     # recipe and split is reused, not trained again.
     reports = sorted((out / "reports" / "speech").glob("loco_*.json"))
     stamps = [r.stat().st_mtime_ns for r in reports]
+    # Each unseen corpus's clip probabilities are kept, and they are the ones scored.
+    for report in reports:
+        row = json.loads(report.read_text())
+        with np.load(report.with_name(report.stem + "_clips.npz")) as clips:
+            assert clips["adapted"].shape == clips["fresh"].shape == (len(clips["y"]), len(m.labels))
+            assert len(clips["speaker"]) == row["test_clips"]
+            for probs, figures in ((clips["adapted"], row), (clips["fresh"], row["fresh"])):
+                got = classification_metrics(clips["y"], probs.argmax(1), list(clips["labels"]))
+                assert got["uar"] == pytest.approx(figures["uar"])
     before = model.read_bytes()
     assert main(["-q", "speech", "--corpus", f"csv:{synthetic_corpus}", "--corpus",
                  f"csv:{second_room}", "--out", str(out), "--folds", "0", "--epochs", "2",
@@ -272,3 +281,28 @@ def test_room_copies_are_seeded_level_kept_and_cached_apart(synthetic_corpus, tm
     again = FeatureBank(utts, base.replace("augment", room_copies=2), cache_dir=cache)
     for got, want in zip(again.variants, rooms.variants):
         np.testing.assert_array_equal(got[3], want[3])
+
+
+def test_spec_augment_masks_bounded_spans_and_bands_and_nothing_else():
+    from convert.speech.train import spec_augment
+
+    x = np.random.default_rng(1).normal(1.0, 0.1, (40, 100, 20, 1)).astype(np.float32) + 5.0
+    before = x.copy()
+    spec_augment(x, np.random.default_rng(0), time_masks=1, time_width=12, feature_masks=1,
+                 feature_width=4)
+    masked = x == 0.0
+    assert np.array_equal(x[~masked], before[~masked])  # only masking, nothing else moves
+    for w in masked[..., 0]:
+        rows, cols = w.all(axis=1), w.all(axis=0)
+        assert rows.sum() <= 12 and cols.sum() <= 4
+        if rows.any():  # one contiguous span
+            assert np.ptp(np.flatnonzero(rows)) == rows.sum() - 1
+        # every masked value lies in a masked span or band
+        assert not (w & ~rows[:, None] & ~cols[None, :]).any()
+    assert masked.any(axis=(1, 2, 3)).mean() > 0.5
+    same = before.copy()
+    spec_augment(same, np.random.default_rng(0), 1, 12, 1, 4)
+    assert np.array_equal(same, x)  # seeded
+    untouched = before.copy()
+    spec_augment(untouched, np.random.default_rng(0), 0, 12, 0, 4)
+    assert np.array_equal(untouched, before)

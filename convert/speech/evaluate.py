@@ -93,9 +93,14 @@ def views(train: FeatureBank, test: FeatureBank, recipe: SpeechRecipe) -> Views:
 
 
 def _score(model: Any, bank: FeatureBank, y: np.ndarray, labels: Sequence[str],
-           recipe: SpeechRecipe, gate: SpeechGate) -> dict[str, Any]:
-    """Clip metrics, and each corpus's own when the clips come from several."""
-    pred = predict_clips(model, bank, recipe, gate).argmax(1)
+           recipe: SpeechRecipe, gate: SpeechGate,
+           keep: list[np.ndarray] | None = None) -> dict[str, Any]:
+    """Clip metrics, and each corpus's own when the clips come from several; ``keep`` collects
+    the clip probabilities."""
+    probs = predict_clips(model, bank, recipe, gate)
+    if keep is not None:
+        keep.append(probs)
+    pred = probs.argmax(1)
     m = classification_metrics(y, pred, labels)
     corpus = np.array([u.corpus for u in bank.utts])
     if len(set(corpus)) > 1:
@@ -139,9 +144,10 @@ def cross_validate(
         t0 = time.perf_counter()
         v = views(bank.subset(train), bank.subset(test), recipe)
         model = train_model(v.train, y[train], labels, recipe, gate)
-        m = _score(model, v.adapted, y[test], labels, recipe, gate)
+        probs: list[np.ndarray] = []
+        m = _score(model, v.adapted, y[test], labels, recipe, gate, probs)
         if v.prior is not None:
-            m["fresh"] = _brief(_score(model, v.fresh, y[test], labels, recipe, gate))
+            m["fresh"] = _brief(_score(model, v.fresh, y[test], labels, recipe, gate, probs))
         m.update(fold=f, test_speakers=sorted(test_speakers), train_clips=len(train),
                  test_clips=len(test), parameters=int(model.count_params()),
                  seconds=round(time.perf_counter() - t0, 1), fold_key=key)
@@ -221,9 +227,10 @@ def leave_one_corpus_out(
         train = [i for i, u in enumerate(bank.utts) if u.corpus != held]
         v = views(bank.subset(train), bank.subset(test), recipe)
         model = train_model(v.train, y[train], labels, recipe, gate)
-        m = _score(model, v.adapted, y[test], labels, recipe, gate)
+        probs: list[np.ndarray] = []
+        m = _score(model, v.adapted, y[test], labels, recipe, gate, probs)
         if v.prior is not None:
-            m["fresh"] = _brief(_score(model, v.fresh, y[test], labels, recipe, gate))
+            m["fresh"] = _brief(_score(model, v.fresh, y[test], labels, recipe, gate, probs))
             several = _speakers_with_several_emotions(bank.subset(test))
             if several:
                 sub = bank.subset([test[i] for i in several])
@@ -239,6 +246,11 @@ def leave_one_corpus_out(
         rows[held] = m
         if report is not None:
             report.write_text(json.dumps(m, indent=1))
+            # Every clip's probabilities, so decision rules (e.g. a deployment's class prior)
+            # can be studied without training the fold again.
+            np.savez_compressed(report.with_name(f"loco_{held}_clips.npz"), labels=list(labels),
+                                y=y[test], speaker=[bank.utts[i].speaker for i in test],
+                                **dict(zip(("adapted", "fresh"), probs)))
     out: dict[str, Any] = {
         "protocol": "leave one corpus out: train on the other corpora, score every clip of the "
         "unseen one (UAR over the labels it has; the model chooses among all of its labels); "

@@ -112,6 +112,17 @@ class TrainSection(Section):
     crops_per_clip: int = setting(2, "Random training windows per clip per epoch.", min=1,
                                   max=100)
     balance_classes: bool = setting(True, "Weight the loss so every class counts equally.")
+    time_masks: int = setting(
+        0, "SpecAugment: spans of time set to the mean (0 after normalisation) in every training "
+        "window (count; 0 = none).  Applied to the windows, so the feature cache is unchanged.",
+        min=0, max=10)
+    time_mask_frames: int = setting(
+        30, "Longest time span masked, frames of 10 ms (each span 0..this).", min=1, max=1000)
+    feature_masks: int = setting(
+        0, "SpecAugment: bands of adjacent feature columns (cepstral coefficients) set to the "
+        "mean in every training window (count; 0 = none).", min=0, max=10)
+    feature_mask_columns: int = setting(
+        6, "Widest band masked, feature columns (each band 0..this).", min=1, max=128)
     seed: int = setting(0, "Seed of every random choice (crops, noise, initialisation).",
                         min=0, max=2**31 - 1)
 

@@ -14,7 +14,7 @@ from .features import FeatureBank
 from .model import build_model
 from .recipe import SpeechRecipe
 
-__all__ = ["train_model"]
+__all__ = ["train_model", "spec_augment"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,27 @@ def _training_windows(
             ys.append(label)
             clips.append(clip)
     return np.asarray(xs, np.float32)[..., None], np.asarray(ys), np.asarray(clips)
+
+
+def spec_augment(x: np.ndarray, rng: np.random.Generator, time_masks: int, time_width: int,
+                 feature_masks: int, feature_width: int) -> np.ndarray:
+    """SpecAugment's masks (Park et al. 2019, without time warping) on windows ``(N, T, F, 1)``,
+    in place: ``time_masks`` spans of up to ``time_width`` frames and ``feature_masks`` bands of
+    up to ``feature_width`` columns per window, each of random width and place, set to 0 (the
+    mean: windows are normalised)."""
+    n, frames, columns = x.shape[:3]
+    for _ in range(time_masks):
+        width = rng.integers(0, min(time_width, frames) + 1, n)
+        start = rng.integers(0, frames - width + 1)
+        t = np.arange(frames)
+        x[(t >= start[:, None]) & (t < (start + width)[:, None])] = 0.0
+    for _ in range(feature_masks):
+        width = rng.integers(0, min(feature_width, columns) + 1, n)
+        start = rng.integers(0, columns - width + 1)
+        f = np.arange(columns)
+        band = (f >= start[:, None]) & (f < (start + width)[:, None])  # (n, columns)
+        x[np.broadcast_to(band[:, None, :], (n, frames, columns))] = 0.0
+    return x
 
 
 def sample_weights(y: np.ndarray, corpus: np.ndarray, n_labels: int) -> np.ndarray:
@@ -99,6 +120,9 @@ def train_model(
     masks = label_masks(y, corpus, len(labels))
     for epoch in range(t.epochs):
         x_ep, y_ep, clip_ep = _training_windows(bank, y, rng, gate)
+        if t.time_masks or t.feature_masks:
+            spec_augment(x_ep, rng, t.time_masks, t.time_mask_frames, t.feature_masks,
+                         t.feature_mask_columns)
         target = np.concatenate([keras.utils.to_categorical(y_ep, len(labels)), masks[clip_ep]],
                                 axis=1)
         hist = model.fit(x_ep, target, sample_weight=weights[clip_ep],
