@@ -43,8 +43,8 @@ Box: TypeAlias = tuple[int, int, int, int]
 
 class FaceBox(tuple[int, int, int, int]):
     """A :data:`Box` that also carries the face's in-plane turn (``roll``, degrees: the angle
-    of the line through the eyes, positive when the face leans to its right in the image, i.e.
-    clockwise).  A detector that finds eyes (BlazeFace) returns these; everything that takes a
+    of the line through the eyes from level, positive when it runs down to the right, i.e. the
+    face is turned clockwise in the image).  A detector that finds eyes (BlazeFace) returns these; everything that takes a
     plain box takes one, and :func:`edge.features.face.crop_face` can turn the face upright."""
 
     roll: float
@@ -64,6 +64,8 @@ class FaceBox(tuple[int, int, int, int]):
 def roll_of(box: object) -> float:
     """The face's roll in degrees if ``box`` carries one (:class:`FaceBox`), else 0."""
     return box.roll if isinstance(box, FaceBox) else 0.0
+
+
 #: A 2-D uint8 grey image.
 GrayFrame: TypeAlias = npt.NDArray[np.uint8]
 #: Mono float32 audio samples.

@@ -91,11 +91,11 @@ def test_a_model_trained_on_upright_detector_crops_tells_the_device_to_turn_face
 
     data = load_face_data(fer=write_fer(tmp_path, (60, 12, 12)))
     recipe = tiny_recipe(input={"crops": "detector", "upright": True},
-                         train={"epochs": 1, "camera": True}, ramp={"epochs": 1},
+                         train={"epochs": 1, "camera": 1.0}, ramp={"epochs": 1},
                          finetune={"epochs": 1})
     run_face_pipeline(data, tmp_path / "out", recipe)
     manifest = load_manifest(tmp_path / "out" / "face_expression_int8.tflite")
     assert manifest.preprocessing["upright"] is True
     assert manifest.training["recipe"]["input"] == {"size": 48, "margin": 0.0, "upright": True,
                                                     "crops": "detector"}
-    assert manifest.training["recipe"]["train"]["camera"] is True
+    assert manifest.training["recipe"]["train"]["camera"] == 1.0

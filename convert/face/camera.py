@@ -19,25 +19,29 @@ import numpy as np
 __all__ = ["camera_effects", "apply_camera"]
 
 
-def camera_effects(seed: int) -> Any:
-    """The seeded albumentations pipeline (one call per image)."""
+def camera_effects(seed: int, strength: float = 1.0) -> Any:
+    """The seeded albumentations pipeline (one call per image); ``strength`` scales how often
+    each effect is drawn (1 = the rates below, capped at always)."""
     # Without this, importing albumentations asks PyPI for a newer version: a training run
     # should not reach the network (and offline it waits for the timeout).
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     import albumentations as A
 
+    def p(rate: float) -> float:
+        return min(1.0, rate * strength)
+
     return A.Compose([
         A.OneOf([A.GaussianBlur(sigma_limit=(0.5, 1.5)),
                  A.MotionBlur(blur_limit=(3, 5)),
-                 A.Defocus(radius=(1, 2), alias_blur=(0.1, 0.3))], p=0.3),
-        A.Downscale(scale_range=(0.35, 0.8), p=0.25),
-        A.RandomGamma(gamma_limit=(60, 180), p=0.4),
+                 A.Defocus(radius=(1, 2), alias_blur=(0.1, 0.3))], p=p(0.3)),
+        A.Downscale(scale_range=(0.35, 0.8), p=p(0.25)),
+        A.RandomGamma(gamma_limit=(60, 180), p=p(0.4)),
         A.RandomBrightnessContrast(brightness_limit=(-0.35, 0.1), contrast_limit=(-0.4, 0.1),
-                                   p=0.4),
-        A.GaussNoise(std_range=(0.01, 0.06), p=0.3),
-        A.ImageCompression(quality_range=(25, 90), p=0.3),
+                                   p=p(0.4)),
+        A.GaussNoise(std_range=(0.01, 0.06), p=p(0.3)),
+        A.ImageCompression(quality_range=(25, 90), p=p(0.3)),
         A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(0.15, 0.35),
-                        hole_width_range=(0.15, 0.35), fill="random_uniform", p=0.2),
+                        hole_width_range=(0.15, 0.35), fill="random_uniform", p=p(0.2)),
     ], seed=seed)
 
 

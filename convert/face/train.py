@@ -70,10 +70,11 @@ class TrainSection(Section):
     augment: bool = setting(
         True, "Random flip, +-10% shift, +-14 degree rotation, +-10% zoom, contrast and "
         "brightness.")
-    camera: bool = setting(
-        False, "After augment: a cheap camera's blur, sensor noise, low light and gamma, lost "
+    camera: float = setting(
+        0.0, "After augment: a cheap camera's blur, sensor noise, low light and gamma, lost "
         "resolution, JPEG and an occluding patch, each at random (albumentations; "
-        "convert/face/camera.py).")
+        "convert/face/camera.py); the value scales how often each effect is drawn (0 = none, "
+        "1 = the rates in camera.py).", min=0.0, max=3.0)
     ema_decay: float = setting(
         0.0, "Per-step decay of an average of the weights and BN statistics that is evaluated "
         "and kept (0 = none; 0.999 averages about the last 1000 steps); did not help at 48x48.",
@@ -141,7 +142,7 @@ def _dataset(x, y, t, tf_, cfg: TrainSection, num_classes: int, class_w, seed: i
     if cfg.camera:
         from .camera import apply_camera, camera_effects
 
-        effects = camera_effects(seed + 5)
+        effects = camera_effects(seed + 5, cfg.camera)
 
         def camera(a, b):
             out = tf.numpy_function(lambda v: apply_camera(v, effects), [a], tf.float32)

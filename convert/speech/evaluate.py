@@ -144,10 +144,9 @@ def cross_validate(
         t0 = time.perf_counter()
         v = views(bank.subset(train), bank.subset(test), recipe)
         model = train_model(v.train, y[train], labels, recipe, gate)
-        probs: list[np.ndarray] = []
-        m = _score(model, v.adapted, y[test], labels, recipe, gate, probs)
+        m = _score(model, v.adapted, y[test], labels, recipe, gate)
         if v.prior is not None:
-            m["fresh"] = _brief(_score(model, v.fresh, y[test], labels, recipe, gate, probs))
+            m["fresh"] = _brief(_score(model, v.fresh, y[test], labels, recipe, gate))
         m.update(fold=f, test_speakers=sorted(test_speakers), train_clips=len(train),
                  test_clips=len(test), parameters=int(model.count_params()),
                  seconds=round(time.perf_counter() - t0, 1), fold_key=key)
