@@ -149,32 +149,29 @@ def bench_models(model: Path | None) -> None:
     if model is not None and model.is_file():
         recipe = SpeechRecipe.load(manifest_path_for(model))  # the recipe that made it
         shipped_bytes = model.read_bytes()
+    # The seed CNN reads every frame of the same window, whatever the shipped model pools.
+    seed = recipe.updated({"features": {"pooling": "none"}, "model": {"kind": "seed"}})
+    ours = recipe.model.kind
     n = 8
-    shape = (recipe.features.window_frames, recipe.mfcc.n_columns, 1)
     runtime, _ = resolve_interpreter_class()
-    print(f"\n[3] model latency per window ({runtime}, 1 thread) and size; input {shape}")
+    print(f"\n[3] model latency per window ({runtime}, 1 thread) and size; window "
+          f"{recipe.features.window_frames} frames of {recipe.mfcc.n_columns} columns")
     print(f"    {'model':34s} {'params':>9s} {'size':>10s} {'latency':>10s}")
     rows = []
-    for name, r in (("compact (ours)", recipe), ("seed CNN (hobby project)",
-                                                 recipe.replace("model", kind="seed"))):
+    for name, r in ((ours, recipe), ("seed CNN", seed)):
         km = build_model(r, n)
-        f32, i8 = _tflite_pair(km, shape)
-        if name.startswith("compact") and shipped_bytes is not None:
-            i8 = shipped_bytes
-            name_i8 = "compact int8 (shipped file)"
-        else:
-            name_i8 = f"{name.split(' (')[0]} int8"
-        for label, blob in ((f"{name.split(' (')[0]} float32", f32), (name_i8, i8)):
+        f32, i8 = _tflite_pair(km, tuple(km.input_shape[1:]))
+        name_i8 = f"{name} int8"
+        if name == ours and shipped_bytes is not None:
+            i8, name_i8 = shipped_bytes, f"{name} int8 (shipped file)"
+        for label, blob in ((f"{name} float32", f32), (name_i8, i8)):
             rows.append((label, km.count_params(), len(blob), _latency(blob)))
     for label, params, size, lat in rows:
         print(f"    {label:34s} {params:9,d} {size / 1024:8.1f} KB {lat * 1e3:8.3f} ms")
-    by = {r[0]: r for r in rows}
-    c32 = by["compact float32"]
-    ci8 = next(r for r in rows if r[0].startswith("compact int8"))
-    s32, si8 = by["seed CNN float32"], by["seed CNN int8"]
-    print(f"    int8 vs float32, ours: {c32[3] / ci8[3]:.1f}x faster, {c32[2] / ci8[2]:.1f}x smaller;"
+    o32, oi8, s32, si8 = rows
+    print(f"    int8 vs float32, ours: {o32[3] / oi8[3]:.1f}x faster, {o32[2] / oi8[2]:.1f}x smaller;"
           f" seed CNN: {s32[3] / si8[3]:.1f}x faster, {s32[2] / si8[2]:.1f}x smaller")
-    print(f"    ours int8 vs seed CNN int8: {si8[3] / ci8[3]:.1f}x faster, {si8[2] / ci8[2]:.1f}x smaller")
+    print(f"    ours int8 vs seed CNN int8: {si8[3] / oi8[3]:.1f}x faster, {si8[2] / oi8[2]:.1f}x smaller")
 
 
 def bench_per_hop(clip: np.ndarray, model: Path, baseline: Path) -> None:

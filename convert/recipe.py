@@ -103,8 +103,14 @@ class Recipe:
 
     def replace(self, name: str, **values: Any) -> Self:
         """A copy with ``values`` changed in section ``name`` (validated again)."""
+        return self.updated({name: values})
+
+    def updated(self, changes: Mapping[str, Mapping[str, Any]]) -> Self:
+        """A copy with ``{section: {key: value}}`` changed at once, validated once (for settings
+        that must change together, such as a model and the input it takes)."""
         return dataclasses.replace(  # type: ignore[type-var]
-            self, **{name: dataclasses.replace(getattr(self, name), **values)})
+            self, **{name: dataclasses.replace(getattr(self, name), **values)
+                     for name, values in changes.items()})
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """The resolved recipe as plain tables (what a manifest stores)."""

@@ -9,7 +9,15 @@ import pytest
 
 import edge.features.mfcc as features
 from edge.errors import ConfigError
-from edge.features import Mfcc, MfccConfig, StreamingMfcc, normalize_window
+from edge.features import (
+    Mfcc,
+    MfccConfig,
+    StreamingMfcc,
+    frame_dbfs,
+    normalize_window,
+    pool_window,
+    window_input,
+)
 from edge.sources.audio_file import load_audio
 
 psf = pytest.importorskip("python_speech_features")
@@ -112,6 +120,7 @@ def test_config_round_trips_and_rejects_unknown_fields():
         ({"high_hz": 9000.0}, "high_hz"),
         ({"window": "blackman"}, "window"),
         ({"normalize": "zscore"}, "normalize"),
+        ({"pooling": "max"}, "pooling"),
         ({"sample_rate": 0}, "sample_rate"),
     ],
 )
@@ -127,3 +136,39 @@ def test_normalize_window():
     v = normalize_window(f, "cmvn")
     assert np.allclose(v.mean(0), 0) and np.allclose(v.std(0), 1, atol=1e-3)
     assert normalize_window(f, "none") is f
+
+
+def test_pooling_keeps_the_speech_frames_statistics_in_the_device_order():
+    """mean_std pools each column over the window's speech frames only (a pause inside the window
+    does not count), after the deployment's standardisation and the per-window normalisation;
+    the speech frames are picked on the raw level, whatever the standardisation did to c0."""
+    config = MfccConfig(n_ceps=13, pooling="mean_std")
+    rng = np.random.default_rng(3)
+    raw = rng.standard_normal((300, 13)) + 2.0
+    raw[:, 0] = 12.0  # loud
+    raw[100:160, 0] = -5.0  # a pause, far quieter than the speech around it
+    level = frame_dbfs(raw[:, 0], config)
+    speech = np.r_[0:100, 160:300]
+
+    pooled = pool_window(raw, level, "mean_std")
+    assert pooled.shape == (2, 13)
+    np.testing.assert_allclose(pooled[0], raw[speech].mean(0))
+    np.testing.assert_allclose(pooled[1], raw[speech].std(0))
+    assert pool_window(raw, level, "none") is raw
+
+    def standardize(x):
+        out = (x - 2.0) * 0.5
+        out[:, 0] = 0.0  # a standardisation that flattens c0 must not change which frames count
+        return out
+
+    got = window_input(raw, config, standardize)
+    np.testing.assert_allclose(got, pool_window(standardize(raw), level, "mean_std"))
+    both = window_input(raw, dataclasses.replace(config, pooling="frames_mean_std"), standardize)
+    np.testing.assert_allclose(both, np.concatenate((standardize(raw), got)))
+    cmn = dataclasses.replace(config, normalize="cmn")
+    assert np.allclose(window_input(raw, cmn)[0], raw[speech].mean(0) - raw.mean(0))
+    assert config.input_rows(300) == 2 and MfccConfig().input_rows(300) == 300
+    assert dataclasses.replace(config, pooling="frames_mean_std").input_rows(300) == 302
+    # Left out of manifests when off, kept when on.
+    assert "pooling" not in MfccConfig().to_dict()
+    assert MfccConfig.from_dict(config.to_dict()) == config

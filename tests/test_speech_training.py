@@ -247,6 +247,109 @@ def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus
     assert all(set(r) == {"path", "label", "scores"} for r in lines)
 
 
+@pytest.mark.slow
+def test_pooled_model_trains_and_runs_on_the_device_with_the_same_input(synthetic_corpus,
+                                                                         second_room, tmp_path):
+    """The pooled model (statistics of each window, a dense network) through the whole pipeline:
+    int8 with a manifest that says how to pool, and the device computes exactly the input the
+    model was trained and scored on."""
+    pytest.importorskip("tensorflow")
+    from convert.cli import main
+    from convert.speech.features import FeatureBank
+    from convert.speech.recipe import SpeechRecipe
+    from edge.features.adapt import RunningStats
+    from edge.models.manifest import load_manifest
+    from edge.models.speech import SpeechClassifier, windows_of
+    from edge.sources.audio_file import load_audio
+
+    out = tmp_path / "models"
+    assert main(["-q", "speech", "--corpus", f"csv:{synthetic_corpus}",
+                 "--corpus", f"csv:{second_room}", "--out", str(out), "--folds", "2",
+                 "--epochs", "3", "--set", "augment.speed_factors=[]",
+                 "--set", "augment.noise_snr_db=[]", "--set", "adapt.mode=deployment",
+                 "--set", "evaluate.loco=true", "--set", "evaluate.parity_folds=1",
+                 "--set", "features.prosody=true", "--set", "features.normalize=none",
+                 "--set", "features.pooling=mean_std", "--set", "model.kind=pooled",
+                 "--set", "model.pooled_width=16", "--set", "model.l2=0.001"]) == 0
+    model = out / "speech_emotion_int8.tflite"
+    m = load_manifest(model)
+    assert m.preprocessing["pooling"] == "mean_std"
+    assert m.metrics["int8_parity"]["mean"]["top1_agreement"] >= 0.5
+    assert len(m.metrics["leave_one_corpus_out"]["corpora"]) == 2
+    recipe = SpeechRecipe.load(model.with_suffix(".json"))
+    assert recipe.model.kind == "pooled" and recipe.mfcc.pooling == "mean_std"
+
+    utts = index_csv(synthetic_corpus)[:2]
+    bank = FeatureBank(utts, recipe, augment=False)
+    prior = RunningStats.from_dict(m.preprocessing["adapt_prior"])
+    fresh = bank.standardize_with(prior)
+    with SpeechClassifier(model, adapt=False) as clf:
+        assert tuple(clf.model.input_shape) == (1, 2, recipe.mfcc.n_columns, 1)
+        frames = clf.mfcc(load_audio(utts[0].path, clf.sample_rate))
+        np.testing.assert_allclose(frames, bank.variants[0][0], rtol=1e-5, atol=1e-4)
+        start, window = windows_of(frames, clf.window_frames, clf.hop_frames)[0]
+        np.testing.assert_allclose(clf.model_input(window)[..., 0],
+                                   fresh.model_input(0, 0, start), rtol=1e-4, atol=1e-4)
+        assert clf.classify_file(utts[0].path).label in m.labels
+    with pytest.raises(ConfigError, match="pooling"):
+        SpeechRecipe().replace("model", kind="pooled")
+    with pytest.raises(ConfigError, match="pooling"):
+        SpeechRecipe().replace("features", pooling="mean_std")
+
+
+@pytest.mark.slow
+def test_ensemble_is_its_branches_geometric_mean_in_one_int8_graph(synthetic_corpus,
+                                                                    second_room, tmp_path):
+    """The ensemble trains its two branches apart and ships them as one graph whose output is
+    their normalised geometric mean; the device runs it like any window model."""
+    pytest.importorskip("tensorflow")
+    from convert.cli import main
+    from convert.speech.model import build_branches
+    from convert.speech.recipe import SpeechRecipe
+    from edge.models.manifest import load_manifest
+    from edge.models.speech import SpeechClassifier
+
+    recipe = SpeechRecipe().updated({
+        "features": {"prosody": True, "normalize": "none", "window_frames": 100,
+                     "pooling": "frames_mean_std"},
+        "model": {"kind": "ensemble", "width": 4, "pooled_width": 8}})
+    combined, (compact, pooled) = build_branches(recipe, 4)
+    x = np.random.default_rng(0).normal(size=(16, 102, recipe.mfcc.n_columns, 1)).astype("float32")
+    pc, pp = compact.predict(x, verbose=0), pooled.predict(x, verbose=0)
+    geometric = np.sqrt(pc * pp)
+    np.testing.assert_allclose(combined.predict(x, verbose=0),
+                               geometric / geometric.sum(1, keepdims=True), atol=1e-5)
+    # The compact branch sees the frames' cepstra less their window mean (a constant added to
+    # a cepstral column changes nothing there) and the pooled branch only the 2 statistics rows.
+    shifted = x.copy()
+    shifted[:, :100, 3] += 2.0
+    np.testing.assert_allclose(compact.predict(shifted, verbose=0), pc, atol=1e-5)
+    np.testing.assert_allclose(pooled.predict(shifted, verbose=0), pp, atol=1e-6)
+    stats = x.copy()
+    stats[:, 100:, 3] += 2.0
+    np.testing.assert_allclose(compact.predict(stats, verbose=0), pc, atol=1e-6)
+    assert not np.allclose(pooled.predict(stats, verbose=0), pp, atol=1e-3)
+    with pytest.raises(ConfigError, match="pooling"):
+        SpeechRecipe().replace("model", kind="ensemble")
+
+    out = tmp_path / "models"
+    assert main(["-q", "speech", "--corpus", f"csv:{synthetic_corpus}",
+                 "--corpus", f"csv:{second_room}", "--out", str(out), "--folds", "0",
+                 "--epochs", "2", "--set", "augment.speed_factors=[]",
+                 "--set", "augment.noise_snr_db=[]", "--set", "adapt.mode=deployment",
+                 "--set", "features.prosody=true", "--set", "features.normalize=none",
+                 "--set", "features.pooling=frames_mean_std", "--set", "model.kind=ensemble", "--set", "model.width=4",
+                 "--set", "model.pooled_width=8", "--set", "evaluate.loco=true"]) == 0
+    model = out / "speech_emotion_int8.tflite"
+    m = load_manifest(model)
+    assert m.training["recipe"]["model"]["kind"] == "ensemble"
+    assert len(m.metrics["leave_one_corpus_out"]["corpora"]) == 2
+    with SpeechClassifier(model) as clf:
+        assert tuple(clf.model.input_shape) == (1, 302, recipe.mfcc.n_columns, 1)
+        d = clf.classify_file(synthetic_corpus.parent / "s0_happy_0.wav")
+        assert d.label in m.labels and sum(d.scores.values()) == pytest.approx(1, abs=0.05)
+
+
 def test_room_copies_are_seeded_level_kept_and_cached_apart(synthetic_corpus, tmp_path):
     """A room copy is the same for the same clip and seed and keeps the clip's level; adding
     room copies to a recipe reuses the cached base variants and caches the copies apart."""
@@ -306,3 +409,45 @@ def test_spec_augment_masks_bounded_spans_and_bands_and_nothing_else():
     untouched = before.copy()
     spec_augment(untouched, np.random.default_rng(0), 0, 12, 0, 4)
     assert np.array_equal(untouched, before)
+
+
+@pytest.mark.slow
+def test_training_is_repeatable_and_its_seed_leaves_the_cached_copies_alone(synthetic_corpus,
+                                                                            tmp_path):
+    """The same recipe trains the same weights, so two recipes differ by what they change and
+    another ``train.seed`` is another draw of one recipe; that seed does not touch the noisy
+    copies (their own ``augment.seed``), so drawing again reuses the feature cache."""
+    from convert.speech.features import FeatureBank
+    from convert.speech.recipe import SpeechRecipe
+    from convert.speech.train import train_model
+
+    utts = index_csv(synthetic_corpus)
+    y = np.array([LABELS.index(u.label) for u in utts])
+    recipe = (SpeechRecipe().replace("features", window_frames=100, hop_frames=50)
+              .replace("model", width=4).replace("train", epochs=2, batch_size=16)
+              .replace("augment", speed_factors=(), noise_snr_db=(10.0, 30.0)))
+    cache = tmp_path / "cache"
+    bank = FeatureBank(utts, recipe, cache_dir=cache)
+    (key,) = cache.iterdir()
+    reseeded = recipe.replace("train", seed=1)
+    assert [p.name for p in cache.iterdir()] == [key.name]
+    again = FeatureBank(utts, reseeded, cache_dir=cache)
+    assert [p.name for p in cache.iterdir()] == [key.name]  # same copies, from the cache
+    np.testing.assert_array_equal(again.variants[0][1], bank.variants[0][1])
+    other = FeatureBank(utts[:1], recipe.replace("augment", seed=1), cache_dir=cache)
+    assert not np.array_equal(other.variants[0][1], bank.variants[0][1])
+
+    # adapt.fresh_share: a training window standardised as a device not yet adapted sees it.
+    prior = bank.pooled_stats()
+    both = bank.standardize_by("corpus", prior)
+    np.testing.assert_array_equal(both.model_input(0, 1, 0, fresh=True),
+                                  bank.standardize_with(prior).model_input(0, 1, 0))
+    np.testing.assert_array_equal(both.model_input(0, 1, 0),
+                                  bank.standardize_by("corpus").model_input(0, 1, 0))
+
+    def weights(r: SpeechRecipe) -> list[np.ndarray]:
+        return train_model(bank, y, LABELS, r).get_weights()
+
+    first, second, third = weights(recipe), weights(recipe), weights(reseeded)
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+    assert not all(np.array_equal(a, c) for a, c in zip(first, third))

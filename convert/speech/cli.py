@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="where fold results go (default OUT/reports/speech)")
     p.add_argument("--cache", type=Path, default=None, metavar="DIR",
                    help="keep computed features here and reuse them on the next run (they "
-                   "depend only on the features, augmentation and seed of the recipe)")
+                   "depend only on the recipe's features and [augment], not on train.seed)")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="SECTION.KEY=VALUE", help="override one recipe value (repeatable)")
     p.add_argument("--epochs", type=int, default=None, help="same as --set train.epochs=N")

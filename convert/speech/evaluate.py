@@ -88,8 +88,9 @@ def views(train: FeatureBank, test: FeatureBank, recipe: SpeechRecipe) -> Views:
     if recipe.adapt.mode == "none":
         return Views(train, test, test, None)
     prior = train.pooled_stats()
-    return Views(train.standardize_by(recipe.adapt.unit), test.standardize_by(recipe.adapt.unit),
-                 test.standardize_with(prior), prior)
+    fresh = prior if recipe.adapt.fresh_share else None
+    return Views(train.standardize_by(recipe.adapt.unit, fresh),
+                 test.standardize_by(recipe.adapt.unit), test.standardize_with(prior), prior)
 
 
 def _score(model: Any, bank: FeatureBank, y: np.ndarray, labels: Sequence[str],

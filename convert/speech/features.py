@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.features import Mfcc, frame_dbfs, normalize_window
+from edge.features import Mfcc, frame_dbfs, window_input
 from edge.features.adapt import RunningStats, speech_frames
 from edge.models.speech import SpeechGate, window_starts
 from edge.sources.audio_file import load_audio, resample
@@ -65,6 +65,8 @@ class FeatureBank:
         self._stats: dict[tuple[int, int], RunningStats] = {}
         # Per clip and variant: (mean, 1/std) the frames are standardised with; None = raw.
         self._norm: list[list[tuple[np.ndarray, np.ndarray]]] | None = None
+        # The training data's pooled (mean, 1/std): the view of a device not yet adapted.
+        self._fresh: tuple[np.ndarray, np.ndarray] | None = None
         logger.info("features for %d clips (%d variants each, %d groups from the cache) in %.1f s",
                     len(self.utts), len(self.variants[0]) if self.variants else 0, hits,
                     time.perf_counter() - t0)
@@ -90,6 +92,7 @@ class FeatureBank:
         new._starts = self._starts
         new._stats = self._stats
         new._norm = None if self._norm is None else [self._norm[i] for i in idx]
+        new._fresh = self._fresh
         return new
 
     # -- deployment standardisation -------------------------------------------------------------
@@ -110,11 +113,12 @@ class FeatureBank:
             stats = stats.merged(self._speech_stats(clip, 0))
         return stats
 
-    def standardize_by(self, unit: str) -> FeatureBank:
+    def standardize_by(self, unit: str, fresh: RunningStats | None = None) -> FeatureBank:
         """A view whose frames are standardised with their group's own statistics: each corpus
         (or speaker) stands for one deployment that has adapted to its voices.  Each augmented
         variant is standardised with its group's statistics of that variant (a noisy room
-        adapts to noisy speech).  ``unit`` is "corpus" or "speaker"."""
+        adapts to noisy speech).  ``unit`` is "corpus" or "speaker".  ``fresh`` (the training
+        data's pooled statistics) is kept for :meth:`model_input`'s unadapted view."""
         key = (lambda u: u.corpus) if unit == "corpus" else (lambda u: u.speaker)
         n_var = len(self.variants[0]) if self.variants else 0
         groups: dict[tuple[str, int], RunningStats] = {}
@@ -125,6 +129,7 @@ class FeatureBank:
                     self._speech_stats(clip, v))
         new = self.subset(range(len(self.utts)))
         new._norm = [[_affine(groups[(key(u), v)]) for v in range(n_var)] for u in self.utts]
+        new._fresh = None if fresh is None else _affine(fresh)
         return new
 
     def standardize_with(self, stats: RunningStats) -> FeatureBank:
@@ -135,25 +140,25 @@ class FeatureBank:
         new._norm = [[affine] * len(vs) for vs in self.variants]
         return new
 
-    def model_input(self, clip: int, variant: int, start: int) -> np.ndarray:
+    def model_input(self, clip: int, variant: int, start: int, fresh: bool = False) -> np.ndarray:
         """The model's input for the window at ``start`` of a clip variant (padded clips wrap),
-        exactly as the device computes it: standardised, then normalised per window."""
+        exactly as the device computes it (:func:`edge.features.window_input`); ``fresh``: as a
+        device that has not adapted yet computes it (see :meth:`standardize_by`)."""
         w = self.recipe.features.window_frames
         frames = self.variants[clip][variant]
         if frames.shape[0] < w:
             frames = np.pad(frames, ((0, w - frames.shape[0]), (0, 0)), mode="wrap")
-        x = frames[start : start + w]
-        if self._norm is not None:
-            mean, scale = self._norm[clip][variant]
-            x = (x - mean) * scale
-        return normalize_window(x, self.recipe.mfcc.normalize,
-                                self.recipe.mfcc.normalized_columns)
+        if self._norm is None:
+            return window_input(frames[start : start + w], self.recipe.mfcc)
+        mean, scale = self._fresh if fresh and self._fresh is not None else self._norm[clip][variant]
+        return window_input(frames[start : start + w], self.recipe.mfcc,
+                            lambda x: (x - mean) * scale)
 
 
 def _signals(path: Path, recipe: SpeechRecipe, augment: bool, group: str) -> list[np.ndarray]:
     """One group of a clip's variants.  "base": the clip as recorded, then its speed-perturbed
     copies, then a noisy copy of each; "room": its room and microphone copies, each of the next
-    speed variant in turn.  Noise and rooms are seeded by the recipe's seed and the file's name,
+    speed variant in turn.  Noise and rooms are seeded by ``augment.seed`` and the file's name,
     so a clip's copies are the same whichever corpora it is trained with (and can be cached);
     the groups are cached apart, so adding room copies reuses the base group."""
     sr = recipe.mfcc.sample_rate
@@ -163,7 +168,7 @@ def _signals(path: Path, recipe: SpeechRecipe, augment: bool, group: str) -> lis
         return speeds
     # Playing faster by f = resampling to sr / f and reading at sr.
     speeds += [resample(x, int(round(sr * f)), sr) for f in recipe.augment.speed_factors]
-    digest = hashlib.sha256(f"{recipe.train.seed}:{path.name}".encode()).digest()
+    digest = hashlib.sha256(f"{recipe.augment.seed}:{path.name}".encode()).digest()
     seed = int.from_bytes(digest[:8], "little")
     if group == "room":
         return [room_copy(speeds[i % len(speeds)], sr, seed + 1 + i)
@@ -179,13 +184,14 @@ def _cache_key(recipe: SpeechRecipe, augment: bool, group: str) -> str:
     """What one group's cached frames depend on: features, its augmentation, seed and this
     file's code."""
     mfcc = {k: v for k, v in recipe.mfcc.to_dict().items()
-            if k not in ("normalize", "normalize_prosody")}  # applied later
+            if k not in ("normalize", "normalize_prosody", "pooling")}  # applied later
     settings = dict(recipe.to_dict()["augment"]) if augment else None
     if settings is not None:
         rooms = settings.pop("room_copies")
+        settings.pop("seed")  # keyed as "seed" below, as before it had its own setting
         if group == "room":
             settings["rooms"] = rooms
-    what = {"mfcc": mfcc, "augment": settings, "seed": recipe.train.seed, "version": 1}
+    what = {"mfcc": mfcc, "augment": settings, "seed": recipe.augment.seed, "version": 1}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 

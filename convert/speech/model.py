@@ -1,23 +1,31 @@
-"""The speech models: ours (1-D convolutions over time) and the seed project's CNN (a reference)."""
+"""The speech models: ours (1-D convolutions over time; a dense network on each window's
+statistics; or both in one graph) and the seed project's CNN (a reference)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from edge.errors import ConfigError
 
 from .recipe import SpeechRecipe
 
-__all__ = ["build_model"]
+__all__ = ["build_model", "build_branches"]
 
 
 def build_model(recipe: SpeechRecipe, n_classes: int) -> Any:
-    """Keras model for ``recipe.model``."""
+    """Keras model for ``recipe.model`` (for "ensemble", the combined graph of
+    :func:`build_branches`)."""
     import keras
     from keras import layers
 
-    shape = (recipe.features.window_frames, recipe.mfcc.n_columns, 1)
+    if recipe.model.kind == "ensemble":
+        return build_branches(recipe, n_classes)[0]
+    shape = (recipe.mfcc.input_rows(recipe.features.window_frames), recipe.mfcc.n_columns, 1)
     inp = keras.Input(shape=shape, name="mfcc")
+    if recipe.model.kind == "pooled":
+        out = _pooled_head(layers.Flatten()(inp), recipe, n_classes, "softmax")
+        return keras.Model(inp, out, name="speech_pooled")
     if recipe.model.kind == "seed":
         # The hobby project's CNN exactly as printed in its write-up.
         x = layers.Conv2D(256, (4, 4), padding="same", activation="relu")(inp)
@@ -30,11 +38,41 @@ def build_model(recipe: SpeechRecipe, n_classes: int) -> Any:
         out = layers.Dense(n_classes, activation="softmax")(x)
         return keras.Model(inp, out, name="seed_cnn")
     if recipe.model.kind != "compact":
-        raise ConfigError(f"unknown speech model {recipe.model.kind!r}; choose compact or seed")
-    # Convolution over time with the cepstra as channels: 5x fewer MACs than a 2-D CNN on the
-    # same input, and emotion lives in how the spectral envelope moves, not where in it.
+        raise ConfigError(f"unknown speech model {recipe.model.kind!r}; choose compact, pooled, "
+                          f"ensemble or seed")
     # The input keeps the (frames, ceps, 1) shape of every speech model; a reshape drops the 1.
     x = layers.Reshape((recipe.features.window_frames, recipe.mfcc.n_columns))(inp)
+    return keras.Model(inp, _compact_head(x, recipe, n_classes, "softmax"), name="speech_compact")
+
+
+def build_branches(recipe: SpeechRecipe, n_classes: int) -> tuple[Any, list[Any]]:
+    """The ensemble: the compact model on the window's cepstra (normalised per window inside the
+    graph) and the pooled model on the mean and spread of every column over the window's speech
+    frames (the input's last 2 rows, ``features.pooling = "frames_mean_std"``), sharing one
+    input.  Returns the combined model (the softmax of the branches' mean logits: the
+    normalised geometric mean of their probabilities) and the two branch models, which are
+    trained one after the other on the same windows; the combined model shares their layers,
+    so it needs no training of its own."""
+    import keras
+    from keras import layers
+
+    frames, columns = recipe.features.window_frames, recipe.mfcc.n_columns
+    inp = keras.Input(shape=(recipe.mfcc.input_rows(frames), columns, 1), name="mfcc")
+    x = layers.Reshape((recipe.mfcc.input_rows(frames), columns))(inp)
+    window_cmn, pooled_rows = _layer_classes()
+    logits_c = _compact_head(window_cmn(frames, recipe.mfcc.n_ceps)(x), recipe, n_classes, None)
+    logits_p = _pooled_head(pooled_rows(frames)(x), recipe, n_classes, None)
+    branches = [keras.Model(inp, layers.Softmax()(z), name=f"speech_{name}")
+                for name, z in (("compact", logits_c), ("pooled", logits_p))]
+    mean = layers.Average()([logits_c, logits_p])
+    return keras.Model(inp, layers.Softmax()(mean), name="speech_ensemble"), branches
+
+
+def _compact_head(x: Any, recipe: SpeechRecipe, n_classes: int, activation: str | None) -> Any:
+    from keras import layers
+
+    # Convolution over time with the cepstra as channels: 5x fewer MACs than a 2-D CNN on the
+    # same input, and emotion lives in how the spectral envelope moves, not where in it.
     ch = recipe.model.width
     for block, kernel in enumerate((5, 5, 3, 3)):
         x = layers.Conv1D(ch, kernel, padding="same", use_bias=False)(x)
@@ -46,5 +84,63 @@ def build_model(recipe: SpeechRecipe, n_classes: int) -> Any:
     # Mean and max over time: a window's emotion does not depend on where in it speech is.
     x = layers.Concatenate()([layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)])
     x = layers.Dropout(0.3)(x)
-    out = layers.Dense(n_classes, activation="softmax")(x)
-    return keras.Model(inp, out, name="speech_compact")
+    return layers.Dense(n_classes, activation=activation)(x)
+
+
+def _pooled_head(x: Any, recipe: SpeechRecipe, n_classes: int, activation: str | None) -> Any:
+    import keras
+    from keras import layers
+
+    # Utterance statistics and a small network: across corpora, the mean and spread of prosody
+    # and cepstra carry what convolutions over frames learn only for the corpora they saw
+    # (models/README.md).  Batch norm standardises the statistics, as a scaler before logistic
+    # regression would, and folds into the weights at export.
+    reg = keras.regularizers.l2(recipe.model.l2) if recipe.model.l2 else None
+    x = layers.BatchNormalization()(x)
+    if recipe.model.pooled_width:
+        x = layers.Dense(recipe.model.pooled_width, activation="relu", kernel_regularizer=reg)(x)
+        x = layers.Dropout(0.3)(x)
+    return layers.Dense(n_classes, activation=activation, kernel_regularizer=reg)(x)
+
+
+@functools.lru_cache(maxsize=1)
+def _layer_classes() -> tuple[type, type]:
+    """The ensemble's two fixed layers, defined on first use: they need Keras, which the
+    device never imports."""
+    import keras
+    from keras import ops
+
+    @keras.saving.register_keras_serializable(package="emotion_edge")
+    class WindowCmn(keras.layers.Layer):  # type: ignore[misc]
+        """The first ``columns`` columns of the first ``frames`` rows of ``(batch, rows,
+        columns)``, less their mean over those frames: per-window CMN of the cepstra, as
+        ``features.normalize = "cmn"`` does outside the graph (the other branch needs the
+        levels it takes away)."""
+
+        def __init__(self, frames: int, columns: int, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.frames, self.columns = frames, columns
+
+        def call(self, x: Any) -> Any:
+            ceps = x[:, : self.frames, : self.columns]
+            return ceps - ops.mean(ceps, axis=1, keepdims=True)
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "frames": self.frames, "columns": self.columns}
+
+    @keras.saving.register_keras_serializable(package="emotion_edge")
+    class PooledRows(keras.layers.Layer):  # type: ignore[misc]
+        """The rows after the first ``frames`` (the window's statistics), flattened."""
+
+        def __init__(self, frames: int, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.frames = frames
+
+        def call(self, x: Any) -> Any:
+            rows = x[:, self.frames :, :]
+            return ops.reshape(rows, (-1, rows.shape[1] * rows.shape[2]))
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "frames": self.frames}
+
+    return WindowCmn, PooledRows

@@ -78,8 +78,12 @@ class FeatureSection(Section):
     normalize_prosody: bool = setting(
         False, "Per-window normalisation covers the prosody columns too (their level: gain, "
         "the speaker's pitch, the channel's tilt); else only the cepstra.")
-    window_frames: int = setting(300, "Model input length, frames of 10 ms.", min=10,
-                                 max=3000)
+    pooling: str = setting(
+        "none", "What of each window the model sees: none (every frame), mean_std (each "
+        "column's mean and standard deviation over the window's speech frames; the pooled "
+        "model) or frames_mean_std (both, for the ensemble).",
+        choices=("none", "mean_std", "frames_mean_std"))
+    window_frames: int = setting(300, "Window length, frames of 10 ms.", min=10, max=3000)
     hop_frames: int = setting(50, "Hop between windows on the device and at evaluation, frames.",
                               min=1, max=3000)
 
@@ -88,16 +92,25 @@ class FeatureSection(Section):
         return MfccConfig(n_mels=self.n_mels, n_ceps=self.n_ceps, window=self.window,
                           lifter=self.lifter, normalize=self.normalize,
                           high_hz=self.high_hz or None, prosody=self.prosody,
-                          normalize_prosody=self.normalize_prosody)
+                          normalize_prosody=self.normalize_prosody, pooling=self.pooling)
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelSection(Section):
     _name: typing.ClassVar[str] = "model"
-    kind: str = setting("compact", "compact (ours: 1-D convolutions over time) or seed (the "
-                        "hobby project's 2-D CNN, a reference).", choices=("compact", "seed"))
+    kind: str = setting(
+        "compact", "compact (ours: 1-D convolutions over time), pooled (a small dense network "
+        "on each window's mean and standard deviation; needs features.pooling = \"mean_std\"), "
+        "ensemble (both in one graph: compact on the cepstra, which it normalises per window "
+        "itself, and pooled on the statistics; needs features.pooling = \"frames_mean_std\" "
+        "and normalize = \"none\") or seed (the hobby project's 2-D CNN, a reference).",
+        choices=("compact", "pooled", "ensemble", "seed"))
     width: int = setting(48, "Channels of the compact model's first block (x1.5 per block).",
                          min=4, max=512)
+    pooled_width: int = setting(128, "Hidden units of the pooled network (0 = none: a linear "
+                                "model).", min=0, max=1024)
+    l2: float = setting(0.0, "L2 penalty on the pooled network's weights (per weight, added to "
+                        "the loss).", min=0.0, max=10.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,8 +136,10 @@ class TrainSection(Section):
         "mean in every training window (count; 0 = none).", min=0, max=10)
     feature_mask_columns: int = setting(
         6, "Widest band masked, feature columns (each band 0..this).", min=1, max=128)
-    seed: int = setting(0, "Seed of every random choice (crops, noise, initialisation).",
-                        min=0, max=2**31 - 1)
+    seed: int = setting(
+        0, "Seed of training's random choices (windows drawn, initialisation, dropout).  Training "
+        "is repeatable: the same recipe gives the same model, so another seed is another draw of "
+        "the same recipe.", min=0, max=2**31 - 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +155,10 @@ class AugmentSection(Section):
         0, "Copies of every clip through a random room and microphone (convert.speech.augment: "
         "reverberation, microphone EQ and band limits, MP3, coloured noise at 0-30 dB SNR), "
         "each of the next speed variant in turn.", min=0, max=8)
+    seed: int = setting(
+        0, "Seed of the noisy and room copies (with each file's name).  Apart from train.seed, "
+        "so training can be drawn again without computing the cached copies again.", min=0,
+        max=2**31 - 1)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -161,6 +180,11 @@ class AdaptSection(Section):
         "speaker with its own.", choices=("none", "deployment"))
     unit: str = setting("corpus", "What one deployment stands for in training: a corpus (a room "
                         "with several voices) or a speaker.", choices=("corpus", "speaker"))
+    fresh_share: float = setting(
+        0.0, "Share of training windows standardised with the training data's pooled statistics "
+        "instead of their own deployment's: the model also learns what a device that has not "
+        "adapted yet hears (a fresh device; emotion-edge classify without --adapt).", min=0.0,
+        max=1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,6 +213,17 @@ class SpeechRecipe(Recipe):
     evaluate: EvaluateSection = dataclasses.field(default_factory=EvaluateSection)
 
     def __post_init__(self) -> None:
+        pooling = {"pooled": "mean_std", "ensemble": "frames_mean_std"}.get(self.model.kind,
+                                                                             "none")
+        if self.features.pooling != pooling:
+            raise ConfigError(f"model.kind = {self.model.kind!r} with features.pooling = "
+                              f"{self.features.pooling!r}: that model takes pooling = "
+                              f"{pooling!r}")
+        if self.model.kind == "ensemble" and self.features.normalize != "none":
+            raise ConfigError(f"model.kind = \"ensemble\" with features.normalize = "
+                              f"{self.features.normalize!r}: its pooled branch needs the levels a "
+                              f"per-window normalisation takes away (the graph normalises the "
+                              f"cepstra for the compact branch); use normalize = \"none\"")
         if self.adapt.mode != "none" and self.features.normalize == "cmvn":
             raise ConfigError("adapt.mode = \"deployment\" with features.normalize = \"cmvn\": "
                               "a per-window cmvn cancels the deployment's standardisation; use "

@@ -11,7 +11,7 @@ import numpy as np
 from edge.models.speech import SpeechGate
 
 from .features import FeatureBank
-from .model import build_model
+from .model import build_branches, build_model
 from .recipe import SpeechRecipe
 
 __all__ = ["train_model", "spec_augment"]
@@ -23,15 +23,20 @@ def _training_windows(
     bank: FeatureBank, y: np.ndarray, rng: np.random.Generator, gate: SpeechGate
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fresh random windows: ``crops_per_clip`` per clip, each from a random variant, at a start
-    the device's gate passes (it never classifies the others); returns inputs, labels and the
-    clip each window came from."""
+    the device's gate passes (it never classifies the others), a share ``adapt.fresh_share`` of
+    them as a device not yet adapted sees them; returns inputs, labels and the clip each window
+    came from."""
     r = bank.recipe
     xs, ys, clips = [], [], []
+    share = r.adapt.fresh_share
     for clip, (frames_list, label) in enumerate(zip(bank.variants, y)):
         for _ in range(r.train.crops_per_clip):
             v = int(rng.integers(len(frames_list)))
             starts = bank.speech_starts(clip, v, gate)
-            xs.append(bank.model_input(clip, v, int(starts[rng.integers(len(starts))])))
+            start = int(starts[rng.integers(len(starts))])
+            # Drawn only when asked for, so recipes without it keep their random stream.
+            fresh = bool(share) and bool(rng.random() < share)
+            xs.append(bank.model_input(clip, v, start, fresh))
             ys.append(label)
             clips.append(clip)
     return np.asarray(xs, np.float32)[..., None], np.asarray(ys), np.asarray(clips)
@@ -110,10 +115,16 @@ def train_model(
     t = recipe.train
     keras.utils.set_random_seed(t.seed)
     rng = np.random.default_rng(t.seed)
-    model = build_model(recipe, len(labels))
+    if recipe.model.kind == "ensemble":
+        model, trained = build_branches(recipe, len(labels))
+    else:
+        model = build_model(recipe, len(labels))
+        trained = [model]
     steps = int(np.ceil(len(y) * t.crops_per_clip / t.batch_size)) * t.epochs
-    schedule = keras.optimizers.schedules.CosineDecay(t.learning_rate, max(steps, 1), alpha=0.02)
-    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
+    for m in trained:
+        schedule = keras.optimizers.schedules.CosineDecay(t.learning_rate, max(steps, 1),
+                                                          alpha=0.02)
+        m.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
                   loss=masked_crossentropy(t.label_smoothing))
     corpus = np.array([u.corpus for u in bank.utts])
     weights = sample_weights(y, corpus, len(labels)) if t.balance_classes else np.ones(len(y))
@@ -125,8 +136,11 @@ def train_model(
                          t.feature_mask_columns)
         target = np.concatenate([keras.utils.to_categorical(y_ep, len(labels)), masks[clip_ep]],
                                 axis=1)
-        hist = model.fit(x_ep, target, sample_weight=weights[clip_ep],
-                         batch_size=t.batch_size, epochs=1, shuffle=True, verbose=0)
+        # An ensemble's branches learn apart, on the same windows: averaged, their different
+        # errors cancel, which one network trained on the mean would not give.
+        losses = [m.fit(x_ep, target, sample_weight=weights[clip_ep], batch_size=t.batch_size,
+                        epochs=1, shuffle=True, verbose=0).history["loss"][-1] for m in trained]
         if verbose or epoch == t.epochs - 1:
-            logger.info("epoch %d/%d loss %.3f", epoch + 1, t.epochs, hist.history["loss"][-1])
+            logger.info("epoch %d/%d loss %s", epoch + 1, t.epochs,
+                        " ".join(f"{loss:.3f}" for loss in losses))
     return model

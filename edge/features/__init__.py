@@ -8,7 +8,16 @@
 
 from __future__ import annotations
 
-from .mfcc import Mfcc, MfccConfig, StreamingMfcc, frame_dbfs, mel_filterbank, normalize_window
+from .mfcc import (
+    Mfcc,
+    MfccConfig,
+    StreamingMfcc,
+    frame_dbfs,
+    mel_filterbank,
+    normalize_window,
+    pool_window,
+    window_input,
+)
 from .prosody import PROSODY_COLUMNS, StreamingProsody, prosody_frames
 
 __all__ = [
@@ -17,6 +26,8 @@ __all__ = [
     "StreamingMfcc",
     "mel_filterbank",
     "normalize_window",
+    "pool_window",
+    "window_input",
     "frame_dbfs",
     "PROSODY_COLUMNS",
     "prosody_frames",

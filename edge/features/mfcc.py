@@ -15,12 +15,13 @@ from __future__ import annotations
 import dataclasses
 import decimal
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError
+from .adapt import speech_frames
 from .prosody import PROSODY_COLUMNS, StreamingProsody, prosody_frames
 
 __all__ = [
@@ -29,12 +30,15 @@ __all__ = [
     "StreamingMfcc",
     "mel_filterbank",
     "normalize_window",
+    "pool_window",
+    "window_input",
     "frame_dbfs",
 ]
 
 _EPS = np.finfo(float).eps
 _WINDOWS = ("none", "hamming", "hann")
 _NORMALIZATIONS = ("none", "cmn", "cmvn")
+_POOLINGS = ("none", "mean_std", "frames_mean_std")
 
 
 def _round_half_up(x: float) -> int:
@@ -86,6 +90,10 @@ class MfccConfig:
     """Apply the per-window normalisation to the prosody columns too: their level (microphone
     gain, the speaker's pitch, the channel's spectral tilt) is then taken away per window, as
     the cepstra's is."""
+    pooling: str = "none"
+    """What of the window the model sees: "none", every frame; "mean_std", each column's mean and
+    standard deviation over the window's speech frames (2 rows; see :func:`pool_window`);
+    "frames_mean_std", every frame and then those 2 rows (for a model with a branch for each)."""
 
     def __post_init__(self) -> None:
         # A config also arrives from a model's JSON manifest: check kinds and bounds before any
@@ -133,6 +141,8 @@ class MfccConfig:
             raise ConfigError(
                 f"normalize {self.normalize!r} is unknown; choose one of {_NORMALIZATIONS}"
             )
+        if self.pooling not in _POOLINGS:
+            raise ConfigError(f"pooling {self.pooling!r} is unknown; choose one of {_POOLINGS}")
 
     @property
     def frame_length(self) -> int:
@@ -149,6 +159,11 @@ class MfccConfig:
         """Columns of a feature frame: the cepstra, then the prosody columns if any."""
         return self.n_ceps + (len(PROSODY_COLUMNS) if self.prosody else 0)
 
+    def input_rows(self, window_frames: int) -> int:
+        """Rows of the model's input for a window of ``window_frames`` frames."""
+        return {"none": window_frames, "mean_std": 2,
+                "frames_mean_std": window_frames + 2}[self.pooling]
+
     @property
     def normalized_columns(self) -> int:
         """Columns the per-window normalisation covers (the first ones)."""
@@ -162,11 +177,13 @@ class MfccConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        # Left out when off: the manifest of a model without prosody stays readable by devices
-        # older than the option, and its feature caches stay valid.
+        # Left out when off: the manifest of a model without prosody (or pooling) stays readable
+        # by devices older than the option, and its feature caches stay valid.
         for name in ("prosody", "normalize_prosody"):
             if not d[name]:
                 del d[name]
+        if d["pooling"] == "none":
+            del d["pooling"]
         return d
 
     @classmethod
@@ -388,6 +405,29 @@ def normalize_window(frames: np.ndarray, mode: str, columns: int | None = None) 
     if n == frames.shape[1]:
         return np.asarray(out)
     return np.concatenate((out, frames[:, n:]), axis=1)
+
+
+def pool_window(frames: np.ndarray, level_db: np.ndarray, mode: str) -> np.ndarray:
+    """A window ``(frames, columns)`` as the model sees it (see :attr:`MfccConfig.pooling`);
+    ``level_db`` is each frame's level (:func:`frame_dbfs` of the raw c0), which picks the speech
+    frames: the pauses inside a window say how long the speaker paused, not how they sounded."""
+    if mode == "none":
+        return frames
+    speech = speech_frames(frames, level_db)
+    pooled = np.stack((speech.mean(axis=0), speech.std(axis=0)))
+    return pooled if mode == "mean_std" else np.concatenate((frames, pooled))
+
+
+def window_input(raw: np.ndarray, config: MfccConfig,
+                 standardize: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """Raw ``(window, n_columns)`` feature frames -> the model's float input without its channel
+    axis, in the order the device and training both use: standardised (a deployment's
+    statistics, :mod:`edge.features.adapt`), normalised per window, pooled."""
+    x = raw if standardize is None else standardize(raw)
+    x = normalize_window(x, config.normalize, config.normalized_columns)
+    if config.pooling == "none":
+        return x
+    return pool_window(x, frame_dbfs(raw[:, 0], config), config.pooling)
 
 
 def frame_dbfs(log_energy: np.ndarray, config: MfccConfig) -> np.ndarray:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, ManifestMismatchError, ModelError
-from ..features import Mfcc, MfccConfig, StreamingMfcc, frame_dbfs, normalize_window
+from ..features import Mfcc, MfccConfig, StreamingMfcc, frame_dbfs, window_input
 from ..features.adapt import DeploymentNormalizer, RunningStats, speech_frames
 from ..lifecycle import Closeable
 from ..sources.audio_file import AudioFileStream
@@ -243,12 +243,12 @@ class SpeechClassifier(Closeable):
             raise ModelError(f"{source}: manifest preprocessing has window_frames="
                              f"{self.window_frames} and hop_frames={manifest_hop}; they need "
                              f"1 <= hop_frames <= window_frames <= 100000")
-        want = (1, self.window_frames, self.config.n_columns, 1)
+        want = (1, self.config.input_rows(self.window_frames), self.config.n_columns, 1)
         if tuple(self.model.input_shape) != want:
             raise ManifestMismatchError(
                 f"{source}: model input shape {tuple(self.model.input_shape)} does not match the "
                 f"manifest's window_frames={self.window_frames}, n_ceps={self.config.n_ceps}, "
-                f"prosody={self.config.prosody} {want}"
+                f"prosody={self.config.prosody}, pooling={self.config.pooling!r} {want}"
             )
         if hop_s is None:
             self.hop_frames = manifest_hop
@@ -279,10 +279,8 @@ class SpeechClassifier(Closeable):
 
     def model_input(self, frames: np.ndarray) -> np.ndarray:
         """Raw ``(window, n_columns)`` feature frames -> the model's float input (normalised)."""
-        if self.adaptation is not None:
-            frames = self.adaptation.normalize(frames)
-        return normalize_window(frames, self.config.normalize, self.config.normalized_columns)[
-            ..., None].astype(np.float32)
+        standardize = None if self.adaptation is None else self.adaptation.normalize
+        return window_input(frames, self.config, standardize)[..., None].astype(np.float32)
 
     def observe(self, frames: np.ndarray) -> None:
         """Let an adapting model learn from speech frames heard (pauses are left out)."""
