@@ -163,7 +163,7 @@ def bench_models(model: Path | None) -> None:
         f32, i8 = _tflite_pair(km, tuple(km.input_shape[1:]))
         name_i8 = f"{name} int8"
         if name == ours and shipped_bytes is not None:
-            i8, name_i8 = shipped_bytes, f"{name} int8 (shipped file)"
+            i8, name_i8 = shipped_bytes, f"{name} int8 (the --model file)"
         for label, blob in ((f"{name} float32", f32), (name_i8, i8)):
             rows.append((label, km.count_params(), len(blob), _latency(blob)))
     for label, params, size, lat in rows:

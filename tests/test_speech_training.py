@@ -451,3 +451,19 @@ def test_training_is_repeatable_and_its_seed_leaves_the_cached_copies_alone(synt
     first, second, third = weights(recipe), weights(recipe), weights(reseeded)
     assert all(np.array_equal(a, b) for a, b in zip(first, second))
     assert not all(np.array_equal(a, c) for a, c in zip(first, third))
+
+
+def test_the_ensemble_recipe_is_the_shipped_recipe_with_the_ensemble_model():
+    """recipes/speech_ensemble.toml differs from the shipped recipe only where the ensemble must:
+    its input (prosody, no per-window normalisation outside the graph, the statistics rows) and
+    its model; so its LOCO rows compare models, not data or training."""
+    from convert.speech.recipe import SpeechRecipe
+
+    repo = Path(__file__).resolve().parent.parent
+    shipped = SpeechRecipe.load(repo / "recipes" / "speech.toml").to_dict()
+    ensemble = SpeechRecipe.load(repo / "recipes" / "speech_ensemble.toml").to_dict()
+    changed = {(section, key) for section in shipped for key in shipped[section]
+               if shipped[section][key] != ensemble[section][key]}
+    assert changed == {("features", "normalize"), ("features", "prosody"),
+                       ("features", "pooling"), ("model", "kind"), ("model", "l2")}
+    assert ensemble["model"]["pooled_width"] == 128
