@@ -247,6 +247,16 @@ def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus
     assert all(set(r) == {"path", "label", "scores"} for r in lines)
 
 
+def _two_rooms_with_prosody(corpus: Path, room: Path, out: Path) -> list[str]:
+    """``emotion-convert speech`` arguments of the pooled and ensemble tests: both synthetic
+    rooms, no copies, deployment adaptation, prosody, no per-window normalisation, LOCO."""
+    return ["-q", "speech", "--corpus", f"csv:{corpus}", "--corpus", f"csv:{room}",
+            "--out", str(out), "--set", "augment.speed_factors=[]",
+            "--set", "augment.noise_snr_db=[]", "--set", "adapt.mode=deployment",
+            "--set", "features.prosody=true", "--set", "features.normalize=none",
+            "--set", "evaluate.loco=true"]
+
+
 @pytest.mark.slow
 def test_pooled_model_trains_and_runs_on_the_device_with_the_same_input(synthetic_corpus,
                                                                          second_room, tmp_path):
@@ -263,12 +273,8 @@ def test_pooled_model_trains_and_runs_on_the_device_with_the_same_input(syntheti
     from edge.sources.audio_file import load_audio
 
     out = tmp_path / "models"
-    assert main(["-q", "speech", "--corpus", f"csv:{synthetic_corpus}",
-                 "--corpus", f"csv:{second_room}", "--out", str(out), "--folds", "2",
-                 "--epochs", "3", "--set", "augment.speed_factors=[]",
-                 "--set", "augment.noise_snr_db=[]", "--set", "adapt.mode=deployment",
-                 "--set", "evaluate.loco=true", "--set", "evaluate.parity_folds=1",
-                 "--set", "features.prosody=true", "--set", "features.normalize=none",
+    assert main([*_two_rooms_with_prosody(synthetic_corpus, second_room, out), "--folds", "2",
+                 "--epochs", "3", "--set", "evaluate.parity_folds=1",
                  "--set", "features.pooling=mean_std", "--set", "model.kind=pooled",
                  "--set", "model.pooled_width=16", "--set", "model.l2=0.001"]) == 0
     model = out / "speech_emotion_int8.tflite"
@@ -333,13 +339,10 @@ def test_ensemble_is_its_branches_geometric_mean_in_one_int8_graph(synthetic_cor
         SpeechRecipe().replace("model", kind="ensemble")
 
     out = tmp_path / "models"
-    assert main(["-q", "speech", "--corpus", f"csv:{synthetic_corpus}",
-                 "--corpus", f"csv:{second_room}", "--out", str(out), "--folds", "0",
-                 "--epochs", "2", "--set", "augment.speed_factors=[]",
-                 "--set", "augment.noise_snr_db=[]", "--set", "adapt.mode=deployment",
-                 "--set", "features.prosody=true", "--set", "features.normalize=none",
-                 "--set", "features.pooling=frames_mean_std", "--set", "model.kind=ensemble", "--set", "model.width=4",
-                 "--set", "model.pooled_width=8", "--set", "evaluate.loco=true"]) == 0
+    assert main([*_two_rooms_with_prosody(synthetic_corpus, second_room, out), "--folds", "0",
+                 "--epochs", "2", "--set", "features.pooling=frames_mean_std",
+                 "--set", "model.kind=ensemble", "--set", "model.width=4",
+                 "--set", "model.pooled_width=8"]) == 0
     model = out / "speech_emotion_int8.tflite"
     m = load_manifest(model)
     assert m.training["recipe"]["model"]["kind"] == "ensemble"
