@@ -136,8 +136,8 @@ def train_model(
                          t.feature_mask_columns)
         target = np.concatenate([keras.utils.to_categorical(y_ep, len(labels)), masks[clip_ep]],
                                 axis=1)
-        # An ensemble's branches learn apart, on the same windows: averaged, their different
-        # errors cancel, which one network trained on the mean would not give.
+        # An ensemble's branches learn apart, on the same windows: each is the model it was
+        # measured as on its own (models/README.md), and their errors differ.
         losses = [m.fit(x_ep, target, sample_weight=weights[clip_ep], batch_size=t.batch_size,
                         epochs=1, shuffle=True, verbose=0).history["loss"][-1] for m in trained]
         if verbose or epoch == t.epochs - 1:
