@@ -121,6 +121,7 @@ def test_config_round_trips_and_rejects_unknown_fields():
         ({"window": "blackman"}, "window"),
         ({"normalize": "zscore"}, "normalize"),
         ({"pooling": "max"}, "pooling"),
+        ({"clip": -1.0}, "clip"),
         ({"sample_rate": 0}, "sample_rate"),
     ],
 )
@@ -170,5 +171,12 @@ def test_pooling_keeps_the_speech_frames_statistics_in_the_device_order():
     assert config.input_rows(300) == 2 and MfccConfig().input_rows(300) == 300
     assert dataclasses.replace(config, pooling="frames_mean_std").input_rows(300) == 302
     # Left out of manifests when off, kept when on.
-    assert "pooling" not in MfccConfig().to_dict()
+    assert "pooling" not in MfccConfig().to_dict() and "clip" not in MfccConfig().to_dict()
     assert MfccConfig.from_dict(config.to_dict()) == config
+    # clip: standardised values are bounded before pooling; raw frames are never clipped.
+    clipped = dataclasses.replace(config, clip=1.0)
+    assert MfccConfig.from_dict(clipped.to_dict()) == clipped
+    wide = lambda x: (x - 2.0) * 10.0  # noqa: E731
+    np.testing.assert_allclose(window_input(raw, clipped, wide),
+                               pool_window(np.clip(wide(raw), -1, 1), level, "mean_std"))
+    np.testing.assert_allclose(window_input(raw, clipped), window_input(raw, config))

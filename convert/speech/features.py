@@ -184,7 +184,7 @@ def _cache_key(recipe: SpeechRecipe, augment: bool, group: str) -> str:
     """What one group's cached frames depend on: features, its augmentation, seed and this
     file's code."""
     mfcc = {k: v for k, v in recipe.mfcc.to_dict().items()
-            if k not in ("normalize", "normalize_prosody", "pooling")}  # applied later
+            if k not in ("normalize", "normalize_prosody", "pooling", "clip")}  # applied later
     settings = dict(recipe.to_dict()["augment"]) if augment else None
     if settings is not None:
         rooms = settings.pop("room_copies")

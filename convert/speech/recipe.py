@@ -83,6 +83,10 @@ class FeatureSection(Section):
         "column's mean and standard deviation over the window's speech frames; the pooled "
         "model) or frames_mean_std (both, for the ensemble).",
         choices=("none", "mean_std", "frames_mean_std"))
+    clip: float = setting(
+        0.0, "Standardised values beyond +-clip (standard deviations) are set to +-clip before "
+        "the model; 0 = none.  Keeps rare extreme frames from setting the int8 input scale.",
+        min=0.0, max=1000.0)
     window_frames: int = setting(300, "Window length, frames of 10 ms.", min=10, max=3000)
     hop_frames: int = setting(50, "Hop between windows on the device and at evaluation, frames.",
                               min=1, max=3000)
@@ -92,7 +96,8 @@ class FeatureSection(Section):
         return MfccConfig(n_mels=self.n_mels, n_ceps=self.n_ceps, window=self.window,
                           lifter=self.lifter, normalize=self.normalize,
                           high_hz=self.high_hz or None, prosody=self.prosody,
-                          normalize_prosody=self.normalize_prosody, pooling=self.pooling)
+                          normalize_prosody=self.normalize_prosody, pooling=self.pooling,
+                          clip=self.clip)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -94,6 +94,10 @@ class MfccConfig:
     """What of the window the model sees: "none", every frame; "mean_std", each column's mean and
     standard deviation over the window's speech frames (2 rows; see :func:`pool_window`);
     "frames_mean_std", every frame and then those 2 rows (for a model with a branch for each)."""
+    clip: float = 0.0
+    """Standardised values beyond +-``clip`` are set to +-``clip`` (0: none).  Only after a
+    deployment's standardisation (:func:`window_input`): rare extreme frames otherwise set the
+    int8 input scale, and a model whose input is not normalised per window keeps few levels."""
 
     def __post_init__(self) -> None:
         # A config also arrives from a model's JSON manifest: check kinds and bounds before any
@@ -141,6 +145,9 @@ class MfccConfig:
             raise ConfigError(
                 f"normalize {self.normalize!r} is unknown; choose one of {_NORMALIZATIONS}"
             )
+        if (isinstance(self.clip, bool) or not isinstance(self.clip, (int, float))
+                or not math.isfinite(self.clip) or not 0 <= self.clip <= 1000):
+            raise ConfigError(f"clip must be a number in 0..1000 (0: none), got {self.clip!r}")
         if self.pooling not in _POOLINGS:
             raise ConfigError(f"pooling {self.pooling!r} is unknown; choose one of {_POOLINGS}")
 
@@ -184,6 +191,8 @@ class MfccConfig:
                 del d[name]
         if d["pooling"] == "none":
             del d["pooling"]
+        if not d["clip"]:
+            del d["clip"]
         return d
 
     @classmethod
@@ -422,8 +431,10 @@ def window_input(raw: np.ndarray, config: MfccConfig,
                  standardize: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Raw ``(window, n_columns)`` feature frames -> the model's float input without its channel
     axis, in the order the device and training both use: standardised (a deployment's
-    statistics, :mod:`edge.features.adapt`), normalised per window, pooled."""
+    statistics, :mod:`edge.features.adapt`) and clipped, normalised per window, pooled."""
     x = raw if standardize is None else standardize(raw)
+    if standardize is not None and config.clip:
+        x = np.clip(x, -config.clip, config.clip)
     x = normalize_window(x, config.normalize, config.normalized_columns)
     if config.pooling == "none":
         return x
