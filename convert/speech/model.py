@@ -57,8 +57,9 @@ def build_branches(recipe: SpeechRecipe, n_classes: int) -> tuple[Any, list[Any]
     from keras import layers
 
     frames, columns = recipe.features.window_frames, recipe.mfcc.n_columns
-    inp = keras.Input(shape=(recipe.mfcc.input_rows(frames), columns, 1), name="mfcc")
-    x = layers.Reshape((recipe.mfcc.input_rows(frames), columns))(inp)
+    rows = recipe.mfcc.input_rows(frames)  # the frames, then the 2 statistics rows
+    inp = keras.Input(shape=(rows, columns, 1), name="mfcc")
+    x = layers.Reshape((rows, columns))(inp)
     window_cmn, pooled_rows = _layer_classes()
     logits_c = _compact_head(window_cmn(frames, recipe.mfcc.n_ceps)(x), recipe, n_classes, None)
     logits_p = _pooled_head(pooled_rows(frames)(x), recipe, n_classes, None)
