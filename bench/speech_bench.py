@@ -141,6 +141,7 @@ def bench_models(model: Path | None) -> None:
 
     from convert.speech.model import build_model
     from convert.speech.recipe import SpeechRecipe
+    from edge.labels import COMMON_LABELS
     from edge.models.manifest import manifest_path_for
     from edge.models.runtime import resolve_interpreter_class
 
@@ -152,14 +153,15 @@ def bench_models(model: Path | None) -> None:
     # The seed CNN reads every frame of the same window, whatever the shipped model pools.
     seed = recipe.updated({"features": {"pooling": "none"}, "model": {"kind": "seed"}})
     ours = recipe.model.kind
-    n = 8
+    # Ours predicts the 7 fusion labels; the seed project's CNN RAVDESS's 8 emotions.
+    labels = {ours: len(COMMON_LABELS), "seed CNN": 8}
     runtime, _ = resolve_interpreter_class()
     print(f"\n[3] model latency per window ({runtime}, 1 thread) and size; window "
           f"{recipe.features.window_frames} frames of {recipe.mfcc.n_columns} columns")
     print(f"    {'model':34s} {'params':>9s} {'size':>10s} {'latency':>10s}")
     rows = []
     for name, r in ((ours, recipe), ("seed CNN", seed)):
-        km = build_model(r, n)
+        km = build_model(r, labels[name])
         f32, i8 = _tflite_pair(km, tuple(km.input_shape[1:]))
         name_i8 = f"{name} int8"
         if name == ours and shipped_bytes is not None:

@@ -46,6 +46,7 @@ def test_noise_and_silence_are_unvoiced():
     silence = prosody_frames(np.zeros(SR), CONFIG)
     assert silence[:, COL["voiced"]].max() == 0.0
     assert silence[:, COL["f0_st"]].max() == 0.0
+    assert silence[:, COL["voicing"]].max() == 0.0  # no autocorrelation peak at all
     # White noise is flat, a voice falls with frequency: the slope tells them apart.
     v = prosody_frames(voice(150.0, 1.0), CONFIG)
     assert np.median(v[:, COL["slope_db_khz"]]) < np.median(p[:, COL["slope_db_khz"]]) - 3

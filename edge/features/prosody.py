@@ -132,7 +132,10 @@ class _Analysis:
         r = ac / (ac[:, :1] + _EPS) / self.window_ac
         seg = r[:, self.lag_lo - 1 : self.lag_hi + 2]  # one extra lag each side for the peak test
         a, b, c = seg[:, :-2], seg[:, 1:-1], seg[:, 2:]
-        is_peak = (b > a) & (b >= c)
+        # Only the local maxima are candidates (a few dozen of the ~290 lags), so they alone are
+        # refined; the rest stay at -inf for the per-frame argmax.
+        rows, cols = np.nonzero((b > a) & (b >= c))
+        a, b, c = a[rows, cols], b[rows, cols], c[rows, cols]
         # Every candidate's height and position refined by a parabola through its neighbours,
         # before they are compared: a high voice's peak is narrow, and its value at the nearest
         # whole lag can fall below the (wider) peak an octave down, which would halve F0.
@@ -140,12 +143,18 @@ class _Analysis:
         safe = np.where(np.abs(denom) > _EPS, denom, 1.0)
         shift = np.clip(np.where(np.abs(denom) > _EPS, 0.5 * (a - c) / safe, 0.0), -0.5, 0.5)
         height = b - 0.25 * (a - c) * shift
-        strength = np.where(is_peak, height - self.octave_bonus, -np.inf)
+        # A trailing 0 for frames without a candidate (index -1): no shift, no height.
+        shift, height = np.append(shift, 0.0), np.append(height, 0.0)
+        strength = np.full((n, self.lags.size), -np.inf)
+        strength[rows, cols] = height[:-1] - self.octave_bonus[cols]
         best = np.argmax(strength, axis=1)
-        rows = np.arange(n)
-        has_peak = np.isfinite(strength[rows, best])
-        lag = self.lags[best] + shift[rows, best]
-        peak = np.clip(np.where(has_peak, height[rows, best], 0.0), 0.0, 0.999)
+        # Each frame's best candidate, if it has one: its index among the candidates.
+        index = np.full((n, self.lags.size), -1)
+        index[rows, cols] = np.arange(rows.size)
+        pick = index[np.arange(n), best]
+        has_peak = pick >= 0
+        lag = self.lags[best] + shift[pick]
+        peak = np.clip(height[pick], 0.0, 0.999)
 
         level = 10 * np.log10(np.mean(frames**2, axis=1) + _EPS)
         voiced = has_peak & (peak >= VOICING_THRESHOLD) & (level > FLOOR_DBFS)

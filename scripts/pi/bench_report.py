@@ -55,7 +55,7 @@ BOARDS = (
 )
 
 #: Stages as the loop reports them in latency_ms, in the order of a cycle.
-STAGES = (("speech", "speech per hop (MFCC + model)"), ("frame", "frame"),
+STAGES = (("speech", "speech per hop (features + model)"), ("frame", "frame"),
           ("motion", "box reuse test (scene moved?)"), ("detect", "face detection"),
           ("face", "face crop + model (mirror if unsure)"),
           ("fusion", "fusion + smoothing"))
