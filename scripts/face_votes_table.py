@@ -20,15 +20,16 @@ from pathlib import Path
 import numpy as np
 
 from convert.face.data import FaceSplit, load_face_data
+from convert.metrics import classification_metrics
 from edge.models.face import FaceClassifier
 
 
-def _scores(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+def _scores(predicted: np.ndarray, truth: np.ndarray,
+            labels: tuple[str, ...]) -> tuple[float, float]:
     """Accuracy and mean per-class recall over the rows ``truth`` scores (>= 0)."""
     scored = truth >= 0
-    p, t = predicted[scored], truth[scored]
-    recall = [float((p[t == c] == c).mean()) for c in np.unique(t)]
-    return float((p == t).mean()), float(np.mean(recall))
+    m = classification_metrics(truth[scored], predicted[scored], labels)
+    return m["accuracy"], m["uar"]
 
 
 def _row(model: Path, splits: dict[str, FaceSplit]) -> str:
@@ -43,7 +44,7 @@ def _row(model: Path, splits: dict[str, FaceSplit]) -> str:
             predicted = np.array([clf.labels.index(clf.classify_crop(face).label)
                                   for face in split.x])
             for truth in (majority, split.y):
-                acc, recall = _scores(predicted, truth)
+                acc, recall = _scores(predicted, truth, clf.labels)
                 cells.append(f"{acc:.3f} / {recall:.3f}")
     return "| " + " | ".join(cells) + " |"
 
