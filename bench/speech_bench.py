@@ -71,13 +71,12 @@ def bench_mfcc(clip: np.ndarray) -> None:
 
 def bench_streaming(clip: np.ndarray, model: Path | None) -> None:
     from edge.features import Mfcc, MfccConfig, StreamingMfcc
-    from edge.models.manifest import load_manifest
+    from edge.models.speech import SpeechClassifier
 
     if model is not None and model.is_file():
-        pre = load_manifest(model).preprocessing
-        fields = set(MfccConfig().to_dict())
-        cfg = MfccConfig.from_dict({k: v for k, v in pre.items() if k in fields})
-        window, hop = int(pre["window_frames"]), int(pre["hop_frames"])
+        # The device's own reading of the manifest (prosody and its step included).
+        with SpeechClassifier(model) as clf:
+            cfg, window, hop = clf.config, clf.window_frames, clf.hop_frames
     else:
         cfg, window, hop = MfccConfig(), 300, 50
     mfcc = Mfcc(cfg)
@@ -111,7 +110,8 @@ def bench_streaming(clip: np.ndarray, model: Path | None) -> None:
     print(f"    recompute whole window          {t['recompute'] * 1e3:7.3f} ms")
     print(f"    streaming is {t['recompute'] / t['stream']:.1f}x cheaper")
     with_p, without = (t["stream"], t["other"]) if cfg.prosody else (t["other"], t["stream"])
-    print(f"    streaming with the 12 prosody columns {with_p * 1e3:7.3f} ms, without "
+    step = f", every {cfg.prosody_step * cfg.hop_length_s * 1e3:g} ms" if cfg.prosody else ""
+    print(f"    streaming with the 12 prosody columns{step} {with_p * 1e3:7.3f} ms, without "
           f"{without * 1e3:7.3f} ms: {with_p / without:.1f}x")
 
 

@@ -80,21 +80,49 @@ def test_mfcc_with_prosody_appends_the_columns():
     np.testing.assert_array_equal(both[:, 40:], prosody_frames(x, CONFIG))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(n=st.integers(0, 6000), blocks=st.lists(st.integers(1, 1500), min_size=1, max_size=40),
-       seed=st.integers(0, 2**16))
-def test_streaming_equals_batch_for_any_blocks(n, blocks, seed):
+       seed=st.integers(0, 2**16), step=st.sampled_from([1, 2, 3]))
+def test_streaming_equals_batch_for_any_blocks(n, blocks, seed, step):
     rng = np.random.default_rng(seed)
     x = voice(float(rng.uniform(70, 400)), n / SR) + rng.standard_normal(n) * 0.02
-    stream, parts, i, k = StreamingMfcc(CONFIG), [], 0, 0
+    config = dataclasses.replace(CONFIG, prosody_step=step)
+    stream, parts, i, k = StreamingMfcc(config), [], 0, 0
     while i < x.size:
         size = blocks[k % len(blocks)]
         parts.append(stream.process(x[i : i + size]))
         i, k = i + size, k + 1
     parts.append(stream.flush())
     got = np.concatenate(parts)
-    np.testing.assert_allclose(got, Mfcc(CONFIG)(x), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(got, Mfcc(config)(x), rtol=0, atol=1e-9)
     assert got.shape[1] == 52
+
+
+@pytest.mark.parametrize("step", [2, 3])
+def test_a_prosody_step_analyses_every_kth_frame_and_holds_it(step):
+    """Frames 0, k, 2k... are the every-frame analysis of the same frames, each held for the k - 1
+    frames after it; the columns that compare with the previous frame compare with k frames
+    earlier."""
+    rng = np.random.default_rng(3)
+    x = np.concatenate((voice(180.0, 0.6), rng.standard_normal(SR // 2) * 0.05,
+                        voice(120.0, 0.4) * np.linspace(0.2, 1.0, int(0.4 * SR))))
+    every = prosody_frames(x, CONFIG)
+    held = prosody_frames(x, dataclasses.replace(CONFIG, prosody_step=step))
+    assert held.shape == every.shape
+    analysed = np.arange(0, every.shape[0], step)
+    for j in range(1, step):  # the held frames repeat the analysed frame before them
+        rows = analysed[analysed + j < every.shape[0]]
+        np.testing.assert_array_equal(held[rows + j], held[rows])
+    same = [COL[c] for c in PROSODY_COLUMNS if c not in ("flux_db", "jitter", "shimmer_db")]
+    np.testing.assert_allclose(held[analysed][:, same], every[analysed][:, same], atol=1e-9)
+    # Jitter against the frame k hops back: the every-frame jitter of a signal sampled k-fold.
+    f0 = every[analysed, COL["f0_st"]]
+    hz = np.where(f0 > 0, 27.5 * 2 ** (f0 / 12), 0.0)
+    both = (every[analysed, COL["voiced"]] > 0) & (np.roll(every[analysed, COL["voiced"]], 1) > 0)
+    both[0] = False
+    expect = np.where(both, np.abs(np.diff(hz, prepend=hz[0])) / np.maximum(hz, 1.0), 0.0)
+    np.testing.assert_allclose(held[analysed, COL["jitter"]], expect, atol=1e-9)
+    assert held[analysed, COL["jitter"]].max() > 0  # the test saw voiced runs
 
 
 def test_prosody_frames_wait_for_their_look_ahead():
@@ -117,6 +145,14 @@ def test_per_window_normalisation_leaves_prosody_alone():
         np.testing.assert_allclose(out[:, :40].mean(0), 0, atol=1e-9)
         np.testing.assert_array_equal(out[:, 40:], f[:, 40:])
     np.testing.assert_allclose(normalize_window(f, "cmn").mean(0), 0, atol=1e-9)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 11, 1.5, True])
+def test_prosody_step_must_be_a_whole_number_of_frames(bad):
+    with pytest.raises(ConfigError, match="prosody_step"):
+        dataclasses.replace(CONFIG, prosody_step=bad)
+    assert "prosody_step" not in CONFIG.to_dict()  # 1 is left out: older manifests stay valid
+    assert dataclasses.replace(CONFIG, prosody_step=2).to_dict()["prosody_step"] == 2
 
 
 def test_prosody_must_be_a_boolean():

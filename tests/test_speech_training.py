@@ -459,7 +459,8 @@ def test_training_is_repeatable_and_its_seed_leaves_the_cached_copies_alone(synt
 def test_the_shipped_recipe_is_the_compact_recipe_with_the_ensemble_model():
     """recipes/speech.toml (the ensemble) differs from recipes/speech_compact.toml (the model
     shipped before it) only where the ensemble must: its input (prosody, no per-window
-    normalisation outside the graph, the statistics rows, clipped for int8) and its model; so
+    normalisation outside the graph, the statistics rows, clipped for int8, prosody every
+    other frame) and its model; so
     the model card's comparisons between them compare models, not data or training."""
     from convert.speech.recipe import SpeechRecipe
 
@@ -469,7 +470,7 @@ def test_the_shipped_recipe_is_the_compact_recipe_with_the_ensemble_model():
     changed = {(section, key) for section in compact for key in compact[section]
                if compact[section][key] != ensemble[section][key]}
     assert changed == {("features", "normalize"), ("features", "prosody"),
-                       ("features", "pooling"), ("features", "clip"), ("model", "kind"),
-                       ("model", "l2")}
+                       ("features", "prosody_step"), ("features", "pooling"),
+                       ("features", "clip"), ("model", "kind"), ("model", "l2")}
     assert compact["model"]["kind"] == "compact" and ensemble["model"]["kind"] == "ensemble"
     assert ensemble["model"]["pooled_width"] == 128

@@ -75,6 +75,10 @@ class FeatureSection(Section):
         False, "Append 12 prosody and voice-quality columns (pitch, voicing, HNR, loudness, "
         "spectral slope and balance, flux, jitter, shimmer; edge.features.prosody) to each "
         "frame.")
+    prosody_step: int = setting(
+        1, "Prosody analysed every this many frames, each analysis held until the next: 2 "
+        "halves its cost on the device (jitter, shimmer and flux then compare frames 20 ms "
+        "apart).", min=1, max=10)
     normalize_prosody: bool = setting(
         False, "Per-window normalisation covers the prosody columns too (their level: gain, "
         "the speaker's pitch, the channel's tilt); else only the cepstra.")
@@ -96,6 +100,7 @@ class FeatureSection(Section):
         return MfccConfig(n_mels=self.n_mels, n_ceps=self.n_ceps, window=self.window,
                           lifter=self.lifter, normalize=self.normalize,
                           high_hz=self.high_hz or None, prosody=self.prosody,
+                          prosody_step=self.prosody_step,
                           normalize_prosody=self.normalize_prosody, pooling=self.pooling,
                           clip=self.clip)
 

@@ -86,6 +86,9 @@ class MfccConfig:
     prosody: bool = False
     """Append the 12 prosody and voice-quality columns of :mod:`edge.features.prosody` (pitch,
     voicing, HNR, loudness, spectral slope...) after the cepstra."""
+    prosody_step: int = 1
+    """Analyse prosody every this many frames and hold each analysis for the frames up to the
+    next (1: every frame; 2 halves the prosody's cost on the device)."""
     normalize_prosody: bool = False
     """Apply the per-window normalisation to the prosody columns too: their level (microphone
     gain, the speaker's pitch, the channel's spectral tilt) is then taken away per window, as
@@ -103,7 +106,7 @@ class MfccConfig:
         # A config also arrives from a model's JSON manifest: check kinds and bounds before any
         # arithmetic (a NaN, an inf or a string would fail deep inside NumPy, or not at all).
         for name, top in (("sample_rate", 384_000), ("n_fft", 65_536), ("n_mels", 512),
-                          ("n_ceps", 512), ("lifter", 10_000)):
+                          ("n_ceps", 512), ("lifter", 10_000), ("prosody_step", 10)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
                 raise ConfigError(f"{name} must be a whole number in 0..{top}, got {value!r}")
@@ -119,6 +122,8 @@ class MfccConfig:
         for name in ("append_energy", "prosody", "normalize_prosody"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.prosody_step < 1:
+            raise ConfigError(f"prosody_step must be at least 1 frame, got {self.prosody_step!r}")
         if self.sample_rate <= 0:
             raise ConfigError(f"sample_rate must be positive, got {self.sample_rate!r}")
         if not 0 < self.win_length_s <= 1 or not 0 < self.hop_length_s <= 1:
@@ -189,6 +194,8 @@ class MfccConfig:
         for name in ("prosody", "normalize_prosody"):
             if not d[name]:
                 del d[name]
+        if d["prosody_step"] == 1:
+            del d["prosody_step"]
         if d["pooling"] == "none":
             del d["pooling"]
         if not d["clip"]:

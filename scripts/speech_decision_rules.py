@@ -1,0 +1,93 @@
+"""Would a deployment-level decision rule help on voices the model never heard?  Studied on the
+per-clip probabilities that leave-one-corpus-out keeps (``loco_<corpus>_clips.npz``), no training.
+
+Each unseen corpus stands for one deployment.  Rules, applied to all its clips' probabilities:
+
+- **argmax**: what the device does today;
+- **EM prior**: the deployment's class prior re-estimated from the probabilities (Saerens et al.
+  2002), the probabilities reweighted by it;
+- **equalised**: each class's probability divided by its mean over the deployment, so that on
+  average no class is favoured (a deployment assumed to hear every emotion equally often).
+
+A rule that assumes balanced emotions is also scored where they are not: the corpus subsampled so
+that neutral is half, or 70%, of the clips (5 draws each), with accuracy beside UAR.
+
+    .venv/bin/python scripts/speech_decision_rules.py [models/reports/speech]
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from convert.metrics import classification_metrics  # noqa: E402
+
+Rule = Callable[[np.ndarray], np.ndarray]
+
+
+def em_prior(p: np.ndarray, iters: int = 100) -> np.ndarray:
+    """Saerens et al.'s EM: the model was trained with balanced classes (a uniform prior)."""
+    k = p.shape[1]
+    prior = np.full(k, 1.0 / k)
+    q = p
+    for _ in range(iters):
+        q = p * (prior * k)
+        q /= q.sum(axis=1, keepdims=True)
+        new = q.mean(axis=0)
+        if np.abs(new - prior).max() < 1e-6:
+            break
+        prior = new
+    return q
+
+
+def equalised(p: np.ndarray) -> np.ndarray:
+    return p / np.maximum(p.mean(axis=0), 1e-3)
+
+
+RULES: dict[str, Rule] = {"argmax": lambda p: p, "EM prior": em_prior, "equalised": equalised}
+
+
+def score(y: np.ndarray, p: np.ndarray, labels: list[str]) -> tuple[float, float]:
+    pred = p.argmax(axis=1)
+    return classification_metrics(y, pred, labels)["uar"], float(np.mean(pred == y))
+
+
+def neutral_heavy(y: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
+    """Indices of all neutral clips and enough others that neutral is ``share`` of them."""
+    neutral, other = np.flatnonzero(y == 0), np.flatnonzero(y != 0)
+    n_other = min(other.size, int(round(neutral.size * (1 - share) / share)))
+    return np.concatenate((neutral, rng.choice(other, n_other, replace=False)))
+
+
+def main() -> None:
+    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("models/reports/speech")
+    files = sorted(folder.glob("loco_*_clips.npz"))
+    if not files:
+        sys.exit(f"{folder}: no loco_*_clips.npz; run emotion-convert speech with "
+                 "evaluate.loco = true first")
+    print("| rule | probabilities | LOCO UAR | neutral 50%: UAR / accuracy | "
+          "neutral 70%: UAR / accuracy |\n|---|---|---:|---:|---:|")
+    for kind in ("adapted", "fresh"):
+        for name, rule in RULES.items():
+            full, heavy = [], {0.5: [], 0.7: []}
+            for f in files:
+                with np.load(f) as z:
+                    y, p, labels = z["y"], z[kind], [str(s) for s in z["labels"]]
+                full.append(score(y, rule(p), labels)[0])
+                rng = np.random.default_rng(0)
+                for share, rows in heavy.items():
+                    for _ in range(5):
+                        idx = neutral_heavy(y, share, rng)
+                        rows.append(score(y[idx], rule(p[idx]), labels))
+            cells = [f"{np.mean([r[0] for r in rows]):.3f} / {np.mean([r[1] for r in rows]):.3f}"
+                     for rows in heavy.values()]
+            print(f"| {name} | {kind} | {np.mean(full):.3f} | {cells[0]} | {cells[1]} |")
+
+
+if __name__ == "__main__":
+    main()
