@@ -13,7 +13,7 @@ one, so :class:`StreamingProsody` needs one frame of state and 12 ms of look-ahe
 MFCC frame (at 16 kHz).
 
 With ``prosody_step`` = k > 1 only every k-th frame (0, k, 2k...) is analysed and held for the
-k - 1 frames after it: the cost drops k-fold, and jitter, shimmer and flux then compare frames
+k - 1 frames after it: the FFTs drop k-fold, and jitter, shimmer and flux then compare frames
 k hops apart.  The pooled model only reads each column's mean and spread over a 3 s window,
 which a 20 ms grid estimates as well as a 10 ms one; a model is trained with the step it runs.
 
