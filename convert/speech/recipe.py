@@ -77,7 +77,7 @@ class FeatureSection(Section):
         "frame.")
     prosody_step: int = setting(
         1, "Prosody analysed every this many frames, each analysis held until the next: 2 "
-        "halves its cost on the device (jitter, shimmer and flux then compare frames 20 ms "
+        "halves its FFTs on the device (jitter, shimmer and flux then compare frames 20 ms "
         "apart).", min=1, max=10)
     normalize_prosody: bool = setting(
         False, "Per-window normalisation covers the prosody columns too (their level: gain, "

@@ -88,7 +88,7 @@ class MfccConfig:
     voicing, HNR, loudness, spectral slope...) after the cepstra."""
     prosody_step: int = 1
     """Analyse prosody every this many frames and hold each analysis for the frames up to the
-    next (1: every frame; 2 halves the prosody's cost on the device)."""
+    next (1: every frame; 2 halves the prosody's FFTs on the device)."""
     normalize_prosody: bool = False
     """Apply the per-window normalisation to the prosody columns too: their level (microphone
     gain, the speaker's pitch, the channel's spectral tilt) is then taken away per window, as
