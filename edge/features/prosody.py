@@ -228,8 +228,8 @@ def prosody_frames(signal: np.ndarray, config: Framing) -> np.ndarray:
     step = config.prosody_step
     frames = np.lib.stride_tricks.sliding_window_view(padded, an.length)[:: an.hop * step]
     frames = frames[: -(-n // step)]
-    # A few hundred frames at a time, each chunk continuing from the last: the same rows, but
-    # the FFT buffers stay in the CPU's cache (a whole clip at once is 6x slower per frame).
+    # _CHUNK frames at a time, each chunk continuing from the last: the same rows, but the FFT
+    # buffers stay in the CPU's cache (a whole clip at once is 6x slower per frame).
     parts, previous = [], None
     for i in range(0, frames.shape[0], _CHUNK):
         rows, previous = an.frames(frames[i : i + _CHUNK], previous)
