@@ -460,8 +460,8 @@ def test_the_shipped_recipe_is_the_compact_recipe_with_the_ensemble_model():
     """recipes/speech.toml (the ensemble) differs from recipes/speech_compact.toml (the model
     shipped before it) only where the ensemble must: its input (prosody, no per-window
     normalisation outside the graph, the statistics rows, clipped for int8, prosody every
-    other frame) and its model; so
-    the model card's comparisons between them compare models, not data or training."""
+    other frame) and its model; so the model card's comparisons between them compare models,
+    not data or training."""
     from convert.speech.recipe import SpeechRecipe
 
     repo = Path(__file__).resolve().parent.parent

@@ -293,16 +293,13 @@ class StreamingProsody:
         start = -self._frames_out % step
         frames = np.lib.stride_tricks.sliding_window_view(self._pending, an.length)[
             start * an.hop : n * an.hop : step * an.hop]
-        if step == 1:
-            out, self._previous = an.frames(frames, self._previous)
-        else:
-            out = np.empty((n, len(PROSODY_COLUMNS)))
-            if start:  # frames held from the previous call's last analysis
-                out[: min(start, n)] = self._last
-            if frames.shape[0]:
-                rows, self._previous = an.frames(frames, self._previous)
-                out[start:] = np.repeat(rows, step, axis=0)[: n - start]
-                self._last = rows[-1]
+        out = np.empty((n, len(PROSODY_COLUMNS)))
+        if start:  # frames held from the previous call's last analysis
+            out[: min(start, n)] = self._last
+        if frames.shape[0]:
+            rows, self._previous = an.frames(frames, self._previous)
+            out[start:] = np.repeat(rows, step, axis=0)[: n - start]
+            self._last = rows[-1]
         self._pending = self._pending[n * an.hop :].copy()
         self._frames_out += n
         return out
