@@ -174,6 +174,35 @@ def test_a_corpus_without_a_class_does_not_teach_that_it_never_occurs():
     assert w.mean() == pytest.approx(1.0)
 
 
+def test_a_model_trained_per_speaker_is_scored_as_a_device_that_hears_the_whole_room(
+        synthetic_corpus, second_room):
+    """``adapt.unit = speaker`` standardises each training speaker with their own statistics,
+    but a device cannot tell its speakers apart: the unseen corpus is still standardised as one
+    room, so the adapted figure measures what a device would do."""
+    from convert.speech.corpora import index_corpora
+    from convert.speech.evaluate import views
+    from convert.speech.features import FeatureBank
+    from convert.speech.recipe import SpeechRecipe
+
+    recipe = (SpeechRecipe().replace("features", window_frames=100, hop_frames=50)
+              .replace("augment", speed_factors=(), noise_snr_db=())
+              .replace("adapt", mode="deployment", unit="speaker"))
+    bank = FeatureBank(index_corpora([f"csv:{synthetic_corpus}", f"csv:{second_room}"]), recipe)
+    room = second_room.parent.name
+    train = bank.subset([i for i, u in enumerate(bank.utts) if u.corpus != room])
+    test = bank.subset([i for i, u in enumerate(bank.utts) if u.corpus == room])
+    v = views(train, test, recipe)
+
+    def same(a: FeatureBank, b: FeatureBank) -> bool:
+        return all(np.array_equal(a.model_input(i, 0, 0), b.model_input(i, 0, 0))
+                   for i in range(len(a.utts)))
+
+    assert same(v.train, train.standardize_by("speaker"))
+    assert not same(v.train, train.standardize_by("corpus"))
+    assert same(v.adapted, test.standardize_by("corpus"))
+    assert not same(v.adapted, test.standardize_by("speaker"))
+
+
 @pytest.mark.slow
 def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus, second_room,
                                                                 tmp_path, capsys):
