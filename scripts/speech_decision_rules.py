@@ -14,7 +14,11 @@ that neutral is half, or 70%, of the clips (5 draws each), with accuracy beside 
 adapted probabilities keep the whole corpus's statistics there; the fresh ones do not depend on
 them, so they are the cleaner test.
 
-    .venv/bin/python scripts/speech_decision_rules.py [models/reports/speech]
+Given several report folders (the LOCO of several models on the same clips), each clip's
+probabilities are the models' normalised geometric mean, as one graph joining them would give
+(the ensemble's own rule): what averaging draws would buy, without building the graph.
+
+    .venv/bin/python scripts/speech_decision_rules.py [models/reports/speech ...]
 """
 
 from __future__ import annotations
@@ -67,20 +71,37 @@ def neutral_heavy(y: np.ndarray, neutral_id: int, share: float,
     return np.concatenate((neutral, rng.choice(other, n_other, replace=False)))
 
 
+def load(files: list[Path], kind: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """One corpus's labels and probabilities: the normalised geometric mean over ``files``
+    (the same clips scored by several models)."""
+    logs = []
+    for f in files:
+        with np.load(f) as z:
+            y_f, labels_f = z["y"], [str(s) for s in z["labels"]]
+            logs.append(np.log(np.maximum(z[kind], 1e-9)))
+        if len(logs) == 1:
+            y, labels = y_f, labels_f
+        elif labels_f != labels or not np.array_equal(y_f, y):
+            sys.exit(f"{f}: not the same clips as {files[0]}; compare LOCO runs on the same data")
+    p = np.exp(np.mean(logs, axis=0))
+    return y, p / p.sum(axis=1, keepdims=True), labels
+
+
 def main() -> None:
-    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("models/reports/speech")
-    files = sorted(folder.glob("loco_*_clips.npz"))
-    if not files:
-        sys.exit(f"{folder}: no loco_*_clips.npz; run emotion-convert speech with "
-                 "evaluate.loco = true first")
+    folders = [Path(a) for a in sys.argv[1:]] or [Path("models/reports/speech")]
+    corpora = [sorted(f.name for f in folder.glob("loco_*_clips.npz")) for folder in folders]
+    for folder, names in zip(folders, corpora):
+        if names != corpora[0] or not names:
+            sys.exit(f"{folder}: no loco_*_clips.npz, or not the corpora of {folders[0]}; run "
+                     "emotion-convert speech with evaluate.loco = true first")
+    files = [[folder / name for folder in folders] for name in corpora[0]]
     print("| rule | probabilities | LOCO UAR | neutral 50%: UAR / accuracy | "
           "neutral 70%: UAR / accuracy |\n|---|---|---:|---:|---:|")
     for kind in ("adapted", "fresh"):
         for name, rule in RULES.items():
             full, heavy = [], {0.5: [], 0.7: []}
-            for f in files:
-                with np.load(f) as z:
-                    y, p, labels = z["y"], z[kind], [str(s) for s in z["labels"]]
+            for same_clips in files:
+                y, p, labels = load(same_clips, kind)
                 full.append(score(y, rule(p), labels)[0])
                 rng = np.random.default_rng(0)
                 for share, rows in heavy.items():
