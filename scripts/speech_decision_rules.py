@@ -91,9 +91,11 @@ def main() -> None:
     folders = [Path(a) for a in sys.argv[1:]] or [Path("models/reports/speech")]
     corpora = [sorted(f.name for f in folder.glob("loco_*_clips.npz")) for folder in folders]
     for folder, names in zip(folders, corpora):
-        if names != corpora[0] or not names:
-            sys.exit(f"{folder}: no loco_*_clips.npz, or not the corpora of {folders[0]}; run "
-                     "emotion-convert speech with evaluate.loco = true first")
+        if not names:
+            sys.exit(f"{folder}: no loco_*_clips.npz; run emotion-convert speech with "
+                     "evaluate.loco = true first")
+        if names != corpora[0]:
+            sys.exit(f"{folder}: corpora {names} are not those of {folders[0]} ({corpora[0]})")
     files = [[folder / name for folder in folders] for name in corpora[0]]
     print("| rule | probabilities | LOCO UAR | neutral 50%: UAR / accuracy | "
           "neutral 70%: UAR / accuracy |\n|---|---|---:|---:|---:|")
