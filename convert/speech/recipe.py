@@ -189,7 +189,9 @@ class AdaptSection(Section):
         "a device has heard (edge.features.adapt); training standardises each corpus or "
         "speaker with its own.", choices=("none", "deployment"))
     unit: str = setting("corpus", "What one deployment stands for in training: a corpus (a room "
-                        "with several voices) or a speaker.", choices=("corpus", "speaker"))
+                        "with several voices) or a speaker.  Held-out speech is scored as one "
+                        "room either way, since a device cannot tell its speakers apart.",
+                        choices=("corpus", "speaker"))
     fresh_share: float = setting(
         0.0, "Share of training windows standardised with the training data's pooled statistics "
         "instead of their own deployment's: the model also learns what a device that has not "
