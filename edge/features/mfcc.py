@@ -105,11 +105,12 @@ class MfccConfig:
     def __post_init__(self) -> None:
         # A config also arrives from a model's JSON manifest: check kinds and bounds before any
         # arithmetic (a NaN, an inf or a string would fail deep inside NumPy, or not at all).
-        for name, top in (("sample_rate", 384_000), ("n_fft", 65_536), ("n_mels", 512),
-                          ("n_ceps", 512), ("lifter", 10_000), ("prosody_step", 10)):
+        for name, low, top in (("sample_rate", 0, 384_000), ("n_fft", 0, 65_536),
+                               ("n_mels", 0, 512), ("n_ceps", 0, 512), ("lifter", 0, 10_000),
+                               ("prosody_step", 1, 10)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
-                raise ConfigError(f"{name} must be a whole number in 0..{top}, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= top:
+                raise ConfigError(f"{name} must be a whole number in {low}..{top}, got {value!r}")
         for name in ("win_length_s", "hop_length_s", "low_hz", "high_hz", "preemphasis"):
             value = getattr(self, name)
             if value is None and name == "high_hz":
@@ -122,8 +123,6 @@ class MfccConfig:
         for name in ("append_energy", "prosody", "normalize_prosody"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if self.prosody_step < 1:
-            raise ConfigError(f"prosody_step must be at least 1 frame, got {self.prosody_step!r}")
         if self.sample_rate <= 0:
             raise ConfigError(f"sample_rate must be positive, got {self.sample_rate!r}")
         if not 0 < self.win_length_s <= 1 or not 0 < self.hop_length_s <= 1:
