@@ -100,10 +100,10 @@ def main() -> None:
     print("| rule | probabilities | LOCO UAR | neutral 50%: UAR / accuracy | "
           "neutral 70%: UAR / accuracy |\n|---|---|---:|---:|---:|")
     for kind in ("adapted", "fresh"):
+        corpus_probs = [load(same_clips, kind) for same_clips in files]  # read once, every rule
         for name, rule in RULES.items():
             full, heavy = [], {0.5: [], 0.7: []}
-            for same_clips in files:
-                y, p, labels = load(same_clips, kind)
+            for y, p, labels in corpus_probs:
                 full.append(score(y, rule(p), labels)[0])
                 rng = np.random.default_rng(0)
                 for share, rows in heavy.items():
