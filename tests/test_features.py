@@ -180,3 +180,36 @@ def test_pooling_keeps_the_speech_frames_statistics_in_the_device_order():
     np.testing.assert_allclose(window_input(raw, clipped, wide),
                                pool_window(np.clip(wide(raw), -1, 1), level, "mean_std"))
     np.testing.assert_allclose(window_input(raw, clipped), window_input(raw, config))
+
+
+def test_delta_row_is_how_fast_each_column_moves_within_the_speech():
+    """The "_delta" poolings add each column's mean absolute change between adjacent speech
+    frames: a flutter and a glide with the same spread differ there, and the jump across a pause
+    (the frames on either side are not adjacent in time) does not count."""
+    config = MfccConfig(n_ceps=13, pooling="mean_std_delta")
+    t = np.arange(300)
+    raw = np.zeros((300, 13))
+    raw[:, 0] = 12.0  # loud
+    raw[100:160, 0] = -5.0  # a pause
+    raw[:, 1] = np.where(t % 2, 1.0, -1.0)  # flutter: moves by 2 every frame
+    raw[:, 2] = 0.01 * t  # glide: moves by 0.01
+    raw[:, 3] = np.where(t < 130, 0.0, 100.0)  # one jump, inside the pause
+    level = frame_dbfs(raw[:, 0], config)
+
+    pooled = pool_window(raw, level, "mean_std_delta")
+    assert pooled.shape == (3, 13)
+    np.testing.assert_allclose(pooled[:2], pool_window(raw, level, "mean_std"))
+    np.testing.assert_allclose(pooled[2, 1:4], [2.0, 0.01, 0.0], atol=1e-12)
+    np.testing.assert_allclose(pooled[2, 0], 0.0)  # c0 is 12 throughout the speech
+    # No two adjacent speech frames (every other frame quiet): the row is 0, not NaN.
+    sparse = raw.copy()
+    sparse[::2, 0] = -5.0
+    sparse[1::2, 0] = 12.0
+    assert np.array_equal(pool_window(sparse, frame_dbfs(sparse[:, 0], config),
+                                      "mean_std_delta")[2], np.zeros(13))
+
+    assert config.input_rows(300) == 3
+    both = dataclasses.replace(config, pooling="frames_mean_std_delta")
+    assert both.input_rows(300) == 303
+    np.testing.assert_allclose(window_input(raw, both), np.concatenate((raw, pooled)))
+    assert MfccConfig.from_dict(both.to_dict()) == both

@@ -330,6 +330,14 @@ def test_pooled_model_trains_and_runs_on_the_device_with_the_same_input(syntheti
         SpeechRecipe().replace("model", kind="pooled")
     with pytest.raises(ConfigError, match="pooling"):
         SpeechRecipe().replace("features", pooling="mean_std")
+    # Each model takes its own pooling, with or without the delta row.
+    for kind, pooling in (("pooled", "mean_std_delta"), ("ensemble", "frames_mean_std_delta")):
+        ok = SpeechRecipe().updated({"features": {"pooling": pooling, "normalize": "none"},
+                                     "model": {"kind": kind}})
+        assert ok.mfcc.input_rows(300) == (303 if kind == "ensemble" else 3)
+    with pytest.raises(ConfigError, match="'frames_mean_std' or 'frames_mean_std_delta'"):
+        SpeechRecipe().updated({"features": {"pooling": "mean_std_delta", "normalize": "none"},
+                                "model": {"kind": "ensemble"}})
 
 
 @pytest.mark.slow

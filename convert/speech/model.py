@@ -48,7 +48,8 @@ def build_model(recipe: SpeechRecipe, n_classes: int) -> Any:
 def build_branches(recipe: SpeechRecipe, n_classes: int) -> tuple[Any, list[Any]]:
     """The ensemble: the compact model on the window's cepstra (normalised per window inside the
     graph) and the pooled model on the mean and spread of every column over the window's speech
-    frames (the input's last 2 rows, ``features.pooling = "frames_mean_std"``), sharing one
+    frames (the input's rows after the frames, ``features.pooling = "frames_mean_std"``; with
+    ``"frames_mean_std_delta"`` also how fast each column moves), sharing one
     input.  Returns the combined model (the softmax of the branches' mean logits: the
     normalised geometric mean of their probabilities) and the two branch models, which are
     trained one after the other on the same windows; the combined model shares their layers,
@@ -57,7 +58,7 @@ def build_branches(recipe: SpeechRecipe, n_classes: int) -> tuple[Any, list[Any]
     from keras import layers
 
     frames, columns = recipe.features.window_frames, recipe.mfcc.n_columns
-    rows = recipe.mfcc.input_rows(frames)  # the frames, then the 2 statistics rows
+    rows = recipe.mfcc.input_rows(frames)  # the frames, then the statistics rows
     inp = keras.Input(shape=(rows, columns, 1), name="mfcc")
     x = layers.Reshape((rows, columns))(inp)
     window_cmn, pooled_rows = _layer_classes()

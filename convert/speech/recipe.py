@@ -85,8 +85,10 @@ class FeatureSection(Section):
     pooling: str = setting(
         "none", "What of each window the model sees: none (every frame), mean_std (each "
         "column's mean and standard deviation over the window's speech frames; the pooled "
-        "model) or frames_mean_std (both, for the ensemble).",
-        choices=("none", "mean_std", "frames_mean_std"))
+        "model), mean_std_delta (those and each column's mean absolute change between adjacent "
+        "speech frames), or frames_mean_std / frames_mean_std_delta (every frame, then those "
+        "rows, for the ensemble).",
+        choices=("none", "mean_std", "mean_std_delta", "frames_mean_std", "frames_mean_std_delta"))
     clip: float = setting(
         0.0, "Standardised values beyond +-clip (standard deviations) are set to +-clip before "
         "the model; 0 = none.  Keeps rare extreme frames from setting the int8 input scale.",
@@ -110,10 +112,11 @@ class ModelSection(Section):
     _name: typing.ClassVar[str] = "model"
     kind: str = setting(
         "compact", "compact (ours: 1-D convolutions over time), pooled (a small dense network "
-        "on each window's mean and standard deviation; needs features.pooling = \"mean_std\"), "
-        "ensemble (both in one graph: compact on the cepstra, which it normalises per window "
-        "itself, and pooled on the statistics; needs features.pooling = \"frames_mean_std\" "
-        "and normalize = \"none\") or seed (the hobby project's 2-D CNN, a reference).",
+        "on each window's statistics; needs features.pooling = \"mean_std\" or "
+        "\"mean_std_delta\"), ensemble (both in one graph: compact on the cepstra, which it "
+        "normalises per window itself, and pooled on the statistics; needs features.pooling = "
+        "\"frames_mean_std\" or \"frames_mean_std_delta\", and normalize = \"none\") or seed "
+        "(the hobby project's 2-D CNN, a reference).",
         choices=("compact", "pooled", "ensemble", "seed"))
     width: int = setting(48, "Channels of the compact model's first block (x1.5 per block).",
                          min=4, max=512)
@@ -225,12 +228,13 @@ class SpeechRecipe(Recipe):
     evaluate: EvaluateSection = dataclasses.field(default_factory=EvaluateSection)
 
     def __post_init__(self) -> None:
-        pooling = {"pooled": "mean_std", "ensemble": "frames_mean_std"}.get(self.model.kind,
-                                                                             "none")
-        if self.features.pooling != pooling:
+        takes = {"pooled": ("mean_std", "mean_std_delta"),
+                 "ensemble": ("frames_mean_std", "frames_mean_std_delta")}.get(self.model.kind,
+                                                                               ("none",))
+        if self.features.pooling not in takes:
             raise ConfigError(f"model.kind = {self.model.kind!r} with features.pooling = "
                               f"{self.features.pooling!r}: that model takes pooling = "
-                              f"{pooling!r}")
+                              f"{' or '.join(repr(t) for t in takes)}")
         if self.model.kind == "ensemble" and self.features.normalize != "none":
             raise ConfigError(f"model.kind = \"ensemble\" with features.normalize = "
                               f"{self.features.normalize!r}: its pooled branch needs the levels a "

@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from ..errors import ConfigError, ModelError
 
-__all__ = ["RunningStats", "DeploymentNormalizer", "read_state", "speech_frames"]
+__all__ = ["RunningStats", "DeploymentNormalizer", "read_state", "speech_frames", "speech_mask"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,13 +62,19 @@ def read_state(path: Path) -> RunningStats | None:
         raise ModelError(f"{path}: not an adaptation state ({exc})") from None
 
 
-def speech_frames(frames: FloatArray, level_db: FloatArray) -> FloatArray:
-    """The rows of ``frames`` within :data:`SPEECH_RANGE_DB` of the window's loud level (its 95th
+def speech_mask(level_db: FloatArray) -> npt.NDArray[np.bool_]:
+    """Which frames are within :data:`SPEECH_RANGE_DB` of the window's loud level (its 95th
     percentile of ``level_db``, one level per frame)."""
+    if level_db.shape[0] == 0:
+        return np.zeros(0, dtype=bool)
+    return np.asarray(level_db > np.percentile(level_db, 95) - SPEECH_RANGE_DB)
+
+
+def speech_frames(frames: FloatArray, level_db: FloatArray) -> FloatArray:
+    """The rows of ``frames`` that :func:`speech_mask` keeps."""
     if frames.shape[0] == 0:
         return frames
-    keep = level_db > np.percentile(level_db, 95) - SPEECH_RANGE_DB
-    return np.asarray(frames[keep])
+    return np.asarray(frames[speech_mask(level_db)])
 
 
 @dataclasses.dataclass

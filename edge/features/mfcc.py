@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from .adapt import speech_frames
+from .adapt import speech_mask
 from .prosody import PROSODY_COLUMNS, StreamingProsody, prosody_frames
 
 __all__ = [
@@ -38,7 +38,7 @@ __all__ = [
 _EPS = np.finfo(float).eps
 _WINDOWS = ("none", "hamming", "hann")
 _NORMALIZATIONS = ("none", "cmn", "cmvn")
-_POOLINGS = ("none", "mean_std", "frames_mean_std")
+_POOLINGS = ("none", "mean_std", "mean_std_delta", "frames_mean_std", "frames_mean_std_delta")
 
 
 def _round_half_up(x: float) -> int:
@@ -96,7 +96,9 @@ class MfccConfig:
     pooling: str = "none"
     """What of the window the model sees: "none", every frame; "mean_std", each column's mean and
     standard deviation over the window's speech frames (2 rows; see :func:`pool_window`);
-    "frames_mean_std", every frame and then those 2 rows (for a model with a branch for each)."""
+    "mean_std_delta", those and each column's mean absolute change from one speech frame to the
+    next (3 rows); "frames_mean_std" and "frames_mean_std_delta", every frame and then those
+    rows (for a model with a branch for each)."""
     clip: float = 0.0
     """Standardised values beyond +-``clip`` are set to +-``clip`` (0: none).  Only after a
     deployment's standardisation (:func:`window_input`): rare extreme frames otherwise set the
@@ -172,8 +174,10 @@ class MfccConfig:
 
     def input_rows(self, window_frames: int) -> int:
         """Rows of the model's input for a window of ``window_frames`` frames."""
-        return {"none": window_frames, "mean_std": 2,
-                "frames_mean_std": window_frames + 2}[self.pooling]
+        if self.pooling == "none":
+            return window_frames
+        stats = 3 if self.pooling.endswith("_delta") else 2
+        return stats + (window_frames if self.pooling.startswith("frames_") else 0)
 
     @property
     def normalized_columns(self) -> int:
@@ -425,12 +429,21 @@ def normalize_window(frames: np.ndarray, mode: str, columns: int | None = None) 
 def pool_window(frames: np.ndarray, level_db: np.ndarray, mode: str) -> np.ndarray:
     """A window ``(frames, columns)`` as the model sees it (see :attr:`MfccConfig.pooling`);
     ``level_db`` is each frame's level (:func:`frame_dbfs` of the raw c0), which picks the speech
-    frames: the pauses inside a window say how long the speaker paused, not how they sounded."""
+    frames: the pauses inside a window say how long the speaker paused, not how they sounded.
+    The "_delta" modes add how fast each column moves while the speaker speaks (pairs of
+    adjacent speech frames; 0 when there is none), which the mean and spread cannot tell: the
+    same spread is a slow glide or a rapid flutter."""
     if mode == "none":
         return frames
-    speech = speech_frames(frames, level_db)
-    pooled = np.stack((speech.mean(axis=0), speech.std(axis=0)))
-    return pooled if mode == "mean_std" else np.concatenate((frames, pooled))
+    keep = speech_mask(level_db) if frames.shape[0] else np.zeros(0, dtype=bool)
+    speech = frames[keep]
+    rows = [speech.mean(axis=0), speech.std(axis=0)]
+    if mode.endswith("_delta"):
+        both = keep[1:] & keep[:-1]
+        step = np.abs(np.diff(frames, axis=0))[both]
+        rows.append(step.mean(axis=0) if step.shape[0] else np.zeros(frames.shape[1]))
+    pooled = np.stack(rows)
+    return np.concatenate((frames, pooled)) if mode.startswith("frames_") else pooled
 
 
 def window_input(raw: np.ndarray, config: MfccConfig,
