@@ -390,6 +390,35 @@ def test_ensemble_is_its_branches_geometric_mean_in_one_int8_graph(synthetic_cor
         assert d.label in m.labels and sum(d.scores.values()) == pytest.approx(1, abs=0.05)
 
 
+def test_pooled_branch_can_read_only_the_low_cepstra_and_the_prosody():
+    """model.pooled_ceps = N: the pooled branch reads the statistics of the first N cepstra and
+    of every prosody column, nothing of the cepstra above N; the compact branch is unchanged."""
+    pytest.importorskip("tensorflow")
+    from convert.speech.model import build_branches
+    from convert.speech.recipe import SpeechRecipe
+
+    recipe = SpeechRecipe().updated({
+        "features": {"prosody": True, "normalize": "none", "window_frames": 20, "n_ceps": 13,
+                     "pooling": "frames_mean_std_delta"},
+        "model": {"kind": "ensemble", "width": 4, "pooled_width": 8, "pooled_ceps": 5}})
+    _, (compact, pooled) = build_branches(recipe, 4)
+    x = np.random.default_rng(0).normal(size=(8, 23, recipe.mfcc.n_columns, 1)).astype("float32")
+    pp = pooled.predict(x, verbose=0)
+    rows = next(layer for layer in pooled.layers if type(layer).__name__ == "PooledRows")
+    assert tuple(rows(np.zeros((1, 23, 25), "float32")).shape) == (1, 3 * (5 + 12))
+    high = x.copy()
+    high[:, 20:, 5:13] += 3.0  # the statistics of cepstra 5..12
+    np.testing.assert_allclose(pooled.predict(high, verbose=0), pp, atol=1e-6)
+    for column in (4, 13):  # the last cepstrum kept, the first prosody column
+        moved = x.copy()
+        moved[:, 20:, column] += 3.0
+        assert not np.allclose(pooled.predict(moved, verbose=0), pp, atol=1e-3)
+    with pytest.raises(ConfigError, match="pooled_ceps"):
+        recipe.replace("model", pooled_ceps=14)
+    with pytest.raises(ConfigError, match="pooled_ceps"):
+        SpeechRecipe().replace("model", pooled_ceps=5)
+
+
 def test_room_copies_are_seeded_level_kept_and_cached_apart(synthetic_corpus, tmp_path):
     """A room copy is the same for the same clip and seed and keeps the clip's level; adding
     room copies to a recipe reuses the cached base variants and caches the copies apart."""

@@ -274,6 +274,8 @@ def fold_key(recipe: SpeechRecipe, **split: Any) -> str:
     """What a fold's result depends on: the recipe without its [evaluate] section, and the
     split.  A fold report with the same key is reused instead of training the fold again."""
     what = {k: v for k, v in recipe.to_dict().items() if k != "evaluate"}
+    if not what["model"]["pooled_ceps"]:  # added later: its default keeps earlier reports' keys
+        del what["model"]["pooled_ceps"]
     return hashlib.sha256(json.dumps([what, split], sort_keys=True, default=str).encode()
                           ).hexdigest()[:16]
 

@@ -63,7 +63,9 @@ def build_branches(recipe: SpeechRecipe, n_classes: int) -> tuple[Any, list[Any]
     x = layers.Reshape((rows, columns))(inp)
     window_cmn, pooled_rows = _layer_classes()
     logits_c = _compact_head(window_cmn(frames, recipe.mfcc.n_ceps)(x), recipe, n_classes, None)
-    logits_p = _pooled_head(pooled_rows(frames)(x), recipe, n_classes, None)
+    keep = recipe.model.pooled_ceps or recipe.mfcc.n_ceps
+    logits_p = _pooled_head(pooled_rows(frames, keep, recipe.mfcc.n_ceps)(x), recipe, n_classes,
+                            None)
     branches = [keras.Model(inp, layers.Softmax()(z), name=f"speech_{name}")
                 for name, z in (("compact", logits_c), ("pooled", logits_p))]
     mean = layers.Average()([logits_c, logits_p])
@@ -132,17 +134,24 @@ def _layer_classes() -> tuple[type, type]:
 
     @keras.saving.register_keras_serializable(package="emotion_edge")
     class PooledRows(keras.layers.Layer):  # type: ignore[misc]
-        """The rows after the first ``frames`` (the window's statistics), flattened."""
+        """The rows after the first ``frames`` (the window's statistics), flattened; of the
+        ``n_ceps`` cepstral columns only the first ``keep`` (None: all), then every other
+        column (prosody)."""
 
-        def __init__(self, frames: int, **kwargs: Any) -> None:
+        def __init__(self, frames: int, keep: int | None = None, n_ceps: int | None = None,
+                     **kwargs: Any) -> None:
             super().__init__(**kwargs)
-            self.frames = frames
+            self.frames, self.keep, self.n_ceps = frames, keep, n_ceps
 
         def call(self, x: Any) -> Any:
             rows = x[:, self.frames :, :]
+            if self.keep is not None and self.n_ceps is not None and self.keep < self.n_ceps:
+                rows = ops.concatenate((rows[:, :, : self.keep], rows[:, :, self.n_ceps :]),
+                                       axis=2)
             return ops.reshape(rows, (-1, rows.shape[1] * rows.shape[2]))
 
         def get_config(self) -> dict[str, Any]:
-            return {**super().get_config(), "frames": self.frames}
+            return {**super().get_config(), "frames": self.frames, "keep": self.keep,
+                    "n_ceps": self.n_ceps}
 
     return WindowCmn, PooledRows

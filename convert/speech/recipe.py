@@ -124,6 +124,10 @@ class ModelSection(Section):
                                 "model).", min=0, max=1024)
     l2: float = setting(0.0, "L2 penalty on the pooled network's weights (per weight, added to "
                         "the loss).", min=0.0, max=10.0)
+    pooled_ceps: int = setting(
+        0, "Cepstra the ensemble's pooled network reads: the first N (the envelope's broad "
+        "shape), then every prosody column; 0 = all.  The high cepstra's statistics describe "
+        "the speaker and the microphone more than the emotion.", min=0, max=512)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,6 +244,11 @@ class SpeechRecipe(Recipe):
                               f"{self.features.normalize!r}: its pooled branch needs the levels a "
                               f"per-window normalisation takes away (the graph normalises the "
                               f"cepstra for the compact branch); use normalize = \"none\"")
+        if self.model.pooled_ceps and (self.model.kind != "ensemble"
+                                       or self.model.pooled_ceps > self.features.n_ceps):
+            raise ConfigError(f"model.pooled_ceps = {self.model.pooled_ceps} needs model.kind = "
+                              f"\"ensemble\" and at most features.n_ceps = "
+                              f"{self.features.n_ceps} cepstra; use 0 for all")
         if self.adapt.mode != "none" and self.features.normalize == "cmvn":
             raise ConfigError("adapt.mode = \"deployment\" with features.normalize = \"cmvn\": "
                               "a per-window cmvn cancels the deployment's standardisation; use "
