@@ -22,7 +22,7 @@ COL = {name: i for i, name in enumerate(PROSODY_COLUMNS)}
 
 def voice(f0: float, seconds: float, sr: int = SR, *, level: float = 0.1) -> np.ndarray:
     """A glottal-like harmonic series: 20 harmonics falling 6 dB per octave."""
-    t = np.arange(int(seconds * sr)) / sr
+    t = np.arange(round(seconds * sr)) / sr  # round: int(1001 / 16000 * 16000) is 1000
     harmonics = [h for h in range(1, 21) if h * f0 < sr / 2]
     x = sum(np.sin(2 * np.pi * h * f0 * t) / h for h in harmonics)
     return np.asarray(level * x / max(float(np.max(np.abs(x), initial=0.0)), 1e-12))
