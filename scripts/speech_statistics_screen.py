@@ -100,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        print("error: the screen needs scikit-learn: pip install -c constraints.txt scikit-learn",
+              file=sys.stderr)
+        return 2
+    try:
         recipe = SpeechRecipe.load(args.recipe)
         utts = to_fusion_labels(index_corpora(recipe.data.corpora, args.data))
     except (ConfigError, OSError) as exc:

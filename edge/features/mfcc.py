@@ -435,7 +435,7 @@ def pool_window(frames: np.ndarray, level_db: np.ndarray, mode: str) -> np.ndarr
     same spread is a slow glide or a rapid flutter."""
     if mode == "none":
         return frames
-    keep = speech_mask(level_db) if frames.shape[0] else np.zeros(0, dtype=bool)
+    keep = speech_mask(level_db)
     speech = frames[keep]
     rows = [speech.mean(axis=0), speech.std(axis=0)]
     if mode.endswith("_delta"):
