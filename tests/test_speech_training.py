@@ -392,7 +392,7 @@ def test_ensemble_is_its_branches_geometric_mean_in_one_int8_graph(synthetic_cor
 
 def test_pooled_branch_can_read_only_the_low_cepstra_and_the_prosody():
     """model.pooled_ceps = N: the pooled branch reads the statistics of the first N cepstra and
-    of every prosody column, nothing of the cepstra above N; the compact branch is unchanged."""
+    of every prosody column, nothing of the cepstra above N."""
     pytest.importorskip("tensorflow")
     from convert.speech.model import build_branches
     from convert.speech.recipe import SpeechRecipe
@@ -401,7 +401,7 @@ def test_pooled_branch_can_read_only_the_low_cepstra_and_the_prosody():
         "features": {"prosody": True, "normalize": "none", "window_frames": 20, "n_ceps": 13,
                      "pooling": "frames_mean_std_delta"},
         "model": {"kind": "ensemble", "width": 4, "pooled_width": 8, "pooled_ceps": 5}})
-    _, (compact, pooled) = build_branches(recipe, 4)
+    _, (_, pooled) = build_branches(recipe, 4)
     x = np.random.default_rng(0).normal(size=(8, 23, recipe.mfcc.n_columns, 1)).astype("float32")
     pp = pooled.predict(x, verbose=0)
     rows = next(layer for layer in pooled.layers if type(layer).__name__ == "PooledRows")
