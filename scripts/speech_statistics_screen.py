@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from convert.speech.corpora import index_corpora, to_fusion_labels  # noqa: E402
 from convert.speech.features import FeatureBank  # noqa: E402
 from convert.speech.recipe import SpeechRecipe  # noqa: E402
+from convert.speech.train import sample_weights  # noqa: E402
 from edge.errors import ConfigError  # noqa: E402
 from edge.features import frame_dbfs, pool_window  # noqa: E402
 
@@ -53,18 +54,6 @@ def standardized(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return np.clip(out, -8, 8)
 
 
-def balanced_weights(corpus: np.ndarray, label: np.ndarray) -> np.ndarray:
-    """Every class counts equally, and every corpus within a class (as training does)."""
-    w = np.ones(len(label))
-    for lab in np.unique(label):
-        has = label == lab
-        names = np.unique(corpus[has])
-        for c in names:
-            m = has & (corpus == c)
-            w[m] = 1.0 / (m.sum() * len(names))
-    return w / w.mean()
-
-
 def loco(x: np.ndarray, corpus: np.ndarray, speaker: np.ndarray, label: np.ndarray
          ) -> dict[str, dict[str, float]]:
     from sklearn.linear_model import LogisticRegression
@@ -82,7 +71,9 @@ def loco(x: np.ndarray, corpus: np.ndarray, speaker: np.ndarray, label: np.ndarr
                 g = corpus if view == "room" else speaker
                 xtr, xte = standardized(x[tr], g[tr]), standardized(x[te], g[te])
             clf = LogisticRegression(C=0.1, max_iter=2000)
-            clf.fit(xtr, label[tr], sample_weight=balanced_weights(corpus[tr], label[tr]))
+            # Every class counts equally, and every corpus within a class, as in training.
+            names, y = np.unique(label[tr], return_inverse=True)
+            clf.fit(xtr, label[tr], sample_weight=sample_weights(y, corpus[tr], len(names)))
             labels = list(clf.classes_)  # labels the unseen corpus lacks leave the mean
             out[view][str(held)] = classification_metrics(
                 [labels.index(y) for y in label[te]], [labels.index(p) for p in clf.predict(xte)],

@@ -43,14 +43,3 @@ def test_a_room_view_removes_each_corpus_level_and_a_fresh_view_does_not():
     assert got["fresh"]["c"] == pytest.approx(0.5)  # everything called happy: 30 levels too loud
     assert got["speaker"]["c"] > 0.9
 
-
-def test_every_class_and_every_corpus_within_it_weighs_the_same():
-    screen = _script()
-    corpus = np.array(["a"] * 6 + ["b"] * 2)
-    label = np.array(["x", "x", "x", "x", "y", "y", "x", "y"])
-    w = screen.balanced_weights(corpus, label)
-    for lab in "xy":
-        for c in "ab":
-            m = (corpus == c) & (label == lab)
-            assert w[m].sum() == pytest.approx(w[label == lab].sum() / 2)
-    assert w[label == "x"].sum() == pytest.approx(w[label == "y"].sum())

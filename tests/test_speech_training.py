@@ -174,6 +174,20 @@ def test_a_corpus_without_a_class_does_not_teach_that_it_never_occurs():
     assert w.mean() == pytest.approx(1.0)
 
 
+def test_every_class_and_every_corpus_within_it_weighs_the_same():
+    """The training's weights (and the statistics screen's, which calls the same function)."""
+    from convert.speech.train import sample_weights
+
+    corpus = np.array(["a"] * 6 + ["b"] * 2)
+    label = np.array(["x", "x", "x", "x", "y", "y", "x", "y"])
+    w = sample_weights(np.unique(label, return_inverse=True)[1], corpus, 2)
+    for lab in "xy":
+        for c in "ab":
+            m = (corpus == c) & (label == lab)
+            assert w[m].sum() == pytest.approx(w[label == lab].sum() / 2)
+    assert w[label == "x"].sum() == pytest.approx(w[label == "y"].sum())
+
+
 def test_a_model_trained_per_speaker_is_scored_as_a_device_that_hears_the_whole_room(
         synthetic_corpus, second_room):
     """``adapt.unit = speaker`` standardises each training speaker with their own statistics,
