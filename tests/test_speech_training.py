@@ -469,6 +469,47 @@ def test_room_copies_are_seeded_level_kept_and_cached_apart(synthetic_corpus, tm
         np.testing.assert_array_equal(got[3], want[3])
 
 
+def test_babble_copies_mix_other_speakers_of_the_clips_own_corpus(synthetic_corpus, tmp_path):
+    """Babble talkers come from the clip's own corpus and other speakers (so a held-out corpus is
+    never heard in training); a babble copy is seeded, holds its talkers 5-20 dB under the clip,
+    and is cached apart from the base variants."""
+    pytest.importorskip("audiomentations")
+    import soundfile as sf
+
+    from convert.speech.augment import babble_copy
+    from convert.speech.features import FeatureBank, _talkers
+    from convert.speech.recipe import SpeechRecipe
+    from edge.sources.audio_file import load_audio
+
+    utts = index_csv(synthetic_corpus)
+    solo = [Utterance(u.path, u.label, "solo", "other") for u in utts[:3]]
+    talkers = _talkers(utts + solo)
+    for u in utts:
+        assert {m.speaker for m in utts if m.path in talkers[u]} == (
+            {m.speaker for m in utts} - {u.speaker})
+    assert talkers[solo[0]] == [solo[1].path, solo[2].path]  # one speaker: its other clips
+
+    sr = 16000
+    tone = tmp_path / "tone.wav"  # a talker whose presence is easy to find: 3 kHz
+    sf.write(tone, 0.5 * np.sin(2 * np.pi * 3000 * np.arange(3 * sr) / sr), sr)
+    x = load_audio(utts[0].path, sr)
+    a, b, c = (babble_copy(x, sr, seed, [tone]) for seed in (7, 7, 8))
+    assert a.shape == x.shape and np.array_equal(a, b) and not np.array_equal(a, c)
+    noise = a.astype(np.float64) - x
+    assert 10 ** -2.2 < np.mean(noise**2) / np.mean(x.astype(np.float64) ** 2) < 10 ** -0.3
+    spectrum = np.abs(np.fft.rfft(noise))
+    assert spectrum.argmax() == pytest.approx(3000 * x.size / sr, abs=2)
+
+    cache = tmp_path / "cache"
+    base = SpeechRecipe().replace("augment", speed_factors=(1.1,), noise_snr_db=())
+    plain = FeatureBank(utts[:3], base, cache_dir=cache)
+    babble = FeatureBank(utts[:3], base.replace("augment", babble_copies=1), cache_dir=cache)
+    assert [len(v) for v in babble.variants] == [3, 3, 3] and len(list(cache.iterdir())) == 2
+    for got, want in zip(babble.variants, plain.variants):
+        np.testing.assert_array_equal(got[1], want[1])
+        assert not np.array_equal(got[2], want[0])
+
+
 def test_spec_augment_masks_bounded_spans_and_bands_and_nothing_else():
     from convert.speech.train import spec_augment
 

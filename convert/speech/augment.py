@@ -11,24 +11,37 @@ The room is the one transform audiomentations does not offer without measured im
 on disk or pyroomacoustics: a stochastic response (a direct path, then exponentially decaying
 noise with a random RT60 of 0.15-0.8 s, Moorer 1979), convolved with SciPy.
 
+Babble copies put other people talking behind the speaker, as a television or a second
+conversation does in a living room or classroom: three clips of other speakers of the same corpus
+(never of a corpus a leave-one-corpus-out fold holds out), each through audiomentations'
+``AddBackgroundNoise``, together about 5-20 dB under the speaker.
+
 Copies are seeded per clip, so they are the same whichever corpora the clip is trained with and
 can be cached.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import random
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["room_copy"]
+__all__ = ["babble_copy", "room_copy"]
 
 RT60_S = (0.15, 0.8)
 """Reverberation time range: a furnished living room to a bare kitchen or classroom."""
 DIRECT_TO_REVERB_DB = (-3.0, 12.0)
 """Energy of the direct path over the reverberant tail: across a room to close to the mic."""
 SNR_DB = (0.0, 30.0)
+BABBLE_TALKERS = 3
+BABBLE_SNR_DB = (5.0, 20.0)
+"""Level of the speaker over the whole babble: a TV across the room to a loud second talker."""
 
 
 def _stochastic_room(rng: np.random.Generator, sr: int) -> np.ndarray:
@@ -79,4 +92,30 @@ def room_copy(x: np.ndarray, sr: int, seed: int) -> np.ndarray:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     out = _PIPELINE(samples=y.astype(np.float32), sample_rate=sr)
+    return np.asarray(np.clip(out, -1.0, 1.0), dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _babble(talkers: tuple[str, ...]) -> Any:
+    import audiomentations as am
+
+    # Each talker at the babble's SNR plus 10 log10(talkers) dB, so that the talkers together
+    # sit about BABBLE_SNR_DB under the speaker (each is scaled to the mix it joins).
+    per = 10 * math.log10(BABBLE_TALKERS)
+    return am.Compose([am.AddBackgroundNoise(list(talkers), min_snr_db=BABBLE_SNR_DB[0] + per,
+                                             max_snr_db=BABBLE_SNR_DB[1] + per, p=1.0)
+                       for _ in range(BABBLE_TALKERS)])
+
+
+def babble_copy(x: np.ndarray, sr: int, seed: int, talkers: Sequence[Path]) -> np.ndarray:
+    """``x`` with three clips drawn from ``talkers`` (other speakers' recordings) talking behind
+    it (the same for the same ``seed`` and talkers)."""
+    random.seed(seed)  # audiomentations draws from Python's and NumPy's global generators
+    np.random.seed(seed % 2**32)
+    with warnings.catch_warnings():
+        # Corpora are recorded at 16 to 48 kHz: resampling a talker is expected, not news
+        # worth a line per file.
+        warnings.filterwarnings("ignore", message=".*had to be resampled")
+        out = _babble(tuple(sorted(str(t) for t in talkers)))(samples=x.astype(np.float32),
+                                                             sample_rate=sr)
     return np.asarray(np.clip(out, -1.0, 1.0), dtype=np.float32)

@@ -270,12 +270,17 @@ def leave_one_corpus_out(
     return out
 
 
+_ADDED_LATER = (("model", "pooled_ceps"), ("augment", "babble_copies"))
+"""Settings added after reports were written, whose default (0) changes nothing."""
+
+
 def fold_key(recipe: SpeechRecipe, **split: Any) -> str:
     """What a fold's result depends on: the recipe without its [evaluate] section, and the
     split.  A fold report with the same key is reused instead of training the fold again."""
     what = {k: v for k, v in recipe.to_dict().items() if k != "evaluate"}
-    if not what["model"]["pooled_ceps"]:  # added later: its default keeps earlier reports' keys
-        del what["model"]["pooled_ceps"]
+    for section, name in _ADDED_LATER:  # at their default they keep earlier reports' keys
+        if not what[section][name]:
+            del what[section][name]
     return hashlib.sha256(json.dumps([what, split], sort_keys=True, default=str).encode()
                           ).hexdigest()[:16]
 

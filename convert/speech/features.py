@@ -17,7 +17,7 @@ from edge.features.adapt import RunningStats, speech_frames
 from edge.models.speech import SpeechGate, window_starts
 from edge.sources.audio_file import load_audio, resample
 
-from .augment import room_copy
+from .augment import babble_copy, room_copy
 from .corpora import Utterance
 from .recipe import SpeechRecipe
 
@@ -35,7 +35,10 @@ class FeatureBank:
         self.utts = list(utts)
         self.recipe = recipe
         mfcc = Mfcc(recipe.mfcc)
-        groups = ("base", "room") if augment and recipe.augment.room_copies else ("base",)
+        groups = ("base",) + tuple(g for g, n in (("room", recipe.augment.room_copies),
+                                                  ("babble", recipe.augment.babble_copies))
+                                   if augment and n)
+        talkers = _talkers(self.utts) if "babble" in groups else {}
         keys = {g: _cache_key(recipe, augment, g) for g in groups}
         self.variants: list[list[np.ndarray]] = []
         t0 = time.perf_counter()
@@ -50,7 +53,8 @@ class FeatureBank:
                         frames += [z[k] for k in sorted(z.files, key=lambda k: int(k[1:]))]
                     hits += 1
                     continue
-                new = [mfcc(s).astype(np.float32) for s in _signals(u.path, recipe, augment, group)]
+                new = [mfcc(s).astype(np.float32)
+                       for s in _signals(u.path, recipe, augment, group, talkers.get(u, ()))]
                 frames += new
                 if cached is not None:
                     cached.parent.mkdir(parents=True, exist_ok=True)
@@ -155,12 +159,31 @@ class FeatureBank:
                             lambda x: (x - mean) * scale)
 
 
-def _signals(path: Path, recipe: SpeechRecipe, augment: bool, group: str) -> list[np.ndarray]:
+def _talkers(utts: Sequence[Utterance]) -> dict[Utterance, list[Path]]:
+    """Each clip's babble talkers: the clips of the other speakers of its corpus (of its own,
+    in a corpus with one speaker), so that no fold hears a held-out corpus in its babble."""
+    by_corpus: dict[str, list[Utterance]] = {}
+    for u in utts:
+        by_corpus.setdefault(u.corpus, []).append(u)
+    others: dict[tuple[str, str], list[Path]] = {}  # one list per speaker, shared by their clips
+    out = {}
+    for u in utts:
+        mates = by_corpus[u.corpus]
+        if (u.corpus, u.speaker) not in others:
+            others[u.corpus, u.speaker] = [m.path for m in mates if m.speaker != u.speaker]
+        out[u] = (others[u.corpus, u.speaker]
+                  or [m.path for m in mates if m.path != u.path] or [u.path])
+    return out
+
+
+def _signals(path: Path, recipe: SpeechRecipe, augment: bool, group: str,
+             talkers: Sequence[Path] = ()) -> list[np.ndarray]:
     """One group of a clip's variants.  "base": the clip as recorded, then its speed-perturbed
-    copies, then a noisy copy of each; "room": its room and microphone copies, each of the next
-    speed variant in turn.  Noise and rooms are seeded by ``augment.seed`` and the file's name,
-    so a clip's copies are the same whichever corpora it is trained with (and can be cached);
-    the groups are cached apart, so adding room copies reuses the base group."""
+    copies, then a noisy copy of each; "room": its room and microphone copies, and "babble" its
+    copies with other ``talkers`` behind it, each of the next speed variant in turn.  Noise,
+    rooms and babble are seeded by ``augment.seed`` and the file's name, so a clip's copies are
+    the same whichever corpora it is trained with (and can be cached); the groups are cached
+    apart, so adding room or babble copies reuses the base group."""
     sr = recipe.mfcc.sample_rate
     x = load_audio(path, sr)
     speeds = [x]
@@ -173,6 +196,9 @@ def _signals(path: Path, recipe: SpeechRecipe, augment: bool, group: str) -> lis
     if group == "room":
         return [room_copy(speeds[i % len(speeds)], sr, seed + 1 + i)
                 for i in range(recipe.augment.room_copies)]
+    if group == "babble":
+        return [babble_copy(speeds[i % len(speeds)], sr, seed + 101 + i, talkers)
+                for i in range(recipe.augment.babble_copies)]
     if not recipe.augment.noise_snr_db:
         return speeds
     rng = np.random.default_rng(seed)
@@ -188,9 +214,12 @@ def _cache_key(recipe: SpeechRecipe, augment: bool, group: str) -> str:
     settings = dict(recipe.to_dict()["augment"]) if augment else None
     if settings is not None:
         rooms = settings.pop("room_copies")
+        babble = settings.pop("babble_copies")
         settings.pop("seed")  # keyed as "seed" below, as before it had its own setting
         if group == "room":
             settings["rooms"] = rooms
+        if group == "babble":
+            settings["babble"] = babble
     what = {"mfcc": mfcc, "augment": settings, "seed": recipe.augment.seed, "version": 1}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -172,10 +172,14 @@ class AugmentSection(Section):
         0, "Copies of every clip through a random room and microphone (convert.speech.augment: "
         "reverberation, microphone EQ and band limits, MP3, coloured noise at 0-30 dB SNR), "
         "each of the next speed variant in turn.", min=0, max=8)
+    babble_copies: int = setting(
+        0, "Copies of every clip with three other speakers of its corpus talking behind it, "
+        "together 5-20 dB under it (convert.speech.augment), each of the next speed variant "
+        "in turn.", min=0, max=8)
     seed: int = setting(
-        0, "Seed of the noisy and room copies (with each file's name).  Apart from train.seed, "
-        "so training can be drawn again without computing the cached copies again.", min=0,
-        max=2**31 - 1)
+        0, "Seed of the noisy, room and babble copies (with each file's name).  Apart from "
+        "train.seed, so training can be drawn again without computing the cached copies again.",
+        min=0, max=2**31 - 1)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -261,7 +265,7 @@ class SpeechRecipe(Recipe):
     @property
     def augmented(self) -> bool:
         return bool(self.augment.speed_factors or self.augment.noise_snr_db
-                    or self.augment.room_copies)
+                    or self.augment.room_copies or self.augment.babble_copies)
 
     def preprocessing(self, prior: RunningStats | None = None) -> dict[str, Any]:
         """The manifest's ``preprocessing`` block: what the device must compute (with
