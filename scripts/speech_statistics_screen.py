@@ -11,6 +11,11 @@ those statistics, and scored on the unseen corpus three ways:
 - **speaker**: every speaker standardised with their own (a device adapted to one voice);
 - **fresh**: standardised with the training corpora's statistics (a device not yet adapted).
 
+``--voices K...`` adds a view per K: the unseen corpus's clips are clustered into K voices
+(k-means on each clip's mean cepstra 1-12 and log F0; K = 0 takes its true number of speakers)
+and each cluster is standardised with its own statistics, as a device that told voices apart
+without a speaker model would; training is standardised per corpus, as in the room view.
+
 UAR over the labels the unseen corpus has; the regression predicts every label.  A screen,
 not the recipe: utterances, not 3 s windows, and a linear model, not the ensemble.
 
@@ -54,22 +59,43 @@ def standardized(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return np.clip(out, -8, 8)
 
 
-def loco(x: np.ndarray, corpus: np.ndarray, speaker: np.ndarray, label: np.ndarray
-         ) -> dict[str, dict[str, float]]:
+def voice_clusters(stats: np.ndarray, corpus: np.ndarray, speaker: np.ndarray, k: int,
+                   n_ceps: int) -> np.ndarray:
+    """Each clip's voice cluster within its corpus (k-means on its mean cepstra 1-12 and log F0,
+    standardised per corpus; ``k`` = 0: the corpus's number of speakers)."""
+    from sklearn.cluster import KMeans
+
+    out = np.empty(len(corpus), dtype=object)
+    for c in dict.fromkeys(corpus):
+        m = corpus == c
+        means = stats[m, 0]
+        sig = np.c_[means[:, 1:13], np.log(np.maximum(means[:, n_ceps], 1.0))]
+        sig = (sig - sig.mean(0)) / (sig.std(0) + 1e-6)
+        n = k or len(set(speaker[m]))
+        out[m] = [f"{c}/{v}" for v in KMeans(n, n_init=10, random_state=0).fit_predict(sig)]
+    return out.astype(str)
+
+
+def loco(x: np.ndarray, corpus: np.ndarray, speaker: np.ndarray, label: np.ndarray,
+         test_groups: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
+    """UAR of each unseen corpus in each view; ``test_groups`` adds views whose unseen clips
+    are standardised per the given group of each clip (training per corpus)."""
     from sklearn.linear_model import LogisticRegression
 
     from convert.metrics import classification_metrics
 
-    out: dict[str, dict[str, float]] = {v: {} for v in VIEWS}
+    extra = test_groups or {}
+    out: dict[str, dict[str, float]] = {v: {} for v in (*VIEWS, *extra)}
     for held in dict.fromkeys(corpus):
         tr, te = corpus != held, corpus == held
-        for view in VIEWS:
+        for view in out:
             if view == "fresh":
                 mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-6
                 xtr, xte = np.clip((x[tr] - mu) / sd, -8, 8), np.clip((x[te] - mu) / sd, -8, 8)
             else:
-                g = corpus if view == "room" else speaker
-                xtr, xte = standardized(x[tr], g[tr]), standardized(x[te], g[te])
+                g = speaker if view == "speaker" else corpus
+                xtr = standardized(x[tr], g[tr])
+                xte = standardized(x[te], extra[view][te] if view in extra else g[te])
             clf = LogisticRegression(C=0.1, max_iter=2000)
             # Every class counts equally, and every corpus within a class, as in training.
             names, y = np.unique(label[tr], return_inverse=True)
@@ -88,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, help="feature cache (the base clips only)")
     p.add_argument("--ceps", type=int, nargs="+", default=[40, 20, 13],
                    help="cepstra kept (the first N), each screened with and without the change")
+    p.add_argument("--voices", type=int, nargs="*", default=[], metavar="K",
+                   help="also score the unseen corpus standardised per K voice clusters (0: its "
+                   "number of speakers)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -109,16 +138,18 @@ def main(argv: list[str] | None = None) -> int:
     label = np.array([u.label for u in utts])
     n_ceps, columns = recipe.mfcc.n_ceps, recipe.mfcc.n_columns
     names = list(dict.fromkeys(corpus))
+    voices = {f"voices {k or 'N'}": voice_clusters(stats, corpus, speaker, k, n_ceps)
+              for k in args.voices}
     print(f"{'statistics':32s} " + "  ".join(f"{v + ' mean':>9s} ({' '.join(n[:5] for n in names)})"
-                                            for v in VIEWS))
+                                            for v in (*VIEWS, *voices)))
     for ceps in args.ceps:
         keep = [*range(min(ceps, n_ceps)), *range(n_ceps, columns)]
         for rows, what in (((0, 1), "mean, spread"), ((0, 1, 2), "mean, spread, change")):
             x = stats[:, rows][:, :, keep].reshape(len(utts), -1)
-            res = loco(x, corpus, speaker, label)
+            res = loco(x, corpus, speaker, label, voices)
             print(f"{ceps:2d} cepstra + prosody, {what:20s} " + "  ".join(
                 f"{np.mean(list(res[v].values())):9.3f} ("
-                + " ".join(f"{res[v][n]:.3f}" for n in names) + ")" for v in VIEWS), flush=True)
+                + " ".join(f"{res[v][n]:.3f}" for n in names) + ")" for v in res), flush=True)
     return 0
 
 

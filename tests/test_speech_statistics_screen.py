@@ -43,3 +43,40 @@ def test_a_room_view_removes_each_corpus_level_and_a_fresh_view_does_not():
     assert got["fresh"]["c"] == pytest.approx(0.5)  # everything called happy: 30 levels too loud
     assert got["speaker"]["c"] > 0.9
 
+
+
+def test_a_test_grouping_standardises_the_unseen_corpus_per_group():
+    """An extra view whose groups are the corpora is the room view; one whose groups are the
+    emotions standardises the emotions away (a voice clustering that found emotions instead of
+    voices), leaving chance."""
+    pytest.importorskip("sklearn")
+    screen = _script()
+    rng = np.random.default_rng(1)
+    rows, corpus, speaker, label = [], [], [], []
+    for name, level in (("a", 0.0), ("b", 5.0), ("c", -5.0)):
+        for i in range(90):
+            y = ("happy", "sad", "angry")[i % 3]
+            rows.append([level + {"happy": 2.0, "sad": -2.0, "angry": 0.0}[y]
+                         + rng.normal(0, 0.3), rng.normal()])
+            corpus.append(name)
+            speaker.append(f"{name}/{i % 5}")
+            label.append(y)
+    corpus_, label_ = np.array(corpus), np.array(label)
+    got = screen.loco(np.array(rows), corpus_, np.array(speaker), label_,
+                      {"as rooms": corpus_, "per emotion": np.char.add(corpus_, label_)})
+    assert got["as rooms"] == got["room"] and min(got["room"].values()) > 0.9
+    assert max(got["per emotion"].values()) < 0.6
+
+
+def test_voice_clusters_stay_inside_their_corpus():
+    pytest.importorskip("sklearn")
+    screen = _script()
+    rng = np.random.default_rng(2)
+    stats = rng.normal(size=(40, 3, 14)) + 100.0  # column 13 stands for F0 (n_ceps = 13)
+    corpus = np.array(["a"] * 20 + ["b"] * 20)
+    speaker = np.array([f"{c}/{i % 4}" for i, c in enumerate(corpus)])
+    for k, want in ((2, 2), (0, 4)):
+        got = screen.voice_clusters(stats, corpus, speaker, k, 13)
+        for c in ("a", "b"):
+            assert all(g.startswith(c + "/") for g in got[corpus == c])
+            assert len(set(got[corpus == c])) == want
