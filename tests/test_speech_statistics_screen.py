@@ -1,5 +1,5 @@
-"""scripts/speech_statistics_screen.py: its three views standardise what they say they do, and
-an unseen corpus is scored over the labels it has."""
+"""scripts/speech_statistics_screen.py: its views (and the voice clusters' groupings)
+standardise what they say they do, and an unseen corpus is scored over the labels it has."""
 
 from __future__ import annotations
 
@@ -42,7 +42,6 @@ def test_a_room_view_removes_each_corpus_level_and_a_fresh_view_does_not():
     assert min(got["room"].values()) > 0.9
     assert got["fresh"]["c"] == pytest.approx(0.5)  # everything called happy: 30 levels too loud
     assert got["speaker"]["c"] > 0.9
-
 
 
 def test_a_test_grouping_standardises_the_unseen_corpus_per_group():
