@@ -29,6 +29,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -88,18 +89,25 @@ def loco(x: np.ndarray, corpus: np.ndarray, speaker: np.ndarray, label: np.ndarr
     out: dict[str, dict[str, float]] = {v: {} for v in (*VIEWS, *extra)}
     for held in dict.fromkeys(corpus):
         tr, te = corpus != held, corpus == held
+        mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-6
+        # One regression per way of standardising the training corpora: the extra views share
+        # the room view's.
+        fitted: dict[str, Any] = {}
         for view in out:
+            unit = view if view in VIEWS else "room"
             if view == "fresh":
-                mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-6
-                xtr, xte = np.clip((x[tr] - mu) / sd, -8, 8), np.clip((x[te] - mu) / sd, -8, 8)
+                xte = np.clip((x[te] - mu) / sd, -8, 8)
             else:
                 g = speaker if view == "speaker" else corpus
-                xtr = standardized(x[tr], g[tr])
                 xte = standardized(x[te], extra[view][te] if view in extra else g[te])
-            clf = LogisticRegression(C=0.1, max_iter=2000)
-            # Every class counts equally, and every corpus within a class, as in training.
-            names, y = np.unique(label[tr], return_inverse=True)
-            clf.fit(xtr, label[tr], sample_weight=sample_weights(y, corpus[tr], len(names)))
+            if unit not in fitted:
+                xtr = (np.clip((x[tr] - mu) / sd, -8, 8) if unit == "fresh"
+                       else standardized(x[tr], (speaker if unit == "speaker" else corpus)[tr]))
+                # Every class counts equally, and every corpus within a class, as in training.
+                names, y = np.unique(label[tr], return_inverse=True)
+                fitted[unit] = LogisticRegression(C=0.1, max_iter=2000).fit(
+                    xtr, label[tr], sample_weight=sample_weights(y, corpus[tr], len(names)))
+            clf = fitted[unit]
             labels = list(clf.classes_)  # labels the unseen corpus lacks leave the mean
             out[view][str(held)] = classification_metrics(
                 [labels.index(y) for y in label[te]], [labels.index(p) for p in clf.predict(xte)],
