@@ -510,6 +510,47 @@ def test_babble_copies_mix_other_speakers_of_the_clips_own_corpus(synthetic_corp
         assert not np.array_equal(got[2], want[0])
 
 
+def test_voice_copies_move_pitch_and_tempo_apart(synthetic_corpus, tmp_path):
+    """A voice copy is seeded; its pitch moves within 4 semitones and its length within the tempo
+    range, the two drawn apart (unlike a speed copy); it is cached apart from the base variants."""
+    pytest.importorskip("audiomentations")
+    from convert.speech.augment import SEMITONES, TEMPO, voice_copy
+    from convert.speech.features import FeatureBank
+    from convert.speech.recipe import SpeechRecipe
+
+    sr = 16000
+    t = np.arange(2 * sr) / sr
+    x = sum(0.2 / k * np.sin(2 * np.pi * 200 * k * t) for k in (1, 2, 3)).astype(np.float32)
+
+    def f0(y: np.ndarray) -> float:
+        mid = y[y.size // 4: 3 * y.size // 4]
+        spectrum = np.abs(np.fft.rfft(mid * np.hanning(mid.size), 8 * sr))
+        return float(np.argmax(spectrum[: 8 * 300]) / 8)  # strongest peak under 300 Hz, in Hz
+
+    a, b, c = (voice_copy(x, sr, seed) for seed in (7, 7, 8))
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    shifts, rates = [], []
+    for seed in range(8):
+        y = voice_copy(x, sr, seed)
+        shifts.append(12 * np.log2(f0(y) / 200))
+        rates.append(x.size / y.size)
+    assert all(SEMITONES[0] - 0.2 < s < SEMITONES[1] + 0.2 for s in shifts)
+    assert all(TEMPO[0] - 0.01 < r < TEMPO[1] + 0.01 for r in rates)
+    assert np.ptp(shifts) > 2.0 and np.ptp(rates) > 0.1
+    # A speed copy's pitch ratio equals its tempo ratio; a voice copy's does not.
+    assert abs(np.corrcoef(shifts, 12 * np.log2(rates))[0, 1]) < 0.9
+
+    utts = index_csv(synthetic_corpus)
+    cache = tmp_path / "cache"
+    base = SpeechRecipe().replace("augment", speed_factors=(1.1,), noise_snr_db=())
+    plain = FeatureBank(utts[:3], base, cache_dir=cache)
+    voices = FeatureBank(utts[:3], base.replace("augment", voice_copies=1), cache_dir=cache)
+    assert [len(v) for v in voices.variants] == [3, 3, 3] and len(list(cache.iterdir())) == 2
+    for got, want in zip(voices.variants, plain.variants):
+        np.testing.assert_array_equal(got[1], want[1])
+        assert got[2].shape != want[0].shape or not np.array_equal(got[2], want[0])
+
+
 def test_spec_augment_masks_bounded_spans_and_bands_and_nothing_else():
     from convert.speech.train import spec_augment
 

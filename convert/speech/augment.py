@@ -16,6 +16,13 @@ conversation does in a living room or classroom: three clips of other speakers o
 (never of a corpus a leave-one-corpus-out fold holds out), each through audiomentations'
 ``AddBackgroundNoise``, together about 5-20 dB under the speaker.
 
+Voice copies move pitch and tempo apart: the speed copies raise both together, as a faster
+tape does, but speakers differ in pitch and vocal-tract length (children, and the many voices
+of another language's corpus) independently of how fast they talk.  Each copy shifts the
+clip's whole spectrum (pitch and formants) by up to 4 semitones and changes its tempo by
+-15 to +18% without changing its pitch, through audiomentations' ``PitchShift`` and
+``TimeStretch`` (Signalsmith Stretch).
+
 Copies are seeded per clip, so they are the same whichever corpora the clip is trained with and
 can be cached.
 """
@@ -32,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["babble_copy", "room_copy"]
+__all__ = ["babble_copy", "room_copy", "voice_copy"]
 
 RT60_S = (0.15, 0.8)
 """Reverberation time range: a furnished living room to a bare kitchen or classroom."""
@@ -42,6 +49,10 @@ SNR_DB = (0.0, 30.0)
 BABBLE_TALKERS = 3
 BABBLE_SNR_DB = (5.0, 20.0)
 """Level of the speaker over the whole babble: a TV across the room to a loud second talker."""
+SEMITONES = (-4.0, 4.0)
+"""Pitch and formant shift of a voice copy: about a vocal tract 20% shorter or longer."""
+TEMPO = (0.85, 1.18)
+"""Tempo of a voice copy against the clip's: within one speaker's slow and fast speech."""
 
 
 def _stochastic_room(rng: np.random.Generator, sr: int) -> np.ndarray:
@@ -118,4 +129,22 @@ def babble_copy(x: np.ndarray, sr: int, seed: int, talkers: Sequence[Path]) -> n
         warnings.filterwarnings("ignore", message=".*had to be resampled")
         out = _babble(tuple(sorted(str(t) for t in talkers)))(samples=x.astype(np.float32),
                                                              sample_rate=sr)
+    return np.asarray(np.clip(out, -1.0, 1.0), dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def _voice() -> Any:
+    import audiomentations as am
+
+    return am.Compose([am.PitchShift(min_semitones=SEMITONES[0], max_semitones=SEMITONES[1], p=1.0),
+                       am.TimeStretch(min_rate=TEMPO[0], max_rate=TEMPO[1],
+                                      leave_length_unchanged=False, p=1.0)])
+
+
+def voice_copy(x: np.ndarray, sr: int, seed: int) -> np.ndarray:
+    """``x`` spoken higher or lower, faster or slower, the two drawn apart (the same for the
+    same ``seed``)."""
+    random.seed(seed)  # audiomentations draws from Python's and NumPy's global generators
+    np.random.seed(seed % 2**32)
+    out = _voice()(samples=x.astype(np.float32), sample_rate=sr)
     return np.asarray(np.clip(out, -1.0, 1.0), dtype=np.float32)

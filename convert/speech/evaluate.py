@@ -270,7 +270,8 @@ def leave_one_corpus_out(
     return out
 
 
-_ADDED_LATER = (("model", "pooled_ceps"), ("augment", "babble_copies"))
+_ADDED_LATER = (("model", "pooled_ceps"), ("augment", "babble_copies"),
+                ("augment", "voice_copies"))
 """Settings added after reports were written, whose default (0) changes nothing."""
 
 

@@ -17,7 +17,7 @@ from edge.features.adapt import RunningStats, speech_frames
 from edge.models.speech import SpeechGate, window_starts
 from edge.sources.audio_file import load_audio, resample
 
-from .augment import babble_copy, room_copy
+from .augment import babble_copy, room_copy, voice_copy
 from .corpora import Utterance
 from .recipe import SpeechRecipe
 
@@ -36,7 +36,8 @@ class FeatureBank:
         self.recipe = recipe
         mfcc = Mfcc(recipe.mfcc)
         groups = ("base",) + tuple(g for g, n in (("room", recipe.augment.room_copies),
-                                                  ("babble", recipe.augment.babble_copies))
+                                                  ("babble", recipe.augment.babble_copies),
+                                                  ("voice", recipe.augment.voice_copies))
                                    if augment and n)
         talkers = _talkers(self.utts) if "babble" in groups else {}
         keys = {g: _cache_key(recipe, augment, g) for g in groups}
@@ -180,19 +181,21 @@ def _signals(path: Path, recipe: SpeechRecipe, augment: bool, group: str,
              talkers: Sequence[Path] = ()) -> list[np.ndarray]:
     """One group of a clip's variants.  "base": the clip as recorded, then its speed-perturbed
     copies, then a noisy copy of each; "room": its room and microphone copies, and "babble" its
-    copies with other ``talkers`` behind it, each of the next speed variant in turn.  Noise,
-    rooms and babble are seeded by ``augment.seed`` and the file's name, so a clip's copies are
-    the same whichever corpora it is trained with (and can be cached); the groups are cached
-    apart, so adding room or babble copies reuses the base group."""
+    copies with other ``talkers`` behind it, each of the next speed variant in turn; "voice":
+    copies of the clip as recorded with its pitch and tempo moved apart.  Noise, rooms, babble
+    and voices are seeded by ``augment.seed`` and the file's name, so a clip's copies are the
+    same whichever corpora it is trained with (and can be cached); the groups are cached apart,
+    so adding copies reuses the base group."""
     sr = recipe.mfcc.sample_rate
     x = load_audio(path, sr)
-    speeds = [x]
     if not augment:
-        return speeds
-    # Playing faster by f = resampling to sr / f and reading at sr.
-    speeds += [resample(x, int(round(sr * f)), sr) for f in recipe.augment.speed_factors]
+        return [x]
     digest = hashlib.sha256(f"{recipe.augment.seed}:{path.name}".encode()).digest()
     seed = int.from_bytes(digest[:8], "little")
+    if group == "voice":
+        return [voice_copy(x, sr, seed + 201 + i) for i in range(recipe.augment.voice_copies)]
+    # Playing faster by f = resampling to sr / f and reading at sr.
+    speeds = [x] + [resample(x, int(round(sr * f)), sr) for f in recipe.augment.speed_factors]
     if group == "room":
         return [room_copy(speeds[i % len(speeds)], sr, seed + 1 + i)
                 for i in range(recipe.augment.room_copies)]
@@ -215,11 +218,14 @@ def _cache_key(recipe: SpeechRecipe, augment: bool, group: str) -> str:
     if settings is not None:
         rooms = settings.pop("room_copies")
         babble = settings.pop("babble_copies")
+        voices = settings.pop("voice_copies")
         settings.pop("seed")  # keyed as "seed" below, as before it had its own setting
         if group == "room":
             settings["rooms"] = rooms
         if group == "babble":
             settings["babble"] = babble
+        if group == "voice":
+            settings["voices"] = voices
     what = {"mfcc": mfcc, "augment": settings, "seed": recipe.augment.seed, "version": 1}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -176,8 +176,12 @@ class AugmentSection(Section):
         0, "Copies of every clip with three other speakers of its corpus talking behind it, "
         "together 5-20 dB under it (convert.speech.augment), each of the next speed variant "
         "in turn.", min=0, max=8)
+    voice_copies: int = setting(
+        0, "Copies of every clip with its pitch (and formants) shifted by up to 4 semitones and "
+        "its tempo changed by -15 to +18%, drawn apart (convert.speech.augment); the speed "
+        "copies move both together.", min=0, max=8)
     seed: int = setting(
-        0, "Seed of the noisy, room and babble copies (with each file's name).  Apart from "
+        0, "Seed of the noisy, room, babble and voice copies (with each file's name).  Apart from "
         "train.seed, so training can be drawn again without computing the cached copies again.",
         min=0, max=2**31 - 1)
 
@@ -265,7 +269,8 @@ class SpeechRecipe(Recipe):
     @property
     def augmented(self) -> bool:
         return bool(self.augment.speed_factors or self.augment.noise_snr_db
-                    or self.augment.room_copies or self.augment.babble_copies)
+                    or self.augment.room_copies or self.augment.babble_copies
+                    or self.augment.voice_copies)
 
     def preprocessing(self, prior: RunningStats | None = None) -> dict[str, Any]:
         """The manifest's ``preprocessing`` block: what the device must compute (with
