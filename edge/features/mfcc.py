@@ -38,7 +38,14 @@ __all__ = [
 _EPS = np.finfo(float).eps
 _WINDOWS = ("none", "hamming", "hann")
 _NORMALIZATIONS = ("none", "cmn", "cmvn")
-_POOLINGS = ("none", "mean_std", "mean_std_delta", "frames_mean_std", "frames_mean_std_delta")
+_POOLINGS: dict[str, tuple[bool, int]] = {
+    # mode: (the window's frames kept, rows of statistics after them)
+    "none": (True, 0),
+    "mean_std": (False, 2),
+    "mean_std_delta": (False, 3),
+    "frames_mean_std": (True, 2),
+    "frames_mean_std_delta": (True, 3),
+}
 
 
 def _round_half_up(x: float) -> int:
@@ -155,7 +162,8 @@ class MfccConfig:
                 or not math.isfinite(self.clip) or not 0 <= self.clip <= 1000):
             raise ConfigError(f"clip must be a number in 0..1000 (0: none), got {self.clip!r}")
         if self.pooling not in _POOLINGS:
-            raise ConfigError(f"pooling {self.pooling!r} is unknown; choose one of {_POOLINGS}")
+            raise ConfigError(f"pooling {self.pooling!r} is unknown; choose one of "
+                              f"{tuple(_POOLINGS)}")
 
     @property
     def frame_length(self) -> int:
@@ -174,10 +182,8 @@ class MfccConfig:
 
     def input_rows(self, window_frames: int) -> int:
         """Rows of the model's input for a window of ``window_frames`` frames."""
-        if self.pooling == "none":
-            return window_frames
-        stats = 3 if self.pooling.endswith("_delta") else 2
-        return stats + (window_frames if self.pooling.startswith("frames_") else 0)
+        frames, stats = _POOLINGS[self.pooling]
+        return stats + (window_frames if frames else 0)
 
     @property
     def normalized_columns(self) -> int:
@@ -433,17 +439,18 @@ def pool_window(frames: np.ndarray, level_db: np.ndarray, mode: str) -> np.ndarr
     The "_delta" modes add how fast each column moves while the speaker speaks (pairs of
     adjacent speech frames; 0 when there is none), which the mean and spread cannot tell: the
     same spread is a slow glide or a rapid flutter."""
-    if mode == "none":
+    with_frames, stats = _POOLINGS[mode]
+    if not stats:
         return frames
     keep = speech_mask(level_db)
     speech = frames[keep]
     rows = [speech.mean(axis=0), speech.std(axis=0)]
-    if mode.endswith("_delta"):
+    if stats == 3:
         both = keep[1:] & keep[:-1]
         step = np.abs(np.diff(frames, axis=0))[both]
         rows.append(step.mean(axis=0) if step.shape[0] else np.zeros(frames.shape[1]))
     pooled = np.stack(rows)
-    return np.concatenate((frames, pooled)) if mode.startswith("frames_") else pooled
+    return np.concatenate((frames, pooled)) if with_frames else pooled
 
 
 def window_input(raw: np.ndarray, config: MfccConfig,
