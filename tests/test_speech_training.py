@@ -186,6 +186,12 @@ def test_every_class_and_every_corpus_within_it_weighs_the_same():
             m = (corpus == c) & (label == lab)
             assert w[m].sum() == pytest.approx(w[label == lab].sum() / 2)
     assert w[label == "x"].sum() == pytest.approx(w[label == "y"].sum())
+    # Damped: the rarer class (3 clips of 8) counts for less than an equal share and more than
+    # its share of the clips; power 0 weighs every clip the same.
+    half = sample_weights(np.unique(label, return_inverse=True)[1], corpus, 2, power=0.5)
+    assert 3 / 8 < half[label == "y"].sum() / half.sum() < 1 / 2
+    flat = sample_weights(np.unique(label, return_inverse=True)[1], corpus, 2, power=0.0)
+    np.testing.assert_allclose(flat, 1.0)
 
 
 def test_a_model_trained_per_speaker_is_scored_as_a_device_that_hears_the_whole_room(

@@ -270,17 +270,17 @@ def leave_one_corpus_out(
     return out
 
 
-_ADDED_LATER = (("model", "pooled_ceps"), ("augment", "babble_copies"),
-                ("augment", "voice_copies"))
-"""Settings added after reports were written, whose default (0) changes nothing."""
+_ADDED_LATER = (("model", "pooled_ceps", 0), ("augment", "babble_copies", 0),
+                ("augment", "voice_copies", 0), ("train", "balance_power", 1.0))
+"""Settings added after reports were written, and their defaults, which change nothing."""
 
 
 def fold_key(recipe: SpeechRecipe, **split: Any) -> str:
     """What a fold's result depends on: the recipe without its [evaluate] section, and the
     split.  A fold report with the same key is reused instead of training the fold again."""
     what = {k: v for k, v in recipe.to_dict().items() if k != "evaluate"}
-    for section, name in _ADDED_LATER:  # at their default they keep earlier reports' keys
-        if not what[section][name]:
+    for section, name, default in _ADDED_LATER:  # at their default: earlier reports' keys
+        if what[section][name] == default:
             del what[section][name]
     return hashlib.sha256(json.dumps([what, split], sort_keys=True, default=str).encode()
                           ).hexdigest()[:16]

@@ -142,6 +142,10 @@ class TrainSection(Section):
     crops_per_clip: int = setting(2, "Random training windows per clip per epoch.", min=1,
                                   max=100)
     balance_classes: bool = setting(True, "Weight the loss so every class counts equally.")
+    balance_power: float = setting(
+        1.0, "How fully the weights balance (0..1): each clip's balancing weight to this power. "
+        "1: every class, and every corpus within it, counts equally; below 1 a class or corpus "
+        "with few clips counts less than its share (the weights are damped).", min=0.0, max=1.0)
     time_masks: int = setting(
         0, "SpecAugment: spans of time set to the mean (0 after normalisation) in every training "
         "window (count; 0 = none).  Applied to the windows, so the feature cache is unchanged.",

@@ -63,15 +63,18 @@ def spec_augment(x: np.ndarray, rng: np.random.Generator, time_masks: int, time_
     return x
 
 
-def sample_weights(y: np.ndarray, corpus: np.ndarray, n_labels: int) -> np.ndarray:
+def sample_weights(y: np.ndarray, corpus: np.ndarray, n_labels: int,
+                   power: float = 1.0) -> np.ndarray:
     """Per-clip loss weights: every class counts equally, and within a class every corpus that
-    has it counts equally (so one big corpus does not define what "sad" sounds like).  Mean 1."""
+    has it counts equally (so one big corpus does not define what "sad" sounds like).  Mean 1.
+    With ``power`` < 1 each clip's weight is that weight to the power: a class or corpus with
+    few clips then counts less than an equal share (0: every clip the same)."""
     w = np.zeros(len(y))
     for k in range(n_labels):
         have = np.unique(corpus[y == k])
         for c in have:
             sel = (y == k) & (corpus == c)
-            w[sel] = 1.0 / (len(have) * sel.sum())
+            w[sel] = (1.0 / (len(have) * sel.sum())) ** power
     return w * len(w) / w.sum() if w.sum() else np.ones(len(y))
 
 
@@ -127,7 +130,8 @@ def train_model(
         m.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
                   loss=masked_crossentropy(t.label_smoothing))
     corpus = np.array([u.corpus for u in bank.utts])
-    weights = sample_weights(y, corpus, len(labels)) if t.balance_classes else np.ones(len(y))
+    weights = (sample_weights(y, corpus, len(labels), t.balance_power) if t.balance_classes
+               else np.ones(len(y)))
     masks = label_masks(y, corpus, len(labels))
     for epoch in range(t.epochs):
         x_ep, y_ep, clip_ep = _training_windows(bank, y, rng, gate)
