@@ -483,8 +483,7 @@ def test_babble_copies_mix_other_speakers_of_the_clips_own_corpus(synthetic_corp
     import soundfile as sf
 
     from convert.speech.augment import babble_copy
-    from convert.speech.features import FeatureBank, _talkers
-    from convert.speech.recipe import SpeechRecipe
+    from convert.speech.features import _talkers
     from edge.sources.audio_file import load_audio
 
     utts = index_csv(synthetic_corpus)
@@ -506,14 +505,23 @@ def test_babble_copies_mix_other_speakers_of_the_clips_own_corpus(synthetic_corp
     spectrum = np.abs(np.fft.rfft(noise))
     assert spectrum.argmax() == pytest.approx(3000 * x.size / sr, abs=2)
 
-    cache = tmp_path / "cache"
+    _one_copy_cached_apart(utts[:3], tmp_path / "cache", babble_copies=1)
+
+
+def _one_copy_cached_apart(utts: list[Utterance], cache: Path, **copies: int) -> None:
+    """With one copy per clip (``copies``), each clip has its base variants (as recorded, one
+    speed copy) unchanged, then the copy, which differs from the clip; the copies are cached
+    in a group of their own."""
+    from convert.speech.features import FeatureBank
+    from convert.speech.recipe import SpeechRecipe
+
     base = SpeechRecipe().replace("augment", speed_factors=(1.1,), noise_snr_db=())
-    plain = FeatureBank(utts[:3], base, cache_dir=cache)
-    babble = FeatureBank(utts[:3], base.replace("augment", babble_copies=1), cache_dir=cache)
-    assert [len(v) for v in babble.variants] == [3, 3, 3] and len(list(cache.iterdir())) == 2
-    for got, want in zip(babble.variants, plain.variants):
+    plain = FeatureBank(utts, base, cache_dir=cache)
+    more = FeatureBank(utts, base.replace("augment", **copies), cache_dir=cache)
+    assert [len(v) for v in more.variants] == [3] * len(utts) and len(list(cache.iterdir())) == 2
+    for got, want in zip(more.variants, plain.variants):
         np.testing.assert_array_equal(got[1], want[1])
-        assert not np.array_equal(got[2], want[0])
+        assert got[2].shape != want[0].shape or not np.array_equal(got[2], want[0])
 
 
 def test_voice_copies_move_pitch_and_tempo_apart(synthetic_corpus, tmp_path):
@@ -521,8 +529,6 @@ def test_voice_copies_move_pitch_and_tempo_apart(synthetic_corpus, tmp_path):
     range, the two drawn apart (unlike a speed copy); it is cached apart from the base variants."""
     pytest.importorskip("audiomentations")
     from convert.speech.augment import SEMITONES, TEMPO, voice_copy
-    from convert.speech.features import FeatureBank
-    from convert.speech.recipe import SpeechRecipe
 
     sr = 16000
     t = np.arange(2 * sr) / sr
@@ -546,15 +552,7 @@ def test_voice_copies_move_pitch_and_tempo_apart(synthetic_corpus, tmp_path):
     # A speed copy's pitch ratio equals its tempo ratio; a voice copy's does not.
     assert abs(np.corrcoef(shifts, 12 * np.log2(rates))[0, 1]) < 0.9
 
-    utts = index_csv(synthetic_corpus)
-    cache = tmp_path / "cache"
-    base = SpeechRecipe().replace("augment", speed_factors=(1.1,), noise_snr_db=())
-    plain = FeatureBank(utts[:3], base, cache_dir=cache)
-    voices = FeatureBank(utts[:3], base.replace("augment", voice_copies=1), cache_dir=cache)
-    assert [len(v) for v in voices.variants] == [3, 3, 3] and len(list(cache.iterdir())) == 2
-    for got, want in zip(voices.variants, plain.variants):
-        np.testing.assert_array_equal(got[1], want[1])
-        assert got[2].shape != want[0].shape or not np.array_equal(got[2], want[0])
+    _one_copy_cached_apart(index_csv(synthetic_corpus)[:3], tmp_path / "cache", voice_copies=1)
 
 
 def test_spec_augment_masks_bounded_spans_and_bands_and_nothing_else():
