@@ -35,10 +35,8 @@ class FeatureBank:
         self.utts = list(utts)
         self.recipe = recipe
         mfcc = Mfcc(recipe.mfcc)
-        groups = ("base",) + tuple(g for g, n in (("room", recipe.augment.room_copies),
-                                                  ("babble", recipe.augment.babble_copies),
-                                                  ("voice", recipe.augment.voice_copies))
-                                   if augment and n)
+        groups = ("base",) + tuple(g for g, (setting, _) in _COPY_GROUPS.items()
+                                   if augment and getattr(recipe.augment, setting))
         talkers = _talkers(self.utts) if "babble" in groups else {}
         keys = {g: _cache_key(recipe, augment, g) for g in groups}
         self.variants: list[list[np.ndarray]] = []
@@ -209,6 +207,12 @@ def _signals(path: Path, recipe: SpeechRecipe, augment: bool, group: str,
     return speeds + [_add_noise(s, rng, (low, high)) for s in speeds]
 
 
+_COPY_GROUPS = {"room": ("room_copies", "rooms"), "babble": ("babble_copies", "babble"),
+                "voice": ("voice_copies", "voices")}
+"""Each group of copies cached apart from the base variants: its [augment] setting (how many
+copies), and the name its count has in the group's cache key (kept, so caches stay valid)."""
+
+
 def _cache_key(recipe: SpeechRecipe, augment: bool, group: str) -> str:
     """What one group's cached frames depend on: features, its augmentation, seed and this
     file's code."""
@@ -216,16 +220,10 @@ def _cache_key(recipe: SpeechRecipe, augment: bool, group: str) -> str:
             if k not in ("normalize", "normalize_prosody", "pooling", "clip")}  # applied later
     settings = dict(recipe.to_dict()["augment"]) if augment else None
     if settings is not None:
-        rooms = settings.pop("room_copies")
-        babble = settings.pop("babble_copies")
-        voices = settings.pop("voice_copies")
+        copies = {g: settings.pop(setting) for g, (setting, _) in _COPY_GROUPS.items()}
         settings.pop("seed")  # keyed as "seed" below, as before it had its own setting
-        if group == "room":
-            settings["rooms"] = rooms
-        if group == "babble":
-            settings["babble"] = babble
-        if group == "voice":
-            settings["voices"] = voices
+        if group in _COPY_GROUPS:
+            settings[_COPY_GROUPS[group][1]] = copies[group]
     what = {"mfcc": mfcc, "augment": settings, "seed": recipe.augment.seed, "version": 1}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
