@@ -622,6 +622,44 @@ def test_training_is_repeatable_and_its_seed_leaves_the_cached_copies_alone(synt
     assert not all(np.array_equal(a, c) for a, c in zip(first, third))
 
 
+def test_the_feature_cache_follows_the_clips_bytes_not_their_folder_or_mtime(synthetic_corpus,
+                                                                           tmp_path):
+    """A corpus copied elsewhere (new folder, new mtimes, as a fresh mount or a plain ``cp``)
+    reads its features from the cache; a clip whose bytes change is computed again."""
+    import shutil
+    import time
+    from dataclasses import replace
+
+    from convert.speech.features import FeatureBank
+    from convert.speech.recipe import SpeechRecipe
+
+    recipe = SpeechRecipe().replace("augment", speed_factors=(1.1,), noise_snr_db=())
+    utts = index_csv(synthetic_corpus)[:3]
+    cache = tmp_path / "cache"
+    first = FeatureBank(utts, recipe, cache_dir=cache)
+    (key,) = cache.iterdir()
+    stamps = {p.name: p.stat().st_mtime_ns for p in key.iterdir()}
+    assert len(stamps) == 3
+
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    time.sleep(0.01)
+    for u in utts:
+        shutil.copy(u.path, moved / u.path.name)  # content only: a new mtime
+    again = FeatureBank([replace(u, path=moved / u.path.name) for u in utts], recipe,
+                        cache_dir=cache)
+    assert {p.name: p.stat().st_mtime_ns for p in key.iterdir()} == stamps  # all from the cache
+    for got, want in zip(again.variants, first.variants):
+        np.testing.assert_array_equal(got[1], want[1])
+
+    edited = moved / utts[0].path.name
+    data = bytearray(edited.read_bytes())
+    data[-2:] = b"\x00\x40"  # one sample changed
+    edited.write_bytes(bytes(data))
+    FeatureBank([replace(utts[0], path=edited)], recipe, cache_dir=cache)
+    assert len(list(key.iterdir())) == 4
+
+
 def test_the_shipped_recipe_is_the_compact_recipe_with_the_ensemble_model():
     """recipes/speech.toml (the ensemble) differs from recipes/speech_compact.toml (the model
     shipped before it) only where the ensemble must: its input (prosody, no per-window

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,7 +58,8 @@ class FeatureBank:
                 frames += new
                 if cached is not None:
                     cached.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = cached.with_suffix(".tmp.npz")
+                    # Named per process: two runs sharing a cache may compute the same clip.
+                    tmp = cached.with_suffix(f".{os.getpid()}.tmp.npz")
                     np.savez(tmp, **{f"v{i}": f for i, f in enumerate(new)})
                     tmp.replace(cached)
             self.variants.append(frames)
@@ -229,9 +231,10 @@ def _cache_key(recipe: SpeechRecipe, augment: bool, group: str) -> str:
 
 
 def _cache_file(cache_dir: Path, key: str, path: Path) -> Path:
-    st = path.stat()
-    name = hashlib.sha256(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
-    return cache_dir / key / f"{name[:24]}.npz"
+    """Named by the clip's bytes and file name (its copies' seed), not its folder or mtime: a
+    corpus copied or mounted again keeps its cache (hashing all five corpora takes seconds)."""
+    name = hashlib.sha256(path.name.encode() + b":" + hashlib.sha256(path.read_bytes()).digest())
+    return cache_dir / key / f"{name.hexdigest()[:24]}.npz"
 
 
 def _affine(stats: RunningStats) -> tuple[np.ndarray, np.ndarray]:
