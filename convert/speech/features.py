@@ -39,15 +39,16 @@ class FeatureBank:
         groups = ("base",) + tuple(g for g, (setting, _) in _COPY_GROUPS.items()
                                    if augment and getattr(recipe.augment, setting))
         talkers = _talkers(self.utts) if "babble" in groups else {}
-        keys = {g: _cache_key(recipe, augment, g) for g in groups}
+        folders = ({g: cache_dir / _cache_key(recipe, augment, g) for g in groups}
+                   if cache_dir is not None else {})
         self.variants: list[list[np.ndarray]] = []
         t0 = time.perf_counter()
         hits = 0
         for u in self.utts:
             frames: list[np.ndarray] = []
+            entry = _cache_entry(u.path) if folders else None  # read once, for every group
             for group in groups:
-                cached = (_cache_file(cache_dir, keys[group], u.path) if cache_dir is not None
-                          else None)
+                cached = folders[group] / entry if entry is not None else None
                 if cached is not None and cached.is_file():
                     with np.load(cached) as z:
                         frames += [z[k] for k in sorted(z.files, key=lambda k: int(k[1:]))]
@@ -230,11 +231,12 @@ def _cache_key(recipe: SpeechRecipe, augment: bool, group: str) -> str:
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _cache_file(cache_dir: Path, key: str, path: Path) -> Path:
-    """Named by the clip's bytes and file name (its copies' seed), not its folder or mtime: a
-    corpus copied or mounted again keeps its cache (hashing all five corpora takes seconds)."""
+def _cache_entry(path: Path) -> str:
+    """A clip's file name in every group's cache folder: its bytes and file name (its copies'
+    seed), not its folder or mtime, so a corpus copied or mounted again keeps its cache
+    (hashing all five corpora takes seconds)."""
     name = hashlib.sha256(path.name.encode() + b":" + hashlib.sha256(path.read_bytes()).digest())
-    return cache_dir / key / f"{name.hexdigest()[:24]}.npz"
+    return f"{name.hexdigest()[:24]}.npz"
 
 
 def _affine(stats: RunningStats) -> tuple[np.ndarray, np.ndarray]:
