@@ -580,6 +580,41 @@ def test_spec_augment_masks_bounded_spans_and_bands_and_nothing_else():
     assert np.array_equal(untouched, before)
 
 
+def test_mixup_blends_windows_targets_and_weights_only_within_a_corpus():
+    """Every blended window is a convex blend of two windows of its own corpus, its target of
+    their targets (so it stays over that corpus's labels, the masked loss's), and the mask
+    columns are unchanged."""
+    from convert.speech.train import mixup_within
+
+    rng = np.random.default_rng(0)
+    group = np.repeat([0, 1, 2], [7, 5, 1])
+    x = np.broadcast_to(group[:, None, None, None] * 10.0, (13, 6, 4, 1)).astype(np.float32)
+    x = x + rng.uniform(0, 1, x.shape).astype(np.float32)  # each corpus in its own band
+    labels = np.array([0, 1, 1, 2, 0, 1, 2, 3, 4, 3, 3, 4, 5])
+    mask = np.zeros((13, 6), np.float32)
+    for g, have in ((0, [0, 1, 2]), (1, [3, 4]), (2, [5])):
+        mask[group == g, have[0]:have[-1] + 1] = 1.0
+    target = np.concatenate([np.eye(6, dtype=np.float32)[labels], mask], axis=1)
+    weight = rng.uniform(0.5, 2.0, 13)
+    before = (x.copy(), target.copy(), weight.copy())
+
+    mx, mt, mw = mixup_within(x, target, weight, group, 0.4, np.random.default_rng(1))
+    for a, b in zip((x, target, weight), before):
+        np.testing.assert_array_equal(a, b)  # the inputs are untouched
+    for g in np.unique(group):
+        rows = group == g
+        assert mx[rows].min() >= x[rows].min() - 1e-4 and mx[rows].max() <= x[rows].max() + 1e-4
+        assert mw[rows].min() >= weight[rows].min() - 1e-6
+        assert mw[rows].max() <= weight[rows].max() + 1e-6
+    np.testing.assert_array_equal(mt[:, 6:], mask)
+    np.testing.assert_allclose(mt[:, :6].sum(axis=1), 1.0, rtol=1e-6)
+    assert not (mt[:, :6] * (1 - mask)).any()  # no mass on a label the corpus lacks
+    np.testing.assert_allclose(mx[group == 2], x[group == 2], rtol=1e-6)  # one window: itself
+    assert not np.allclose(mx, x)
+    again = mixup_within(x, target, weight, group, 0.4, np.random.default_rng(1))
+    np.testing.assert_array_equal(again[0], mx)  # seeded
+
+
 @pytest.mark.slow
 def test_training_is_repeatable_and_its_seed_leaves_the_cached_copies_alone(synthetic_corpus,
                                                                             tmp_path):
@@ -620,6 +655,8 @@ def test_training_is_repeatable_and_its_seed_leaves_the_cached_copies_alone(synt
     first, second, third = weights(recipe), weights(recipe), weights(reseeded)
     assert all(np.array_equal(a, b) for a, b in zip(first, second))
     assert not all(np.array_equal(a, c) for a, c in zip(first, third))
+    mixed = weights(recipe.replace("train", mixup=0.4))  # the setting reaches training
+    assert not all(np.array_equal(a, m) for a, m in zip(first, mixed))
 
 
 def test_the_feature_cache_follows_the_clips_bytes_not_their_folder_or_mtime(synthetic_corpus,

@@ -146,6 +146,12 @@ class TrainSection(Section):
         1.0, "How fully the weights balance (0..1): each clip's balancing weight to this power. "
         "1: every class, and every corpus within it, counts equally; below 1 a class or corpus "
         "with few clips counts less than its share (the weights are damped).", min=0.0, max=1.0)
+    mixup: float = setting(
+        0.0, "Mixup (Zhang et al. 2018) within each corpus: every training window is blended "
+        "with another window of its own corpus, inputs, targets and loss weights alike, in a "
+        "share drawn from Beta(mixup, mixup) (0 = off; 0.2-0.4 is usual).  Within a corpus so "
+        "that both windows' targets are over the same labels (the masked loss).", min=0.0,
+        max=10.0)
     time_masks: int = setting(
         0, "SpecAugment: spans of time set to the mean (0 after normalisation) in every training "
         "window (count; 0 = none).  Applied to the windows, so the feature cache is unchanged.",

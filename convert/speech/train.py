@@ -14,7 +14,7 @@ from .features import FeatureBank
 from .model import build_branches, build_model
 from .recipe import SpeechRecipe
 
-__all__ = ["train_model", "spec_augment"]
+__all__ = ["train_model", "spec_augment", "mixup_within"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,31 @@ def spec_augment(x: np.ndarray, rng: np.random.Generator, time_masks: int, time_
         band = (f >= start[:, None]) & (f < (start + width)[:, None])  # (n, columns)
         x[np.broadcast_to(band[:, None, :], (n, frames, columns))] = 0.0
     return x
+
+
+def mixup_within(x: np.ndarray, target: np.ndarray, weight: np.ndarray, group: np.ndarray,
+                 alpha: float, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mixup inside groups: each row ``i`` of ``x`` (windows), ``target`` and ``weight`` becomes
+    ``lam * row_i + (1 - lam) * row_j``, ``j`` drawn from the rows of ``i``'s group (its corpus)
+    and ``lam`` from Beta(alpha, alpha), once per row.  New arrays; the inputs are untouched.
+
+    Why within a corpus: the masked loss scores a window over its corpus's labels only, and two
+    windows of one corpus share that mask, so the blended target stays a distribution over it.
+    The target's mask columns (``target[:, n:]`` of ``[one-hot | mask]``) are equal in both rows
+    and blend to themselves."""
+    partner = np.arange(len(group))
+    for g in np.unique(group):
+        rows = np.flatnonzero(group == g)
+        partner[rows] = rows[rng.integers(len(rows), size=len(rows))]
+    lam = rng.beta(alpha, alpha, size=len(group)).astype(np.float32)
+    lx = lam.reshape((-1,) + (1,) * (x.ndim - 1))
+    mixed_x = x[partner].astype(np.float32)  # one copy of the windows at a time, not three
+    mixed_x *= 1.0 - lx
+    mixed_x += lx * x
+    mixed_t = lam[:, None] * target + (1.0 - lam[:, None]) * target[partner]
+    mixed_w = lam * weight + (1.0 - lam) * weight[partner]
+    return mixed_x, mixed_t.astype(np.float32), mixed_w
 
 
 def sample_weights(y: np.ndarray, corpus: np.ndarray, n_labels: int,
@@ -140,9 +165,12 @@ def train_model(
                          t.feature_mask_columns)
         target = np.concatenate([keras.utils.to_categorical(y_ep, len(labels)), masks[clip_ep]],
                                 axis=1)
+        w_ep = weights[clip_ep]
+        if t.mixup:  # drawn only when asked for, so recipes without it keep their random stream
+            x_ep, target, w_ep = mixup_within(x_ep, target, w_ep, corpus[clip_ep], t.mixup, rng)
         # An ensemble's branches learn apart, on the same windows: each is the model it was
         # measured as on its own (models/README.md), and their errors differ.
-        losses = [m.fit(x_ep, target, sample_weight=weights[clip_ep], batch_size=t.batch_size,
+        losses = [m.fit(x_ep, target, sample_weight=w_ep, batch_size=t.batch_size,
                         epochs=1, shuffle=True, verbose=0).history["loss"][-1] for m in trained]
         if verbose or epoch == t.epochs - 1:
             logger.info("epoch %d/%d loss %s", epoch + 1, t.epochs,
