@@ -657,6 +657,48 @@ def test_training_is_repeatable_and_its_seed_leaves_the_cached_copies_alone(synt
     assert not all(np.array_equal(a, c) for a, c in zip(first, third))
     mixed = weights(recipe.replace("train", mixup=0.4))  # the setting reaches training
     assert not all(np.array_equal(a, m) for a, m in zip(first, mixed))
+    averaged = weights(recipe.replace("train", average_from=2))
+    assert not all(np.array_equal(a, m) for a, m in zip(first, averaged))
+
+
+def test_weight_averaging_keeps_the_mean_of_every_step_from_its_epoch_on():
+    """The averaged model is the mean of the weights after each step it saw, batch-norm
+    statistics included; steps before it was attached do not count."""
+    import keras
+
+    from convert.speech.train import _StepAverage
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.BatchNormalization(),
+                              keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    x = np.random.default_rng(0).normal(size=(32, 3)).astype(np.float32)
+    y = np.random.default_rng(1).normal(size=(32, 2)).astype(np.float32)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)  # before averaging: not counted
+    seen: list[list[np.ndarray]] = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: object = None) -> None:
+            seen.append([np.array(v.numpy()) for v in model.weights])
+
+    average = _StepAverage(model)
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[average.callback, Record()])
+    last = [np.array(v.numpy()) for v in model.weights]
+    average.assign()
+    assert len(seen) == average.steps == 8
+    for got, *steps in zip(model.weights, *seen):
+        np.testing.assert_allclose(got.numpy(), np.mean(steps, axis=0), rtol=1e-5, atol=1e-6)
+    assert not all(np.allclose(v.numpy(), w) for v, w in zip(model.weights, last))
+    moving_mean = [v for v in model.weights if "moving_mean" in v.path]
+    assert moving_mean and not np.allclose(moving_mean[0].numpy(), 0.0)  # BN statistics too
+
+
+def test_weight_averaging_cannot_start_after_the_last_epoch():
+    from convert.speech.recipe import SpeechRecipe
+    from edge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"train.average_from = 16 .*train.epochs = 15"):
+        SpeechRecipe().replace("train", epochs=15, average_from=16)
 
 
 def test_the_feature_cache_follows_the_clips_bytes_not_their_folder_or_mtime(synthetic_corpus,

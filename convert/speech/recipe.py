@@ -152,6 +152,11 @@ class TrainSection(Section):
         "share drawn from Beta(mixup, mixup) (0 = off; 0.2-0.4 is usual).  Within a corpus so "
         "that both windows' targets are over the same labels (the masked loss).", min=0.0,
         max=10.0)
+    average_from: int = setting(
+        0, "Stochastic weight averaging (Izmailov et al. 2018; dense, after every step, as "
+        "SWAD does for unseen domains): the model keeps the uniform average of its weights, "
+        "batch-norm statistics included, over every training step from this epoch on "
+        "(1-based; 0 = off, the last step's weights).", min=0, max=1000)
     time_masks: int = setting(
         0, "SpecAugment: spans of time set to the mean (0 after normalisation) in every training "
         "window (count; 0 = none).  Applied to the windows, so the feature cache is unchanged.",
@@ -167,6 +172,13 @@ class TrainSection(Section):
         0, "Seed of training's random choices (windows drawn, initialisation, dropout).  Training "
         "is repeatable: the same recipe gives the same model, so another seed is another draw of "
         "the same recipe.", min=0, max=2**31 - 1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.average_from > self.epochs:
+            raise ConfigError(f"train.average_from = {self.average_from} is after the last epoch "
+                              f"(train.epochs = {self.epochs}): set 1..{self.epochs}, or 0 for "
+                              f"no averaging")
 
 
 @dataclasses.dataclass(frozen=True)

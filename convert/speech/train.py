@@ -132,6 +132,33 @@ def masked_crossentropy(label_smoothing: float) -> Any:
     return loss
 
 
+class _StepAverage:
+    """The uniform average of a model's weights (batch-norm statistics included) over every
+    training step it has seen; ``callback`` counts one step after each batch."""
+
+    def __init__(self, model: Any) -> None:
+        import keras
+
+        self.model = model
+        self.sums = [np.zeros(v.shape, np.float64) for v in model.weights]
+        self.steps = 0
+        outer = self
+
+        class Step(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+                for total, var in zip(outer.sums, outer.model.weights):
+                    total += var.numpy()
+                outer.steps += 1
+
+        self.callback = Step()
+
+    def assign(self) -> None:
+        """Put the average into the model (nothing if no step was averaged)."""
+        if self.steps:
+            for var, total in zip(self.model.weights, self.sums):
+                var.assign((total / self.steps).astype(var.dtype))
+
+
 def train_model(
     bank: FeatureBank, y: np.ndarray, labels: Sequence[str], recipe: SpeechRecipe,
     gate: SpeechGate | None = None, verbose: bool = False,
@@ -158,6 +185,7 @@ def train_model(
     weights = (sample_weights(y, corpus, len(labels), t.balance_power) if t.balance_classes
                else np.ones(len(y)))
     masks = label_masks(y, corpus, len(labels))
+    averages = [_StepAverage(m) for m in trained] if t.average_from else []
     for epoch in range(t.epochs):
         x_ep, y_ep, clip_ep = _training_windows(bank, y, rng, gate)
         if t.time_masks or t.feature_masks:
@@ -170,9 +198,14 @@ def train_model(
             x_ep, target, w_ep = mixup_within(x_ep, target, w_ep, corpus[clip_ep], t.mixup, rng)
         # An ensemble's branches learn apart, on the same windows: each is the model it was
         # measured as on its own (models/README.md), and their errors differ.
-        losses = [m.fit(x_ep, target, sample_weight=w_ep, batch_size=t.batch_size,
-                        epochs=1, shuffle=True, verbose=0).history["loss"][-1] for m in trained]
+        averaging = bool(averages) and epoch + 1 >= t.average_from
+        losses = [m.fit(x_ep, target, sample_weight=w_ep, batch_size=t.batch_size, epochs=1,
+                        shuffle=True, verbose=0,
+                        callbacks=[averages[i].callback] if averaging else None,
+                        ).history["loss"][-1] for i, m in enumerate(trained)]
         if verbose or epoch == t.epochs - 1:
             logger.info("epoch %d/%d loss %s", epoch + 1, t.epochs,
                         " ".join(f"{loss:.3f}" for loss in losses))
+    for average in averages:  # the branches share no weights: each takes its own average
+        average.assign()
     return model
