@@ -666,7 +666,7 @@ def test_weight_averaging_keeps_the_mean_of_every_step_from_its_epoch_on():
     statistics included; steps before it was attached do not count."""
     import keras
 
-    from convert.speech.train import _StepAverage
+    from convert.averaging import WeightAverage
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((3,)), keras.layers.BatchNormalization(),
@@ -681,10 +681,10 @@ def test_weight_averaging_keeps_the_mean_of_every_step_from_its_epoch_on():
         def on_train_batch_end(self, batch: int, logs: object = None) -> None:
             seen.append([np.array(v.numpy()) for v in model.weights])
 
-    average = _StepAverage(model)
+    average = WeightAverage(model, None)
     model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[average.callback, Record()])
     last = [np.array(v.numpy()) for v in model.weights]
-    average.assign()
+    average.assign(average.average)
     assert len(seen) == average.steps == 8
     for got, *steps in zip(model.weights, *seen):
         np.testing.assert_allclose(got.numpy(), np.mean(steps, axis=0), rtol=1e-5, atol=1e-6)

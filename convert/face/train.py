@@ -17,13 +17,14 @@ import dataclasses
 import logging
 import math
 import typing
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from edge.config import Section, setting
 from edge.errors import ConfigError
+
+from ..averaging import WeightAverage
 
 __all__ = ["FINETUNE_TARGETS", "GROUND_TRUTHS", "TrainSection", "train_student", "predict_logits",
            "accuracy", "ground_truth", "finetune_targets"]
@@ -171,45 +172,6 @@ def _loss(cfg: TrainSection, num_classes: int):
     return loss
 
 
-class _WeightAverage:
-    """Exponential moving average of a model's weights, updated after every step.
-
-    Why: the last epochs of a short cosine schedule still move the weights from batch to batch;
-    the average sits nearer the middle of that wandering.  The BN moving statistics are averaged
-    too, as timm's ``ModelEmaV2`` does: averaged weights evaluated with the statistics of the
-    current ones scored lower (models/README.md, "Fine-tuning teacher and weight averaging").
-    """
-
-    def __init__(self, model: Any, decay: float) -> None:
-        import keras
-
-        self.variables = list(model.weights)
-        self.average = [np.array(v.numpy(), np.float32) for v in self.variables]
-        average, variables = self.average, self.variables
-
-        class Update(keras.callbacks.Callback):
-            def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-                for avg, var in zip(average, variables):
-                    avg *= decay
-                    avg += (1.0 - decay) * var.numpy()
-
-        self.callback = Update()
-
-    @contextlib.contextmanager
-    def swapped_in(self) -> Iterator[None]:
-        """Run the body with the averaged weights in the model, then put the trained ones back."""
-        trained = [np.array(v.numpy()) for v in self.variables]
-        self.assign(self.average)
-        try:
-            yield
-        finally:
-            self.assign(trained)
-
-    def assign(self, values: list[np.ndarray]) -> None:
-        for var, value in zip(self.variables, values):
-            var.assign(value)
-
-
 def predict_logits(model: Any, x: np.ndarray, batch: int = 512) -> np.ndarray:
     return np.concatenate(
         [np.asarray(model(x[i : i + batch], training=False)) for i in range(0, len(x), batch)]
@@ -300,7 +262,9 @@ def train_student(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay),
         loss=_loss(cfg, num_classes),
     )
-    average = _WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
+    # The last epochs of a short cosine schedule still move the weights from batch to batch;
+    # an exponential average sits nearer the middle of that wandering.
+    average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
     fit_callbacks = list(callbacks or []) + ([average.callback] if average else [])
     history: dict[str, Any] = {"val_accuracy": [], "loss": []}
     if average:

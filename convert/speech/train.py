@@ -10,6 +10,7 @@ import numpy as np
 
 from edge.models.speech import SpeechGate
 
+from ..averaging import WeightAverage
 from .features import FeatureBank
 from .model import build_branches, build_model
 from .recipe import SpeechRecipe
@@ -80,7 +81,7 @@ def mixup_within(x: np.ndarray, target: np.ndarray, weight: np.ndarray, group: n
         partner[rows] = rows[rng.integers(len(rows), size=len(rows))]
     lam = rng.beta(alpha, alpha, size=len(group)).astype(np.float32)
     lx = lam.reshape((-1,) + (1,) * (x.ndim - 1))
-    mixed_x = x[partner].astype(np.float32)  # one copy of the windows at a time, not three
+    mixed_x = x[partner].astype(np.float32, copy=False)  # one copy of the windows, not three
     mixed_x *= 1.0 - lx
     mixed_x += lx * x
     mixed_t = lam[:, None] * target + (1.0 - lam[:, None]) * target[partner]
@@ -132,33 +133,6 @@ def masked_crossentropy(label_smoothing: float) -> Any:
     return loss
 
 
-class _StepAverage:
-    """The uniform average of a model's weights (batch-norm statistics included) over every
-    training step it has seen; ``callback`` counts one step after each batch."""
-
-    def __init__(self, model: Any) -> None:
-        import keras
-
-        self.model = model
-        self.sums = [np.zeros(v.shape, np.float64) for v in model.weights]
-        self.steps = 0
-        outer = self
-
-        class Step(keras.callbacks.Callback):
-            def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-                for total, var in zip(outer.sums, outer.model.weights):
-                    total += var.numpy()
-                outer.steps += 1
-
-        self.callback = Step()
-
-    def assign(self) -> None:
-        """Put the average into the model (nothing if no step was averaged)."""
-        if self.steps:
-            for var, total in zip(self.model.weights, self.sums):
-                var.assign((total / self.steps).astype(var.dtype))
-
-
 def train_model(
     bank: FeatureBank, y: np.ndarray, labels: Sequence[str], recipe: SpeechRecipe,
     gate: SpeechGate | None = None, verbose: bool = False,
@@ -185,7 +159,7 @@ def train_model(
     weights = (sample_weights(y, corpus, len(labels), t.balance_power) if t.balance_classes
                else np.ones(len(y)))
     masks = label_masks(y, corpus, len(labels))
-    averages = [_StepAverage(m) for m in trained] if t.average_from else []
+    averages = [WeightAverage(m, None) for m in trained] if t.average_from else []
     for epoch in range(t.epochs):
         x_ep, y_ep, clip_ep = _training_windows(bank, y, rng, gate)
         if t.time_masks or t.feature_masks:
@@ -207,5 +181,5 @@ def train_model(
             logger.info("epoch %d/%d loss %s", epoch + 1, t.epochs,
                         " ".join(f"{loss:.3f}" for loss in losses))
     for average in averages:  # the branches share no weights: each takes its own average
-        average.assign()
+        average.assign(average.average)
     return model
