@@ -53,6 +53,15 @@ def test_majority_is_the_unique_top_column_among_our_seven_emotions():
     assert majority_accuracy(np.full(3, -1), np.zeros(3)) == 0.0
 
 
+def test_clear_majority_keeps_the_faces_most_people_read_the_same_way():
+    # Row 0: 6 of 10 happy; row 1: 4 of 10 neutral; row 7: 7 of 10 neutral.
+    clear = majority_labels(VOTES, VALID, FER_LABELS, min_share=0.7)
+    assert clear.tolist() == [-1, -1, -1, -1, -1, -1, -1, L["neutral"]]
+    assert majority_labels(VOTES, VALID, FER_LABELS, min_share=0.6)[0] == L["happy"]
+    assert majority_labels(VOTES, VALID, FER_LABELS, min_share=0.0).tolist() == (
+        majority_labels(VOTES, VALID, FER_LABELS).tolist())
+
+
 def test_votes_need_the_fer_labels():
     with pytest.raises(ConfigError, match="FER\\+ votes need the FER2013 labels"):
         vote_targets(VOTES, VALID, ("happy", "sad", "surprise"))

@@ -59,12 +59,12 @@ class FaceSplit:
             return None
         return vote_targets(self.votes, self.valid, self.labels)
 
-    def majority(self) -> np.ndarray | None:
-        """FER+ majority-vote label per row (-1 = not scored, :func:`.ferplus.majority_labels`),
-        or None without votes."""
+    def majority(self, min_share: float = 0.0) -> np.ndarray | None:
+        """FER+ majority-vote label per row (-1 = not scored, :func:`.ferplus.majority_labels`,
+        ``min_share`` as there), or None without votes."""
         if self.votes is None or self.valid is None:
             return None
-        return majority_labels(self.votes, self.valid, self.labels)
+        return majority_labels(self.votes, self.valid, self.labels, min_share)
 
 
 def load_fer(npz_path: str | Path, usage: str, ferplus: str | Path | None = None) -> FaceSplit:

@@ -124,9 +124,14 @@ def vote_targets(
     return targets, usable
 
 
-def majority_labels(votes: np.ndarray, valid: np.ndarray, labels: tuple[str, ...]) -> np.ndarray:
+def majority_labels(votes: np.ndarray, valid: np.ndarray, labels: tuple[str, ...],
+                    min_share: float = 0.0) -> np.ndarray:
     """Each row's majority-vote label index into ``labels``, or -1 where the row is not scored
-    (unmatched, a tie for the most votes, or a majority of contempt, unknown or NF)."""
+    (unmatched, a tie for the most votes, or a majority of contempt, unknown or NF).
+
+    ``min_share`` > 0 also leaves out rows whose top column has less than that share of the
+    row's votes: ``0.7`` keeps the faces that at least 7 of 10 people read the same way, the
+    clear, prototypical expressions that posed photos show."""
     vote_matrix(labels)  # the same label check as the targets
     votes = np.asarray(votes)
     top = votes.argmax(1)
@@ -136,7 +141,9 @@ def majority_labels(votes: np.ndarray, valid: np.ndarray, labels: tuple[str, ...
         if column not in ("contempt", "unknown", "NF"):
             index[i] = labels.index(VOTE_TO_LABEL[column] or "")
     out = index[top]
-    out[~(np.asarray(valid, bool) & unique)] = _NO_VOTES
+    total = np.maximum(votes.sum(1), 1)
+    clear = votes.max(1) >= min_share * total
+    out[~(np.asarray(valid, bool) & unique & clear)] = _NO_VOTES
     return out
 
 
