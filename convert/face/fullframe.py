@@ -10,6 +10,9 @@ device's own path (``edge.vision.open_face_detector`` + ``FaceClassifier.classif
 * end-to-end accuracy: the expression is right, a missed or wrong box counting as wrong;
 * accuracy when found.
 
+Scored against FER2013's own labels, or with ``--labels ferplus`` against the FER+ majority vote
+(the faces without one are left out; :func:`convert.face.ferplus.majority_labels`).
+
 Deterministic for a seed.  PrivateTest faces by default: the split that only reports.
 """
 
@@ -169,6 +172,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--split", default="PrivateTest", choices=("PublicTest", "PrivateTest"))
     p.add_argument("--frames", type=positive_int, default=500,
                    help="frames per frame size (at most the split's faces, each once)")
+    p.add_argument("--labels", default="fer2013", choices=("fer2013", "ferplus"),
+                   help="score against FER2013's own labels or the FER+ majority vote")
+    p.add_argument("--ferplus", type=Path, default=None,
+                   help="ferplus_votes.npz for --labels ferplus (default: next to --fer)")
     p.add_argument("--detector", default="auto", choices=("auto", "haar", "blazeface"))
     p.add_argument("--max-angle", type=float, default=20.0, help="in-plane rotation, degrees")
     p.add_argument("--seed", type=int, default=0)
@@ -181,18 +188,30 @@ def run(args: argparse.Namespace) -> int:
     from edge.paths import default_model
 
     from .data import load_fer
+    from .ferplus import FERPLUS_FILE
 
-    split = load_fer(args.fer, args.split)
+    if args.labels == "ferplus":
+        split = load_fer(args.fer, args.split, ferplus=args.ferplus or args.fer.with_name(
+            FERPLUS_FILE))
+        majority = split.majority()
+        assert majority is not None  # load_fer was given the votes
+        split = split.subset(np.flatnonzero(majority >= 0))
+        labels = majority[majority >= 0]
+    else:
+        split = load_fer(args.fer, args.split)
+        labels = split.y
     model = args.model or default_model(FACE_MODEL_FILE)
-    result = evaluate_full_frames(model, split.x, split.y, split.labels, n=args.frames,
+    result = evaluate_full_frames(model, split.x, labels, split.labels, n=args.frames,
                                   seed=args.seed, detector=args.detector,
                                   max_angle=args.max_angle)
     result["split"] = args.split
+    result["labels"] = args.labels
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     print(f"{model}: {args.split} faces pasted into whole frames ({args.frames} per size, rotated "
-          f"up to {args.max_angle:g} deg, gamma 0.5-2, blur, noise), {result['detector']}")
+          f"up to {args.max_angle:g} deg, gamma 0.5-2, blur, noise), {result['detector']}, "
+          f"{'FER+ majority' if args.labels == 'ferplus' else 'FER2013'} labels")
     print(f"{'frame':>8} {'detected':>9} {'accuracy':>9} {'when detected':>14}")
     for size, r in result["sizes"].items():
         print(f"{size:>8} {r['detected']:9.3f} {r['accuracy']:9.3f} "
