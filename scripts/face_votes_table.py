@@ -51,15 +51,15 @@ def _truths(split: FaceSplit, clear: float, agreed: bool) -> dict[str, np.ndarra
     return truths
 
 
-def _row(model: Path, splits: dict[str, FaceSplit], clear: float, agreed: bool) -> str:
+def _row(model: Path, splits: dict[str, tuple[FaceSplit, dict[str, np.ndarray]]]) -> str:
     cells = [f"`{model}`"]
     with FaceClassifier(model, mirror_below=None) as clf:  # always mirror, as the card's tables
-        for split in splits.values():
+        for split, truths in splits.values():
             if clf.labels != split.labels:
                 raise SystemExit(f"{model}: labels {clf.labels} are not FER2013's {split.labels}")
             predicted = np.array([clf.labels.index(clf.classify_crop(face).label)
                                   for face in split.x])
-            for truth in _truths(split, clear, agreed).values():
+            for truth in truths.values():
                 acc, recall = _scores(predicted, truth, clf.labels)
                 cells.append(f"{acc:.3f} / {recall:.3f}")
     return "| " + " | ".join(cells) + " |"
@@ -77,12 +77,13 @@ def main() -> None:
     ap.add_argument("models", type=Path, nargs="+", help="int8 .tflite files with manifests")
     args = ap.parse_args()
     data = load_face_data(fer=args.fer, ferplus=args.ferplus)
-    splits = {"PublicTest": data.choose, "PrivateTest": data.report}
+    # Each split with the label sets it is scored against, computed once for every model.
+    splits = {name: (split, _truths(split, args.clear, args.agreed))
+              for name, split in (("PublicTest", data.choose), ("PrivateTest", data.report))}
     print("accuracy / mean per-class recall, int8, every face averaged with its mirror image")
     print()
     header = []
-    for name, split in splits.items():
-        truths = _truths(split, args.clear, args.agreed)
+    for name, (_, truths) in splits.items():
         print(f"{name}: " + ", ".join(f"{column} {int((t >= 0).sum())}"
                                       for column, t in truths.items()) + " faces scored")
         header += [f"{name} {column}" for column in truths]
@@ -90,7 +91,7 @@ def main() -> None:
     print("| model | " + " | ".join(header) + " |")
     print("|---|" + "---:|" * len(header))
     for model in args.models:
-        print(_row(model, splits, args.clear, args.agreed))
+        print(_row(model, splits))
 
 
 if __name__ == "__main__":
