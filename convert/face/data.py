@@ -20,7 +20,7 @@ import numpy as np
 from edge.errors import ConfigError, ImageFileError
 from edge.models.face import FER_LABELS
 
-from .ferplus import FERPLUS_FILE, load_ferplus_votes, majority_labels, vote_targets
+from .ferplus import load_ferplus_votes, majority_labels, vote_targets, votes_beside
 
 __all__ = ["FaceData", "FaceSplit", "FER_USAGES", "IMAGE_SUFFIXES", "load_face_data", "load_fer",
            "load_image_folder"]
@@ -169,8 +169,8 @@ def load_face_data(
     if ferplus is not None and fer is None:
         raise ConfigError(f"{ferplus}: FER+ votes belong to FER2013 rows; give --fer too")
     if fer is not None:
-        if ferplus is None and (Path(fer).parent / FERPLUS_FILE).is_file():
-            ferplus = Path(fer).parent / FERPLUS_FILE
+        if ferplus is None and votes_beside(fer).is_file():
+            ferplus = votes_beside(fer)
         return FaceData(
             load_fer(fer, "Training", ferplus), load_fer(fer, "PublicTest", ferplus),
             load_fer(fer, "PrivateTest", ferplus),

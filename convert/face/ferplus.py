@@ -34,6 +34,7 @@ __all__ = [
     "FERPLUS_COLUMNS",
     "VOTE_TO_LABEL",
     "FERPLUS_FILE",
+    "votes_beside",
     "MAJORITY_PROTOCOL",
     "VOTE_RULE",
     "load_ferplus_votes",
@@ -65,6 +66,11 @@ MAJORITY_PROTOCOL = ("FER+ majority-vote accuracy: the label is the FER+ column 
                      "(the device default) unless marked single_pass")
 
 _NO_VOTES = -1
+
+
+def votes_beside(fer: str | Path) -> Path:
+    """Where the FER+ votes of a ``fer2013_48.npz`` are looked for when none are named."""
+    return Path(fer).parent / FERPLUS_FILE
 
 
 def load_ferplus_votes(path: str | Path, n_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:

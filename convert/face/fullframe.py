@@ -188,11 +188,10 @@ def run(args: argparse.Namespace) -> int:
     from edge.paths import default_model
 
     from .data import load_fer
-    from .ferplus import FERPLUS_FILE
+    from .ferplus import votes_beside
 
     if args.labels == "ferplus":
-        split = load_fer(args.fer, args.split, ferplus=args.ferplus or args.fer.with_name(
-            FERPLUS_FILE))
+        split = load_fer(args.fer, args.split, ferplus=args.ferplus or votes_beside(args.fer))
         majority = split.majority()
         assert majority is not None  # load_fer was given the votes
         split = split.subset(np.flatnonzero(majority >= 0))
