@@ -89,6 +89,16 @@ def test_the_shipped_recipe_learns_from_the_votes_and_the_teacher():
     assert recipe.prune.ratio == 0.0
 
 
+def test_the_previous_recipe_has_v1s_real_history():
+    from convert.face import FaceRecipe
+
+    recipe = FaceRecipe.load(REPO / "recipes" / "face_v1.toml")
+    # Trained at 48x48, adapted to 64x64 for 8 epochs, refined 10 epochs toward mini-Xception.
+    assert (recipe.parent.input_size, recipe.adapt.epochs) == (48, 8)
+    assert (recipe.refine.epochs, recipe.refine.learning_rate, recipe.refine.ema_decay,
+            recipe.refine.targets) == (10, 0.0005, 0.999, "teacher")
+
+
 @pytest.mark.corpus
 @pytest.mark.parametrize("mirror, suffix", [(True, "int8"), (False, "int8_single_pass")])
 def test_private_test_accuracy_through_the_device_classifier(shared_data, mirror, suffix):
