@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -399,7 +400,9 @@ def test_ensemble_is_its_branches_geometric_mean_in_one_int8_graph(synthetic_cor
     assert main([*_two_rooms_with_prosody(synthetic_corpus, second_room, out), "--folds", "0",
                  "--epochs", "2", "--set", "features.pooling=frames_mean_std",
                  "--set", "model.kind=ensemble", "--set", "model.width=4",
-                 "--set", "model.pooled_width=8"]) == 0
+                 "--set", "model.pooled_width=8",
+                 # with the corpus adversary on both branches, which stays out of the graph
+                 "--set", "train.adversary=0.5"]) == 0
     model = out / "speech_emotion_int8.tflite"
     m = load_manifest(model)
     assert m.training["recipe"]["model"]["kind"] == "ensemble"
@@ -659,6 +662,70 @@ def test_training_is_repeatable_and_its_seed_leaves_the_cached_copies_alone(synt
     assert not all(np.array_equal(a, m) for a, m in zip(first, mixed))
     averaged = weights(recipe.replace("train", average_from=2))
     assert not all(np.array_equal(a, m) for a, m in zip(first, averaged))
+
+
+def test_the_corpus_adversary_pushes_the_representation_against_telling_corpora_apart():
+    """Gradient reversal: the adversary's loss reaches the classifier's layers scaled by
+    -scale (nothing at 0), so a step on them makes the corpora harder to tell apart, while the
+    adversary's own layers learn to tell them apart; the ramp starts near 0 and ends near the
+    weight."""
+    import keras
+
+    from convert.speech.model import build_branches
+    from convert.speech.recipe import SpeechRecipe
+    from convert.speech.train import adversary_ramp, with_adversary
+
+    recipe = SpeechRecipe().updated({
+        "features": {"prosody": True, "normalize": "none", "window_frames": 20,
+                     "pooling": "frames_mean_std"},
+        "model": {"kind": "ensemble", "width": 4, "pooled_width": 8}})
+    keras.utils.set_random_seed(0)
+    _, (compact, pooled) = build_branches(recipe, 4)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 22, recipe.mfcc.n_columns, 1)).astype("float32")
+    corpus = keras.utils.to_categorical(rng.integers(0, 3, 32), 3)
+    for network in (compact, pooled):
+        _check_reversal(network, *with_adversary(network, 3), x, corpus)
+    assert adversary_ramp(0, 15, 0.5) < 0.1 and adversary_ramp(14, 15, 0.5) > 0.49
+    with pytest.raises(ConfigError, match="train.adversary"):
+        with_adversary(keras.Model(compact.inputs, compact.outputs, name="seed_cnn"), 3)
+
+
+def _check_reversal(network: Any, model: Any, scale: Any, x: np.ndarray,
+                    corpus: np.ndarray) -> None:
+    import keras
+    import tensorflow as tf
+
+    own = {id(v) for v in network.trainable_weights}
+    adversary = [v for v in model.trainable_weights if id(v) not in own]
+    assert adversary and len(model.trainable_weights) == len(own) + len(adversary)
+    weights = network.trainable_weights
+
+    def corpus_loss() -> Any:
+        return tf.reduce_mean(keras.losses.categorical_crossentropy(corpus, model(x)[1]))
+
+    def gradients(s: float) -> tuple[list[np.ndarray], list[np.ndarray], float]:
+        scale.assign(s)
+        with tf.GradientTape() as tape:
+            loss = corpus_loss()
+        g = tape.gradient(loss, weights + adversary)
+        return ([np.zeros(v.shape) if d is None else d.numpy()
+                 for v, d in zip(weights, g[: len(weights)])],
+                [d.numpy() for d in g[len(weights):]], float(loss))
+
+    zero, adv0, _ = gradients(0.0)
+    one, adv1, before = gradients(1.0)
+    two, _, _ = gradients(2.0)
+    assert all(not z.any() for z in zero) and any(o.any() for o in one)
+    for o, t in zip(one, two):
+        np.testing.assert_allclose(t, 2 * o, rtol=1e-4, atol=1e-7)
+    for a, b in zip(adv0, adv1):  # the adversary's own gradient does not depend on the scale
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    # A small step down the (reversed) gradient on the classifier's layers raises the loss.
+    for v, d in zip(weights, one):
+        v.assign(v - 0.01 * d)
+    scale.assign(1.0)
+    assert float(corpus_loss()) > before
 
 
 def test_weight_averaging_keeps_the_mean_of_every_step_from_its_epoch_on():

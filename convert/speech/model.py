@@ -10,7 +10,11 @@ from edge.errors import ConfigError
 
 from .recipe import SpeechRecipe
 
-__all__ = ["build_model", "build_branches"]
+__all__ = ["build_model", "build_branches", "EMBEDDING"]
+
+# The layer whose output is each network's representation before its classifier (what the
+# corpus adversary of ``train.adversary`` reads), by network.
+EMBEDDING = {"compact": "compact_embedding", "pooled": "pooled_embedding"}
 
 
 def build_model(recipe: SpeechRecipe, n_classes: int) -> Any:
@@ -86,7 +90,8 @@ def _compact_head(x: Any, recipe: SpeechRecipe, n_classes: int, activation: str 
             x = layers.MaxPooling1D(2)(x)
             ch = int(ch * 1.5)
     # Mean and max over time: a window's emotion does not depend on where in it speech is.
-    x = layers.Concatenate()([layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)])
+    x = layers.Concatenate(name=EMBEDDING["compact"])(
+        [layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)])
     x = layers.Dropout(0.3)(x)
     return layers.Dense(n_classes, activation=activation)(x)
 
@@ -100,9 +105,11 @@ def _pooled_head(x: Any, recipe: SpeechRecipe, n_classes: int, activation: str |
     # (models/README.md).  Batch norm standardises the statistics, as a scaler before logistic
     # regression would, and folds into the weights at export.
     reg = keras.regularizers.l2(recipe.model.l2) if recipe.model.l2 else None
-    x = layers.BatchNormalization()(x)
+    linear = not recipe.model.pooled_width
+    x = layers.BatchNormalization(name=EMBEDDING["pooled"] if linear else None)(x)
     if recipe.model.pooled_width:
-        x = layers.Dense(recipe.model.pooled_width, activation="relu", kernel_regularizer=reg)(x)
+        x = layers.Dense(recipe.model.pooled_width, activation="relu", kernel_regularizer=reg,
+                         name=EMBEDDING["pooled"])(x)
         x = layers.Dropout(0.3)(x)
     return layers.Dense(n_classes, activation=activation, kernel_regularizer=reg)(x)
 

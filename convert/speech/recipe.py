@@ -157,6 +157,13 @@ class TrainSection(Section):
         "SWAD does for unseen domains): the model keeps the uniform average of its weights, "
         "batch-norm statistics included, over every training step from this epoch on "
         "(1-based; 0 = off, the last step's weights).", min=0, max=1000)
+    adversary: float = setting(
+        0.0, "Corpus adversary (Ganin et al. 2016, domain-adversarial training): a small network "
+        "learns to tell the training corpora apart from each network's representation before "
+        "its classifier, and its gradient reaches that representation reversed and scaled by "
+        "this weight, ramped up from 0 over training as in the paper, so the representation "
+        "keeps what tells emotions apart and loses what tells corpora apart (0 = off; the "
+        "adversary is not in the exported graph).", min=0.0, max=10.0)
     time_masks: int = setting(
         0, "SpecAugment: spans of time set to the mean (0 after normalisation) in every training "
         "window (count; 0 = none).  Applied to the windows, so the feature cache is unchanged.",

@@ -8,14 +8,15 @@ from typing import Any
 
 import numpy as np
 
+from edge.errors import ConfigError
 from edge.models.speech import SpeechGate
 
 from ..averaging import WeightAverage
 from .features import FeatureBank
-from .model import build_branches, build_model
+from .model import EMBEDDING, build_branches, build_model
 from .recipe import SpeechRecipe
 
-__all__ = ["train_model", "spec_augment", "mixup_within"]
+__all__ = ["train_model", "spec_augment", "mixup_within", "with_adversary", "adversary_ramp"]
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +134,40 @@ def masked_crossentropy(label_smoothing: float) -> Any:
     return loss
 
 
+def adversary_ramp(epoch: int, epochs: int, weight: float) -> float:
+    """The gradient reversal's scale for ``epoch`` (0-based) of ``epochs``: Ganin et al.'s
+    ``weight * (2 / (1 + exp(-10 p)) - 1)`` at the epoch's middle ``p``, so the adversary
+    barely pushes while the classifier's features are still forming."""
+    p = (epoch + 0.5) / epochs
+    return float(weight * (2.0 / (1.0 + np.exp(-10.0 * p)) - 1.0))
+
+
+def with_adversary(network: Any, n_corpora: int) -> tuple[Any, Any]:
+    """``network`` (a classifier from :mod:`.model`) with a second output, the corpus as a
+    small adversary reads it from the network's representation (its ``EMBEDDING`` layer)
+    through a gradient reversal.  Returns the two-output training model and the reversal's
+    scale (a variable: assign it each epoch).  The layers are ``network``'s own, so training
+    the returned model trains it; the adversary stays outside it."""
+    import keras
+    from keras import layers, ops
+
+    kind = next((k for k in EMBEDDING if network.name.endswith(k)), None)
+    if kind is None:
+        raise ConfigError(f"train.adversary needs a compact, pooled or ensemble model, not "
+                          f"{network.name!r}: set train.adversary = 0")
+    scale = keras.Variable(0.0, trainable=False, name="reversal_scale")
+
+    class GradientReversal(layers.Layer):  # type: ignore[misc]
+        def call(self, z: Any) -> Any:
+            # Identity forward, gradient times -scale backward.
+            return ops.stop_gradient(z * (1.0 + scale)) - scale * z
+
+    z = GradientReversal()(network.get_layer(EMBEDDING[kind]).output)
+    h = layers.Dense(64, activation="relu")(z)
+    corpus = layers.Dense(n_corpora, activation="softmax", name="corpus")(h)
+    return keras.Model(network.inputs, [network.outputs[0], corpus]), scale
+
+
 def train_model(
     bank: FeatureBank, y: np.ndarray, labels: Sequence[str], recipe: SpeechRecipe,
     gate: SpeechGate | None = None, verbose: bool = False,
@@ -150,12 +185,19 @@ def train_model(
         model = build_model(recipe, len(labels))
         trained = [model]
     steps = int(np.ceil(len(y) * t.crops_per_clip / t.batch_size)) * t.epochs
+    corpus = np.array([u.corpus for u in bank.utts])
+    names, corpus_index = np.unique(corpus, return_inverse=True)
+    scales = []
+    adversary = t.adversary if len(names) > 1 else 0.0  # one corpus: nothing to tell apart
+    if adversary:
+        trained, scales = (list(z) for z in zip(*(with_adversary(m, len(names))
+                                                   for m in trained)))
     for m in trained:
         schedule = keras.optimizers.schedules.CosineDecay(t.learning_rate, max(steps, 1),
                                                           alpha=0.02)
+        loss = masked_crossentropy(t.label_smoothing)
         m.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
-                  loss=masked_crossentropy(t.label_smoothing))
-    corpus = np.array([u.corpus for u in bank.utts])
+                  loss=[loss, "categorical_crossentropy"] if adversary else loss)
     weights = (sample_weights(y, corpus, len(labels), t.balance_power) if t.balance_classes
                else np.ones(len(y)))
     masks = label_masks(y, corpus, len(labels))
@@ -173,7 +215,12 @@ def train_model(
         # An ensemble's branches learn apart, on the same windows: each is the model it was
         # measured as on its own (models/README.md), and their errors differ.
         averaging = bool(averages) and epoch + 1 >= t.average_from
-        losses = [m.fit(x_ep, target, sample_weight=w_ep, batch_size=t.batch_size, epochs=1,
+        targets: Any = target
+        if adversary:
+            for scale in scales:
+                scale.assign(adversary_ramp(epoch, t.epochs, adversary))
+            targets = (target, keras.utils.to_categorical(corpus_index[clip_ep], len(names)))
+        losses = [m.fit(x_ep, targets, sample_weight=w_ep, batch_size=t.batch_size, epochs=1,
                         shuffle=True, verbose=0,
                         callbacks=[averages[i].callback] if averaging else None,
                         ).history["loss"][-1] for i, m in enumerate(trained)]
