@@ -107,7 +107,7 @@ def _pooled_head(x: Any, recipe: SpeechRecipe, n_classes: int, activation: str |
     reg = keras.regularizers.l2(recipe.model.l2) if recipe.model.l2 else None
     linear = not recipe.model.pooled_width
     x = layers.BatchNormalization(name=EMBEDDING["pooled"] if linear else None)(x)
-    if recipe.model.pooled_width:
+    if not linear:
         x = layers.Dense(recipe.model.pooled_width, activation="relu", kernel_regularizer=reg,
                          name=EMBEDDING["pooled"])(x)
         x = layers.Dropout(0.3)(x)
