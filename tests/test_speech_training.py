@@ -400,9 +400,7 @@ def test_ensemble_is_its_branches_geometric_mean_in_one_int8_graph(synthetic_cor
     assert main([*_two_rooms_with_prosody(synthetic_corpus, second_room, out), "--folds", "0",
                  "--epochs", "2", "--set", "features.pooling=frames_mean_std",
                  "--set", "model.kind=ensemble", "--set", "model.width=4",
-                 "--set", "model.pooled_width=8",
-                 # with the corpus adversary on both branches, which stays out of the graph
-                 "--set", "train.adversary=0.5"]) == 0
+                 "--set", "model.pooled_width=8"]) == 0
     model = out / "speech_emotion_int8.tflite"
     m = load_manifest(model)
     assert m.training["recipe"]["model"]["kind"] == "ensemble"
@@ -652,8 +650,8 @@ def test_training_is_repeatable_and_its_seed_leaves_the_cached_copies_alone(synt
     np.testing.assert_array_equal(both.model_input(0, 1, 0),
                                   bank.standardize_by("corpus").model_input(0, 1, 0))
 
-    def weights(r: SpeechRecipe) -> list[np.ndarray]:
-        return train_model(bank, y, LABELS, r).get_weights()
+    def weights(r: SpeechRecipe, on: FeatureBank = bank) -> list[np.ndarray]:
+        return train_model(on, y, LABELS, r).get_weights()
 
     first, second, third = weights(recipe), weights(recipe), weights(reseeded)
     assert all(np.array_equal(a, b) for a, b in zip(first, second))
@@ -663,12 +661,23 @@ def test_training_is_repeatable_and_its_seed_leaves_the_cached_copies_alone(synt
     averaged = weights(recipe.replace("train", average_from=2))
     assert not all(np.array_equal(a, m) for a, m in zip(first, averaged))
 
+    # The corpus adversary reaches training once there are two corpora to tell apart, and the
+    # model returned is the classifier alone.
+    from dataclasses import replace
+
+    two = [replace(u, corpus=f"room{i % 2}") for i, u in enumerate(utts)]
+    rooms = FeatureBank(two, recipe, cache_dir=cache)
+    plain = weights(recipe, rooms)
+    adversarial = weights(recipe.replace("train", adversary=0.5), rooms)
+    assert [a.shape for a in adversarial] == [a.shape for a in plain]
+    assert not all(np.array_equal(a, m) for a, m in zip(plain, adversarial))
+
 
 def test_the_corpus_adversary_pushes_the_representation_against_telling_corpora_apart():
     """Gradient reversal: the adversary's loss reaches the classifier's layers scaled by
-    -scale (nothing at 0), so a step on them makes the corpora harder to tell apart, while the
-    adversary's own layers learn to tell them apart; the ramp starts near 0 and ends near the
-    weight."""
+    -scale (nothing at 0), so a step on them makes the corpora harder to tell apart, and the
+    adversary's own gradient does not depend on the scale; the ramp starts near 0 and ends near
+    the weight."""
     import keras
 
     from convert.speech.model import build_branches
