@@ -169,8 +169,9 @@ def load_face_data(
     if ferplus is not None and fer is None:
         raise ConfigError(f"{ferplus}: FER+ votes belong to FER2013 rows; give --fer too")
     if fer is not None:
-        if ferplus is None and votes_beside(fer).is_file():
-            ferplus = votes_beside(fer)
+        beside = votes_beside(fer)
+        if ferplus is None and beside.is_file():
+            ferplus = beside
         return FaceData(
             load_fer(fer, "Training", ferplus), load_fer(fer, "PublicTest", ferplus),
             load_fer(fer, "PrivateTest", ferplus),
