@@ -217,8 +217,9 @@ def train_model(
         averaging = bool(averages) and epoch + 1 >= t.average_from
         targets: Any = target
         if adversary:
+            ramp = adversary_ramp(epoch, t.epochs, adversary)
             for scale in scales:
-                scale.assign(adversary_ramp(epoch, t.epochs, adversary))
+                scale.assign(ramp)
             targets = (target, keras.utils.to_categorical(corpus_index[clip_ep], len(names)))
         losses = [m.fit(x_ep, targets, sample_weight=w_ep, batch_size=t.batch_size, epochs=1,
                         shuffle=True, verbose=0,
