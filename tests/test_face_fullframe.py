@@ -42,3 +42,7 @@ def test_the_shipped_model_is_scored_through_detection(shared_data):
         assert s["detected"] >= 0.6, r  # BlazeFace finds most pasted faces
         assert s["accuracy"] <= s["detected"]
         assert s["accuracy_when_detected"] > 0.3, r  # well above chance (1/7)
+        # the mean recall is over the detected faces' classes, each recall a share of its faces
+        assert 0 < s["mean_recall_when_detected"] <= 1
+        assert s["mean_recall_when_detected"] == pytest.approx(
+            np.mean(list(s["recall_when_detected"].values())))
