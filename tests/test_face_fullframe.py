@@ -42,7 +42,50 @@ def test_the_shipped_model_is_scored_through_detection(shared_data):
         assert s["detected"] >= 0.6, r  # BlazeFace finds most pasted faces
         assert s["accuracy"] <= s["detected"]
         assert s["accuracy_when_detected"] > 0.3, r  # well above chance (1/7)
-        # the mean recall is over the detected faces' classes, each recall a share of its faces
         assert 0 < s["mean_recall_when_detected"] <= 1
-        assert s["mean_recall_when_detected"] == pytest.approx(
-            np.mean(list(s["recall_when_detected"].values())))
+
+
+def test_face_check_scores_found_faces_by_accuracy_and_by_mean_recall(monkeypatch):
+    """Three faces of one class and one of another, a model that always answers the first:
+    accuracy 3/4 counts the common class thrice, mean recall (1 + 0) / 2 counts each once; a
+    face found at the wrong place is missed."""
+    import types
+
+    import edge.models.face
+    import edge.vision
+    from convert.face import fullframe
+    from edge.errors import ModelError
+
+    box = (10, 10, 60, 60)
+    items = [fullframe.FullFrame(np.zeros((240, 320), np.uint8), box, label, 0.0, 1.0)
+             for label in (1, 1, 1, 0, 0)]  # calm, calm, calm, tense, tense
+    monkeypatch.setattr(fullframe, "full_frames", lambda *a, **k: iter(items))
+    answers = iter([box, box, box, box, (200, 150, 60, 60)] * 2)  # the last: elsewhere
+
+    class Model:
+        labels = ("calm", "tense")
+
+        def __init__(self, model, detector):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        def classify_frame(self, frame):
+            return [types.SimpleNamespace(box=next(answers), label="calm")]
+
+    monkeypatch.setattr(edge.models.face, "FaceClassifier", Model)
+    monkeypatch.setattr(edge.vision, "open_face_detector",
+                        lambda name: types.SimpleNamespace(close=lambda: None))
+    r = evaluate_full_frames("m.tflite", np.zeros((5, 48, 48)), np.zeros(5), ("tense", "calm"))
+    for s in r["sizes"].values():
+        assert s["detected"] == pytest.approx(4 / 5)
+        assert s["accuracy_when_detected"] == pytest.approx(3 / 4)
+        assert s["accuracy"] == pytest.approx(3 / 5)
+        assert s["recall_when_detected"] == {"tense": 0.0, "calm": 1.0}
+        assert s["mean_recall_when_detected"] == pytest.approx(0.5)
+    with pytest.raises(ModelError, match="FER2013"):
+        evaluate_full_frames("m.tflite", np.zeros((5, 48, 48)), np.zeros(5), ("calm", "sad"))

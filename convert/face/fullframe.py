@@ -134,6 +134,7 @@ def evaluate_full_frames(
     through the device's detector and classifier."""
     import contextlib
 
+    from edge.errors import ModelError
     from edge.models.face import FaceClassifier
     from edge.vision import open_face_detector
     from edge.vision.boxes import box_iou
@@ -147,7 +148,8 @@ def evaluate_full_frames(
         out["detector"] = type(det).__name__
         names = list(label_names)
         if set(clf.labels) != set(names):
-            raise ValueError(f"{model}: its labels {list(clf.labels)} are not the split's {names}")
+            raise ModelError(f"{model}: labels {list(clf.labels)} are not FER2013's {names}; "
+                             "face-check scores a FER2013 face expression model")
         for size in FRAME_SIZES:
             total = 0
             truth: list[int] = []  # the detected faces' labels and decisions, the split's order
