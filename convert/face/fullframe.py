@@ -161,8 +161,8 @@ def evaluate_full_frames(
                     continue
                 truth.append(item.label)
                 said.append(names.index(got[0].label))
-            found, right = len(truth), sum(t == s for t, s in zip(truth, said))
-            scored = classification_metrics(truth, said, label_names)
+            scored = classification_metrics(truth, said, names)
+            found, right = len(truth), int(np.trace(scored["confusion"]))
             # Mean per-class recall: what a set with every expression in equal numbers (posed
             # photo sets) would see; accuracy follows the split's own mix, mostly happy and neutral.
             out["sizes"][f"{size[0]}x{size[1]}"] = {
