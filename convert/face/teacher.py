@@ -25,6 +25,7 @@ from edge.models.face import FER_LABELS
 from .data import FaceSplit
 
 __all__ = [
+    "MEMBER_FLOOR",
     "TEACHER_INPUT",
     "TEACHER_TO_FER",
     "describe_teacher",
