@@ -68,14 +68,11 @@ def _probabilities(model: Path, split: FaceSplit) -> np.ndarray:
 def _teacher_probabilities(teacher: Path, split: FaceSplit) -> np.ndarray:
     """mini-Xception's probabilities, averaged with the mirror image's as the models' are."""
     from convert.face.teacher import load_mini_xception, teacher_logits
+    from convert.face.train import log_softmax
 
     model = load_mini_xception(teacher, logits=True)
-    probs = []
-    for view in (split.x, np.ascontiguousarray(split.x[:, :, ::-1])):
-        z = teacher_logits(model, view)
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        probs.append(e / e.sum(axis=1, keepdims=True))
-    return np.asarray((probs[0] + probs[1]) / 2)
+    views = (split.x, np.ascontiguousarray(split.x[:, :, ::-1]))
+    return np.mean([np.exp(log_softmax(teacher_logits(model, view))) for view in views], axis=0)
 
 
 def _row(name: str, probabilities: list[np.ndarray],

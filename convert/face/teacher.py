@@ -23,6 +23,7 @@ from edge.errors import ModelError
 from edge.models.face import FER_LABELS
 
 from .data import FaceSplit
+from .train import log_softmax
 
 __all__ = [
     "MEMBER_FLOOR",
@@ -155,11 +156,6 @@ def teacher_logits(model: Any, images: np.ndarray, batch: int = 512) -> np.ndarr
     return np.concatenate(outs)[:, TEACHER_TO_FER].astype(np.float32)
 
 
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
-
 #: Floor for an int8 member's probabilities before the log: its output step is 1/256, so a
 #: class it scores 0 would otherwise pull the ensemble's mean log-probability to -inf.
 MEMBER_FLOOR = 1.0 / 512
@@ -210,7 +206,7 @@ def teacher_targets(path: str | Path | None, split: FaceSplit,
     if not members:
         return views[0]
     # Log-probabilities, so that each member counts equally whatever the scale of its logits.
-    views = [(_log_softmax(a), _log_softmax(b)) for a, b in views]
+    views = [(log_softmax(a), log_softmax(b)) for a, b in views]
     for member in members:
         logger.info("teacher member %s", member)
         views.append((member_log_probabilities(member, split.x, split.labels),

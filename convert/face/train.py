@@ -27,7 +27,7 @@ from edge.errors import ConfigError
 from ..averaging import WeightAverage
 
 __all__ = ["FINETUNE_TARGETS", "GROUND_TRUTHS", "TrainSection", "train_student", "predict_logits",
-           "accuracy", "ground_truth", "finetune_targets"]
+           "accuracy", "ground_truth", "finetune_targets", "log_softmax"]
 
 logger = logging.getLogger(__name__)
 
@@ -298,6 +298,12 @@ def train_student(
     return history
 
 
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise log-probabilities of logits ``(N, classes)``."""
+    z = z - z.max(axis=1, keepdims=True)
+    return np.asarray(z - np.log(np.exp(z).sum(axis=1, keepdims=True)))
+
+
 def finetune_targets(
     kind: str, parent: Any, x: np.ndarray, t_logits: Any, t_flip: Any
 ) -> tuple[Any, Any]:
@@ -314,10 +320,6 @@ def finetune_targets(
     p_flip = predict_logits(parent, np.ascontiguousarray(x[:, :, ::-1]))
     if kind == "parent" or t_logits is None:
         return p_logits, p_flip
-
-    def log_softmax(z: np.ndarray) -> np.ndarray:
-        z = z - z.max(axis=1, keepdims=True)
-        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
     # Averaging log-probabilities (not raw logits) because the two networks' logit scales differ.
     return ((log_softmax(t_logits) + log_softmax(p_logits)) / 2,
