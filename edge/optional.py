@@ -46,9 +46,19 @@ def import_optional(module: str, hint: str) -> ModuleType:
 MAX_IMAGE_PIXELS = 100_000_000
 
 
+#: FFmpeg's log level for OpenCV's video reader without ``-v``: AV_LOG_QUIET.  Its decoder
+#: threads report a damaged frame ("[mpeg4 @ ...] ac-tex damaged") on fd 2 after ``read()`` has
+#: returned, outside any :func:`quiet_native_output` block, so only the level silences them.
+#: Read once, when OpenCV first opens a video.
+FFMPEG_QUIET = "-8"
+
+
 def cv2() -> ModuleType:
-    """OpenCV (``cv2``), its own warnings (e.g. V4L2 probing) shown only with ``-v``."""
+    """OpenCV (``cv2``), its own warnings (e.g. V4L2 probing) and FFmpeg's shown only with
+    ``-v``."""
     os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))
+    if not _verbose():
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", FFMPEG_QUIET)
     module = import_optional("cv2", _CV2_HINT)
     if not _verbose():
         with contextlib.suppress(AttributeError):  # cv2.utils.logging: OpenCV >= 4.5

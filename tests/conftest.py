@@ -34,3 +34,17 @@ def fixtures_dir() -> Path:
 # Property/fuzz tests (tests/test_fuzz_inputs.py) run a bounded number of examples by default;
 # `pytest --hypothesis-profile=long tests/test_fuzz_inputs.py` runs them for longer, by hand.
 settings.register_profile("long", max_examples=2000, deadline=None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Open OpenCV the way the command line does, through :func:`edge.optional.cv2`, before any
+    test writes a video with it: FFmpeg reads its log level once, when it is first used, and the
+    in-process command-line tests expect the product's (quiet without ``-v``).
+    ``tests/test_cli_errors.py`` checks the same in a fresh process."""
+    from edge import optional
+    from edge.errors import MissingDependencyError
+
+    try:
+        optional.cv2()
+    except MissingDependencyError:
+        pass  # the tests that need OpenCV skip without it
