@@ -179,6 +179,7 @@ def test_teacher_members_join_as_the_mean_of_their_log_probabilities(tmp_path):
     """Earlier draws (int8 face models) make the teacher an ensemble: each image's logits are
     the members' mean log-probability, the mirror image scored as an image of its own, and the
     manifest's description names each member so that it can be rebuilt."""
+    import hashlib
     import shutil
 
     from convert.face.data import FaceSplit
@@ -213,8 +214,6 @@ def test_teacher_members_join_as_the_mean_of_their_log_probabilities(tmp_path):
     copy = tmp_path / "draw.tflite"
     shutil.copy(shipped, copy)
     shutil.copy(shipped.with_suffix(".json"), copy.with_suffix(".json"))
-    import hashlib
-
     said = describe_teacher(None, [copy])
     assert said is not None and "draw.tflite" in said
     assert hashlib.sha256(shipped.read_bytes()).hexdigest() in said and "seed 0" in said
