@@ -258,6 +258,8 @@ def test_a_teacher_member_without_every_training_label_is_one_named_error():
     (["--set", "finetune.ema_decay=1"], "finetune.ema_decay 1.0 must be in [0, 1)"),
     (["--set", "ramp.ema_decay=0.9"], "the pruning ramp cannot average its weights"),
     (["--set", "finetune.learning_rate=0"], "finetune.learning_rate 0.0 must be positive"),
+    (["--set", "train.class_weighting=false", "--set", "train.weigh_distillation=true"],
+     "train.weigh_distillation needs train.class_weighting = true"),
     (["--set", "prune.schedule=abrupt"],
      "prune.schedule = 'abrupt' is not allowed; choose one of 'gradual', 'one-shot'"),
     (["--set", "prune.shedule=gradual"], "unknown key prune.shedule; allowed keys in [prune]"),
@@ -364,6 +366,28 @@ def test_ema_is_validated_and_kept_out_of_the_pruning_ramp():
     with pytest.raises(ConfigError, match="ramp cannot average"):
         FaceRecipe(ramp=RampSection(ema_decay=0.99))
     FaceRecipe().replace("train", ema_decay=0.999).replace("finetune", ema_decay=0.999)
+
+
+@pytest.mark.parametrize("weigh", [False, True])
+def test_the_distillation_term_takes_the_class_weight_only_when_asked(weigh):
+    import tensorflow as tf
+
+    from convert.face.train import TrainSection, _loss
+
+    cfg = TrainSection(alpha=0.5, temperature=2.0, class_weighting=True,
+                       weigh_distillation=weigh)
+    hard = np.array([[0.9, 0.1, 0.0], [0.0, 0.1, 0.9]], np.float32)
+    weight = np.array([0.5, 3.0], np.float32)  # a common class and a rare one
+    teacher = np.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.5]], np.float32)
+    logits = tf.constant([[0.5, 0.2, 0.1], [0.3, 0.1, 0.4]])
+    got = _loss(cfg, 3)(tf.constant(np.c_[hard * weight[:, None], teacher]), logits).numpy()
+
+    ce = tf.nn.softmax_cross_entropy_with_logits(hard, logits).numpy() * weight
+    p_t = tf.nn.softmax(teacher / 2.0).numpy()
+    kd = (p_t * (np.log(p_t) - tf.nn.log_softmax(logits / 2.0).numpy())).sum(-1)
+    assert kd.min() > 0.01  # the student differs from the teacher: the term is there to weigh
+    want = 0.5 * ce + 0.5 * 4.0 * kd * (weight if weigh else 1.0)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
 def test_gradual_pruning_needs_a_ramp():

@@ -68,6 +68,10 @@ class TrainSection(Section):
         min=0.05, max=100.0)
     class_weighting: bool = setting(
         False, "Weight the hard-label loss by inverse class frequency (square-root damped).")
+    weigh_distillation: bool = setting(
+        False, "With class_weighting: weight the distillation term by the same class weights, "
+        "so the teacher's lesson on a rare class counts as much as its label does (false: "
+        "every image's distillation term counts the same).")
     augment: bool = setting(
         True, "Random flip, +-10% shift, +-14 degree rotation, +-10% zoom, contrast and "
         "brightness.")
@@ -95,6 +99,9 @@ class TrainSection(Section):
         if not self.learning_rate > 0:
             raise ConfigError(f"{self._name}.learning_rate {self.learning_rate!r} must be "
                               f"positive, e.g. 1e-3")
+        if self.weigh_distillation and not self.class_weighting:
+            raise ConfigError(f"{self._name}.weigh_distillation needs {self._name}."
+                              f"class_weighting = true: it reuses the class weights")
         if not self.ema_decay < 1.0:
             raise ConfigError(f"{self._name}.ema_decay {self.ema_decay!r} must be in [0, 1): "
                               f"the weight of the old average at each step (0 = no averaging)")
@@ -167,6 +174,8 @@ def _loss(cfg: TrainSection, num_classes: int):
             return ce
         p_t = tf.nn.softmax(teacher / T)
         kd = tf.reduce_sum(p_t * (tf.nn.log_softmax(teacher / T) - tf.nn.log_softmax(logits / T)), -1)
+        if cfg.weigh_distillation:
+            kd = kd * weight
         return (1.0 - cfg.alpha) * ce + cfg.alpha * (T * T) * kd
 
     return loss
