@@ -11,6 +11,12 @@ those statistics, and scored on the unseen corpus three ways:
 - **speaker**: every speaker standardised with their own (a device adapted to one voice);
 - **fresh**: standardised with the training corpora's statistics (a device not yet adapted).
 
+``--scaling`` chooses how a room or a speaker is standardised: ``z`` (each column's mean and
+spread, what the device does), ``rank`` (each column mapped through its own distribution in the
+group to normal scores, which also undoes a monotone distortion such as a microphone's
+compression) or ``whiten`` (z, then the group's correlations removed, CORAL-style, shrunk 10%
+toward identity).  The fresh view always uses the training corpora's mean and spread.
+
 ``--voices K...`` adds a view per K: the unseen corpus's clips are clustered into K voices
 (k-means on each clip's mean cepstra 1-12 and log F0; K = 0 takes its true number of speakers)
 and each cluster is standardised with its own statistics, as a device that told voices apart
@@ -43,6 +49,7 @@ from edge.errors import ConfigError  # noqa: E402
 from edge.features import frame_dbfs, pool_window  # noqa: E402
 
 VIEWS = ("room", "speaker", "fresh")
+SCALINGS = ("z", "rank", "whiten")
 
 
 def statistics(bank: FeatureBank) -> np.ndarray:
@@ -52,11 +59,23 @@ def statistics(bank: FeatureBank) -> np.ndarray:
                      for v in bank.variants])
 
 
-def standardized(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
+def standardized(x: np.ndarray, groups: np.ndarray, scaling: str = "z") -> np.ndarray:
+    """``x`` standardised within each group (see ``--scaling``), clipped at 8."""
+    from scipy.stats import norm, rankdata
+
     out = np.empty_like(x)
     for g in np.unique(groups):
         m = groups == g
-        out[m] = (x[m] - x[m].mean(0)) / (x[m].std(0) + 1e-6)
+        if scaling == "rank":
+            out[m] = norm.ppf((rankdata(x[m], axis=0) - 0.5) / m.sum())
+            continue
+        z = (x[m] - x[m].mean(0)) / (x[m].std(0) + 1e-6)
+        if scaling == "whiten" and m.sum() > 1:
+            # Shrunk toward identity: a speaker has fewer clips than there are columns.
+            c = 0.9 * np.corrcoef(z, rowvar=False) + 0.1 * np.eye(z.shape[1])
+            w, v = np.linalg.eigh(np.nan_to_num(c))
+            z = z @ v @ np.diag(np.maximum(w, 1e-3) ** -0.5) @ v.T
+        out[m] = z
     return np.clip(out, -8, 8)
 
 
@@ -78,7 +97,8 @@ def voice_clusters(stats: np.ndarray, corpus: np.ndarray, speaker: np.ndarray, k
 
 
 def loco(x: np.ndarray, corpus: np.ndarray, speaker: np.ndarray, label: np.ndarray,
-         test_groups: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
+         test_groups: dict[str, np.ndarray] | None = None,
+         scaling: str = "z") -> dict[str, dict[str, float]]:
     """UAR of each unseen corpus in each view; ``test_groups`` adds views whose unseen clips
     are standardised per the given group of each clip (training per corpus)."""
     from sklearn.linear_model import LogisticRegression
@@ -99,10 +119,11 @@ def loco(x: np.ndarray, corpus: np.ndarray, speaker: np.ndarray, label: np.ndarr
                 xte = np.clip((x[te] - mu) / sd, -8, 8)
             else:
                 g = speaker if view == "speaker" else corpus
-                xte = standardized(x[te], extra[view][te] if view in extra else g[te])
+                xte = standardized(x[te], extra[view][te] if view in extra else g[te], scaling)
             if unit not in fitted:
                 xtr = (np.clip((x[tr] - mu) / sd, -8, 8) if unit == "fresh"
-                       else standardized(x[tr], (speaker if unit == "speaker" else corpus)[tr]))
+                       else standardized(x[tr], (speaker if unit == "speaker" else corpus)[tr],
+                                         scaling))
                 # Every class counts equally, and every corpus within a class, as in training.
                 names, y = np.unique(label[tr], return_inverse=True)
                 fitted[unit] = LogisticRegression(C=0.1, max_iter=2000).fit(
@@ -122,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, help="feature cache (the base clips only)")
     p.add_argument("--ceps", type=int, nargs="+", default=[40, 20, 13],
                    help="cepstra kept (the first N), each screened with and without the change")
+    p.add_argument("--scaling", choices=SCALINGS, default="z",
+                   help="how a room or speaker is standardised (default z: mean and spread)")
     p.add_argument("--voices", type=int, nargs="*", default=[], metavar="K",
                    help="also score the unseen corpus standardised per K voice clusters (0: its "
                    "number of speakers)")
@@ -154,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         keep = [*range(min(ceps, n_ceps)), *range(n_ceps, columns)]
         for rows, what in (((0, 1), "mean, spread"), ((0, 1, 2), "mean, spread, change")):
             x = stats[:, rows][:, :, keep].reshape(len(utts), -1)
-            res = loco(x, corpus, speaker, label, voices)
+            res = loco(x, corpus, speaker, label, voices, args.scaling)
             print(f"{ceps:2d} cepstra + prosody, {what:20s} " + "  ".join(
                 f"{np.mean(list(res[v].values())):9.3f} ("
                 + " ".join(f"{res[v][n]:.3f}" for n in names) + ")" for v in res), flush=True)

@@ -79,3 +79,22 @@ def test_voice_clusters_stay_inside_their_corpus():
         for c in ("a", "b"):
             assert all(g.startswith(c + "/") for g in got[corpus == c])
             assert len(set(got[corpus == c])) == want
+
+
+def test_rank_scaling_undoes_a_monotone_distortion_and_whitening_removes_correlation():
+    """A room whose microphone compresses (a cube root of another room's values): the ranks
+    match exactly, mean and spread do not.  Whitening leaves each group's columns uncorrelated
+    (but for what its shrinkage keeps), z leaves their correlation."""
+    screen = _script()
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(200, 2)) @ np.array([[1.0, 0.8], [0.0, 0.6]])
+    x = np.r_[a, np.cbrt(a)]
+    groups = np.array(["a"] * 200 + ["b"] * 200)
+    rank = screen.standardized(x, groups, "rank")
+    np.testing.assert_allclose(rank[:200], rank[200:])
+    z = screen.standardized(x, groups, "z")
+    assert np.abs(z[:200] - z[200:]).max() > 0.3
+    kept = np.corrcoef(z[:200], rowvar=False)[0, 1]
+    assert kept > 0.7
+    white = screen.standardized(x, groups, "whiten")
+    assert abs(np.corrcoef(white[:200], rowvar=False)[0, 1]) < kept / 3
