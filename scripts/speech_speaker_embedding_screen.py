@@ -27,7 +27,6 @@ Resemblyzer does; its silence trimming (webrtcvad) is left out.  A screen, not t
 
 from __future__ import annotations
 
-import argparse
 import collections
 import hashlib
 import logging
@@ -43,13 +42,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from speech_statistics_screen import loco, standardized, statistics  # noqa: E402
+from speech_statistics_screen import (  # noqa: E402
+    loco,
+    screen_clips,
+    screen_parser,
+    standardized,
+    statistics,
+)
 
-from convert.speech.corpora import index_corpora, to_fusion_labels  # noqa: E402
 from convert.speech.features import FeatureBank  # noqa: E402
-from convert.speech.recipe import SpeechRecipe  # noqa: E402
 from convert.speech.train import sample_weights  # noqa: E402
-from edge.errors import ConfigError  # noqa: E402
 from edge.sources.audio_file import load_audio  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -213,31 +215,26 @@ def _cells(res: dict[str, float], names: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--recipe", type=Path, default=Path("recipes/speech.toml"))
-    p.add_argument("--data", type=Path, default=Path("../shared/data"))
-    p.add_argument("--cache", type=Path, help="feature cache (the base clips only)")
+    p = screen_parser(__doc__.split("\n\n")[0])
     p.add_argument("--encoder", type=Path, required=True,
                    help="Resemblyzer's wheel (pip download --no-deps resemblyzer==0.1.4) or "
                         "its pretrained.pt")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.metrics import adjusted_rand_score
-    except ImportError:
-        print("error: the screen needs scikit-learn: pip install -c constraints.txt scikit-learn",
-              file=sys.stderr)
+    clips = screen_clips(args)
+    if clips is None:
         return 2
-    from convert.metrics import classification_metrics
-
+    recipe, utts = clips
     try:
         w = encoder_weights(args.encoder)
-        recipe = SpeechRecipe.load(args.recipe)
-        utts = to_fusion_labels(index_corpora(recipe.data.corpora, args.data))
-    except (ConfigError, OSError, KeyError, pickle.UnpicklingError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (OSError, KeyError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
+        print(f"error: {args.encoder}: not Resemblyzer's wheel or pretrained.pt ({exc})",
+              file=sys.stderr)
         return 2
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import adjusted_rand_score
+
+    from convert.metrics import classification_metrics
+
     emb = clip_embeddings([u.path for u in utts], w, args.cache)
     corpus = np.array([u.corpus for u in utts])
     speaker = np.array([f"{u.corpus}/{u.speaker}" for u in utts])

@@ -41,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from convert.speech.corpora import index_corpora, to_fusion_labels  # noqa: E402
+from convert.speech.corpora import Utterance, index_corpora, to_fusion_labels  # noqa: E402
 from convert.speech.features import FeatureBank  # noqa: E402
 from convert.speech.recipe import SpeechRecipe  # noqa: E402
 from convert.speech.train import sample_weights  # noqa: E402
@@ -136,11 +136,35 @@ def loco(x: np.ndarray, corpus: np.ndarray, speaker: np.ndarray, label: np.ndarr
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def screen_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments every speech screen takes: the recipe, the corpora and the feature cache."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--recipe", type=Path, default=Path("recipes/speech.toml"))
     p.add_argument("--data", type=Path, default=Path("../shared/data"))
     p.add_argument("--cache", type=Path, help="feature cache (the base clips only)")
+    return p
+
+
+def screen_clips(args: argparse.Namespace) -> tuple[SpeechRecipe, list[Utterance]] | None:
+    """The recipe and its corpora's clips, after checking scikit-learn is there; ``None`` once
+    one error line is printed."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        print("error: the screen needs scikit-learn: pip install -c constraints.txt scikit-learn",
+              file=sys.stderr)
+        return None
+    try:
+        recipe = SpeechRecipe.load(args.recipe)
+        return recipe, to_fusion_labels(index_corpora(recipe.data.corpora, args.data))
+    except (ConfigError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = screen_parser(__doc__.split("\n\n")[0])
     p.add_argument("--ceps", type=int, nargs="+", default=[40, 20, 13],
                    help="cepstra kept (the first N), each screened with and without the change")
     p.add_argument("--scaling", choices=SCALINGS, default="z",
@@ -149,19 +173,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="also score the unseen corpus standardised per K voice clusters (0: its "
                    "number of speakers)")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        import sklearn  # noqa: F401
-    except ImportError:
-        print("error: the screen needs scikit-learn: pip install -c constraints.txt scikit-learn",
-              file=sys.stderr)
+    clips = screen_clips(args)
+    if clips is None:
         return 2
-    try:
-        recipe = SpeechRecipe.load(args.recipe)
-        utts = to_fusion_labels(index_corpora(recipe.data.corpora, args.data))
-    except (ConfigError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    recipe, utts = clips
     bank = FeatureBank(utts, recipe, augment=False, cache_dir=args.cache)
     stats = statistics(bank)
     corpus = np.array([u.corpus for u in utts])

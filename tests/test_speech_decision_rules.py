@@ -3,7 +3,6 @@ and several runs are joined as one graph would join them."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -11,15 +10,9 @@ import pytest
 
 from convert.metrics import classification_metrics
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "speech_decision_rules.py"
+from .script_loader import load_script
+
 LABELS = ["neutral", "happy", "sad"]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("speech_decision_rules", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(folder: Path, probs: np.ndarray, y: np.ndarray) -> Path:
@@ -30,7 +23,7 @@ def _run(folder: Path, probs: np.ndarray, y: np.ndarray) -> Path:
 
 def _argmax_uar(capsys, monkeypatch, *folders: Path) -> float:
     monkeypatch.setattr("sys.argv", ["speech_decision_rules.py", *map(str, folders)])
-    _script().main()
+    load_script("speech_decision_rules").main()
     row = next(line for line in capsys.readouterr().out.splitlines()
                if line.startswith("| argmax | adapted |"))
     return float(row.split("|")[3])
@@ -59,4 +52,4 @@ def test_runs_on_other_clips_are_refused_with_the_file_named(tmp_path, monkeypat
     b = _run(tmp_path / "b", probs, y[::-1].copy())
     monkeypatch.setattr("sys.argv", ["speech_decision_rules.py", str(a), str(b)])
     with pytest.raises(SystemExit, match="loco_a_clips.npz: not the same clips"):
-        _script().main()
+        load_script("speech_decision_rules").main()

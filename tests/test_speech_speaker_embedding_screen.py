@@ -5,25 +5,16 @@ with the same weights."""
 from __future__ import annotations
 
 import collections
-import importlib.util
 import io
 import pickle
 import struct
 import sys
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "speech_speaker_embedding_screen.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("speech_speaker_embedding_screen", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .script_loader import load_script
 
 
 def _legacy_checkpoint(state: dict[str, np.ndarray], monkeypatch) -> bytes:
@@ -77,7 +68,7 @@ def _legacy_checkpoint(state: dict[str, np.ndarray], monkeypatch) -> bytes:
 
 
 def test_a_legacy_torch_checkpoint_is_read_without_torch(monkeypatch):
-    screen = _script()
+    screen = load_script("speech_speaker_embedding_screen")
     rng = np.random.default_rng(0)
     state = {"lstm.weight_ih_l0": rng.normal(size=(8, 3)).astype(np.float32),
              "linear.bias": rng.normal(size=(4,)).astype(np.float32)}
@@ -89,7 +80,7 @@ def test_a_legacy_torch_checkpoint_is_read_without_torch(monkeypatch):
 
 
 def test_a_checkpoint_of_anything_else_is_refused(monkeypatch):
-    screen = _script()
+    screen = load_script("speech_speaker_embedding_screen")
     f = io.BytesIO()
     for header in (1, 2, 3):
         pickle.dump(header, f)
@@ -103,7 +94,7 @@ def test_the_encoder_is_keras_lstm_stack_with_torch_weights():
     stacked layers, the last state through linear + ReLU, L2-normed."""
     import keras
 
-    screen = _script()
+    screen = load_script("speech_speaker_embedding_screen")
     H = screen.HIDDEN
     rng = np.random.default_rng(1)
     w, model_layers = {}, []
@@ -133,7 +124,7 @@ def test_the_encoder_is_keras_lstm_stack_with_torch_weights():
 
 
 def test_partials_cover_the_clip_as_resemblyzer_cuts_it():
-    screen = _script()
+    screen = load_script("speech_speaker_embedding_screen")
     rng = np.random.default_rng(2)
     for seconds, n in ((0.5, 1), (1.6, 1), (3.0, 3), (4.2, 4), (4.4, 5)):
         wav = rng.normal(0, 0.01, int(seconds * 16000)).astype(np.float32)

@@ -3,20 +3,10 @@ standardise what they say they do, and an unseen corpus is scored over the label
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "speech_statistics_screen.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("speech_statistics_screen", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .script_loader import load_script
 
 
 def test_a_room_view_removes_each_corpus_level_and_a_fresh_view_does_not():
@@ -24,7 +14,7 @@ def test_a_room_view_removes_each_corpus_level_and_a_fresh_view_does_not():
     gain): standardised per corpus, every unseen corpus is perfectly separated; with the
     training corpora's statistics, the one recorded far louder is called one class."""
     pytest.importorskip("sklearn")
-    screen = _script()
+    screen = load_script("speech_statistics_screen")
     rng = np.random.default_rng(0)
     rows, corpus, speaker, label = [], [], [], []
     for name, level in (("a", 0.0), ("b", 1.0), ("c", 30.0)):
@@ -49,7 +39,7 @@ def test_a_test_grouping_standardises_the_unseen_corpus_per_group():
     emotions standardises the emotions away (a voice clustering that found emotions instead of
     voices), leaving chance."""
     pytest.importorskip("sklearn")
-    screen = _script()
+    screen = load_script("speech_statistics_screen")
     rng = np.random.default_rng(1)
     rows, corpus, speaker, label = [], [], [], []
     for name, level in (("a", 0.0), ("b", 5.0), ("c", -5.0)):
@@ -69,7 +59,7 @@ def test_a_test_grouping_standardises_the_unseen_corpus_per_group():
 
 def test_voice_clusters_stay_inside_their_corpus():
     pytest.importorskip("sklearn")
-    screen = _script()
+    screen = load_script("speech_statistics_screen")
     rng = np.random.default_rng(2)
     stats = rng.normal(size=(40, 3, 14)) + 100.0  # column 13 stands for F0 (n_ceps = 13)
     corpus = np.array(["a"] * 20 + ["b"] * 20)
@@ -85,7 +75,7 @@ def test_rank_scaling_undoes_a_monotone_distortion_and_whitening_removes_correla
     """A room whose microphone compresses (a cube root of another room's values): the ranks
     match exactly, mean and spread do not.  Whitening leaves each group's columns uncorrelated
     (but for what its shrinkage keeps), z leaves their correlation."""
-    screen = _script()
+    screen = load_script("speech_statistics_screen")
     rng = np.random.default_rng(3)
     a = rng.normal(size=(200, 2)) @ np.array([[1.0, 0.8], [0.0, 0.6]])
     x = np.r_[a, np.cbrt(a)]
