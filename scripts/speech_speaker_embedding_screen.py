@@ -46,12 +46,10 @@ from speech_statistics_screen import (  # noqa: E402
     loco,
     screen_clips,
     screen_parser,
-    standardized,
     statistics,
 )
 
 from convert.speech.features import FeatureBank  # noqa: E402
-from convert.speech.train import sample_weights  # noqa: E402
 from edge.sources.audio_file import load_audio  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -230,10 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.encoder}: not Resemblyzer's wheel or pretrained.pt ({exc})",
               file=sys.stderr)
         return 2
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import adjusted_rand_score
-
-    from convert.metrics import classification_metrics
 
     emb = clip_embeddings([u.path for u in utts], w, args.cache)
     corpus = np.array([u.corpus for u in utts])
@@ -261,25 +256,13 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print(f"LOCO UAR, unseen corpus standardised per ... (mean ({' '.join(n[:5] for n in names)}))")
-    tests = {"room": corpus, "speaker": speaker,
+    tests = {"one room": corpus, "true speaker": speaker,
              "2 voice clusters": voice_clusters(emb, corpus, 2, speaker),
              "N voice clusters": voice_clusters(emb, corpus, 0, speaker)}
-    for unit, groups in (("room", corpus), ("speaker", speaker)):
-        res: dict[str, dict[str, float]] = {t: {} for t in tests}
-        for held in names:
-            tr, te = corpus != held, corpus == held
-            classes, y = np.unique(label[tr], return_inverse=True)
-            clf = LogisticRegression(C=0.1, max_iter=2000).fit(
-                standardized(x[tr], groups[tr]), label[tr],
-                sample_weight=sample_weights(y, corpus[tr], len(classes)))
-            labels = list(clf.classes_)
-            for t, g in tests.items():
-                predicted = clf.predict(standardized(x[te], g[te]))
-                res[t][held] = classification_metrics(
-                    [labels.index(v) for v in label[te]], [labels.index(v) for v in predicted],
-                    labels)["uar"]
-        for t, r in res.items():
-            print(f"trained per {unit:8s} scored per {t:17s} {_cells(r, names)}", flush=True)
+    for unit in ("room", "speaker"):
+        res = loco(x, corpus, speaker, label, tests, groups_trained=unit)
+        for t in tests:
+            print(f"trained per {unit:8s} scored per {t:17s} {_cells(res[t], names)}", flush=True)
 
     print()
     print("LOCO UAR of the features (room / speaker / fresh, as the statistics screen)")

@@ -98,9 +98,10 @@ def voice_clusters(stats: np.ndarray, corpus: np.ndarray, speaker: np.ndarray, k
 
 def loco(x: np.ndarray, corpus: np.ndarray, speaker: np.ndarray, label: np.ndarray,
          test_groups: dict[str, np.ndarray] | None = None,
-         scaling: str = "z") -> dict[str, dict[str, float]]:
+         scaling: str = "z", groups_trained: str = "room") -> dict[str, dict[str, float]]:
     """UAR of each unseen corpus in each view; ``test_groups`` adds views whose unseen clips
-    are standardised per the given group of each clip (training per corpus)."""
+    are standardised per the given group of each clip (training as in the view
+    ``groups_trained``: per corpus, or per speaker)."""
     from sklearn.linear_model import LogisticRegression
 
     from convert.metrics import classification_metrics
@@ -114,7 +115,7 @@ def loco(x: np.ndarray, corpus: np.ndarray, speaker: np.ndarray, label: np.ndarr
         # the room view's.
         fitted: dict[str, Any] = {}
         for view in out:
-            unit = view if view in VIEWS else "room"
+            unit = view if view in VIEWS else groups_trained
             if view == "fresh":
                 xte = np.clip((x[te] - mu) / sd, -8, 8)
             else:

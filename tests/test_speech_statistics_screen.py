@@ -54,6 +54,10 @@ def test_a_test_grouping_standardises_the_unseen_corpus_per_group():
     got = screen.loco(np.array(rows), corpus_, np.array(speaker), label_,
                       {"as rooms": corpus_, "per emotion": np.char.add(corpus_, label_)})
     assert got["as rooms"] == got["room"] and min(got["room"].values()) > 0.9
+    speakers = np.array(speaker)
+    per_speaker = screen.loco(np.array(rows), corpus_, speakers, label_,
+                              {"as speakers": speakers}, groups_trained="speaker")
+    assert per_speaker["as speakers"] == per_speaker["speaker"]
     assert max(got["per emotion"].values()) < 0.6
 
 
