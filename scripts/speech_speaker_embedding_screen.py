@@ -236,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     label = np.array([u.label for u in utts])
     names = list(dict.fromkeys(corpus))
 
+    voices = voice_clusters(emb, corpus, 0, speaker)  # as many clusters as speakers
     print("corpus    nearest clip: same speaker / same emotion   "
           "k-means, k = speakers: ARI with speakers / with emotions")
     for c in names:
@@ -243,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         sim = emb[m] @ emb[m].T
         np.fill_diagonal(sim, -np.inf)
         near = sim.argmax(1)
-        groups = voice_clusters(emb[m], corpus[m], 0, speaker[m])
+        groups = voices[m]
         print(f"{c:9s} {np.mean(speaker[m][near] == speaker[m]):.3f} / "
               f"{np.mean(label[m][near] == label[m]):.3f}{'':26s}"
               f"{adjusted_rand_score(speaker[m], groups):.3f} / "
@@ -258,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"LOCO UAR, unseen corpus standardised per ... (mean ({' '.join(n[:5] for n in names)}))")
     tests = {"one room": corpus, "true speaker": speaker,
              "2 voice clusters": voice_clusters(emb, corpus, 2, speaker),
-             "N voice clusters": voice_clusters(emb, corpus, 0, speaker)}
+             "N voice clusters": voices}
     for unit in ("room", "speaker"):
         res = loco(x, corpus, speaker, label, tests, groups_trained=unit)
         for t in tests:
