@@ -447,9 +447,10 @@ def _coerce_text(key: str, text: str, hint: Any) -> Any:
         if hint is str:
             return text
         if origin is tuple:
-            # "17,27,22" or TOML's "[0.9, 1.1]"; "[]" or "" is the empty list
+            # "17,27,22" or TOML's "[0.9, 1.1]" and '["a", "b"]'; "[]" or "" is the empty list
             (item,) = {t for t in typing.get_args(hint) if t is not Ellipsis}
-            return tuple(item(v) for v in text.strip("[]").split(",") if v.strip())
+            return tuple(item(v.strip().strip("\"'")) for v in text.strip("[]").split(",")
+                         if v.strip())
         if origin in (dict, Mapping):
             # A TOML inline table: {happy = 6, sad = 13}
             return tomllib.loads(f"v = {text}")["v"]

@@ -239,7 +239,8 @@ def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus
                  "--epochs", "2", "--set", "model.width=8", "--set", "augment.speed_factors=[]",
                  "--set", "augment.noise_snr_db=[]", "--set", "adapt.mode=deployment",
                  "--set", "evaluate.loco=true", "--set", "evaluate.parity_folds=1",
-                 "--set", "features.prosody=true", "--test-corpus", f"csv:{second_room}"])
+                 "--set", "features.prosody=true", "--set", 'evaluate.channels=["telephone"]',
+                 "--test-corpus", f"csv:{second_room}"])
     assert code == 0
     capsys.readouterr()
     model = out / "speech_emotion_int8.tflite"
@@ -248,22 +249,31 @@ def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus
     # recipe and split is reused, not trained again.
     reports = sorted((out / "reports" / "speech").glob("loco_*.json"))
     stamps = [r.stat().st_mtime_ns for r in reports]
-    # Each unseen corpus's clip probabilities are kept, and they are the ones scored.
+    # Each unseen corpus's clip probabilities are kept, and they are the ones scored; the
+    # same through the telephone, where the same model decides differently.
     for report in reports:
         row = json.loads(report.read_text())
+        phone = row["channels"]["telephone"]
         with np.load(report.with_name(report.stem + "_clips.npz")) as clips:
             assert clips["adapted"].shape == clips["fresh"].shape == (len(clips["y"]), len(m.labels))
+            assert clips["telephone_adapted"].shape == clips["adapted"].shape
+            assert not np.allclose(clips["telephone_adapted"], clips["adapted"], atol=1e-3)
             assert len(clips["speaker"]) == row["test_clips"]
-            for probs, figures in ((clips["adapted"], row), (clips["fresh"], row["fresh"])):
+            for probs, figures in ((clips["adapted"], row), (clips["fresh"], row["fresh"]),
+                                   (clips["telephone_adapted"], phone),
+                                   (clips["telephone_fresh"], phone["fresh"])):
                 got = classification_metrics(clips["y"], probs.argmax(1), list(clips["labels"]))
                 assert got["uar"] == pytest.approx(figures["uar"])
+    channel = m.metrics["leave_one_corpus_out"]["channels"]["telephone"]
+    assert channel["mean_uar"] == pytest.approx(np.mean(
+        [json.loads(r.read_text())["channels"]["telephone"]["uar"] for r in reports]))
     before = model.read_bytes()
     assert main(["-q", "speech", "--corpus", f"csv:{synthetic_corpus}", "--corpus",
                  f"csv:{second_room}", "--out", str(out), "--folds", "0", "--epochs", "2",
                  "--set", "model.width=8", "--set", "augment.speed_factors=[]",
                  "--set", "augment.noise_snr_db=[]", "--set", "adapt.mode=deployment",
                  "--set", "evaluate.loco=true", "--set", "features.prosody=true",
-                 "--evaluate-only"]) == 0
+                 "--set", 'evaluate.channels=["telephone"]', "--evaluate-only"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["loco_mean_uar"] == pytest.approx(m.metrics["leave_one_corpus_out"]["mean_uar"])
     assert [r.stat().st_mtime_ns for r in reports] == stamps and model.read_bytes() == before
@@ -474,6 +484,54 @@ def test_room_copies_are_seeded_level_kept_and_cached_apart(synthetic_corpus, tm
     again = FeatureBank(utts, base.replace("augment", room_copies=2), cache_dir=cache)
     for got, want in zip(again.variants, rooms.variants):
         np.testing.assert_array_equal(got[3], want[3])
+
+
+def test_the_telephone_channel_keeps_the_voice_band_on_mu_law_levels_and_is_cached_apart(
+        synthetic_corpus, tmp_path):
+    """The telephone test channel passes the voice band and removes what a narrowband call
+    cannot carry, its samples sit on G.711's 256 levels, the same clip always sounds the same,
+    and a bank heard through it has one variant per clip, cached apart from the clips' own."""
+    from convert.speech.channels import mu_law, telephone
+    from convert.speech.features import FeatureBank
+    from convert.speech.recipe import SpeechRecipe
+
+    sr = 16000
+    t = np.arange(sr) / sr
+
+    def gain_db(hz: float) -> float:
+        x = (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+        y = telephone(x, sr)
+        assert y.shape == x.shape and y.dtype == np.float32
+        mid = slice(2000, -2000)  # away from the filter's edges
+        return float(10 * np.log10(np.mean(y[mid] ** 2) / np.mean(x[mid] ** 2)))
+
+    assert abs(gain_db(1000)) < 1.5 and abs(gain_db(2500)) < 1.5
+    assert gain_db(100) < -40 and gain_db(5000) < -40 and gain_db(7000) < -40
+    levels = mu_law(np.random.default_rng(0).uniform(-1.2, 1.2, 100_000))
+    assert len(np.unique(levels)) == 256 and np.abs(levels).max() <= 1.0
+    quiet = np.linspace(-0.01, 0.01, 1001)  # quiet speech keeps its relative precision
+    assert np.max(np.abs(mu_law(quiet) - quiet)) < 0.001
+    assert telephone(np.ones(5, np.float32), sr).shape == (5,)  # shorter than the filter's pad
+
+    utts = index_csv(synthetic_corpus)[:3]
+    cache = tmp_path / "cache"
+    recipe = SpeechRecipe().replace("augment", speed_factors=(1.1,), noise_snr_db=())
+    clean = FeatureBank(utts, recipe, cache_dir=cache)
+    heard = FeatureBank(utts, recipe, cache_dir=cache, channel="telephone")
+    assert [len(v) for v in heard.variants] == [1, 1, 1]
+    assert len(list(cache.iterdir())) == 2
+    assert heard.variants[0][0].shape == clean.variants[0][0].shape
+    assert not np.allclose(heard.variants[0][0], clean.variants[0][0], atol=1.0)
+    again = FeatureBank(utts, recipe, cache_dir=cache, channel="telephone")
+    np.testing.assert_array_equal(again.variants[2][0], heard.variants[2][0])
+    for text in ('["telephone"]', "[telephone]", "telephone"):  # TOML's list, or bare
+        asked = SpeechRecipe.load(None, overrides={("evaluate", "loco"): "true",
+                                                   ("evaluate", "channels"): text})
+        assert asked.evaluate.channels == ("telephone",)
+    with pytest.raises(ConfigError, match=r"evaluate.channels names 'radio'.*telephone"):
+        recipe.replace("evaluate", loco=True, channels=("radio",))
+    with pytest.raises(ConfigError, match=r"evaluate.loco = true"):
+        recipe.replace("evaluate", loco=False, channels=("telephone",))
 
 
 def test_babble_copies_mix_other_speakers_of_the_clips_own_corpus(synthetic_corpus, tmp_path):

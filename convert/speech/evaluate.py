@@ -10,7 +10,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -200,13 +200,17 @@ def _brief(m: dict[str, Any]) -> dict[str, Any]:
 def leave_one_corpus_out(
     bank: FeatureBank, labels: Sequence[str], recipe: SpeechRecipe,
     gate: SpeechGate | None = None, out_dir: Path | None = None,
+    heard: Mapping[str, FeatureBank] | None = None,
 ) -> dict[str, Any]:
     """For each corpus: train on all the others, score the whole unseen corpus over the labels it
     has (the model still chooses among all of its labels: a wrong one counts).  The figure every
     recipe choice is made on.  With deployment adaptation, ``uar`` is the unseen corpus
     standardised with its own statistics (a device that has listened to it), ``fresh`` with the
     training data's, and ``per_speaker`` with each speaker's own (speakers with several
-    emotions only)."""
+    emotions only).  ``heard``: the same clips through test channels (banks in ``bank``'s
+    order, by channel name); each unseen corpus is scored through each of them as well
+    (``channels``), by the same model, adapted to what the channel lets through and fresh."""
+    heard = dict(heard or {})
     gate = gate or SpeechGate()
     label_index = {lab: i for i, lab in enumerate(labels)}
     y = np.array([label_index[u.label] for u in bank.utts])
@@ -219,6 +223,8 @@ def leave_one_corpus_out(
     for held in corpora:
         report = None if out_dir is None else out_dir / f"loco_{held}.json"
         earlier = _earlier(report, key)
+        if earlier is not None and not set(heard) <= set(earlier.get("channels", {})):
+            earlier = None  # scored before these channels were asked for
         if earlier is not None:
             logger.info("LOCO %s: UAR %.3f, reused from %s (same recipe and data)", held,
                         earlier["uar"], report)
@@ -240,6 +246,17 @@ def leave_one_corpus_out(
                 m["per_speaker"] = _brief(_score(model, per, y[test][several], labels, recipe,
                                                  gate))
                 m["per_speaker"]["clips"] = len(several)
+        if heard:
+            m["channels"] = {}
+        for name, channel in heard.items():
+            through = channel.subset(test)
+            m["channels"][name] = _brief(_score(model, through.standardize_by("corpus")
+                                                if v.prior is not None else through,
+                                                y[test], labels, recipe, gate, probs))
+            if v.prior is not None:
+                m["channels"][name]["fresh"] = _brief(_score(
+                    model, through.standardize_with(v.prior), y[test], labels, recipe, gate,
+                    probs))
         m.update(train_clips=len(train), test_clips=len(test),
                  seconds=round(time.perf_counter() - t0, 1), fold_key=key)
         logger.info("LOCO %s: UAR %.3f%s (%d clips, %.0f s)", held, m["uar"],
@@ -250,9 +267,12 @@ def leave_one_corpus_out(
             report.write_text(json.dumps(m, indent=1))
             # Every clip's probabilities, so decision rules (e.g. a deployment's class prior)
             # can be studied without training the fold again.
+            views_kept = (["adapted", "fresh"] if v.prior is not None else ["adapted"]) + [
+                f"{name}_{view}" for name in heard
+                for view in (("adapted", "fresh") if v.prior is not None else ("adapted",))]
             np.savez_compressed(report.with_name(f"loco_{held}_clips.npz"), labels=list(labels),
                                 y=y[test], speaker=[bank.utts[i].speaker for i in test],
-                                **dict(zip(("adapted", "fresh"), probs)))
+                                **dict(zip(views_kept, probs, strict=True)))
     out: dict[str, Any] = {
         "protocol": "leave one corpus out: train on the other corpora, score every clip of the "
         "unseen one (UAR over the labels it has; the model chooses among all of its labels); "
@@ -267,6 +287,14 @@ def leave_one_corpus_out(
         per = [r["per_speaker"]["uar"] for r in rows.values() if "per_speaker" in r]
         if per:
             out["mean_per_speaker_uar"] = float(np.mean(per))
+    if heard:
+        out["channels"] = {name: {"mean_uar": float(np.mean([r["channels"][name]["uar"]
+                                                             for r in rows.values()]))}
+                           for name in heard}
+        if recipe.adapt.mode != "none":
+            for name in heard:
+                out["channels"][name]["mean_fresh_uar"] = float(np.mean(
+                    [r["channels"][name]["fresh"]["uar"] for r in rows.values()]))
     return out
 
 

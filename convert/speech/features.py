@@ -19,6 +19,7 @@ from edge.models.speech import SpeechGate, window_starts
 from edge.sources.audio_file import load_audio, resample
 
 from .augment import babble_copy, room_copy, voice_copy
+from .channels import CHANNELS
 from .corpora import Utterance
 from .recipe import SpeechRecipe
 
@@ -32,12 +33,18 @@ class FeatureBank:
     :class:`~edge.features.Mfcc` and shared by all folds."""
 
     def __init__(self, utts: Sequence[Utterance], recipe: SpeechRecipe, *, augment: bool = True,
-                 cache_dir: Path | None = None) -> None:
+                 cache_dir: Path | None = None, channel: str | None = None) -> None:
+        """``channel``: each clip as heard through that test channel
+        (:data:`~convert.speech.channels.CHANNELS`), one variant, no copies."""
         self.utts = list(utts)
         self.recipe = recipe
         mfcc = Mfcc(recipe.mfcc)
-        groups = ("base",) + tuple(g for g, (setting, _) in _COPY_GROUPS.items()
-                                   if augment and getattr(recipe.augment, setting))
+        if channel is not None:
+            augment = False
+            groups: tuple[str, ...] = (f"{_CHANNEL}{channel}",)
+        else:
+            groups = ("base",) + tuple(g for g, (setting, _) in _COPY_GROUPS.items()
+                                       if augment and getattr(recipe.augment, setting))
         talkers = _talkers(self.utts) if "babble" in groups else {}
         folders = ({g: cache_dir / _cache_key(recipe, augment, g) for g in groups}
                    if cache_dir is not None else {})
@@ -189,6 +196,8 @@ def _signals(path: Path, recipe: SpeechRecipe, augment: bool, group: str,
     so adding copies reuses the base group."""
     sr = recipe.mfcc.sample_rate
     x = load_audio(path, sr)
+    if group.startswith(_CHANNEL):
+        return [CHANNELS[group.removeprefix(_CHANNEL)](x, sr)]
     if not augment:
         return [x]
     digest = hashlib.sha256(f"{recipe.augment.seed}:{path.name}".encode()).digest()
@@ -214,6 +223,8 @@ _COPY_GROUPS = {"room": ("room_copies", "rooms"), "babble": ("babble_copies", "b
                 "voice": ("voice_copies", "voices")}
 """Each group of copies cached apart from the base variants: its [augment] setting (how many
 copies), and the name its count has in the group's cache key (kept, so caches stay valid)."""
+_CHANNEL = "channel:"
+"""Prefix of a test channel's group: the clip heard through it, cached apart."""
 
 
 def _cache_key(recipe: SpeechRecipe, augment: bool, group: str) -> str:
@@ -228,6 +239,8 @@ def _cache_key(recipe: SpeechRecipe, augment: bool, group: str) -> str:
         if group in _COPY_GROUPS:
             settings[_COPY_GROUPS[group][1]] = copies[group]
     what = {"mfcc": mfcc, "augment": settings, "seed": recipe.augment.seed, "version": 1}
+    if group.startswith(_CHANNEL):  # added later: the other groups' keys stay as they were
+        what["channel"] = group.removeprefix(_CHANNEL)
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -131,13 +131,17 @@ def load_dataset(recipe: SpeechRecipe, *, root: str | Path | None = None) -> Dat
 
 
 def evaluate(bank: FeatureBank, data: Dataset, recipe: SpeechRecipe, gate: SpeechGate,
-             report_dir: Path, *, reference_only: bool = False) -> Evaluation:
-    """Speaker-independent folds (with int8 parity on the first ones) and, if the recipe asks,
-    the seed CNN reference on the first folds of the same split."""
+             report_dir: Path, *, reference_only: bool = False,
+             cache_dir: Path | None = None) -> Evaluation:
+    """Leave one corpus out (also through the recipe's test channels), speaker-independent
+    folds (with int8 parity on the first ones) and, if the recipe asks, the seed CNN reference
+    on the first folds of the same split."""
     ev = recipe.evaluate
     loco = None
     if ev.loco and not reference_only:
-        loco = leave_one_corpus_out(bank, data.labels, recipe, gate, report_dir)
+        heard = {c: FeatureBank(data.utts, recipe, cache_dir=cache_dir, channel=c)
+                 for c in ev.channels}
+        loco = leave_one_corpus_out(bank, data.labels, recipe, gate, report_dir, heard)
     cv: dict[str, Any] | None = None
     parity = None
     if ev.folds and not reference_only:
@@ -256,6 +260,8 @@ def headline(metrics: Mapping[str, Any], path: Path | None) -> dict[str, Any]:
         h["loco_uar"] = {c: r["uar"] for c, r in loco["corpora"].items()}
         if "mean_fresh_uar" in loco:
             h["loco_mean_fresh_uar"] = loco["mean_fresh_uar"]
+        for name, c in loco.get("channels", {}).items():
+            h[f"loco_{name}"] = c
     return h
 
 
@@ -267,7 +273,8 @@ def run(recipe: SpeechRecipe, out: Path, report_dir: Path, *, root: Path | None,
     gate = SpeechGate()
     report_dir.mkdir(parents=True, exist_ok=True)
     bank = FeatureBank(data.utts, recipe, augment=recipe.augmented, cache_dir=cache_dir)
-    evaluation = evaluate(bank, data, recipe, gate, report_dir, reference_only=reference_only)
+    evaluation = evaluate(bank, data, recipe, gate, report_dir, reference_only=reference_only,
+                          cache_dir=cache_dir)
     if reference_only:
         assert evaluation.reference is not None
         (report_dir / "seed_reference.json").write_text(json.dumps(evaluation.reference,

@@ -19,6 +19,7 @@ from edge.features.adapt import RunningStats
 from edge.models.speech import speech_preprocessing
 
 from ..recipe import Recipe
+from .channels import CHANNELS
 
 __all__ = [
     "DataSection",
@@ -253,6 +254,20 @@ class EvaluateSection(Section):
                                    min=0, max=100)
     loco: bool = setting(False, "Leave one corpus out: for each corpus, train on the others and "
                          "score it (needs two corpora or more).")
+    channels: tuple[str, ...] = setting(
+        (), "Test channels each unseen corpus of the leave-one-corpus-out is also scored through, "
+        "by the same fold's model (convert.speech.channels): telephone = a narrowband call "
+        "(300-3400 Hz, 8 kHz, mu-law).  Needs loco = true.")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        unknown = [c for c in self.channels if c not in CHANNELS]
+        if unknown:
+            raise ConfigError(f"evaluate.channels names {', '.join(map(repr, unknown))}: the "
+                              f"channels are {', '.join(CHANNELS)}")
+        if self.channels and not self.loco:
+            raise ConfigError("evaluate.channels scores the leave-one-corpus-out's unseen "
+                              "corpora: set evaluate.loco = true, or channels = []")
 
 
 
