@@ -226,7 +226,7 @@ def test_a_model_trained_per_speaker_is_scored_as_a_device_that_hears_the_whole_
 
 @pytest.mark.slow
 def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus, second_room,
-                                                                tmp_path, capsys):
+                                                                tmp_path, capsys, monkeypatch):
     pytest.importorskip("tensorflow")
     from convert.cli import main
     from edge.cli import main as edge_main
@@ -299,6 +299,18 @@ def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus
     scored = json.loads(capsys.readouterr().out)["corpora"][second_room.parent.name]
     assert scored["clips"] == 27 and set(scored["per_class_recall"]) == {"neutral", "happy",
                                                                           "angry"}
+    assert main(["-q", "speech-score", "--model", str(model), "--adapt", "--channel",
+                 "telephone", "--corpus", f"csv:{second_room}"]) == 0
+    phoned = json.loads(capsys.readouterr().out)
+    assert phoned["channel"] == "telephone"
+    assert phoned["corpora"][second_room.parent.name]["clips"] == 27
+    from convert.speech import pipeline
+
+    # The channel is what the classifier hears: one that lets nothing through leaves no speech.
+    monkeypatch.setitem(pipeline.CHANNELS, "telephone", lambda x, sr: np.zeros_like(x))
+    silent = pipeline.score_held_out(model, index_csv(second_room), "room", None,
+                                     adapt=True, channel="telephone")
+    assert silent["no_speech_files"] == 27 and "telephone channel" in silent["protocol"]
     files = sorted(second_room.parent.glob("*.wav"))[:6]
     assert edge_main(["classify", "--json", "--adapt", "--model", str(model),
                       *map(str, files)]) == 0

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .channels import CHANNELS
+
 __all__ = ["register", "run_speech", "run_score"]
 
 
@@ -62,6 +64,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     q.add_argument("--corpus", action="append", required=True, metavar="KIND:PATH")
     q.add_argument("--data", type=Path, metavar="DIR", help="root of relative corpus paths")
     q.add_argument("--adapt", action="store_true", help="adapt to each corpus first")
+    q.add_argument("--channel", choices=sorted(CHANNELS), default=None,
+                   help="hear every clip through this test channel first (telephone: a "
+                   "narrowband call, 300-3400 Hz, 8 kHz, mu-law)")
     q.set_defaults(func=run_score)
 
 
@@ -103,9 +108,11 @@ def run_score(args: argparse.Namespace) -> int:
     out: dict[str, Any] = {}
     for spec in args.corpus:
         utts = index_corpora([spec], args.data)
-        m = score_held_out(args.model, utts, utts[0].corpus, None, adapt=args.adapt)
+        m = score_held_out(args.model, utts, utts[0].corpus, None, adapt=args.adapt,
+                           channel=args.channel)
         out[utts[0].corpus] = {"uar": round(m["uar"], 4), "accuracy": round(m["accuracy"], 4),
                                "clips": m["n"], "per_class_recall": {
                                    k: round(v, 3) for k, v in m["per_class_recall"].items()}}
-    print(json.dumps({"model": str(args.model), "adapt": args.adapt, "corpora": out}))
+    print(json.dumps({"model": str(args.model), "adapt": args.adapt, "channel": args.channel,
+                      "corpora": out}))
     return 0

@@ -22,9 +22,11 @@ from edge.errors import ConfigError
 from edge.features.adapt import RunningStats
 from edge.labels import fusion_map_for
 from edge.models.speech import NO_SPEECH, SPEECH_MODEL_FILE, SpeechClassifier, SpeechGate
+from edge.sources.audio_file import load_audio
 
 from ..export import convert_int8, save_model
 from ..metrics import classification_metrics, plot_confusion, plot_confusions
+from .channels import CHANNELS
 from .corpora import RAVDESS_LABELS, Utterance, index_corpora, to_fusion_labels
 from .evaluate import clip_windows, cross_validate, leave_one_corpus_out, views
 from .features import FeatureBank
@@ -195,22 +197,32 @@ def write(shipped: Shipped, data: Dataset, recipe: SpeechRecipe, metrics: Mappin
 
 
 def score_held_out(model_path: Path, utts: Sequence[Utterance], name: str, out: Path | None, *,
-                   adapt: bool = False) -> dict[str, Any]:
+                   adapt: bool = False, channel: str | None = None) -> dict[str, Any]:
     """The shipped int8 model through the device's own classifier on a corpus it never heard,
     over the common labels both have.  Probabilities of labels mapping to the same common label
     are summed (calm -> neutral); "no speech" counts as wrong.  With ``adapt`` the classifier
-    first adapts to all of the corpus's speech (unlabelled), as ``classify --adapt`` does."""
+    first adapts to all of the corpus's speech (unlabelled), as ``classify --adapt`` does;
+    ``channel`` hears every clip through that test channel (:mod:`convert.speech.channels`)
+    first, a whole clip at a time (corpus clips are short)."""
     with SpeechClassifier(model_path) as clf:
         fmap = fusion_map_for(clf.labels)
         model_common = {c for c in fmap.values() if c is not None}
         test = [u for u in to_fusion_labels(utts) if u.label in model_common]
         shared = [lab for lab in label_order({u.label for u in test})]
+        sr = clf.sample_rate
+
+        def heard(path: Path) -> np.ndarray:
+            assert channel is not None
+            return CHANNELS[channel](load_audio(path, sr), sr)
+
         if adapt and clf.adaptation is not None:
             for u in test:
-                clf.observe_file(u.path)
+                _ = clf.observe_file(u.path) if channel is None else clf.observe_signal(
+                    heard(u.path))
         y_true, y_pred, no_speech = [], [], 0
         for u in test:
-            d = clf.classify_file(u.path)
+            d = clf.classify_file(u.path) if channel is None else clf.classify_signal(
+                heard(u.path))
             t = shared.index(u.label)
             if d.label == NO_SPEECH:
                 no_speech += 1
@@ -223,7 +235,8 @@ def score_held_out(model_path: Path, utts: Sequence[Utterance], name: str, out: 
     m = classification_metrics(y_true, y_pred, shared)
     m["protocol"] = (f"int8 model via edge.models.speech.SpeechClassifier on all {name} clips "
                      f"of the labels both have; calm counts as neutral, no-speech = wrong"
-                     + ("; adapted to the corpus's speech first" if adapt else ""))
+                     + ("; adapted to the corpus's speech first" if adapt else "")
+                     + (f"; every clip heard through the {channel} channel" if channel else ""))
     m["no_speech_files"] = no_speech
     if out is not None:
         plot_confusion(m["confusion"], shared, out / f"speech_{name}_confusion.png",
