@@ -210,19 +210,17 @@ def score_held_out(model_path: Path, utts: Sequence[Utterance], name: str, out: 
         test = [u for u in to_fusion_labels(utts) if u.label in model_common]
         shared = [lab for lab in label_order({u.label for u in test})]
         sr = clf.sample_rate
-
-        def heard(path: Path) -> np.ndarray:
-            assert channel is not None
-            return CHANNELS[channel](load_audio(path, sr), sr)
-
+        through = None if channel is None else CHANNELS[channel]
         if adapt and clf.adaptation is not None:
             for u in test:
-                _ = clf.observe_file(u.path) if channel is None else clf.observe_signal(
-                    heard(u.path))
+                if through is None:
+                    clf.observe_file(u.path)
+                else:
+                    clf.observe_signal(through(load_audio(u.path, sr), sr))
         y_true, y_pred, no_speech = [], [], 0
         for u in test:
-            d = clf.classify_file(u.path) if channel is None else clf.classify_signal(
-                heard(u.path))
+            d = (clf.classify_file(u.path) if through is None
+                 else clf.classify_signal(through(load_audio(u.path, sr), sr)))
             t = shared.index(u.label)
             if d.label == NO_SPEECH:
                 no_speech += 1
