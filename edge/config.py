@@ -93,9 +93,12 @@ class Section:
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{key} = {value!r} is not a finite number")
             meta = field.metadata
-            if "choices" in meta and value not in meta["choices"]:
+            # A list setting's choices bound each of its items.
+            chosen = value if isinstance(value, tuple) else (value,)
+            wrong = [v for v in chosen if "choices" in meta and v not in meta["choices"]]
+            if wrong:
                 raise ConfigError(
-                    f"{key} = {value!r} is not allowed; choose one of "
+                    f"{key} = {wrong[0]!r} is not allowed; choose one of "
                     f"{', '.join(repr(c) for c in meta['choices'])}"
                 )
             if "min" in meta and value < meta["min"]:

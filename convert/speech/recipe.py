@@ -257,14 +257,10 @@ class EvaluateSection(Section):
     channels: tuple[str, ...] = setting(
         (), "Test channels each unseen corpus of the leave-one-corpus-out is also scored through, "
         "by the same fold's model (convert.speech.channels): telephone = a narrowband call "
-        "(300-3400 Hz, 8 kHz, mu-law).  Needs loco = true.")
+        "(300-3400 Hz, 8 kHz, mu-law).  Needs loco = true.", choices=tuple(CHANNELS))
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        unknown = [c for c in self.channels if c not in CHANNELS]
-        if unknown:
-            raise ConfigError(f"evaluate.channels names {', '.join(map(repr, unknown))}: the "
-                              f"channels are {', '.join(CHANNELS)}")
         if self.channels and not self.loco:
             raise ConfigError("evaluate.channels scores the leave-one-corpus-out's unseen "
                               "corpora: set evaluate.loco = true, or channels = []")
