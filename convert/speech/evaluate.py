@@ -89,20 +89,27 @@ def views(train: FeatureBank, test: FeatureBank, recipe: SpeechRecipe) -> Views:
         return Views(train, test, test, None)
     prior = train.pooled_stats()
     fresh = prior if recipe.adapt.fresh_share else None
-    # The test clips are one room whatever the training unit: a device cannot tell its
-    # speakers apart, so it adapts to everything it hears.
-    return Views(train.standardize_by(recipe.adapt.unit, fresh),
-                 test.standardize_by("corpus"), test.standardize_with(prior), prior)
+    return Views(train.standardize_by(recipe.adapt.unit, fresh), *_as_heard(test, prior), prior)
+
+
+def _as_heard(test: FeatureBank, prior: RunningStats | None) -> tuple[FeatureBank, FeatureBank]:
+    """Held-out clips as a device standardises them: adapted and fresh (with ``prior``, the
+    training data's statistics); both as they are without deployment adaptation.  Adapted,
+    they are one room whatever the training unit: a device cannot tell its speakers apart,
+    so it adapts to everything it hears."""
+    if prior is None:
+        return test, test
+    return test.standardize_by("corpus"), test.standardize_with(prior)
 
 
 def _score(model: Any, bank: FeatureBank, y: np.ndarray, labels: Sequence[str],
            recipe: SpeechRecipe, gate: SpeechGate,
-           keep: list[np.ndarray] | None = None) -> dict[str, Any]:
+           keep: dict[str, np.ndarray] | None = None, view: str = "adapted") -> dict[str, Any]:
     """Clip metrics, and each corpus's own when the clips come from several; ``keep`` collects
-    the clip probabilities."""
+    the clip probabilities under ``view``."""
     probs = predict_clips(model, bank, recipe, gate)
     if keep is not None:
-        keep.append(probs)
+        keep[view] = probs
     pred = probs.argmax(1)
     m = classification_metrics(y, pred, labels)
     corpus = np.array([u.corpus for u in bank.utts])
@@ -235,10 +242,11 @@ def leave_one_corpus_out(
         train = [i for i, u in enumerate(bank.utts) if u.corpus != held]
         v = views(bank.subset(train), bank.subset(test), recipe)
         model = train_model(v.train, y[train], labels, recipe, gate)
-        probs: list[np.ndarray] = []
+        probs: dict[str, np.ndarray] = {}
         m = _score(model, v.adapted, y[test], labels, recipe, gate, probs)
         if v.prior is not None:
-            m["fresh"] = _brief(_score(model, v.fresh, y[test], labels, recipe, gate, probs))
+            m["fresh"] = _brief(_score(model, v.fresh, y[test], labels, recipe, gate, probs,
+                                       "fresh"))
             several = _speakers_with_several_emotions(bank.subset(test))
             if several:
                 sub = bank.subset([test[i] for i in several])
@@ -249,14 +257,12 @@ def leave_one_corpus_out(
         if heard:
             m["channels"] = {}
         for name, channel in heard.items():
-            through = channel.subset(test)
-            m["channels"][name] = _brief(_score(model, through.standardize_by("corpus")
-                                                if v.prior is not None else through,
-                                                y[test], labels, recipe, gate, probs))
+            adapted, fresh = _as_heard(channel.subset(test), v.prior)
+            m["channels"][name] = _brief(_score(model, adapted, y[test], labels, recipe, gate,
+                                                probs, f"{name}_adapted"))
             if v.prior is not None:
                 m["channels"][name]["fresh"] = _brief(_score(
-                    model, through.standardize_with(v.prior), y[test], labels, recipe, gate,
-                    probs))
+                    model, fresh, y[test], labels, recipe, gate, probs, f"{name}_fresh"))
         m.update(train_clips=len(train), test_clips=len(test),
                  seconds=round(time.perf_counter() - t0, 1), fold_key=key)
         logger.info("LOCO %s: UAR %.3f%s (%d clips, %.0f s)", held, m["uar"],
@@ -267,12 +273,8 @@ def leave_one_corpus_out(
             report.write_text(json.dumps(m, indent=1))
             # Every clip's probabilities, so decision rules (e.g. a deployment's class prior)
             # can be studied without training the fold again.
-            views_kept = (["adapted", "fresh"] if v.prior is not None else ["adapted"]) + [
-                f"{name}_{view}" for name in heard
-                for view in (("adapted", "fresh") if v.prior is not None else ("adapted",))]
             np.savez_compressed(report.with_name(f"loco_{held}_clips.npz"), labels=list(labels),
-                                y=y[test], speaker=[bank.utts[i].speaker for i in test],
-                                **dict(zip(views_kept, probs, strict=True)))
+                                y=y[test], speaker=[bank.utts[i].speaker for i in test], **probs)
     out: dict[str, Any] = {
         "protocol": "leave one corpus out: train on the other corpora, score every clip of the "
         "unseen one (UAR over the labels it has; the model chooses among all of its labels); "
