@@ -36,6 +36,25 @@ def loco_table(loco: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def channel_table(loco: dict[str, Any]) -> str:
+    """Each unseen corpus clean and through each test channel the LOCO scored
+    (``evaluate.channels``), adapted / fresh, by the same fold's model."""
+    names = list(loco.get("channels", {}))
+    rows = ["| unseen corpus | clean | " + " | ".join(f"through the {c}" for c in names) + " |",
+            "|---|---:|" + "---:|" * len(names)]
+
+    def pair(r: dict[str, Any]) -> str:
+        return f"{_pct(r['uar'])} / {_pct(r['fresh']['uar'])}"
+
+    for name, r in loco["corpora"].items():
+        rows.append(f"| {name} | {pair(r)} | "
+                    + " | ".join(pair(r["channels"][c]) for c in names) + " |")
+    means = [f"{_pct(loco['mean_uar'])} / {_pct(loco['mean_fresh_uar'])}"] + [
+        f"{_pct(m['mean_uar'])} / {_pct(m['mean_fresh_uar'])}" for m in loco["channels"].values()]
+    rows.append("| **mean** | " + " | ".join(f"**{v}**" for v in means) + " |")
+    return "\n".join(rows)
+
+
 def cv_table(cv: dict[str, Any]) -> str:
     mean = cv["mean"]
     rows = ["| corpus (its speakers held out) | UAR adapted |", "|---|---:|"]
@@ -56,6 +75,9 @@ def main() -> None:
         minutes = sum(r["seconds"] for r in loco["corpora"].values()) / 60
         print(f"Leave one corpus out ({minutes:.0f} min of training and scoring on 2 cores):\n")
         print(loco_table(loco) + "\n")
+        if loco.get("channels"):
+            print("The same folds through each test channel, adapted / fresh:\n")
+            print(channel_table(loco) + "\n")
     if "cross_validation" in metrics:
         cv = metrics["cross_validation"]
         print(f"{len(cv['folds'])}-fold speaker-independent cross-validation:\n")
