@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from convert.speech.corpora import Utterance
+from convert.speech.recipe import SpeechRecipe
 from edge.labels import COMMON_LABELS
 from edge.models.manifest import load_manifest
 from edge.models.runtime import QuantizedModel
@@ -41,6 +42,16 @@ def test_manifest_describes_the_model(model_path):
     for row in loco["corpora"].values():
         assert row["train_clips"] + row["test_clips"] == total and row["n"] == row["test_clips"]
     assert loco["mean_uar"] == pytest.approx(np.mean([r["uar"] for r in loco["corpora"].values()]))
+    # Every test channel the recipe asks for is reported for every unseen corpus, adapted and
+    # fresh, and its means are the corpora's.
+    channels = SpeechRecipe.load(model_path.with_suffix(".json")).evaluate.channels
+    assert set(loco.get("channels", {})) == set(channels)
+    for name in channels:
+        heard = [r["channels"][name] for r in loco["corpora"].values()]
+        assert loco["channels"][name]["mean_uar"] == pytest.approx(
+            np.mean([h["uar"] for h in heard]))
+        assert loco["channels"][name]["mean_fresh_uar"] == pytest.approx(
+            np.mean([h["fresh"]["uar"] for h in heard]))
     cv = m.metrics["cross_validation"]
     assert "speaker-independent" in cv["protocol"] and len(cv["folds"]) == 3
     for a, b in zip(cv["folds"], cv["folds"][1:]):
@@ -51,8 +62,6 @@ def test_manifest_describes_the_model(model_path):
 
 
 def test_the_recipe_file_is_the_shipped_models_recipe(model_path):
-    from convert.speech.recipe import SpeechRecipe
-
     assert SpeechRecipe.load(REPO / "recipes" / "speech.toml") == \
         SpeechRecipe.load(model_path.with_suffix(".json"))
 
