@@ -213,3 +213,43 @@ def test_delta_row_is_how_fast_each_column_moves_within_the_speech():
     assert both.input_rows(300) == 303
     np.testing.assert_allclose(window_input(raw, both), np.concatenate((raw, pooled)))
     assert MfccConfig.from_dict(both.to_dict()) == both
+
+
+def test_level_normalisation_takes_a_gain_away_and_keeps_how_loudness_moves(clips):
+    """normalize_level: a clip played 20 dB quieter gives the same model input as the clip
+    itself (through the device's own MFCC and prosody, standardised with fixed statistics, as a
+    fresh device is), where without it the pooled level rows move; the speech frames' level is
+    0 on average and its spread is kept; only c0 and the loudness column change."""
+    config = MfccConfig(n_mels=40, n_ceps=40, window="hamming", lifter=0, high_hz=7600.0,
+                        prosody=True, pooling="frames_mean_std")
+    level_on = dataclasses.replace(config, normalize_level=True)
+    loudness = 40 + 3  # the prosody's loudness_db column
+    assert level_on.level_columns == (0, loudness) and MfccConfig().level_columns == (0,)
+    mfcc = Mfcc(config)
+    x = clips[0]
+    loud, quiet = mfcc(x), mfcc(0.1 * x)
+    mean, scale = loud.mean(0), 1.0 / (loud.std(0) + 1e-6)
+
+    def fixed(f):
+        return (f - mean) * scale
+
+    off = [window_input(f, config, fixed) for f in (loud, quiet)]
+    on = [window_input(f, level_on, fixed) for f in (loud, quiet)]
+    stats = slice(-2, None)  # the mean and spread rows after the frames
+    # Without it the gain reads as a level: about 20 dB on the loudness column's mean row.
+    shift = (off[0][-2, loudness] - off[1][-2, loudness]) / scale[loudness]
+    assert 18 < shift < 22
+    np.testing.assert_allclose(on[0][stats, [0, loudness]], on[1][stats, [0, loudness]],
+                               atol=1e-3)
+    np.testing.assert_allclose(on[0][-2, [0, loudness]], 0.0, atol=1e-4)  # mean row
+    np.testing.assert_allclose(on[0][-1], off[0][-1], atol=1e-5)  # spread row kept
+    others = [c for c in range(config.n_columns) if c not in (0, loudness)]
+    np.testing.assert_allclose(on[0][:, others], off[0][:, others])
+    assert MfccConfig.from_dict(level_on.to_dict()) == level_on
+    assert "normalize_level" not in config.to_dict()
+
+
+def test_level_normalisation_of_a_silent_window_is_the_window():
+    config = MfccConfig(n_ceps=13, normalize_level=True)
+    empty = np.zeros((0, 13))
+    assert features.normalize_level(empty, np.zeros(0), config.level_columns) is empty

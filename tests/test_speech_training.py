@@ -710,6 +710,11 @@ def test_training_is_repeatable_and_its_seed_leaves_the_cached_copies_alone(synt
     again = FeatureBank(utts, reseeded, cache_dir=cache)
     assert [p.name for p in cache.iterdir()] == [key.name]  # same copies, from the cache
     np.testing.assert_array_equal(again.variants[0][1], bank.variants[0][1])
+    # Taking the level away happens per window, after the cache: the cached frames serve it.
+    level = recipe.replace("features", normalize_level=True)
+    assert level.mfcc.normalize_level and not recipe.mfcc.normalize_level
+    FeatureBank(utts[:1], level, cache_dir=cache)
+    assert [p.name for p in cache.iterdir()] == [key.name]
     other = FeatureBank(utts[:1], recipe.replace("augment", seed=1), cache_dir=cache)
     assert not np.array_equal(other.variants[0][1], bank.variants[0][1])
 

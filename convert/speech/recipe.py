@@ -83,6 +83,10 @@ class FeatureSection(Section):
     normalize_prosody: bool = setting(
         False, "Per-window normalisation covers the prosody columns too (their level: gain, "
         "the speaker's pitch, the channel's tilt); else only the cepstra.")
+    normalize_level: bool = setting(
+        False, "Loudness normalised per window: the level columns (c0 and the prosody's "
+        "loudness) less their mean over the window's speech frames, so the model reads how "
+        "loudness moves, not the level a microphone's gain sets.")
     pooling: str = setting(
         "none", "What of each window the model sees: none (every frame), mean_std (each "
         "column's mean and standard deviation over the window's speech frames; the pooled "
@@ -104,7 +108,8 @@ class FeatureSection(Section):
                           lifter=self.lifter, normalize=self.normalize,
                           high_hz=self.high_hz or None, prosody=self.prosody,
                           prosody_step=self.prosody_step,
-                          normalize_prosody=self.normalize_prosody, pooling=self.pooling,
+                          normalize_prosody=self.normalize_prosody,
+                          normalize_level=self.normalize_level, pooling=self.pooling,
                           clip=self.clip)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import decimal
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,7 @@ __all__ = [
     "StreamingMfcc",
     "mel_filterbank",
     "normalize_window",
+    "normalize_level",
     "pool_window",
     "window_input",
     "frame_dbfs",
@@ -100,6 +101,12 @@ class MfccConfig:
     """Apply the per-window normalisation to the prosody columns too: their level (microphone
     gain, the speaker's pitch, the channel's spectral tilt) is then taken away per window, as
     the cepstra's is."""
+    normalize_level: bool = False
+    """Take each window's level away: the level columns (c0 and, with prosody, ``loudness_db``)
+    less their mean over the window's speech frames, after standardisation
+    (:func:`normalize_level`).  Loudness normalised per window, so a gain the deployment has
+    not yet measured (a fresh device, a phone's automatic gain) does not read as shouting or
+    whispering; what is left of loudness is how it moves inside the window."""
     pooling: str = "none"
     """What of the window the model sees: "none", every frame; "mean_std", each column's mean and
     standard deviation over the window's speech frames (2 rows; see :func:`pool_window`);
@@ -129,7 +136,7 @@ class MfccConfig:
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
         if not 0 <= self.preemphasis < 1:
             raise ConfigError(f"preemphasis must be in 0..1 (exclusive), got {self.preemphasis!r}")
-        for name in ("append_energy", "prosody", "normalize_prosody"):
+        for name in ("append_energy", "prosody", "normalize_prosody", "normalize_level"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.sample_rate <= 0:
@@ -190,6 +197,14 @@ class MfccConfig:
         """Columns the per-window normalisation covers (the first ones)."""
         return self.n_columns if self.normalize_prosody else self.n_ceps
 
+    @property
+    def level_columns(self) -> tuple[int, ...]:
+        """Columns that move with the signal's gain, in dB or its natural-log equivalent: c0
+        (the log energy, or the sum of the log mel bands) and the prosody's loudness.  The
+        others are ratios within a frame or changes between frames."""
+        loudness = (self.n_ceps + PROSODY_COLUMNS.index("loudness_db"),) if self.prosody else ()
+        return (0, *loudness)
+
     def num_frames(self, n_samples: int) -> int:
         """Frames a signal of ``n_samples`` gives (the last one zero-padded)."""
         if n_samples <= self.frame_length:
@@ -200,7 +215,7 @@ class MfccConfig:
         d = dataclasses.asdict(self)
         # Left out when off: the manifest of a model without prosody (or pooling) stays readable
         # by devices older than the option, and its feature caches stay valid.
-        for name in ("prosody", "normalize_prosody"):
+        for name in ("prosody", "normalize_prosody", "normalize_level"):
             if not d[name]:
                 del d[name]
         if d["prosody_step"] == 1:
@@ -432,6 +447,19 @@ def normalize_window(frames: np.ndarray, mode: str, columns: int | None = None) 
     return np.concatenate((out, frames[:, n:]), axis=1)
 
 
+def normalize_level(frames: np.ndarray, level_db: np.ndarray,
+                    columns: Sequence[int]) -> np.ndarray:
+    """``frames`` with each of ``columns`` less its mean over the speech frames (picked by
+    ``level_db`` as :func:`pool_window` picks them; see :attr:`MfccConfig.normalize_level`)."""
+    keep = speech_mask(level_db)
+    if not keep.any():  # an empty window: nothing to take away
+        return frames
+    out = np.array(frames, copy=True)
+    cols = list(columns)
+    out[:, cols] -= out[keep][:, cols].mean(axis=0)
+    return out
+
+
 def pool_window(frames: np.ndarray, level_db: np.ndarray, mode: str) -> np.ndarray:
     """A window ``(frames, columns)`` as the model sees it (see :attr:`MfccConfig.pooling`);
     ``level_db`` is each frame's level (:func:`frame_dbfs` of the raw c0), which picks the speech
@@ -461,10 +489,13 @@ def window_input(raw: np.ndarray, config: MfccConfig,
     x = raw if standardize is None else standardize(raw)
     if standardize is not None and config.clip:
         x = np.clip(x, -config.clip, config.clip)
+    level_db = frame_dbfs(raw[:, 0], config)
+    if config.normalize_level:
+        x = normalize_level(x, level_db, config.level_columns)
     x = normalize_window(x, config.normalize, config.normalized_columns)
     if config.pooling == "none":
         return x
-    return pool_window(x, frame_dbfs(raw[:, 0], config), config.pooling)
+    return pool_window(x, level_db, config.pooling)
 
 
 def frame_dbfs(log_energy: np.ndarray, config: MfccConfig) -> np.ndarray:
