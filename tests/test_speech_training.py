@@ -268,6 +268,16 @@ def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus
     assert channel["mean_uar"] == pytest.approx(np.mean(
         [json.loads(r.read_text())["channels"]["telephone"]["uar"] for r in reports]))
     before = model.read_bytes()
+    from convert.speech import pipeline
+
+    built: list[str | None] = []  # which banks the run reads: the channels' only when scored
+
+    def bank(*args: Any, **kwargs: Any) -> Any:
+        built.append(kwargs.get("channel"))
+        return real_bank(*args, **kwargs)
+
+    real_bank = pipeline.FeatureBank
+    monkeypatch.setattr(pipeline, "FeatureBank", bank)
     assert main(["-q", "speech", "--corpus", f"csv:{synthetic_corpus}", "--corpus",
                  f"csv:{second_room}", "--out", str(out), "--folds", "0", "--epochs", "2",
                  "--set", "model.width=8", "--set", "augment.speed_factors=[]",
@@ -277,6 +287,7 @@ def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus
     again = json.loads(capsys.readouterr().out)
     assert again["loco_mean_uar"] == pytest.approx(m.metrics["leave_one_corpus_out"]["mean_uar"])
     assert [r.stat().st_mtime_ns for r in reports] == stamps and model.read_bytes() == before
+    assert built == [None]  # every fold reused: the telephone's bank was never built
     assert m.preprocessing["adapt"] == "deployment"
     # The room's statistics cover every column: the cepstra and the 12 prosody columns.
     assert m.preprocessing["prosody"] is True
@@ -304,7 +315,6 @@ def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus
     phoned = json.loads(capsys.readouterr().out)
     assert phoned["channel"] == "telephone"
     assert phoned["corpora"][second_room.parent.name]["clips"] == 27
-    from convert.speech import pipeline
 
     # The channel is what the classifier hears: one that lets nothing through leaves no speech.
     monkeypatch.setitem(pipeline.CHANNELS, "telephone", lambda x, sr: np.zeros_like(x))

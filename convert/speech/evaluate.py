@@ -217,7 +217,7 @@ def leave_one_corpus_out(
     emotions only).  ``heard``: the same clips through test channels (banks in ``bank``'s
     order, by channel name); each unseen corpus is scored through each of them as well
     (``channels``), by the same model, adapted to what the channel lets through and fresh."""
-    heard = dict(heard or {})
+    heard = heard or {}  # not copied: its banks may be built on first use
     gate = gate or SpeechGate()
     label_index = {lab: i for i, lab in enumerate(labels)}
     y = np.array([label_index[u.label] for u in bank.utts])
