@@ -208,6 +208,10 @@ class CameraConfig(Section):
         "auto", "Face detector: blazeface (shipped, faster and finds more faces), haar (OpenCV) or "
         "auto (blazeface, else haar with a warning if its model is missing or damaged).",
         choices=DETECTORS)
+    close_faces: bool = setting(
+        True, "Look again at a frame with no face, set in a grey border, so that a face filling "
+        "it (someone close to the camera) is found: BlazeFace misses many such faces in one look. "
+        "Costs one more detector invoke on each cycle that sees no face; Haar has no second look.")
     redetect_motion: float = setting(
         8.0, "Change around the last face box above which the face is detected again, in grey "
         "levels: the mean absolute difference of the box and its surroundings (area-averaged to "

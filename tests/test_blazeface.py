@@ -107,7 +107,9 @@ def test_weighted_nms_merges_overlaps_by_score_and_keeps_separate_faces():
 
 
 @pytest.mark.parametrize("kwargs", [{"score_threshold": 1.0}, {"iou_threshold": 0.0},
-                                    {"min_size": -1}])
+                                    {"min_size": -1}, {"retry_margin": -0.1},
+                                    {"retry_margin": 3.0}, {"retry_score": 0.4},
+                                    {"retry_score": 1.0}])
 def test_config_rejects_out_of_range_values(kwargs):
     with pytest.raises(ConfigError):
         BlazeFaceConfig(**kwargs)
@@ -211,6 +213,28 @@ def test_finds_the_demo_face_where_haar_does(blazeface_model):
     assert abs((bx + bw / 2) - (hx + hw / 2)) < hw / 4
     assert abs((by + bh / 2) - (hy + hh / 2)) < hh / 4
     assert 0.6 < bw / hw < 1.5
+
+
+def test_a_face_that_fills_the_image_is_found_by_the_second_look(blazeface_model):
+    """The demo face cut close (its box's middle 70%: brows to chin) and enlarged fills the image;
+    the short-range model misses it in one look and finds it in a grey border, and the box it
+    gives is the face's, clipped to the image."""
+    cv2 = pytest.importorskip("cv2")
+    from edge.sources.images import read_gray_image
+
+    gray = read_gray_image(REPO / "demo" / "face.jpg")
+    with BlazeFaceDetector(blazeface_model) as det:
+        (x, y, w, h), = det.detect(gray)
+    cx, cy, half = x + w // 2, y + h // 2, round(0.35 * w)
+    head = cv2.resize(gray[cy - half:cy + half, cx - half:cx + half], (240, 240))
+    with BlazeFaceDetector(blazeface_model, BlazeFaceConfig(retry_margin=0)) as once:
+        assert once.detect(head) == []
+    with BlazeFaceDetector(blazeface_model) as det:
+        (bx, by, bw, bh), = det.detect(head)
+        # An image with no face still has none after the second look.
+        assert det.detect(np.full((240, 240), 128, np.uint8)) == []
+    assert bx >= 0 and by >= 0 and bx + bw <= 240 and by + bh <= 240
+    assert bw > 0.7 * 240 and bh > 0.7 * 240  # the face, not a feature inside it
 
 
 @pytest.mark.corpus
@@ -355,3 +379,19 @@ def test_blazeface_measures_how_far_a_face_is_turned(blazeface_model, turn):
     assert isinstance(level, FaceBox) and isinstance(found, FaceBox)
     assert abs(level.roll) < 8
     assert found.roll - level.roll == pytest.approx(-turn, abs=5)
+
+
+def test_the_appliance_looks_twice_unless_camera_close_faces_is_off():
+    pytest.importorskip("ai_edge_litert")
+    import contextlib
+
+    from edge.config import CameraConfig, Config
+    from edge.pipeline.appliance import open_decision_models
+
+    assert BlazeFaceConfig().retry_margin > 0
+    for close_faces, margin in ((True, BlazeFaceConfig().retry_margin), (False, 0.0)):
+        config = Config(camera=CameraConfig(detector="blazeface", close_faces=close_faces))
+        with contextlib.ExitStack() as stack:
+            _, _, detector, _ = open_decision_models(config, stack, use_face=True, learn=False)
+            assert isinstance(detector, BlazeFaceDetector)
+            assert detector.config.retry_margin == margin

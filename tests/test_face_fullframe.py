@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convert.face.fullframe import evaluate_full_frames, full_frames
+from convert.face.fullframe import evaluate_full_frames, full_frames, head_shots
 
 pytest.importorskip("cv2")
 
@@ -28,6 +28,27 @@ def test_frames_hold_the_pasted_face_inside_their_box_and_are_reproducible():
         assert abs(fa.angle) <= 20 and 0.5 <= fa.gamma <= 2
 
 
+def test_head_shots_are_the_face_alone_filling_the_image_and_are_reproducible():
+    faces = np.random.default_rng(0).integers(0, 256, (5, 48, 48)).astype(np.uint8)
+    faces[:, :, :24] //= 4  # a dark left half, so the face's own layout shows in the shot
+    a = list(head_shots(faces, np.arange(5), n=3, seed=3, side=96))
+    b = list(head_shots(faces, np.arange(5), n=3, seed=3, side=96))
+    assert len(a) == 3 and len({f.label for f in a}) == 3
+    for fa, fb in zip(a, b):
+        assert np.array_equal(fa.frame, fb.frame) and fa.box == (0, 0, 96, 96)
+        assert fa.frame.shape == (96, 96) and fa.frame.dtype == np.uint8 and fa.angle == 0
+        assert fa.frame[:, :40].mean() < fa.frame[:, 56:].mean()  # upright, not mirrored
+
+
+def test_empty_scenes_are_faceless_frames_of_the_size_asked_and_are_reproducible():
+    from convert.face.fullframe import empty_scenes
+
+    a = list(empty_scenes(size=(320, 240), n=3, seed=1))
+    assert len(a) == 3 and all(f.shape == (240, 320) and f.dtype == np.uint8 for f in a)
+    assert all(np.array_equal(x, y) for x, y in zip(a, empty_scenes(size=(320, 240), n=3, seed=1)))
+    assert not np.array_equal(a[0], a[1])
+
+
 def test_the_shipped_model_is_scored_through_detection(shared_data):
     pytest.importorskip("ai_edge_litert")
     from pathlib import Path
@@ -37,12 +58,13 @@ def test_the_shipped_model_is_scored_through_detection(shared_data):
     split = load_fer(shared_data / "fer2013" / "fer2013_48.npz", "PrivateTest")
     model = Path(__file__).resolve().parent.parent / "models" / "face_expression_int8.tflite"
     r = evaluate_full_frames(model, split.x, split.y, split.labels, n=40, seed=0)
-    for size in ("320x240", "640x480"):
+    for size in ("320x240", "640x480", "head shot"):
         s = r["sizes"][size]
         assert s["detected"] >= 0.6, r  # BlazeFace finds most pasted faces
         assert s["accuracy"] <= s["detected"]
         assert s["accuracy_when_detected"] > 0.3, r  # well above chance (1/7)
         assert 0 < s["mean_recall_when_detected"] <= 1
+    assert all(share <= 0.05 for share in r["empty_scenes"].values()), r  # few false faces
 
 
 def test_face_check_scores_found_faces_by_accuracy_and_by_mean_recall(monkeypatch):
@@ -60,7 +82,8 @@ def test_face_check_scores_found_faces_by_accuracy_and_by_mean_recall(monkeypatc
     items = [fullframe.FullFrame(np.zeros((240, 320), np.uint8), box, label, 0.0, 1.0)
              for label in (1, 1, 1, 0, 0)]  # calm, calm, calm, tense, tense
     monkeypatch.setattr(fullframe, "full_frames", lambda *a, **k: iter(items))
-    answers = iter([box, box, box, box, (200, 150, 60, 60)] * 2)  # the last: elsewhere
+    monkeypatch.setattr(fullframe, "head_shots", lambda *a, **k: iter(items))
+    answers = iter([box, box, box, box, (200, 150, 60, 60)] * 3)  # the last: elsewhere
 
     class Model:
         labels = ("calm", "tense")
@@ -78,9 +101,13 @@ def test_face_check_scores_found_faces_by_accuracy_and_by_mean_recall(monkeypatc
             return [types.SimpleNamespace(box=next(answers), label="calm")]
 
     monkeypatch.setattr(edge.models.face, "FaceClassifier", Model)
-    monkeypatch.setattr(edge.vision, "open_face_detector",
-                        lambda name: types.SimpleNamespace(close=lambda: None))
-    r = evaluate_full_frames("m.tflite", np.zeros((5, 48, 48)), np.zeros(5), ("tense", "calm"))
+    seen = iter([[], [box], [], []] * 3)  # one empty scene in four gets a face, at each size
+    monkeypatch.setattr(edge.vision, "open_face_detector", lambda name, **k: types.SimpleNamespace(
+        close=lambda: None, detect=lambda frame: next(seen)))
+    r = evaluate_full_frames("m.tflite", np.zeros((5, 48, 48)), np.zeros(5), ("tense", "calm"),
+                             n=4)
+    assert list(r["sizes"]) == ["320x240", "640x480", "head shot"]
+    assert r["empty_scenes"] == {"320x240": 0.25, "640x480": 0.25, "240x240": 0.25}
     for s in r["sizes"].values():
         assert s["detected"] == pytest.approx(4 / 5)
         assert s["accuracy_when_detected"] == pytest.approx(3 / 4)

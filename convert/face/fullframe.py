@@ -3,10 +3,13 @@
 FER2013 accuracy is measured on faces cropped by its makers; the device sees whole camera frames,
 finds the face itself and crops it with its own code.  This builds a labelled set of such frames
 from what we have (a FER2013 split's faces pasted at varied sizes, places, in-plane rotations and
-lighting, on varied backgrounds, with blur and sensor noise) and scores a face model through the
-device's own path (``edge.vision.open_face_detector`` + ``FaceClassifier.classify_frame``):
+lighting, on varied backgrounds, with blur and sensor noise; and head shots, each face alone
+filling a 240x240 image under the same lighting, blur and noise) and scores a face model through
+the device's own path (``edge.vision.open_face_detector`` + ``FaceClassifier.classify_frame``):
 
 * detection rate: the largest box found overlaps the pasted face (IoU > 0.3);
+* false faces: the share of empty scenes (the same backgrounds, lighting, blur and noise, no face)
+  in which the detector finds one;
 * end-to-end accuracy: the expression is right, a missed or wrong box counting as wrong;
 * accuracy when found.
 
@@ -30,14 +33,17 @@ import numpy as np
 
 from edge.commands import positive_int
 
-__all__ = ["FullFrame", "background", "turned_face", "paste", "full_frames", "evaluate_full_frames",
-           "register", "run"]
+__all__ = ["FullFrame", "background", "turned_face", "paste", "full_frames", "head_shots",
+           "empty_scenes", "evaluate_full_frames", "register", "run"]
 
 
 logger = logging.getLogger(__name__)
 
 #: Frame sizes the device runs at (the Picamera2 lores stream) and a larger webcam one.
 FRAME_SIZES: tuple[tuple[int, int], ...] = ((320, 240), (640, 480))
+#: The side of a head shot: a portrait photo's face, or a face close to the camera, that fills
+#: the image (larger than the faces pasted into frames, at most 3/4 of their height).
+HEAD_SHOT_SIDE = 240
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,8 +110,6 @@ def full_frames(
     """``min(n, len(faces))`` frames of ``size`` (w, h), each with one of ``faces`` pasted at a
     random place and size (1/5 to 3/4 of the frame height), turned by up to ``max_angle``
     degrees, under a random gamma (0.5-2, dim to bright), with mild blur and sensor noise."""
-    import cv2
-
     rng = np.random.default_rng(seed)
     w, h = size
     pick = rng.permutation(len(faces))[:n]
@@ -117,22 +121,54 @@ def full_frames(
         diag = turned.shape[0]
         x, y = int(rng.integers(0, w - diag)), int(rng.integers(0, h - diag))
         paste(frame, turned, mask, x, y)
-        gamma = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
-        out = 255.0 * (frame / 255.0) ** gamma
-        if rng.random() < 0.5:
-            out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.5, 1.5))
-        out = out + rng.normal(0, rng.uniform(1, 6), out.shape)
-        yield FullFrame(np.clip(out, 0, 255).astype(np.uint8), (x, y, diag, diag),
-                        int(labels[i]), angle, gamma)
+        out, gamma = _as_photographed(rng, frame)
+        yield FullFrame(out, (x, y, diag, diag), int(labels[i]), angle, gamma)
+
+
+def head_shots(
+    faces: np.ndarray, labels: np.ndarray, *, n: int, seed: int = 0, side: int = HEAD_SHOT_SIDE,
+) -> Iterator[FullFrame]:
+    """``min(n, len(faces))`` upright head shots: each of ``faces`` alone, resized to fill a
+    ``side`` x ``side`` image, under :func:`full_frames`' lighting, blur and noise."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    for i in rng.permutation(len(faces))[:n]:
+        face = cv2.resize(faces[i], (side, side), interpolation=cv2.INTER_LINEAR)
+        out, gamma = _as_photographed(rng, face)
+        yield FullFrame(out, (0, 0, side, side), int(labels[i]), 0.0, gamma)
+
+
+def empty_scenes(*, size: tuple[int, int], n: int, seed: int = 0) -> Iterator[np.ndarray]:
+    """``n`` frames of ``size`` (w, h) made as :func:`full_frames` makes them, without a face."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        yield _as_photographed(rng, background(rng, size[1], size[0]))[0]
+
+
+def _as_photographed(rng: np.random.Generator, frame: np.ndarray) -> tuple[np.ndarray, float]:
+    """``frame`` under a random gamma (0.5-2, dim to bright), half the time mildly blurred, with
+    sensor noise; and the gamma."""
+    import cv2
+
+    gamma = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
+    out = 255.0 * (frame / 255.0) ** gamma
+    if rng.random() < 0.5:
+        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.5, 1.5))
+    out = out + rng.normal(0, rng.uniform(1, 6), out.shape)
+    return np.clip(out, 0, 255).astype(np.uint8), gamma
 
 
 def evaluate_full_frames(
     model: str | Path, faces: np.ndarray, labels: np.ndarray, label_names: Sequence[str], *,
     n: int = 500, seed: int = 0, detector: str = "auto", max_angle: float = 20.0,
+    retry_margin: float | None = None,
 ) -> dict[str, Any]:
     """Detection rate and end-to-end accuracy of ``model`` on :func:`full_frames`, per frame size,
-    through the device's detector and classifier."""
+    and on :func:`head_shots`, through the device's detector and classifier (``retry_margin``:
+    BlazeFace's second look, None = its default)."""
     import contextlib
+    import functools
 
     from edge.errors import ModelError
     from edge.models.face import FaceClassifier
@@ -143,18 +179,21 @@ def evaluate_full_frames(
 
     out: dict[str, Any] = {"model": str(model), "detector": detector, "frames_per_size": n,
                            "seed": seed, "max_angle_deg": max_angle, "sizes": {}}
-    with contextlib.closing(open_face_detector(detector)) as det, \
+    conditions = {f"{w}x{h}": functools.partial(full_frames, size=(w, h), max_angle=max_angle)
+                  for w, h in FRAME_SIZES}
+    conditions["head shot"] = head_shots
+    with contextlib.closing(open_face_detector(detector, retry_margin=retry_margin)) as det, \
             FaceClassifier(model, detector=det) as clf:
         out["detector"] = type(det).__name__
         names = list(label_names)
         if set(clf.labels) != set(names):
             raise ModelError(f"{model}: labels {list(clf.labels)} are not FER2013's {names}; "
                              "face-check scores a FER2013 face expression model")
-        for size in FRAME_SIZES:
+        for condition, frames in conditions.items():
             total = 0
             truth: list[int] = []  # the detected faces' labels and decisions, the split's order
             said: list[int] = []
-            for item in full_frames(faces, labels, size=size, n=n, seed=seed, max_angle=max_angle):
+            for item in frames(faces, labels, n=n, seed=seed):
                 total += 1
                 got = clf.classify_frame(item.frame)
                 if not got or box_iou(got[0].box, [item.box])[0] <= 0.3:
@@ -165,11 +204,15 @@ def evaluate_full_frames(
             found, right = len(truth), int(np.trace(scored["confusion"]))
             # Mean per-class recall: what a set with every expression in equal numbers (posed
             # photo sets) would see; accuracy follows the split's own mix, mostly happy and neutral.
-            out["sizes"][f"{size[0]}x{size[1]}"] = {
+            out["sizes"][condition] = {
                 "frames": total, "detected": found / max(total, 1),
                 "accuracy": right / max(total, 1), "accuracy_when_detected": right / max(found, 1),
                 "mean_recall_when_detected": scored["uar"],
                 "recall_when_detected": scored["per_class_recall"]}
+        out["empty_scenes"] = {
+            f"{w}x{h}": sum(bool(det.detect(frame))
+                            for frame in empty_scenes(size=(w, h), n=n, seed=seed)) / n
+            for w, h in (*FRAME_SIZES, (HEAD_SHOT_SIDE, HEAD_SHOT_SIDE))}
     return out
 
 
@@ -191,6 +234,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="ferplus_votes.npz for --labels ferplus (default: next to --fer)")
     p.add_argument("--detector", default="auto", choices=("auto", "haar", "blazeface"))
     p.add_argument("--max-angle", type=float, default=20.0, help="in-plane rotation, degrees")
+    p.add_argument("--retry-margin", type=float, default=None, metavar="M",
+                   help="BlazeFace's second look at a frame with no face, in a grey border M of "
+                   "its side wide (default: the device's, 0.5; 0 = never, to measure what it "
+                   "adds)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
@@ -215,18 +262,21 @@ def run(args: argparse.Namespace) -> int:
     model = args.model or default_model(FACE_MODEL_FILE)
     result = evaluate_full_frames(model, split.x, labels, split.labels, n=args.frames,
                                   seed=args.seed, detector=args.detector,
-                                  max_angle=args.max_angle)
+                                  max_angle=args.max_angle, retry_margin=args.retry_margin)
     result["split"] = args.split
     result["labels"] = args.labels
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     print(f"{model}: {args.split} faces pasted into whole frames ({args.frames} per size, rotated "
-          f"up to {args.max_angle:g} deg, gamma 0.5-2, blur, noise), {result['detector']}, "
+          f"up to {args.max_angle:g} deg) and as {HEAD_SHOT_SIDE}x{HEAD_SHOT_SIDE} head shots "
+          f"(gamma 0.5-2, blur, noise), {result['detector']}, "
           f"{'FER+ majority' if args.labels == 'ferplus' else 'FER2013'} labels")
-    print(f"{'frame':>8} {'detected':>9} {'accuracy':>9} {'when detected':>14} "
+    print(f"{'frame':>9} {'detected':>9} {'accuracy':>9} {'when detected':>14} "
           f"{'mean recall when detected':>26}")
     for size, r in result["sizes"].items():
-        print(f"{size:>8} {r['detected']:9.3f} {r['accuracy']:9.3f} "
+        print(f"{size:>9} {r['detected']:9.3f} {r['accuracy']:9.3f} "
               f"{r['accuracy_when_detected']:14.3f} {r['mean_recall_when_detected']:26.3f}")
+    print(f"empty scenes ({args.frames} per size) with a face found: " + ", ".join(
+        f"{size} {share:.3f}" for size, share in result["empty_scenes"].items()))
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from ..config import DETECTORS
@@ -17,17 +18,22 @@ logger = logging.getLogger(__name__)
 
 def open_face_detector(
     kind: str = "auto", *, largest_only: bool = True, num_threads: int = 1,
-    runtime: str | None = None,
+    runtime: str | None = None, retry_margin: float | None = None,
 ) -> FaceDetector:
-    """Open the face detector ``kind`` (see :data:`DETECTORS`); the caller closes it."""
+    """Open the face detector ``kind`` (see :data:`DETECTORS`); the caller closes it.
+
+    ``retry_margin`` overrides BlazeFace's second look at a frame with no face
+    (:class:`BlazeFaceConfig`; 0 = never); Haar has none."""
     if kind not in DETECTORS:
         raise ConfigError(
             f"face detector {kind!r} is unknown; choose one of {', '.join(DETECTORS)}")
     detector: FaceDetector | None = None
     if kind in ("auto", "blazeface"):
         try:
-            detector = BlazeFaceDetector(None, BlazeFaceConfig(largest_only=largest_only),
-                                         num_threads=num_threads, runtime=runtime)
+            config = BlazeFaceConfig(largest_only=largest_only)
+            if retry_margin is not None:
+                config = dataclasses.replace(config, retry_margin=retry_margin)
+            detector = BlazeFaceDetector(None, config, num_threads=num_threads, runtime=runtime)
         except ModelError as exc:
             if kind == "blazeface":
                 raise
