@@ -114,5 +114,7 @@ def test_face_check_scores_found_faces_by_accuracy_and_by_mean_recall(monkeypatc
         assert s["accuracy"] == pytest.approx(3 / 5)
         assert s["recall_when_detected"] == {"tense": 0.0, "calm": 1.0}
         assert s["mean_recall_when_detected"] == pytest.approx(0.5)
+        # the 60-pixel face in a 240-pixel frame: a quarter of its height
+        assert s["detected_by_face_height"] == {"under 0.3": (pytest.approx(4 / 5), 5)}
     with pytest.raises(ModelError, match="FER2013"):
         evaluate_full_frames("m.tflite", np.zeros((5, 48, 48)), np.zeros(5), ("calm", "sad"))

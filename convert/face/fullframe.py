@@ -10,6 +10,8 @@ the device's own path (``edge.vision.open_face_detector`` + ``FaceClassifier.cla
 * detection rate: the largest box found overlaps the pasted face (IoU > 0.3);
 * false faces: the share of empty scenes (the same backgrounds, lighting, blur and noise, no face)
   in which the detector finds one;
+* detection rate by the face's share of the frame height (small faces are what the detector
+  misses);
 * end-to-end accuracy: the expression is right, a missed or wrong box counting as wrong;
 * accuracy when found.
 
@@ -159,6 +161,16 @@ def _as_photographed(rng: np.random.Generator, frame: np.ndarray) -> tuple[np.nd
     return np.clip(out, 0, 255).astype(np.uint8), gamma
 
 
+#: Bands of the face's height as a share of the frame's, for the detection rate by face size
+#: (the detector's input is the frame shrunk to 128 pixels: small faces are what it misses).
+FACE_HEIGHT_BANDS: tuple[tuple[str, float], ...] = (
+    ("under 0.3", 0.3), ("0.3-0.5", 0.5), ("0.5-0.8", 0.8), ("0.8 and over", float("inf")))
+
+
+def _height_band(share: float) -> str:
+    return next(band for band, upper in FACE_HEIGHT_BANDS if share < upper)
+
+
 def evaluate_full_frames(
     model: str | Path, faces: np.ndarray, labels: np.ndarray, label_names: Sequence[str], *,
     n: int = 500, seed: int = 0, detector: str = "auto", max_angle: float = 20.0,
@@ -193,10 +205,13 @@ def evaluate_full_frames(
             total = 0
             truth: list[int] = []  # the detected faces' labels and decisions, the split's order
             said: list[int] = []
+            by_height: dict[str, list[bool]] = {band: [] for band, _ in FACE_HEIGHT_BANDS}
             for item in frames(faces, labels, n=n, seed=seed):
                 total += 1
                 got = clf.classify_frame(item.frame)
-                if not got or box_iou(got[0].box, [item.box])[0] <= 0.3:
+                found_it = bool(got) and box_iou(got[0].box, [item.box])[0] > 0.3
+                by_height[_height_band(item.box[3] / item.frame.shape[0])].append(found_it)
+                if not found_it:
                     continue
                 truth.append(item.label)
                 said.append(names.index(got[0].label))
@@ -208,7 +223,9 @@ def evaluate_full_frames(
                 "frames": total, "detected": found / max(total, 1),
                 "accuracy": right / max(total, 1), "accuracy_when_detected": right / max(found, 1),
                 "mean_recall_when_detected": scored["uar"],
-                "recall_when_detected": scored["per_class_recall"]}
+                "recall_when_detected": scored["per_class_recall"],
+                "detected_by_face_height": {band: (sum(hits) / len(hits), len(hits))
+                                            for band, hits in by_height.items() if hits}}
         out["empty_scenes"] = {
             f"{w}x{h}": sum(bool(det.detect(frame))
                             for frame in empty_scenes(size=(w, h), n=n, seed=seed)) / n
@@ -277,6 +294,10 @@ def run(args: argparse.Namespace) -> int:
     for size, r in result["sizes"].items():
         print(f"{size:>9} {r['detected']:9.3f} {r['accuracy']:9.3f} "
               f"{r['accuracy_when_detected']:14.3f} {r['mean_recall_when_detected']:26.3f}")
+    for size, r in result["sizes"].items():
+        print(f"{size:>9} detected by the face's share of the frame height: " + ", ".join(
+            f"{band} {share:.3f} (n={count})"
+            for band, (share, count) in r["detected_by_face_height"].items()))
     print(f"empty scenes ({args.frames} per size) with a face found: " + ", ".join(
         f"{size} {share:.3f}" for size, share in result["empty_scenes"].items()))
     return 0
