@@ -367,6 +367,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--calibrate", action="store_true",
                     help="instead: the change test's values on still and moving scenes, for "
                     "choosing the threshold (run it on PublicTest)")
+    ap.add_argument("--one-look", action="store_true",
+                    help="BlazeFace without the device's later looks at a frame with no face "
+                    "(camera.close_faces and camera.far_faces off), to measure what they add")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     args = ap.parse_args(argv)
 
@@ -380,7 +383,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     camera = CameraConfig()
     after = redetect_cycles(camera.redetect_after_s, HOP_S)
     start = time.perf_counter()
-    with contextlib.closing(open_face_detector(args.detector)) as det, \
+    # The device's detector: its later looks take turns, one per faceless cycle.
+    later = 0.0 if args.one_look else None
+    with contextlib.closing(open_face_detector(args.detector, retry_margin=later,
+                                               retry_tiles=later, spread_looks=True)) as det, \
             FaceClassifier(model) as clf:
         def stage(motion: float) -> FaceStage:
             return FaceStage(CountingDetector(det), clf, redetect_after=after,

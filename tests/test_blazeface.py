@@ -108,7 +108,8 @@ def test_weighted_nms_merges_overlaps_by_score_and_keeps_separate_faces():
 
 @pytest.mark.parametrize("kwargs", [{"score_threshold": 1.0}, {"iou_threshold": 0.0},
                                     {"min_size": -1}, {"retry_margin": -0.1},
-                                    {"retry_margin": 3.0}, {"retry_score": 0.4},
+                                    {"retry_margin": 3.0}, {"retry_tiles": 0.3},
+                                    {"retry_tiles": 1.0}, {"retry_score": 0.4},
                                     {"retry_score": 1.0}])
 def test_config_rejects_out_of_range_values(kwargs):
     with pytest.raises(ConfigError):
@@ -227,7 +228,7 @@ def test_a_face_that_fills_the_image_is_found_by_the_second_look(blazeface_model
         (x, y, w, h), = det.detect(gray)
     cx, cy, half = x + w // 2, y + h // 2, round(0.35 * w)
     head = cv2.resize(gray[cy - half:cy + half, cx - half:cx + half], (240, 240))
-    with BlazeFaceDetector(blazeface_model, BlazeFaceConfig(retry_margin=0)) as once:
+    with BlazeFaceDetector(blazeface_model, BlazeFaceConfig(retry_margin=0, retry_tiles=0)) as once:
         assert once.detect(head) == []
     with BlazeFaceDetector(blazeface_model) as det:
         (bx, by, bw, bh), = det.detect(head)
@@ -235,6 +236,52 @@ def test_a_face_that_fills_the_image_is_found_by_the_second_look(blazeface_model
         assert det.detect(np.full((240, 240), 128, np.uint8)) == []
     assert bx >= 0 and by >= 0 and bx + bw <= 240 and by + bh <= 240
     assert bw > 0.7 * 240 and bh > 0.7 * 240  # the face, not a feature inside it
+
+
+def test_a_small_face_is_found_in_the_tiles_once(blazeface_model):
+    """The demo frame at 0.6 of its size in a 320x240 frame, its 41-pixel face in the middle,
+    where all four tiles overlap.  Two looks miss it; each tile finds it, and it is returned
+    once, at its place, even when every face is asked for."""
+    cv2 = pytest.importorskip("cv2")
+    from edge.sources.images import read_gray_image
+    from edge.vision.boxes import box_iou
+
+    gray = read_gray_image(REPO / "demo" / "face.jpg")
+    with BlazeFaceDetector(blazeface_model) as det:
+        (x, y, w, h), = det.detect(gray)
+    small = cv2.resize(gray, (192, 144), interpolation=cv2.INTER_AREA)
+    left, top = round(160 - 0.6 * (x + w / 2)), round(120 - 0.6 * (y + h / 2))
+    frame = np.full((240, 320), 110, np.uint8)
+    frame[top:top + 144, left:left + 192] = small[:240 - top, :320 - left]
+    where = (left + 0.6 * x, top + 0.6 * y, 0.6 * w, 0.6 * h)
+    with BlazeFaceDetector(blazeface_model, BlazeFaceConfig(retry_tiles=0)) as two_looks:
+        assert two_looks.detect(frame) == []
+    with BlazeFaceDetector(blazeface_model, BlazeFaceConfig(largest_only=False)) as det:
+        found = det.detect(frame)
+    assert len(found) == 1 and box_iou(found[0], [where])[0] > 0.5, (found, where)
+
+
+def test_a_camera_makes_one_later_look_per_faceless_frame_in_turn(blazeface_model):
+    """With ``spread_looks`` a frame with no face costs two invokes (the first look and one
+    later look), and the looks take turns: a small face is found within the five frames of a
+    round (border, then each tile), and a blank frame never gets a face."""
+    cv2 = pytest.importorskip("cv2")
+    from edge.sources.images import read_gray_image
+
+    gray = read_gray_image(REPO / "demo" / "face.jpg")
+    small = cv2.resize(gray, (160, 120), interpolation=cv2.INTER_AREA)
+    frame = np.full((240, 320), 110, np.uint8)
+    frame[:120, :160] = small  # a 34-pixel face in the top-left tile only
+    with BlazeFaceDetector(blazeface_model, BlazeFaceConfig(spread_looks=True)) as det:
+        invokes = []
+        real = det._invoke
+        det._invoke = lambda x: invokes.append(1) or real(x)
+        blank = np.full((240, 320), 110, np.uint8)
+        for _ in range(5):
+            assert det.detect(blank) == []
+        assert len(invokes) == 10
+        found_at = [i for i in range(5) if det.detect(frame)]
+    assert found_at == [1], found_at  # the border's turn, then the top-left tile's
 
 
 @pytest.mark.corpus
@@ -381,17 +428,20 @@ def test_blazeface_measures_how_far_a_face_is_turned(blazeface_model, turn):
     assert found.roll - level.roll == pytest.approx(-turn, abs=5)
 
 
-def test_the_appliance_looks_twice_unless_camera_close_faces_is_off():
+def test_the_appliance_looks_again_unless_camera_close_and_far_faces_are_off():
     pytest.importorskip("ai_edge_litert")
     import contextlib
 
     from edge.config import CameraConfig, Config
     from edge.pipeline.appliance import open_decision_models
 
-    assert BlazeFaceConfig().retry_margin > 0
-    for close_faces, margin in ((True, BlazeFaceConfig().retry_margin), (False, 0.0)):
-        config = Config(camera=CameraConfig(detector="blazeface", close_faces=close_faces))
+    default = BlazeFaceConfig()
+    assert default.retry_margin > 0 and default.retry_tiles > 0
+    for close_faces, far_faces in ((True, True), (False, True), (True, False)):
+        config = Config(camera=CameraConfig(detector="blazeface", close_faces=close_faces,
+                                            far_faces=far_faces))
         with contextlib.ExitStack() as stack:
             _, _, detector, _ = open_decision_models(config, stack, use_face=True, learn=False)
             assert isinstance(detector, BlazeFaceDetector)
-            assert detector.config.retry_margin == margin
+            assert detector.config.retry_margin == (default.retry_margin if close_faces else 0)
+            assert detector.config.retry_tiles == (default.retry_tiles if far_faces else 0)

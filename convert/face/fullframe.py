@@ -174,11 +174,11 @@ def _height_band(share: float) -> str:
 def evaluate_full_frames(
     model: str | Path, faces: np.ndarray, labels: np.ndarray, label_names: Sequence[str], *,
     n: int = 500, seed: int = 0, detector: str = "auto", max_angle: float = 20.0,
-    retry_margin: float | None = None,
+    retry_margin: float | None = None, retry_tiles: float | None = None,
 ) -> dict[str, Any]:
     """Detection rate and end-to-end accuracy of ``model`` on :func:`full_frames`, per frame size,
-    and on :func:`head_shots`, through the device's detector and classifier (``retry_margin``:
-    BlazeFace's second look, None = its default)."""
+    and on :func:`head_shots`, through the device's detector and classifier (``retry_margin``,
+    ``retry_tiles``: BlazeFace's later looks, None = its default)."""
     import contextlib
     import functools
 
@@ -194,8 +194,8 @@ def evaluate_full_frames(
     conditions = {f"{w}x{h}": functools.partial(full_frames, size=(w, h), max_angle=max_angle)
                   for w, h in FRAME_SIZES}
     conditions["head shot"] = head_shots
-    with contextlib.closing(open_face_detector(detector, retry_margin=retry_margin)) as det, \
-            FaceClassifier(model, detector=det) as clf:
+    opened = open_face_detector(detector, retry_margin=retry_margin, retry_tiles=retry_tiles)
+    with contextlib.closing(opened) as det, FaceClassifier(model, detector=det) as clf:
         out["detector"] = type(det).__name__
         names = list(label_names)
         if set(clf.labels) != set(names):
@@ -255,6 +255,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="BlazeFace's second look at a frame with no face, in a grey border M of "
                    "its side wide (default: the device's, 0.5; 0 = never, to measure what it "
                    "adds)")
+    p.add_argument("--retry-tiles", type=float, default=None, metavar="T",
+                   help="BlazeFace's third look, in the frame's four corner tiles, T of its "
+                   "sides each (default: the device's, 0.6; 0 = never)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
@@ -279,7 +282,8 @@ def run(args: argparse.Namespace) -> int:
     model = args.model or default_model(FACE_MODEL_FILE)
     result = evaluate_full_frames(model, split.x, labels, split.labels, n=args.frames,
                                   seed=args.seed, detector=args.detector,
-                                  max_angle=args.max_angle, retry_margin=args.retry_margin)
+                                  max_angle=args.max_angle, retry_margin=args.retry_margin,
+                                  retry_tiles=args.retry_tiles)
     result["split"] = args.split
     result["labels"] = args.labels
     if args.json:

@@ -121,7 +121,8 @@ def open_decision_models(
             num_threads=config.loop.num_threads))
         detector = stack.enter_context(contextlib.closing(open_face_detector(
             config.camera.detector, num_threads=config.loop.num_threads,
-            retry_margin=None if config.camera.close_faces else 0.0)))
+            retry_margin=None if config.camera.close_faces else 0.0,
+            retry_tiles=None if config.camera.far_faces else 0.0, spread_looks=True)))
     label_map = _label_map(config, speech, face)
     present = label_map.modalities
     weights = {"speech": config.fusion.speech_weight, "face": config.fusion.face_weight}

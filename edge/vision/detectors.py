@@ -19,20 +19,24 @@ logger = logging.getLogger(__name__)
 def open_face_detector(
     kind: str = "auto", *, largest_only: bool = True, num_threads: int = 1,
     runtime: str | None = None, retry_margin: float | None = None,
+    retry_tiles: float | None = None, spread_looks: bool = False,
 ) -> FaceDetector:
     """Open the face detector ``kind`` (see :data:`DETECTORS`); the caller closes it.
 
-    ``retry_margin`` overrides BlazeFace's second look at a frame with no face
-    (:class:`BlazeFaceConfig`; 0 = never); Haar has none."""
+    ``retry_margin`` and ``retry_tiles`` override BlazeFace's later looks at a frame with no
+    face, in a border and in tiles (:class:`BlazeFaceConfig`; None = its default, 0 = never);
+    ``spread_looks`` makes one of them per frame, in turn (a camera's frames); Haar has none."""
     if kind not in DETECTORS:
         raise ConfigError(
             f"face detector {kind!r} is unknown; choose one of {', '.join(DETECTORS)}")
     detector: FaceDetector | None = None
     if kind in ("auto", "blazeface"):
         try:
-            config = BlazeFaceConfig(largest_only=largest_only)
+            config = BlazeFaceConfig(largest_only=largest_only, spread_looks=spread_looks)
             if retry_margin is not None:
                 config = dataclasses.replace(config, retry_margin=retry_margin)
+            if retry_tiles is not None:
+                config = dataclasses.replace(config, retry_tiles=retry_tiles)
             detector = BlazeFaceDetector(None, config, num_threads=num_threads, runtime=runtime)
         except ModelError as exc:
             if kind == "blazeface":
