@@ -253,11 +253,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--max-angle", type=float, default=20.0, help="in-plane rotation, degrees")
     p.add_argument("--retry-margin", type=float, default=None, metavar="M",
                    help="BlazeFace's second look at a frame with no face, in a grey border M of "
-                   "its side wide (default: the device's, 0.5; 0 = never, to measure what it "
-                   "adds)")
+                   "its longest side wide (default 0.5; 0 = never, to measure what it adds)")
     p.add_argument("--retry-tiles", type=float, default=None, metavar="T",
-                   help="BlazeFace's third look, in the frame's four corner tiles, T of its "
-                   "sides each (default: the device's, 0.6; 0 = never)")
+                   help="BlazeFace's last looks, in the frame's four corner tiles, T of its "
+                   "sides each (default 0.6; 0 = never)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
