@@ -82,7 +82,8 @@ class BlazeFaceConfig:
         spread_looks: make one later look per faceless frame, in turn (the border, then each
             tile), instead of all of them.  For a camera, whose next frame comes a cycle later,
             this keeps a frame with nobody in view at two invokes and still finds a small face
-            within five frames; a still image gets every look at once.
+            within five frames; the look that found a face stays first for the next frame.  A
+            still image gets every look at once.
         retry_score: the later looks' lowest face probability, higher than the first's: the
             border's straight edges can themselves look like a face's outline to the model, and
             four tiles are four more chances of a false face.
@@ -285,7 +286,10 @@ class BlazeFaceDetector(Closeable):
                 looks = border + tiles
                 if looks:
                     found = looks[self._turn % len(looks)]()
-                    self._turn += 1
+                    # The look that found a face is the next frame's too: the face is likely
+                    # still there, and the appliance confirms a new face on the next frame.
+                    if not found:
+                        self._turn += 1
             else:
                 for look in border:
                     found = look()
