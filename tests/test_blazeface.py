@@ -444,5 +444,6 @@ def test_the_appliance_looks_again_unless_camera_close_and_far_faces_are_off():
         with contextlib.ExitStack() as stack:
             _, _, detector, _ = open_decision_models(config, stack, use_face=True, learn=False)
             assert isinstance(detector, BlazeFaceDetector)
+            assert detector.config.spread_looks  # a camera's later looks take turns
             assert detector.config.retry_margin == (default.retry_margin if close_faces else 0)
             assert detector.config.retry_tiles == (default.retry_tiles if far_faces else 0)
