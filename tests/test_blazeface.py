@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,6 +29,19 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def blazeface_model() -> Path:
     return default_model(BLAZEFACE_MODEL_FILE)  # shipped: missing is a failure, not a skip
+
+
+@pytest.fixture(scope="module")
+def demo_face(blazeface_model: Path) -> tuple[np.ndarray, Any]:
+    """The demo frame in grey and the one face the detector finds in it: what the tests below
+    cut, shrink and turn."""
+    pytest.importorskip("cv2")
+    from edge.sources.images import read_gray_image
+
+    gray = read_gray_image(REPO / "demo" / "face.jpg")
+    with BlazeFaceDetector(blazeface_model) as det:
+        (box,) = det.detect(gray)
+    return gray, box
 
 
 def test_the_shipped_detector_matches_its_manifest_and_notice():
@@ -202,30 +216,22 @@ def test_blank_frames_have_no_face(blazeface_model):
         det.detect(np.zeros((240, 320), np.uint8))
 
 
-def test_finds_the_demo_face_where_haar_does(blazeface_model):
-    pytest.importorskip("cv2")
-    from edge.sources.images import read_gray_image
+def test_finds_the_demo_face_where_haar_does(demo_face):
     from edge.vision.haar import HaarFaceDetector
 
-    gray = read_gray_image(REPO / "demo" / "face.jpg")
-    with BlazeFaceDetector(blazeface_model) as det:
-        (bx, by, bw, bh), = det.detect(gray)
+    gray, (bx, by, bw, bh) = demo_face
     (hx, hy, hw, hh), = HaarFaceDetector().detect(gray)
     assert abs((bx + bw / 2) - (hx + hw / 2)) < hw / 4
     assert abs((by + bh / 2) - (hy + hh / 2)) < hh / 4
     assert 0.6 < bw / hw < 1.5
 
 
-def test_a_face_that_fills_the_image_is_found_by_the_second_look(blazeface_model):
+def test_a_face_that_fills_the_image_is_found_by_the_second_look(blazeface_model, demo_face):
     """The demo face cut close (its box's middle 70%: brows to chin) and enlarged fills the image;
     the short-range model misses it in one look and finds it in a grey border, and the box it
     gives is the face's, clipped to the image."""
     cv2 = pytest.importorskip("cv2")
-    from edge.sources.images import read_gray_image
-
-    gray = read_gray_image(REPO / "demo" / "face.jpg")
-    with BlazeFaceDetector(blazeface_model) as det:
-        (x, y, w, h), = det.detect(gray)
+    gray, (x, y, w, h) = demo_face
     cx, cy, half = x + w // 2, y + h // 2, round(0.35 * w)
     head = cv2.resize(gray[cy - half:cy + half, cx - half:cx + half], (240, 240))
     with BlazeFaceDetector(blazeface_model, BlazeFaceConfig(retry_margin=0, retry_tiles=0)) as once:
@@ -238,17 +244,14 @@ def test_a_face_that_fills_the_image_is_found_by_the_second_look(blazeface_model
     assert bw > 0.7 * 240 and bh > 0.7 * 240  # the face, not a feature inside it
 
 
-def test_a_small_face_is_found_in_the_tiles_once(blazeface_model):
+def test_a_small_face_is_found_in_the_tiles_once(blazeface_model, demo_face):
     """The demo frame at 0.6 of its size in a 320x240 frame, its 41-pixel face in the middle,
     where all four tiles overlap.  Two looks miss it; each tile finds it, and it is returned
     once, at its place, even when every face is asked for."""
     cv2 = pytest.importorskip("cv2")
-    from edge.sources.images import read_gray_image
     from edge.vision.boxes import box_iou
 
-    gray = read_gray_image(REPO / "demo" / "face.jpg")
-    with BlazeFaceDetector(blazeface_model) as det:
-        (x, y, w, h), = det.detect(gray)
+    gray, (x, y, w, h) = demo_face
     small = cv2.resize(gray, (192, 144), interpolation=cv2.INTER_AREA)
     left, top = round(160 - 0.6 * (x + w / 2)), round(120 - 0.6 * (y + h / 2))
     frame = np.full((240, 320), 110, np.uint8)
@@ -261,15 +264,13 @@ def test_a_small_face_is_found_in_the_tiles_once(blazeface_model):
     assert len(found) == 1 and box_iou(found[0], [where])[0] > 0.5, (found, where)
 
 
-def test_a_camera_makes_one_later_look_per_faceless_frame_in_turn(blazeface_model):
+def test_a_camera_makes_one_later_look_per_faceless_frame_in_turn(blazeface_model, demo_face):
     """With ``spread_looks`` a frame with no face costs two invokes (the first look and one
     later look), and the looks take turns: a small face is found within the five frames of a
     round (border, then each tile), and the look that found it stays on it in the next frames
     (the appliance confirms a new face on the next frame); a blank frame never gets a face."""
     cv2 = pytest.importorskip("cv2")
-    from edge.sources.images import read_gray_image
-
-    gray = read_gray_image(REPO / "demo" / "face.jpg")
+    gray = demo_face[0]
     small = cv2.resize(gray, (160, 120), interpolation=cv2.INTER_AREA)
     frame = np.full((240, 320), 110, np.uint8)
     frame[:120, :160] = small  # a 34-pixel face in the top-left tile only
@@ -341,16 +342,15 @@ def test_check_refuses_a_fetched_file_with_the_wrong_sha256(blazeface_model, tmp
     assert _detector_finding("blazeface").status == "problem"
 
 
-def test_classifier_uses_the_detector_it_is_given_and_leaves_it_open(blazeface_model, tmp_path,
+def test_classifier_uses_the_detector_it_is_given_and_leaves_it_open(blazeface_model, demo_face,
                                                                    monkeypatch):
     pytest.importorskip("ai_edge_litert")
     from edge.errors import ConfigError
     from edge.models.face import FaceClassifier
-    from edge.sources.images import read_gray_image
     from edge.vision import open_face_detector
 
     monkeypatch.setenv("EMOTION_EDGE_MODELS", str(blazeface_model.parent))
-    frame = read_gray_image(REPO / "demo" / "face.jpg")
+    frame = demo_face[0]
     with open_face_detector("auto") as detector:
         assert isinstance(detector, BlazeFaceDetector)
         with FaceClassifier(REPO / "models" / "face_expression_int8.tflite",
@@ -407,14 +407,12 @@ def test_decoder_adds_keypoints_at_their_anchor_when_asked():
 
 
 @pytest.mark.parametrize("turn", [-20.0, 20.0])
-def test_blazeface_measures_how_far_a_face_is_turned(blazeface_model, turn):
+def test_blazeface_measures_how_far_a_face_is_turned(blazeface_model, demo_face, turn):
     cv2 = pytest.importorskip("cv2")
     from edge.interfaces import FaceBox
-    from edge.sources.images import read_gray_image
 
-    gray = read_gray_image(REPO / "demo" / "face.jpg")
+    gray, (x, y, w, h) = demo_face
     with BlazeFaceDetector(blazeface_model) as det:
-        (x, y, w, h), = det.detect(gray)
         # The demo face is small (68 px of 320): its keypoints are coarse.  Nearer the camera:
         gray = cv2.resize(gray[max(0, y - h):y + 2 * h, max(0, x - w):x + 2 * w], None, fx=2, fy=2)
         (level,) = det.detect(gray)
