@@ -18,11 +18,19 @@ Given several report folders (the LOCO of several models on the same clips), eac
 probabilities are the models' normalised geometric mean, as one graph joining them would give
 (the ensemble's own rule): what averaging draws would buy, without building the graph.
 
+With ``--branches W ...``, the ensemble's two branches are weighted instead: each window's
+probabilities are the softmax of ``W`` times the compact branch's logits plus ``1 - W`` times the
+pooled branch's (the shipped graph: ``W = 0.5``), and a clip's are their mean over its windows,
+as the device decides.  It needs the window logits that LOCO keeps for an ensemble (runs made
+after they were kept).
+
     .venv/bin/python scripts/speech_decision_rules.py [models/reports/speech ...]
+    .venv/bin/python scripts/speech_decision_rules.py runs/X [runs/Y ...] --branches 0.3 0.5 0.7
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -87,8 +95,63 @@ def load(files: list[Path], kind: str) -> tuple[np.ndarray, np.ndarray, list[str
     return y, p / p.sum(axis=1, keepdims=True), labels
 
 
+def branch_weighted(z: np.lib.npyio.NpzFile, view: str, w: float) -> np.ndarray:
+    """Clip probabilities of ``view`` with the compact branch's logits weighted ``w``."""
+    logits, group = z[f"{view}_window_logits"], z[f"{view}_window_group"]
+    logit = w * logits[:, 0] + (1 - w) * logits[:, 1]
+    e = np.exp(logit - logit.max(axis=1, keepdims=True))
+    probs = e / e.sum(axis=1, keepdims=True)
+    return np.stack([probs[group == i].mean(axis=0) for i in range(int(group.max()) + 1)])
+
+
+def weigh_branches(folders: list[Path], weights: list[float]) -> None:
+    """LOCO mean UAR per branch weight, by view, for each folder and their mean."""
+    views = ("adapted", "fresh", "telephone_adapted", "telephone_fresh")
+    print("| run | compact weight | " + " | ".join(views) + " | per corpus (adapted / fresh) |")
+    print("|---|---:|" + "---:|" * len(views) + "---|")
+    table: dict[float, list[list[float]]] = {w: [] for w in weights}
+    for folder in folders:
+        files = sorted(folder.glob("loco_*_clips.npz"))
+        if not files:
+            sys.exit(f"{folder}: no loco_*_clips.npz; run emotion-convert speech with "
+                     "evaluate.loco = true first")
+        for w in weights:
+            uar: dict[str, list[float]] = {v: [] for v in views}
+            for f in files:
+                with np.load(f) as z:
+                    if "adapted_window_logits" not in z.files:
+                        sys.exit(f"{f}: no window logits; they are kept for an ensemble's LOCO "
+                                 "since --branches exists: run the LOCO again")
+                    y, labels = z["y"], [str(s) for s in z["labels"]]
+                    for v in views:
+                        if f"{v}_window_logits" in z.files:
+                            uar[v].append(score(y, branch_weighted(z, v, w), labels)[0])
+            means = [float(np.mean(uar[v])) if len(uar[v]) == len(files) else float("nan")
+                     for v in views]
+            table[w].append(means)
+            per = ", ".join(f"{f.stem[5:-6]} {a:.3f} / {b:.3f}"
+                            for f, a, b in zip(files, uar["adapted"], uar["fresh"]))
+            print(f"| {folder.name} | {w:.2f} | " + " | ".join(f"{m:.3f}" for m in means)
+                  + f" | {per} |")
+    if len(folders) > 1:
+        for w in weights:
+            means = np.mean(table[w], axis=0)
+            print(f"| mean | {w:.2f} | " + " | ".join(f"{m:.3f}" for m in means) + " | |")
+
+
 def main() -> None:
-    folders = [Path(a) for a in sys.argv[1:]] or [Path("models/reports/speech")]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folders", nargs="*", type=Path, default=[Path("models/reports/speech")],
+                        help="LOCO report folders holding loco_<corpus>_clips.npz")
+    parser.add_argument("--branches", nargs="+", type=float, metavar="W",
+                        help="weigh the ensemble's compact branch W and its pooled one 1 - W")
+    args = parser.parse_args()
+    folders = args.folders
+    if args.branches:
+        if not all(0.0 <= w <= 1.0 for w in args.branches):
+            sys.exit(f"--branches {args.branches}: each weight must be between 0 and 1")
+        weigh_branches(folders, args.branches)
+        return
     corpora = [sorted(f.name for f in folder.glob("loco_*_clips.npz")) for folder in folders]
     for folder, names in zip(folders, corpora):
         if not names:

@@ -53,3 +53,48 @@ def test_runs_on_other_clips_are_refused_with_the_file_named(tmp_path, monkeypat
     monkeypatch.setattr("sys.argv", ["speech_decision_rules.py", str(a), str(b)])
     with pytest.raises(SystemExit, match="loco_a_clips.npz: not the same clips"):
         load_script("speech_decision_rules").main()
+
+
+def test_branch_weights_are_scored_as_the_device_decides(tmp_path, capsys, monkeypatch):
+    """--branches W: each window's softmax of W x compact + (1 - W) x pooled logits, a clip's
+    probabilities their mean over its windows; W = 0.5 is the shipped graph's rule."""
+    rng = np.random.default_rng(2)
+    y = np.repeat(np.arange(3), 40)
+    group = np.repeat(np.arange(y.size), 3)  # three windows a clip
+    logits = rng.normal(scale=2.0, size=(group.size, 2, 3)).astype(np.float32)
+    rows = np.arange(group.size)
+    logits[rows, 0, y[group]] += 1.0  # both branches lean toward the truth, apart
+    logits[rows, 1, y[group]] += 0.5
+    window = {"adapted_window_logits": logits, "adapted_window_group": group,
+              "fresh_window_logits": logits[:, ::-1], "fresh_window_group": group}
+    folder = tmp_path / "draw"
+    folder.mkdir()
+    np.savez(folder / "loco_a_clips.npz", labels=LABELS, y=y, adapted=np.zeros((y.size, 3)),
+             fresh=np.zeros((y.size, 3)), **window)
+
+    def uar(z: np.ndarray) -> float:
+        e = np.exp(z - z.max(1, keepdims=True))
+        p = e / e.sum(1, keepdims=True)
+        clips = np.stack([p[group == i].mean(0) for i in range(y.size)])
+        return round(classification_metrics(y, clips.argmax(1), LABELS)["uar"], 3)
+
+    expected = {w: uar(w * logits[:, 0] + (1 - w) * logits[:, 1]) for w in (0.0, 0.5, 1.0)}
+    assert len(set(expected.values())) == 3  # the data tells the weights apart
+    monkeypatch.setattr("sys.argv", ["speech_decision_rules.py", str(folder),
+                                     "--branches", "0", "0.5", "1"])
+    load_script("speech_decision_rules").main()
+    rows = [line.split("|") for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| draw |")]
+    for w, row in zip((0.0, 0.5, 1.0), rows):
+        assert float(row[2]) == w
+        assert float(row[3]) == expected[w]  # adapted
+        assert float(row[4]) == expected[1.0 - w]  # fresh holds the branches swapped
+        assert row[5].strip() == "nan"  # no telephone view kept
+
+
+def test_branch_weights_need_the_window_logits(tmp_path, monkeypatch):
+    y = np.repeat(np.arange(3), 4)
+    a = _run(tmp_path / "a", np.full((y.size, 3), 1 / 3), y)
+    monkeypatch.setattr("sys.argv", ["speech_decision_rules.py", str(a), "--branches", "0.5"])
+    with pytest.raises(SystemExit, match="loco_a_clips.npz: no window logits"):
+        load_script("speech_decision_rules").main()

@@ -415,6 +415,10 @@ def test_ensemble_is_its_branches_geometric_mean_in_one_int8_graph(synthetic_cor
     geometric = np.sqrt(pc * pp)
     np.testing.assert_allclose(combined.predict(x, verbose=0),
                                geometric / geometric.sum(1, keepdims=True), atol=1e-5)
+    # What LOCO keeps to study the branches' weight: each branch's logits, in this order.
+    from convert.speech.evaluate import _branch_logits
+    for logits, probs in zip(_branch_logits(combined).predict(x, verbose=0), (pc, pp)):
+        np.testing.assert_allclose(_softmax(logits), probs, atol=1e-5)
     # The compact branch sees the frames' cepstra less their window mean (a constant added to
     # a cepstral column changes nothing there) and the pooled branch only the 2 statistics rows.
     shifted = x.copy()
@@ -437,10 +441,24 @@ def test_ensemble_is_its_branches_geometric_mean_in_one_int8_graph(synthetic_cor
     m = load_manifest(model)
     assert m.training["recipe"]["model"]["kind"] == "ensemble"
     assert len(m.metrics["leave_one_corpus_out"]["corpora"]) == 2
+    for kept in (out / "reports" / "speech").glob("loco_*_clips.npz"):
+        with np.load(kept) as clips:
+            for view in ("adapted", "fresh"):
+                logits, group = clips[f"{view}_window_logits"], clips[f"{view}_window_group"]
+                assert logits.shape[1:] == (2, len(m.labels)) and len(group) == len(logits)
+                windows = _softmax(logits.mean(axis=1))  # the graph's rule
+                np.testing.assert_allclose(
+                    [windows[group == i].mean(axis=0) for i in range(len(clips["y"]))],
+                    clips[view], atol=1e-5)
     with SpeechClassifier(model) as clf:
         assert tuple(clf.model.input_shape) == (1, 302, recipe.mfcc.n_columns, 1)
         d = clf.classify_file(synthetic_corpus.parent / "s0_happy_0.wav")
         assert d.label in m.labels and sum(d.scores.values()) == pytest.approx(1, abs=0.05)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 def test_pooled_branch_can_read_only_the_low_cepstra_and_the_prosody():

@@ -64,11 +64,31 @@ def clip_windows(
     return np.asarray(xs, np.float32)[..., None], np.asarray(group)
 
 
-def predict_clips(model: Any, bank: FeatureBank, recipe: SpeechRecipe, gate: SpeechGate) -> np.ndarray:
-    """Clip-level probabilities: the mean over each clip's windows (the device's decision)."""
+def predict_clips(model: Any, bank: FeatureBank, recipe: SpeechRecipe, gate: SpeechGate,
+                  branches: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """Clip-level probabilities: the mean over each clip's windows (the device's decision).
+    For an ensemble, ``branches`` receives each window's logits per branch (``logits``:
+    windows x branches x labels) and its clip (``group``), so the weight between the branches
+    can be studied without training again (``scripts/speech_decision_rules.py --branches``)."""
     x, group = clip_windows(bank, recipe, gate)
     probs = np.asarray(model.predict(x, batch_size=256, verbose=0))
+    heads = _branch_logits(model) if branches is not None else None
+    if branches is not None and heads is not None:
+        logits = heads.predict(x, batch_size=256, verbose=0)
+        branches.update(logits=np.stack([np.asarray(z, np.float32) for z in logits], axis=1),
+                        group=group)
     return np.stack([probs[group == i].mean(axis=0) for i in range(len(bank.utts))])
+
+
+def _branch_logits(model: Any) -> Any | None:
+    """A model giving the ensemble's branch logits (the inputs of its ``Average``), or None
+    for a model of one branch."""
+    import keras
+
+    average = [layer for layer in model.layers if isinstance(layer, keras.layers.Average)]
+    if not average:
+        return None
+    return keras.Model(model.inputs, list(average[0].input))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,9 +127,11 @@ def _score(model: Any, bank: FeatureBank, y: np.ndarray, labels: Sequence[str],
            keep: dict[str, np.ndarray] | None = None, view: str = "adapted") -> dict[str, Any]:
     """Clip metrics, and each corpus's own when the clips come from several; ``keep`` collects
     the clip probabilities under ``view``."""
-    probs = predict_clips(model, bank, recipe, gate)
+    branches: dict[str, np.ndarray] | None = {} if keep is not None else None
+    probs = predict_clips(model, bank, recipe, gate, branches)
     if keep is not None:
         keep[view] = probs
+        keep.update({f"{view}_window_{k}": v for k, v in (branches or {}).items()})
     pred = probs.argmax(1)
     m = classification_metrics(y, pred, labels)
     corpus = np.array([u.corpus for u in bank.utts])
