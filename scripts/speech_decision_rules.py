@@ -131,7 +131,7 @@ def weigh_branches(folders: list[Path], weights: list[float]) -> None:
             table[w].append(means)
             per = ", ".join(f"{f.stem[5:-6]} {a:.3f} / {b:.3f}"
                             for f, a, b in zip(files, uar["adapted"], uar["fresh"]))
-            print(f"| {folder.name} | {w:.2f} | " + " | ".join(f"{m:.3f}" for m in means)
+            print(f"| {folder} | {w:.2f} | " + " | ".join(f"{m:.3f}" for m in means)
                   + f" | {per} |")
     if len(folders) > 1:
         for w in weights:

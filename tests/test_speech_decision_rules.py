@@ -84,7 +84,7 @@ def test_branch_weights_are_scored_as_the_device_decides(tmp_path, capsys, monke
                                      "--branches", "0", "0.5", "1"])
     load_script("speech_decision_rules").main()
     rows = [line.split("|") for line in capsys.readouterr().out.splitlines()
-            if line.startswith("| draw |")]
+            if line.startswith(f"| {folder} |")]
     for w, row in zip((0.0, 0.5, 1.0), rows):
         assert float(row[2]) == w
         assert float(row[3]) == expected[w]  # adapted
