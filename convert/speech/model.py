@@ -72,6 +72,8 @@ def build_branches(recipe: SpeechRecipe, n_classes: int) -> tuple[Any, list[Any]
                             None)
     branches = [keras.Model(inp, layers.Softmax()(z), name=f"speech_{name}")
                 for name, z in (("compact", logits_c), ("pooled", logits_p))]
+    # Equal weights: other weights trade fresh for adapted figures and one corpus for another
+    # (models/README.md, "Weighing the two branches").
     mean = layers.Average()([logits_c, logits_p])
     return keras.Model(inp, layers.Softmax()(mean), name="speech_ensemble"), branches
 
