@@ -96,12 +96,13 @@ def load(files: list[Path], kind: str) -> tuple[np.ndarray, np.ndarray, list[str
 
 
 def branch_weighted(z: np.lib.npyio.NpzFile, view: str, w: float) -> np.ndarray:
-    """Clip probabilities of ``view`` with the compact branch's logits weighted ``w``."""
+    """Clip probabilities of ``view`` with the compact branch's logits weighted ``w``: every
+    clip has a window (the device's gate falls back to all of them)."""
     logits, group = z[f"{view}_window_logits"], z[f"{view}_window_group"]
     logit = w * logits[:, 0] + (1 - w) * logits[:, 1]
     e = np.exp(logit - logit.max(axis=1, keepdims=True))
     probs = e / e.sum(axis=1, keepdims=True)
-    return np.stack([probs[group == i].mean(axis=0) for i in range(int(group.max()) + 1)])
+    return np.stack([probs[group == i].mean(axis=0) for i in range(len(z["y"]))])
 
 
 def weigh_branches(folders: list[Path], weights: list[float]) -> None:

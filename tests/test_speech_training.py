@@ -441,7 +441,9 @@ def test_ensemble_is_its_branches_geometric_mean_in_one_int8_graph(synthetic_cor
     m = load_manifest(model)
     assert m.training["recipe"]["model"]["kind"] == "ensemble"
     assert len(m.metrics["leave_one_corpus_out"]["corpora"]) == 2
-    for kept in (out / "reports" / "speech").glob("loco_*_clips.npz"):
+    kept_files = sorted((out / "reports" / "speech").glob("loco_*_clips.npz"))
+    assert len(kept_files) == 2
+    for kept in kept_files:
         with np.load(kept) as clips:
             for view in ("adapted", "fresh"):
                 logits, group = clips[f"{view}_window_logits"], clips[f"{view}_window_group"]
