@@ -416,9 +416,11 @@ def test_ensemble_is_its_branches_geometric_mean_in_one_int8_graph(synthetic_cor
     np.testing.assert_allclose(combined.predict(x, verbose=0),
                                geometric / geometric.sum(1, keepdims=True), atol=1e-5)
     # What LOCO keeps to study the branches' weight: each branch's logits, in this order.
-    from convert.speech.evaluate import _branch_logits
-    for logits, probs in zip(_branch_logits(combined).predict(x, verbose=0), (pc, pp)):
-        np.testing.assert_allclose(_softmax(logits), probs, atol=1e-5)
+    from convert.speech.evaluate import _with_branch_logits
+    out, *logits = _with_branch_logits(combined).predict(x, verbose=0)
+    np.testing.assert_array_equal(out, combined.predict(x, verbose=0))  # the figures unchanged
+    for z, probs in zip(logits, (pc, pp), strict=True):
+        np.testing.assert_allclose(_softmax(z), probs, atol=1e-5)
     # The compact branch sees the frames' cepstra less their window mean (a constant added to
     # a cepstral column changes nothing there) and the pooled branch only the 2 statistics rows.
     shifted = x.copy()

@@ -71,24 +71,26 @@ def predict_clips(model: Any, bank: FeatureBank, recipe: SpeechRecipe, gate: Spe
     windows x branches x labels) and its clip (``group``), so the weight between the branches
     can be studied without training again (``scripts/speech_decision_rules.py --branches``)."""
     x, group = clip_windows(bank, recipe, gate)
-    probs = np.asarray(model.predict(x, batch_size=256, verbose=0))
-    heads = _branch_logits(model) if branches is not None else None
-    if branches is not None and heads is not None:
-        logits = heads.predict(x, batch_size=256, verbose=0)
+    opened = _with_branch_logits(model) if branches is not None else None
+    if branches is None or opened is None:
+        probs = np.asarray(model.predict(x, batch_size=256, verbose=0))
+    else:  # one pass: the graph's own output (the figures), and its branches' logits
+        out, *logits = opened.predict(x, batch_size=256, verbose=0)
+        probs = np.asarray(out)
         branches.update(logits=np.stack([np.asarray(z, np.float32) for z in logits], axis=1),
                         group=group)
     return np.stack([probs[group == i].mean(axis=0) for i in range(len(bank.utts))])
 
 
-def _branch_logits(model: Any) -> Any | None:
-    """A model giving the ensemble's branch logits (the inputs of its ``Average``), or None
-    for a model of one branch."""
+def _with_branch_logits(model: Any) -> Any | None:
+    """``model`` with its ensemble's branch logits (the inputs of its ``Average``) as further
+    outputs, or None for a model of one branch."""
     import keras
 
     average = [layer for layer in model.layers if isinstance(layer, keras.layers.Average)]
     if not average:
         return None
-    return keras.Model(model.inputs, list(average[0].input))
+    return keras.Model(model.inputs, [model.output, *average[0].input])
 
 
 @dataclasses.dataclass(frozen=True)
