@@ -291,8 +291,8 @@ class BlazeFaceDetector(Closeable):
                     if not found:
                         self._turn += 1
             else:
-                for look in border:
-                    found = look()
+                if border:  # at most one
+                    found = border[0]()
                 if not found and tiles:
                     found = _distinct([box for look in tiles for box in look()],
                                       cfg.iou_threshold)
@@ -317,9 +317,8 @@ class BlazeFaceDetector(Closeable):
         return border, tiles
 
     def _detect_in_tile(self, gray: GrayFrame, x0: int, y0: int, tw: int, th: int) -> list[Box]:
-        return [FaceBox(x + x0, y + y0, bw, bh, roll=roll_of(box)) for box in
-                self._detect(gray[y0:y0 + th, x0:x0 + tw], 0, 0, self.config.retry_score)
-                for x, y, bw, bh in [box]]
+        return [FaceBox(b[0] + x0, b[1] + y0, b[2], b[3], roll=roll_of(b))
+                for b in self._detect(gray[y0:y0 + th, x0:x0 + tw], 0, 0, self.config.retry_score)]
 
     def _detect(self, gray: GrayFrame, border: int, fill: int, threshold: float) -> list[Box]:
         """Faces in ``gray`` letterboxed to a square with ``border`` more pixels of ``fill`` on
