@@ -579,6 +579,30 @@ def test_the_telephone_channel_keeps_the_voice_band_on_mu_law_levels_and_is_cach
         recipe.replace("evaluate", loco=False, channels=("telephone",))
 
 
+def test_the_mel_band_can_be_the_voice_band_and_a_wrong_band_is_refused_at_load():
+    from convert.speech.features import _cache_key
+    from convert.speech.recipe import SpeechRecipe
+    from edge.features.mfcc import mel_filterbank
+
+    wide = SpeechRecipe()
+    voice = SpeechRecipe.load(None, overrides={("features", "low_hz"): "300",
+                                               ("features", "high_hz"): "3400"})
+    assert (voice.mfcc.low_hz, voice.mfcc.high_hz) == (300.0, 3400.0)
+    # The manifest's preprocessing carries the band, so the device computes the same filters.
+    assert voice.mfcc.to_dict()["low_hz"] == 300.0
+    hz = np.arange(voice.mfcc.n_fft // 2 + 1) * voice.mfcc.sample_rate / voice.mfcc.n_fft
+    heard = mel_filterbank(voice.mfcc).sum(axis=0) > 0
+    assert hz[heard].min() >= 300 - 32 and hz[heard].max() <= 3400
+    assert hz[mel_filterbank(wide.mfcc).sum(axis=0) > 0].max() > 7000
+    assert _cache_key(voice, True, "base") != _cache_key(wide, True, "base")
+    with pytest.raises(ConfigError, match=r"^features: mel band edges .*low_hz=5000.0, "
+                                          r"high_hz=3400.0"):
+        SpeechRecipe.load(None, overrides={("features", "low_hz"): "5000",
+                                           ("features", "high_hz"): "3400"})
+    with pytest.raises(ConfigError, match=r"^features: n_ceps"):
+        wide.replace("features", n_ceps=48)
+
+
 def test_babble_copies_mix_other_speakers_of_the_clips_own_corpus(synthetic_corpus, tmp_path):
     """Babble talkers come from the clip's own corpus and other speakers (so a held-out corpus is
     never heard in training); a babble copy is seeded, holds its talkers 5-20 dB under the clip,

@@ -66,6 +66,8 @@ class FeatureSection(Section):
     n_ceps: int = setting(40, "Cepstral coefficients kept (count, <= n_mels).", min=4, max=128)
     window: str = setting("hamming", "Analysis window.", choices=("none", "hamming", "hann"))
     lifter: int = setting(0, "Sinusoidal lifter parameter; 0 = none.", min=0, max=100)
+    low_hz: float = setting(0.0, "Lowest mel band edge, Hz (300 with high_hz 3400: the "
+                            "telephone's voice band).", min=0.0, max=48000.0)
     high_hz: float = setting(7600.0, "Highest mel band edge, Hz; 0 = half the sample rate.",
                              min=0.0, max=48000.0)
     normalize: str = setting(
@@ -102,11 +104,18 @@ class FeatureSection(Section):
     hop_frames: int = setting(50, "Hop between windows on the device and at evaluation, frames.",
                               min=1, max=3000)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:  # the band edges and n_ceps <= n_mels, checked at load rather than when first used
+            _ = self.mfcc
+        except ConfigError as e:
+            raise ConfigError(f"features: {e}") from None
+
     @property
     def mfcc(self) -> MfccConfig:
         return MfccConfig(n_mels=self.n_mels, n_ceps=self.n_ceps, window=self.window,
                           lifter=self.lifter, normalize=self.normalize,
-                          high_hz=self.high_hz or None, prosody=self.prosody,
+                          low_hz=self.low_hz, high_hz=self.high_hz or None, prosody=self.prosody,
                           prosody_step=self.prosody_step,
                           normalize_prosody=self.normalize_prosody,
                           normalize_level=self.normalize_level, pooling=self.pooling,
