@@ -98,3 +98,48 @@ def test_branch_weights_need_the_window_logits(tmp_path, monkeypatch):
     monkeypatch.setattr("sys.argv", ["speech_decision_rules.py", str(a), "--branches", "0.5"])
     with pytest.raises(SystemExit, match="loco_a_clips.npz: no window logits"):
         load_script("speech_decision_rules").main()
+
+
+def test_class_offsets_are_fitted_on_the_other_corpora_only(tmp_path, capsys, monkeypatch):
+    """--offsets: a pull toward one label that every corpus shares is undone, and the offset an
+    unseen corpus is scored with is the one fitted on the other corpora's labels alone."""
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "draw"
+    folder.mkdir()
+    corpora = {}
+    for name in ("a", "b", "c"):
+        y = np.repeat(np.arange(3), 30)
+        group = np.repeat(np.arange(y.size), 2)
+        logits = rng.normal(size=(group.size, 2, 3)).astype(np.float32)
+        logits[np.arange(group.size), :, y[group]] += 1.5
+        logits[:, :, 0] += 4.0 if name == "a" else 2.0  # every corpus pulled toward neutral
+        corpora[name] = (y, group, logits)
+        views = {f"{v}_window_{k}": x for v in ("adapted", "fresh")
+                 for k, x in (("logits", logits), ("group", group))}
+        np.savez(folder / f"loco_{name}_clips.npz", labels=LABELS, y=y,
+                 adapted=np.zeros((y.size, 3)), fresh=np.zeros((y.size, 3)), **views)
+    script = load_script("speech_decision_rules")
+
+    def windows(name: str) -> tuple[np.ndarray, np.ndarray]:
+        y, group, logits = corpora[name]
+        return logits.mean(axis=1), y[group]
+
+    offsets = script.fit_offsets([windows("b"), windows("c")])
+    assert offsets[0] < offsets[1] - 1.0 and offsets[0] < offsets[2] - 1.0  # the pull, undone
+    y, group, _ = corpora["a"]
+    expected = {}
+    for key, b in (("none", 0.0), ("fitted", offsets)):
+        probs = script.clip_probabilities(windows("a")[0] + b, group, y.size)
+        expected[key] = round(classification_metrics(y, probs.argmax(1), LABELS)["uar"], 3)
+    assert expected["fitted"] > expected["none"]
+    with_a = script.fit_offsets([windows("a"), windows("b"), windows("c")])
+    leaked = script.clip_probabilities(windows("a")[0] + with_a, group, y.size)
+    # the data tells offsets fitted with a's own labels from those fitted without
+    assert round(classification_metrics(y, leaked.argmax(1), LABELS)["uar"], 3) != expected["fitted"]
+
+    monkeypatch.setattr("sys.argv", ["speech_decision_rules.py", str(folder), "--offsets"])
+    script.main()
+    rows = {line.split("|")[2].strip(): line for line in capsys.readouterr().out.splitlines()
+            if line.startswith(f"| {folder} |")}
+    for key, uar in expected.items():
+        assert f"a {uar:.3f} / {uar:.3f}" in rows[key]
