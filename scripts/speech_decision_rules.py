@@ -196,7 +196,10 @@ def class_offsets(folders: list[Path]) -> None:
         files = sorted(folder.glob("loco_*_clips.npz"))
         if len(files) < 2:
             sys.exit(f"{folder}: offsets need the LOCO of 2 or more corpora (loco_*_clips.npz)")
-        zs = {f.stem[5:-6]: dict(np.load(f)) for f in files}
+        zs = {}
+        for f in files:
+            with np.load(f) as z:
+                zs[f.stem[5:-6]] = dict(z)
         if any("adapted_window_logits" not in z for z in zs.values()):
             sys.exit(f"{folder}: no window logits; run the LOCO again")
         uar: dict[str, dict[str, list[float]]] = {k: {v: [] for v in views} for k in table}
