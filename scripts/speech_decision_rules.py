@@ -147,68 +147,88 @@ def fit_offsets(corpora: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
         np.subtract.at(grad, y, weight)
         return float(weight @ (log_total[:, 0] - shifted[rows, y])), grad
 
-    b = np.asarray(minimize(loss, np.zeros(logit.shape[1]), jac=True, method="L-BFGS-B").x)
-    return b - b.mean()  # only differences between classes change a decision
+    b: np.ndarray = np.asarray(minimize(loss, np.zeros(logit.shape[1]), jac=True,
+                                        method="L-BFGS-B").x, dtype=np.float64)
+    return b - float(b.mean())  # only differences between classes change a decision
+
+
+VIEWS = ("adapted", "fresh", "telephone_adapted", "telephone_fresh")
+
+
+def window_clips(folder: Path) -> dict[str, dict[str, np.ndarray]]:
+    """Each corpus's kept LOCO clips in ``folder``, read once, by corpus name; they must hold
+    the window logits that an ensemble's LOCO keeps."""
+    files = sorted(folder.glob("loco_*_clips.npz"))
+    if not files:
+        sys.exit(f"{folder}: no loco_*_clips.npz; run emotion-convert speech with "
+                 "evaluate.loco = true first")
+    clips = {}
+    for f in files:
+        with np.load(f) as z:
+            if "adapted_window_logits" not in z.files:
+                sys.exit(f"{f}: no window logits; they are kept for an ensemble's LOCO "
+                         "since --branches exists: run the LOCO again")
+            clips[f.stem[5:-6]] = dict(z)
+    return clips
+
+
+def print_row(folder: Path, key: str, corpora: list[str],
+              uar: dict[str, list[float]]) -> list[float]:
+    """One folder's row: the LOCO mean of each view (nan where a corpus lacks it) and each
+    corpus's adapted and fresh figures; returns the means."""
+    means = [float(np.mean(uar[v])) if len(uar[v]) == len(corpora) else float("nan")
+             for v in VIEWS]
+    per = ", ".join(f"{n} {a:.3f} / {b:.3f}"
+                    for n, a, b in zip(corpora, uar["adapted"], uar["fresh"]))
+    print(f"| {folder} | {key} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {per} |")
+    return means
+
+
+def print_table_head(key: str, align: str) -> None:
+    print(f"| run | {key} | " + " | ".join(VIEWS) + " | per corpus (adapted / fresh) |")
+    print(f"|---|{align}|" + "---:|" * len(VIEWS) + "---|")
+
+
+def print_means(table: list[tuple[str, list[list[float]]]]) -> None:
+    """The mean over folders of each key's rows, when there are several folders."""
+    for key, rows in table:
+        if len(rows) > 1:
+            print(f"| mean | {key} | " + " | ".join(f"{m:.3f}" for m in np.mean(rows, axis=0))
+                  + " | |")
 
 
 def weigh_branches(folders: list[Path], weights: list[float]) -> None:
     """LOCO mean UAR per branch weight, by view, for each folder and their mean."""
-    views = ("adapted", "fresh", "telephone_adapted", "telephone_fresh")
-    print("| run | compact weight | " + " | ".join(views) + " | per corpus (adapted / fresh) |")
-    print("|---|---:|" + "---:|" * len(views) + "---|")
-    table: dict[float, list[list[float]]] = {w: [] for w in weights}
+    print_table_head("compact weight", "---:")
+    table: list[tuple[str, list[list[float]]]] = [(f"{w:.2f}", []) for w in weights]
     for folder in folders:
-        files = sorted(folder.glob("loco_*_clips.npz"))
-        if not files:
-            sys.exit(f"{folder}: no loco_*_clips.npz; run emotion-convert speech with "
-                     "evaluate.loco = true first")
-        for w in weights:
-            uar: dict[str, list[float]] = {v: [] for v in views}
-            for f in files:
-                with np.load(f) as z:
-                    if "adapted_window_logits" not in z.files:
-                        sys.exit(f"{f}: no window logits; they are kept for an ensemble's LOCO "
-                                 "since --branches exists: run the LOCO again")
-                    y, labels = z["y"], [str(s) for s in z["labels"]]
-                    for v in views:
-                        if f"{v}_window_logits" in z.files:
-                            uar[v].append(score(y, branch_weighted(z, v, w), labels)[0])
-            means = [float(np.mean(uar[v])) if len(uar[v]) == len(files) else float("nan")
-                     for v in views]
-            table[w].append(means)
-            per = ", ".join(f"{f.stem[5:-6]} {a:.3f} / {b:.3f}"
-                            for f, a, b in zip(files, uar["adapted"], uar["fresh"]))
-            print(f"| {folder} | {w:.2f} | " + " | ".join(f"{m:.3f}" for m in means)
-                  + f" | {per} |")
-    if len(folders) > 1:
-        for w in weights:
-            means = np.mean(table[w], axis=0)
-            print(f"| mean | {w:.2f} | " + " | ".join(f"{m:.3f}" for m in means) + " | |")
+        clips = window_clips(folder)
+        for w, (key, rows) in zip(weights, table):
+            uar: dict[str, list[float]] = {v: [] for v in VIEWS}
+            for z in clips.values():
+                y, labels = z["y"], [str(s) for s in z["labels"]]
+                for v in VIEWS:
+                    if f"{v}_window_logits" in z:
+                        uar[v].append(score(y, branch_weighted(z, v, w), labels)[0])
+            rows.append(print_row(folder, key, list(clips), uar))
+    print_means(table)
 
 
 def class_offsets(folders: list[Path]) -> None:
     """LOCO mean UAR by view without and with offsets fitted on the other corpora."""
-    views = ("adapted", "fresh", "telephone_adapted", "telephone_fresh")
-    print("| run | offsets | " + " | ".join(views) + " | per corpus (adapted / fresh) |")
-    print("|---|---|" + "---:|" * len(views) + "---|")
-    table: dict[str, list[list[float]]] = {"none": [], "fitted": []}
+    print_table_head("offsets", "---")
+    table: list[tuple[str, list[list[float]]]] = [("none", []), ("fitted", [])]
     for folder in folders:
-        files = sorted(folder.glob("loco_*_clips.npz"))
-        if len(files) < 2:
+        clips = window_clips(folder)
+        if len(clips) < 2:
             sys.exit(f"{folder}: offsets need the LOCO of 2 or more corpora (loco_*_clips.npz)")
-        zs = {}
-        for f in files:
-            with np.load(f) as z:
-                zs[f.stem[5:-6]] = dict(z)
-        if any("adapted_window_logits" not in z for z in zs.values()):
-            sys.exit(f"{folder}: no window logits; run the LOCO again")
-        uar: dict[str, dict[str, list[float]]] = {k: {v: [] for v in views} for k in table}
-        for name, z in zs.items():
+        uar: dict[str, dict[str, list[float]]] = {k: {v: [] for v in VIEWS} for k, _ in table}
+        for name, z in clips.items():
             y, labels = z["y"], [str(s) for s in z["labels"]]
             for clean in ("adapted", "fresh"):
                 # The telephone is scored with the offsets of the clean view: a device does
                 # not know what channel it will hear.
-                offsets = fit_offsets([(lg, other["y"][g]) for other_name, other in zs.items()
+                offsets = fit_offsets([(lg, other["y"][g]) for other_name, other in clips.items()
                                        if other_name != name
                                        for lg, g in [window_logits(other, clean, 0.5)]])
                 for v in (clean, f"telephone_{clean}"):
@@ -218,17 +238,9 @@ def class_offsets(folders: list[Path]) -> None:
                     for k, b in (("none", 0.0), ("fitted", offsets)):
                         uar[k][v].append(score(y, clip_probabilities(logit + b, group, len(y)),
                                                labels)[0])
-        for k in table:
-            means = [float(np.mean(uar[k][v])) if len(uar[k][v]) == len(files) else float("nan")
-                     for v in views]
-            table[k].append(means)
-            per = ", ".join(f"{n} {a:.3f} / {b:.3f}"
-                            for n, a, b in zip(zs, uar[k]["adapted"], uar[k]["fresh"]))
-            print(f"| {folder} | {k} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {per} |")
-    if len(folders) > 1:
-        for k, rows in table.items():
-            print(f"| mean | {k} | " + " | ".join(f"{m:.3f}" for m in np.mean(rows, axis=0))
-                  + " | |")
+        for k, rows in table:
+            rows.append(print_row(folder, k, list(clips), uar[k]))
+    print_means(table)
 
 
 def main() -> None:
