@@ -16,7 +16,8 @@ them, so they are the cleaner test.
 
 Given several report folders (the LOCO of several models on the same clips), each clip's
 probabilities are the models' normalised geometric mean, as one graph joining them would give
-(the ensemble's own rule): what averaging draws would buy, without building the graph.
+(the ensemble's own rule): what averaging draws would buy, without building the graph.  The
+telephone's views are scored too when every folder kept them.
 
 With ``--branches W ...``, the ensemble's two branches are weighted instead: each window's
 probabilities are the softmax of ``W`` times the compact branch's logits plus ``1 - W`` times the
@@ -102,6 +103,13 @@ def load(files: list[Path], kind: str) -> tuple[np.ndarray, np.ndarray, list[str
             sys.exit(f"{f}: not the same clips as {files[0]}; compare LOCO runs on the same data")
     p = np.exp(np.mean(logs, axis=0))
     return y, p / p.sum(axis=1, keepdims=True), labels
+
+
+def kept(file: Path, view: str) -> bool:
+    """Whether a clips file holds ``view``'s probabilities (the telephone only when LOCO was
+    asked for it)."""
+    with np.load(file) as z:
+        return view in z.files
 
 
 def window_logits(z: Mapping[str, np.ndarray], view: str,
@@ -271,7 +279,7 @@ def main() -> None:
     files = [[folder / name for folder in folders] for name in corpora[0]]
     print("| rule | probabilities | LOCO UAR | neutral 50%: UAR / accuracy | "
           "neutral 70%: UAR / accuracy |\n|---|---|---:|---:|---:|")
-    for kind in ("adapted", "fresh"):
+    for kind in (v for v in VIEWS if all(kept(f, v) for same_clips in files for f in same_clips)):
         corpus_probs = [load(same_clips, kind) for same_clips in files]  # read once, every rule
         for name, rule in RULES.items():
             full, heavy = [], {0.5: [], 0.7: []}

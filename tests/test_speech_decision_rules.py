@@ -45,6 +45,30 @@ def test_runs_are_joined_by_their_normalised_geometric_mean(tmp_path, capsys, mo
     assert _argmax_uar(capsys, monkeypatch, a, a) == uar(p1)
 
 
+def test_the_telephone_is_joined_only_when_every_run_kept_it(tmp_path, capsys, monkeypatch):
+    rng = np.random.default_rng(2)
+    y = np.repeat(np.arange(3), 50)
+    p1, p2, t1, t2 = (rng.dirichlet(np.ones(3), size=y.size) for _ in range(4))
+    a, b, c = (tmp_path / name for name in "abc")
+    for folder, p, t in ((a, p1, t1), (b, p2, t2)):
+        folder.mkdir()
+        np.savez(folder / "loco_a_clips.npz", labels=LABELS, y=y, adapted=p, fresh=p,
+                 telephone_adapted=t, telephone_fresh=t)
+    _run(c, p2, y)
+
+    def rows(*folders: Path) -> dict[str, float]:
+        monkeypatch.setattr("sys.argv", ["speech_decision_rules.py", *map(str, folders)])
+        load_script("speech_decision_rules").main()
+        return {cells[2].strip(): float(cells[3]) for line in capsys.readouterr().out.splitlines()
+                if line.startswith("| argmax |") for cells in [line.split("|")]}
+
+    joined = rows(a, b)
+    expected = round(classification_metrics(y, (np.log(t1) + np.log(t2)).argmax(1), LABELS)["uar"],
+                     3)
+    assert joined["telephone_adapted"] == joined["telephone_fresh"] == expected
+    assert set(rows(a, c)) == {"adapted", "fresh"}
+
+
 def test_runs_on_other_clips_are_refused_with_the_file_named(tmp_path, monkeypatch):
     y = np.repeat(np.arange(3), 4)
     probs = np.full((y.size, 3), 1 / 3)

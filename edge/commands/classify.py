@@ -4,6 +4,10 @@ Contract (other tools parse it; keep it stable): with ``--json`` one object per 
 ``{"path": ..., "label": ..., "scores": {label: probability, ...}}``; ``label`` is "no speech" (with
 empty scores) when the activity gate finds none.  A file that cannot be read gives a one-line error
 on stderr naming it, the other files are still classified, and the exit code is 1.
+
+Recordings with nothing above the telephone's voice band (8 kHz files, calls saved at any rate)
+go to the narrowband model shipped beside the speech model (``--band``; see
+:mod:`edge.features.band`): the wideband model hears the empty upper band as another world.
 """
 
 from __future__ import annotations
@@ -12,10 +16,17 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..models.runtime import RUNTIMES
+from ..paths import default_model
 from . import positive_float, thread_count
+
+if TYPE_CHECKING:
+    from ..features.band import Band
+    from ..models.speech import SpeechClassifier
 
 __all__ = ["register", "run"]
 
@@ -24,12 +35,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "classify",
         help="classify the emotion in speech recordings",
-        description="Classify each audio file (WAV/FLAC/OGG, any sample rate, mono or stereo).",
+        description="Classify each audio file (WAV/FLAC/OGG/AIFF/MP3, any sample rate, mono or "
+        "stereo).",
     )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.add_argument("--model", type=Path, default=None,
                    help="speech .tflite with its .json manifest beside it (default: shipped model)")
+    p.add_argument("--band", choices=("auto", "wide", "narrow"), default="auto",
+                   help="auto (default): a recording with nothing above 4 kHz (a phone call, an "
+                   "8 kHz file) goes to the narrowband model, the others to the wideband one; "
+                   "wide or narrow: every file to that model")
+    p.add_argument("--narrow-model", type=Path, default=None, metavar="MODEL",
+                   help="narrowband speech .tflite (default: the shipped one, unless --model is "
+                   "given: then every file goes to --model unless this is given too)")
     p.add_argument("--hop", type=positive_float, default=None, metavar="SECONDS",
                    help="hop between analysis windows (default: from the model's manifest)")
     p.add_argument("--runtime", choices=tuple(RUNTIMES), default=None,
@@ -44,28 +63,43 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+
     from ..errors import AudioFileError
     from ..models.speech import SPEECH_MODEL_FILE, SpeechClassifier
-    from ..paths import default_model
 
-    model = args.model or default_model(SPEECH_MODEL_FILE)
+    paths: dict[Band, Path] = {"wide": args.model or default_model(SPEECH_MODEL_FILE)}
+    narrow = _narrow_model(args)
+    if narrow is not None:
+        paths["narrow"] = narrow
     failures = 0
-    with SpeechClassifier(model, hop_s=args.hop, num_threads=args.threads,
-                          runtime=args.runtime) as clf:
+    with ExitStack() as stack:
+        classifiers: dict[Band, SpeechClassifier] = {}
+
+        def classifier(band: Band) -> SpeechClassifier:
+            if band not in classifiers:
+                classifiers[band] = stack.enter_context(SpeechClassifier(
+                    paths[band], hop_s=args.hop, num_threads=args.threads, runtime=args.runtime))
+            return classifiers[band]
+
+        bands = _bands(args, classifier, narrow is not None)
         if args.adapt:
-            if clf.adaptation is None:
-                print(f"emotion-edge: warning: {model} does not adapt (its manifest has no "
-                      f"adaptation prior); classifying without --adapt", file=sys.stderr)
-            else:
-                for path in args.files:
+            for band in dict.fromkeys(bands.values()):
+                clf = classifier(band)
+                if clf.adaptation is None:
+                    print(f"emotion-edge: warning: {paths[band]} does not adapt (its manifest has "
+                          f"no adaptation prior); classifying without --adapt", file=sys.stderr)
+                    continue
+                for path in (p for p, b in bands.items() if b == band):
                     try:
                         clf.observe_file(path)
                     except AudioFileError:
                         continue  # reported once, by the classifying pass below
         for path in args.files:
             t0 = time.perf_counter()
+            band = bands[path]
             try:
-                decision = clf.classify_file(path)
+                decision = classifier(band).classify_file(path)
             except AudioFileError as exc:
                 print(f"emotion-edge: error: {exc}", file=sys.stderr, flush=True)
                 failures += 1
@@ -78,7 +112,49 @@ def run(args: argparse.Namespace) -> int:
             else:
                 top = ", ".join(f"{k} {v:.2f}" for k, v in
                                 sorted(scores.items(), key=lambda kv: -kv[1])[:3])
+                which = ", narrowband model" if band == "narrow" else ""
                 print(f"{path}: {decision.label}  [{top or 'no speech windows'}]  "
-                      f"{decision.speech_windows}/{decision.total_windows} speech windows, "
-                      f"{ms:.1f} ms", flush=True)
+                      f"{decision.speech_windows}/{decision.total_windows} speech windows"
+                      f"{which}, {ms:.1f} ms", flush=True)
     return 1 if failures else 0
+
+
+def _narrow_model(args: argparse.Namespace) -> Path | None:
+    """The narrowband model, or ``None`` when every file goes to the wideband one: a user who
+    names a model of their own is scoring that model, so the shipped narrowband one stays out
+    unless named too."""
+    from ..errors import ConfigError, ModelError
+    from ..models.speech import SPEECH_NARROWBAND_MODEL_FILE
+
+    if args.narrow_model is not None:
+        return Path(args.narrow_model)
+    if args.model is None:
+        try:
+            return default_model(SPEECH_NARROWBAND_MODEL_FILE)
+        except ModelError:
+            if args.band == "narrow":
+                raise
+    if args.band == "narrow":
+        raise ConfigError("--band narrow with --model needs --narrow-model MODEL too")
+    return None
+
+
+def _bands(args: argparse.Namespace, classifier: Callable[[Band], SpeechClassifier],
+           narrow: bool) -> dict[Path, Band]:
+    """Each file's model.  Auto: the files the wideband model's mel filters would find empty at
+    the top go to the narrowband one, when there is one; a file that cannot be read goes to
+    the wideband model, whose pass reports it."""
+    from ..errors import AudioFileError
+    from ..features.band import recording_band
+
+    if args.band != "auto" or not narrow:
+        return {path: args.band if args.band != "auto" else "wide" for path in args.files}
+    wide = classifier("wide").config
+    top = wide.high_hz or wide.sample_rate / 2
+    bands: dict[Path, Band] = {}
+    for path in args.files:
+        try:
+            bands[path] = recording_band(path, top)
+        except AudioFileError:
+            bands[path] = "wide"
+    return bands

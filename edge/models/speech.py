@@ -28,6 +28,7 @@ from .runtime import QuantizedModel, open_model
 __all__ = [
     "NO_SPEECH",
     "SPEECH_MODEL_FILE",
+    "SPEECH_NARROWBAND_MODEL_FILE",
     "SpeechGate",
     "SpeechResult",
     "FileDecision",
@@ -45,6 +46,9 @@ logger = logging.getLogger(__name__)
 NO_SPEECH = "no speech"
 #: File name of the shipped speech model in the models folder.
 SPEECH_MODEL_FILE = "speech_emotion_int8.tflite"
+#: The shipped model for recordings with nothing above the voice band (calls): the same recipe
+#: with its mel filters on 300-3400 Hz (``emotion-edge classify --band``).
+SPEECH_NARROWBAND_MODEL_FILE = "speech_emotion_narrowband_int8.tflite"
 #: An adapting stream writes its state after every this many speech frames (1 min of speech), so
 #: a power cut loses at most that; closing the classifier writes it too.
 SAVE_EVERY_FRAMES = 6000

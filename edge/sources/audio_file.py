@@ -246,7 +246,8 @@ class AudioFileStream(Closeable):
             f = soundfile.SoundFile(str(self.path))
         except (RuntimeError, soundfile.LibsndfileError, TypeError, ValueError) as exc:
             raise AudioFileError(
-                f"{self.path}: not a readable audio file ({exc}); supported: WAV, FLAC, OGG, AIFF"
+                f"{self.path}: not a readable audio file ({exc}); supported: WAV, FLAC, OGG, "
+                f"AIFF, MP3 (convert others first, e.g. ffmpeg -i {self.path.name} out.wav)"
             ) from None
         if self.path.suffix.lower() == ".wav":
             declared = _declared_wav_frames(self.path)

@@ -1,0 +1,202 @@
+"""Narrowband recordings go to the narrowband model: the meter, the file test, and ``classify``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from hypothesis import given
+from hypothesis import strategies as st
+
+from convert.speech.channels import telephone
+from edge.cli import main
+from edge.features import band as band_module
+from edge.features.band import METER_RATE, NARROWBAND_DB, BandMeter, recording_band
+from edge.sources.audio_file import load_audio
+
+from .helpers import TINY_MFCC, tiny_speech_model
+
+WIDE_TOP_HZ = 7600.0
+
+
+def _voice(seconds: float, sr: int = METER_RATE, seed: int = 0) -> np.ndarray:
+    """Wideband noise shaped like speech (falling 6 dB per octave above 500 Hz), syllabic."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    spectrum = np.fft.rfft(rng.normal(size=n))
+    f = np.fft.rfftfreq(n, 1.0 / sr)
+    spectrum /= np.maximum(f, 500.0) / 500.0
+    x = np.fft.irfft(spectrum, n)
+    x *= 0.5 + 0.5 * np.sin(2 * np.pi * 4 * np.arange(n) / sr)
+    return (0.3 * x / np.abs(x).max()).astype(np.float32)
+
+
+def _level(x: np.ndarray) -> float | None:
+    meter = BandMeter()
+    meter.feed(x)
+    return meter.upper_db
+
+
+def test_wideband_speech_is_wide_and_the_same_through_a_call_is_narrow():
+    x = _voice(3.0)
+    wide, call = _level(x), _level(telephone(x, METER_RATE))
+    assert wide is not None and call is not None
+    assert wide > NARROWBAND_DB + 10 and call < NARROWBAND_DB - 5, (wide, call)
+
+
+def test_silence_has_no_band_and_counts_as_wide():
+    meter = BandMeter()
+    meter.feed(np.zeros(METER_RATE, np.float32))
+    assert meter.upper_db is None and meter.band == "wide"
+    meter.feed(np.zeros(10, np.float32))  # shorter than a frame: nothing measured yet
+    assert meter.band == "wide"
+
+
+@given(cuts=st.lists(st.integers(0, 8000), max_size=6))
+def test_the_level_does_not_depend_on_how_the_signal_is_cut_into_blocks(cuts):
+    x = _voice(0.5, seed=1)
+    meter = BandMeter()
+    for block in np.split(x, sorted(cuts)):
+        meter.feed(block)
+    assert meter.samples == x.size
+    assert meter.upper_db == pytest.approx(_level(x), abs=1e-9)
+
+
+def test_a_file_below_the_wide_models_band_is_narrow_by_its_rate(tmp_path):
+    low = tmp_path / "call8k.wav"
+    sf.write(low, _voice(2.0, sr=8000), 8000)
+    high = tmp_path / "voice16k.wav"
+    sf.write(high, _voice(2.0), METER_RATE)
+    assert recording_band(low, WIDE_TOP_HZ) == "narrow"
+    assert recording_band(high, WIDE_TOP_HZ) == "wide"
+    assert recording_band(high, 9000.0) == "narrow"  # a top edge the file's rate cannot reach
+
+
+def test_a_call_saved_at_48_khz_is_narrow_by_its_spectrum(tmp_path):
+    x = _voice(2.0, sr=48000)
+    path = tmp_path / "call48k.wav"
+    sf.write(path, telephone(x, 48000), 48000)
+    assert recording_band(path, WIDE_TOP_HZ) == "narrow"
+    sf.write(path, x, 48000)
+    assert recording_band(path, WIDE_TOP_HZ) == "wide"
+
+
+def test_only_the_first_minute_is_measured(tmp_path, monkeypatch):
+    """A call followed by wideband sound: judged by its start when the limit stops the meter
+    there, by the whole file otherwise (so the limit is what decides)."""
+    call = telephone(_voice(1.0), METER_RATE)
+    path = tmp_path / "call_then_music.wav"
+    sf.write(path, np.concatenate((call, _voice(3.0, seed=2))), METER_RATE)
+    assert recording_band(path, WIDE_TOP_HZ) == "wide"
+    monkeypatch.setattr(band_module, "MAX_SECONDS", 1.0)
+    assert recording_band(path, WIDE_TOP_HZ) == "narrow"
+
+
+@pytest.fixture()
+def two_models(tmp_path):
+    """A wideband and a narrowband tiny model (random weights: their scores tell them apart)."""
+    pytest.importorskip("ai_edge_litert")
+    (tmp_path / "w").mkdir()
+    (tmp_path / "n").mkdir()
+    wide, _ = tiny_speech_model(tmp_path / "w", seed=0)
+    narrow_config = dataclasses.replace(TINY_MFCC, low_hz=300.0, high_hz=3400.0)
+    narrow, _ = tiny_speech_model(tmp_path / "n", config=narrow_config, seed=1)
+    files = {"wide": tmp_path / "voice.wav", "rate": tmp_path / "call8k.wav",
+             "spectrum": tmp_path / "call16k.wav"}
+    voice = _voice(2.0)
+    sf.write(files["wide"], voice, METER_RATE)
+    sf.write(files["rate"], _voice(2.0, sr=8000, seed=3), 8000)
+    sf.write(files["spectrum"], telephone(voice, METER_RATE), METER_RATE)
+    return wide, narrow, files
+
+
+def _scores(capsys, argv):
+    assert main(["classify", "--json", *argv]) == 0
+    return {row["path"]: row["scores"] for row in map(json.loads, capsys.readouterr().out.split(
+        "\n")[:-1])}
+
+
+def test_classify_sends_each_recording_to_the_model_its_band_fills(two_models, capsys):
+    wide, narrow, files = two_models
+    paths = [str(p) for p in files.values()]
+    auto = _scores(capsys, ["--model", str(wide), "--narrow-model", str(narrow), *paths])
+    only_wide = _scores(capsys, ["--model", str(wide), "--band", "wide", *paths])
+    only_narrow = _scores(capsys, ["--model", str(wide), "--narrow-model", str(narrow),
+                                   "--band", "narrow", *paths])
+    assert only_wide != only_narrow  # the two models do score differently
+    for name, path in zip(files, paths):
+        expected = only_wide if name == "wide" else only_narrow
+        assert auto[path] == expected[path], name
+    # A model of your own, without a narrowband one named: every file is scored by it.
+    assert _scores(capsys, ["--model", str(wide), *paths]) == only_wide
+
+
+def test_the_shipped_narrowband_model_is_found_beside_the_speech_model(two_models, tmp_path,
+                                                                       monkeypatch, capsys):
+    from edge.models.speech import SPEECH_MODEL_FILE, SPEECH_NARROWBAND_MODEL_FILE
+
+    wide, narrow, files = two_models
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for src, name in ((wide, SPEECH_MODEL_FILE), (narrow, SPEECH_NARROWBAND_MODEL_FILE)):
+        (folder / name).write_bytes(src.read_bytes())
+        (folder / name).with_suffix(".json").write_bytes(src.with_suffix(".json").read_bytes())
+    monkeypatch.setenv("EMOTION_EDGE_MODELS", str(folder))
+    shipped = _scores(capsys, [str(files["spectrum"])])
+    named = _scores(capsys, ["--model", str(wide), "--narrow-model", str(narrow),
+                             str(files["spectrum"])])
+    assert shipped == named
+    assert main(["classify", str(files["spectrum"])]) == 0
+    assert ", narrowband model," in capsys.readouterr().out
+
+
+def test_without_a_narrowband_model_every_file_goes_to_the_wideband_one(two_models, tmp_path,
+                                                                       monkeypatch, capsys):
+    from edge.models.speech import SPEECH_MODEL_FILE
+
+    wide, _, files = two_models
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / SPEECH_MODEL_FILE).write_bytes(wide.read_bytes())
+    (folder / SPEECH_MODEL_FILE).with_suffix(".json").write_bytes(
+        wide.with_suffix(".json").read_bytes())
+    monkeypatch.setenv("EMOTION_EDGE_MODELS", str(folder))
+    paths = [str(p) for p in files.values()]
+    assert _scores(capsys, paths) == _scores(capsys, ["--model", str(wide), *paths])
+
+
+def test_band_narrow_without_a_narrowband_model_is_one_clear_line(two_models, capsys):
+    wide, _, files = two_models
+    assert main(["classify", "--model", str(wide), "--band", "narrow",
+                 str(files["wide"])]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--narrow-model" in err[0] and "Traceback" not in err[0]
+
+
+def test_the_shipped_narrowband_model_hears_the_voice_band_and_takes_a_call():
+    """Its manifest's filters span the voice band, it speaks the wideband model's labels, and
+    a shipped demo clip through a call goes to it while the clip as recorded does not."""
+    from edge.models.manifest import load_manifest
+    from edge.models.speech import SPEECH_MODEL_FILE, SPEECH_NARROWBAND_MODEL_FILE
+
+    repo = Path(__file__).resolve().parent.parent
+    narrow_path = repo / "models" / SPEECH_NARROWBAND_MODEL_FILE
+    wide = load_manifest(repo / "models" / SPEECH_MODEL_FILE)
+    narrow = load_manifest(narrow_path)  # also checks the sha256
+    assert (narrow.preprocessing["low_hz"], narrow.preprocessing["high_hz"]) == (300.0, 3400.0)
+    assert narrow.labels == wide.labels and narrow.task == "speech"
+    loco = narrow.metrics["leave_one_corpus_out"]  # its own figures, as the card quotes them
+    assert set(loco["corpora"]) == {"ravdess", "emodb", "nemo", "ased", "emovo"}
+    assert round(loco["channels"]["telephone"]["mean_uar"], 3) == 0.369
+    assert narrow_path.stat().st_size <= 200 * 1024
+    clip = repo / "demo" / "audio" / "03a01Fa.flac"
+    top = wide.preprocessing["high_hz"]
+    assert recording_band(clip, top) == "wide"
+    call = telephone(load_audio(clip, METER_RATE), METER_RATE)
+    meter = BandMeter()
+    meter.feed(call)
+    assert meter.band == "narrow"
