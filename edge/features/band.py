@@ -11,10 +11,11 @@ Two tests, the cheap one first:
 - the file's sample rate: at 8 kHz nothing above 4 kHz can exist;
 - its long-term spectrum: a call saved at 16 kHz or more (upsampled by a phone app, a call
   recorder or a corpus) keeps only the resampler's residue above 4 kHz.  The mean power in
-  4.3-7 kHz over the mean power in the voice band is -15 to -35 dB for wideband speech and
-  -41 to -66 dB through a call (``scripts/speech_band_screen.py`` on the five corpora; a few of
-  ASED's home recordings are below -40 as recorded, the band limit of their own microphones).
-  :data:`NARROWBAND_DB` sits midway.
+  4.3-7 kHz over the mean power in the voice band has its corpus medians at -15 to -24 dB as
+  recorded (1st percentiles -26 to -44) and at -57 to -62 dB through a call (99th percentiles
+  -43 to -52), over every clip of the five corpora (``scripts/speech_band_screen.py``; 4.5% of
+  ASED's home recordings fall below the threshold as recorded, likely microphones that carry
+  little above 4 kHz).  :data:`NARROWBAND_DB` sits between.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class BandMeter:
 
 
 def band_of(upper_db: float | None) -> Band:
+    """The band an upper-band level (:attr:`BandMeter.upper_db`) stands for."""
     return "narrow" if upper_db is not None and upper_db < NARROWBAND_DB else "wide"
 
 
