@@ -105,11 +105,26 @@ def load(files: list[Path], kind: str) -> tuple[np.ndarray, np.ndarray, list[str
     return y, p / p.sum(axis=1, keepdims=True), labels
 
 
-def kept(file: Path, view: str) -> bool:
-    """Whether a clips file holds ``view``'s probabilities (the telephone only when LOCO was
-    asked for it)."""
-    with np.load(file) as z:
-        return view in z.files
+VIEWS = ("adapted", "fresh", "telephone_adapted", "telephone_fresh")
+
+
+def clip_files(folder: Path) -> list[Path]:
+    """The kept LOCO clips files in ``folder``, one per unseen corpus, in name order."""
+    files = sorted(folder.glob("loco_*_clips.npz"))
+    if not files:
+        sys.exit(f"{folder}: no loco_*_clips.npz; run emotion-convert speech with "
+                 "evaluate.loco = true first")
+    return files
+
+
+def views_kept(files: list[Path]) -> list[str]:
+    """The views (:data:`VIEWS` order) whose probabilities every file holds: the telephone's
+    only when each LOCO was asked for it."""
+    kept = set(VIEWS)
+    for f in files:
+        with np.load(f) as z:
+            kept &= set(z.files)
+    return [v for v in VIEWS if v in kept]
 
 
 def window_logits(z: Mapping[str, np.ndarray], view: str,
@@ -160,18 +175,11 @@ def fit_offsets(corpora: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     return b - float(b.mean())  # only differences between classes change a decision
 
 
-VIEWS = ("adapted", "fresh", "telephone_adapted", "telephone_fresh")
-
-
 def window_clips(folder: Path) -> dict[str, dict[str, np.ndarray]]:
     """Each corpus's kept LOCO clips in ``folder``, read once, by corpus name; they must hold
     the window logits that an ensemble's LOCO keeps."""
-    files = sorted(folder.glob("loco_*_clips.npz"))
-    if not files:
-        sys.exit(f"{folder}: no loco_*_clips.npz; run emotion-convert speech with "
-                 "evaluate.loco = true first")
     clips = {}
-    for f in files:
+    for f in clip_files(folder):
         with np.load(f) as z:
             if "adapted_window_logits" not in z.files:
                 sys.exit(f"{f}: no window logits; they are kept for an ensemble's LOCO "
@@ -269,17 +277,14 @@ def main() -> None:
             sys.exit(f"--branches {args.branches}: each weight must be between 0 and 1")
         weigh_branches(folders, args.branches)
         return
-    corpora = [sorted(f.name for f in folder.glob("loco_*_clips.npz")) for folder in folders]
+    corpora = [[f.name for f in clip_files(folder)] for folder in folders]
     for folder, names in zip(folders, corpora):
-        if not names:
-            sys.exit(f"{folder}: no loco_*_clips.npz; run emotion-convert speech with "
-                     "evaluate.loco = true first")
         if names != corpora[0]:
             sys.exit(f"{folder}: corpora {names} are not those of {folders[0]} ({corpora[0]})")
     files = [[folder / name for folder in folders] for name in corpora[0]]
     print("| rule | probabilities | LOCO UAR | neutral 50%: UAR / accuracy | "
           "neutral 70%: UAR / accuracy |\n|---|---|---:|---:|---:|")
-    for kind in (v for v in VIEWS if all(kept(f, v) for same_clips in files for f in same_clips)):
+    for kind in views_kept([f for same_clips in files for f in same_clips]):
         corpus_probs = [load(same_clips, kind) for same_clips in files]  # read once, every rule
         for name, rule in RULES.items():
             full, heavy = [], {0.5: [], 0.7: []}
