@@ -114,6 +114,16 @@ def two_models(tmp_path):
     return wide, narrow, files
 
 
+def _models_folder(folder: Path, monkeypatch, models: dict[str, Path]) -> None:
+    """``folder`` holding each model (with its manifest) under its shipped name, as the one
+    folder ``EMOTION_EDGE_MODELS`` points at."""
+    folder.mkdir()
+    for name, src in models.items():
+        (folder / name).write_bytes(src.read_bytes())
+        (folder / name).with_suffix(".json").write_bytes(src.with_suffix(".json").read_bytes())
+    monkeypatch.setenv("EMOTION_EDGE_MODELS", str(folder))
+
+
 def _scores(capsys, argv):
     assert main(["classify", "--json", *argv]) == 0
     return {row["path"]: row["scores"] for row in map(json.loads, capsys.readouterr().out.split(
@@ -140,12 +150,8 @@ def test_the_shipped_narrowband_model_is_found_beside_the_speech_model(two_model
     from edge.models.speech import SPEECH_MODEL_FILE, SPEECH_NARROWBAND_MODEL_FILE
 
     wide, narrow, files = two_models
-    folder = tmp_path / "models"
-    folder.mkdir()
-    for src, name in ((wide, SPEECH_MODEL_FILE), (narrow, SPEECH_NARROWBAND_MODEL_FILE)):
-        (folder / name).write_bytes(src.read_bytes())
-        (folder / name).with_suffix(".json").write_bytes(src.with_suffix(".json").read_bytes())
-    monkeypatch.setenv("EMOTION_EDGE_MODELS", str(folder))
+    _models_folder(tmp_path / "models", monkeypatch,
+                   {SPEECH_MODEL_FILE: wide, SPEECH_NARROWBAND_MODEL_FILE: narrow})
     shipped = _scores(capsys, [str(files["spectrum"])])
     named = _scores(capsys, ["--model", str(wide), "--narrow-model", str(narrow),
                              str(files["spectrum"])])
@@ -159,12 +165,7 @@ def test_without_a_narrowband_model_every_file_goes_to_the_wideband_one(two_mode
     from edge.models.speech import SPEECH_MODEL_FILE
 
     wide, _, files = two_models
-    folder = tmp_path / "models"
-    folder.mkdir()
-    (folder / SPEECH_MODEL_FILE).write_bytes(wide.read_bytes())
-    (folder / SPEECH_MODEL_FILE).with_suffix(".json").write_bytes(
-        wide.with_suffix(".json").read_bytes())
-    monkeypatch.setenv("EMOTION_EDGE_MODELS", str(folder))
+    _models_folder(tmp_path / "models", monkeypatch, {SPEECH_MODEL_FILE: wide})
     paths = [str(p) for p in files.values()]
     assert _scores(capsys, paths) == _scores(capsys, ["--model", str(wide), *paths])
 

@@ -65,8 +65,9 @@ class BandMeter:
 
     def feed(self, block: np.ndarray) -> None:
         """Add mono samples at :data:`METER_RATE` (frames overlap by half, across blocks too)."""
-        x = np.concatenate((self._tail, np.asarray(block, np.float64).ravel()))
-        self.samples += int(np.asarray(block).size)
+        samples = np.asarray(block, np.float64).ravel()
+        self.samples += samples.size
+        x = np.concatenate((self._tail, samples))
         hop = self.frame // 2
         n = 0 if x.size < self.frame else 1 + (x.size - self.frame) // hop
         if n:
