@@ -13,13 +13,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv --system-site-packages $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=23.2"
 
+# formats: PyAV, so `classify` also reads phones' M4A/AMR recordings.
 $(VENV)/.device: setup.cfg constraints.txt | $(BIN)/python
-	$(PIP) -e ".[device]"
+	$(PIP) -e ".[device,formats]"
 	touch $@
 
 $(VENV)/.all: setup.cfg constraints.txt | $(BIN)/python
 	scripts/install-system-deps.sh
-	$(PIP) -e ".[device,mic,convert,plot,test]"
+	$(PIP) -e ".[device,formats,mic,convert,plot,test]"
 	touch $@ $(VENV)/.device
 
 # The appliance loop on recordings (mock GPIO pins, decisions printed), then per-file results.
@@ -29,6 +30,9 @@ demo: $(VENV)/.device
 	@echo "(08a02Tb). EmoDB is one of the speech model's training corpora: this shows the pipeline"
 	@echo "working, not accuracy on voices it never heard (models/README.md has those figures)."
 	$(BIN)/emotion-edge classify demo/audio/*.flac
+	@echo "demo/phone: two of them as a phone keeps them (an AMR call at 8 kHz, which goes to the"
+	@echo "narrowband model, and an M4A voice memo)."
+	$(BIN)/emotion-edge classify demo/phone/*
 	$(BIN)/emotion-edge classify-face demo/face.jpg
 
 # On a Raspberry Pi (Raspberry Pi OS 64-bit Bookworm or Trixie): the device runtime with the Pi's

@@ -14,6 +14,18 @@ TINY_MFCC = MfccConfig(n_mels=20, n_ceps=13, window="hamming", normalize="cmvn")
 TINY_LABELS = ("neutral", "happy", "sad", "angry")
 
 
+def speech_like_noise(seconds: float, sr: int = 16000, seed: int = 0) -> np.ndarray:
+    """Wideband noise shaped like speech (falling 6 dB per octave above 500 Hz), syllabic."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    spectrum = np.fft.rfft(rng.normal(size=n))
+    f = np.fft.rfftfreq(n, 1.0 / sr)
+    spectrum /= np.maximum(f, 500.0) / 500.0
+    x = np.fft.irfft(spectrum, n)
+    x *= 0.5 + 0.5 * np.sin(2 * np.pi * 4 * np.arange(n) / sr)
+    return (0.3 * x / np.abs(x).max()).astype(np.float32)
+
+
 def tiny_speech_model(out: Path, *, window_frames: int = 50, hop_frames: int = 25,
                       config: MfccConfig = TINY_MFCC, seed: int = 0,
                       adapt_prior: Any = None) -> tuple[Path, Any]:

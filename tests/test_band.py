@@ -18,21 +18,9 @@ from edge.features import band as band_module
 from edge.features.band import METER_RATE, NARROWBAND_DB, BandMeter, recording_band
 from edge.sources.audio_file import load_audio
 
-from .helpers import TINY_MFCC, tiny_speech_model
+from .helpers import TINY_MFCC, speech_like_noise, tiny_speech_model
 
 WIDE_TOP_HZ = 7600.0
-
-
-def _voice(seconds: float, sr: int = METER_RATE, seed: int = 0) -> np.ndarray:
-    """Wideband noise shaped like speech (falling 6 dB per octave above 500 Hz), syllabic."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * sr)
-    spectrum = np.fft.rfft(rng.normal(size=n))
-    f = np.fft.rfftfreq(n, 1.0 / sr)
-    spectrum /= np.maximum(f, 500.0) / 500.0
-    x = np.fft.irfft(spectrum, n)
-    x *= 0.5 + 0.5 * np.sin(2 * np.pi * 4 * np.arange(n) / sr)
-    return (0.3 * x / np.abs(x).max()).astype(np.float32)
 
 
 def _level(x: np.ndarray) -> float | None:
@@ -42,7 +30,7 @@ def _level(x: np.ndarray) -> float | None:
 
 
 def test_wideband_speech_is_wide_and_the_same_through_a_call_is_narrow():
-    x = _voice(3.0)
+    x = speech_like_noise(3.0)
     wide, call = _level(x), _level(telephone(x, METER_RATE))
     assert wide is not None and call is not None
     assert wide > NARROWBAND_DB + 10 and call < NARROWBAND_DB - 5, (wide, call)
@@ -58,7 +46,7 @@ def test_silence_has_no_band_and_counts_as_wide():
 
 @given(cuts=st.lists(st.integers(0, 8000), max_size=6))
 def test_the_level_does_not_depend_on_how_the_signal_is_cut_into_blocks(cuts):
-    x = _voice(0.5, seed=1)
+    x = speech_like_noise(0.5, seed=1)
     meter = BandMeter()
     for block in np.split(x, sorted(cuts)):
         meter.feed(block)
@@ -68,16 +56,16 @@ def test_the_level_does_not_depend_on_how_the_signal_is_cut_into_blocks(cuts):
 
 def test_a_file_below_the_wide_models_band_is_narrow_by_its_rate(tmp_path):
     low = tmp_path / "call8k.wav"
-    sf.write(low, _voice(2.0, sr=8000), 8000)
+    sf.write(low, speech_like_noise(2.0, sr=8000), 8000)
     high = tmp_path / "voice16k.wav"
-    sf.write(high, _voice(2.0), METER_RATE)
+    sf.write(high, speech_like_noise(2.0), METER_RATE)
     assert recording_band(low, WIDE_TOP_HZ) == "narrow"
     assert recording_band(high, WIDE_TOP_HZ) == "wide"
     assert recording_band(high, 9000.0) == "narrow"  # a top edge the file's rate cannot reach
 
 
 def test_a_call_saved_at_48_khz_is_narrow_by_its_spectrum(tmp_path):
-    x = _voice(2.0, sr=48000)
+    x = speech_like_noise(2.0, sr=48000)
     path = tmp_path / "call48k.wav"
     sf.write(path, telephone(x, 48000), 48000)
     assert recording_band(path, WIDE_TOP_HZ) == "narrow"
@@ -88,9 +76,9 @@ def test_a_call_saved_at_48_khz_is_narrow_by_its_spectrum(tmp_path):
 def test_only_the_first_minute_is_measured(tmp_path, monkeypatch):
     """A call followed by wideband sound: judged by its start when the limit stops the meter
     there, by the whole file otherwise (so the limit is what decides)."""
-    call = telephone(_voice(1.0), METER_RATE)
+    call = telephone(speech_like_noise(1.0), METER_RATE)
     path = tmp_path / "call_then_music.wav"
-    sf.write(path, np.concatenate((call, _voice(3.0, seed=2))), METER_RATE)
+    sf.write(path, np.concatenate((call, speech_like_noise(3.0, seed=2))), METER_RATE)
     assert recording_band(path, WIDE_TOP_HZ) == "wide"
     monkeypatch.setattr(band_module, "MAX_SECONDS", 1.0)
     assert recording_band(path, WIDE_TOP_HZ) == "narrow"
@@ -107,9 +95,9 @@ def two_models(tmp_path):
     narrow, _ = tiny_speech_model(tmp_path / "n", config=narrow_config, seed=1)
     files = {"wide": tmp_path / "voice.wav", "rate": tmp_path / "call8k.wav",
              "spectrum": tmp_path / "call16k.wav"}
-    voice = _voice(2.0)
+    voice = speech_like_noise(2.0)
     sf.write(files["wide"], voice, METER_RATE)
-    sf.write(files["rate"], _voice(2.0, sr=8000, seed=3), 8000)
+    sf.write(files["rate"], speech_like_noise(2.0, sr=8000, seed=3), 8000)
     sf.write(files["spectrum"], telephone(voice, METER_RATE), METER_RATE)
     return wide, narrow, files
 

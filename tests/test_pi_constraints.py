@@ -70,10 +70,12 @@ def requirements(value: str) -> list[Requirement]:
 
 
 def device_requirements() -> list[Requirement]:
-    """What `pip install '.[device]'` asks for: install_requires plus the device extra."""
+    """What `pip install '.[device,formats]'` asks for: install_requires plus the device extra,
+    and the formats extra a Pi may add for recordings from phones."""
     cfg = setup_cfg()
     return (requirements(cfg["options"]["install_requires"])
-            + requirements(cfg["options.extras_require"]["device"]))
+            + requirements(cfg["options.extras_require"]["device"])
+            + requirements(cfg["options.extras_require"]["formats"]))
 
 
 def install_section() -> str:

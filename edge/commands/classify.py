@@ -35,8 +35,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "classify",
         help="classify the emotion in speech recordings",
-        description="Classify each audio file (WAV/FLAC/OGG/AIFF/MP3, any sample rate, mono or "
-        "stereo).",
+        description="Classify each audio file (WAV/FLAC/OGG/AIFF/MP3, and with PyAV installed "
+        "M4A/AAC, AMR, 3GP, WMA, WebM or a video's sound; any sample rate, mono or stereo).",
     )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--json", action="store_true", help="one JSON object per file")

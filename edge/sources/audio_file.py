@@ -16,17 +16,25 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import AudioFileError, ConfigError
+from ..errors import AudioFileError, ConfigError, MissingDependencyError
 from ..lifecycle import Closeable
 
 __all__ = [
     "to_mono_float", "Resampler", "resample", "AudioFileStream", "load_audio", "AUDIO_EXTENSIONS",
+    "FFMPEG_AUDIO_EXTENSIONS",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: File types ``load_audio`` reads (with soundfile; WAV also without it).
+#: File types ``load_audio`` reads (with soundfile; WAV also without it).  A folder of a corpus
+#: is searched for these.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".aiff", ".aif")
+#: What phones and other recorders save and libsndfile does not read; with PyAV (FFmpeg)
+#: installed, ``load_audio`` reads these, and any other file FFmpeg knows, through it.
+FFMPEG_AUDIO_EXTENSIONS = (".m4a", ".aac", ".mp4", ".3gp", ".amr", ".wma", ".webm", ".opus",
+                           ".mka", ".mov", ".mkv")
+#: Telling a user how to read those.
+FFMPEG_HINT = "pip install 'emotion-edge[formats]' (PyAV)"
 #: Sample rates of files we read, Hz: 1 kHz to 8x 48 kHz (a header may claim anything).
 FILE_RATES = (1_000, 384_000)
 #: Largest polyphase filter table a :class:`Resampler` builds, in taps (8 bytes each, 16 MB):
@@ -153,6 +161,64 @@ def resample(x: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return np.concatenate((r.process(x), r.flush()))
 
 
+class _FFmpegFile:
+    """PyAV (FFmpeg) behind the same small part of ``soundfile.SoundFile``, for what libsndfile
+    does not read: AAC in M4A/MP4 (phones' voice memos), AMR and 3GP (phone calls), WMA, WebM,
+    and the sound of a video.  Decodes one packet at a time, so memory stays bounded."""
+
+    def __init__(self, path: Path) -> None:
+        from ..optional import import_optional
+        av = import_optional("av", FFMPEG_HINT)
+        self._av_error = av.FFmpegError
+        self.path = path
+        # Only local files: FFmpeg recognises a playlist (HLS) by its content, and the URLs it
+        # names must never be fetched (FFmpeg's own check blocks most; this blocks them all).
+        try:
+            self._container = av.open(str(path), options={"protocol_whitelist": "file"},
+                                      metadata_errors="ignore")
+        except (av.FFmpegError, UnicodeDecodeError) as exc:
+            raise AudioFileError(f"{path}: not a readable audio file ({exc})") from None
+        if not self._container.streams.audio:
+            self._container.close()
+            raise AudioFileError(f"{path}: has no sound ({self._container.format.name} with no "
+                                 f"audio stream)")
+        stream = self._container.streams.audio[0]
+        self.samplerate = int(stream.rate or stream.codec_context.sample_rate or 0)
+        self.channels = int(stream.channels)
+        # FFmpeg knows a stream's length only from the container's header (an estimate for raw
+        # AMR or AAC); 0 would mean "no audio", so an unknown length counts as 1 frame.
+        seconds = (float(stream.duration * stream.time_base) if stream.duration
+                   else self._container.duration / 1e6 if self._container.duration else 0.0)
+        self.frames = max(1, int(round(seconds * self.samplerate)))
+        # Packed float32 at the stream's own rate and layout; to_mono_float downmixes, as it
+        # does for every other reader.
+        self._convert = av.AudioResampler(format="flt", layout=stream.layout, rate=self.samplerate)
+        self._frames = self._container.decode(stream)
+        self._pending: list[np.ndarray] = []
+        self._pending_n = 0
+
+    def read(self, frames: int, dtype: str = "float32", always_2d: bool = True) -> np.ndarray:
+        try:
+            while self._pending_n < frames:
+                frame = next(self._frames, None)
+                for packed in self._convert.resample(frame):  # None flushes the converter
+                    a = packed.to_ndarray().reshape(-1, self.channels)
+                    self._pending.append(a)
+                    self._pending_n += a.shape[0]
+                if frame is None:
+                    break
+        except self._av_error as exc:
+            raise RuntimeError(str(exc)) from None  # AudioFileStream names the file and time
+        data = (np.concatenate(self._pending) if self._pending
+                else np.zeros((0, self.channels), np.float32))
+        out, rest = data[:frames], data[frames:]
+        self._pending, self._pending_n = ([rest] if rest.size else []), rest.shape[0]
+        return out
+
+    def close(self) -> None:
+        self._container.close()
+
+
 class _WaveFile:
     """The stdlib's WAV reader behind the small part of ``soundfile.SoundFile`` used here (for
     installs without libsndfile)."""
@@ -245,10 +311,7 @@ class AudioFileStream(Closeable):
         try:
             f = soundfile.SoundFile(str(self.path))
         except (RuntimeError, soundfile.LibsndfileError, TypeError, ValueError) as exc:
-            raise AudioFileError(
-                f"{self.path}: not a readable audio file ({exc}); supported: WAV, FLAC, OGG, "
-                f"AIFF, MP3 (convert others first, e.g. ffmpeg -i {self.path.name} out.wav)"
-            ) from None
+            return self._open_ffmpeg(exc)
         if self.path.suffix.lower() == ".wav":
             declared = _declared_wav_frames(self.path)
             if declared is not None and declared > f.frames:
@@ -256,6 +319,24 @@ class AudioFileStream(Closeable):
                 raise AudioFileError(
                     f"{self.path}: truncated WAV ({f.frames} of {declared} frames present)")
         return f
+
+    def _open_ffmpeg(self, soundfile_error: Exception) -> _FFmpegFile:
+        """The file through FFmpeg, once libsndfile has refused it."""
+        phone_format = self.path.suffix.lower() in FFMPEG_AUDIO_EXTENSIONS
+        try:
+            return _FFmpegFile(self.path)
+        except MissingDependencyError:
+            if phone_format:
+                raise AudioFileError(
+                    f"{self.path}: reading {self.path.suffix} needs PyAV: {FFMPEG_HINT}, or "
+                    f"convert it first (ffmpeg -i {self.path.name} out.wav)") from None
+        except AudioFileError:
+            if phone_format:
+                raise  # FFmpeg's reason: libsndfile's says only "format not recognised"
+        raise AudioFileError(
+            f"{self.path}: not a readable audio file ({soundfile_error}); supported: WAV, FLAC, "
+            f"OGG, AIFF, MP3, and with PyAV M4A/AAC, AMR, 3GP, WMA, WebM (convert others first, "
+            f"e.g. ffmpeg -i {self.path.name} out.wav)") from None
 
     @property
     def file_frames(self) -> int:

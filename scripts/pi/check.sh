@@ -36,6 +36,7 @@ loop="--fast --mock-gpio --audio-file demo/conversation.flac --image demo/face.j
 loop+=" --set loop.deadline_s=5 --set loop.overruns_to_degrade=100 --set loop.overrun_window=100"
 cases=(
     "speech|emotion-edge classify --json $clips"
+    "speech-phone|emotion-edge classify --json demo/phone/03a01Wa.amr demo/phone/08a02Tb.m4a"
     "face-blazeface|emotion-edge classify-face --json demo/face.jpg"
     "face-haar|emotion-edge classify-face --json --detector haar demo/face.jpg"
     "run-blazeface|emotion-edge run $loop"

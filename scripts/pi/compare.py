@@ -260,7 +260,7 @@ def _read(folder: Path, name: str, suffix: str) -> str:
 def _judge(name: str, x86_dir: Path, arm_dir: Path, tol: float, pinned_numpy: str | None,
            debian_numpy_ok: bool) -> Row:
     xo, ao = _read(x86_dir, name, "stdout"), _read(arm_dir, name, "stdout")
-    if name == "speech":
+    if name in ("speech", "speech-phone"):
         return compare_classify(json_lines(xo), json_lines(ao), tol)
     if name.startswith("face-"):
         return compare_faces(json_lines(xo), json_lines(ao), tol,
@@ -291,7 +291,7 @@ def _load_json_text(text: str) -> dict[str, Any]:
     return json.loads(lines[-1]) if lines else {}
 
 
-COMPARED = ("speech", "face-blazeface", "face-haar", "run-blazeface", "run-haar", "check",
+COMPARED = ("speech", "speech-phone", "face-blazeface", "face-haar", "run-blazeface", "run-haar", "check",
             "bit-exact", "divergence")
 #: Rows judged from another case's output (and exit status).
 OUTPUT_OF = {"bit-exact": "divergence"}

@@ -22,11 +22,12 @@ proj=$PI_ROOTFS/opt/project
 rm -rf "$proj" && mkdir -p "$proj"
 cp "$wheel" "$PI_CONSTRAINTS" "$proj/"
 
-# aarch64 wheels for the wheel's [device] extra under the Pi pins; offline when already cached.
+# aarch64 wheels for the wheel's [device] extra under the Pi pins, and [formats] (PyAV: phones'
+# recordings for `classify`, also checked here); offline when already cached.
 if ! pi_download "$PI_WHEELS" --no-index --find-links "$PI_WHEELS" -c "$PI_CONSTRAINTS" \
-        "$wheel[device]" >/dev/null 2>&1; then
+        "$wheel[device,formats]" >/dev/null 2>&1; then
     pi_log "downloading aarch64 wheels into $PI_WHEELS"
-    pi_download "$PI_WHEELS" -c "$PI_CONSTRAINTS" "$wheel[device]"
+    pi_download "$PI_WHEELS" -c "$PI_CONSTRAINTS" "$wheel[device,formats]"
 fi
 rm -f "$PI_WHEELS"/emotion_edge-*.whl   # pip download copies the project wheel too
 
@@ -35,5 +36,5 @@ rm -f "$PI_WHEELS"/emotion_edge-*.whl   # pip download copies the project wheel 
 pi_log "installing the device runtime into the emulated Pi's venv"
 pip_args=(-m pip install -q --disable-pip-version-check --no-cache-dir --no-index
           --find-links /opt/wheels -c "/opt/project/$(basename "$PI_CONSTRAINTS")")
-pi_guest "$PI_PY" "${pip_args[@]}" "/opt/project/$(basename "$wheel")[device]"
+pi_guest "$PI_PY" "${pip_args[@]}" "/opt/project/$(basename "$wheel")[device,formats]"
 pi_guest "$PI_PY" "${pip_args[@]}" --no-deps --force-reinstall "/opt/project/$(basename "$wheel")"
