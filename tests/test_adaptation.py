@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from edge.errors import ModelError
-from edge.features.adapt import DeploymentNormalizer, RunningStats, speech_frames
+from edge.features.adapt import DeploymentNormalizer, RunningStats, feature_space, speech_frames
 
 finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False, width=32)
 
@@ -64,6 +64,57 @@ def test_a_corrupt_or_foreign_state_is_a_fresh_start(tmp_path, caplog, content):
     norm = DeploymentNormalizer(RunningStats.of(np.ones((3, 2))), state_file=path)
     assert norm.frames_heard == 0
     assert "starting fresh" in caplog.text and str(path) in caplog.text
+
+
+def test_another_models_features_start_fresh_and_each_keeps_its_own_statistics(tmp_path,
+                                                                                caplog):
+    """Two models with as many dimensions but other features (the wideband and narrowband
+    models) take turns on one state file: neither uses the other's statistics, and neither's
+    are lost when the other runs."""
+    rng = np.random.default_rng(4)
+    path = tmp_path / "s.json"
+    prior = RunningStats.of(rng.normal(0, 1, (500, 2)))
+    wide_room, narrow_room = rng.normal(3, 2, (4000, 2)), rng.normal(-7, 0.5, (1000, 2))
+
+    def run(space, room=None):
+        norm = DeploymentNormalizer(prior, state_file=path, space=space)
+        if room is not None:
+            norm.observe(room)
+            norm.save()
+        return norm
+
+    run("wide", wide_room)
+    caplog.clear()
+    narrow = run("narrow")
+    assert narrow.frames_heard == 0 and "other features" in caplog.text and str(path) in caplog.text
+    narrow.observe(narrow_room)
+    narrow.save()
+    wide = run("wide")  # back: its own statistics, not the narrowband room's
+    assert wide.frames_heard == 4000
+    np.testing.assert_allclose(wide.heard.mean, wide_room.mean(axis=0))
+    wide.save()
+    again = run("narrow")
+    assert again.frames_heard == 1000
+    np.testing.assert_allclose(again.heard.mean, narrow_room.mean(axis=0))
+
+
+def test_a_state_written_before_spaces_were_named_is_taken_up(tmp_path):
+    path = tmp_path / "s.json"
+    stats = RunningStats.of(np.random.default_rng(5).normal(2, 1, (300, 2)))
+    path.write_text(json.dumps({"heard": stats.to_dict()}))
+    norm = DeploymentNormalizer(RunningStats.of(np.ones((3, 2))), state_file=path, space="wide")
+    assert norm.frames_heard == 300
+    norm.save()
+    assert json.loads(path.read_text())["features"] == "wide"
+
+
+def test_the_feature_space_follows_the_features_only():
+    from edge.features import MfccConfig
+
+    wide = MfccConfig(n_mels=40, n_ceps=40, high_hz=7600.0)
+    assert feature_space(wide.to_dict()) == feature_space(MfccConfig(**wide.to_dict()).to_dict())
+    assert feature_space(wide.to_dict()) != feature_space(
+        MfccConfig(n_mels=40, n_ceps=40, low_hz=300.0, high_hz=3400.0).to_dict())
 
 
 def test_with_no_prior_weight_the_device_uses_only_what_it_heard():

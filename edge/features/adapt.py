@@ -12,6 +12,9 @@ with the statistics heard so far, blended with the training data's (the model's 
 them as a prior worth ``prior_frames`` frames), so a fresh device starts as the model was trained
 and moves toward its own room as it listens.  Its state is a small JSON file, written atomically,
 kept across restarts and removed to reset.  Only counts, means and variances are stored: no audio.
+Statistics mean something only in the feature space that gathered them: the file names that
+space (:func:`feature_space`), and a model with other features (another release, the narrowband
+model) starts its own statistics while the file keeps the others for when it comes back.
 
 Training uses the same class: each corpus is standardised with its own statistics, as the device
 standardises with its room's.
@@ -20,6 +23,7 @@ standardises with its room's.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -34,7 +38,8 @@ import numpy.typing as npt
 
 from ..errors import ConfigError, ModelError
 
-__all__ = ["RunningStats", "DeploymentNormalizer", "read_state", "speech_frames", "speech_mask"]
+__all__ = ["RunningStats", "DeploymentNormalizer", "feature_space", "read_state", "speech_frames",
+           "speech_mask"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +52,25 @@ SPEECH_RANGE_DB = 30.0
 MIN_STD = 1e-3
 
 
-def read_state(path: Path) -> RunningStats | None:
-    """The statistics heard, from a state file written by :meth:`DeploymentNormalizer.save`;
-    ``None`` when there is no file, :class:`~edge.errors.ModelError` when it is unusable."""
+def feature_space(features: Mapping[str, Any]) -> str:
+    """A short name for the feature space described by ``features`` (a speech model's MFCC and
+    prosody settings): statistics gathered in one space mean nothing in another, even with as
+    many dimensions (other mel filters, another band)."""
+    text = json.dumps(dict(features), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclasses.dataclass
+class _State:
+    """A state file: the statistics last used, the feature space they belong to (``None`` in
+    files written before spaces were named), and other spaces' statistics, kept as stored."""
+
+    heard: RunningStats
+    space: str | None
+    kept: dict[str, Any]
+
+
+def _read(path: Path) -> _State | None:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -57,9 +78,21 @@ def read_state(path: Path) -> RunningStats | None:
     except OSError as exc:
         raise ModelError(f"{path}: cannot be read ({exc})") from None
     try:
-        return RunningStats.from_dict(json.loads(text)["heard"], source=str(path))
-    except (ValueError, KeyError, TypeError) as exc:
+        doc = json.loads(text)
+        heard = RunningStats.from_dict(doc["heard"], source=str(path))
+        space, kept = doc.get("features"), doc.get("kept", {})
+        if not (space is None or isinstance(space, str)) or not isinstance(kept, dict):
+            raise ValueError("'features' must be a string and 'kept' an object")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ModelError(f"{path}: not an adaptation state ({exc})") from None
+    return _State(heard, space, kept)
+
+
+def read_state(path: Path) -> RunningStats | None:
+    """The statistics heard, from a state file written by :meth:`DeploymentNormalizer.save`;
+    ``None`` when there is no file, :class:`~edge.errors.ModelError` when it is unusable."""
+    state = _read(path)
+    return None if state is None else state.heard
 
 
 def speech_mask(level_db: FloatArray) -> npt.NDArray[np.bool_]:
@@ -159,14 +192,19 @@ class DeploymentNormalizer:
     """
 
     def __init__(self, prior: RunningStats, *, prior_frames: float = 6000.0,
-                 state_file: str | Path | None = None) -> None:
+                 state_file: str | Path | None = None, space: str | None = None) -> None:
         if prior_frames < 0 or not math.isfinite(prior_frames):
             raise ConfigError(f"prior_frames must be a finite count >= 0, got {prior_frames!r}")
         #: The training data's statistics; ``prior_frames``, not their count, is their weight.
         self.prior = prior
         self.prior_frames = float(prior_frames)
         self.state_file = Path(state_file) if state_file is not None else None
+        #: The feature space this model's frames live in (:func:`feature_space`); ``None``:
+        #: unnamed, any statistics of as many dimensions are taken as its own.
+        self.space = space
         self.heard = RunningStats.empty(prior.dims)
+        #: Other feature spaces' statistics from the state file, written back unchanged.
+        self._kept: dict[str, Any] = {}
         if self.state_file is not None:
             self._load()
         self._refresh()
@@ -215,19 +253,38 @@ class DeploymentNormalizer:
     def _load(self) -> None:
         assert self.state_file is not None
         try:
-            heard = read_state(self.state_file)
-            if heard is not None and heard.dims != self.dims:
-                raise ModelError(f"{self.state_file}: {heard.dims} dimensions, the model has "
-                                 f"{self.dims}")
+            state = _read(self.state_file)
         except ModelError as exc:
             logger.warning("adaptation state %s is unusable (%s); starting fresh",
                            self.state_file, exc)
             return
-        if heard is None:
+        if state is None:
             return
+        self._kept = state.kept
+        if (state.heard.dims == self.dims
+                and (state.space is None or self.space is None or state.space == self.space)):
+            self._resume(state.heard, "")
+            return
+        # Another model's features: keep its statistics for when it comes back, and take up this
+        # model's own if it ran here before.
+        self._kept[state.space or f"unnamed-{state.heard.dims}"] = state.heard.to_dict()
+        own = self._kept.pop(self.space, None) if self.space is not None else None
+        try:
+            heard = None if own is None else RunningStats.from_dict(own, source=str(self.state_file))
+        except ModelError:
+            heard = None
+        if heard is not None and heard.dims == self.dims:
+            self._resume(heard, ", gathered by this model before another took its place")
+            return
+        logger.warning("adaptation state %s was gathered by a speech model with other features "
+                       "(%s dimensions, the model has %s); starting fresh for this model and "
+                       "keeping the other statistics in the file", self.state_file,
+                       state.heard.dims, self.dims)
+
+    def _resume(self, heard: RunningStats, how: str) -> None:
         self.heard = heard
-        logger.info("adaptation: %.0f s of speech heard before (%s)", heard.count / 100,
-                    self.state_file)
+        logger.info("adaptation: %.0f s of speech heard before (%s%s)", heard.count / 100,
+                    self.state_file, how)
 
     def save(self) -> None:
         """Write the statistics heard to ``state_file`` atomically (a crash leaves the old file)."""
@@ -236,8 +293,13 @@ class DeploymentNormalizer:
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".adapt-", dir=self.state_file.parent)
         try:
+            doc: dict[str, Any] = {"heard": self.heard.to_dict()}
+            if self.space is not None:
+                doc["features"] = self.space
+            if self._kept:
+                doc["kept"] = self._kept
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"heard": self.heard.to_dict()}, f)
+                json.dump(doc, f)
             os.replace(tmp, self.state_file)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import ConfigError, ManifestMismatchError, ModelError
 from ..features import Mfcc, MfccConfig, StreamingMfcc, frame_dbfs, window_input
-from ..features.adapt import DeploymentNormalizer, RunningStats, speech_frames
+from ..features.adapt import DeploymentNormalizer, RunningStats, feature_space, speech_frames
 from ..lifecycle import Closeable
 from ..sources.audio_file import AudioFileStream
 from .manifest import ModelManifest
@@ -219,7 +219,8 @@ class SpeechClassifier(Closeable):
             #: Standardises frames with this deployment's statistics (models trained that way);
             #: ``None`` for models that normalise each window on its own.
             self.adaptation = (None if prior is None else DeploymentNormalizer(
-                prior, prior_frames=adapt_prior_frames, state_file=adapt_state if adapt else None))
+                prior, prior_frames=adapt_prior_frames, state_file=adapt_state if adapt else None,
+                space=feature_space(self.config.to_dict())))
             #: False: the prior (training) statistics are used as they are, nothing is learnt.
             self.learns = adapt
         except Exception:
