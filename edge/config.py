@@ -236,7 +236,10 @@ class CameraConfig(Section):
 @dataclasses.dataclass(frozen=True)
 class ModelsConfig(Section):
     _name: typing.ClassVar[str] = "models"
-    speech: str = setting("", "Speech model .tflite path; empty = the shipped model.")
+    speech: str = setting(
+        "", "Speech model .tflite path; empty = the shipped model. A microphone that passes only "
+        "the telephone band (a Bluetooth headset's call link, a phone line) does better with the "
+        "shipped speech_emotion_narrowband_int8.tflite, beside the shipped model.")
     face: str = setting("", "Face model .tflite path; empty = the shipped model.")
 
 
