@@ -167,11 +167,50 @@ def _damage(draw: st.DrawFn, data: bytes) -> tuple[str, bytes]:
     return how, data
 
 
+def _encoded_by_ffmpeg(fmt: str, n: int, rate: int, channels: int) -> bytes:
+    """A phone's kind of file through PyAV: AAC in M4A, or AMR-NB (8 kHz mono whatever asked)."""
+    import av
+
+    codec, container = {"M4A": ("aac", "ipod"), "AMR": ("libopencore_amrnb", "amr")}[fmt]
+    if fmt == "AMR":
+        rate, channels = 8000, 1
+    layout = "mono" if channels == 1 else "stereo"
+    t = np.arange(n) / rate
+    x = np.repeat((0.2 * np.sin(2 * np.pi * 220 * t))[None], channels, axis=0)
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=container) as out:
+        stream = out.add_stream(codec, rate=rate, layout=layout)
+        step = stream.codec_context.frame_size or 1024
+        for i in range(0, n, step):
+            block = x[:, i:i + step]
+            if fmt == "AMR":
+                frame = av.AudioFrame.from_ndarray((block * 32767).astype(np.int16), format="s16",
+                                                   layout=layout)
+            else:
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block, np.float32),
+                                                   format="fltp", layout=layout)
+            frame.sample_rate = rate
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return buf.getvalue()
+
+
+def _has_pyav() -> bool:
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 @st.composite
 def _damaged_encoded_audio(draw: st.DrawFn) -> Case:
-    fmt, suffix = draw(st.sampled_from([("FLAC", ".flac"), ("OGG", ".ogg"), ("WAV", ".wav")]))
-    data = _encoded(fmt, draw(st.integers(100, 16000)), draw(st.sampled_from([8000, 16000, 48000])),
-                    draw(st.sampled_from([1, 2])))
+    formats = [("FLAC", ".flac"), ("OGG", ".ogg"), ("WAV", ".wav")]
+    formats += [("M4A", ".m4a"), ("AMR", ".amr")] if _has_pyav() else []
+    fmt, suffix = draw(st.sampled_from(formats))
+    encode = _encoded_by_ffmpeg if fmt in ("M4A", "AMR") else _encoded
+    data = encode(fmt, draw(st.integers(100, 16000)), draw(st.sampled_from([8000, 16000, 48000])),
+                  draw(st.sampled_from([1, 2])))
     how, data = _damage(draw, data)
     return Case(f"{suffix[1:]}-{how}", suffix, data)
 
@@ -189,7 +228,7 @@ def _special(suffixes: list[str]) -> st.SearchStrategy[Case]:
     )
 
 
-AUDIO_SUFFIXES = [".wav", ".flac", ".ogg", ".WAV", ".aiff"]
+AUDIO_SUFFIXES = [".wav", ".flac", ".ogg", ".WAV", ".aiff", ".m4a", ".amr", ".mp4"]
 
 
 def audio_cases() -> st.SearchStrategy[Case]:

@@ -168,7 +168,7 @@ class _FFmpegFile:
 
     def __init__(self, path: Path) -> None:
         from ..optional import import_optional
-        av = import_optional("av", FFMPEG_HINT)
+        av = self._av = import_optional("av", FFMPEG_HINT)
         self._av_error = av.FFmpegError
         self.path = path
         # Only local files: FFmpeg recognises a playlist (HLS) by its content, and the URLs it
@@ -178,13 +178,29 @@ class _FFmpegFile:
                                       metadata_errors="ignore")
         except (av.FFmpegError, UnicodeDecodeError) as exc:
             raise AudioFileError(f"{path}: not a readable audio file ({exc})") from None
-        if not self._container.streams.audio:
+        try:
+            self._open_stream()
+        except AudioFileError:
             self._container.close()
-            raise AudioFileError(f"{path}: has no sound ({self._container.format.name} with no "
-                                 f"audio stream)")
+            raise
+        except (av.FFmpegError, ValueError, TypeError, ZeroDivisionError) as exc:
+            self._container.close()  # e.g. a header with no channel layout, or a rate of 0
+            raise AudioFileError(f"{path}: not a readable audio file ({exc})") from None
+        self._pending: list[np.ndarray] = []
+        self._pending_n = 0
+        self._ended = False
+
+    def _open_stream(self) -> None:
+        if not self._container.streams.audio:
+            raise AudioFileError(f"{self.path}: has no sound ({self._container.format.name} "
+                                 f"with no audio stream)")
         stream = self._container.streams.audio[0]
+        if stream.codec_context is None:
+            raise AudioFileError(f"{self.path}: FFmpeg has no decoder for its sound")
         self.samplerate = int(stream.rate or stream.codec_context.sample_rate or 0)
         self.channels = int(stream.channels)
+        if self.channels < 1:
+            raise AudioFileError(f"{self.path}: its audio stream declares no channels")
         # FFmpeg knows a stream's length only from the container's header (an estimate for raw
         # AMR or AAC); 0 would mean "no audio", so an unknown length counts as 1 frame.
         seconds = (float(stream.duration * stream.time_base) if stream.duration
@@ -192,21 +208,19 @@ class _FFmpegFile:
         self.frames = max(1, int(round(seconds * self.samplerate)))
         # Packed float32 at the stream's own rate and layout; to_mono_float downmixes, as it
         # does for every other reader.
-        self._convert = av.AudioResampler(format="flt", layout=stream.layout, rate=self.samplerate)
+        self._convert = self._av.AudioResampler(format="flt", layout=stream.layout,
+                                                rate=self.samplerate)
         self._frames = self._container.decode(stream)
-        self._pending: list[np.ndarray] = []
-        self._pending_n = 0
 
     def read(self, frames: int, dtype: str = "float32", always_2d: bool = True) -> np.ndarray:
         try:
-            while self._pending_n < frames:
+            while self._pending_n < frames and not self._ended:
                 frame = next(self._frames, None)
                 for packed in self._convert.resample(frame):  # None flushes the converter
                     a = packed.to_ndarray().reshape(-1, self.channels)
                     self._pending.append(a)
                     self._pending_n += a.shape[0]
-                if frame is None:
-                    break
+                self._ended = frame is None
         except self._av_error as exc:
             raise RuntimeError(str(exc)) from None  # AudioFileStream names the file and time
         data = (np.concatenate(self._pending) if self._pending
