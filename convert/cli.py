@@ -15,7 +15,8 @@ from edge.errors import EmotionEdgeError
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
 #: Modules under ``convert`` with ``register(subparsers)``.
-COMMAND_MODULES: tuple[str, ...] = ("speech.cli", "face.cli", "face.fullframe", "blazeface_cli")
+COMMAND_MODULES: tuple[str, ...] = ("speech.cli", "face.cli", "face.fullframe", "face.calibrate",
+                                    "blazeface_cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

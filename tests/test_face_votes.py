@@ -149,9 +149,11 @@ def test_a_model_trained_on_votes_reports_fer_plus_majority_figures(tmp_path):
 
     data = load_face_data(fer=write_fer(tmp_path, (60, 12, 12)))
     recipe = tiny_recipe(train={"ground_truth": "votes", "vote_weight": 0.5, "epochs": 1},
-                         ramp={"epochs": 1}, finetune={"epochs": 1, "ground_truth": "votes"})
+                         ramp={"epochs": 1}, finetune={"epochs": 1, "ground_truth": "votes"},
+                         calibrate={"class_offsets": True})
     run_face_pipeline(data, tmp_path / "out", recipe)
-    manifest = load_manifest(tmp_path / "out" / "face_expression_int8.tflite")
+    model = tmp_path / "out" / "face_expression_int8.tflite"
+    manifest = load_manifest(model)
     m = manifest.metrics
     assert m["ferplus_choose_n"] == m["ferplus_report_n"] == 12
     for split in ("choose", "report"):
@@ -160,6 +162,18 @@ def test_a_model_trained_on_votes_reports_fer_plus_majority_figures(tmp_path):
     assert "ties" in m["ferplus_protocol"]
     assert "contempt -> disgust" in manifest.training["ground_truth"]
     assert manifest.training["recipe"]["train"]["ground_truth"] == "votes"
+    # The class offsets were fitted on the choose split and are in the manifest; fitting them
+    # again on the trained model (`emotion-convert face-calibrate`) finds the same ones.
+    offsets = manifest.calibration["log_offsets"]
+    assert set(offsets) == set(manifest.labels)
+    assert manifest.training["recipe"]["calibrate"] == {"class_offsets": True}
+    from convert.cli import main
+
+    assert main(["face-calibrate", "--fer", str(tmp_path / "fer2013_48.npz"),
+                 "--model", str(model)]) == 0
+    again = load_manifest(model)
+    assert again.calibration["log_offsets"] == offsets
+    assert again.metrics["report_accuracy_int8"] == pytest.approx(m["report_accuracy_int8"])
 
 
 def test_face_check_scores_against_the_fer_plus_majority(tmp_path, monkeypatch, capsys):

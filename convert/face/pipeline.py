@@ -29,6 +29,7 @@ from edge.labels import fusion_map_for
 from edge.models.face import FACE_MODEL_FILE, FACE_TASK, FER_LABELS, face_probabilities
 
 from ..export import tflite_latency_ms
+from .calibrate import CLEAR_SHARE
 from .data import FaceData
 from .detected import Located, detector_crops, locate_faces
 from .ferplus import MAJORITY_PROTOCOL, VOTE_RULE, majority_accuracy
@@ -98,6 +99,9 @@ class Crops:
     #: The detector's boxes of the train, choose and report images (``input.crops =
     #: "detector"``, :mod:`convert.face.detected`); None = FER2013's own crops.
     located: tuple[Located, Located, Located] | None = None
+    #: The choose split's clear faces (FER+ majority with at least CLEAR_SHARE of the votes;
+    #: -1 = not scored), for the class offsets.
+    clear_choose: np.ndarray | None = None
 
     @classmethod
     def of(cls, data: FaceData, preprocess: FacePreprocessConfig,
@@ -109,7 +113,14 @@ class Crops:
             x = [detector_crops(s.x, where, preprocess) for s, where in zip(splits, located)]
         return cls(x[0], data.train.y, x[1], data.choose.y, x[2], data.report.y,
                    data.train.vote_targets(), data.choose.majority(), data.report.majority(),
-                   located)
+                   located, data.choose.majority(min_share=CLEAR_SHARE))
+
+    def choose_label_sets(self) -> dict[str, np.ndarray]:
+        """What the class offsets are fitted against (:func:`.calibrate.choose_label_sets`)."""
+        if self.majority_choose is None or self.clear_choose is None:
+            return {"labels": self.y_choose}
+        return {"FER+ majority": self.majority_choose,
+                f"clear faces (>= {CLEAR_SHARE:.0%} of votes)": self.clear_choose}
 
     def val_labels(self, stage: TrainSection) -> np.ndarray:
         """The choose split's labels that pick a stage's epoch: FER+ majority votes for a stage
@@ -219,6 +230,9 @@ class Int8Result:
     mirror_report_accuracy: float
     #: Scores on the report split, averaged with the mirror image as the device does.
     mirror_probs: np.ndarray
+    #: One pass on the report split through the device's function (with the manifest's class
+    #: offsets; the parity figures compare the network's own outputs).
+    report_accuracy: float = math.nan
     #: FER+ majority-vote accuracies of both splits, one pass and with the mirror average
     #: (empty without votes).
     ferplus: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -417,6 +431,7 @@ def export_int8(
     """Convert ``model`` to full-integer int8 at ``path`` and measure it with the device
     runtime; with ``training`` it is the shipped model and gets a manifest (its metrics are
     filled in later, by :func:`evaluate`'s caller)."""
+    from edge.models.manifest import write_manifest
     from edge.models.runtime import QuantizedModel
 
     from ..export import convert_int8, int8_parity, keras_predict, save_model
@@ -427,9 +442,12 @@ def export_int8(
                         max_samples=recipe.export.calibration_samples)
     float_probs = keras_predict(float_model, crops.x_report)
     if training is not None:
-        save_model(blob, path, name="face_expression_int8", task=FACE_TASK, labels=labels,
-                   preprocessing=preprocessing, fusion_map=fusion_map_for(labels), metrics={},
-                   training=training)
+        manifest = save_model(blob, path, name="face_expression_int8", task=FACE_TASK,
+                              labels=labels, preprocessing=preprocessing,
+                              fusion_map=fusion_map_for(labels), metrics={}, training=training)
+        offsets = _class_offsets(path, recipe, crops, labels)
+        if offsets is not None:
+            write_manifest(path, dataclasses.replace(manifest, calibration=offsets))
         qm = QuantizedModel(path)
     else:
         path.write_bytes(blob)
@@ -437,14 +455,14 @@ def export_int8(
     x_va, y_va = crops.x_choose, crops.y_choose
     with qm:
         parity = int8_parity(qm, float_probs, crops.x_report, crops.y_report, labels)
-        choose_probs = np.stack([qm.predict(x) for x in x_va])
+        choose_probs = np.stack([face_probabilities(qm, x, mirror=False) for x in x_va])
         # What the device reports by default (FaceClassifier averages each face with its
         # mirror image): measured with the device's own function.
         choose_mirror_probs = np.stack([face_probabilities(qm, x) for x in x_va])
         mirror_probs = np.stack([face_probabilities(qm, x) for x in crops.x_report])
+        report_probs = np.stack([face_probabilities(qm, x, mirror=False) for x in crops.x_report])
         ferplus: dict[str, float] = {}
         if crops.majority_report is not None:
-            report_probs = np.stack([qm.predict(x) for x in crops.x_report])
             ferplus = _majority_figures(crops, "int8", (choose_probs, choose_mirror_probs),
                                         (report_probs, mirror_probs))
     choose_int8, choose_mirror = choose_probs.argmax(1), choose_mirror_probs.argmax(1)
@@ -454,10 +472,29 @@ def export_int8(
         choose_accuracy=float((choose_int8 == y_va).mean()), parity_report=parity,
         mirror_choose_accuracy=float((choose_mirror == y_va).mean()),
         mirror_report_accuracy=float((mirror_probs.argmax(1) == crops.y_report).mean()),
-        mirror_probs=mirror_probs, ferplus=ferplus)
+        mirror_probs=mirror_probs, ferplus=ferplus,
+        report_accuracy=float((report_probs.argmax(1) == crops.y_report).mean()))
     logger.info("%s int8: %d bytes, %.3f ms, choose accuracy %.4f", path.name, result.bytes,
                 result.latency_ms, result.choose_accuracy)
     return result
+
+
+def _class_offsets(path: Path, recipe: FaceRecipe, crops: Crops,
+                   labels: tuple[str, ...]) -> dict[str, Any] | None:
+    """The manifest's ``calibration`` when the recipe asks for per-class offsets: fitted on the
+    choose split's mirror-averaged int8 probabilities (:mod:`convert.face.calibrate`)."""
+    if not recipe.calibrate.class_offsets:
+        return None
+    from .calibrate import calibration_record, fit_log_offsets
+
+    with _open_unshipped(path, "face_expression_int8", labels,
+                         recipe.input.preprocess().to_dict()) as qm:
+        probs = np.stack([face_probabilities(qm, x, calibrated=False) for x in crops.x_choose])
+    label_sets = crops.choose_label_sets()
+    offsets = fit_log_offsets(probs, list(label_sets.values()))
+    record = calibration_record(offsets, labels, probs, label_sets, "the choose split")
+    logger.info("class offsets: %s", record["log_offsets"])
+    return record
 
 
 def evaluate(
@@ -494,7 +531,7 @@ def evaluate(
         "protocol": data.protocol,
         "inference": MIRROR_INFERENCE,
         "report_accuracy_int8": m["accuracy"],
-        "report_accuracy_int8_single_pass": shipped.parity_report["int8_accuracy"],
+        "report_accuracy_int8_single_pass": shipped.report_accuracy,
         "report_uar_int8": m["uar"],
         "report_macro_f1_int8": m["macro_f1"],
         "report_accuracy_float_single_pass": pruned.report_accuracy,

@@ -209,6 +209,15 @@ class ExportSection(Section):
         "the model.", min=1, max=1_000_000)
 
 
+@dataclasses.dataclass(frozen=True)
+class CalibrateSection(Section):
+    _name: typing.ClassVar[str] = "calibrate"
+    class_offsets: bool = setting(
+        False, "After int8 conversion, fit a log offset per class on the choose split (FER+ "
+        "majority and clear faces, accuracy and mean recall together: convert.face.calibrate) "
+        "and write it to the manifest, which the device applies.")
+
+
 #: Section name -> its class, in stage order.
 
 @dataclasses.dataclass(frozen=True)
@@ -225,6 +234,7 @@ class FaceRecipe(Recipe):
     finetune: FinetuneSection = dataclasses.field(default_factory=FinetuneSection)
     refine: RefineSection = dataclasses.field(default_factory=RefineSection)
     export: ExportSection = dataclasses.field(default_factory=ExportSection)
+    calibrate: CalibrateSection = dataclasses.field(default_factory=CalibrateSection)
 
     def __post_init__(self) -> None:
         self.parent.spec(self.parent_input_size, num_classes=1)

@@ -30,6 +30,8 @@ __all__ = [
     "Face",
     "FaceClassifier",
     "face_probabilities",
+    "apply_log_offsets",
+    "class_offsets",
     "MIRROR_BELOW",
 ]
 
@@ -65,11 +67,35 @@ class Face:
 #: Chosen on FER2013 PublicTest with the shipped model (`python -m bench.face_mirror`; the model
 #: card has the figures): it keeps the always-mirror accuracy for a third of the second passes.
 MIRROR_BELOW = 0.5
+#: Largest per-class log offset a manifest may carry (a factor of e^3 = 20 on a probability):
+#: beyond that the offsets would be deciding, not the model.
+MAX_LOG_OFFSET = 3.0
+
+
+def class_offsets(model: QuantizedModel) -> npt.NDArray[np.float64] | None:
+    """The log offset per label from the model's manifest (``calibration.log_offsets``), in
+    label order; ``None`` when it has none.  Refused with one line when it does not fit."""
+    manifest = getattr(model, "manifest", None)  # a stand-in model (tests, benches) has none
+    offsets = None if manifest is None else manifest.calibration.get("log_offsets")
+    if offsets is None:
+        return None
+    try:
+        unknown = set(offsets) - set(model.labels)
+        values = np.array([float(offsets.get(label, 0.0)) for label in model.labels])
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise ManifestMismatchError(f"{model.path}: calibration.log_offsets must map labels to "
+                                    f"numbers ({exc}); re-export the model") from None
+    if unknown or not np.all(np.isfinite(values)) or np.any(np.abs(values) > MAX_LOG_OFFSET):
+        raise ManifestMismatchError(
+            f"{model.path}: calibration.log_offsets must map the model's labels to numbers "
+            f"within +-{MAX_LOG_OFFSET:g}" + (f" (unknown: {sorted(unknown)})" if unknown else "")
+            + "; re-export the model")
+    return values
 
 
 def face_probabilities(
     model: QuantizedModel, face: npt.NDArray[np.float32], *, mirror: bool = True,
-    mirror_below: float | None = None,
+    mirror_below: float | None = None, calibrated: bool = True,
 ) -> npt.NDArray[np.float64]:
     """Expression probabilities for one preprocessed face ``(size, size, 1)``.
 
@@ -78,12 +104,22 @@ def face_probabilities(
     (``None``, the default here: always; the device uses :data:`MIRROR_BELOW`).  Expressions are
     left-right symmetric while a small CNN's errors are not, so the average cancels part of them
     (the model card gives the measured gain); ``emotion-convert face`` measures the shipped
-    model both ways with this same function.
+    model both ways with this same function.  With ``calibrated`` (the default) the result is
+    then moved by the manifest's per-class log offsets (:func:`class_offsets`; ``False``: the
+    network's own probabilities, which the offsets are fitted on).
     """
     p = np.asarray(model.predict(face), dtype=np.float64)
     if mirror and (mirror_below is None or p.max() < mirror_below):
         p = (p + np.asarray(model.predict(np.ascontiguousarray(face[:, ::-1])), np.float64)) / 2
-    return p
+    offsets = class_offsets(model) if calibrated else None
+    return p if offsets is None else apply_log_offsets(p, offsets)
+
+
+def apply_log_offsets(p: npt.ArrayLike, offsets: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Probabilities ``p`` (last axis: classes) with ``offsets`` added to their logarithms,
+    renormalised: a shift of the prior the model learnt, as after a softmax with a bias."""
+    q = np.asarray(p, dtype=np.float64) * np.exp(np.asarray(offsets, dtype=np.float64))
+    return np.asarray(q / np.maximum(q.sum(axis=-1, keepdims=True), np.finfo(np.float64).tiny))
 
 
 def _manifest_preprocess(model: QuantizedModel) -> FacePreprocessConfig:
@@ -130,6 +166,8 @@ class FaceClassifier(Closeable):
             self.model.manifest.check_preprocessing(
                 self.preprocess.to_dict(), source=str(self.model.path)
             )
+            #: The manifest's per-class log offsets, read once (None: none).
+            self.offsets = class_offsets(self.model)
             size = self.preprocess.size
             if tuple(self.model.input_shape[1:]) != (size, size, 1):
                 raise ManifestMismatchError(
@@ -147,7 +185,9 @@ class FaceClassifier(Closeable):
     def scores(self, face: npt.NDArray[np.float32]) -> dict[str, float]:
         """Probabilities for one preprocessed face ``(size, size, 1)``."""
         p = face_probabilities(self.model, face, mirror=self.mirror,
-                               mirror_below=self.mirror_below)
+                               mirror_below=self.mirror_below, calibrated=False)
+        if self.offsets is not None:  # what face_probabilities does, without re-reading them
+            p = apply_log_offsets(p, self.offsets)
         return {label: float(v) for label, v in zip(self.labels, p)}
 
     def classify_crop(self, gray: GrayFrame, box: Sequence[int] | None = None) -> Face:

@@ -78,12 +78,17 @@ class ModelManifest:
     metrics: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     training: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     version: int = MANIFEST_VERSION
+    #: What the device does to the model's probabilities after it (face models: a log offset
+    #: per class, ``{"log_offsets": {label: offset}}``, fitted after training); {} = nothing.
+    calibration: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["labels"] = list(self.labels)
         for key in ("input", "output"):
             d[key]["shape"] = list(d[key]["shape"])
+        if not d["calibration"]:
+            del d["calibration"]  # manifests written before it existed stay as they were
         return d
 
     @classmethod
@@ -107,6 +112,7 @@ class ModelManifest:
                 metrics=dict(d.get("metrics", {})),
                 training=dict(d.get("training", {})),
                 version=int(version),
+                calibration=dict(d.get("calibration", {})),
             )
         except (KeyError, TypeError, ValueError, OverflowError) as exc:  # int(inf): Overflow
             raise ModelError(f"{source}: manifest field missing or malformed: {exc}") from None
