@@ -16,7 +16,7 @@ import numpy as np
 
 from convert.face.data import load_fer
 from edge.features.face import crop_face
-from edge.models.face import MIRROR_BELOW, FaceClassifier, face_probabilities
+from edge.models.face import MIRROR_BELOW, FaceClassifier, apply_log_offsets, face_probabilities
 
 THRESHOLDS = (0.0, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01)  # 1.01: every face (p <= 1)
 
@@ -34,11 +34,16 @@ def main() -> None:
             s = load_fer(args.fer, split)
             want = np.array([index[s.labels[y]] for y in s.y])
             crops = [crop_face(x, (0, 0, x.shape[1], x.shape[0]), clf.preprocess) for x in s.x]
-            single = np.array([face_probabilities(clf.model, c, mirror=False) for c in crops])
-            both = np.array([face_probabilities(clf.model, c) for c in crops])
+            # The device decides on the network's own first pass, then applies the manifest's
+            # class offsets (if any) to whichever result it keeps.
+            single = np.array([face_probabilities(clf.model, c, mirror=False, calibrated=False)
+                               for c in crops])
+            both = np.array([face_probabilities(clf.model, c, calibrated=False) for c in crops])
+            offsets = np.zeros(len(clf.labels)) if clf.offsets is None else clf.offsets
             for t in THRESHOLDS:
                 need = single.max(1) < t
-                pred = np.where(need, both.argmax(1), single.argmax(1))
+                kept = np.where(need[:, None], both, single)
+                pred = apply_log_offsets(kept, offsets).argmax(1)
                 name = {0.0: "never", 1.01: "always"}.get(t, f"{t:g}")
                 print(f"{split:<12} {name:>9} {np.mean(pred == want):9.4f} {need.mean():12.3f}")
 

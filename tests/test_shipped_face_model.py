@@ -120,3 +120,28 @@ def test_private_test_accuracy_through_the_device_classifier(shared_data, mirror
         metrics[f"report_accuracy_{suffix}"], abs=0.003)
     assert float(np.mean(pred[scored] == majority[scored])) == pytest.approx(
         metrics[f"report_ferplus_majority_accuracy_{suffix}"], abs=0.003)
+
+
+@pytest.mark.corpus
+def test_the_shipped_class_offsets_are_the_ones_publictest_gives(shared_data):
+    """The manifest's offsets are what ``emotion-convert face-calibrate`` fits on PublicTest
+    with this network (and the recipe asks for them)."""
+    from convert.face import FaceRecipe
+    from convert.face.calibrate import choose_label_sets, fit_log_offsets
+    from convert.face.data import load_face_data
+    from edge.features.face import FacePreprocessConfig, crop_faces
+    from edge.models.face import face_probabilities
+    from edge.models.runtime import QuantizedModel
+
+    npz = shared_data / "fer2013" / "fer2013_48.npz"
+    if not (npz.is_file() and (npz.parent / "ferplus_votes.npz").is_file()):
+        pytest.skip(f"{npz} or its FER+ votes are absent")
+    assert FaceRecipe.load(REPO / "recipes" / "face.toml").calibrate.class_offsets
+    choose = load_face_data(fer=npz).choose
+    with QuantizedModel(MODEL) as qm:
+        preprocess = FacePreprocessConfig.from_dict(qm.manifest.preprocessing)
+        probs = np.stack([face_probabilities(qm, x, calibrated=False)
+                          for x in crop_faces(choose.x, preprocess)])
+        shipped = qm.manifest.calibration["log_offsets"]
+    offsets = fit_log_offsets(probs, list(choose_label_sets(choose).values()))
+    assert [shipped[label] for label in FER_LABELS] == pytest.approx(offsets, abs=1e-9)

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CLEAR_SHARE", "fit_log_offsets", "choose_label_sets", "calibration_record",
-           "register"]
+__all__ = ["CLEAR_SHARE", "accuracy_and_recall", "fit_log_offsets", "choose_label_sets",
+           "calibration_record", "register"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ PASSES = 4
 FLOOR = 1e-6
 
 
-def _accuracy_and_recall(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+def accuracy_and_recall(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     """Accuracy and mean recall over the classes present, on the rows ``truth`` scores (>= 0)."""
     keep = truth >= 0
     t, p = truth[keep], pred[keep]
@@ -53,7 +53,7 @@ def _accuracy_and_recall(pred: np.ndarray, truth: np.ndarray) -> tuple[float, fl
 
 def _figures(log_p: np.ndarray, label_sets: Sequence[np.ndarray]) -> np.ndarray:
     pred = log_p.argmax(axis=1)
-    return np.array([v for truth in label_sets for v in _accuracy_and_recall(pred, truth)])
+    return np.array([v for truth in label_sets for v in accuracy_and_recall(pred, truth)])
 
 
 def fit_log_offsets(probs: np.ndarray, label_sets: Sequence[np.ndarray]) -> np.ndarray:
