@@ -126,3 +126,24 @@ def test_a_manifest_without_calibration_is_written_as_before(tmp_path):
     assert "calibration" not in m.to_dict()
     with_offsets = dataclasses.replace(m, calibration={"log_offsets": {"a": 0.5}})
     assert ModelManifest.from_dict(with_offsets.to_dict()) == with_offsets
+
+
+def test_face_calibrate_refuses_a_model_with_other_labels_in_one_line(calibrated_model, tmp_path,
+                                                                      capsys):
+    pytest.importorskip("cv2")
+    from convert.cli import main
+
+    from .test_face_votes import write_fer
+
+    write, manifest = calibrated_model
+    model = write({})
+    other = json.loads(model.with_suffix(".json").read_text())
+    other["labels"] = list(reversed(other["labels"]))
+    model.with_suffix(".json").write_text(json.dumps(other))
+    before = model.with_suffix(".json").read_text()
+    (tmp_path / "fer").mkdir()
+    assert main(["face-calibrate", "--fer", str(write_fer(tmp_path / "fer")),
+                 "--model", str(model)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "are not FER2013's" in err[0] and str(model) in err[0]
+    assert model.with_suffix(".json").read_text() == before  # nothing rewritten

@@ -132,6 +132,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from edge.errors import ConfigError
     from edge.features.face import FacePreprocessConfig, crop_faces
     from edge.models.face import FACE_MODEL_FILE, apply_log_offsets, face_probabilities
     from edge.models.manifest import write_manifest
@@ -144,6 +145,9 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.model or default_model(FACE_MODEL_FILE))
     data = load_face_data(fer=args.fer, ferplus=args.ferplus)
     with QuantizedModel(path) as qm:
+        if qm.labels != data.labels:
+            raise ConfigError(f"{path}: labels {list(qm.labels)} are not FER2013's "
+                              f"{list(data.labels)}; face-calibrate fits FER2013 models")
         preprocess = FacePreprocessConfig.from_dict(qm.manifest.preprocessing)
         raw = {}
         for name, split in (("choose", data.choose), ("report", data.report)):
