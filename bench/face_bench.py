@@ -39,6 +39,7 @@ import numpy as np  # noqa: E402
 
 from bench.speech_bench import interleaved  # noqa: E402
 from edge.models.face import face_probabilities
+from edge.models.manifest import load_manifest, manifest_path_for
 from edge.vision.boxes import box_iou
 
 
@@ -57,6 +58,10 @@ class TfliteClassifier:
         self.mirror = mirror
         self.bytes = path.stat().st_size
         self.path = path
+        # A manifest's class offsets are applied as the device applies them (face_probabilities
+        # reads them from here), so the shipped row times them too.
+        self.manifest = load_manifest(path) if manifest_path_for(path).is_file() else None
+        self.labels = self.manifest.labels if self.manifest is not None else ()
 
     def crop(self, gray: np.ndarray, box: Any) -> np.ndarray:
         from edge.features.face import crop_face
