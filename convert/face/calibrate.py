@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CLEAR_SHARE", "accuracy_and_recall", "fit_log_offsets", "choose_label_sets",
-           "calibration_record", "register"]
+__all__ = ["CLEAR_SHARE", "accuracy_and_recall", "fit_log_offsets", "label_sets",
+           "choose_label_sets", "calibration_record", "register"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,15 +82,19 @@ def fit_log_offsets(probs: np.ndarray, label_sets: Sequence[np.ndarray]) -> np.n
     return offsets
 
 
-def choose_label_sets(split: Any) -> dict[str, np.ndarray]:
+def label_sets(labels: np.ndarray, majority: np.ndarray | None,
+               clear: np.ndarray | None) -> dict[str, np.ndarray]:
     """The label sets the offsets are fitted against, by name: the FER+ majority and the clear
-    faces when the split has votes, else its own labels."""
-    majority = split.majority()
-    if majority is None:
-        return {"labels": np.asarray(split.y)}
-    clear = split.majority(min_share=CLEAR_SHARE)
-    assert clear is not None
+    faces (majority with at least :data:`CLEAR_SHARE` of the votes) when there are votes, else
+    the split's own labels."""
+    if majority is None or clear is None:
+        return {"labels": np.asarray(labels)}
     return {"FER+ majority": majority, f"clear faces (>= {CLEAR_SHARE:.0%} of votes)": clear}
+
+
+def choose_label_sets(split: Any) -> dict[str, np.ndarray]:
+    """:func:`label_sets` of a :class:`~convert.face.data.FaceSplit`."""
+    return label_sets(split.y, split.majority(), split.majority(min_share=CLEAR_SHARE))
 
 
 def calibration_record(offsets: np.ndarray, labels: Sequence[str], probs: np.ndarray,

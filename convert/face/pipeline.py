@@ -29,7 +29,7 @@ from edge.labels import fusion_map_for
 from edge.models.face import FACE_MODEL_FILE, FACE_TASK, FER_LABELS, face_probabilities
 
 from ..export import tflite_latency_ms
-from .calibrate import CLEAR_SHARE
+from .calibrate import CLEAR_SHARE, calibration_record, fit_log_offsets, label_sets
 from .data import FaceData
 from .detected import Located, detector_crops, locate_faces
 from .ferplus import MAJORITY_PROTOCOL, VOTE_RULE, majority_accuracy
@@ -116,11 +116,8 @@ class Crops:
                    located, data.choose.majority(min_share=CLEAR_SHARE))
 
     def choose_label_sets(self) -> dict[str, np.ndarray]:
-        """What the class offsets are fitted against (:func:`.calibrate.choose_label_sets`)."""
-        if self.majority_choose is None or self.clear_choose is None:
-            return {"labels": self.y_choose}
-        return {"FER+ majority": self.majority_choose,
-                f"clear faces (>= {CLEAR_SHARE:.0%} of votes)": self.clear_choose}
+        """What the class offsets are fitted against (:func:`.calibrate.label_sets`)."""
+        return label_sets(self.y_choose, self.majority_choose, self.clear_choose)
 
     def val_labels(self, stage: TrainSection) -> np.ndarray:
         """The choose split's labels that pick a stage's epoch: FER+ majority votes for a stage
@@ -485,14 +482,13 @@ def _class_offsets(path: Path, recipe: FaceRecipe, crops: Crops,
     choose split's mirror-averaged int8 probabilities (:mod:`convert.face.calibrate`)."""
     if not recipe.calibrate.class_offsets:
         return None
-    from .calibrate import calibration_record, fit_log_offsets
+    from edge.models.runtime import QuantizedModel
 
-    with _open_unshipped(path, "face_expression_int8", labels,
-                         recipe.input.preprocess().to_dict()) as qm:
+    with QuantizedModel(path) as qm:
         probs = np.stack([face_probabilities(qm, x, calibrated=False) for x in crops.x_choose])
-    label_sets = crops.choose_label_sets()
-    offsets = fit_log_offsets(probs, list(label_sets.values()))
-    record = calibration_record(offsets, labels, probs, label_sets, "the choose split")
+    sets = crops.choose_label_sets()
+    offsets = fit_log_offsets(probs, list(sets.values()))
+    record = calibration_record(offsets, labels, probs, sets, "the choose split")
     logger.info("class offsets: %s", record["log_offsets"])
     return record
 
