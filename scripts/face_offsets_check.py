@@ -17,17 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.face.calibrate import FLOOR, accuracy_and_recall, choose_label_sets, fit_log_offsets
-from convert.face.data import FaceSplit, load_face_data
-from edge.features.face import FacePreprocessConfig, crop_faces
-from edge.models.face import FACE_MODEL_FILE, face_probabilities
+from convert.face.calibrate import (
+    FLOOR,
+    accuracy_and_recall,
+    choose_label_sets,
+    fit_log_offsets,
+    network_probabilities,
+)
+from convert.face.data import load_face_data
+from edge.models.face import FACE_MODEL_FILE
 from edge.models.runtime import QuantizedModel
-
-
-def _probabilities(qm: QuantizedModel, split: FaceSplit) -> np.ndarray:
-    preprocess = FacePreprocessConfig.from_dict(qm.manifest.preprocessing)
-    return np.stack([face_probabilities(qm, x, calibrated=False)
-                     for x in crop_faces(split.x, preprocess)])
 
 
 def _cells(log_p: np.ndarray, sets: dict[str, np.ndarray]) -> str:
@@ -48,8 +47,9 @@ def main() -> None:
     data = load_face_data(fer=args.fer)
     with QuantizedModel(args.model) as qm:
         labels = qm.labels
-        pub, priv = _probabilities(qm, data.choose), _probabilities(qm, data.report)
-        train = _probabilities(qm, data.train) if args.priors else None
+        pub = network_probabilities(qm, data.choose.x)
+        priv = network_probabilities(qm, data.report.x)
+        train = network_probabilities(qm, data.train.x) if args.priors else None
     sets = choose_label_sets(data.choose)
     report_sets = {**choose_label_sets(data.report), "FER2013 labels": data.report.y}
     offsets = fit_log_offsets(pub, list(sets.values()))

@@ -127,10 +127,8 @@ def test_the_shipped_class_offsets_are_the_ones_publictest_gives(shared_data):
     """The manifest's offsets are what ``emotion-convert face-calibrate`` fits on PublicTest
     with this network (and the recipe asks for them)."""
     from convert.face import FaceRecipe
-    from convert.face.calibrate import choose_label_sets, fit_log_offsets
+    from convert.face.calibrate import choose_label_sets, fit_log_offsets, network_probabilities
     from convert.face.data import load_face_data
-    from edge.features.face import FacePreprocessConfig, crop_faces
-    from edge.models.face import face_probabilities
     from edge.models.runtime import QuantizedModel
 
     npz = shared_data / "fer2013" / "fer2013_48.npz"
@@ -139,9 +137,7 @@ def test_the_shipped_class_offsets_are_the_ones_publictest_gives(shared_data):
     assert FaceRecipe.load(REPO / "recipes" / "face.toml").calibrate.class_offsets
     choose = load_face_data(fer=npz).choose
     with QuantizedModel(MODEL) as qm:
-        preprocess = FacePreprocessConfig.from_dict(qm.manifest.preprocessing)
-        probs = np.stack([face_probabilities(qm, x, calibrated=False)
-                          for x in crop_faces(choose.x, preprocess)])
+        probs = network_probabilities(qm, choose.x)
         shipped = qm.manifest.calibration["log_offsets"]
     offsets = fit_log_offsets(probs, list(choose_label_sets(choose).values()))
     assert [shipped[label] for label in FER_LABELS] == pytest.approx(offsets, abs=1e-9)

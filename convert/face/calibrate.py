@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["CLEAR_SHARE", "accuracy_and_recall", "fit_log_offsets", "label_sets",
-           "choose_label_sets", "calibration_record", "register"]
+           "choose_label_sets", "network_probabilities", "calibration_record", "register"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +97,18 @@ def choose_label_sets(split: Any) -> dict[str, np.ndarray]:
     return label_sets(split.y, split.majority(), split.majority(min_share=CLEAR_SHARE))
 
 
+def network_probabilities(model: Any, faces: np.ndarray, *, mirror: bool = True) -> np.ndarray:
+    """The int8 ``model``'s own probabilities (offsets off) for grey ``faces`` ``(N, H, W)``,
+    cropped as its manifest says, through the device's function: what the offsets are fitted
+    on."""
+    from edge.features.face import FacePreprocessConfig, crop_faces
+    from edge.models.face import face_probabilities
+
+    preprocess = FacePreprocessConfig.from_dict(model.manifest.preprocessing)
+    return np.stack([face_probabilities(model, x, mirror=mirror, calibrated=False)
+                     for x in crop_faces(faces, preprocess)])
+
+
 def calibration_record(offsets: np.ndarray, labels: Sequence[str], probs: np.ndarray,
                        label_sets: dict[str, np.ndarray], split: str) -> dict[str, Any]:
     """The manifest's ``calibration``: the offsets and how they were found, with the choose
@@ -137,14 +149,14 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from edge.errors import ConfigError
-    from edge.features.face import FacePreprocessConfig, crop_faces
-    from edge.models.face import FACE_MODEL_FILE, apply_log_offsets, face_probabilities
+    from edge.models.face import FACE_MODEL_FILE, apply_log_offsets
     from edge.models.manifest import write_manifest
     from edge.models.runtime import QuantizedModel
     from edge.paths import default_model
 
     from ..metrics import classification_metrics, plot_confusion
     from .data import load_face_data
+    from .ferplus import majority_figures
 
     path = Path(args.model or default_model(FACE_MODEL_FILE))
     data = load_face_data(fer=args.fer, ferplus=args.ferplus)
@@ -152,13 +164,9 @@ def run(args: argparse.Namespace) -> int:
         if qm.labels != data.labels:
             raise ConfigError(f"{path}: labels {list(qm.labels)} are not FER2013's "
                               f"{list(data.labels)}; face-calibrate fits FER2013 models")
-        preprocess = FacePreprocessConfig.from_dict(qm.manifest.preprocessing)
-        raw = {}
-        for name, split in (("choose", data.choose), ("report", data.report)):
-            x = crop_faces(split.x, preprocess)
-            raw[name] = {mirror: np.stack([face_probabilities(qm, face, mirror=mirror,
-                                                              calibrated=False) for face in x])
-                         for mirror in (True, False)}
+        raw = {name: {mirror: network_probabilities(qm, split.x, mirror=mirror)
+                      for mirror in (True, False)}
+               for name, split in (("choose", data.choose), ("report", data.report))}
         manifest = qm.manifest
     label_sets = choose_label_sets(data.choose)
     offsets = fit_log_offsets(raw["choose"][True], list(label_sets.values()))
@@ -183,14 +191,11 @@ def run(args: argparse.Namespace) -> int:
         "choose_accuracy_int8_single_pass": float(np.mean(
             p["choose"][False].argmax(1) == data.choose.y)),
     })
-    for name, split in (("choose", data.choose), ("report", data.report)):
-        majority = split.majority()
-        if majority is None:
-            continue
-        scored = majority >= 0
-        for mirror, suffix in ((True, ""), (False, "_single_pass")):
-            metrics[f"{name}_ferplus_majority_accuracy_int8{suffix}"] = float(np.mean(
-                p[name][mirror][scored].argmax(1) == majority[scored]))
+    majority_choose, majority_report = data.choose.majority(), data.report.majority()
+    if majority_choose is not None and majority_report is not None:
+        metrics.update(majority_figures(
+            "int8", majority_choose, majority_report,
+            (p["choose"][False], p["choose"][True]), (p["report"][False], p["report"][True])))
     training = dict(manifest.training)
     training["recipe"] = {**training.get("recipe", {}), "calibrate": {"class_offsets": True}}
     write_manifest(path, dataclasses.replace(manifest, metrics=metrics, training=training,

@@ -159,3 +159,19 @@ def majority_accuracy(majority: np.ndarray, predicted: np.ndarray) -> float:
     if not scored.any():
         return 0.0
     return float((np.asarray(predicted)[scored] == np.asarray(majority)[scored]).mean())
+
+
+def majority_figures(
+    prefix: str, majority_choose: np.ndarray, majority_report: np.ndarray,
+    choose: tuple[np.ndarray, np.ndarray], report: tuple[np.ndarray, np.ndarray],
+) -> dict[str, float]:
+    """FER+ majority-vote accuracies, as the manifest names them, from (one pass, mirror)
+    probabilities of both splits."""
+    out: dict[str, float] = {}
+    for split, majority, (single, mirror) in (("choose", majority_choose, choose),
+                                              ("report", majority_report, report)):
+        out[f"{split}_ferplus_majority_accuracy_{prefix}"] = majority_accuracy(
+            majority, mirror.argmax(1))
+        out[f"{split}_ferplus_majority_accuracy_{prefix}_single_pass"] = majority_accuracy(
+            majority, single.argmax(1))
+    return out

@@ -32,7 +32,7 @@ from ..export import tflite_latency_ms
 from .calibrate import CLEAR_SHARE, calibration_record, fit_log_offsets, label_sets
 from .data import FaceData
 from .detected import Located, detector_crops, locate_faces
-from .ferplus import MAJORITY_PROTOCOL, VOTE_RULE, majority_accuracy
+from .ferplus import MAJORITY_PROTOCOL, VOTE_RULE, majority_figures
 from .model import StudentSpec, build_student, count_macs, load_weights, with_weights
 from .prune import channel_decay, prune_student, select_channels
 from .recipe import FaceRecipe, FinetuneSection
@@ -146,14 +146,8 @@ def _majority_figures(
     (empty without votes)."""
     if crops.majority_choose is None or crops.majority_report is None:
         return {}
-    out: dict[str, Any] = {}
-    for split, majority, (single, mirror) in (("choose", crops.majority_choose, choose),
-                                              ("report", crops.majority_report, report)):
-        out[f"{split}_ferplus_majority_accuracy_{prefix}"] = majority_accuracy(
-            majority, mirror.argmax(1))
-        out[f"{split}_ferplus_majority_accuracy_{prefix}_single_pass"] = majority_accuracy(
-            majority, single.argmax(1))
-    return out
+    return dict(majority_figures(prefix, crops.majority_choose, crops.majority_report, choose,
+                                 report))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -169,7 +169,6 @@ class _FFmpegFile:
     def __init__(self, path: Path) -> None:
         from ..optional import import_optional
         av = self._av = import_optional("av", FFMPEG_HINT)
-        self._av_error = av.FFmpegError
         self.path = path
         # Only local files: FFmpeg recognises a playlist (HLS) by its content, and the URLs it
         # names must never be fetched (FFmpeg's own check blocks most; this blocks them all).
@@ -221,7 +220,7 @@ class _FFmpegFile:
                     self._pending.append(a)
                     self._pending_n += a.shape[0]
                 self._ended = frame is None
-        except self._av_error as exc:
+        except self._av.FFmpegError as exc:
             raise RuntimeError(str(exc)) from None  # AudioFileStream names the file and time
         data = (np.concatenate(self._pending) if self._pending
                 else np.zeros((0, self.channels), np.float32))
