@@ -31,9 +31,9 @@ demo: $(VENV)/.device
 	@echo "working, not accuracy on voices it never heard (models/README.md has those figures)."
 	$(BIN)/emotion-edge classify demo/audio/*.flac
 	@echo "demo/phone: two of them as a phone keeps them (an AMR call at 8 kHz, which goes to the"
-	@echo "narrowband model, and an M4A voice memo)."
-	$(BIN)/emotion-edge classify demo/phone/*
-	$(BIN)/emotion-edge classify-face demo/face.jpg
+	@echo "narrowband model, and an M4A voice memo), and the face as a phone keeps a photo (HEIC)."
+	$(BIN)/emotion-edge classify demo/phone/03a01Wa.amr demo/phone/08a02Tb.m4a
+	$(BIN)/emotion-edge classify-face demo/face.jpg demo/phone/face.heic
 
 # On a Raspberry Pi (Raspberry Pi OS 64-bit Bookworm or Trixie): the device runtime with the Pi's
 # pins, which keep apt's NumPy ABI for picamera2 and take PyAudio from apt (docs/appliance.md,

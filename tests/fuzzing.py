@@ -289,11 +289,31 @@ def _encoded_image(draw: st.DrawFn) -> Case:
     return Case(f"{suffix[1:]}-{w}x{h}x{channels}-{bits}bit-{how}", suffix, data)
 
 
-IMAGE_SUFFIXES = [".png", ".jpg", ".jpeg", ".bmp", ".JPG"]
+#: The demo's HEIC photo (an iPhone's kind of file: HEVC tiles, an irot box, EXIF), damaged
+#: below; only where pi-heif can read it, as for the phones' audio above.
+PHONE_PHOTO = Path(__file__).resolve().parent.parent / "demo" / "phone" / "face.heic"
+
+
+def _has_pi_heif() -> bool:
+    try:
+        import pi_heif  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@st.composite
+def _damaged_phone_photo(draw: st.DrawFn) -> Case:
+    how, data = _damage(draw, PHONE_PHOTO.read_bytes())
+    return Case(f"heic-{how}", draw(st.sampled_from([".heic", ".HEIC", ".jpg"])), data)
+
+
+IMAGE_SUFFIXES = [".png", ".jpg", ".jpeg", ".bmp", ".JPG", ".heic"]
 
 
 def image_cases() -> st.SearchStrategy[Case]:
-    return st.one_of(_huge_png(), _encoded_image(), _random_bytes(IMAGE_SUFFIXES),
+    phone = [_damaged_phone_photo()] if _has_pi_heif() else []
+    return st.one_of(_huge_png(), _encoded_image(), *phone, _random_bytes(IMAGE_SUFFIXES),
                      _special(IMAGE_SUFFIXES))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,13 @@ from .. import optional
 from ..errors import ImageFileError
 
 __all__ = ["to_gray", "read_gray_image"]
+
+#: ISO base media "ftyp" brands of still pictures: HEIF/HEIC, which iPhones and many Android
+#: phones save their photos as, and AVIF.  OpenCV's wheels do not read HEIC; Pillow reads AVIF
+#: and, with pi-heif (the ``formats`` extra), HEIC.
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1",
+                          b"msf1", b"avif", b"avis"})
+_HEIF_HINT = "pip install 'emotion-edge[formats]' (pi-heif), or save the photo as JPEG"
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
@@ -41,6 +49,13 @@ def read_gray_image(path: str | Path) -> np.ndarray:
         raise ImageFileError(f"{path}: no such image file")
     cv2 = optional.cv2()
     data = np.fromfile(str(path), dtype=np.uint8)
+    heif = _is_heif(data[:64].tobytes())
+    if heif:
+        # Through Pillow even where OpenCV decodes it (AVIF in OpenCV 4.14): OpenCV leaves
+        # the photo as the sensor stored it, a portrait shot lying on its side.
+        gray = _read_heif(path)
+        if gray is not None:
+            return gray
     try:
         with optional.quiet_native_output("OpenCV"):  # "libpng warning: ..." on fd 2
             image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
@@ -51,6 +66,59 @@ def read_gray_image(path: str | Path) -> np.ndarray:
                                  f"down") from None
         reason = " ".join(str(exc).split())[-160:]
         raise ImageFileError(f"{path}: not a readable image (OpenCV: {reason})") from None
+    if image is None and heif:  # no Pillow
+        raise ImageFileError(f"{path}: a HEIC/AVIF photo; reading it needs {_HEIF_HINT}")
     if image is None:
         raise ImageFileError(f"{path}: not a readable image (empty, truncated or unknown format)")
     return np.asarray(image, dtype=np.uint8)
+
+
+def _is_heif(head: bytes) -> bool:
+    """Whether a file starts with an ISO base media ``ftyp`` box naming a still-picture brand
+    (major or compatible)."""
+    if len(head) < 16 or head[4:8] != b"ftyp":
+        return False
+    end = min(int.from_bytes(head[:4], "big"), len(head))
+    brands = {head[8:12]} | {head[i:i + 4] for i in range(16, end - 3, 4)}
+    return not brands.isdisjoint(_HEIF_BRANDS)
+
+
+def _read_heif(path: Path) -> np.ndarray | None:
+    """A HEIC/HEIF or AVIF photo through Pillow, upright, as grey, bounded like OpenCV's;
+    ``None`` without Pillow."""
+    try:
+        from PIL import Image, ImageOps, UnidentifiedImageError
+    except ImportError:
+        return None
+    try:
+        import pi_heif
+    except Exception:  # absent or broken: Pillow alone still reads AVIF
+        pi_heif = None
+    else:
+        pi_heif.register_heif_opener()
+    limit = optional.MAX_IMAGE_PIXELS // 1_000_000
+    try:
+        with warnings.catch_warnings(), Image.open(path) as picture:
+            # Our own limit is checked below; Pillow's DecompressionBombWarning is not wanted.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            width, height = picture.size
+            if width * height > optional.MAX_IMAGE_PIXELS:
+                raise ImageFileError(f"{path}: declares more than {limit} megapixels; "
+                                     f"scale it down")
+            # libheif applies a HEIC's rotation itself and resets its EXIF orientation to 1;
+            # Pillow's AVIF reader leaves the rotation in the EXIF orientation.
+            upright = ImageOps.exif_transpose(picture)
+            gray = upright.convert("L")
+    except ImageFileError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageFileError(f"{path}: declares more than {limit} megapixels; scale it "
+                             f"down") from None
+    except UnidentifiedImageError:
+        if pi_heif is None:
+            raise ImageFileError(f"{path}: a HEIC photo; reading it needs {_HEIF_HINT}") from None
+        raise ImageFileError(f"{path}: not a readable HEIC/AVIF image") from None
+    except (OSError, EOFError, ValueError, SyntaxError, RuntimeError) as exc:  # damaged, cut
+        reason = " ".join(str(exc).split())[-160:]
+        raise ImageFileError(f"{path}: not a readable HEIC/AVIF image ({reason})") from None
+    return np.asarray(gray, dtype=np.uint8)

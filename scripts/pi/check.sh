@@ -39,6 +39,7 @@ cases=(
     "speech-phone|emotion-edge classify --json demo/phone/03a01Wa.amr demo/phone/08a02Tb.m4a"
     "face-blazeface|emotion-edge classify-face --json demo/face.jpg"
     "face-haar|emotion-edge classify-face --json --detector haar demo/face.jpg"
+    "face-phone|emotion-edge classify-face --json demo/phone/face.heic"
     "run-blazeface|emotion-edge run $loop"
     "run-haar|emotion-edge run $loop --set camera.detector=haar"
     "check|emotion-edge check --no-devices --mock-gpio"
