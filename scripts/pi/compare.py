@@ -291,8 +291,8 @@ def _load_json_text(text: str) -> dict[str, Any]:
     return json.loads(lines[-1]) if lines else {}
 
 
-COMPARED = ("speech", "speech-phone", "face-blazeface", "face-haar", "run-blazeface", "run-haar",
-            "check", "bit-exact", "divergence")
+COMPARED = ("speech", "speech-phone", "face-blazeface", "face-haar", "face-phone", "run-blazeface",
+            "run-haar", "check", "bit-exact", "divergence")
 #: Rows judged from another case's output (and exit status).
 OUTPUT_OF = {"bit-exact": "divergence"}
 ARM_ONLY = ("abi", "abi-control")
