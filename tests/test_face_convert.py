@@ -503,3 +503,16 @@ def test_one_run_trains_adapts_prunes_fine_tunes_and_refines_and_the_manifest_re
     assert manifest.preprocessing["size"] == 48 and "refined" not in manifest.training
     assert manifest.training["recipe"] == recipe.to_dict() == report["recipe"]
     assert FaceRecipe.load(manifest_path_for(model)) == recipe
+
+
+@pytest.mark.parametrize("power", [0.0, 0.5, 1.0])
+def test_class_weights_damp_the_inverse_frequency_by_their_power(power):
+    from convert.face.train import class_weights
+
+    counts = np.array([4000, 450, 8000, 1000])  # FER2013-like: a rare class among common ones
+    weight = class_weights(counts, power)
+    assert float((weight * counts).sum() / counts.sum()) == pytest.approx(1.0)
+    # Each class's share of the loss goes as its count to the power 1 - power: equal when
+    # undamped, its square root when square-root damped, its count when not weighted at all.
+    share = weight * counts
+    np.testing.assert_allclose(share / share[0], (counts / counts[0]) ** (1 - power), rtol=1e-5)

@@ -67,7 +67,12 @@ class TrainSection(Section):
         3.0, "Distillation temperature T (unitless; > 1 softens both distributions).",
         min=0.05, max=100.0)
     class_weighting: bool = setting(
-        False, "Weight the hard-label loss by inverse class frequency (square-root damped).")
+        False, "Weight the hard-label loss by inverse class frequency, damped by "
+        "class_weight_power.")
+    class_weight_power: float = setting(
+        0.5, "With class_weighting: the power the inverse class frequency is raised to (0.5 = "
+        "square-root damped, as every shipped model; 1 = undamped, every class counts the same).",
+        min=0.0, max=1.0)
     weigh_distillation: bool = setting(
         False, "With class_weighting: weight the distillation term by the same class weights, "
         "so the teacher's lesson on a rare class counts as much as its label does (false: "
@@ -105,6 +110,14 @@ class TrainSection(Section):
         if not self.ema_decay < 1.0:
             raise ConfigError(f"{self._name}.ema_decay {self.ema_decay!r} must be in [0, 1): "
                               f"the weight of the old average at each step (0 = no averaging)")
+
+
+def class_weights(counts: np.ndarray, power: float) -> np.ndarray:
+    """Each class's weight per image: its inverse frequency raised to ``power``, scaled so that
+    the mean weight over the images is 1 (the loss keeps its size and learning rate)."""
+    counts = np.asarray(counts, np.float64)
+    weight = (counts.sum() / np.maximum(counts, 1) / len(counts)) ** power
+    return (weight / (weight * counts).sum() * counts.sum()).astype(np.float32)
 
 
 def _augmenter(seed: int) -> Any:
@@ -254,11 +267,8 @@ def train_student(
     if teacher_logits_flipped is None:
         teacher_logits_flipped = teacher_logits
     counts = np.bincount(y, minlength=num_classes).astype(np.float64)
-    if cfg.class_weighting:
-        class_w = np.sqrt(counts.sum() / np.maximum(counts, 1) / num_classes)
-        class_w = (class_w / (class_w * counts).sum() * counts.sum()).astype(np.float32)
-    else:
-        class_w = np.ones(num_classes, np.float32)
+    class_w = (class_weights(counts, cfg.class_weight_power) if cfg.class_weighting
+               else np.ones(num_classes, np.float32))
     ds = _dataset(x, y, teacher_logits, teacher_logits_flipped, cfg, num_classes, class_w, seed,
                   truth)
     steps = math.ceil(len(x) / cfg.batch_size) * cfg.epochs
