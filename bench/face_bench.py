@@ -38,7 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from bench.speech_bench import interleaved  # noqa: E402
-from edge.models.face import apply_log_offsets, class_offsets, face_probabilities
+from edge.models.face import class_offsets, face_probabilities
 from edge.models.manifest import load_manifest, manifest_path_for
 from edge.vision.boxes import box_iou
 
@@ -74,8 +74,7 @@ class TfliteClassifier:
 
     def classify(self, x: np.ndarray) -> np.ndarray:
         # The device's own function, so the "+ mirror" row times what FaceClassifier does.
-        p = face_probabilities(self, x, mirror=self.mirror, calibrated=False)
-        return p if self.offsets is None else apply_log_offsets(p, self.offsets)
+        return face_probabilities(self, x, mirror=self.mirror, offsets=self.offsets)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Probabilities for one preprocessed face (what face_probabilities calls), dequantised

@@ -36,9 +36,9 @@ def main() -> None:
             crops = [crop_face(x, (0, 0, x.shape[1], x.shape[0]), clf.preprocess) for x in s.x]
             # The device decides on the network's own first pass, then applies the manifest's
             # class offsets (if any) to whichever result it keeps.
-            single = np.array([face_probabilities(clf.model, c, mirror=False, calibrated=False)
+            single = np.array([face_probabilities(clf.model, c, mirror=False)
                                for c in crops])
-            both = np.array([face_probabilities(clf.model, c, calibrated=False) for c in crops])
+            both = np.array([face_probabilities(clf.model, c) for c in crops])
             offsets = np.zeros(len(clf.labels)) if clf.offsets is None else clf.offsets
             for t in THRESHOLDS:
                 need = single.max(1) < t

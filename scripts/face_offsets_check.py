@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from convert.face.calibrate import (
-    FLOOR,
     accuracy_and_recall,
     choose_label_sets,
     fit_log_offsets,
+    log_probabilities,
     network_probabilities,
 )
 from convert.face.data import load_face_data
@@ -55,7 +55,7 @@ def main() -> None:
     offsets = fit_log_offsets(pub, list(sets.values()))
     print("offsets fitted on PublicTest: " + ", ".join(
         f"{k} {v:+.2f}" for k, v in zip(labels, offsets)))
-    log_priv = np.log(np.maximum(priv, FLOOR))
+    log_priv = log_probabilities(priv)
     for name, lp in (("without", log_priv), ("with", log_priv + offsets)):
         pred = lp.argmax(1)
         print(f"PrivateTest {name} offsets: {_cells(lp, report_sets)}")
@@ -70,7 +70,7 @@ def main() -> None:
     print(f"PrivateTest decisions changed by the offsets: {changed:.3f}")
 
     rng = np.random.default_rng(0)
-    log_pub = np.log(np.maximum(pub, FLOOR))
+    log_pub = log_probabilities(pub)
     for draw in range(args.halves):
         order = rng.permutation(len(pub))
         fit, held = order[: len(order) // 2], order[len(order) // 2:]

@@ -91,8 +91,7 @@ def test_the_device_applies_the_manifests_offsets(calibrated_model):
     offsets = manifest["calibration"]["log_offsets"]
     face = np.random.default_rng(0).uniform(-1, 1, (64, 64, 1)).astype(np.float32)
     with FaceClassifier(write({"log_offsets": offsets})) as clf:
-        raw = face_probabilities(clf.model, face, mirror_below=clf.mirror_below,
-                                 calibrated=False)
+        raw = face_probabilities(clf.model, face, mirror_below=clf.mirror_below)
         shifted = clf.scores(face)
     expected = apply_log_offsets(raw, [offsets[label] for label in clf.labels])
     np.testing.assert_allclose([shifted[label] for label in clf.labels], expected, atol=1e-12)

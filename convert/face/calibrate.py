@@ -9,7 +9,7 @@ only if it raises the smallest of the gains in accuracy and in mean per-class re
 every label set the split has (with FER+ votes: the crowd's majority and the clear faces, which
 at least 7 of 10 annotators read the same way; without: the split's own labels).  So no move
 buys accuracy with the rare classes' recall, or the other way round.  The report split is never
-looked at.  The device applies them (``edge.models.face.face_probabilities``), from the
+looked at.  The device applies them (``edge.models.face.FaceClassifier``), from the
 manifest's ``calibration``.
 
 ``emotion-convert face-calibrate`` fits them for a model already trained (and rewrites its
@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["CLEAR_SHARE", "accuracy_and_recall", "fit_log_offsets", "label_sets",
-           "choose_label_sets", "network_probabilities", "calibration_record", "register"]
+           "log_probabilities", "choose_label_sets", "network_probabilities",
+           "calibration_record", "register"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,11 @@ def accuracy_and_recall(pred: np.ndarray, truth: np.ndarray) -> tuple[float, flo
     return float(np.mean(p == t)), float(np.mean(recall))
 
 
+def log_probabilities(probs: np.ndarray) -> np.ndarray:
+    """``log(probs)`` with :data:`FLOOR` under it: the scale the offsets are added on."""
+    return np.log(np.maximum(np.asarray(probs, dtype=np.float64), FLOOR))
+
+
 def _figures(log_p: np.ndarray, label_sets: Sequence[np.ndarray]) -> np.ndarray:
     pred = log_p.argmax(axis=1)
     return np.array([v for truth in label_sets for v in accuracy_and_recall(pred, truth)])
@@ -60,7 +66,7 @@ def fit_log_offsets(probs: np.ndarray, label_sets: Sequence[np.ndarray]) -> np.n
     """Offsets ``(classes,)`` for ``probs`` ``(faces, classes)``: coordinate search from zero,
     keeping a move only if it raises the smallest gain over every (accuracy, mean recall) of
     ``label_sets`` (each ``(faces,)``, -1 = not scored).  Deterministic."""
-    log_p = np.log(np.maximum(np.asarray(probs, dtype=np.float64), FLOOR))
+    log_p = log_probabilities(probs)
     base = _figures(log_p, label_sets)
 
     def worst(offsets: np.ndarray) -> float:
@@ -105,7 +111,7 @@ def network_probabilities(model: Any, faces: np.ndarray, *, mirror: bool = True)
     from edge.models.face import face_probabilities
 
     preprocess = FacePreprocessConfig.from_dict(model.manifest.preprocessing)
-    return np.stack([face_probabilities(model, x, mirror=mirror, calibrated=False)
+    return np.stack([face_probabilities(model, x, mirror=mirror)
                      for x in crop_faces(faces, preprocess)])
 
 
@@ -113,7 +119,7 @@ def calibration_record(offsets: np.ndarray, labels: Sequence[str], probs: np.nda
                        label_sets: dict[str, np.ndarray], split: str) -> dict[str, Any]:
     """The manifest's ``calibration``: the offsets and how they were found, with the choose
     split's figures before and after."""
-    log_p = np.log(np.maximum(probs, FLOOR))
+    log_p = log_probabilities(probs)
     before = _figures(log_p, list(label_sets.values()))
     after = _figures(log_p + offsets, list(label_sets.values()))
     figures = {name: {"before": [round(float(before[2 * i]), 4), round(float(before[2 * i + 1]), 4)],

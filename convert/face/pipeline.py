@@ -26,7 +26,13 @@ import numpy as np
 from edge.errors import ConfigError
 from edge.features.face import FacePreprocessConfig, crop_faces
 from edge.labels import fusion_map_for
-from edge.models.face import FACE_MODEL_FILE, FACE_TASK, FER_LABELS, face_probabilities
+from edge.models.face import (
+    FACE_MODEL_FILE,
+    FACE_TASK,
+    FER_LABELS,
+    class_offsets,
+    face_probabilities,
+)
 
 from ..export import tflite_latency_ms
 from .calibrate import CLEAR_SHARE, calibration_record, fit_log_offsets, label_sets
@@ -446,12 +452,17 @@ def export_int8(
     x_va, y_va = crops.x_choose, crops.y_choose
     with qm:
         parity = int8_parity(qm, float_probs, crops.x_report, crops.y_report, labels)
-        choose_probs = np.stack([face_probabilities(qm, x, mirror=False) for x in x_va])
+        offsets = class_offsets(qm)  # as FaceClassifier applies them, read once
+        choose_probs = np.stack([face_probabilities(qm, x, mirror=False, offsets=offsets)
+                                 for x in x_va])
         # What the device reports by default (FaceClassifier averages each face with its
         # mirror image): measured with the device's own function.
-        choose_mirror_probs = np.stack([face_probabilities(qm, x) for x in x_va])
-        mirror_probs = np.stack([face_probabilities(qm, x) for x in crops.x_report])
-        report_probs = np.stack([face_probabilities(qm, x, mirror=False) for x in crops.x_report])
+        choose_mirror_probs = np.stack([face_probabilities(qm, x, offsets=offsets)
+                                        for x in x_va])
+        mirror_probs = np.stack([face_probabilities(qm, x, offsets=offsets)
+                                 for x in crops.x_report])
+        report_probs = np.stack([face_probabilities(qm, x, mirror=False, offsets=offsets)
+                                 for x in crops.x_report])
         ferplus: dict[str, float] = {}
         if crops.majority_report is not None:
             ferplus = _majority_figures(crops, "int8", (choose_probs, choose_mirror_probs),
@@ -479,7 +490,7 @@ def _class_offsets(path: Path, recipe: FaceRecipe, crops: Crops,
     from edge.models.runtime import QuantizedModel
 
     with QuantizedModel(path) as qm:
-        probs = np.stack([face_probabilities(qm, x, calibrated=False) for x in crops.x_choose])
+        probs = np.stack([face_probabilities(qm, x) for x in crops.x_choose])
     sets = crops.choose_label_sets()
     offsets = fit_log_offsets(probs, list(sets.values()))
     record = calibration_record(offsets, labels, probs, sets, "the choose split")

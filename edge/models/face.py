@@ -95,7 +95,7 @@ def class_offsets(model: QuantizedModel) -> npt.NDArray[np.float64] | None:
 
 def face_probabilities(
     model: QuantizedModel, face: npt.NDArray[np.float32], *, mirror: bool = True,
-    mirror_below: float | None = None, calibrated: bool = True,
+    mirror_below: float | None = None, offsets: npt.ArrayLike | None = None,
 ) -> npt.NDArray[np.float64]:
     """Expression probabilities for one preprocessed face ``(size, size, 1)``.
 
@@ -104,14 +104,13 @@ def face_probabilities(
     (``None``, the default here: always; the device uses :data:`MIRROR_BELOW`).  Expressions are
     left-right symmetric while a small CNN's errors are not, so the average cancels part of them
     (the model card gives the measured gain); ``emotion-convert face`` measures the shipped
-    model both ways with this same function.  With ``calibrated`` (the default) the result is
-    then moved by the manifest's per-class log offsets (:func:`class_offsets`; ``False``: the
-    network's own probabilities, which the offsets are fitted on).
+    model both ways with this same function.  With ``offsets`` (the manifest's per-class log
+    offsets, read once with :func:`class_offsets`) the result is then moved by them; without,
+    it is the network's own probabilities, which the offsets are fitted on.
     """
     p = np.asarray(model.predict(face), dtype=np.float64)
     if mirror and (mirror_below is None or p.max() < mirror_below):
         p = (p + np.asarray(model.predict(np.ascontiguousarray(face[:, ::-1])), np.float64)) / 2
-    offsets = class_offsets(model) if calibrated else None
     return p if offsets is None else apply_log_offsets(p, offsets)
 
 
@@ -185,9 +184,7 @@ class FaceClassifier(Closeable):
     def scores(self, face: npt.NDArray[np.float32]) -> dict[str, float]:
         """Probabilities for one preprocessed face ``(size, size, 1)``."""
         p = face_probabilities(self.model, face, mirror=self.mirror,
-                               mirror_below=self.mirror_below, calibrated=False)
-        if self.offsets is not None:  # what face_probabilities does, without re-reading them
-            p = apply_log_offsets(p, self.offsets)
+                               mirror_below=self.mirror_below, offsets=self.offsets)
         return {label: float(v) for label, v in zip(self.labels, p)}
 
     def classify_crop(self, gray: GrayFrame, box: Sequence[int] | None = None) -> Face:

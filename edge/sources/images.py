@@ -60,12 +60,9 @@ def read_gray_image(path: str | Path) -> np.ndarray:
         with optional.quiet_native_output("OpenCV"):  # "libpng warning: ..." on fd 2
             image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
     except cv2.error as exc:  # e.g. a header declaring more pixels than the limit
-        limit = optional.MAX_IMAGE_PIXELS // 1_000_000
         if "MAX_IMAGE_PIXELS" in str(exc):
-            raise ImageFileError(f"{path}: declares more than {limit} megapixels; scale it "
-                                 f"down") from None
-        reason = " ".join(str(exc).split())[-160:]
-        raise ImageFileError(f"{path}: not a readable image (OpenCV: {reason})") from None
+            raise _too_large(path) from None
+        raise ImageFileError(f"{path}: not a readable image (OpenCV: {_reason(exc)})") from None
     if image is None and heif:  # no Pillow
         raise ImageFileError(f"{path}: a HEIC/AVIF photo; reading it needs {_HEIF_HINT}")
     if image is None:
@@ -96,15 +93,13 @@ def _read_heif(path: Path) -> np.ndarray | None:
         pi_heif = None
     else:
         pi_heif.register_heif_opener()
-    limit = optional.MAX_IMAGE_PIXELS // 1_000_000
     try:
         with warnings.catch_warnings(), Image.open(path) as picture:
             # Our own limit is checked below; Pillow's DecompressionBombWarning is not wanted.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             width, height = picture.size
             if width * height > optional.MAX_IMAGE_PIXELS:
-                raise ImageFileError(f"{path}: declares more than {limit} megapixels; "
-                                     f"scale it down")
+                raise _too_large(path)
             # libheif applies a HEIC's rotation itself and resets its EXIF orientation to 1;
             # Pillow's AVIF reader leaves the rotation in the EXIF orientation.
             upright = ImageOps.exif_transpose(picture)
@@ -112,13 +107,23 @@ def _read_heif(path: Path) -> np.ndarray | None:
     except ImageFileError:
         raise
     except Image.DecompressionBombError:
-        raise ImageFileError(f"{path}: declares more than {limit} megapixels; scale it "
-                             f"down") from None
+        raise _too_large(path) from None
     except UnidentifiedImageError:
         if pi_heif is None:
             raise ImageFileError(f"{path}: a HEIC photo; reading it needs {_HEIF_HINT}") from None
         raise ImageFileError(f"{path}: not a readable HEIC/AVIF image") from None
     except (OSError, EOFError, ValueError, SyntaxError, RuntimeError) as exc:  # damaged, cut
-        reason = " ".join(str(exc).split())[-160:]
-        raise ImageFileError(f"{path}: not a readable HEIC/AVIF image ({reason})") from None
+        raise ImageFileError(f"{path}: not a readable HEIC/AVIF image ({_reason(exc)})") from None
     return np.asarray(gray, dtype=np.uint8)
+
+
+def _too_large(path: Path) -> ImageFileError:
+    """The one error for a picture past :data:`edge.optional.MAX_IMAGE_PIXELS`, whichever
+    decoder found it."""
+    return ImageFileError(f"{path}: declares more than "
+                          f"{optional.MAX_IMAGE_PIXELS // 1_000_000} megapixels; scale it down")
+
+
+def _reason(exc: BaseException) -> str:
+    """A decoder's message on one line, its last 160 characters (where the cause is)."""
+    return " ".join(str(exc).split())[-160:]
