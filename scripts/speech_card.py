@@ -4,6 +4,8 @@ Every number in the model card's speech section comes from here (the manifest's 
 by ``emotion-convert speech``), so the card can be checked against the model:
 
     .venv/bin/python scripts/speech_card.py [models/speech_emotion_int8.json]
+
+or from a run's ``reports/speech/summary.json`` (what ``--evaluate-only`` leaves).
 """
 
 from __future__ import annotations
@@ -21,18 +23,31 @@ def _pct(v: float) -> str:
 
 
 def loco_table(loco: dict[str, Any]) -> str:
+    """Each unseen corpus adapted, fresh and per speaker; with ``evaluate.neutral_room``, also in
+    a room that mostly hears neutral speech."""
+    room = "mean_neutral_room_uar" in loco
+    share = next((r["neutral_room"]["share"] for r in loco["corpora"].values()
+                  if "neutral_room" in r), None)
     rows = ["| unseen corpus | clips | UAR adapted (its own statistics) | UAR fresh (training "
-            "statistics) | UAR per speaker | weakest class (adapted) |",
-            "|---|---:|---:|---:|---:|---|"]
+            "statistics) | UAR per speaker | "
+            + (f"UAR in a room {share:.0%} neutral | " if room else "")
+            + "weakest class (adapted) |",
+            "|---|---:|---:|---:|---:|" + ("---:|" if room else "") + "---|"]
+
+    def value(v: float | None) -> str:
+        return _pct(v) if v is not None else "-"
+
     for name, r in loco["corpora"].items():
         recall = r["per_class_recall"]
         worst = min(recall, key=recall.__getitem__)
         per = r.get("per_speaker", {}).get("uar")
         rows.append(f"| {name} | {r['n']} | {_pct(r['uar'])} | {_pct(r['fresh']['uar'])} | "
-                    f"{_pct(per) if per is not None else '-'} | {worst} {recall[worst]:.2f} |")
-    per_mean = loco.get("mean_per_speaker_uar")
+                    f"{value(per)} | "
+                    + (f"{value(r.get('neutral_room', {}).get('uar'))} | " if room else "")
+                    + f"{worst} {recall[worst]:.2f} |")
     rows.append(f"| **mean** | | **{_pct(loco['mean_uar'])}** | {_pct(loco['mean_fresh_uar'])} | "
-                f"{_pct(per_mean) if per_mean is not None else '-'} | |")
+                f"{value(loco.get('mean_per_speaker_uar'))} | "
+                + (f"{_pct(loco['mean_neutral_room_uar'])} | " if room else "") + "|")
     return "\n".join(rows)
 
 
@@ -68,8 +83,12 @@ def cv_table(cv: dict[str, Any]) -> str:
 def main() -> None:
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "models" / "speech_emotion_int8.json"
     m = json.loads(path.read_text())
-    metrics = m["metrics"]
-    print(f"model {path.name}: sha256 {m['sha256'][:12]}, labels {', '.join(m['labels'])}\n")
+    if "metrics" in m:
+        metrics = m["metrics"]
+        print(f"model {path.name}: sha256 {m['sha256'][:12]}, labels {', '.join(m['labels'])}\n")
+    else:  # a run's reports/speech/summary.json (--evaluate-only writes no model)
+        metrics = m
+        print(f"recipe compared: {path}\n")
     if "leave_one_corpus_out" in metrics:
         loco = metrics["leave_one_corpus_out"]
         minutes = sum(r["seconds"] for r in loco["corpora"].values()) / 60

@@ -17,6 +17,16 @@ group to normal scores, which also undoes a monotone distortion such as a microp
 compression) or ``whiten`` (z, then the group's correlations removed, CORAL-style, shrunk 10%
 toward identity).  The fresh view always uses the training corpora's mean and spread.
 
+``--neutral-share S...`` asks what happens in a room that mostly hears neutral speech, as a
+device's room does (the corpora are acted to be balanced across emotions).  For each S, the
+unseen corpus is standardised with the statistics of a room where neutral clips are S of what
+was heard (its neutral clips weighted up, the others down: no clip is dropped, every clip is
+scored), by two regressions: one trained as in the room view (each training corpus standardised
+as recorded, ``as recorded -> S``), and one trained with each training corpus standardised the
+same way, neutral S of its statistics (``S -> S``; training knows its labels).  ``fresh S``:
+the latter regression on the unseen corpus standardised with the training corpora's weighted
+statistics, what a new device would start from.
+
 ``--voices K...`` adds a view per K: the unseen corpus's clips are clustered into K voices
 (k-means on each clip's mean cepstra 1-12 and log F0; K = 0 takes its true number of speakers)
 and each cluster is standardised with its own statistics, as a device that told voices apart
@@ -59,8 +69,24 @@ def statistics(bank: FeatureBank) -> np.ndarray:
                      for v in bank.variants])
 
 
-def standardized(x: np.ndarray, groups: np.ndarray, scaling: str = "z") -> np.ndarray:
-    """``x`` standardised within each group (see ``--scaling``), clipped at 8."""
+def neutral_weights(label: np.ndarray, groups: np.ndarray, share: float) -> np.ndarray:
+    """Per-clip weights under which neutral clips are ``share`` of each group's total (a group
+    without neutral clips, or with nothing else, keeps equal weights)."""
+    w = np.ones(len(label))
+    neutral = label == "neutral"
+    for g in np.unique(groups):
+        m = groups == g
+        n, o = (m & neutral).sum(), (m & ~neutral).sum()
+        if n and o:
+            w[m & neutral] = share * m.sum() / n
+            w[m & ~neutral] = (1 - share) * m.sum() / o
+    return w
+
+
+def standardized(x: np.ndarray, groups: np.ndarray, scaling: str = "z",
+                 weights: np.ndarray | None = None) -> np.ndarray:
+    """``x`` standardised within each group (see ``--scaling``), clipped at 8; ``weights``: each
+    clip's weight in its group's mean and spread (z only)."""
     from scipy.stats import norm, rankdata
 
     out = np.empty_like(x)
@@ -69,7 +95,10 @@ def standardized(x: np.ndarray, groups: np.ndarray, scaling: str = "z") -> np.nd
         if scaling == "rank":
             out[m] = norm.ppf((rankdata(x[m], axis=0) - 0.5) / m.sum())
             continue
-        z = (x[m] - x[m].mean(0)) / (x[m].std(0) + 1e-6)
+        w = None if weights is None else weights[m]
+        mean = np.average(x[m], axis=0, weights=w)
+        sd = np.sqrt(np.average((x[m] - mean) ** 2, axis=0, weights=w))
+        z = (x[m] - mean) / (sd + 1e-6)
         if scaling == "whiten" and m.sum() > 1:
             # Shrunk toward identity: a speaker has fewer clips than there are columns.
             c = 0.9 * np.corrcoef(z, rowvar=False) + 0.1 * np.eye(z.shape[1])
@@ -137,6 +166,39 @@ def loco(x: np.ndarray, corpus: np.ndarray, speaker: np.ndarray, label: np.ndarr
     return out
 
 
+def neutral_room(x: np.ndarray, corpus: np.ndarray, label: np.ndarray,
+                 share: float) -> dict[str, dict[str, float]]:
+    """UAR of each unseen corpus standardised as a room whose speech is ``share`` neutral, by a
+    regression trained on rooms as recorded and by one trained on rooms weighted the same way;
+    and fresh, by the latter, with the training corpora's weighted statistics."""
+    from sklearn.linear_model import LogisticRegression
+
+    from convert.metrics import classification_metrics
+
+    weights = neutral_weights(label, corpus, share)
+    views = ("as recorded -> S", "S -> S", "fresh S")
+    out: dict[str, dict[str, float]] = {v: {} for v in views}
+    for held in dict.fromkeys(corpus):
+        tr, te = corpus != held, corpus == held
+        names, y = np.unique(label[tr], return_inverse=True)
+        sw = sample_weights(y, corpus[tr], len(names))
+        xte = standardized(x[te], corpus[te], weights=weights[te])
+        mean = np.average(x[tr], axis=0, weights=weights[tr])
+        sd = np.sqrt(np.average((x[tr] - mean) ** 2, axis=0, weights=weights[tr])) + 1e-6
+        as_recorded, weighted = (LogisticRegression(C=0.1, max_iter=2000).fit(
+            standardized(x[tr], corpus[tr], weights=w), label[tr], sample_weight=sw)
+            for w in (None, weights[tr]))
+        for view, clf, test_x in (
+                ("as recorded -> S", as_recorded, xte),
+                ("S -> S", weighted, xte),
+                ("fresh S", weighted, np.clip((x[te] - mean) / sd, -8, 8))):
+            labels = list(clf.classes_)
+            out[view][str(held)] = classification_metrics(
+                [labels.index(v) for v in label[te]],
+                [labels.index(p) for p in clf.predict(test_x)], labels)["uar"]
+    return out
+
+
 def screen_parser(description: str) -> argparse.ArgumentParser:
     """The arguments every speech screen takes: the recipe, the corpora and the feature cache."""
     p = argparse.ArgumentParser(description=description)
@@ -173,7 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--voices", type=int, nargs="*", default=[], metavar="K",
                    help="also score the unseen corpus standardised per K voice clusters (0: its "
                    "number of speakers)")
+    p.add_argument("--neutral-share", type=float, nargs="*", default=[], metavar="S",
+                   help="also score rooms where neutral speech is S of what was heard (0-1)")
     args = p.parse_args(argv)
+    if any(not 0 < s < 1 for s in args.neutral_share):
+        p.error(f"--neutral-share takes shares between 0 and 1, got {args.neutral_share}")
     clips = screen_clips(args)
     if clips is None:
         return 2
@@ -187,13 +253,18 @@ def main(argv: list[str] | None = None) -> int:
     names = list(dict.fromkeys(corpus))
     voices = {f"voices {k or 'N'}": voice_clusters(stats, corpus, speaker, k, n_ceps)
               for k in args.voices}
+    neutral = [v.replace("S", f"{share:g}") for share in args.neutral_share
+               for v in ("as recorded -> S", "S -> S", "fresh S")]
     print(f"{'statistics':32s} " + "  ".join(f"{v + ' mean':>9s} ({' '.join(n[:5] for n in names)})"
-                                            for v in (*VIEWS, *voices)))
+                                            for v in (*VIEWS, *voices, *neutral)))
     for ceps in args.ceps:
         keep = [*range(min(ceps, n_ceps)), *range(n_ceps, columns)]
         for rows, what in (((0, 1), "mean, spread"), ((0, 1, 2), "mean, spread, change")):
             x = stats[:, rows][:, :, keep].reshape(len(utts), -1)
             res = loco(x, corpus, speaker, label, voices, args.scaling)
+            for share in args.neutral_share:
+                res.update({v.replace("S", f"{share:g}"): r for v, r in
+                            neutral_room(x, corpus, label, share).items()})
             print(f"{ceps:2d} cepstra + prosody, {what:20s} " + "  ".join(
                 f"{np.mean(list(res[v].values())):9.3f} ("
                 + " ".join(f"{res[v][n]:.3f}" for n in names) + ")" for v in res), flush=True)

@@ -224,6 +224,61 @@ def test_a_model_trained_per_speaker_is_scored_as_a_device_that_hears_the_whole_
     assert not same(v.adapted, test.standardize_by("speaker"))
 
 
+def test_a_room_that_mostly_hears_neutral_speech_is_standardised_with_weighted_statistics(
+        synthetic_corpus, second_room):
+    """``neutral_share``: each room's statistics weighted so that neutral speech is that share of
+    its speech frames, as a device's room mostly hears neutral speech; 0 is as recorded."""
+    from convert.speech.corpora import index_corpora
+    from convert.speech.features import FeatureBank
+    from convert.speech.recipe import SpeechRecipe
+    from edge.features import frame_dbfs
+    from edge.features.adapt import speech_frames
+
+    recipe = (SpeechRecipe().replace("features", window_frames=100, hop_frames=50)
+              .replace("augment", speed_factors=(), noise_snr_db=())
+              .replace("adapt", mode="deployment"))
+    bank = FeatureBank(index_corpora([f"csv:{synthetic_corpus}", f"csv:{second_room}"]), recipe)
+    corpus = np.array([u.corpus for u in bank.utts])
+    neutral = np.array([u.label == "neutral" for u in bank.utts])
+    speech = [speech_frames(v[0], frame_dbfs(v[0][:, 0], recipe.mfcc)) for v in bank.variants]
+    frames = np.array([len(f) for f in speech], float)
+
+    assert bank.neutral_weights(0.0, lambda u: u.corpus) == [1.0] * len(bank.utts)
+    w = np.array(bank.neutral_weights(0.7, lambda u: u.corpus))
+    for c in set(corpus):
+        m = corpus == c
+        heard = w[m] * frames[m]
+        assert heard[neutral[m]].sum() / heard.sum() == pytest.approx(0.7)
+        assert heard.sum() == pytest.approx(frames[m].sum())  # the room's size is kept
+        # The room's statistics are those of its frames, each frame counted with its clip's
+        # weight; every clip is still standardised with them.
+        x = np.concatenate([speech[i] for i in np.flatnonzero(m)])
+        fw = np.repeat(w[m], frames[m].astype(int))
+        mean = np.average(x, axis=0, weights=fw)
+        std = np.sqrt(np.average((x - mean) ** 2, axis=0, weights=fw))
+        room = bank.standardize_by("corpus", neutral_share=0.7)
+        first = int(np.flatnonzero(m)[0])
+        got_mean, got_scale = room._norm[first][0]
+        np.testing.assert_allclose(got_mean, mean, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(got_scale, 1 / std, rtol=1e-5)
+    # As recorded, the neutral clips are a quarter of each synthetic room, and a room weighted
+    # toward them has its mean moved toward theirs.
+    plain = bank.standardize_by("corpus")
+    assert not np.allclose(plain._norm[0][0][0], room._norm[0][0][0])
+    np.testing.assert_array_equal(bank.standardize_by("corpus", neutral_share=0.0)._norm[0][0][0],
+                                  plain._norm[0][0][0])
+    # A room without neutral speech (or with nothing else) keeps its clips' weights.
+    no_neutral = bank.subset(np.flatnonzero(~neutral).tolist())
+    assert no_neutral.neutral_weights(0.7, lambda u: u.corpus) == [1.0] * int((~neutral).sum())
+    # The prior a fresh device starts from is weighted the same way, over all rooms together.
+    prior = bank.pooled_stats(0.7)
+    wall = np.array(bank.neutral_weights(0.7, lambda u: "all"))
+    x = np.concatenate(speech)
+    np.testing.assert_allclose(prior.mean, np.average(
+        x, axis=0, weights=np.repeat(wall, frames.astype(int))), rtol=1e-6, atol=1e-6)
+    assert prior.count == pytest.approx(frames.sum())
+
+
 @pytest.mark.slow
 def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus, second_room,
                                                                 tmp_path, capsys, monkeypatch):
@@ -240,7 +295,7 @@ def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus
                  "--set", "augment.noise_snr_db=[]", "--set", "adapt.mode=deployment",
                  "--set", "evaluate.loco=true", "--set", "evaluate.parity_folds=1",
                  "--set", "features.prosody=true", "--set", 'evaluate.channels=["telephone"]',
-                 "--test-corpus", f"csv:{second_room}"])
+                 "--set", "evaluate.neutral_room=0.7", "--test-corpus", f"csv:{second_room}"])
     assert code == 0
     capsys.readouterr()
     model = out / "speech_emotion_int8.tflite"
@@ -259,11 +314,17 @@ def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus
             assert clips["telephone_adapted"].shape == clips["adapted"].shape
             assert not np.allclose(clips["telephone_adapted"], clips["adapted"], atol=1e-3)
             assert len(clips["speaker"]) == row["test_clips"]
+            assert row["neutral_room"]["share"] == 0.7
+            # A room weighted toward its neutral clips has other statistics: other inputs.
+            assert not np.allclose(clips["neutral_room"], clips["adapted"], atol=1e-3)
             for probs, figures in ((clips["adapted"], row), (clips["fresh"], row["fresh"]),
+                                   (clips["neutral_room"], row["neutral_room"]),
                                    (clips["telephone_adapted"], phone),
                                    (clips["telephone_fresh"], phone["fresh"])):
                 got = classification_metrics(clips["y"], probs.argmax(1), list(clips["labels"]))
                 assert got["uar"] == pytest.approx(figures["uar"])
+    assert m.metrics["leave_one_corpus_out"]["mean_neutral_room_uar"] == pytest.approx(np.mean(
+        [json.loads(r.read_text())["neutral_room"]["uar"] for r in reports]))
     channel = m.metrics["leave_one_corpus_out"]["channels"]["telephone"]
     assert channel["mean_uar"] == pytest.approx(np.mean(
         [json.loads(r.read_text())["channels"]["telephone"]["uar"] for r in reports]))

@@ -109,9 +109,11 @@ class Views:
 def views(train: FeatureBank, test: FeatureBank, recipe: SpeechRecipe) -> Views:
     if recipe.adapt.mode == "none":
         return Views(train, test, test, None)
-    prior = train.pooled_stats()
+    share = recipe.adapt.neutral_share
+    prior = train.pooled_stats(share)
     fresh = prior if recipe.adapt.fresh_share else None
-    return Views(train.standardize_by(recipe.adapt.unit, fresh), *_as_heard(test, prior), prior)
+    return Views(train.standardize_by(recipe.adapt.unit, fresh, share), *_as_heard(test, prior),
+                 prior)
 
 
 def _as_heard(test: FeatureBank, prior: RunningStats | None) -> tuple[FeatureBank, FeatureBank]:
@@ -254,8 +256,11 @@ def leave_one_corpus_out(
     for held in corpora:
         report = None if out_dir is None else out_dir / f"loco_{held}.json"
         earlier = _earlier(report, key)
-        if earlier is not None and not set(heard) <= set(earlier.get("channels", {})):
-            earlier = None  # scored before these channels were asked for
+        share = recipe.evaluate.neutral_room
+        if earlier is not None and (
+                not set(heard) <= set(earlier.get("channels", {}))
+                or (share and earlier.get("neutral_room", {}).get("share") != share)):
+            earlier = None  # scored before these channels or this room were asked for
         if earlier is not None:
             logger.info("LOCO %s: UAR %.3f, reused from %s (same recipe and data)", held,
                         earlier["uar"], report)
@@ -278,6 +283,13 @@ def leave_one_corpus_out(
                 m["per_speaker"] = _brief(_score(model, per, y[test][several], labels, recipe,
                                                  gate))
                 m["per_speaker"]["clips"] = len(several)
+            if share:
+                # The same clips in a room that mostly hears neutral speech: the statistics a
+                # device would gather there (every clip is still scored).
+                neutral = bank.subset(test).standardize_by("corpus", neutral_share=share)
+                m["neutral_room"] = _brief(_score(model, neutral, y[test], labels, recipe, gate,
+                                                  probs, "neutral_room"))
+                m["neutral_room"]["share"] = share
         if heard:
             m["channels"] = {}
         for name, channel in heard.items():
@@ -313,6 +325,9 @@ def leave_one_corpus_out(
         per = [r["per_speaker"]["uar"] for r in rows.values() if "per_speaker" in r]
         if per:
             out["mean_per_speaker_uar"] = float(np.mean(per))
+        rooms = [r["neutral_room"]["uar"] for r in rows.values() if "neutral_room" in r]
+        if rooms:
+            out["mean_neutral_room_uar"] = float(np.mean(rooms))
     if heard:
         out["channels"] = {name: {"mean_uar": float(np.mean([r["channels"][name]["uar"]
                                                              for r in rows.values()]))}
@@ -326,7 +341,8 @@ def leave_one_corpus_out(
 
 _ADDED_LATER = (("model", "pooled_ceps", 0), ("augment", "babble_copies", 0),
                 ("augment", "voice_copies", 0), ("train", "balance_power", 1.0),
-                ("train", "mixup", 0.0), ("train", "average_from", 0))
+                ("train", "mixup", 0.0), ("train", "average_from", 0),
+                ("adapt", "neutral_share", 0.0))
 """Settings added after reports were written, and their defaults, which change nothing."""
 
 

@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,9 @@ from .recipe import SpeechRecipe
 __all__ = ["FeatureBank", "speech_starts"]
 
 logger = logging.getLogger(__name__)
+
+NEUTRAL = "neutral"
+"""The label whose share of a room's speech :meth:`FeatureBank.neutral_weights` sets."""
 
 
 class FeatureBank:
@@ -118,28 +121,54 @@ class FeatureBank:
                 speech_frames(frames, frame_dbfs(frames[:, 0], self.recipe.mfcc)))
         return self._stats[key]
 
-    def pooled_stats(self) -> RunningStats:
+    def pooled_stats(self, neutral_share: float = 0.0) -> RunningStats:
         """Statistics of the speech frames of every clip as recorded (the model's prior: what a
-        device starts from before it has heard its room)."""
+        device starts from before it has heard its room); ``neutral_share``: see
+        :meth:`neutral_weights`."""
+        weights = self.neutral_weights(neutral_share, lambda u: "all")
         stats = RunningStats.empty(self.recipe.mfcc.n_columns)
         for clip in range(len(self.utts)):
-            stats = stats.merged(self._speech_stats(clip, 0))
+            stats = stats.merged(_weighted(self._speech_stats(clip, 0), weights[clip]))
         return stats
 
-    def standardize_by(self, unit: str, fresh: RunningStats | None = None) -> FeatureBank:
+    def neutral_weights(self, share: float, key: Callable[[Utterance], str]) -> list[float]:
+        """Each clip's weight in its group's statistics (group = ``key``), such that neutral
+        speech is ``share`` of each group's speech frames: the room a device really hears is
+        mostly neutral, while acted corpora are balanced across emotions.  0, or a group
+        without neutral clips or with nothing else: every clip weighs 1 (as recorded)."""
+        weights = [1.0] * len(self.utts)
+        if not share:
+            return weights
+        frames: dict[tuple[str, bool], float] = {}
+        for clip, u in enumerate(self.utts):
+            g = (key(u), u.label == NEUTRAL)
+            frames[g] = frames.get(g, 0.0) + self._speech_stats(clip, 0).count
+        for clip, u in enumerate(self.utts):
+            neutral, other = frames.get((key(u), True), 0.0), frames.get((key(u), False), 0.0)
+            if neutral and other:
+                weights[clip] = ((share / neutral if u.label == NEUTRAL else (1 - share) / other)
+                                 * (neutral + other))
+        return weights
+
+    def standardize_by(self, unit: str, fresh: RunningStats | None = None,
+                       neutral_share: float = 0.0) -> FeatureBank:
         """A view whose frames are standardised with their group's own statistics: each corpus
         (or speaker) stands for one deployment that has adapted to its voices.  Each augmented
         variant is standardised with its group's statistics of that variant (a noisy room
         adapts to noisy speech).  ``unit`` is "corpus" or "speaker".  ``fresh`` (the training
-        data's pooled statistics) is kept for :meth:`model_input`'s unadapted view."""
+        data's pooled statistics) is kept for :meth:`model_input`'s unadapted view.
+        ``neutral_share``: each group's statistics weighted so that neutral speech is that
+        share of them (:meth:`neutral_weights`; needs the labels: training, or a test that
+        simulates a room)."""
         key = (lambda u: u.corpus) if unit == "corpus" else (lambda u: u.speaker)
+        weights = self.neutral_weights(neutral_share, key)
         n_var = len(self.variants[0]) if self.variants else 0
         groups: dict[tuple[str, int], RunningStats] = {}
         for clip, u in enumerate(self.utts):
             for v in range(n_var):
                 g = (key(u), v)
                 groups[g] = groups.get(g, RunningStats.empty(self.recipe.mfcc.n_columns)).merged(
-                    self._speech_stats(clip, v))
+                    _weighted(self._speech_stats(clip, v), weights[clip]))
         new = self.subset(range(len(self.utts)))
         new._norm = [[_affine(groups[(key(u), v)]) for v in range(n_var)] for u in self.utts]
         new._fresh = None if fresh is None else _affine(fresh)
@@ -251,6 +280,12 @@ def _cache_entry(path: Path) -> str:
     (hashing all five corpora takes seconds)."""
     name = hashlib.sha256(path.name.encode() + b":" + hashlib.sha256(path.read_bytes()).digest())
     return f"{name.hexdigest()[:24]}.npz"
+
+
+def _weighted(stats: RunningStats, weight: float) -> RunningStats:
+    """``stats`` counted ``weight`` times (fractional counts merge as weights)."""
+    return stats if weight == 1.0 else RunningStats(stats.count * weight, stats.mean,
+                                                    stats.m2 * weight)
 
 
 def _affine(stats: RunningStats) -> tuple[np.ndarray, np.ndarray]:

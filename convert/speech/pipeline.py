@@ -295,6 +295,8 @@ def headline(metrics: Mapping[str, Any], path: Path | None) -> dict[str, Any]:
         h["loco_uar"] = {c: r["uar"] for c, r in loco["corpora"].items()}
         if "mean_fresh_uar" in loco:
             h["loco_mean_fresh_uar"] = loco["mean_fresh_uar"]
+        if "mean_neutral_room_uar" in loco:
+            h["loco_mean_neutral_room_uar"] = loco["mean_neutral_room_uar"]
         for name, c in loco.get("channels", {}).items():
             h[f"loco_{name}"] = c
     return h

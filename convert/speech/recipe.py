@@ -256,6 +256,12 @@ class AdaptSection(Section):
         "instead of their own deployment's: the model also learns what a device that has not "
         "adapted yet hears (a fresh device; emotion-edge classify without --adapt).", min=0.0,
         max=1.0)
+    neutral_share: float = setting(
+        0.0, "Neutral speech's share of the statistics each training corpus (or speaker) is "
+        "standardised with, and of the prior a fresh device starts from; 0 = as recorded.  A "
+        "device's room hears mostly neutral speech, while acted corpora are balanced across "
+        "emotions: 0.7 standardises training as such a room would (models/README.md, "
+        "\"Standardising training as a mostly-neutral room\").", min=0.0, max=0.99)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,12 +278,20 @@ class EvaluateSection(Section):
         (), "Test channels each unseen corpus of the leave-one-corpus-out is also scored through, "
         "by the same fold's model (convert.speech.channels): telephone = a narrowband call "
         "(300-3400 Hz, 8 kHz, mu-law).  Needs loco = true.", choices=tuple(CHANNELS))
+    neutral_room: float = setting(
+        0.0, "Also score each unseen corpus of the leave-one-corpus-out standardised as a room "
+        "whose speech is this share neutral (its statistics weighted by the labels; every clip "
+        "is still scored), as a device that mostly hears neutral speech would; 0 = not scored.",
+        min=0.0, max=0.99)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.channels and not self.loco:
             raise ConfigError("evaluate.channels scores the leave-one-corpus-out's unseen "
                               "corpora: set evaluate.loco = true, or channels = []")
+        if self.neutral_room and not self.loco:
+            raise ConfigError("evaluate.neutral_room scores the leave-one-corpus-out's unseen "
+                              "corpora: set evaluate.loco = true, or neutral_room = 0")
 
 
 
