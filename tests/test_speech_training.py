@@ -245,6 +245,7 @@ def test_a_room_that_mostly_hears_neutral_speech_is_standardised_with_weighted_s
 
     assert bank.neutral_weights(0.0, lambda u: u.corpus) == [1.0] * len(bank.utts)
     w = np.array(bank.neutral_weights(0.7, lambda u: u.corpus))
+    room = bank.standardize_by("corpus", neutral_share=0.7)
     for c in set(corpus):
         m = corpus == c
         heard = w[m] * frames[m]
@@ -256,7 +257,6 @@ def test_a_room_that_mostly_hears_neutral_speech_is_standardised_with_weighted_s
         fw = np.repeat(w[m], frames[m].astype(int))
         mean = np.average(x, axis=0, weights=fw)
         std = np.sqrt(np.average((x - mean) ** 2, axis=0, weights=fw))
-        room = bank.standardize_by("corpus", neutral_share=0.7)
         first = int(np.flatnonzero(m)[0])
         got_mean, got_scale = room._norm[first][0]
         np.testing.assert_allclose(got_mean, mean, rtol=1e-6, atol=1e-6)
