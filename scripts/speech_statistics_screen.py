@@ -32,6 +32,9 @@ statistics, what a new device would start from.
 and each cluster is standardised with its own statistics, as a device that told voices apart
 without a speaker model would; training is standardised per corpus, as in the room view.
 
+``--voiced`` screens each line again with F0, jitter and shimmer taken over the clip's voiced
+speech frames only (:func:`voiced_statistics`), as eGeMAPS takes them.
+
 UAR over the labels the unseen corpus has; the regression predicts every label.  A screen,
 not the recipe: utterances, not 3 s windows, and a linear model, not the ensemble.
 
@@ -56,7 +59,10 @@ from convert.speech.features import FeatureBank  # noqa: E402
 from convert.speech.recipe import SpeechRecipe  # noqa: E402
 from convert.speech.train import sample_weights  # noqa: E402
 from edge.errors import ConfigError  # noqa: E402
-from edge.features import frame_dbfs, pool_window  # noqa: E402
+from edge.features import PROSODY_COLUMNS, frame_dbfs, pool_window  # noqa: E402
+from edge.features.adapt import speech_mask  # noqa: E402
+
+logger = logging.getLogger(__name__)
 
 VIEWS = ("room", "speaker", "fresh")
 SCALINGS = ("z", "rank", "whiten")
@@ -67,6 +73,35 @@ def statistics(bank: FeatureBank) -> np.ndarray:
     cfg = bank.recipe.mfcc
     return np.stack([pool_window(v[0], frame_dbfs(v[0][:, 0], cfg), "mean_std_delta")
                      for v in bank.variants])
+
+
+def voiced_statistics(bank: FeatureBank, stats: np.ndarray) -> np.ndarray:
+    """``stats`` with the columns that are 0 outside voiced frames (F0, jitter, shimmer) taken
+    over the voiced speech frames only, as eGeMAPS takes them (over all speech frames their
+    mean is mostly how much of the clip is voiced, and their spread the jump to 0); a clip
+    without two voiced frames gets its corpus's mean."""
+    cfg = bank.recipe.mfcc
+    cols = [cfg.n_ceps + PROSODY_COLUMNS.index(c) for c in ("f0_st", "jitter", "shimmer_db")]
+    voiced_col = cfg.n_ceps + PROSODY_COLUMNS.index("voiced")
+    out = stats.copy()
+    missing = np.zeros(len(stats), dtype=bool)
+    for i, v in enumerate(bank.variants):
+        frames = v[0]
+        keep = speech_mask(frame_dbfs(frames[:, 0], cfg)) & (frames[:, voiced_col] > 0.5)
+        both = keep[1:] & keep[:-1]
+        if both.sum() < 1:
+            missing[i] = True
+            continue
+        x = frames[keep][:, cols]
+        out[i, 0, cols], out[i, 1, cols] = x.mean(0), x.std(0)
+        out[i, 2, cols] = np.abs(np.diff(frames[:, cols], axis=0))[both].mean(0)
+    corpus = np.array([u.corpus for u in bank.utts])
+    for c in np.unique(corpus[missing]):
+        m = corpus == c
+        fill = out[m & ~missing][:, :, cols].mean(0)
+        out[np.ix_(np.flatnonzero(m & missing), [0, 1, 2], cols)] = fill
+    logger.info("voiced statistics: %d clips without two voiced frames", missing.sum())
+    return out
 
 
 def neutral_weights(label: np.ndarray, groups: np.ndarray, share: float) -> np.ndarray:
@@ -237,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
                    "number of speakers)")
     p.add_argument("--neutral-share", type=float, nargs="*", default=[], metavar="S",
                    help="also score rooms where neutral speech is S of what was heard (0-1)")
+    p.add_argument("--voiced", action="store_true",
+                   help="also screen F0, jitter and shimmer taken over voiced frames only")
     args = p.parse_args(argv)
     if any(not 0 < s < 1 for s in args.neutral_share):
         p.error(f"--neutral-share takes shares between 0 and 1, got {args.neutral_share}")
@@ -257,15 +294,16 @@ def main(argv: list[str] | None = None) -> int:
                for v in ("as recorded -> S", "S -> S", "fresh S")]
     print(f"{'statistics':32s} " + "  ".join(f"{v + ' mean':>9s} ({' '.join(n[:5] for n in names)})"
                                             for v in (*VIEWS, *voices, *neutral)))
-    for ceps in args.ceps:
+    sets = [("", stats)] + ([("voiced ", voiced_statistics(bank, stats))] if args.voiced else [])
+    for (how, st), ceps in ((s, c) for c in args.ceps for s in sets):
         keep = [*range(min(ceps, n_ceps)), *range(n_ceps, columns)]
-        for rows, what in (((0, 1), "mean, spread"), ((0, 1, 2), "mean, spread, change")):
-            x = stats[:, rows][:, :, keep].reshape(len(utts), -1)
+        for rows, what in (((0, 1), how + "mean, spread"), ((0, 1, 2), how + "mean, spread, change")):
+            x = st[:, rows][:, :, keep].reshape(len(utts), -1)
             res = loco(x, corpus, speaker, label, voices, args.scaling)
             for share in args.neutral_share:
                 res.update({v.replace("S", f"{share:g}"): r for v, r in
                             neutral_room(x, corpus, label, share).items()})
-            print(f"{ceps:2d} cepstra + prosody, {what:20s} " + "  ".join(
+            print(f"{ceps:2d} cepstra + prosody, {what:27s} " + "  ".join(
                 f"{np.mean(list(res[v].values())):9.3f} ("
                 + " ".join(f"{res[v][n]:.3f}" for n in names) + ")" for v in res), flush=True)
     return 0

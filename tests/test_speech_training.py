@@ -864,6 +864,14 @@ def test_training_is_repeatable_and_its_seed_leaves_the_cached_copies_alone(synt
     adversarial = weights(recipe.replace("train", adversary=0.5), rooms)
     assert [a.shape for a in adversarial] == [a.shape for a in plain]
     assert not all(np.array_equal(a, m) for a, m in zip(plain, adversarial))
+    # So does the arousal head, alone or beside the adversary, and it stays out of the model.
+    for extra in ({"arousal": 0.5}, {"arousal": 0.5, "adversary": 0.5}):
+        aroused = weights(recipe.replace("train", **extra), rooms)
+        assert [a.shape for a in aroused] == [a.shape for a in plain]
+        assert not all(np.array_equal(a, m) for a, m in zip(plain, aroused))
+        assert not all(np.array_equal(a, m) for a, m in zip(adversarial, aroused))
+    with pytest.raises(ConfigError, match="train.arousal"):
+        recipe.replace("train", arousal=0.5, mixup=0.2)
 
 
 def test_the_corpus_adversary_pushes_the_representation_against_telling_corpora_apart():

@@ -179,6 +179,12 @@ class TrainSection(Section):
         "this weight, ramped up from 0 over training as in the paper, so the representation "
         "keeps what tells emotions apart and loses what tells corpora apart (0 = off; the "
         "adversary is not in the exported graph).", min=0.0, max=10.0)
+    arousal: float = setting(
+        0.0, "Arousal as a second task, weighing this much in the loss (0 = off): a small head "
+        "on each network's representation learns high arousal (angry, happy, fearful, "
+        "surprised) from low (neutral, sad, disgust), the distinction that carries across "
+        "languages best (Schuller et al. 2010).  Every corpus has both levels, so no clip is "
+        "masked; the head is not in the exported graph.", min=0.0, max=10.0)
     time_masks: int = setting(
         0, "SpecAugment: spans of time set to the mean (0 after normalisation) in every training "
         "window (count; 0 = none).  Applied to the windows, so the feature cache is unchanged.",
@@ -201,6 +207,9 @@ class TrainSection(Section):
             raise ConfigError(f"train.average_from = {self.average_from} is after the last epoch "
                               f"(train.epochs = {self.epochs}): set 1..{self.epochs}, or 0 for "
                               f"no averaging")
+        if self.arousal and self.mixup:
+            raise ConfigError("train.arousal and train.mixup cannot be combined (a blended window "
+                              "has no one arousal): set one of them to 0")
 
 
 @dataclasses.dataclass(frozen=True)

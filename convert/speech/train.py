@@ -16,7 +16,8 @@ from .features import FeatureBank
 from .model import EMBEDDING, build_branches, build_model
 from .recipe import SpeechRecipe
 
-__all__ = ["train_model", "spec_augment", "mixup_within", "with_adversary", "adversary_ramp"]
+__all__ = ["train_model", "spec_augment", "mixup_within", "with_adversary", "adversary_ramp",
+           "with_arousal", "arousal_of", "HIGH_AROUSAL"]
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +143,36 @@ def adversary_ramp(epoch: int, epochs: int, weight: float) -> float:
     return float(weight * (2.0 / (1.0 + np.exp(-10.0 * p)) - 1.0))
 
 
+HIGH_AROUSAL = ("angry", "happy", "fearful", "surprised")
+"""Labels of high arousal for ``train.arousal``; the others (neutral, sad, disgust) are low, as
+in Schuller et al.'s cross-corpus study (2010)."""
+
+
+def arousal_of(labels: Sequence[str]) -> np.ndarray:
+    """Each label's arousal: 1 high, 0 low (:data:`HIGH_AROUSAL`)."""
+    return np.array([label in HIGH_AROUSAL for label in labels], dtype=int)
+
+
+def _embedding(network: Any, setting: str) -> Any:
+    kind = next((k for k in EMBEDDING if network.name.endswith(k)), None)
+    if kind is None:
+        raise ConfigError(f"{setting} needs a compact, pooled or ensemble model, not "
+                          f"{network.name!r}: set {setting} = 0")
+    return network.get_layer(EMBEDDING[kind]).output
+
+
+def with_arousal(network: Any) -> Any:
+    """``network`` with a second output, high or low arousal, read by a small head from the
+    network's representation (its ``EMBEDDING`` layer).  The layers are ``network``'s own, so
+    training the returned model trains it; the head stays outside it."""
+    import keras
+    from keras import layers
+
+    h = layers.Dense(32, activation="relu")(_embedding(network, "train.arousal"))
+    arousal = layers.Dense(2, activation="softmax", name="arousal")(h)
+    return keras.Model(network.inputs, [*network.outputs, arousal], name=network.name)
+
+
 def with_adversary(network: Any, n_corpora: int) -> tuple[Any, Any]:
     """``network`` (a classifier from :mod:`.model`) with a second output, the corpus as a
     small adversary reads it from the network's representation (its ``EMBEDDING`` layer)
@@ -151,10 +182,7 @@ def with_adversary(network: Any, n_corpora: int) -> tuple[Any, Any]:
     import keras
     from keras import layers, ops
 
-    kind = next((k for k in EMBEDDING if network.name.endswith(k)), None)
-    if kind is None:
-        raise ConfigError(f"train.adversary needs a compact, pooled or ensemble model, not "
-                          f"{network.name!r}: set train.adversary = 0")
+    embedding = _embedding(network, "train.adversary")
     scale = keras.Variable(0.0, trainable=False, name="reversal_scale")
 
     class GradientReversal(layers.Layer):  # type: ignore[misc]
@@ -162,10 +190,10 @@ def with_adversary(network: Any, n_corpora: int) -> tuple[Any, Any]:
             # Identity forward, gradient times -scale backward.
             return ops.stop_gradient(z * (1.0 + scale)) - scale * z
 
-    z = GradientReversal()(network.get_layer(EMBEDDING[kind]).output)
+    z = GradientReversal()(embedding)
     h = layers.Dense(64, activation="relu")(z)
     corpus = layers.Dense(n_corpora, activation="softmax", name="corpus")(h)
-    return keras.Model(network.inputs, [network.outputs[0], corpus]), scale
+    return keras.Model(network.inputs, [*network.outputs, corpus], name=network.name), scale
 
 
 def train_model(
@@ -192,12 +220,19 @@ def train_model(
     if adversary:
         trained, scales = (list(z) for z in zip(*(with_adversary(m, len(names))
                                                    for m in trained)))
+    if t.arousal:
+        trained = [with_arousal(m) for m in trained]
+    # The emotion first, then the corpus adversary's and the arousal head's, each if asked for.
+    losses_of = [masked_crossentropy(t.label_smoothing)]
+    losses_of += ["categorical_crossentropy"] * (bool(adversary) + bool(t.arousal))
+    loss_weights = [1.0] + [1.0] * bool(adversary) + [t.arousal] * bool(t.arousal)
     for m in trained:
         schedule = keras.optimizers.schedules.CosineDecay(t.learning_rate, max(steps, 1),
                                                           alpha=0.02)
-        loss = masked_crossentropy(t.label_smoothing)
         m.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
-                  loss=[loss, "categorical_crossentropy"] if adversary else loss)
+                  loss=losses_of if len(losses_of) > 1 else losses_of[0],
+                  loss_weights=loss_weights if len(losses_of) > 1 else None)
+    arousal = arousal_of(labels)
     weights = (sample_weights(y, corpus, len(labels), t.balance_power) if t.balance_classes
                else np.ones(len(y)))
     masks = label_masks(y, corpus, len(labels))
@@ -215,12 +250,15 @@ def train_model(
         # An ensemble's branches learn apart, on the same windows: each is the model it was
         # measured as on its own (models/README.md), and their errors differ.
         averaging = bool(averages) and epoch + 1 >= t.average_from
-        targets: Any = target
+        targets: Any = [target]
         if adversary:
             ramp = adversary_ramp(epoch, t.epochs, adversary)
             for scale in scales:
                 scale.assign(ramp)
-            targets = (target, keras.utils.to_categorical(corpus_index[clip_ep], len(names)))
+            targets.append(keras.utils.to_categorical(corpus_index[clip_ep], len(names)))
+        if t.arousal:
+            targets.append(keras.utils.to_categorical(arousal[y_ep], 2))
+        targets = tuple(targets) if len(targets) > 1 else target
         losses = [m.fit(x_ep, targets, sample_weight=w_ep, batch_size=t.batch_size, epochs=1,
                         shuffle=True, verbose=0,
                         callbacks=[averages[i].callback] if averaging else None,
