@@ -79,7 +79,7 @@ def voiced_statistics(bank: FeatureBank, stats: np.ndarray) -> np.ndarray:
     """``stats`` with the columns that are 0 outside voiced frames (F0, jitter, shimmer) taken
     over the voiced speech frames only, as eGeMAPS takes them (over all speech frames their
     mean is mostly how much of the clip is voiced, and their spread the jump to 0); a clip
-    without two voiced frames gets its corpus's mean."""
+    without two adjacent voiced speech frames gets its corpus's mean."""
     cfg = bank.recipe.mfcc
     cols = [cfg.n_ceps + PROSODY_COLUMNS.index(c) for c in ("f0_st", "jitter", "shimmer_db")]
     voiced_col = cfg.n_ceps + PROSODY_COLUMNS.index("voiced")
@@ -100,7 +100,7 @@ def voiced_statistics(bank: FeatureBank, stats: np.ndarray) -> np.ndarray:
         m = corpus == c
         fill = out[m & ~missing][:, :, cols].mean(0)
         out[np.ix_(np.flatnonzero(m & missing), [0, 1, 2], cols)] = fill
-    logger.info("voiced statistics: %d clips without two voiced frames", missing.sum())
+    logger.info("voiced statistics: %d clips without two adjacent voiced speech frames", missing.sum())
     return out
 
 
