@@ -93,6 +93,8 @@ def test_the_device_applies_the_manifests_offsets(calibrated_model):
     with FaceClassifier(write({"log_offsets": offsets})) as clf:
         raw = face_probabilities(clf.model, face, mirror_below=clf.mirror_below)
         shifted = clf.scores(face)
+    with FaceClassifier(write({"log_offsets": offsets}), apply_offsets=False) as clf:
+        np.testing.assert_allclose(list(clf.scores(face).values()), raw)
     expected = apply_log_offsets(raw, [offsets[label] for label in clf.labels])
     np.testing.assert_allclose([shifted[label] for label in clf.labels], expected, atol=1e-12)
     assert shifted["sad"] > raw[clf.labels.index("sad")]

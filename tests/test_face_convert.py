@@ -214,6 +214,14 @@ def test_teacher_members_join_as_the_mean_of_their_log_probabilities(tmp_path):
     copy = tmp_path / "draw.tflite"
     shutil.copy(shipped, copy)
     shutil.copy(shipped.with_suffix(".json"), copy.with_suffix(".json"))
+    # A member teaches the network's own probabilities: the class offsets in its manifest (a
+    # decision rule fitted after training; the shipped model has some) are not applied.
+    manifest = json.loads(shipped.with_suffix(".json").read_text())
+    assert any(manifest["calibration"]["log_offsets"].values())
+    manifest["calibration"] = {"log_offsets": {label: 0.0 for label in manifest["labels"]}}
+    copy.with_suffix(".json").write_text(json.dumps(manifest))
+    np.testing.assert_allclose(member_log_probabilities(copy, x, FER_LABELS), a, atol=1e-6)
+    shutil.copy(shipped.with_suffix(".json"), copy.with_suffix(".json"))
     said = describe_teacher(None, [copy])
     assert said is not None and "draw.tflite" in said
     assert hashlib.sha256(shipped.read_bytes()).hexdigest() in said and "seed 0" in said

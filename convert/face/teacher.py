@@ -165,10 +165,14 @@ def member_log_probabilities(path: str | Path, images: np.ndarray,
                              labels: tuple[str, ...]) -> np.ndarray:
     """Log-probabilities of an int8 face model (its manifest beside it) for uint8 face crops,
     each image the whole face, prepared as the model's manifest says, without the mirror
-    average (the mirror image is a training image of its own); columns in ``labels`` order."""
+    average (the mirror image is a training image of its own); columns in ``labels`` order.
+
+    The network's own probabilities, without the class offsets its manifest may carry: the
+    offsets are a decision rule fitted after training, and the student gets its own, fitted on
+    what it learnt; a teacher shifted by them would shift the student twice."""
     from edge.models.face import FaceClassifier
 
-    with FaceClassifier(path, mirror=False) as clf:
+    with FaceClassifier(path, mirror=False, apply_offsets=False) as clf:
         missing = set(labels) - set(clf.labels)
         if missing:
             raise ModelError(f"{path}: a teacher model must score every training label; "

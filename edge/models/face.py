@@ -142,6 +142,8 @@ class FaceClassifier(Closeable):
     :meth:`classify_frame`; it stays the caller's to close.
     ``mirror`` averages each face with its mirror image when the first pass is unsure (top
     probability below ``mirror_below``; ``None`` = always; see :func:`face_probabilities`).
+    ``apply_offsets=False`` ignores the manifest's class offsets: the network's own
+    probabilities, what the offsets are fitted on and what a teacher member teaches.
     """
 
     def __init__(
@@ -154,6 +156,7 @@ class FaceClassifier(Closeable):
         runtime: str | None = None,
         mirror: bool = True,
         mirror_below: float | None = MIRROR_BELOW,
+        apply_offsets: bool = True,
     ) -> None:
         self.mirror = bool(mirror)
         self.mirror_below = mirror_below
@@ -165,8 +168,8 @@ class FaceClassifier(Closeable):
             self.model.manifest.check_preprocessing(
                 self.preprocess.to_dict(), source=str(self.model.path)
             )
-            #: The manifest's per-class log offsets, read once (None: none).
-            self.offsets = class_offsets(self.model)
+            #: The manifest's per-class log offsets, read once (None: none, or not applied).
+            self.offsets = class_offsets(self.model) if apply_offsets else None
             size = self.preprocess.size
             if tuple(self.model.input_shape[1:]) != (size, size, 1):
                 raise ManifestMismatchError(
