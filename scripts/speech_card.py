@@ -24,15 +24,23 @@ def _pct(v: float) -> str:
 
 def loco_table(loco: dict[str, Any]) -> str:
     """Each unseen corpus adapted, fresh and per speaker; with ``evaluate.neutral_room``, also in
-    a room that mostly hears neutral speech."""
+    a room that mostly hears neutral speech; with ``evaluate.calibration``, also each speaker
+    after a calibration recording, and the same clips fresh."""
     room = "mean_neutral_room_uar" in loco
     share = next((r["neutral_room"]["share"] for r in loco["corpora"].values()
                   if "neutral_room" in r), None)
+    calibrated = "mean_calibrated_uar" in loco
     rows = ["| unseen corpus | clips | UAR adapted (its own statistics) | UAR fresh (training "
             "statistics) | UAR per speaker | "
             + (f"UAR in a room {share:.0%} neutral | " if room else "")
+            + ("UAR after a calibration recording / the same clips fresh | " if calibrated
+               else "")
             + "weakest class (adapted) |",
-            "|---|---:|---:|---:|---:|" + ("---:|" if room else "") + "---|"]
+            "|---|---:|---:|---:|---:|" + ("---:|" if room else "")
+            + ("---:|" if calibrated else "") + "---|"]
+
+    def after_calibration(c: dict[str, Any] | None) -> str:
+        return f"{_pct(c['uar'])} / {_pct(c['fresh']['uar'])} | " if c else "- | "
 
     def value(v: float | None) -> str:
         return _pct(v) if v is not None else "-"
@@ -44,10 +52,13 @@ def loco_table(loco: dict[str, Any]) -> str:
         rows.append(f"| {name} | {r['n']} | {_pct(r['uar'])} | {_pct(r['fresh']['uar'])} | "
                     f"{value(per)} | "
                     + (f"{value(r.get('neutral_room', {}).get('uar'))} | " if room else "")
+                    + (after_calibration(r.get("calibrated")) if calibrated else "")
                     + f"{worst} {recall[worst]:.2f} |")
     rows.append(f"| **mean** | | **{_pct(loco['mean_uar'])}** | {_pct(loco['mean_fresh_uar'])} | "
                 f"{value(loco.get('mean_per_speaker_uar'))} | "
-                + (f"{_pct(loco['mean_neutral_room_uar'])} | " if room else "") + "|")
+                + (f"{_pct(loco['mean_neutral_room_uar'])} | " if room else "")
+                + (f"{_pct(loco['mean_calibrated_uar'])} / "
+                   f"{_pct(loco['mean_calibrated_fresh_uar'])} | " if calibrated else "") + "|")
     return "\n".join(rows)
 
 

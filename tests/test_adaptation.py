@@ -197,3 +197,86 @@ def test_adapting_changes_the_model_input_as_the_statistics_say(adapting_model):
         after = clf.model_input(frames)
         np.testing.assert_allclose(after[..., 0], clf.adaptation.normalize(frames), atol=1e-5)
         assert not np.allclose(before, after)
+
+
+def _wav(path, signal):
+    import soundfile as sf
+
+    sf.write(str(path), signal, 16000)
+    return path
+
+
+def test_a_calibration_recording_alone_standardises_every_file(adapting_model, tmp_path, capsys):
+    """``classify --adapt-from``: the statistics of the recording's speech replace the training
+    data's (no prior weight), for every file; an unreadable recording is one line naming it,
+    and the files are still classified; a recording without speech changes nothing."""
+    from edge.cli import main
+    from edge.models.speech import SpeechClassifier
+
+    files = [_wav(tmp_path / f"f{i}.wav", _speechlike(3.0, seed=10 + i)) for i in range(2)]
+    calibration = _wav(tmp_path / "me.wav", 3.0 * _speechlike(8.0, seed=3))
+
+    def classify(*extra):
+        code = main(["classify", "--json", "--model", str(adapting_model), *extra,
+                     *map(str, files)])
+        captured = capsys.readouterr()
+        return code, [json.loads(line)["scores"] for line in captured.out.splitlines()], \
+            captured.err
+
+    _, fresh, _ = classify()
+    code, calibrated, err = classify("--adapt-from", str(calibration))
+    assert code == 0 and not err
+    with SpeechClassifier(adapting_model, adapt_prior_frames=0.0) as clf:
+        assert clf.observe_file(calibration) > 0
+        expected = [clf.classify_file(f).scores for f in files]
+        assert np.allclose(clf.adaptation._mean, clf.adaptation.heard.mean)  # the recording's own
+    for got, want, before in zip(calibrated, expected, fresh):
+        assert got == pytest.approx(want, abs=1e-4)
+    assert any(got != pytest.approx(before, abs=1e-3) for got, before in zip(calibrated, fresh))
+
+    damaged = tmp_path / "damaged.wav"
+    damaged.write_bytes(b"RIFF not really")
+    code, scores, err = classify("--adapt-from", str(damaged), "--adapt-from", str(calibration))
+    assert code == 1 and len(scores) == 2
+    assert err.count("\n") == 1 and "calibration recording" in err and "damaged.wav" in err
+    for got, want in zip(scores, expected):
+        assert got == pytest.approx(want, abs=1e-4)
+
+    silent = _wav(tmp_path / "silence.wav", np.zeros(32000, np.float32))
+    code, scores, err = classify("--adapt-from", str(silent))
+    assert code == 0 and "no speech in the calibration recording" in err
+    for got, want in zip(scores, fresh):
+        assert got == pytest.approx(want, abs=1e-6)
+
+
+def test_the_appliance_learns_recordings_into_its_state(adapting_model, tmp_path, capsys):
+    """``emotion-edge adapt --learn``: the recordings' speech joins the state the appliance
+    resumes from, as if it had heard them; an unreadable one is one line, the others are learnt."""
+    from edge.cli import main
+    from edge.models.speech import SpeechClassifier
+
+    state = tmp_path / "adapt.json"
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f"[models]\nspeech = '{adapting_model}'\n[adapt]\nstate_file = '{state}'\n")
+    room = _wav(tmp_path / "room.wav", _speechlike(8.0, seed=4))
+    damaged = tmp_path / "damaged.wav"
+    damaged.write_bytes(b"RIFF not really")
+
+    assert main(["adapt", "--config", str(cfg), "--learn", str(damaged), str(room)]) == 1
+    captured = capsys.readouterr()
+    assert "damaged.wav" in captured.err and "room.wav:" in captured.err
+    with SpeechClassifier(adapting_model) as clf:
+        clf.observe_file(room)
+        expected = clf.adaptation.heard
+    with SpeechClassifier(adapting_model, adapt_state=state) as resumed:
+        assert resumed.adaptation.frames_heard == expected.count > 0
+        np.testing.assert_allclose(resumed.adaptation.heard.mean, expected.mean)
+    assert f"{expected.count / 100:.0f} s of speech heard" in captured.out
+    # Learning again adds to it.
+    assert main(["adapt", "--config", str(cfg), "--learn", str(room), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["speech_s"] == pytest.approx(round(2 * expected.count / 100, 1))
+
+    assert main(["adapt", "--config", str(cfg), "--set", "adapt.enabled=false",
+                 "--learn", str(room)]) == 2
+    assert "adapt.enabled = false" in capsys.readouterr().err

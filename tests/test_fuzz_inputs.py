@@ -180,6 +180,25 @@ def test_classify_names_each_bad_audio_file_once_and_classifies_the_rest(
             assert all(0.0 <= v <= 1.0 for v in obj["scores"].values()), obj
 
 
+@fuzz(30)
+@given(cases=st.lists(fuzzing.audio_cases(), min_size=1, max_size=3))
+def test_classify_names_each_bad_calibration_recording_once_and_classifies_every_file(
+        capfd: pytest.CaptureFixture[str], media: dict[str, Path], cases: list[Case]) -> None:
+    with scratch_dir(media["scratch"]) as folder:
+        bad = materialise(cases, folder)
+        good = [media["wav"], media["wav2"]]
+        result = invoke(capfd, ["classify", "--json", *good,
+                                *(arg for b in bad for arg in ("--adapt-from", b))])
+        assert [o["path"] for o in result.objects()] == [str(g) for g in good], result
+        errors = [line for line in result.err_lines if line.startswith("emotion-edge: error: ")]
+        for path in bad:
+            assert sum(str(path) in line for line in errors) <= 1, (path, result)
+        assert all(sum(str(path) in line for path in bad) == 1 for line in errors), result
+        others = [line for line in result.err_lines if line not in errors]
+        assert all("no speech in the calibration recording" in line for line in others), result
+        assert result.status == (1 if errors else 0), result
+
+
 # --- classify-face: images and videos ----------------------------------------------------
 
 @fuzz(40)

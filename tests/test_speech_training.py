@@ -267,6 +267,18 @@ def test_a_room_that_mostly_hears_neutral_speech_is_standardised_with_weighted_s
     assert not np.allclose(plain._norm[0][0][0], room._norm[0][0][0])
     np.testing.assert_array_equal(bank.standardize_by("corpus", neutral_share=0.0)._norm[0][0][0],
                                   plain._norm[0][0][0])
+    # Weights given instead: a calibration recording's clips alone make each speaker's
+    # statistics (weight 0: standardised, not counted), and they apply to all their clips.
+    calibration = np.array([u.label == "neutral" and u.path.stem.endswith("_0")
+                            for u in bank.utts])
+    own = bank.standardize_by("speaker", weights=calibration.astype(float).tolist())
+    for i, u in enumerate(bank.utts):
+        x = np.concatenate([speech[j] for j in np.flatnonzero(calibration)
+                            if bank.utts[j].speaker == u.speaker])
+        np.testing.assert_allclose(own._norm[i][0][0], x.mean(axis=0), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(own._norm[i][0][1], 1 / x.std(axis=0), rtol=1e-4)
+    with pytest.raises(ValueError, match="weights for"):
+        bank.standardize_by("speaker", weights=[1.0])
     # A room without neutral speech (or with nothing else) keeps its clips' weights.
     no_neutral = bank.subset(np.flatnonzero(~neutral).tolist())
     assert no_neutral.neutral_weights(0.7, lambda u: u.corpus) == [1.0] * int((~neutral).sum())
@@ -295,7 +307,8 @@ def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus
                  "--set", "augment.noise_snr_db=[]", "--set", "adapt.mode=deployment",
                  "--set", "evaluate.loco=true", "--set", "evaluate.parity_folds=1",
                  "--set", "features.prosody=true", "--set", 'evaluate.channels=["telephone"]',
-                 "--set", "evaluate.neutral_room=0.7", "--test-corpus", f"csv:{second_room}"])
+                 "--set", "evaluate.neutral_room=0.7", "--set", "evaluate.calibration=true",
+                 "--test-corpus", f"csv:{second_room}"])
     assert code == 0
     capsys.readouterr()
     model = out / "speech_emotion_int8.tflite"
@@ -317,6 +330,21 @@ def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus
             assert row["neutral_room"]["share"] == 0.7
             # A room weighted toward its neutral clips has other statistics: other inputs.
             assert not np.allclose(clips["neutral_room"], clips["adapted"], atol=1e-3)
+            # A calibration recording per speaker: two of their three neutral takes, every
+            # other in path order; the rest of their clips scored, fresh beside them.
+            calibrated = row["calibrated"]
+            scored = ~np.isnan(clips["calibrated"]).any(axis=1)
+            speakers = set(clips["speaker"])
+            assert calibrated["speakers"] == len(speakers)
+            assert calibrated["clips"] == scored.sum() == len(clips["y"]) - 2 * len(speakers)
+            assert calibrated["calibration_speech_s"] > 0
+            assert not np.allclose(clips["calibrated"][scored], clips["adapted"][scored],
+                                   atol=1e-3)
+            for probs, figure in ((clips["calibrated"][scored], calibrated["uar"]),
+                                  (clips["fresh"][scored], calibrated["fresh"]["uar"])):
+                got = classification_metrics(clips["y"][scored], probs.argmax(1),
+                                             list(clips["labels"]))
+                assert got["uar"] == pytest.approx(figure)
             for probs, figures in ((clips["adapted"], row), (clips["fresh"], row["fresh"]),
                                    (clips["neutral_room"], row["neutral_room"]),
                                    (clips["telephone_adapted"], phone),
@@ -325,6 +353,8 @@ def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus
                 assert got["uar"] == pytest.approx(figures["uar"])
     assert m.metrics["leave_one_corpus_out"]["mean_neutral_room_uar"] == pytest.approx(np.mean(
         [json.loads(r.read_text())["neutral_room"]["uar"] for r in reports]))
+    assert m.metrics["leave_one_corpus_out"]["mean_calibrated_uar"] == pytest.approx(np.mean(
+        [json.loads(r.read_text())["calibrated"]["uar"] for r in reports]))
     channel = m.metrics["leave_one_corpus_out"]["channels"]["telephone"]
     assert channel["mean_uar"] == pytest.approx(np.mean(
         [json.loads(r.read_text())["channels"]["telephone"]["uar"] for r in reports]))

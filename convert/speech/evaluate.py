@@ -25,7 +25,7 @@ from edge.models.speech import SpeechGate, windows_of
 from ..export import convert_int8, int8_parity, save_model
 from ..metrics import classification_metrics, mean_metrics
 from .corpora import Utterance
-from .features import FeatureBank
+from .features import NEUTRAL, FeatureBank
 from .recipe import SpeechRecipe
 from .train import train_model
 
@@ -259,8 +259,9 @@ def leave_one_corpus_out(
         share = recipe.evaluate.neutral_room
         if earlier is not None and (
                 not set(heard) <= set(earlier.get("channels", {}))
-                or (share and earlier.get("neutral_room", {}).get("share") != share)):
-            earlier = None  # scored before these channels or this room were asked for
+                or (share and earlier.get("neutral_room", {}).get("share") != share)
+                or (recipe.evaluate.calibration and "calibrated" not in earlier)):
+            earlier = None  # scored before these channels, this room or calibration were asked for
         if earlier is not None:
             logger.info("LOCO %s: UAR %.3f, reused from %s (same recipe and data)", held,
                         earlier["uar"], report)
@@ -290,6 +291,9 @@ def leave_one_corpus_out(
                 m["neutral_room"] = _brief(_score(model, neutral, y[test], labels, recipe, gate,
                                                   probs, "neutral_room"))
                 m["neutral_room"]["share"] = share
+            if recipe.evaluate.calibration:
+                m["calibrated"] = _calibrated(model, bank.subset(test), y[test], labels, recipe,
+                                              gate, probs)
         if heard:
             m["channels"] = {}
         for name, channel in heard.items():
@@ -328,6 +332,11 @@ def leave_one_corpus_out(
         rooms = [r["neutral_room"]["uar"] for r in rows.values() if "neutral_room" in r]
         if rooms:
             out["mean_neutral_room_uar"] = float(np.mean(rooms))
+        calibrated = [r["calibrated"] for r in rows.values() if r.get("calibrated")]
+        if calibrated:
+            out["mean_calibrated_uar"] = float(np.mean([c["uar"] for c in calibrated]))
+            out["mean_calibrated_fresh_uar"] = float(np.mean([c["fresh"]["uar"]
+                                                              for c in calibrated]))
     if heard:
         out["channels"] = {name: {"mean_uar": float(np.mean([r["channels"][name]["uar"]
                                                              for r in rows.values()]))}
@@ -365,6 +374,40 @@ def _earlier(report: Path | None, key: str) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return m if isinstance(m, dict) and m.get("fold_key") == key else None
+
+
+def _calibrated(model: Any, test: FeatureBank, y: np.ndarray, labels: Sequence[str],
+                recipe: SpeechRecipe, gate: SpeechGate,
+                probs: dict[str, np.ndarray]) -> dict[str, Any] | None:
+    """Each speaker standardised with a calibration recording of their own: every other of
+    their neutral clips (in path order), whose speech frames alone make the statistics; their
+    other clips are scored, and the same clips fresh beside them (``probs["fresh"]``).  Speakers
+    with several emotions and two neutral clips or more; ``None`` if there are none.  The
+    probabilities go into ``probs["calibrated"]``, a row of NaN for each clip not scored."""
+    several = set(_speakers_with_several_emotions(test))
+    neutral: dict[str, list[int]] = {}
+    for i, u in enumerate(test.utts):
+        if u.label == NEUTRAL and i in several:
+            neutral.setdefault(u.speaker, []).append(i)
+    calibration = {i for clips in neutral.values() if len(clips) >= 2
+                   for i in sorted(clips, key=lambda i: str(test.utts[i].path))[::2]}
+    speakers = {test.utts[i].speaker for i in calibration}
+    scored = [i for i, u in enumerate(test.utts) if u.speaker in speakers and i not in calibration]
+    if not scored:
+        return None
+    view = test.standardize_by(
+        "speaker", weights=[1.0 if i in calibration else 0.0 for i in range(len(test.utts))])
+    kept: dict[str, np.ndarray] = {}
+    m = _brief(_score(model, view.subset(scored), y[scored], labels, recipe, gate, kept))
+    probs["calibrated"] = np.full((len(test.utts), len(labels)), np.nan, np.float32)
+    probs["calibrated"][scored] = kept["adapted"]
+    m["fresh"] = _brief(classification_metrics(y[scored], probs["fresh"][scored].argmax(1),
+                                               labels))
+    speech_s = [sum(test.speech_frames(i) for i in calibration if test.utts[i].speaker == s)
+                * recipe.mfcc.hop_length_s for s in speakers]
+    m.update(clips=len(scored), speakers=len(speakers),
+             calibration_speech_s=round(float(np.median(speech_s)), 1))
+    return m
 
 
 def _speakers_with_several_emotions(bank: FeatureBank, minimum: int = 3) -> list[int]:

@@ -121,6 +121,10 @@ class FeatureBank:
                 speech_frames(frames, frame_dbfs(frames[:, 0], self.recipe.mfcc)))
         return self._stats[key]
 
+    def speech_frames(self, clip: int) -> float:
+        """How many frames of the clip as recorded are speech: those its statistics count."""
+        return self._speech_stats(clip, 0).count
+
     def pooled_stats(self, neutral_share: float = 0.0) -> RunningStats:
         """Statistics of the speech frames of every clip as recorded (the model's prior: what a
         device starts from before it has heard its room); ``neutral_share``: see
@@ -151,7 +155,8 @@ class FeatureBank:
         return weights
 
     def standardize_by(self, unit: str, fresh: RunningStats | None = None,
-                       neutral_share: float = 0.0) -> FeatureBank:
+                       neutral_share: float = 0.0,
+                       weights: Sequence[float] | None = None) -> FeatureBank:
         """A view whose frames are standardised with their group's own statistics: each corpus
         (or speaker) stands for one deployment that has adapted to its voices.  Each augmented
         variant is standardised with its group's statistics of that variant (a noisy room
@@ -159,9 +164,13 @@ class FeatureBank:
         data's pooled statistics) is kept for :meth:`model_input`'s unadapted view.
         ``neutral_share``: each group's statistics weighted so that neutral speech is that
         share of them (:meth:`neutral_weights`; needs the labels: training, or a test that
-        simulates a room)."""
+        simulates a room).  ``weights``: each clip's weight in its group's statistics, given
+        instead (0: the clip is standardised, but its speech is not in the statistics)."""
         key = (lambda u: u.corpus) if unit == "corpus" else (lambda u: u.speaker)
-        weights = self.neutral_weights(neutral_share, key)
+        if weights is None:
+            weights = self.neutral_weights(neutral_share, key)
+        elif len(weights) != len(self.utts):
+            raise ValueError(f"{len(weights)} weights for {len(self.utts)} clips")
         n_var = len(self.variants[0]) if self.variants else 0
         groups: dict[tuple[str, int], RunningStats] = {}
         for clip, u in enumerate(self.utts):

@@ -297,6 +297,9 @@ def headline(metrics: Mapping[str, Any], path: Path | None) -> dict[str, Any]:
             h["loco_mean_fresh_uar"] = loco["mean_fresh_uar"]
         if "mean_neutral_room_uar" in loco:
             h["loco_mean_neutral_room_uar"] = loco["mean_neutral_room_uar"]
+        for view in ("calibrated", "calibrated_fresh"):
+            if f"mean_{view}_uar" in loco:
+                h[f"loco_mean_{view}_uar"] = loco[f"mean_{view}_uar"]
         for name, c in loco.get("channels", {}).items():
             h[f"loco_{name}"] = c
     return h

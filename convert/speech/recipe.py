@@ -292,9 +292,18 @@ class EvaluateSection(Section):
         "whose speech is this share neutral (its statistics weighted by the labels; every clip "
         "is still scored), as a device that mostly hears neutral speech would; 0 = not scored.",
         min=0.0, max=0.99)
+    calibration: bool = setting(
+        False, "Also score each speaker of the leave-one-corpus-out's unseen corpora after a "
+        "calibration recording, as `emotion-edge classify --adapt-from` takes one: every other "
+        "of the speaker's neutral clips (in path order) standardises their clips, and the "
+        "others are scored (speakers with several emotions and two neutral clips or more), "
+        "beside the same clips fresh.")
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.calibration and not self.loco:
+            raise ConfigError("evaluate.calibration scores the leave-one-corpus-out's unseen "
+                              "corpora: set evaluate.loco = true, or calibration = false")
         if self.channels and not self.loco:
             raise ConfigError("evaluate.channels scores the leave-one-corpus-out's unseen "
                               "corpora: set evaluate.loco = true, or channels = []")

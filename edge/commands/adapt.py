@@ -1,9 +1,12 @@
-"""``emotion-edge adapt``: what the speech model has learnt about this deployment, and a reset.
+"""``emotion-edge adapt``: what the speech model has learnt about this deployment, a reset, and
+recordings to learn from.
 
 The appliance standardises the speech model's features with the statistics of the speech it has
 heard (``[adapt]`` in the configuration); only counts, means and variances are kept.  This shows
-how much it has heard and, with ``--reset``, forgets it (the service should be stopped first, or
-it writes its state again within a minute of speech).
+how much it has heard; ``--reset`` forgets it; ``--learn`` adds the speech of recordings, as if
+the appliance had heard them (a device set up in a new room, or for one person, need not wait
+for them to talk).  Stop the service first for either, or it writes its own state again within a
+minute of speech.
 """
 
 from __future__ import annotations
@@ -11,8 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .run import add_config_arguments
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 __all__ = ["register"]
 
@@ -25,8 +32,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "forget it with --reset.",
     )
     add_config_arguments(p)
-    p.add_argument("--reset", action="store_true",
-                   help="forget the statistics heard (removes adapt.state_file)")
+    change = p.add_mutually_exclusive_group()
+    change.add_argument("--reset", action="store_true",
+                        help="forget the statistics heard (removes adapt.state_file)")
+    change.add_argument("--learn", nargs="+", type=Path, default=[], metavar="RECORDING",
+                        help="add the speech of these recordings (of the room, its microphone "
+                        "and its people) to the statistics heard, as if the appliance had "
+                        "heard them; stop the service first")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.set_defaults(func=_main)
 
@@ -39,13 +51,14 @@ def _main(args: argparse.Namespace) -> int:
     config = load_run_config(args)
     if not config.adapt.state_file:
         raise ConfigError("adapt.state_file is empty: the appliance adapts in memory only and "
-                          "keeps nothing to show or reset; set it in the configuration")
+                          "keeps nothing to show, reset or learn; set it in the configuration")
     path = Path(config.adapt.state_file)
     if args.reset:
         existed = path.exists()
         path.unlink(missing_ok=True)
         print(f"{path}: {'removed' if existed else 'nothing to reset'}")
         return 0
+    failures = _learn(config, args.learn) if args.learn else 0
     try:
         stats = read_state(path)
     except ModelError as exc:
@@ -58,4 +71,36 @@ def _main(args: argparse.Namespace) -> int:
     else:
         print(f"{path}: {heard / 100:.0f} s of speech heard; the room's statistics weigh "
               f"{100 * share:.0f} % (adapt.enabled = {str(config.adapt.enabled).lower()})")
-    return 0
+    return 1 if failures else 0
+
+
+def _learn(config: Config, recordings: list[Path]) -> int:
+    """Add the speech of ``recordings`` to ``adapt.state_file`` through the device's own speech
+    model; each recording that cannot be read is one line, the others are still learnt.
+    Returns how many could not be read."""
+    import sys
+
+    from ..errors import AudioFileError, ConfigError
+    from ..pipeline.appliance import open_speech_model
+
+    if not config.adapt.enabled:
+        raise ConfigError("adapt.enabled = false: the appliance does not adapt, so it has "
+                          "nothing to learn recordings for; set adapt.enabled = true")
+    failures = 0
+    with open_speech_model(config) as speech:
+        if speech.adaptation is None:
+            raise ConfigError(f"{speech.model.path}: this speech model does not adapt (its "
+                              f"manifest has no adaptation prior); nothing to learn")
+        for recording in recordings:
+            before = speech.adaptation.frames_heard
+            try:
+                speech.observe_file(recording)
+            except AudioFileError as exc:
+                print(f"emotion-edge: error: {exc}", file=sys.stderr, flush=True)
+                failures += 1
+                continue
+            heard = (speech.adaptation.frames_heard - before) * speech.config.hop_length_s
+            print(f"{recording}: {heard:.1f} s of speech learnt"
+                  + ("" if heard else " (none found: is it speech, and loud enough?)"),
+                  file=sys.stderr, flush=True)
+    return failures

@@ -54,17 +54,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--runtime", choices=tuple(RUNTIMES), default=None,
                    help="TFLite interpreter (default: first installed)")
     p.add_argument("--threads", type=thread_count, default=1, help="interpreter threads (default 1)")
-    p.add_argument("--adapt", action="store_true",
-                   help="adapt to these recordings first, as a device adapts to its room: one "
-                   "pass over all FILEs gathers feature statistics of their speech, a second "
-                   "classifies them (models that support it; give one room or one speaker's "
-                   "recordings)")
+    adapt = p.add_mutually_exclusive_group()
+    adapt.add_argument("--adapt", action="store_true",
+                       help="adapt to these recordings first, as a device adapts to its room: "
+                       "one pass over all FILEs gathers feature statistics of their speech, a "
+                       "second classifies them (models that support it; give one room or one "
+                       "speaker's recordings)")
+    adapt.add_argument("--adapt-from", action="append", type=Path, default=[],
+                       metavar="RECORDING",
+                       help="a calibration recording (repeatable): the statistics of its speech "
+                       "alone standardise every FILE, instead of the training data's; e.g. the "
+                       "speaker talking as usual, in the same room and microphone (models that "
+                       "support it)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from contextlib import ExitStack
 
+    from ..config import AdaptConfig
     from ..errors import AudioFileError
     from ..models.speech import SPEECH_MODEL_FILE, SpeechClassifier
 
@@ -78,23 +86,17 @@ def run(args: argparse.Namespace) -> int:
 
         def classifier(band: Band) -> SpeechClassifier:
             if band not in classifiers:
+                # A calibration recording stands for the speaker on its own: its statistics
+                # replace the training data's (no prior weight), as the LOCO's calibrated view
+                # measures them.
                 classifiers[band] = stack.enter_context(SpeechClassifier(
-                    paths[band], hop_s=args.hop, num_threads=args.threads, runtime=args.runtime))
+                    paths[band], hop_s=args.hop, num_threads=args.threads, runtime=args.runtime,
+                    adapt_prior_frames=0.0 if args.adapt_from else AdaptConfig().prior_frames))
             return classifiers[band]
 
         bands = _bands(args, classifier, narrow is not None)
-        if args.adapt:
-            for band in dict.fromkeys(bands.values()):
-                clf = classifier(band)
-                if clf.adaptation is None:
-                    print(f"emotion-edge: warning: {paths[band]} does not adapt (its manifest has "
-                          f"no adaptation prior); classifying without --adapt", file=sys.stderr)
-                    continue
-                for path in (p for p, b in bands.items() if b == band):
-                    try:
-                        clf.observe_file(path)
-                    except AudioFileError:
-                        continue  # reported once, by the classifying pass below
+        if args.adapt or args.adapt_from:
+            failures += _adapt(args, bands, classifier, paths)
         for path in args.files:
             t0 = time.perf_counter()
             band = bands[path]
@@ -117,6 +119,39 @@ def run(args: argparse.Namespace) -> int:
                       f"{decision.speech_windows}/{decision.total_windows} speech windows"
                       f"{which}, {ms:.1f} ms", flush=True)
     return 1 if failures else 0
+
+
+def _adapt(args: argparse.Namespace, bands: dict[Path, Band],
+           classifier: Callable[[Band], SpeechClassifier], paths: dict[Band, Path]) -> int:
+    """The first pass: each model in use learns from the files it classifies (``--adapt``) or
+    from every calibration recording (``--adapt-from``).  Returns how many calibration
+    recordings could not be read, each reported in one line; an unreadable FILE is reported by
+    the classifying pass."""
+    from ..errors import AudioFileError
+
+    unread: set[Path] = set()
+    for band in dict.fromkeys(bands.values()):
+        clf = classifier(band)
+        flag = "--adapt-from" if args.adapt_from else "--adapt"
+        if clf.adaptation is None:
+            print(f"emotion-edge: warning: {paths[band]} does not adapt (its manifest has no "
+                  f"adaptation prior); classifying without {flag}", file=sys.stderr)
+            continue
+        sources = args.adapt_from or [p for p, b in bands.items() if b == band]
+        windows = 0
+        for path in sources:
+            try:
+                windows += clf.observe_file(path)
+            except AudioFileError as exc:
+                if args.adapt_from and path not in unread:
+                    print(f"emotion-edge: error: calibration recording: {exc}", file=sys.stderr,
+                          flush=True)
+                    unread.add(path)
+        if args.adapt_from and not windows:
+            print(f"emotion-edge: warning: no speech in the calibration recording(s) for "
+                  f"{paths[band].name}; its files are classified with the training data's "
+                  f"statistics", file=sys.stderr)
+    return len(unread)
 
 
 def _narrow_model(args: argparse.Namespace) -> Path | None:

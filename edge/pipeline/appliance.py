@@ -39,7 +39,7 @@ from .fusion import LabelMap, LateFusion
 from .loop import EmotionLoop, LoopSummary
 from .smoothing import Smoother
 
-__all__ = ["ReplayMedia", "Appliance", "build_appliance", "open_decision_models"]
+__all__ = ["ReplayMedia", "Appliance", "build_appliance", "open_decision_models", "open_speech_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,17 @@ def _frames(config: Config, media: ReplayMedia | None, stack: contextlib.ExitSta
     return stack.enter_context(open_camera(config.camera))
 
 
+def open_speech_model(config: Config, *, learn: bool = True) -> SpeechClassifier:
+    """The device's speech model as configured; with ``learn``, adapting as ``[adapt]`` says
+    and keeping what it learns in ``adapt.state_file`` (``emotion-edge adapt --learn`` teaches
+    it recordings through this same door)."""
+    return SpeechClassifier(
+        _model_path(config.models.speech, SPEECH_MODEL_FILE), hop_s=config.loop.hop_s or None,
+        num_threads=config.loop.num_threads, adapt=config.adapt.enabled and learn,
+        adapt_state=(config.adapt.state_file or None) if learn else None,
+        adapt_prior_frames=config.adapt.prior_frames)
+
+
 def open_decision_models(
     config: Config, stack: contextlib.ExitStack, *, use_face: bool, learn: bool = True,
 ) -> tuple[SpeechClassifier, FaceClassifier | None, FaceDetector | None, LateFusion]:
@@ -108,11 +119,7 @@ def open_decision_models(
     clear line if it does not fit (a speech model given as the face model, labels that do not fit
     the outputs, a fusion map onto an unknown label).  ``emotion-edge check`` opens exactly these,
     with ``learn=False`` (it must not touch the adaptation state).  ``stack`` closes them."""
-    speech = stack.enter_context(SpeechClassifier(
-        _model_path(config.models.speech, SPEECH_MODEL_FILE), hop_s=config.loop.hop_s or None,
-        num_threads=config.loop.num_threads, adapt=config.adapt.enabled and learn,
-        adapt_state=(config.adapt.state_file or None) if learn else None,
-        adapt_prior_frames=config.adapt.prior_frames))
+    speech = stack.enter_context(open_speech_model(config, learn=learn))
     face: FaceClassifier | None = None
     detector: FaceDetector | None = None
     if use_face:
