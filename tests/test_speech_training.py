@@ -277,6 +277,19 @@ def test_a_room_that_mostly_hears_neutral_speech_is_standardised_with_weighted_s
                             if bank.utts[j].speaker == u.speaker])
         np.testing.assert_allclose(own._norm[i][0][0], x.mean(axis=0), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(own._norm[i][0][1], 1 / x.std(axis=0), rtol=1e-4)
+    # Blended with a prior as a device blends what it heard: each speaker's calibration
+    # frames against the prior's weight.
+    pooled = bank.pooled_stats()
+    blend = bank.standardize_by("speaker", weights=calibration.astype(float).tolist(),
+                                prior=pooled, prior_frames=500.0)
+    for i, u in enumerate(bank.utts):
+        x = np.concatenate([speech[j] for j in np.flatnonzero(calibration)
+                            if bank.utts[j].speaker == u.speaker])
+        a = len(x) / (len(x) + 500.0)
+        np.testing.assert_allclose(blend._norm[i][0][0], (1 - a) * pooled.mean + a * x.mean(axis=0),
+                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(blend._norm[i][0][1], 1 / np.sqrt(
+            (1 - a) * pooled.var + a * x.var(axis=0)), rtol=1e-4)
     with pytest.raises(ValueError, match="weights for"):
         bank.standardize_by("speaker", weights=[1.0])
     # A room without neutral speech (or with nothing else) keeps its clips' weights.
@@ -297,6 +310,7 @@ def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus
     pytest.importorskip("tensorflow")
     from convert.cli import main
     from edge.cli import main as edge_main
+    from edge.config import AdaptConfig
     from edge.models.manifest import load_manifest
     from edge.models.speech import SpeechClassifier
 
@@ -338,6 +352,7 @@ def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus
             assert calibrated["speakers"] == len(speakers)
             assert calibrated["clips"] == scored.sum() == len(clips["y"]) - 2 * len(speakers)
             assert calibrated["calibration_speech_s"] > 0
+            assert calibrated["prior_frames"] == AdaptConfig().prior_frames
             assert not np.allclose(clips["calibrated"][scored], clips["adapted"][scored],
                                    atol=1e-3)
             for probs, figure in ((clips["calibrated"][scored], calibrated["uar"]),

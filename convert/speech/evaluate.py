@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.config import AdaptConfig
 from edge.errors import ConfigError
 from edge.features.adapt import RunningStats
 from edge.labels import fusion_map_for
@@ -260,7 +261,7 @@ def leave_one_corpus_out(
         if earlier is not None and (
                 not set(heard) <= set(earlier.get("channels", {}))
                 or (share and earlier.get("neutral_room", {}).get("share") != share)
-                or (recipe.evaluate.calibration and "calibrated" not in earlier)):
+                or (recipe.evaluate.calibration and not _calibrated_as_now(earlier))):
             earlier = None  # scored before these channels, this room or calibration were asked for
         if earlier is not None:
             logger.info("LOCO %s: UAR %.3f, reused from %s (same recipe and data)", held,
@@ -293,7 +294,7 @@ def leave_one_corpus_out(
                 m["neutral_room"]["share"] = share
             if recipe.evaluate.calibration:
                 m["calibrated"] = _calibrated(model, bank.subset(test), y[test], labels, recipe,
-                                              gate, probs)
+                                              gate, probs, v.prior)
         if heard:
             m["channels"] = {}
         for name, channel in heard.items():
@@ -378,12 +379,14 @@ def _earlier(report: Path | None, key: str) -> dict[str, Any] | None:
 
 def _calibrated(model: Any, test: FeatureBank, y: np.ndarray, labels: Sequence[str],
                 recipe: SpeechRecipe, gate: SpeechGate,
-                probs: dict[str, np.ndarray]) -> dict[str, Any] | None:
-    """Each speaker standardised with a calibration recording of their own: every other of
-    their neutral clips (in path order), whose speech frames alone make the statistics; their
-    other clips are scored, and the same clips fresh beside them (``probs["fresh"]``).  Speakers
-    with several emotions and two neutral clips or more; ``None`` if there are none.  The
-    probabilities go into ``probs["calibrated"]``, a row of NaN for each clip not scored."""
+                probs: dict[str, np.ndarray], prior: RunningStats) -> dict[str, Any] | None:
+    """Each speaker standardised after a calibration recording of their own, as ``classify
+    --adapt-from`` does: every other of their neutral clips (in path order), whose speech
+    statistics are blended with the training data's (``prior``, worth the device's
+    ``adapt.prior_frames``); their other clips are scored, and the same clips fresh beside
+    them (``probs["fresh"]``).  Speakers with several emotions and two neutral clips or more;
+    ``None`` if there are none.  The probabilities go into ``probs["calibrated"]``, a row of
+    NaN for each clip not scored."""
     several = set(_speakers_with_several_emotions(test))
     neutral: dict[str, list[int]] = {}
     for i, u in enumerate(test.utts):
@@ -396,7 +399,8 @@ def _calibrated(model: Any, test: FeatureBank, y: np.ndarray, labels: Sequence[s
     if not scored:
         return None
     view = test.standardize_by(
-        "speaker", weights=[1.0 if i in calibration else 0.0 for i in range(len(test.utts))])
+        "speaker", weights=[1.0 if i in calibration else 0.0 for i in range(len(test.utts))],
+        prior=prior, prior_frames=AdaptConfig().prior_frames)
     kept: dict[str, np.ndarray] = {}
     m = _brief(_score(model, view.subset(scored), y[scored], labels, recipe, gate, kept))
     probs["calibrated"] = np.full((len(test.utts), len(labels)), np.nan, np.float32)
@@ -406,8 +410,19 @@ def _calibrated(model: Any, test: FeatureBank, y: np.ndarray, labels: Sequence[s
     speech_s = [sum(test.speech_frames(i) for i in calibration if test.utts[i].speaker == s)
                 * recipe.mfcc.hop_length_s for s in speakers]
     m.update(clips=len(scored), speakers=len(speakers),
-             calibration_speech_s=round(float(np.median(speech_s)), 1))
+             calibration_speech_s=round(float(np.median(speech_s)), 1),
+             prior_frames=AdaptConfig().prior_frames)
     return m
+
+
+def _calibrated_as_now(report: Mapping[str, Any]) -> bool:
+    """Whether a fold report's calibrated view is the one :func:`_calibrated` computes now (the
+    first ones used the recording's statistics alone; ``None``: the corpus had no speaker to
+    calibrate)."""
+    if "calibrated" not in report:
+        return False
+    return (report["calibrated"] is None
+            or report["calibrated"].get("prior_frames") == AdaptConfig().prior_frames)
 
 
 def _speakers_with_several_emotions(bank: FeatureBank, minimum: int = 3) -> list[int]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.features import Mfcc, frame_dbfs, window_input
-from edge.features.adapt import RunningStats, speech_frames
+from edge.features.adapt import MIN_STD, RunningStats, blended, speech_frames
 from edge.models.speech import SpeechGate, window_starts
 from edge.sources.audio_file import load_audio, resample
 
@@ -156,7 +156,9 @@ class FeatureBank:
 
     def standardize_by(self, unit: str, fresh: RunningStats | None = None,
                        neutral_share: float = 0.0,
-                       weights: Sequence[float] | None = None) -> FeatureBank:
+                       weights: Sequence[float] | None = None,
+                       prior: RunningStats | None = None,
+                       prior_frames: float = 0.0) -> FeatureBank:
         """A view whose frames are standardised with their group's own statistics: each corpus
         (or speaker) stands for one deployment that has adapted to its voices.  Each augmented
         variant is standardised with its group's statistics of that variant (a noisy room
@@ -165,7 +167,10 @@ class FeatureBank:
         ``neutral_share``: each group's statistics weighted so that neutral speech is that
         share of them (:meth:`neutral_weights`; needs the labels: training, or a test that
         simulates a room).  ``weights``: each clip's weight in its group's statistics, given
-        instead (0: the clip is standardised, but its speech is not in the statistics)."""
+        instead (0: the clip is standardised, but its speech is not in the statistics).
+        ``prior``: each group's statistics are blended with it, worth ``prior_frames`` frames,
+        as a device blends the speech it has heard with its training data's
+        (:func:`edge.features.adapt.blended`)."""
         key = (lambda u: u.corpus) if unit == "corpus" else (lambda u: u.speaker)
         if weights is None:
             weights = self.neutral_weights(neutral_share, key)
@@ -178,8 +183,11 @@ class FeatureBank:
                 g = (key(u), v)
                 groups[g] = groups.get(g, RunningStats.empty(self.recipe.mfcc.n_columns)).merged(
                     _weighted(self._speech_stats(clip, v), weights[clip]))
+        affine = {g: _affine(stats) if prior is None
+                  else _affine_of(*blended(prior, stats, prior_frames))
+                  for g, stats in groups.items()}
         new = self.subset(range(len(self.utts)))
-        new._norm = [[_affine(groups[(key(u), v)]) for v in range(n_var)] for u in self.utts]
+        new._norm = [[affine[(key(u), v)] for v in range(n_var)] for u in self.utts]
         new._fresh = None if fresh is None else _affine(fresh)
         return new
 
@@ -298,7 +306,13 @@ def _weighted(stats: RunningStats, weight: float) -> RunningStats:
 
 
 def _affine(stats: RunningStats) -> tuple[np.ndarray, np.ndarray]:
-    return stats.mean.astype(np.float32), (1.0 / stats.std).astype(np.float32)
+    return _affine_of(stats.mean, stats.var)
+
+
+def _affine_of(mean: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # (mean, 1 / std) as the device's DeploymentNormalizer computes them.
+    return (mean.astype(np.float32),
+            (1.0 / np.maximum(np.sqrt(var), MIN_STD)).astype(np.float32))
 
 
 def _add_noise(x: np.ndarray, rng: np.random.Generator, snr_range: tuple[float, float]) -> np.ndarray:

@@ -295,9 +295,10 @@ class EvaluateSection(Section):
     calibration: bool = setting(
         False, "Also score each speaker of the leave-one-corpus-out's unseen corpora after a "
         "calibration recording, as `emotion-edge classify --adapt-from` takes one: every other "
-        "of the speaker's neutral clips (in path order) standardises their clips, and the "
-        "others are scored (speakers with several emotions and two neutral clips or more), "
-        "beside the same clips fresh.")
+        "of the speaker's neutral clips (in path order) is the recording, its statistics "
+        "blended with the training data's as the device blends them, and the others are "
+        "scored (speakers with several emotions and two neutral clips or more), beside the "
+        "same clips fresh.")
 
     def __post_init__(self) -> None:
         super().__post_init__()

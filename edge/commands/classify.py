@@ -62,10 +62,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        "speaker's recordings)")
     adapt.add_argument("--adapt-from", action="append", type=Path, default=[],
                        metavar="RECORDING",
-                       help="a calibration recording (repeatable): the statistics of its speech "
-                       "alone standardise every FILE, instead of the training data's; e.g. the "
-                       "speaker talking as usual, in the same room and microphone (models that "
-                       "support it)")
+                       help="a calibration recording (repeatable): every FILE is standardised "
+                       "with the statistics of its speech blended with the training data's, as "
+                       "the device blends what it hears (60 s of speech weigh as much as the "
+                       "training data); e.g. the speaker talking as usual, in the same room and "
+                       "microphone (models that support it)")
     p.set_defaults(func=run)
 
 
@@ -86,12 +87,9 @@ def run(args: argparse.Namespace) -> int:
 
         def classifier(band: Band) -> SpeechClassifier:
             if band not in classifiers:
-                # A calibration recording stands for the speaker on its own: its statistics
-                # replace the training data's (no prior weight), as the LOCO's calibrated view
-                # measures them.
                 classifiers[band] = stack.enter_context(SpeechClassifier(
                     paths[band], hop_s=args.hop, num_threads=args.threads, runtime=args.runtime,
-                    adapt_prior_frames=0.0 if args.adapt_from else AdaptConfig().prior_frames))
+                    adapt_prior_frames=AdaptConfig().prior_frames))
             return classifiers[band]
 
         bands = _bands(args, classifier, narrow is not None)

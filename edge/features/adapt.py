@@ -38,8 +38,8 @@ import numpy.typing as npt
 
 from ..errors import ConfigError, ModelError
 
-__all__ = ["RunningStats", "DeploymentNormalizer", "feature_space", "read_state", "speech_frames",
-           "speech_mask"]
+__all__ = ["RunningStats", "DeploymentNormalizer", "blended", "feature_space", "read_state",
+           "speech_frames", "speech_mask"]
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +181,20 @@ class RunningStats:
         return cls(count, mean, var * count)
 
 
+def blended(prior: RunningStats, heard: RunningStats,
+            prior_frames: float) -> tuple[FloatArray, FloatArray]:
+    """The mean and variance a device standardises with after hearing ``heard``, starting from
+    ``prior`` worth ``prior_frames`` frames: each moves from the prior's toward the heard
+    speech's as ``heard / (heard + prior_frames)``."""
+    # A weighted blend of the two descriptions, not the pooled statistics of both sets: the
+    # distance between the studio's mean and the room's must not count as spread.
+    n0, n = prior_frames, heard.count
+    if n == 0:
+        return prior.mean, prior.var
+    a = n / (n0 + n)
+    return (1 - a) * prior.mean + a * heard.mean, (1 - a) * prior.var + a * heard.var
+
+
 class DeploymentNormalizer:
     """Standardise feature frames with this deployment's statistics, blended with a prior.
 
@@ -218,15 +232,7 @@ class DeploymentNormalizer:
         return self.heard.count
 
     def _refresh(self) -> None:
-        # A weighted blend of the two descriptions, not the pooled statistics of both sets: the
-        # distance between the studio's mean and the room's must not count as spread.
-        n0, n = self.prior_frames, self.heard.count
-        if n == 0:
-            mean, var = self.prior.mean, self.prior.var
-        else:
-            a = n / (n0 + n)
-            mean = (1 - a) * self.prior.mean + a * self.heard.mean
-            var = (1 - a) * self.prior.var + a * self.heard.var
+        mean, var = blended(self.prior, self.heard, self.prior_frames)
         self._mean = mean
         self._scale = 1.0 / np.maximum(np.sqrt(var), MIN_STD)
 
