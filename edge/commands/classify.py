@@ -128,9 +128,9 @@ def _adapt(args: argparse.Namespace, bands: dict[Path, Band],
     from ..errors import AudioFileError
 
     unread: set[Path] = set()
+    flag = "--adapt-from" if args.adapt_from else "--adapt"
     for band in dict.fromkeys(bands.values()):
         clf = classifier(band)
-        flag = "--adapt-from" if args.adapt_from else "--adapt"
         if clf.adaptation is None:
             print(f"emotion-edge: warning: {paths[band]} does not adapt (its manifest has no "
                   f"adaptation prior); classifying without {flag}", file=sys.stderr)
