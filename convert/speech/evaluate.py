@@ -398,9 +398,10 @@ def _calibrated(model: Any, test: FeatureBank, y: np.ndarray, labels: Sequence[s
     scored = [i for i, u in enumerate(test.utts) if u.speaker in speakers and i not in calibration]
     if not scored:
         return None
+    prior_frames = AdaptConfig().prior_frames
     view = test.standardize_by(
         "speaker", weights=[1.0 if i in calibration else 0.0 for i in range(len(test.utts))],
-        prior=prior, prior_frames=AdaptConfig().prior_frames)
+        prior=prior, prior_frames=prior_frames)
     kept: dict[str, np.ndarray] = {}
     m = _brief(_score(model, view.subset(scored), y[scored], labels, recipe, gate, kept))
     probs["calibrated"] = np.full((len(test.utts), len(labels)), np.nan, np.float32)
@@ -411,7 +412,7 @@ def _calibrated(model: Any, test: FeatureBank, y: np.ndarray, labels: Sequence[s
                 * recipe.mfcc.hop_length_s for s in speakers]
     m.update(clips=len(scored), speakers=len(speakers),
              calibration_speech_s=round(float(np.median(speech_s)), 1),
-             prior_frames=AdaptConfig().prior_frames)
+             prior_frames=prior_frames)
     return m
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.features import Mfcc, frame_dbfs, window_input
-from edge.features.adapt import MIN_STD, RunningStats, blended, speech_frames
+from edge.features.adapt import RunningStats, blended, inverse_std, speech_frames
 from edge.models.speech import SpeechGate, window_starts
 from edge.sources.audio_file import load_audio, resample
 
@@ -310,9 +310,7 @@ def _affine(stats: RunningStats) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _affine_of(mean: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    # (mean, 1 / std) as the device's DeploymentNormalizer computes them.
-    return (mean.astype(np.float32),
-            (1.0 / np.maximum(np.sqrt(var), MIN_STD)).astype(np.float32))
+    return mean.astype(np.float32), inverse_std(var).astype(np.float32)
 
 
 def _add_noise(x: np.ndarray, rng: np.random.Generator, snr_range: tuple[float, float]) -> np.ndarray:

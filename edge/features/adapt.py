@@ -38,8 +38,8 @@ import numpy.typing as npt
 
 from ..errors import ConfigError, ModelError
 
-__all__ = ["RunningStats", "DeploymentNormalizer", "blended", "feature_space", "read_state",
-           "speech_frames", "speech_mask"]
+__all__ = ["RunningStats", "DeploymentNormalizer", "blended", "feature_space", "inverse_std",
+           "read_state", "speech_frames", "speech_mask"]
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +181,12 @@ class RunningStats:
         return cls(count, mean, var * count)
 
 
+def inverse_std(var: FloatArray) -> FloatArray:
+    """The scale a variance standardises with: ``1 / std``, the spread floored at
+    :data:`MIN_STD`."""
+    return np.asarray(1.0 / np.maximum(np.sqrt(var), MIN_STD))
+
+
 def blended(prior: RunningStats, heard: RunningStats,
             prior_frames: float) -> tuple[FloatArray, FloatArray]:
     """The mean and variance a device standardises with after hearing ``heard``, starting from
@@ -234,7 +240,7 @@ class DeploymentNormalizer:
     def _refresh(self) -> None:
         mean, var = blended(self.prior, self.heard, self.prior_frames)
         self._mean = mean
-        self._scale = 1.0 / np.maximum(np.sqrt(var), MIN_STD)
+        self._scale = inverse_std(var)
 
     def observe(self, frames: npt.ArrayLike) -> None:
         """Add speech frames ``(n, dims)`` heard by this deployment."""
