@@ -243,8 +243,8 @@ def test_a_room_that_mostly_hears_neutral_speech_is_standardised_with_weighted_s
     speech = [speech_frames(v[0], frame_dbfs(v[0][:, 0], recipe.mfcc)) for v in bank.variants]
     frames = np.array([len(f) for f in speech], float)
 
-    assert bank.neutral_weights(0.0, lambda u: u.corpus) == [1.0] * len(bank.utts)
-    w = np.array(bank.neutral_weights(0.7, lambda u: u.corpus))
+    assert bank.neutral_weights(0.0, [u.corpus for u in bank.utts]) == [1.0] * len(bank.utts)
+    w = np.array(bank.neutral_weights(0.7, [u.corpus for u in bank.utts]))
     room = bank.standardize_by("corpus", neutral_share=0.7)
     for c in set(corpus):
         m = corpus == c
@@ -292,12 +292,20 @@ def test_a_room_that_mostly_hears_neutral_speech_is_standardised_with_weighted_s
             (1 - a) * pooled.var + a * x.var(axis=0)), rtol=1e-4)
     with pytest.raises(ValueError, match="weights for"):
         bank.standardize_by("speaker", weights=[1.0])
+    # Groups given clip by clip (the files of one call) are groups like any other.
+    by_clip = bank.standardize_by([u.speaker for u in bank.utts], prior=pooled, prior_frames=500.0,
+                                  weights=calibration.astype(float).tolist())
+    for i in range(len(bank.utts)):
+        for got, want in zip(by_clip._norm[i][0], blend._norm[i][0], strict=True):
+            np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="groups for"):
+        bank.standardize_by(["a"])
     # A room without neutral speech (or with nothing else) keeps its clips' weights.
     no_neutral = bank.subset(np.flatnonzero(~neutral).tolist())
-    assert no_neutral.neutral_weights(0.7, lambda u: u.corpus) == [1.0] * int((~neutral).sum())
+    assert no_neutral.neutral_weights(0.7, [u.corpus for u in no_neutral.utts]) == [1.0] * int((~neutral).sum())
     # The prior a fresh device starts from is weighted the same way, over all rooms together.
     prior = bank.pooled_stats(0.7)
-    wall = np.array(bank.neutral_weights(0.7, lambda u: "all"))
+    wall = np.array(bank.neutral_weights(0.7, ["all"] * len(bank.utts)))
     x = np.concatenate(speech)
     np.testing.assert_allclose(prior.mean, np.average(
         x, axis=0, weights=np.repeat(wall, frames.astype(int))), rtol=1e-6, atol=1e-6)
@@ -322,7 +330,7 @@ def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus
                  "--set", "evaluate.loco=true", "--set", "evaluate.parity_folds=1",
                  "--set", "features.prosody=true", "--set", 'evaluate.channels=["telephone"]',
                  "--set", "evaluate.neutral_room=0.7", "--set", "evaluate.calibration=true",
-                 "--test-corpus", f"csv:{second_room}"])
+                 "--set", "evaluate.calls=[1,4,1000]", "--test-corpus", f"csv:{second_room}"])
     assert code == 0
     capsys.readouterr()
     model = out / "speech_emotion_int8.tflite"
@@ -360,7 +368,18 @@ def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus
                 got = classification_metrics(clips["y"][scored], probs.argmax(1),
                                              list(clips["labels"]))
                 assert got["uar"] == pytest.approx(figure)
+            # As classify hears it, in calls of 1, 4 and 1000 files: each call standardised
+            # with its own speech blended with the prior.  A call of every clip moves them
+            # toward the adapted view, but not all the way; calls of 1 and 4 differ.
+            calls = row["calls"]
+            assert calls["1000"]["calls"] == 1 and calls["1"]["calls"] == len(clips["y"])
+            assert calls["4"]["calls"] == -(-len(clips["y"]) // 4)
+            assert calls["1000"]["prior_frames"] == AdaptConfig().prior_frames
+            assert not np.allclose(clips["call_1000"], clips["adapted"], atol=1e-3)
+            assert not np.allclose(clips["call_1"], clips["call_4"], atol=1e-3)
             for probs, figures in ((clips["adapted"], row), (clips["fresh"], row["fresh"]),
+                                   (clips["call_1"], calls["1"]), (clips["call_4"], calls["4"]),
+                                   (clips["call_1000"], calls["1000"]),
                                    (clips["neutral_room"], row["neutral_room"]),
                                    (clips["telephone_adapted"], phone),
                                    (clips["telephone_fresh"], phone["fresh"])):
@@ -368,6 +387,8 @@ def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus
                 assert got["uar"] == pytest.approx(figures["uar"])
     assert m.metrics["leave_one_corpus_out"]["mean_neutral_room_uar"] == pytest.approx(np.mean(
         [json.loads(r.read_text())["neutral_room"]["uar"] for r in reports]))
+    assert m.metrics["leave_one_corpus_out"]["calls"]["4"]["mean_uar"] == pytest.approx(np.mean(
+        [json.loads(r.read_text())["calls"]["4"]["uar"] for r in reports]))
     assert m.metrics["leave_one_corpus_out"]["mean_calibrated_uar"] == pytest.approx(np.mean(
         [json.loads(r.read_text())["calibrated"]["uar"] for r in reports]))
     channel = m.metrics["leave_one_corpus_out"]["channels"]["telephone"]

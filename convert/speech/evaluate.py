@@ -261,8 +261,9 @@ def leave_one_corpus_out(
         if earlier is not None and (
                 not set(heard) <= set(earlier.get("channels", {}))
                 or (share and earlier.get("neutral_room", {}).get("share") != share)
-                or (recipe.evaluate.calibration and not _calibrated_as_now(earlier))):
-            earlier = None  # scored before these channels, this room or calibration were asked for
+                or (recipe.evaluate.calibration and not _calibrated_as_now(earlier))
+                or not {str(n) for n in recipe.evaluate.calls} <= set(earlier.get("calls", {}))):
+            earlier = None  # scored before these channels, room, calibration or calls were asked for
         if earlier is not None:
             logger.info("LOCO %s: UAR %.3f, reused from %s (same recipe and data)", held,
                         earlier["uar"], report)
@@ -295,6 +296,9 @@ def leave_one_corpus_out(
             if recipe.evaluate.calibration:
                 m["calibrated"] = _calibrated(model, bank.subset(test), y[test], labels, recipe,
                                               gate, probs, v.prior)
+            if recipe.evaluate.calls:
+                m["calls"] = _calls(model, bank.subset(test), y[test], labels, recipe, gate,
+                                    probs, v.prior)
         if heard:
             m["channels"] = {}
         for name, channel in heard.items():
@@ -333,6 +337,11 @@ def leave_one_corpus_out(
         rooms = [r["neutral_room"]["uar"] for r in rows.values() if "neutral_room" in r]
         if rooms:
             out["mean_neutral_room_uar"] = float(np.mean(rooms))
+        sizes = [str(n) for n in recipe.evaluate.calls]
+        if sizes:
+            out["calls"] = {n: {"mean_uar": float(np.mean([r["calls"][n]["uar"]
+                                                           for r in rows.values()]))}
+                            for n in sizes}
         calibrated = [r["calibrated"] for r in rows.values() if r.get("calibrated")]
         if calibrated:
             out["mean_calibrated_uar"] = float(np.mean([c["uar"] for c in calibrated]))
@@ -414,6 +423,26 @@ def _calibrated(model: Any, test: FeatureBank, y: np.ndarray, labels: Sequence[s
              calibration_speech_s=round(float(np.median(speech_s)), 1),
              prior_frames=prior_frames)
     return m
+
+
+def _calls(model: Any, test: FeatureBank, y: np.ndarray, labels: Sequence[str],
+           recipe: SpeechRecipe, gate: SpeechGate, probs: dict[str, np.ndarray],
+           prior: RunningStats) -> dict[str, dict[str, Any]]:
+    """The unseen corpus as ``emotion-edge classify`` hears it, for each number of files per
+    call in ``evaluate.calls``: the clips shuffled (``train.seed``) and cut into calls of that
+    many, speakers mixed as in a folder of recordings; each call standardised with its speech
+    blended with the training data's (``prior``, worth the device's ``adapt.prior_frames``),
+    every clip scored.  The probabilities go into ``probs["call_N"]``."""
+    prior_frames = AdaptConfig().prior_frames
+    out: dict[str, dict[str, Any]] = {}
+    for n in recipe.evaluate.calls:
+        order = np.random.default_rng(recipe.train.seed).permutation(len(test.utts))
+        call = np.empty(len(test.utts), np.int64)
+        call[order] = np.arange(len(test.utts)) // n
+        view = test.standardize_by([str(c) for c in call], prior=prior, prior_frames=prior_frames)
+        out[str(n)] = _brief(_score(model, view, y, labels, recipe, gate, probs, f"call_{n}"))
+        out[str(n)].update(calls=int(call.max()) + 1, prior_frames=prior_frames)
+    return out
 
 
 def _calibrated_as_now(report: Mapping[str, Any]) -> bool:

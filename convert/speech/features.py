@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -129,14 +129,14 @@ class FeatureBank:
         """Statistics of the speech frames of every clip as recorded (the model's prior: what a
         device starts from before it has heard its room); ``neutral_share``: see
         :meth:`neutral_weights`."""
-        weights = self.neutral_weights(neutral_share, lambda u: "all")
+        weights = self.neutral_weights(neutral_share, ["all"] * len(self.utts))
         stats = RunningStats.empty(self.recipe.mfcc.n_columns)
         for clip in range(len(self.utts)):
             stats = stats.merged(_weighted(self._speech_stats(clip, 0), weights[clip]))
         return stats
 
-    def neutral_weights(self, share: float, key: Callable[[Utterance], str]) -> list[float]:
-        """Each clip's weight in its group's statistics (group = ``key``), such that neutral
+    def neutral_weights(self, share: float, group: Sequence[str]) -> list[float]:
+        """Each clip's weight in its group's statistics (``group``: each clip's), such that neutral
         speech is ``share`` of each group's speech frames: the room a device really hears is
         mostly neutral, while acted corpora are balanced across emotions.  0, or a group
         without neutral clips or with nothing else: every clip weighs 1 (as recorded)."""
@@ -145,16 +145,17 @@ class FeatureBank:
             return weights
         frames: dict[tuple[str, bool], float] = {}
         for clip, u in enumerate(self.utts):
-            g = (key(u), u.label == NEUTRAL)
+            g = (group[clip], u.label == NEUTRAL)
             frames[g] = frames.get(g, 0.0) + self._speech_stats(clip, 0).count
         for clip, u in enumerate(self.utts):
-            neutral, other = frames.get((key(u), True), 0.0), frames.get((key(u), False), 0.0)
+            neutral = frames.get((group[clip], True), 0.0)
+            other = frames.get((group[clip], False), 0.0)
             if neutral and other:
                 weights[clip] = ((share / neutral if u.label == NEUTRAL else (1 - share) / other)
                                  * (neutral + other))
         return weights
 
-    def standardize_by(self, unit: str, fresh: RunningStats | None = None,
+    def standardize_by(self, unit: str | Sequence[str], fresh: RunningStats | None = None,
                        neutral_share: float = 0.0,
                        weights: Sequence[float] | None = None,
                        prior: RunningStats | None = None,
@@ -162,8 +163,9 @@ class FeatureBank:
         """A view whose frames are standardised with their group's own statistics: each corpus
         (or speaker) stands for one deployment that has adapted to its voices.  Each augmented
         variant is standardised with its group's statistics of that variant (a noisy room
-        adapts to noisy speech).  ``unit`` is "corpus" or "speaker".  ``fresh`` (the training
-        data's pooled statistics) is kept for :meth:`model_input`'s unadapted view.
+        adapts to noisy speech).  ``unit`` is "corpus" or "speaker", or each clip's group (e.g.
+        the files of one ``classify`` call).  ``fresh`` (the training data's pooled statistics)
+        is kept for :meth:`model_input`'s unadapted view.
         ``neutral_share``: each group's statistics weighted so that neutral speech is that
         share of them (:meth:`neutral_weights`; needs the labels: training, or a test that
         simulates a room).  ``weights``: each clip's weight in its group's statistics, given
@@ -171,23 +173,27 @@ class FeatureBank:
         ``prior``: each group's statistics are blended with it, worth ``prior_frames`` frames,
         as a device blends the speech it has heard with its training data's
         (:func:`edge.features.adapt.blended`)."""
-        key = (lambda u: u.corpus) if unit == "corpus" else (lambda u: u.speaker)
+        group = ([u.corpus if unit == "corpus" else u.speaker for u in self.utts]
+                 if isinstance(unit, str) else list(unit))
+        if len(group) != len(self.utts):
+            raise ValueError(f"{len(group)} groups for {len(self.utts)} clips")
         if weights is None:
-            weights = self.neutral_weights(neutral_share, key)
+            weights = self.neutral_weights(neutral_share, group)
         elif len(weights) != len(self.utts):
             raise ValueError(f"{len(weights)} weights for {len(self.utts)} clips")
         n_var = len(self.variants[0]) if self.variants else 0
         groups: dict[tuple[str, int], RunningStats] = {}
-        for clip, u in enumerate(self.utts):
+        for clip in range(len(self.utts)):
             for v in range(n_var):
-                g = (key(u), v)
+                g = (group[clip], v)
                 groups[g] = groups.get(g, RunningStats.empty(self.recipe.mfcc.n_columns)).merged(
                     _weighted(self._speech_stats(clip, v), weights[clip]))
         affine = {g: _affine(stats) if prior is None
                   else _affine_of(*blended(prior, stats, prior_frames))
                   for g, stats in groups.items()}
         new = self.subset(range(len(self.utts)))
-        new._norm = [[affine[(key(u), v)] for v in range(n_var)] for u in self.utts]
+        new._norm = [[affine[(group[clip], v)] for v in range(n_var)]
+                     for clip in range(len(self.utts))]
         new._fresh = None if fresh is None else _affine(fresh)
         return new
 

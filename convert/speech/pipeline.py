@@ -300,6 +300,8 @@ def headline(metrics: Mapping[str, Any], path: Path | None) -> dict[str, Any]:
         for view in ("calibrated", "calibrated_fresh"):
             if f"mean_{view}_uar" in loco:
                 h[f"loco_mean_{view}_uar"] = loco[f"mean_{view}_uar"]
+        if "calls" in loco:
+            h["loco_calls"] = {n: c["mean_uar"] for n, c in loco["calls"].items()}
         for name, c in loco.get("channels", {}).items():
             h[f"loco_{name}"] = c
     return h

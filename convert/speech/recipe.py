@@ -299,9 +299,21 @@ class EvaluateSection(Section):
         "blended with the training data's as the device blends them, and the others are "
         "scored (speakers with several emotions and two neutral clips or more), beside the "
         "same clips fresh.")
+    calls: tuple[int, ...] = setting(
+        (), "Also score each unseen corpus of the leave-one-corpus-out as `emotion-edge "
+        "classify` hears it, in calls of this many files each (the corpus shuffled and cut into "
+        "calls, speakers mixed): every call standardised with its files' speech statistics "
+        "blended with the training data's, as the device blends what it hears.  [] = not "
+        "scored.")
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if any(n < 1 for n in self.calls):
+            raise ConfigError(f"evaluate.calls are numbers of files per call, each 1 or more, "
+                              f"got {list(self.calls)}")
+        if self.calls and not self.loco:
+            raise ConfigError("evaluate.calls scores the leave-one-corpus-out's unseen corpora: "
+                              "set evaluate.loco = true, or calls = []")
         if self.calibration and not self.loco:
             raise ConfigError("evaluate.calibration scores the leave-one-corpus-out's unseen "
                               "corpora: set evaluate.loco = true, or calibration = false")
