@@ -225,7 +225,7 @@ def test_a_calibration_recording_standardises_every_file(adapting_model, tmp_pat
         return code, [json.loads(line)["scores"] for line in captured.out.splitlines()], \
             captured.err
 
-    _, fresh, _ = classify()
+    _, fresh, _ = classify("--fresh")
     code, calibrated, err = classify("--adapt-from", str(calibration))
     assert code == 0 and not err
     prior_frames = AdaptConfig().prior_frames
@@ -255,6 +255,44 @@ def test_a_calibration_recording_standardises_every_file(adapting_model, tmp_pat
     assert code == 0 and "no speech in the calibration recording" in err
     for got, want in zip(scores, fresh):
         assert got == pytest.approx(want, abs=1e-6)
+
+
+def test_classify_adapts_to_the_files_of_one_call_by_default(adapting_model, tmp_path, capsys):
+    """Without a flag ``classify`` hears its files as a device hears its room: their speech
+    statistics blended with the training data's, then each file classified; ``--adapt`` says
+    the same, ``--fresh`` classifies each file with the training data's statistics alone.  A
+    model without an adaptation prior classifies as before, warning only when asked to adapt."""
+    from edge.cli import main
+    from edge.config import AdaptConfig
+    from edge.models.speech import SpeechClassifier
+
+    from .helpers import tiny_speech_model
+
+    files = [_wav(tmp_path / f"f{i}.wav", (1.0 + i) * _speechlike(4.0, seed=20 + i))
+             for i in range(3)]
+
+    def classify(*extra, model=adapting_model):
+        code = main(["classify", "--json", "--model", str(model), *extra, *map(str, files)])
+        captured = capsys.readouterr()
+        assert code == 0
+        return [json.loads(line)["scores"] for line in captured.out.splitlines()], captured.err
+
+    default, err = classify()
+    assert not err
+    with SpeechClassifier(adapting_model, adapt_prior_frames=AdaptConfig().prior_frames) as clf:
+        assert sum(clf.observe_file(f) for f in files) > 0
+        expected = [clf.classify_file(f).scores for f in files]
+    with SpeechClassifier(adapting_model) as clf:
+        fresh = [clf.classify_file(f).scores for f in files]
+    for got, want in zip(default, expected, strict=True):
+        assert got == pytest.approx(want, abs=1e-4)
+    assert classify("--adapt")[0] == default
+    assert classify("--fresh")[0] == [pytest.approx(f, abs=1e-4) for f in fresh]
+    assert any(d != pytest.approx(f, abs=1e-3) for d, f in zip(default, fresh))
+
+    plain, _ = tiny_speech_model(tmp_path / "plain")
+    assert classify(model=plain)[1] == ""
+    assert "does not adapt" in classify("--adapt", model=plain)[1]
 
 
 def test_the_appliance_learns_recordings_into_its_state(adapting_model, tmp_path, capsys):

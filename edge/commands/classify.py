@@ -56,10 +56,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--threads", type=thread_count, default=1, help="interpreter threads (default 1)")
     adapt = p.add_mutually_exclusive_group()
     adapt.add_argument("--adapt", action="store_true",
-                       help="adapt to these recordings first, as a device adapts to its room: "
-                       "one pass over all FILEs gathers feature statistics of their speech, a "
-                       "second classifies them (models that support it; give one room or one "
-                       "speaker's recordings)")
+                       help="the default: adapt to these recordings first, as a device adapts to "
+                       "its room: one pass over all FILEs gathers feature statistics of their "
+                       "speech and blends them with the training data's (60 s of speech weigh "
+                       "as much as the training data), a second classifies them (models that "
+                       "support it)")
+    adapt.add_argument("--fresh", action="store_true",
+                       help="classify each file with the training data's statistics alone, as a "
+                       "device fresh out of the box: a file's result then does not depend on "
+                       "the other files of the call")
     adapt.add_argument("--adapt-from", action="append", type=Path, default=[],
                        metavar="RECORDING",
                        help="a calibration recording (repeatable): every FILE is standardised "
@@ -93,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
             return classifiers[band]
 
         bands = _bands(args, classifier, narrow is not None)
-        if args.adapt or args.adapt_from:
+        if not args.fresh:
             failures += _adapt(args, bands, classifier, paths)
         for path in args.files:
             t0 = time.perf_counter()
@@ -121,19 +126,20 @@ def run(args: argparse.Namespace) -> int:
 
 def _adapt(args: argparse.Namespace, bands: dict[Path, Band],
            classifier: Callable[[Band], SpeechClassifier], paths: dict[Band, Path]) -> int:
-    """The first pass: each model in use learns from the files it classifies (``--adapt``) or
-    from every calibration recording (``--adapt-from``).  Returns how many calibration
+    """The first pass: each model in use learns from the files it classifies (the default,
+    ``--adapt``) or from every calibration recording (``--adapt-from``).  Returns how many calibration
     recordings could not be read, each reported in one line; an unreadable FILE is reported by
     the classifying pass."""
     from ..errors import AudioFileError
 
     unread: set[Path] = set()
-    flag = "--adapt-from" if args.adapt_from else "--adapt"
+    flag = "--adapt-from" if args.adapt_from else "--adapt" if args.adapt else None
     for band in dict.fromkeys(bands.values()):
         clf = classifier(band)
         if clf.adaptation is None:
-            print(f"emotion-edge: warning: {paths[band]} does not adapt (its manifest has no "
-                  f"adaptation prior); classifying without {flag}", file=sys.stderr)
+            if flag:  # asked for; by default a model that cannot adapt just classifies
+                print(f"emotion-edge: warning: {paths[band]} does not adapt (its manifest has "
+                      f"no adaptation prior); classifying without {flag}", file=sys.stderr)
             continue
         sources = args.adapt_from or [p for p, b in bands.items() if b == band]
         windows = 0
