@@ -57,8 +57,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "speech-score",
         help="score a speech model on labelled corpora through the device's classifier",
         description="UAR of an int8 speech model on each corpus (over the common labels both "
-        "have), decided exactly as `emotion-edge classify` decides; --adapt adapts to each "
-        "corpus's speech first, as `classify --adapt` does.  Prints one JSON object.",
+        "have), decided exactly as `emotion-edge classify` decides: --adapt adapts to each "
+        "corpus's speech first, as `classify` does with a corpus's files in one call; without "
+        "it each clip is decided as `classify --fresh` decides.  Prints one JSON object.",
     )
     q.add_argument("--model", type=Path, required=True, metavar="TFLITE")
     q.add_argument("--corpus", action="append", required=True, metavar="KIND:PATH")
