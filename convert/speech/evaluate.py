@@ -435,10 +435,12 @@ def _calls(model: Any, test: FeatureBank, y: np.ndarray, labels: Sequence[str],
     every clip scored.  The probabilities go into ``probs["call_N"]``."""
     prior_frames = AdaptConfig().prior_frames
     out: dict[str, dict[str, Any]] = {}
+    # Each clip's place in one shuffle, shared by every call size.
+    place = np.empty(len(test.utts), np.int64)
+    place[np.random.default_rng(recipe.train.seed).permutation(len(test.utts))] = np.arange(
+        len(test.utts))
     for n in recipe.evaluate.calls:
-        order = np.random.default_rng(recipe.train.seed).permutation(len(test.utts))
-        call = np.empty(len(test.utts), np.int64)
-        call[order] = np.arange(len(test.utts)) // n
+        call = place // n
         view = test.standardize_by([str(c) for c in call], prior=prior, prior_frames=prior_frames)
         out[str(n)] = _brief(_score(model, view, y, labels, recipe, gate, probs, f"call_{n}"))
         out[str(n)].update(calls=int(call.max()) + 1, prior_frames=prior_frames)
