@@ -189,3 +189,58 @@ def test_the_shipped_narrowband_model_hears_the_voice_band_and_takes_a_call():
     meter = BandMeter()
     meter.feed(call)
     assert meter.band == "narrow"
+
+
+def test_each_model_calibrates_on_the_recordings_of_its_band(tmp_path, capsys):
+    """``--adapt-from`` with a wideband and a narrowband model: each learns only the calibration
+    recordings its band would send it (a call's statistics are not the room's); a model that
+    gets none says so in one line and classifies with the training data's statistics."""
+    pytest.importorskip("ai_edge_litert")
+    from edge.features.adapt import RunningStats
+    from edge.models.speech import SpeechClassifier
+
+    # normalize="none": a per-window cmvn would cancel the standardisation under test
+    wide_config = dataclasses.replace(TINY_MFCC, normalize="none")
+    narrow_config = dataclasses.replace(wide_config, low_hz=300.0, high_hz=3400.0)
+    prior = RunningStats.of(np.random.default_rng(1).normal(0, 1, (500, wide_config.n_columns)))
+    models = {}
+    for band, config, seed in (("wide", wide_config, 0), ("narrow", narrow_config, 1)):
+        (tmp_path / band).mkdir()
+        models[band], _ = tiny_speech_model(tmp_path / band, config=config, seed=seed,
+                                            adapt_prior=prior)
+    voice = speech_like_noise(3.0, seed=4)
+    files = {"wide": tmp_path / "voice.wav", "narrow": tmp_path / "call.wav"}
+    sf.write(files["wide"], voice, METER_RATE)
+    sf.write(files["narrow"], telephone(voice, METER_RATE), METER_RATE)
+    # A loud room and a quiet hiss through a call, 30 s each (so each moves its model's
+    # statistics a third of the way), for learning the other band's recording to show.
+    calibration = {"wide": tmp_path / "room.wav", "narrow": tmp_path / "call_before.wav"}
+    sf.write(calibration["wide"], 3.0 * speech_like_noise(30.0, seed=5), METER_RATE)
+    t = np.arange(30 * METER_RATE) / METER_RATE
+    hiss = 0.02 * np.random.default_rng(6).standard_normal(t.size) * (1 + np.sin(25 * t))
+    sf.write(calibration["narrow"], telephone(hiss.astype(np.float32), METER_RATE), METER_RATE)
+
+    def expected(band, recordings):
+        with SpeechClassifier(models[band]) as clf:
+            for path in recordings:
+                assert clf.observe_file(path) > 0
+            return clf.classify_file(files[band]).scores
+
+    def classify(*recordings):
+        argv = ["classify", "--json", "--model", str(models["wide"]), "--narrow-model",
+                str(models["narrow"]), *(a for r in recordings for a in ("--adapt-from", str(r))),
+                *map(str, files.values())]
+        assert main(argv) == 0
+        out, err = capsys.readouterr()
+        return {row["path"]: row["scores"] for row in map(json.loads, out.splitlines())}, err
+
+    both, err = classify(*calibration.values())
+    assert not err
+    for band, path in files.items():
+        assert both[str(path)] == pytest.approx(expected(band, [calibration[band]]), abs=1e-4)
+        assert both[str(path)] != pytest.approx(expected(band, calibration.values()), abs=1e-3)
+
+    room_only, err = classify(calibration["wide"])
+    assert room_only[str(files["wide"])] == both[str(files["wide"])]
+    assert room_only[str(files["narrow"])] == pytest.approx(expected("narrow", []), abs=1e-4)
+    assert err.count("\n") == 1 and "no calibration recording in the narrowband" in err

@@ -195,7 +195,9 @@ def test_classify_names_each_bad_calibration_recording_once_and_classifies_every
             assert sum(str(path) in line for line in errors) <= 1, (path, result)
         assert all(sum(str(path) in line for path in bad) == 1 for line in errors), result
         others = [line for line in result.err_lines if line not in errors]
-        assert all("no speech in the calibration recording" in line for line in others), result
+        # a readable recording of the other band (a low rate) calibrates the model it goes to
+        assert all("no speech in the calibration recording" in line
+                   or "no calibration recording in the" in line for line in others), result
         assert result.status == (1 if errors else 0), result
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..config import AdaptConfig
 from ..models.runtime import RUNTIMES
 from ..paths import default_model
 from . import positive_float, thread_count
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from ..models.speech import SpeechClassifier
 
 __all__ = ["register", "run"]
+
+#: Seconds of speech that weigh as much as the training data's statistics (frames of 10 ms).
+_PRIOR_S = f"{AdaptConfig.prior_frames / 100:g} s"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -58,8 +62,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     adapt.add_argument("--adapt", action="store_true",
                        help="the default: adapt to these recordings first, as a device adapts to "
                        "its room: one pass over all FILEs gathers feature statistics of their "
-                       "speech and blends them with the training data's (60 s of speech weigh "
-                       "as much as the training data), a second classifies them (models that "
+                       f"speech and blends them with the training data's ({_PRIOR_S} of speech "
+                       "weigh as much as the training data), a second classifies them (models that "
                        "support it)")
     adapt.add_argument("--fresh", action="store_true",
                        help="classify each file with the training data's statistics alone, as a "
@@ -69,16 +73,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        metavar="RECORDING",
                        help="a calibration recording (repeatable): every FILE is standardised "
                        "with the statistics of its speech blended with the training data's, as "
-                       "the device blends what it hears (60 s of speech weigh as much as the "
-                       "training data); e.g. the speaker talking as usual, in the same room and "
-                       "microphone (models that support it)")
+                       f"the device blends what it hears ({_PRIOR_S} of speech weigh as much as "
+                       "the training data); e.g. the speaker talking as usual, in the same room and "
+                       "microphone (models that support it).  With --band auto each recording "
+                       "calibrates the model its band chooses, as the FILEs are sent")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from contextlib import ExitStack
 
-    from ..config import AdaptConfig
     from ..errors import AudioFileError
     from ..models.speech import SPEECH_MODEL_FILE, SpeechClassifier
 
@@ -93,16 +97,15 @@ def run(args: argparse.Namespace) -> int:
         def classifier(band: Band) -> SpeechClassifier:
             if band not in classifiers:
                 classifiers[band] = stack.enter_context(SpeechClassifier(
-                    paths[band], hop_s=args.hop, num_threads=args.threads, runtime=args.runtime,
-                    adapt_prior_frames=AdaptConfig().prior_frames))
+                    paths[band], hop_s=args.hop, num_threads=args.threads, runtime=args.runtime))
             return classifiers[band]
 
-        bands = _bands(args, classifier, narrow is not None)
+        bands = _bands(args, classifier, narrow is not None, args.files)
         if not args.fresh:
-            failures += _adapt(args, bands, classifier, paths)
+            failures += _adapt(args, bands, classifier, paths, narrow is not None)
         for path in args.files:
             t0 = time.perf_counter()
-            band = bands[path]
+            band = bands[path] or "wide"  # an unreadable file: the wideband pass reports it
             try:
                 decision = classifier(band).classify_file(path)
             except AudioFileError as exc:
@@ -124,24 +127,28 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _adapt(args: argparse.Namespace, bands: dict[Path, Band],
-           classifier: Callable[[Band], SpeechClassifier], paths: dict[Band, Path]) -> int:
+def _adapt(args: argparse.Namespace, bands: dict[Path, Band | None],
+           classifier: Callable[[Band], SpeechClassifier], paths: dict[Band, Path],
+           narrow: bool) -> int:
     """The first pass: each model in use learns from the files it classifies (the default,
-    ``--adapt``) or from every calibration recording (``--adapt-from``).  Returns how many calibration
-    recordings could not be read, each reported in one line; an unreadable FILE is reported by
-    the classifying pass."""
+    ``--adapt``) or from the calibration recordings of its band (``--adapt-from``: a phone
+    call's statistics are not the room's, so each recording goes to the model its band would
+    choose, as a file would).  Returns how many calibration recordings could not be read, each
+    reported in one line; an unreadable FILE is reported by the classifying pass."""
     from ..errors import AudioFileError
 
     unread: set[Path] = set()
     flag = "--adapt-from" if args.adapt_from else "--adapt" if args.adapt else None
-    for band in dict.fromkeys(bands.values()):
+    heard = _bands(args, classifier, narrow, args.adapt_from) if args.adapt_from else bands
+    for band in dict.fromkeys(b or "wide" for b in bands.values()):
         clf = classifier(band)
         if clf.adaptation is None:
             if flag:  # asked for; by default a model that cannot adapt just classifies
                 print(f"emotion-edge: warning: {paths[band]} does not adapt (its manifest has "
                       f"no adaptation prior); classifying without {flag}", file=sys.stderr)
             continue
-        sources = args.adapt_from or [p for p, b in bands.items() if b == band]
+        # An unreadable recording goes to every model, and the first to open it reports it.
+        sources = [p for p, b in heard.items() if b in (band, None)]
         windows = 0
         for path in sources:
             try:
@@ -152,9 +159,10 @@ def _adapt(args: argparse.Namespace, bands: dict[Path, Band],
                           flush=True)
                     unread.add(path)
         if args.adapt_from and not windows:
-            print(f"emotion-edge: warning: no speech in the calibration recording(s) for "
-                  f"{paths[band].name}; its files are classified with the training data's "
-                  f"statistics", file=sys.stderr)
+            what = ("no speech in the calibration recording(s)" if sources else
+                    f"no calibration recording in the {band}band")
+            print(f"emotion-edge: warning: {what} for {paths[band].name}; its files are "
+                  f"classified with the training data's statistics", file=sys.stderr)
     return len(unread)
 
 
@@ -179,21 +187,21 @@ def _narrow_model(args: argparse.Namespace) -> Path | None:
 
 
 def _bands(args: argparse.Namespace, classifier: Callable[[Band], SpeechClassifier],
-           narrow: bool) -> dict[Path, Band]:
-    """Each file's model.  Auto: the files the wideband model's mel filters would find empty at
-    the top go to the narrowband one, when there is one; a file that cannot be read goes to
-    the wideband model, whose pass reports it."""
+           narrow: bool, recordings: list[Path]) -> dict[Path, Band | None]:
+    """Each recording's model.  Auto: the recordings the wideband model's mel filters would
+    find empty at the top go to the narrowband one, when there is one.  ``None``: a recording
+    that cannot be read; whichever pass opens it reports it."""
     from ..errors import AudioFileError
     from ..features.band import recording_band
 
     if args.band != "auto" or not narrow:
-        return {path: args.band if args.band != "auto" else "wide" for path in args.files}
+        return {path: args.band if args.band != "auto" else "wide" for path in recordings}
     wide = classifier("wide").config
     top = wide.high_hz or wide.sample_rate / 2
-    bands: dict[Path, Band] = {}
-    for path in args.files:
+    bands: dict[Path, Band | None] = {}
+    for path in recordings:
         try:
             bands[path] = recording_band(path, top)
         except AudioFileError:
-            bands[path] = "wide"
+            bands[path] = None
     return bands

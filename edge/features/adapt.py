@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..config import AdaptConfig
 from ..errors import ConfigError, ModelError
 
 __all__ = ["RunningStats", "DeploymentNormalizer", "blended", "feature_space", "inverse_std",
@@ -211,7 +212,7 @@ class DeploymentNormalizer:
     replaced) and written by :meth:`save`.
     """
 
-    def __init__(self, prior: RunningStats, *, prior_frames: float = 6000.0,
+    def __init__(self, prior: RunningStats, *, prior_frames: float = AdaptConfig.prior_frames,
                  state_file: str | Path | None = None, space: str | None = None) -> None:
         if prior_frames < 0 or not math.isfinite(prior_frames):
             raise ConfigError(f"prior_frames must be a finite count >= 0, got {prior_frames!r}")

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import AdaptConfig
 from ..errors import ConfigError, ManifestMismatchError, ModelError
 from ..features import Mfcc, MfccConfig, StreamingMfcc, frame_dbfs, window_input
 from ..features.adapt import DeploymentNormalizer, RunningStats, feature_space, speech_frames
@@ -207,7 +208,7 @@ class SpeechClassifier(Closeable):
         runtime: str | None = None,
         adapt: bool = True,
         adapt_state: str | Path | None = None,
-        adapt_prior_frames: float = 6000.0,
+        adapt_prior_frames: float = AdaptConfig.prior_frames,
     ) -> None:
         self.adaptation: DeploymentNormalizer | None = None
         self.learns = False
