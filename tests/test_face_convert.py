@@ -524,3 +524,32 @@ def test_class_weights_damp_the_inverse_frequency_by_their_power(power):
     # undamped, its square root when square-root damped, its count when not weighted at all.
     share = weight * counts
     np.testing.assert_allclose(share / share[0], (counts / counts[0]) ** (1 - power), rtol=1e-5)
+
+
+def test_the_epoch_kept_is_chosen_by_accuracy_or_by_accuracy_and_mean_recall(monkeypatch):
+    """``choose_by``: the epoch whose choose-split score is best is the one kept; "balanced"
+    scores an epoch by the mean of its accuracy and mean per-class recall, so an epoch that
+    wins accuracy by dropping a rare class loses to one that keeps it."""
+    import convert.face.train as train
+    from convert.face.model import StudentSpec, build_student
+
+    y = np.array([0] * 8 + [1] * 2)
+    # Per epoch, the predictions on the 10 validation rows: epoch 1 calls everything class 0
+    # (accuracy 0.8, mean recall 0.5); epoch 2 finds the rare class at a cost (0.7, 0.81).
+    epochs = iter(())
+
+    def predict(model, x):  # stands in for the network on the validation rows
+        return np.eye(2)[next(epochs)]
+
+    monkeypatch.setattr(train, "predict_logits", predict)
+    x = np.zeros((10, 8, 8, 1), np.float32)
+    for choose_by, kept in (("accuracy", 1), ("balanced", 2)):
+        epochs = iter([np.zeros(10, int), np.array([0] * 5 + [1] * 3 + [1] * 2)])
+        model = build_student(StudentSpec(input_size=8, widths=(2,), pool_after=(),
+                                          num_classes=2, dropout=0.0))
+        cfg = train.TrainSection(epochs=2, batch_size=5, augment=False, choose_by=choose_by)
+        history = train.train_student(model, x, y, cfg, x_val=x, y_val=y)
+        assert history["best_epoch"] == kept, choose_by
+        assert history["val_accuracy"] == pytest.approx([0.8, 0.7])
+        assert history["val_recall"] == pytest.approx([0.5, (5 / 8 + 1) / 2])
+        assert history["best_val_accuracy"] == pytest.approx([0.8, 0.7][kept - 1])

@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 FINETUNE_TARGETS = ("teacher", "parent", "ensemble")
 #: What the hard-label term learns from (:attr:`TrainSection.ground_truth`).
 GROUND_TRUTHS = ("labels", "votes")
+#: What picks the epoch kept (``choose_by``).
+CHOOSE_BY = ("accuracy", "balanced")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +50,8 @@ class TrainSection(Section):
     seed_offset: typing.ClassVar[int] = 0
 
     epochs: int = setting(
-        40, "Passes over the training set (count); the epoch with the best choose-split "
-        "accuracy is kept.", min=0, max=10_000)
+        40, "Passes over the training set (count); the epoch best on the choose split by "
+        "choose_by is kept.", min=0, max=10_000)
     batch_size: int = setting(128, "Images per optimisation step (count).", min=1, max=65_536)
     learning_rate: float = setting(
         3e-3, "Peak AdamW learning rate (per step; a 1-epoch warm-up, then cosine decay to 1% "
@@ -98,6 +100,10 @@ class TrainSection(Section):
     vote_weight: float = setting(
         1.0, "With ground_truth = votes: share of the vote distribution in the target, the rest "
         "the one-hot FER2013 label (0..1; 1 = votes only).", min=0.0, max=1.0)
+    choose_by: str = setting(
+        "accuracy", "What picks the epoch kept, on the choose split: accuracy, or balanced (the "
+        "mean of accuracy and mean per-class recall, so that an epoch does not win by giving "
+        "up the rare classes).", choices=CHOOSE_BY)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -203,10 +209,20 @@ def predict_logits(model: Any, x: np.ndarray, batch: int = 512) -> np.ndarray:
 def accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:
     """Top-1 accuracy on the rows whose label ``y`` is >= 0 (-1 = not scored, e.g. a FER+
     majority tie; :func:`convert.face.ferplus.majority_labels`)."""
-    scored = np.asarray(y) >= 0
+    return scores(model, x, y)[0]
+
+
+def scores(model: Any, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Top-1 accuracy and mean per-class recall (over the classes present) on the rows whose
+    label ``y`` is >= 0."""
+    y = np.asarray(y)
+    scored = y >= 0
     if not scored.any():
-        return 0.0
-    return float((predict_logits(model, x[scored]).argmax(1) == y[scored]).mean())
+        return 0.0, 0.0
+    truth = y[scored]
+    right = predict_logits(model, x[scored]).argmax(1) == truth
+    recall = [right[truth == c].mean() for c in np.unique(truth)]
+    return float(right.mean()), float(np.mean(recall))
 
 
 def ground_truth(
@@ -285,7 +301,7 @@ def train_student(
     # an exponential average sits nearer the middle of that wandering.
     average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
     fit_callbacks = list(callbacks or []) + ([average.callback] if average else [])
-    history: dict[str, Any] = {"val_accuracy": [], "loss": []}
+    history: dict[str, Any] = {"val_accuracy": [], "val_recall": [], "loss": []}
     if average:
         history["val_accuracy_unaveraged"] = []
     best, best_weights = -1.0, None
@@ -297,13 +313,16 @@ def train_student(
             if average:
                 history["val_accuracy_unaveraged"].append(accuracy(model, x_val, y_val))
             with average.swapped_in() if average else contextlib.nullcontext():
-                acc = accuracy(model, x_val, y_val)
-                if keep_best and acc > best:
-                    best, best_weights = acc, model.get_weights()
+                acc, recall = scores(model, x_val, y_val)
+                score = acc if cfg.choose_by == "accuracy" else (acc + recall) / 2
+                if keep_best and score > best:
+                    best, best_weights = score, model.get_weights()
                     history["best_epoch"] = epoch + 1
+                    history["best_val_accuracy"] = acc
             history["val_accuracy"].append(acc)
-            logger.info("epoch %d/%d loss %.4f val acc %.4f%s", epoch + 1, cfg.epochs,
-                        history["loss"][-1], acc,
+            history["val_recall"].append(recall)
+            logger.info("epoch %d/%d loss %.4f val acc %.4f mean recall %.4f%s", epoch + 1,
+                        cfg.epochs, history["loss"][-1], acc, recall,
                         f" (unaveraged {history['val_accuracy_unaveraged'][-1]:.4f})"
                         if average else "")
         else:
@@ -312,7 +331,7 @@ def train_student(
         model.set_weights(best_weights)
     elif average:
         average.assign(average.average)
-    history["best_val_accuracy"] = best if best >= 0 else None
+    history.setdefault("best_val_accuracy", None)
     del tf
     return history
 
