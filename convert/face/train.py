@@ -25,6 +25,7 @@ from edge.config import Section, setting
 from edge.errors import ConfigError
 
 from ..averaging import WeightAverage
+from ..metrics import classification_metrics
 
 __all__ = ["FINETUNE_TARGETS", "GROUND_TRUTHS", "TrainSection", "train_student", "predict_logits",
            "accuracy", "ground_truth", "finetune_targets", "log_softmax"]
@@ -219,10 +220,9 @@ def scores(model: Any, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     scored = y >= 0
     if not scored.any():
         return 0.0, 0.0
-    truth = y[scored]
-    right = predict_logits(model, x[scored]).argmax(1) == truth
-    recall = [right[truth == c].mean() for c in np.unique(truth)]
-    return float(right.mean()), float(np.mean(recall))
+    logits = predict_logits(model, x[scored])
+    m = classification_metrics(y[scored], logits.argmax(1), [str(c) for c in range(logits.shape[1])])
+    return m["accuracy"], m["uar"]
 
 
 def ground_truth(
