@@ -137,33 +137,36 @@ def _adapt(args: argparse.Namespace, bands: dict[Path, Band | None],
     reported in one line; an unreadable FILE is reported by the classifying pass."""
     from ..errors import AudioFileError
 
-    unread: set[Path] = set()
+    unread = 0
     flag = "--adapt-from" if args.adapt_from else "--adapt" if args.adapt else None
     heard = _bands(args, classifier, narrow, args.adapt_from) if args.adapt_from else bands
+    adapting: list[Band] = []
     for band in dict.fromkeys(b or "wide" for b in bands.values()):
+        if classifier(band).adaptation is not None:
+            adapting.append(band)
+        elif flag:  # asked for; by default a model that cannot adapt just classifies
+            print(f"emotion-edge: warning: {paths[band]} does not adapt (its manifest has "
+                  f"no adaptation prior); classifying without {flag}", file=sys.stderr)
+    for band in adapting:
         clf = classifier(band)
-        if clf.adaptation is None:
-            if flag:  # asked for; by default a model that cannot adapt just classifies
-                print(f"emotion-edge: warning: {paths[band]} does not adapt (its manifest has "
-                      f"no adaptation prior); classifying without {flag}", file=sys.stderr)
-            continue
-        # An unreadable recording goes to every model, and the first to open it reports it.
-        sources = [p for p, b in heard.items() if b in (band, None)]
+        # An unreadable recording goes to the first model that adapts, whose pass reports it.
+        sources = [p for p, b in heard.items() if (b or adapting[0]) == band]
         windows = 0
         for path in sources:
             try:
                 windows += clf.observe_file(path)
             except AudioFileError as exc:
-                if args.adapt_from and path not in unread:
+                # each recording reaches one model (``heard`` holds each path once)
+                if args.adapt_from:
                     print(f"emotion-edge: error: calibration recording: {exc}", file=sys.stderr,
                           flush=True)
-                    unread.add(path)
+                    unread += 1
         if args.adapt_from and not windows:
             what = ("no speech in the calibration recording(s)" if sources else
                     f"no calibration recording in the {band}band")
             print(f"emotion-edge: warning: {what} for {paths[band].name}; its files are "
                   f"classified with the training data's statistics", file=sys.stderr)
-    return len(unread)
+    return unread
 
 
 def _narrow_model(args: argparse.Namespace) -> Path | None:
