@@ -79,7 +79,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FER_LICENCE = "FER2013: no licence stated, research use; weights only, images not redistributed"
-MIRROR_INFERENCE = ("mean of the face and its mirror image (edge.face.face_probabilities, "
+MIRROR_INFERENCE = ("mean of the face and its mirror image (edge.models.face.face_probabilities, "
                     "the device default)")
 
 #: Teacher logits for each training image and for its mirror image (``None`` without one).
