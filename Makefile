@@ -38,18 +38,21 @@ demo: $(VENV)/.device
 # On a Raspberry Pi (Raspberry Pi OS 64-bit Bookworm or Trixie): the device runtime with the Pi's
 # pins, which keep apt's NumPy ABI for picamera2 and take PyAudio from apt (docs/appliance.md,
 # "Install on a Raspberry Pi").  apt needs sudo, so its line is only printed.  Marks the device
-# runtime installed, so `make demo` then uses it as it is.
+# runtime installed, so `make demo` then uses it as it is; formats (PyAV, pi-heif) is what the
+# demo's phone recordings and photo need, as on a desktop (and as `make pi-check` installs).
 PI_CODENAME ?= $(shell . /etc/os-release 2>/dev/null && echo "$$VERSION_CODENAME")
 PI_CONSTRAINTS = constraints-pi-$(PI_CODENAME).txt
 PI_APT = python3-venv python3-picamera2 python3-pyaudio python3-lgpio
 
 .PHONY: pi-install
 pi-install:
+	@test "$$(uname -m)" = aarch64 || { echo "make pi-install is for Raspberry Pi OS 64-bit (aarch64);" \
+	    "this machine is $$(uname -m): use make demo or make test" >&2; exit 1; }
 	@test -f "$(PI_CONSTRAINTS)" || { echo "no $(PI_CONSTRAINTS): Raspberry Pi OS Bookworm or" \
 	    "Trixie is needed (or PI_CODENAME=bookworm|trixie)" >&2; exit 1; }
 	@echo "apt packages this needs (once): sudo apt install $(PI_APT)"
 	@$(MAKE) --no-print-directory $(BIN)/python
-	$(BIN)/python -m pip install -q -c $(PI_CONSTRAINTS) -e ".[device]"
+	$(BIN)/python -m pip install -q -c $(PI_CONSTRAINTS) -e ".[device,formats]"
 	touch $(VENV)/.device
 	@$(BIN)/python -c "import picamera2" 2>/dev/null && echo "picamera2 importable" \
 	    || echo "picamera2 not importable: sudo apt install $(PI_APT)"

@@ -123,3 +123,29 @@ def test_training_and_device_build_the_same_model_input(model_path):
             device = [clf.model_input(w) for _, w in _windows(clf, p.name)
                       if clf.gate.is_speech(w, clf.config)]
             np.testing.assert_allclose(np.stack(device), x_train[group == i], atol=1e-4)
+
+
+def test_the_docs_mqtt_example_is_what_the_demo_replay_decides(tmp_path):
+    """docs/appliance.md shows the first decision of a replay of the demo conversation "exactly
+    as sent"; a new model must bring a new example (scores within XNNPACK's 1 LSB)."""
+    import re
+    import subprocess
+    import sys
+
+    docs = (REPO / "docs" / "appliance.md").read_text()
+    block = re.search(r'```json\n(\{"schema": "emotion-edge/decision/1".*?)\n```', docs, re.S)
+    assert block, "docs/appliance.md has no decision example"
+    shown = json.loads(block[1])
+    log = tmp_path / "decisions.jsonl"
+    subprocess.run([sys.executable, "-m", "edge", "run", "--fast", "--no-camera", "--mock-gpio",
+                    "--audio-file", str(REPO / "demo" / "conversation.flac"),
+                    "--log-file", str(log)], check=True, capture_output=True, timeout=120)
+    sent = json.loads(log.read_text().splitlines()[0])
+    stale = "docs/appliance.md's MQTT example is stale: paste the first line of the replay's log"
+    for key in ("schema", "cycle", "media_s", "label", "confidence", "face"):
+        assert sent[key] == shown[key], stale
+    assert sent["speech"]["label"] == shown["speech"]["label"], stale
+    for got, want in ((sent["fused"], shown["fused"]),
+                      (sent["speech"]["scores"], shown["speech"]["scores"])):
+        assert got.keys() == want.keys(), stale
+        assert all(abs(got[k] - want[k]) <= 1 / 256 + 1e-4 for k in got), stale
