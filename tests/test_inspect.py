@@ -4,6 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.decision import Decision, ModalityReport
 from edge.errors import ConfigError, EmotionEdgeError
@@ -439,6 +441,29 @@ def test_output_into_a_closed_pipe_exits_quietly(tmp_path):
     assert "Traceback" not in err and "Exception ignored" not in err and err == ""
 
 
+# -- the timeline adds up to the dwell ------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["happy", "sad", None]), st.sampled_from([0.5, 0.5, 3.0,
+                                                                                  1e4]),
+                          st.booleans()), min_size=1, max_size=40))
+def test_the_timeline_adds_up_to_the_dwell_per_emotion(steps):
+    """Whatever the labels, gaps (a long one is downtime) and restarts, each emotion's segments
+    last as long in total as its dwell."""
+    recs, t, cycle = [], 0.0, 0
+    for label, gap, restart in steps:
+        t, cycle = t + gap, 0 if restart else cycle + 1
+        rec = json.loads(record(cycle, t, label).to_json())
+        recs.append(rec)
+    s = dl.summarize(recs)
+    totals: dict[str, float] = {}
+    for seg in s["timeline"]:
+        totals[seg["label"]] = totals.get(seg["label"], 0.0) + seg["duration_s"]
+    assert {k: round(v, 2) for k, v in totals.items() if v} == {
+        k: v for k, v in s["dwell_s"].items() if v}
+
+
 # -- replay dwell in media time ---------------------------------------------------------------------
 
 
@@ -449,7 +474,7 @@ def test_dwell_uses_media_time_when_records_carry_it():
     s = dl.summarize(fast)
     assert s["dwell_clock"] == "media"
     assert s["dwell_s"] == {"happy": 2.0, "sad": 1.0}
-    assert [seg["duration_s"] for seg in s["timeline"]] == [1.5, 1.0]
+    assert [seg["duration_s"] for seg in s["timeline"]] == [2.0, 1.0]  # as the dwell counts
     assert "in media time" in dl.format_summary(s)
 
     wall = [{k: v for k, v in r.items() if k != "media_s"} for r in fast]

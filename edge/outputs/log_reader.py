@@ -636,12 +636,15 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 dwell[prev_label] = dwell.get(prev_label, 0.0) + gap
                 clocks.add(clock)
                 counted = gap
+        if counted:
+            # The time since the previous decision is its label's, as in the dwell: a segment
+            # lasts until the decision that ends it, so the timeline adds up to the dwell.
+            timeline[-1]["duration_s"] += counted
         if not timeline or timeline[-1]["label"] != label or new_run:
             timeline.append({"start": rec["time"], "end": rec["time"], "label": label,
                              "duration_s": 0.0})
         else:
             timeline[-1]["end"] = rec["time"]
-            timeline[-1]["duration_s"] += counted
         level_cycles[rec["level"]] = level_cycles.get(rec["level"], 0) + 1
         for stage, ms in rec.get("latency_ms", {}).items():
             stage_ms.setdefault(stage, []).append(float(ms))
