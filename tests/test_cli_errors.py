@@ -138,3 +138,26 @@ def test_ffmpeg_says_nothing_of_damaged_video_frames(tmp_path):
     stray = [line for line in proc.stderr.splitlines()
              if not line.startswith("emotion-edge: error: ")]
     assert not stray, stray[:5]
+
+
+@pytest.mark.parametrize("runtime, fix", [("litert", "emotion-edge[device]"),
+                                          ("tflite-runtime", "pip install tflite-runtime"),
+                                          ("tensorflow", "emotion-edge[convert]")])
+def test_a_runtime_that_is_not_installed_names_what_installs_it(monkeypatch, capsys, runtime, fix):
+    import importlib
+
+    from edge.models import runtime as rt
+
+    module = rt.RUNTIMES[runtime][0]
+    real = importlib.import_module
+
+    def missing(name, *args, **kw):
+        if name == module:
+            raise ImportError(f"No module named {name!r}")
+        return real(name, *args, **kw)
+
+    monkeypatch.setattr(importlib, "import_module", missing)
+    rc = cli.main(["classify", "--runtime", runtime, str(REPO / "demo" / "audio" / "03a01Wa.flac")])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"runtime {runtime!r} is not installed" in err[0] and fix in err[0]

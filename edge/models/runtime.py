@@ -34,6 +34,13 @@ RUNTIMES: dict[str, tuple[str, str]] = {
     "tensorflow": ("tensorflow.lite", "Interpreter"),
 }
 
+#: What installs each runtime (the convert extra brings TensorFlow; tflite-runtime is in no extra).
+_INSTALL = {
+    "litert": "pip install 'emotion-edge[device]'",
+    "tflite-runtime": "pip install tflite-runtime (or use the default runtime, litert)",
+    "tensorflow": "pip install 'emotion-edge[convert]' (or use the default runtime, litert)",
+}
+
 
 def resolve_interpreter_class(runtime: str | None = None) -> tuple[str, Any]:
     """Return ``(name, Interpreter class)`` for ``runtime`` or the first one importable."""
@@ -48,7 +55,7 @@ def resolve_interpreter_class(runtime: str | None = None) -> tuple[str, Any]:
             return runtime, getattr(importlib.import_module(module), attr)
         except ImportError as exc:
             raise MissingDependencyError(
-                f"runtime {runtime!r} is not installed ({exc}); pip install 'emotion-edge[device]'"
+                f"runtime {runtime!r} is not installed ({exc}); {_INSTALL[runtime]}"
             ) from None
     tried = []
     for name, (module, attr) in RUNTIMES.items():
