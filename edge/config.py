@@ -313,6 +313,11 @@ class LedConfig(Section):
             raise ConfigError(
                 f"leds.rgb_pins = {list(self.rgb_pins)!r} must list exactly 3 pins (red, green, "
                 f"blue)")
+        unknown = [label for label in self.emotion_pins if label not in COMMON_LABELS]
+        if unknown:  # a typo would leave its emotion dark without a word
+            raise ConfigError(
+                f"leds.emotion_pins: {', '.join(map(repr, unknown))} is not an emotion the "
+                f"appliance shows; use {', '.join(COMMON_LABELS)}")
         pins = [p for p in (*self.rgb_pins, self.status_pin) if p >= 0]
         if self.mode == "per_emotion":
             pins = [*self.emotion_pins.values(), self.status_pin]

@@ -59,6 +59,7 @@ def test_unrelated_package_env_vars_are_ignored():
         ("[camera]\nenabled = 1\n", ["camera.enabled", "true or false"]),
         ("[leds]\nrgb_pins = [1, 2]\n", ["rgb_pins", "3 pins"]),
         ("[leds]\nrgb_pins = [4, 5, 6]\nstatus_pin = 4\n", ["assigned twice"]),
+        ("[leds]\nemotion_pins = {happy = 6, joy = 7}\n", ["leds.emotion_pins", "'joy'", "surprised"]),
         ("[loop\n", ["not valid TOML"]),
         ("[camera]\nredetect_motion = -1\n", ["camera.redetect_motion", ">= 0.0"]),
         ("[camera]\nredetect_motion = 300\n", ["camera.redetect_motion", "<= 255.0"]),
