@@ -250,6 +250,12 @@ def test_a_calibration_recording_standardises_every_file(adapting_model, tmp_pat
     for got, want in zip(scores, expected):
         assert got == pytest.approx(want, abs=1e-4)
 
+    code, scores, err = classify("--adapt-from", str(damaged))  # nothing readable: said so
+    assert code == 1 and len(scores) == 2 and "no speech" not in err
+    assert "damaged.wav" in err and "no readable calibration recording" in err
+    for got, want in zip(scores, fresh):
+        assert got == pytest.approx(want, abs=1e-6)
+
     silent = _wav(tmp_path / "silence.wav", np.zeros(32000, np.float32))
     code, scores, err = classify("--adapt-from", str(silent))
     assert code == 0 and "no speech in the calibration recording" in err

@@ -166,6 +166,20 @@ def test_band_narrow_without_a_narrowband_model_is_one_clear_line(two_models, ca
     assert len(err) == 1 and "--narrow-model" in err[0] and "Traceback" not in err[0]
 
 
+@pytest.mark.parametrize("flag", ["--model", "--narrow-model"])
+def test_a_model_named_but_missing_stops_before_any_file_naming_its_option(two_models, tmp_path,
+                                                                           capsys, flag):
+    """Even when every file is wideband: a typo in --narrow-model would otherwise pass unseen
+    until a call's recording turned up, and then stop the whole call."""
+    wide, narrow, files = two_models
+    named = {"--model": str(wide), "--narrow-model": str(narrow)} | {flag: str(tmp_path / "nope")}
+    argv = [x for kv in named.items() for x in kv]
+    assert main(["classify", *argv, str(files["wide"])]) == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert out == "" and len(lines) == 1 and f"{flag} {tmp_path / 'nope'}" in lines[0]
+
+
 def test_the_shipped_narrowband_model_hears_the_voice_band_and_takes_a_call():
     """Its manifest's filters span the voice band, it speaks the wideband model's labels, and
     a shipped demo clip through a call goes to it while the clip as recorded does not."""

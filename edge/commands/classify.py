@@ -83,9 +83,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     from contextlib import ExitStack
 
-    from ..errors import AudioFileError
+    from ..errors import AudioFileError, ConfigError
     from ..models.speech import SPEECH_MODEL_FILE, SpeechClassifier
 
+    for flag, given in (("--model", args.model), ("--narrow-model", args.narrow_model)):
+        # Checked before any file: a typo found only when a file of that band turns up would
+        # stop the call half-way (a named model is used whole or not at all).
+        if given is not None and not Path(given).is_file():
+            raise ConfigError(f"{flag} {given}: no such model file; name an existing .tflite "
+                              f"(with its .json manifest beside it)")
     paths: dict[Band, Path] = {"wide": args.model or default_model(SPEECH_MODEL_FILE)}
     narrow = _narrow_model(args)
     if narrow is not None:
@@ -151,10 +157,11 @@ def _adapt(args: argparse.Namespace, bands: dict[Path, Band | None],
         clf = classifier(band)
         # An unreadable recording goes to the first model that adapts, whose pass reports it.
         sources = [p for p, b in heard.items() if (b or adapting[0]) == band]
-        windows = 0
+        windows = read = 0
         for path in sources:
             try:
                 windows += clf.observe_file(path)
+                read += 1
             except AudioFileError as exc:
                 # each recording reaches one model (``heard`` holds each path once)
                 if args.adapt_from:
@@ -162,7 +169,8 @@ def _adapt(args: argparse.Namespace, bands: dict[Path, Band | None],
                           flush=True)
                     unread += 1
         if args.adapt_from and not windows:
-            what = ("no speech in the calibration recording(s)" if sources else
+            what = ("no speech in the calibration recording(s)" if read else
+                    "no readable calibration recording" if sources else
                     f"no calibration recording in the {band}band")
             print(f"emotion-edge: warning: {what} for {paths[band].name}; its files are "
                   f"classified with the training data's statistics", file=sys.stderr)
