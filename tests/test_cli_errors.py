@@ -161,3 +161,20 @@ def test_a_runtime_that_is_not_installed_names_what_installs_it(monkeypatch, cap
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"runtime {runtime!r} is not installed" in err[0] and fix in err[0]
+
+
+def test_a_file_for_the_other_command_says_which_command_reads_it(capsys):
+    """A photo given to `classify`, a recording to `classify-face`, and a device that is no
+    file: one line each, naming what to do instead of a conversion that cannot help."""
+    photo, voice = REPO / "demo" / "face.jpg", REPO / "demo" / "audio" / "03a01Wa.flac"
+    assert cli.main(["classify", str(photo), "/dev/null", str(voice)]) == 1
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and str(voice) in out  # the recording is still classified
+    assert str(photo) in lines[0] and "classify-face" in lines[0] and "ffmpeg" not in lines[0]
+    assert lines[1] == "emotion-edge: error: /dev/null: not a regular file"
+    assert cli.main(["classify-face", str(voice), str(photo)]) == 1
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and str(voice) in lines[0] and "`emotion-edge classify`" in lines[0]
+    assert str(photo) in out

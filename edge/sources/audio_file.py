@@ -285,7 +285,8 @@ class AudioFileStream(Closeable):
             raise AudioFileError(f"{self.path}: is a folder, not an audio file; give the files "
                                  f"in it (e.g. {self.path}/*.wav)")
         if not self.path.is_file():
-            raise AudioFileError(f"{self.path}: no such file")
+            raise AudioFileError(f"{self.path}: not a regular file" if self.path.exists() else
+                                 f"{self.path}: no such file")
         if self.path.stat().st_size == 0:
             raise AudioFileError(f"{self.path}: file is empty")
         self._file = self._open()
@@ -346,6 +347,11 @@ class AudioFileStream(Closeable):
         except AudioFileError:
             if phone_format:
                 raise  # FFmpeg's reason: libsndfile's says only "format not recognised"
+        from .images import IMAGE_SUFFIXES
+
+        if self.path.suffix.lower() in IMAGE_SUFFIXES:
+            raise AudioFileError(f"{self.path}: an image, not a recording; `emotion-edge "
+                                 f"classify-face` reads images")
         raise AudioFileError(
             f"{self.path}: not a readable audio file ({soundfile_error}); supported: WAV, FLAC, "
             f"OGG, AIFF, MP3, and with PyAV M4A/AAC, AMR, 3GP, WMA, WebM (convert others first, "

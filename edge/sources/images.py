@@ -18,6 +18,9 @@ __all__ = ["to_gray", "read_gray_image"]
 _HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1",
                           b"msf1", b"avif", b"avis"})
 _HEIF_HINT = "pip install 'emotion-edge[formats]' (pi-heif), or save the photo as JPEG"
+#: Still pictures, by name: a recording command given one says which command reads it.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic",
+                  ".heif", ".avif", ".pgm", ".ppm")
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
@@ -46,7 +49,8 @@ def read_gray_image(path: str | Path) -> np.ndarray:
         raise ImageFileError(f"{path}: is a folder, not an image; give the files in it "
                              f"(e.g. {path}/*.jpg)")
     if not path.is_file():
-        raise ImageFileError(f"{path}: no such image file")
+        raise ImageFileError(f"{path}: not a regular file" if path.exists() else
+                             f"{path}: no such image file")
     cv2 = optional.cv2()
     data = np.fromfile(str(path), dtype=np.uint8)
     heif = _is_heif(data[:64].tobytes())
@@ -66,7 +70,13 @@ def read_gray_image(path: str | Path) -> np.ndarray:
     if image is None and heif:  # no Pillow
         raise ImageFileError(f"{path}: a HEIC/AVIF photo; reading it needs {_HEIF_HINT}")
     if image is None:
-        raise ImageFileError(f"{path}: not a readable image (empty, truncated or unknown format)")
+        from .audio_file import AUDIO_EXTENSIONS, FFMPEG_AUDIO_EXTENSIONS
+
+        sound = path.suffix.lower() in (*AUDIO_EXTENSIONS, *FFMPEG_AUDIO_EXTENSIONS, ".mp3")
+        raise ImageFileError(
+            f"{path}: not a readable image ("
+            + ("a recording? `emotion-edge classify` reads those)" if sound else
+               "empty, truncated or unknown format)"))
     return np.asarray(image, dtype=np.uint8)
 
 
