@@ -332,3 +332,28 @@ def test_the_appliance_learns_recordings_into_its_state(adapting_model, tmp_path
     assert main(["adapt", "--config", str(cfg), "--set", "adapt.enabled=false",
                  "--learn", str(room)]) == 2
     assert "adapt.enabled = false" in capsys.readouterr().err
+
+
+def test_a_phone_call_is_not_learnt_as_the_room(adapting_model, tmp_path, capsys):
+    """The appliance's microphone is wideband: a call saved at 8 kHz would teach it the
+    statistics of a phone line.  It is named and left out; the room's recording is learnt."""
+    import soundfile as sf
+
+    from edge.cli import main
+    from edge.models.speech import SpeechClassifier
+
+    state = tmp_path / "adapt.json"
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f"[models]\nspeech = '{adapting_model}'\n[adapt]\nstate_file = '{state}'\n")
+    room = _wav(tmp_path / "room.wav", _speechlike(8.0, seed=4))
+    call = tmp_path / "call.wav"
+    sf.write(str(call), _speechlike(8.0, seed=5)[::2], 8000)
+    assert main(["adapt", "--config", str(cfg), "--learn", str(call), str(room)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert sum("call.wav" in line for line in err) == 1
+    assert any("call.wav" in line and "not learnt" in line for line in err)
+    with SpeechClassifier(adapting_model) as clf:
+        clf.observe_file(room)
+        expected = clf.adaptation.heard.count
+    with SpeechClassifier(adapting_model, adapt_state=state) as resumed:
+        assert resumed.adaptation.frames_heard == expected > 0

@@ -81,6 +81,7 @@ def _learn(config: Config, recordings: list[Path]) -> int:
     import sys
 
     from ..errors import AudioFileError, ConfigError
+    from ..features.band import recording_band
     from ..pipeline.appliance import open_speech_model
 
     if not config.adapt.enabled:
@@ -91,9 +92,18 @@ def _learn(config: Config, recordings: list[Path]) -> int:
         if speech.adaptation is None:
             raise ConfigError(f"{speech.model.path}: this speech model does not adapt (its "
                               f"manifest has no adaptation prior); nothing to learn")
+        top = speech.config.high_hz or speech.config.sample_rate / 2
         for recording in recordings:
             before = speech.adaptation.frames_heard
             try:
+                if recording_band(recording, top) == "narrow":
+                    # The appliance's microphone hears the whole band: a phone call's
+                    # statistics would tell the model its room is a call (`classify` gives
+                    # such a recording to the narrowband model instead).
+                    print(f"emotion-edge: warning: {recording}: nothing above the voice band (a "
+                          f"phone call?), unlike the appliance's microphone; not learnt",
+                          file=sys.stderr, flush=True)
+                    continue
                 speech.observe_file(recording)
             except AudioFileError as exc:
                 print(f"emotion-edge: error: {exc}", file=sys.stderr, flush=True)
