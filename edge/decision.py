@@ -21,8 +21,9 @@ SCHEMA = "emotion-edge/decision/1"
 class ModalityReport:
     """One modality's part in a decision.
 
-    ``state`` is ``ok`` (scores present), ``no_speech``, ``no_face``, ``skipped`` (shed by the
-    budget), ``unavailable`` (camera gone) or ``disabled``.
+    ``state`` is ``ok`` (scores present), ``no_speech``, ``no_face``, ``no_frame`` (the camera
+    is there but has no frame for this moment: not yet, or a replayed video has ended),
+    ``skipped`` (shed by the budget), ``unavailable`` (camera gone) or ``disabled``.
     """
 
     state: str

@@ -130,6 +130,6 @@ def _main(args: argparse.Namespace) -> int:
     c = summary.counters
     print(f"emotion-edge: {summary.cycles} decisions over {summary.audio_s:.1f} s of audio; "
           f"overruns {c['overruns']}, degradations {c['degradations']}, audio drops "
-          f"{c['audio_dropped_blocks']}, overflows {c['audio_overflows']}, frame drops "
-          f"{c['frame_drops']}", file=sys.stderr)
+          f"{c['audio_dropped_blocks']}, overflows {c['audio_overflows']}, frames "
+          f"skipped {c['frame_drops']} (the camera is faster than the loop)", file=sys.stderr)
     return 0

@@ -221,7 +221,8 @@ def check_gpio(config: Config, pin_factory: Any = None) -> list[Finding]:
     except EmotionEdgeError as exc:
         return [Finding("GPIO", PROBLEM, str(exc),
                         "on a Pi: add the user to the gpio group; if the service is running it "
-                        "holds the pins (stop it first)")]
+                        "holds the pins (stop it first); off a Pi: `check --mock-gpio` checks "
+                        "the LED settings on gpiozero's mock pins, which a replay uses there")]
     return [Finding("GPIO", OK, f"LED pins free ({config.leds.mode})")]
 
 
