@@ -4,7 +4,8 @@ The model (Apache-2.0) sits inside the ``mediapipe==0.10.21`` wheel, which is do
 ``pip download --no-deps`` (never installed: mediapipe pulls jax) and opened as a zip.  The file is
 the same in every platform's wheel, but mediapipe 0.10.21 has no wheel for Linux aarch64 nor for
 Python 3.13, so the download names one platform explicitly and works from any machine, the Pi
-included.  The extracted file must match :data:`edge.blazeface.BLAZEFACE_SHA256`.
+included.  The extracted file must match :data:`edge.vision.blazeface.BLAZEFACE_SHA256`.
+The file ships in ``models/``; this restores it (or brings it to a models folder of your own).
 
 Offline: ``--wheel PATH`` reads an already downloaded wheel instead.
 """
@@ -43,7 +44,7 @@ LICENCE_NOTE = (
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "blazeface",
-        help="fetch the BlazeFace short-range face detector (optional, faster than Haar)",
+        help="fetch the BlazeFace face detector again (it ships in models/; this restores it)",
         description=f"Download mediapipe=={MEDIAPIPE_VERSION} with `pip download --no-deps` "
         f"(never installed), take {BLAZEFACE_MODEL_FILE} out of it, check its sha256 and write it "
         f"beside the shipped models.",
