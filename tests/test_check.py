@@ -106,3 +106,25 @@ def test_cli_rejects_a_bad_config(tmp_path, capsys):
     cfg.write_text("[leds]\nmode = 'disco'\n")
     assert main(["check", "--config", str(cfg)]) == 2
     assert "leds.mode" in capsys.readouterr().err
+
+
+def test_the_files_run_writes_are_checked_before_it_needs_them(tmp_path, capsys):
+    """A folder named as the adaptation state (or the decision log) is a problem for check, as
+    it is for run when it comes to save; a missing folder that can be made is fine."""
+    folder = tmp_path / "state"
+    folder.mkdir()
+    fine = tmp_path / "new" / "speech-adaptation.json"
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    cases = [(f"adapt.state_file={folder}", 1, "[PROBLEM] adaptation state"),
+             (f"adapt.state_file={blocker / 'x.json'}", 1, "[PROBLEM] adaptation state"),
+             (f"log.file={folder}", 1, "[PROBLEM] decision log"),
+             (f"adapt.state_file={fine}", 0, "[ok     ] adaptation state")]
+    for setting, rc, line in cases:
+        assert main(["check", "--no-devices", "--mock-gpio", "--set", setting]) == rc, setting
+        out = capsys.readouterr().out
+        assert line in out, (setting, out)
+    assert not fine.parent.exists()  # check makes nothing
+    main(["check", "--no-devices", "--mock-gpio", "--set", f"adapt.state_file={folder}",
+          "--set", "adapt.enabled=false"])
+    assert "adaptation state" not in capsys.readouterr().out  # nothing is saved then

@@ -289,6 +289,8 @@ def run_checks(config: Config, *, live: bool = True, pin_factory: Any = None) ->
     findings += check_mqtt(config)
     if config.log.file:
         findings.append(check_decision_log(Path(config.log.file)))
+    if config.adapt.enabled and config.adapt.state_file:
+        findings.append(check_adaptation_state(Path(config.adapt.state_file)))
     return findings
 
 
@@ -296,15 +298,33 @@ def check_decision_log(path: Path) -> Finding:
     """Whether ``run`` can open ``path`` for appending as its log sink does (creating the missing
     folders): a folder is a problem; an unwritable place a warning, since the service creates
     /run/emotion-edge itself when it starts."""
+    return _file_to_write("decision log", "log.file", path, "decisions.jsonl",
+                          "the service creates /run/emotion-edge itself (RuntimeDirectory=); "
+                          "elsewhere create it or change log.file")
+
+
+def check_adaptation_state(path: Path) -> Finding:
+    """Whether the speech model can save what it learnt about the room at ``path`` (creating
+    the missing folders, as it does); the service creates /var/lib/emotion-edge itself."""
+    return _file_to_write("adaptation state", "adapt.state_file", path, "speech-adaptation.json",
+                          "the service creates /var/lib/emotion-edge itself (StateDirectory=); "
+                          "elsewhere create it or change adapt.state_file")
+
+
+def _file_to_write(what: str, setting: str, path: Path, example: str, fix: str) -> Finding:
+    """A folder where a file is named is a problem; an unwritable place a warning (the service's
+    own folders are made by systemd, and check may run as another user)."""
     if path.is_dir():
-        return Finding("decision log", PROBLEM, f"{path} is a folder",
-                       f"log.file names the file to write, e.g. {path / 'decisions.jsonl'}")
+        return Finding(what, PROBLEM, f"{path} is a folder",
+                       f"{setting} names the file to write, e.g. {path / example}")
+    existing = next((p for p in path.parents if p.exists()), Path("/"))
+    if not existing.is_dir():
+        return Finding(what, PROBLEM, f"{existing} is a file, so {path} cannot be made",
+                       f"point {setting} at a file in a folder")
     if path.exists():
         writable = os.access(path, os.W_OK)
     else:
-        existing = next((p for p in path.parents if p.exists()), Path("/"))
-        writable = existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)
-    return Finding("decision log", OK if writable else WARN,
+        writable = os.access(existing, os.W_OK | os.X_OK)
+    return Finding(what, OK if writable else WARN,
                    f"{path} ({'writable' if writable else 'not writable'} by uid {os.getuid()})",
-                   "the service creates /run/emotion-edge itself (RuntimeDirectory=); elsewhere "
-                   "create it or change log.file")
+                   fix)
