@@ -38,12 +38,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _UserFormatter(logging.Formatter):
+    """Warnings and errors in the words of the command's own messages ("emotion-edge: warning:
+    ..."), so that a user sees one style; -v and -vv add levels and module names for who digs."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"emotion-edge: {record.levelname.lower()}: {super().format(record)}"
+
+
 def configure_logging(verbosity: int) -> None:
     # The entry point is the only place that configures logging (libraries only get loggers).
     level = logging.WARNING - 10 * min(verbosity, 2)
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_UserFormatter("%(message)s") if verbosity == 0 else
+                         logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -258,3 +258,30 @@ def test_each_model_calibrates_on_the_recordings_of_its_band(tmp_path, capsys):
     assert room_only[str(files["wide"])] == both[str(files["wide"])]
     assert room_only[str(files["narrow"])] == pytest.approx(expected("narrow", []), abs=1e-4)
     assert err.count("\n") == 1 and "no calibration recording in the narrowband" in err
+
+
+def test_a_recording_sampled_below_the_models_band_is_classified_with_a_warning(two_models,
+                                                                                tmp_path, capsys,
+                                                                                caplog):
+    """Resampling cannot bring back what a low rate never recorded: the file is still
+    classified, with one warning saying its result is unreliable; a file that fills the band
+    of the model it goes to gets none."""
+    import logging
+
+    wide, narrow, files = two_models
+    low = tmp_path / "call4k.wav"
+    sf.write(low, speech_like_noise(2.0, sr=4000, seed=4), 4000)
+    models = ["--model", str(wide), "--narrow-model", str(narrow)]
+    with caplog.at_level(logging.WARNING):
+        assert main(["classify", "--json", *models, str(low), str(files["rate"]),
+                     str(files["wide"])]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warned) == 1 and str(low) in warned[0] and "4000 Hz" in warned[0], warned
+    assert narrow.name in warned[0] and "unreliable" in warned[0]
+    # Forced onto the wideband model, the 8 kHz call is below its band too.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert main(["classify", "--json", *models, "--band", "wide", str(files["rate"])]) == 0
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warned) == 1 and "8000 Hz" in warned[0] and wide.name in warned[0], warned

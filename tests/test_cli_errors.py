@@ -178,3 +178,18 @@ def test_a_file_for_the_other_command_says_which_command_reads_it(capsys):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and str(voice) in lines[0] and "`emotion-edge classify`" in lines[0]
     assert str(photo) in out
+
+
+def test_warnings_read_like_the_commands_own_lines_and_v_adds_where_from(tmp_path):
+    low = tmp_path / "call4k.wav"
+    import soundfile as sf
+
+    t = np.arange(8000) / 4000
+    sf.write(low, (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), 4000)
+    for flags, start in (([], "emotion-edge: warning: "),
+                         (["-v"], "WARNING edge.models.speech: ")):
+        result = subprocess.run([sys.executable, "-m", "edge", *flags, "classify", str(low)],
+                                capture_output=True, text=True, timeout=120, cwd=REPO)
+        assert result.returncode == 0, result.stderr
+        warned = [line for line in result.stderr.splitlines() if "4000 Hz" in line]
+        assert len(warned) == 1 and warned[0].startswith(start + f"{low}:"), result.stderr

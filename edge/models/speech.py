@@ -334,6 +334,13 @@ class SpeechClassifier(Closeable):
         stream = SpeechStream(self, learn=False)
         acc = Aggregate(self.labels)
         with AudioFileStream(path, self.sample_rate) as blocks:
+            top = self.config.high_hz or self.sample_rate / 2
+            if blocks.file_rate / 2 < top:
+                # Resampling cannot bring back what was never recorded: the model's upper mel
+                # bands are empty, as in no recording it was trained on.
+                logger.warning("%s: sampled at %d Hz, so nothing above %d Hz was recorded; %s "
+                               "hears up to %.0f Hz: this result is unreliable", path,
+                               blocks.file_rate, blocks.file_rate // 2, self.model.path.name, top)
             for block in blocks:
                 for result in stream.feed(block):
                     acc.add(result)

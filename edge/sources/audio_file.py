@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import AudioFileError, ConfigError, MissingDependencyError
 from ..lifecycle import Closeable
+from .kinds import AUDIO_EXTENSIONS, FFMPEG_AUDIO_EXTENSIONS, IMAGE_SUFFIXES
 
 __all__ = [
     "to_mono_float", "Resampler", "resample", "AudioFileStream", "load_audio", "AUDIO_EXTENSIONS",
@@ -26,14 +27,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: File types ``load_audio`` reads (with soundfile; WAV also without it).  A folder of a corpus
-#: is searched for these.
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".aiff", ".aif")
-#: What phones and other recorders save and libsndfile does not read; with PyAV (FFmpeg)
-#: installed, ``load_audio`` reads these, and any other file FFmpeg knows, through it.
-FFMPEG_AUDIO_EXTENSIONS = (".m4a", ".aac", ".mp4", ".3gp", ".amr", ".wma", ".webm", ".opus",
-                           ".mka", ".mov", ".mkv")
-#: Telling a user how to read those.
+#: Telling a user how to read the FFmpeg formats.
 FFMPEG_HINT = "pip install 'emotion-edge[formats]' (PyAV)"
 #: Sample rates of files we read, Hz: 1 kHz to 8x 48 kHz (a header may claim anything).
 FILE_RATES = (1_000, 384_000)
@@ -347,8 +341,6 @@ class AudioFileStream(Closeable):
         except AudioFileError:
             if phone_format:
                 raise  # FFmpeg's reason: libsndfile's says only "format not recognised"
-        from .images import IMAGE_SUFFIXES
-
         if self.path.suffix.lower() in IMAGE_SUFFIXES:
             raise AudioFileError(f"{self.path}: an image, not a recording; `emotion-edge "
                                  f"classify-face` reads images")

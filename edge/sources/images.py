@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import optional
 from ..errors import ImageFileError
+from .kinds import AUDIO_EXTENSIONS, FFMPEG_AUDIO_EXTENSIONS
 
 __all__ = ["to_gray", "read_gray_image"]
 
@@ -18,9 +19,6 @@ __all__ = ["to_gray", "read_gray_image"]
 _HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1",
                           b"msf1", b"avif", b"avis"})
 _HEIF_HINT = "pip install 'emotion-edge[formats]' (pi-heif), or save the photo as JPEG"
-#: Still pictures, by name: a recording command given one says which command reads it.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic",
-                  ".heif", ".avif", ".pgm", ".ppm")
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
@@ -70,8 +68,6 @@ def read_gray_image(path: str | Path) -> np.ndarray:
     if image is None and heif:  # no Pillow
         raise ImageFileError(f"{path}: a HEIC/AVIF photo; reading it needs {_HEIF_HINT}")
     if image is None:
-        from .audio_file import AUDIO_EXTENSIONS, FFMPEG_AUDIO_EXTENSIONS
-
         sound = path.suffix.lower() in (*AUDIO_EXTENSIONS, *FFMPEG_AUDIO_EXTENSIONS, ".mp3")
         raise ImageFileError(
             f"{path}: not a readable image ("

@@ -1,0 +1,17 @@
+"""What a media file is, by its name: the recording and picture readers each name the other
+command when given the other kind (a photo to ``classify``, a recording to ``classify-face``)."""
+
+from __future__ import annotations
+
+__all__ = ["AUDIO_EXTENSIONS", "FFMPEG_AUDIO_EXTENSIONS", "IMAGE_SUFFIXES"]
+
+#: File types ``load_audio`` reads (with soundfile; WAV also without it).  A folder of a corpus
+#: is searched for these.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".aiff", ".aif")
+#: What phones and other recorders save and libsndfile does not read; with PyAV (FFmpeg)
+#: installed, ``load_audio`` reads these, and any other file FFmpeg knows, through it.
+FFMPEG_AUDIO_EXTENSIONS = (".m4a", ".aac", ".mp4", ".3gp", ".amr", ".wma", ".webm", ".opus",
+                           ".mka", ".mov", ".mkv")
+#: Still pictures.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic",
+                  ".heif", ".avif", ".pgm", ".ppm")
