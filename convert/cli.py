@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"emotion-convert {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("--debug", action="store_true",
+                        help="debug log, and the traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__package__}.{name}").register(sub)
@@ -37,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
+        level=logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -46,6 +48,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EmotionEdgeError as exc:
         print(f"emotion-convert: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # The feature cache is written through temporary files, so it holds only whole entries.
+        print("emotion-convert: interrupted; a rerun reuses the features already cached",
+              file=sys.stderr)
+        return 130
+    except OSError as exc:  # a path given that is missing, a folder, a file, not writable, ...
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"emotion-convert: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug or an unforeseen input: one line, the traceback with --debug
+        logging.getLogger(__name__).debug("traceback of the internal error", exc_info=True)
+        print(f"emotion-convert: internal error: {type(exc).__name__}: {exc} (emotion-convert "
+              f"--debug {args.command} ... shows where; please report it)", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":  # pragma: no cover

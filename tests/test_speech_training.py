@@ -57,8 +57,51 @@ def test_speaker_folds_hold_out_whole_speakers():
     for f in folds:  # RAVDESS: odd actors male, even female -> both in every fold
         parities = {int(s[-2:]) % 2 for s in f}
         assert parities == {0, 1}
-    with pytest.raises(ValueError):
-        speaker_folds(utts, 25)
+    assert all(speaker_folds(utts, 12))  # 24 speakers: 12 pairs, no fold empty
+    with pytest.raises(ConfigError, match="24 speakers give at most 12 .*--folds 2 to 12"):
+        speaker_folds(utts, 13)
+    for n in (2, 3, 5, 10):  # a fold without speakers would train and then fail to score
+        few = utts[: 3 * n]
+        most = (n + 1) // 2
+        if most >= 2:
+            assert all(speaker_folds(few, most))
+        with pytest.raises(ConfigError, match=f"{n} speakers give at most {most} "):
+            speaker_folds(few, most + 1)
+
+
+def test_csv_rows_that_cannot_be_used_are_named_and_left_out(tmp_path, caplog):
+    """Each bad row is one warning naming file:line; the good rows are still indexed."""
+    import logging
+
+    import soundfile as sf
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name in ("a", "b"):
+        sf.write(clips / f"{name}.wav", np.zeros(1600, np.float32), 16000)
+    table = tmp_path / "labels.csv"
+    table.write_text("\ufeffpath,label,speaker\n"  # a spreadsheet's byte-order mark
+                     "clips/a.wav,Happy,s1\n"
+                     "clips/missing.wav,sad,s1\n"
+                     "clips/b.wav,,s2\n"
+                     "clips/b.wav\n"
+                     "./clips/a.wav,happy,s1\n"
+                     "clips/b.wav,sad,s2\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="convert.speech.corpora"):
+        utts = index_csv(table)
+    assert [(u.path.name, u.label, u.speaker) for u in utts] == [("a.wav", "happy", "s1"),
+                                                                ("b.wav", "sad", "s2")]
+    warned = [r.getMessage() for r in caplog.records]
+    assert [w.split(": ")[0] for w in warned] == [f"{table}:{n}" for n in (3, 4, 5, 6)]
+    assert "missing.wav does not exist" in warned[0] and "empty label" in warned[1]
+    assert "too few fields" in warned[2] and "already row 2" in warned[3]
+    table.write_bytes("path,label,speaker\nclips/a.wav,fröhlich,s1\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        index_csv(table)
+    with pytest.raises(ConfigError, match="is a folder"):
+        index_csv(tmp_path)
+    with pytest.raises(ConfigError, match="no such CSV file"):
+        index_csv(tmp_path / "none.csv")
 
 
 def test_metrics_by_hand():
@@ -80,7 +123,7 @@ def test_fusion_map_is_explicit():
 def test_csv_index_errors_name_the_row(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("path,label,speaker\nmissing.wav,happy,s1\n")
-    with pytest.raises(ConfigError, match=r"bad.csv:2: .*missing.wav"):
+    with pytest.raises(ConfigError, match=r"bad.csv: no usable rows \(1 left out"):
         index_csv(bad)
     bad.write_text("file,emotion\nx.wav,happy\n")
     with pytest.raises(ConfigError, match="path,label,speaker"):
@@ -1105,3 +1148,28 @@ def test_the_shipped_recipe_is_the_compact_recipe_with_the_ensemble_model():
     assert ensemble["model"]["pooled_width"] == 128
     assert (compact["train"]["balance_power"], ensemble["train"]["balance_power"]) == (1.0, 0.5)
     assert (compact["augment"]["room_copies"], ensemble["augment"]["room_copies"]) == (0, 2)
+
+
+def test_a_stray_label_is_named_before_it_becomes_a_class(synthetic_corpus, tmp_path, caplog):
+    """A typo ("excited" for one clip) would be a class of its own that weighs as much as any
+    other; with the fusion labels a label outside the set is left out.  Both say so."""
+    import logging
+
+    from convert.speech.pipeline import load_dataset
+    from convert.speech.recipe import SpeechRecipe
+
+    rows = synthetic_corpus.read_text().splitlines()
+    clip = tmp_path / "extra.wav"
+    clip.write_bytes((synthetic_corpus.parent / rows[1].split(",")[0]).read_bytes())
+    table = synthetic_corpus.parent / "typo.csv"
+    table.write_text("\n".join([*rows, f"{clip},excited,spk0"]) + "\n")
+    for labels, words in (("corpus", "'excited' has only 1 clip"),
+                          ("fusion", "'excited' (1 clip(s)")):
+        recipe = SpeechRecipe.load(None, overrides={("data", "corpora"): f'["csv:{table}"]',
+                                                    ("data", "labels"): labels})
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="convert.speech.pipeline"):
+            data = load_dataset(recipe)
+        warned = [r.getMessage() for r in caplog.records if r.name == "convert.speech.pipeline"]
+        assert len(warned) == 1 and words in warned[0], (labels, warned)
+        assert ("excited" in data.labels) == (labels == "corpus")

@@ -61,6 +61,10 @@ class Utterance:
 
 
 def _audio_files(root: Path) -> Iterable[Path]:
+    if not root.is_dir():
+        # A recipe (or a manifest's) corpus path is relative to --data: the usual miss.
+        raise ConfigError(f"{root}: no such corpus folder; a relative corpus path is resolved "
+                          f"against --data DIR (the folder that holds the corpora)")
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
 
 
@@ -97,27 +101,68 @@ def index_emodb(root: str | Path) -> list[Utterance]:
 
 
 def index_csv(csv_path: str | Path) -> list[Utterance]:
-    """``path,label,speaker`` rows (a header row with those names is required)."""
+    """``path,label,speaker`` rows (a header row with those names is required; paths relative to
+    the CSV's folder).  A row that cannot be used (no such audio file, an empty field, too few
+    fields, a clip listed twice) is named in one warning and left out; the other rows are
+    indexed.  A file that is no CSV, or has no usable row, raises :class:`ConfigError`."""
     csv_path = Path(csv_path)
-    out = []
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = {"path", "label", "speaker"} - set(reader.fieldnames or ())
-        if missing:
-            raise ConfigError(
-                f"{csv_path}: header must name path,label,speaker; missing {sorted(missing)}"
-            )
-        for line, row in enumerate(reader, start=2):
-            p = Path(row["path"])
-            p = p if p.is_absolute() else csv_path.parent / p
-            if not p.is_file():
-                raise ConfigError(f"{csv_path}:{line}: audio file {p} does not exist")
-            label, speaker = row["label"].strip().lower(), row["speaker"].strip()
-            if not label or not speaker:
-                raise ConfigError(f"{csv_path}:{line}: label and speaker must not be empty")
-            out.append(Utterance(p, label, speaker, csv_path.stem))
+    if not csv_path.exists():
+        raise ConfigError(f"{csv_path}: no such CSV file; a relative corpus path is resolved "
+                          f"against --data DIR (the folder that holds the corpora)")
+    if csv_path.is_dir():
+        raise ConfigError(f"{csv_path}: is a folder; name its CSV file (e.g. {csv_path}/labels.csv)")
+    out: list[Utterance] = []
+    seen: dict[Path, int] = {}
+    skipped = 0
+
+    def skip(line: int, why: str) -> None:
+        nonlocal skipped
+        skipped += 1
+        logger.warning("%s:%d: %s; row left out", csv_path, line, why)
+
+    try:
+        # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark.
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            missing = {"path", "label", "speaker"} - {name.strip() for name in
+                                                      reader.fieldnames or ()}
+            if missing:
+                raise ConfigError(
+                    f"{csv_path}: header must name path,label,speaker; missing {sorted(missing)}")
+            reader.fieldnames = [name.strip() for name in reader.fieldnames or ()]
+            for line, row in enumerate(reader, start=2):
+                fields = [row.get(k) for k in ("path", "label", "speaker")]
+                if any(v is None for v in fields):
+                    skip(line, "too few fields (path,label,speaker)")
+                    continue
+                path, label, speaker = (str(v).strip() for v in fields)
+                if not path or not label or not speaker:
+                    empty = [k for k, v in zip(("path", "label", "speaker"), (path, label,
+                                                                              speaker)) if not v]
+                    skip(line, f"empty {' and '.join(empty)}")
+                    continue
+                p = Path(path)
+                p = p if p.is_absolute() else csv_path.parent / p
+                if not p.is_file():
+                    skip(line, f"audio file {p} does not exist (relative paths start at the "
+                               f"CSV's folder)")
+                    continue
+                key = p.resolve()
+                if key in seen:
+                    skip(line, f"{path} is already row {seen[key]}")
+                    continue
+                seen[key] = line
+                out.append(Utterance(p, label.lower(), speaker, csv_path.stem))
+    except FileNotFoundError:
+        raise ConfigError(f"{csv_path}: no such CSV file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{csv_path}: not UTF-8 text (byte {exc.start}); save it as UTF-8 "
+                          f"CSV") from None
+    except csv.Error as exc:
+        raise ConfigError(f"{csv_path}: not a readable CSV ({exc})") from None
     if not out:
-        raise ConfigError(f"{csv_path}: no rows")
+        raise ConfigError(f"{csv_path}: no usable rows" + (f" ({skipped} left out, named above)"
+                                                           if skipped else ""))
     return out
 
 

@@ -40,8 +40,12 @@ def speaker_folds(utts: Sequence[Utterance], k: int) -> list[list[str]]:
     """Split the speakers into ``k`` folds; adjacent speakers go to one fold (RAVDESS numbers
     alternate male/female, so each fold gets both)."""
     speakers = sorted({u.speaker for u in utts})
-    if k < 2 or k > len(speakers):
-        raise ValueError(f"need 2 <= folds <= {len(speakers)} speakers, got {k}")
+    most = (len(speakers) + 1) // 2  # one pair of speakers per fold at least
+    if k < 2 or k > most:
+        allowed = f"--folds 2 to {most}, or " if most >= 2 else ""
+        raise ConfigError(f"evaluate.folds = {k}: {len(speakers)} speakers give at most {most} "
+                          f"speaker-independent folds (adjacent speakers share one); use "
+                          f"{allowed}--folds 0 for none")
     folds: list[list[str]] = [[] for _ in range(k)]
     for i, s in enumerate(speakers):
         folds[(i // 2) % k].append(s)

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,15 +21,15 @@ import numpy as np
 
 from edge.errors import ConfigError
 from edge.features.adapt import RunningStats
-from edge.labels import fusion_map_for
+from edge.labels import COMMON_LABELS, fusion_map_for
 from edge.models.speech import NO_SPEECH, SPEECH_MODEL_FILE, SpeechClassifier, SpeechGate
 from edge.sources.audio_file import load_audio
 
 from ..export import convert_int8, save_model
 from ..metrics import classification_metrics, plot_confusion, plot_confusions
 from .channels import CHANNELS
-from .corpora import RAVDESS_LABELS, Utterance, index_corpora, to_fusion_labels
-from .evaluate import clip_windows, cross_validate, leave_one_corpus_out, views
+from .corpora import FUSION_RULE, RAVDESS_LABELS, Utterance, index_corpora, to_fusion_labels
+from .evaluate import clip_windows, cross_validate, leave_one_corpus_out, speaker_folds, views
 from .features import FeatureBank
 from .recipe import SpeechRecipe
 from .train import train_model
@@ -147,8 +148,23 @@ def load_dataset(recipe: SpeechRecipe, *, root: str | Path | None = None) -> Dat
     """Index the recipe's corpora and apply its label set."""
     utts = index_corpora(recipe.data.corpora, root)
     if recipe.data.labels == "fusion":
-        utts = to_fusion_labels(utts)
-    labels = label_order({u.label for u in utts})
+        fused = to_fusion_labels(utts)
+        dropped = Counter(u.label for u in utts if u.label not in FUSION_RULE
+                          and u.label not in COMMON_LABELS)
+        for label, n in sorted(dropped.items()):
+            example = next(u.path for u in utts if u.label == label)
+            logger.warning("label %r (%d clip(s), e.g. %s) is not in the fusion label set (%s); "
+                           "left out", label, n, example, ", ".join(COMMON_LABELS))
+        utts = fused
+    counts = Counter(u.label for u in utts)
+    for label, n in sorted(counts.items()):
+        # Every class weighs the same in training, so a stray label (a typo) of a clip or two
+        # would become a class the model predicts as often as any other.
+        if n < max(3, 0.05 * max(counts.values())):
+            logger.warning("label %r has only %d clip(s) (e.g. %s): a typo? every label is a "
+                           "class weighing as much as the others", label, n,
+                           next(u.path for u in utts if u.label == label))
+    labels = label_order(set(counts))
     if len(labels) < 2:
         raise ConfigError(f"need at least two labels to train, found {labels}")
     logger.info("%d clips, %d speakers, labels %s", len(utts), len({u.speaker for u in utts}),
@@ -312,6 +328,8 @@ def run(recipe: SpeechRecipe, out: Path, report_dir: Path, *, root: Path | None,
         cache_dir: Path | None = None, evaluate_only: bool = False) -> dict[str, Any]:
     """The whole command; returns the headline it prints."""
     data = load_dataset(recipe, root=root)
+    if recipe.evaluate.folds:
+        speaker_folds(data.utts, recipe.evaluate.folds)  # before any training: too many folds
     gate = SpeechGate()
     report_dir.mkdir(parents=True, exist_ok=True)
     bank = FeatureBank(data.utts, recipe, augment=recipe.augmented, cache_dir=cache_dir)

@@ -1,0 +1,38 @@
+"""emotion-convert's last line of defence: a bad path, an interrupt or a bug is one line."""
+
+from __future__ import annotations
+
+import pytest
+
+from convert import cli
+
+
+@pytest.mark.parametrize("exc, status, words", [
+    (KeyboardInterrupt(), 130, ["interrupted", "cache"]),
+    (IsADirectoryError(21, "Is a directory", "/tmp/x"), 2, ["error: Is a directory: /tmp/x"]),
+    (UnboundLocalError("cannot access local variable"), 3,
+     ["internal error: UnboundLocalError", "--debug speech"]),
+])
+def test_a_failure_is_one_line(monkeypatch, capsys, exc, status, words):
+    def fail(_args):
+        raise exc
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["speech", "--out", "x"])
+    args.func = fail
+    monkeypatch.setattr(cli, "build_parser", lambda: type("P", (), {
+        "parse_args": staticmethod(lambda argv: args)})())
+    assert cli.main(["speech"]) == status
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and all(w in err[0] for w in words), err
+
+
+def test_paths_that_are_not_there_name_the_fix(tmp_path, capsys):
+    assert cli.main(["-q", "speech", "--csv", str(tmp_path / "none.csv"), "--out",
+                     str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "none.csv: no such CSV file" in err[0] and "--data" in err[0]
+    assert cli.main(["-q", "speech", "--corpus", "ravdess:ravdess", "--data", str(tmp_path),
+                     "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such corpus folder" in err[0]
