@@ -553,3 +553,57 @@ def test_the_epoch_kept_is_chosen_by_accuracy_or_by_accuracy_and_mean_recall(mon
         assert history["val_accuracy"] == pytest.approx([0.8, 0.7])
         assert history["val_recall"] == pytest.approx([0.5, (5 / 8 + 1) / 2])
         assert history["best_val_accuracy"] == pytest.approx([0.8, 0.7][kept - 1])
+
+
+def test_the_same_seed_trains_the_same_weights_with_augmentation():
+    """The augmentation draws inside parallel tf.data maps; a face model rebuilt from its
+    manifest must still come out the same."""
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from convert.face.model import StudentSpec, build_student
+    from convert.face.train import TrainSection, train_student
+
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, (128, 48, 48, 1)).astype(np.float32)
+    y = rng.integers(0, 7, 128)
+    cfg = TrainSection(epochs=1, batch_size=16, learning_rate=1e-2, augment=True)
+
+    def weights(seed):
+        keras.utils.set_random_seed(0)  # the same initial weights (train_parent does this)
+        model = build_student(StudentSpec(widths=(4, 8), pool_after=(0,), dropout=0.0))
+        train_student(model, x, y, cfg, keep_best=False, seed=seed)
+        return [w.numpy() for w in model.weights]
+
+    first, again, other = weights(0), weights(0), weights(1)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(first, other))
+
+
+def test_a_run_again_with_the_same_recipe_writes_the_same_model(tiny_face_run, tmp_path):  # noqa: F811
+    """The manifest's promise: its recipe trains the same network again (the parent's initial
+    weights used to be drawn from a randomly seeded generator)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from convert.face import load_face_data, run_face_pipeline
+
+    run_face_pipeline(load_face_data(image_folder=tiny_face_run["folder"]), tmp_path, tiny_recipe())
+
+    def tensors(path):  # by position: Keras numbers its layers' names per process
+        it = Interpreter(model_path=str(path))
+        return [it.get_tensor(d["index"]) for d in it.get_tensor_details()
+                if d["name"] and _has_data(it, d["index"])]
+
+    again, first = tensors(tmp_path / "face_expression_int8.tflite"), tensors(tiny_face_run["model"])
+    assert len(again) == len(first) > 10
+    for a, b in zip(again, first):
+        np.testing.assert_array_equal(a, b)
+
+
+def _has_data(interpreter, index) -> bool:
+    try:
+        interpreter.get_tensor(index)
+    except ValueError:  # an intermediate tensor, not allocated
+        return False
+    return True

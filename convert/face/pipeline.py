@@ -335,6 +335,10 @@ def train_parent(
         size = recipe.parent_input_size
         train_crops = crops if size == recipe.input.size else Crops.of(
             data, dataclasses.replace(recipe.input.preprocess(), size=size), crops.located)
+        import keras
+
+        # Keras draws the initial weights from a generator seeded at random unless told.
+        keras.utils.set_random_seed(recipe.seed(recipe.train))
         model = build_student(dataclasses.replace(spec, input_size=size), gamma_l1=gamma_l1)
         history = _train(model, train_crops, recipe.train, recipe, teacher)
         model.save(report_dir / "parent.keras")

@@ -276,6 +276,10 @@ def train_student(
     if cfg.epochs == 0:  # nothing to train (a schedule of 0 steps cannot be built)
         return {"val_accuracy": [], "loss": [], "best_val_accuracy": None}
     keras.utils.set_random_seed(seed)
+    # The augmentation draws random numbers inside tf.data maps that run in parallel, so the
+    # order of the draws, and the weights, changed from run to run with the same seed; with op
+    # determinism those maps run in order (the speech model needs none: no random tf.data ops).
+    tf.config.experimental.enable_op_determinism()
     num_classes = int(model.output.shape[-1])
     if teacher_logits is None or cfg.alpha <= 0:
         teacher_logits = np.zeros((len(x), num_classes), np.float32)
