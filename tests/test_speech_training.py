@@ -480,6 +480,16 @@ def test_multi_corpus_training_adapts_and_leaves_one_corpus_out(synthetic_corpus
     scored = json.loads(capsys.readouterr().out)["corpora"][second_room.parent.name]
     assert scored["clips"] == 27 and set(scored["per_class_recall"]) == {"neutral", "happy",
                                                                           "angry"}
+    # Decided exactly as `classify` decides, among all the model's labels (this corpus has no
+    # "sad", and a clip called sad is wrong), then UAR over the corpus's own labels.
+    room_utts = index_csv(second_room)
+    assert edge_main(["classify", "--json", "--model", str(model),
+                      *(str(u.path) for u in room_utts)]) == 0
+    said = {row["path"]: row["label"] for row in map(json.loads,
+                                                     capsys.readouterr().out.splitlines())}
+    recalls = [np.mean([said[str(u.path)] == label for u in room_utts if u.label == label])
+               for label in {"neutral", "happy", "angry"}]
+    assert scored["uar"] == pytest.approx(float(np.mean(recalls)), abs=1e-4)
     assert main(["-q", "speech-score", "--model", str(model), "--adapt", "--channel",
                  "telephone", "--corpus", f"csv:{second_room}"]) == 0
     phoned = json.loads(capsys.readouterr().out)

@@ -238,9 +238,11 @@ def write(shipped: Shipped, data: Dataset, recipe: SpeechRecipe, metrics: Mappin
 
 def score_held_out(model_path: Path, utts: Sequence[Utterance], name: str, out: Path | None, *,
                    adapt: bool = False, channel: str | None = None) -> dict[str, Any]:
-    """The shipped int8 model through the device's own classifier on a corpus it never heard,
-    over the common labels both have.  Probabilities of labels mapping to the same common label
-    are summed (calm -> neutral); "no speech" counts as wrong.  With ``adapt`` the classifier
+    """The shipped int8 model through the device's own classifier on a corpus it never heard:
+    its clips of the common labels the model knows, each decided among all the model's labels
+    (as ``classify`` decides: calling a clip of a corpus without surprise "surprised" is wrong),
+    UAR over the labels the corpus has.  Probabilities of labels mapping to the same common
+    label are summed (calm -> neutral); "no speech" counts as wrong.  With ``adapt`` the classifier
     first adapts to all of the corpus's speech (unlabelled), as ``classify --adapt`` does;
     ``channel`` hears every clip through that test channel (:mod:`convert.speech.channels`)
     first, a whole clip at a time (corpus clips are short)."""
@@ -248,7 +250,12 @@ def score_held_out(model_path: Path, utts: Sequence[Utterance], name: str, out: 
         fmap = fusion_map_for(clf.labels)
         model_common = {c for c in fmap.values() if c is not None}
         test = [u for u in to_fusion_labels(utts) if u.label in model_common]
-        shared = [lab for lab in label_order({u.label for u in test})]
+        if not test:
+            raise ConfigError(f"{name}: no clip has a label the model knows "
+                              f"({', '.join(label_order(model_common))})")
+        # Decided among every label the model has; "no speech" is a column of its own, never
+        # right (a label no clip has is left out of the UAR).
+        decided = [*label_order(model_common), NO_SPEECH]
         sr = clf.sample_rate
         through = None if channel is None else CHANNELS[channel]
         if adapt and clf.adaptation is not None:
@@ -261,23 +268,23 @@ def score_held_out(model_path: Path, utts: Sequence[Utterance], name: str, out: 
         for u in test:
             d = (clf.classify_file(u.path) if through is None
                  else clf.classify_signal(through(load_audio(u.path, sr), sr)))
-            t = shared.index(u.label)
             if d.label == NO_SPEECH:
                 no_speech += 1
-                y_pred.append((t + 1) % len(shared))  # never matches
+                y_pred.append(len(decided) - 1)
             else:
                 merged = {s: sum(p for lab, p in d.scores.items() if fmap[lab] == s)
-                          for s in shared}
-                y_pred.append(shared.index(max(merged, key=merged.__getitem__)))
-            y_true.append(t)
-    m = classification_metrics(y_true, y_pred, shared)
+                          for s in decided[:-1]}
+                y_pred.append(decided.index(max(merged, key=merged.__getitem__)))
+            y_true.append(decided.index(u.label))
+    m = classification_metrics(y_true, y_pred, decided)
     m["protocol"] = (f"int8 model via edge.models.speech.SpeechClassifier on all {name} clips "
-                     f"of the labels both have; calm counts as neutral, no-speech = wrong"
+                     f"of the labels the model knows, each decided among all of the model's "
+                     f"labels, UAR over the corpus's; calm counts as neutral, no-speech = wrong"
                      + ("; adapted to the corpus's speech first" if adapt else "")
                      + (f"; every clip heard through the {channel} channel" if channel else ""))
     m["no_speech_files"] = no_speech
     if out is not None:
-        plot_confusion(m["confusion"], shared, out / f"speech_{name}_confusion.png",
+        plot_confusion(m["confusion"], decided, out / f"speech_{name}_confusion.png",
                        f"speech model on {name} (never trained on), UAR {m['uar']:.3f}")
     logger.info("held-out %s: UAR %.3f acc %.3f over %d clips", name, m["uar"], m["accuracy"],
                 len(test))
