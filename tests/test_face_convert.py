@@ -8,7 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from .face_fixtures import SYNTH_LABELS, tiny_face_run, tiny_recipe  # noqa: F401  (fixture)
+from .face_fixtures import (  # noqa: F401  (fixture)
+    SYNTH_LABELS,
+    tiny_face_run,
+    tiny_recipe,
+    write_image_folder,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -607,3 +612,33 @@ def _has_data(interpreter, index) -> bool:
     except ValueError:  # an intermediate tensor, not allocated
         return False
     return True
+
+
+def test_an_image_folder_names_stray_label_folders(tmp_path, caplog):
+    """Each folder is a class: one named like FER's label in other letters, or one without a
+    readable image, is named; the empty one is no class; one label only is one error."""
+    import logging
+    import shutil
+
+    import cv2
+
+    from convert.face.data import load_image_folder
+    from edge.errors import ConfigError
+
+    root = write_image_folder(tmp_path / "faces", per_label=4)
+    shutil.copytree(root / SYNTH_LABELS[0], root / SYNTH_LABELS[0].title())
+    (root / "sad").mkdir(exist_ok=True)
+    for f in (root / "sad").iterdir():
+        f.unlink()
+    (root / "sad" / "broken.png").write_bytes(b"not a png")
+    with caplog.at_level(logging.WARNING, logger="convert.face.data"):
+        split = load_image_folder(root)
+    assert "sad" not in split.labels and SYNTH_LABELS[0].title() in split.labels
+    assert set(np.unique(split.y)) == set(range(len(split.labels)))
+    warned = " | ".join(r.getMessage() for r in caplog.records)
+    assert f"name it '{SYNTH_LABELS[0]}'" in warned and "sad has no readable image" in warned
+    one = tmp_path / "one"
+    (one / "happy").mkdir(parents=True)
+    cv2.imwrite(str(one / "happy" / "a.png"), np.zeros((48, 48), np.uint8))
+    with pytest.raises(ConfigError, match="one label only"):
+        load_image_folder(one)

@@ -110,9 +110,15 @@ def load_image_folder(
     if not root.is_dir():
         raise ImageFileError(f"{root}: image folder not found (expected root/<label>/*.png)")
     folders = sorted(p.name for p in root.iterdir() if p.is_dir())
+    named = labels is not None
     if labels is None:
         labels = tuple(name for name in FER_LABELS if name in folders)
         labels = labels + tuple(f for f in folders if f not in labels)
+        for folder in folders:
+            # Every folder is a class: "Happy" beside (or instead of) "happy" would be a new one.
+            if folder not in FER_LABELS and folder.strip().lower() in FER_LABELS:
+                logger.warning("%s/%s is a label of its own; name it %r to make it FER's",
+                               root, folder, folder.strip().lower())
     unknown = set(folders) - set(labels)
     if unknown:
         raise ConfigError(f"{root}: folders {sorted(unknown)} are not in labels {list(labels)}")
@@ -135,7 +141,17 @@ def load_image_folder(
             ys.append(index)
     if not xs:
         raise ImageFileError(f"{root}: no readable images under {root}/<label>/")
-    return FaceSplit(np.stack(xs), np.asarray(ys, dtype=np.int64), tuple(labels))
+    y = np.asarray(ys, dtype=np.int64)
+    if not named:  # a folder without a readable image is no class to learn
+        kept = [i for i in range(len(labels)) if np.any(y == i)]
+        for i in sorted(set(range(len(labels))) - set(kept)):
+            logger.warning("%s/%s has no readable image; not a label", root, labels[i])
+        y = np.searchsorted(np.asarray(kept), y)
+        labels = tuple(labels[i] for i in kept)
+    if len(labels) < 2:
+        raise ConfigError(f"{root}: images of one label only ({labels[0]}); a model needs at "
+                          f"least two label folders")
+    return FaceSplit(np.stack(xs), y, tuple(labels))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,8 +188,12 @@ def load_face_data(
         beside = votes_beside(fer)
         if ferplus is None and beside.is_file():
             ferplus = beside
+        training = load_fer(fer, "Training", ferplus)
+        if len(np.unique(training.y)) < 2:
+            raise ConfigError(f"{fer}: its Training rows have one label only; a model needs "
+                              f"at least two")
         return FaceData(
-            load_fer(fer, "Training", ferplus), load_fer(fer, "PublicTest", ferplus),
+            training, load_fer(fer, "PublicTest", ferplus),
             load_fer(fer, "PrivateTest", ferplus),
             protocol="FER2013: trained on Training, epochs chosen on PublicTest, reported on "
             "PrivateTest (3589 images, never used for any choice)",
