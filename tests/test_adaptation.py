@@ -54,16 +54,60 @@ def test_a_fresh_device_uses_the_prior_and_moves_to_what_it_hears(tmp_path):
     assert again.frames_heard == 0 and not (tmp_path / "s.json").exists()
 
 
-@pytest.mark.parametrize("content", ["{not json", '{"heard": {"count": -1, "mean": [0, 0], '
-                                     '"var": [1, 1]}}', '{"heard": {"count": 5, "mean": [0], '
-                                     '"var": [1]}}', '{"heard": {"count": 5, "mean": [NaN, 0], '
-                                     '"var": [1, 1]}}'])
+@pytest.mark.parametrize("content", [b"{not json", b'{"heard": {"count": -1, "mean": [0, 0], '
+                                     b'"var": [1, 1]}}', b'{"heard": {"count": 5, "mean": [0], '
+                                     b'"var": [1]}}', b'{"heard": {"count": 5, "mean": [NaN, 0], '
+                                     b'"var": [1, 1]}}',
+                                     b"\xff\xfe\x00garbage",  # a damaged byte: not UTF-8
+                                     b"[" * 200_000])  # brackets nested past Python's recursion
 def test_a_corrupt_or_foreign_state_is_a_fresh_start(tmp_path, caplog, content):
     path = tmp_path / "s.json"
-    path.write_text(content)
+    path.write_bytes(content)
     norm = DeploymentNormalizer(RunningStats.of(np.ones((3, 2))), state_file=path)
     assert norm.frames_heard == 0
     assert "starting fresh" in caplog.text and str(path) in caplog.text
+
+
+def test_a_state_file_that_cannot_be_read_is_kept_and_not_written_over(tmp_path, caplog,
+                                                                       monkeypatch):
+    """Another user's file (e.g. written by `sudo adapt --learn`): a run that cannot read it must
+    not replace what it holds with the little it hears."""
+    from pathlib import Path
+
+    path = tmp_path / "s.json"
+    prior = RunningStats.of(np.ones((3, 2)))
+    first = DeploymentNormalizer(prior, state_file=path)
+    first.observe(np.zeros((500, 2)))
+    first.save()
+    kept = path.read_bytes()
+    real = Path.read_bytes
+
+    def refuse(self):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    norm = DeploymentNormalizer(prior, state_file=path)
+    norm.observe(np.ones((10, 2)))
+    norm.save()
+    assert real(path) == kept
+    assert "is kept" in caplog.text and "Permission denied" in caplog.text
+
+
+def test_saved_as_root_the_state_stays_the_appliances(tmp_path, monkeypatch):
+    """`sudo emotion-edge adapt --learn` writes the file as root: it must stay readable by the
+    user the appliance runs as, the owner of the file it replaces or of its folder."""
+    import os
+
+    calls = []
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "chown", lambda p, uid, gid: calls.append((uid, gid)))
+    path = tmp_path / "s.json"
+    norm = DeploymentNormalizer(RunningStats.of(np.ones((3, 2))), state_file=path)
+    norm.save()
+    folder = tmp_path.stat()
+    assert calls == [(folder.st_uid, folder.st_gid)] and path.exists()
 
 
 def test_another_models_features_start_fresh_and_each_keeps_its_own_statistics(tmp_path,

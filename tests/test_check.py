@@ -125,6 +125,11 @@ def test_the_files_run_writes_are_checked_before_it_needs_them(tmp_path, capsys)
         out = capsys.readouterr().out
         assert line in out, (setting, out)
     assert not fine.parent.exists()  # check makes nothing
+    damaged = tmp_path / "damaged.json"
+    damaged.write_bytes(b"\xff\xfe\x00garbage")
+    assert main(["check", "--no-devices", "--mock-gpio", "--set",
+                 f"adapt.state_file={damaged}"]) == 0  # a warning: the appliance starts afresh
+    assert "[WARNING] adaptation state" in capsys.readouterr().out
     main(["check", "--no-devices", "--mock-gpio", "--set", f"adapt.state_file={folder}",
           "--set", "adapt.enabled=false"])
     assert "adaptation state" not in capsys.readouterr().out  # nothing is saved then

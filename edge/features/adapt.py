@@ -71,20 +71,26 @@ class _State:
     kept: dict[str, Any]
 
 
+class _Unreadable(ModelError):
+    """The state file is there but cannot be read (its permissions): not to be written over."""
+
+
 def _read(path: Path) -> _State | None:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise ModelError(f"{path}: cannot be read ({exc})") from None
+        raise _Unreadable(f"{path}: cannot be read ({exc})") from None
     try:
-        doc = json.loads(text)
+        doc = json.loads(data.decode("utf-8"))
         heard = RunningStats.from_dict(doc["heard"], source=str(path))
         space, kept = doc.get("features"), doc.get("kept", {})
         if not (space is None or isinstance(space, str)) or not isinstance(kept, dict):
             raise ValueError("'features' must be a string and 'kept' an object")
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        # ValueError includes a damaged byte (UnicodeDecodeError); RecursionError a file of
+        # nested brackets: either is a file to start afresh from, not a failure to start.
         raise ModelError(f"{path}: not an adaptation state ({exc})") from None
     return _State(heard, space, kept)
 
@@ -226,6 +232,8 @@ class DeploymentNormalizer:
         self.heard = RunningStats.empty(prior.dims)
         #: Other feature spaces' statistics from the state file, written back unchanged.
         self._kept: dict[str, Any] = {}
+        #: Why the state file must not be written (it could not be read), or None.
+        self._blocked: str | None = None
         if self.state_file is not None:
             self._load()
         self._refresh()
@@ -267,6 +275,13 @@ class DeploymentNormalizer:
         assert self.state_file is not None
         try:
             state = _read(self.state_file)
+        except _Unreadable as exc:
+            # Another user's file (written by `sudo ... adapt --learn`, say): what it holds is
+            # still there, so this run must not replace it with what little it hears.
+            self._blocked = str(exc)
+            logger.warning("adaptation state %s; it is kept, and what this run learns is not "
+                           "saved (give the file to the user the appliance runs as)", exc)
+            return
         except ModelError as exc:
             logger.warning("adaptation state %s is unusable (%s); starting fresh",
                            self.state_file, exc)
@@ -301,7 +316,7 @@ class DeploymentNormalizer:
 
     def save(self) -> None:
         """Write the statistics heard to ``state_file`` atomically (a crash leaves the old file)."""
-        if self.state_file is None:
+        if self.state_file is None or self._blocked is not None:
             return
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".adapt-", dir=self.state_file.parent)
@@ -313,6 +328,12 @@ class DeploymentNormalizer:
                 doc["kept"] = self._kept
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(doc, f)
+            if os.geteuid() == 0:
+                # `sudo emotion-edge adapt --learn`: the file stays the appliance's (the owner
+                # of the file it replaces, or of its folder), which could not read root's.
+                owner = (self.state_file if self.state_file.exists() else
+                         self.state_file.parent).stat()
+                os.chown(tmp, owner.st_uid, owner.st_gid)
             os.replace(tmp, self.state_file)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
-from ..errors import EmotionEdgeError, MissingDependencyError
+from ..errors import EmotionEdgeError, MissingDependencyError, ModelError
 from ..optional import import_optional, quiet_native_output
 from ..sources.camera import PICAMERA2_HINT
 from ..sources.microphone import PYAUDIO_HINT as _PYAUDIO_HINT
@@ -304,8 +304,19 @@ def check_decision_log(path: Path) -> Finding:
 
 
 def check_adaptation_state(path: Path) -> Finding:
-    """Whether the speech model can save what it learnt about the room at ``path`` (creating
-    the missing folders, as it does); the service creates /var/lib/emotion-edge itself."""
+    """Whether the speech model can read what it learnt about the room from ``path`` and save
+    it there (creating the missing folders, as it does); the service creates
+    /var/lib/emotion-edge itself."""
+    from ..features.adapt import read_state
+
+    if path.is_file():
+        try:
+            read_state(path)
+        except ModelError as exc:
+            return Finding("adaptation state", WARN, str(exc),
+                           "the appliance starts afresh (a file it cannot read it keeps); "
+                           "`emotion-edge adapt --reset` removes it, or give it to the user "
+                           "the appliance runs as")
     return _file_to_write("adaptation state", "adapt.state_file", path, "speech-adaptation.json",
                           "the service creates /var/lib/emotion-edge itself (StateDirectory=); "
                           "elsewhere create it or change adapt.state_file")
