@@ -328,8 +328,10 @@ def test_a_missing_or_corrupt_model_is_a_clear_error(tiny, tmp_path, damage):
     assert "Traceback" not in r.stderr and r.stdout == ""
 
 
-def test_sigterm_stops_within_2s_with_leds_dark_and_exit_0(tiny, tmp_path):
-    """The real process, paced in real time, under a notify socket this test binds."""
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 0), (signal.SIGHUP, 129)])
+def test_sigterm_stops_within_2s_with_leds_dark_and_exit_0(tiny, tmp_path, signum, status):
+    """The real process, paced in real time, under a notify socket this test binds.  SIGHUP
+    stops as cleanly, with a status that lets systemd start it again."""
     sock_path = str(tmp_path / "notify")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(sock_path)
@@ -347,14 +349,14 @@ def test_sigterm_stops_within_2s_with_leds_dark_and_exit_0(tiny, tmp_path):
             msgs += drain(sock, 0.5)
         assert msgs and msgs[0].startswith("READY=1"), msgs
         t0 = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         rc = proc.wait(timeout=5)
         elapsed = time.monotonic() - t0
     finally:
         if proc.poll() is None:
             proc.kill()
         out, err = proc.communicate()
-    assert rc == 0, err
+    assert rc == status, err
     assert elapsed < 2.0
     assert "STOPPING=1" in drain(sock, 0.2)
     assert "LEDs dark" in err

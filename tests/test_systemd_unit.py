@@ -66,7 +66,8 @@ def test_unit_has_the_required_settings():
     for setting in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "NoNewPrivileges=yes",
                     "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
                     "SupplementaryGroups=audio video gpio", "OPENBLAS_NUM_THREADS=1",
-                    "RuntimeDirectory=emotion-edge", "DevicePolicy=closed",
+                    "RuntimeDirectory=emotion-edge", "RuntimeDirectoryPreserve=restart",
+                    "DevicePolicy=closed",
                     "DeviceAllow=char-alsa", "DeviceAllow=char-video4linux",
                     "DeviceAllow=char-media", "DeviceAllow=char-dma_heap",
                     "DeviceAllow=char-gpiochip", "DeviceAllow=char-vchiq"):

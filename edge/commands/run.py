@@ -1,6 +1,8 @@
 """``emotion-edge run``: the appliance loop, live (mic + camera) or on recordings.
 
-Exit codes: 0 when the audio ends or on SIGTERM/SIGINT (after the LEDs went dark), 2 for a
+Exit codes: 0 when the audio ends or on SIGTERM/SIGINT (after the LEDs went dark), 129 on
+SIGHUP (the same clean stop; not 0, so that systemd's Restart=on-failure starts it again with
+its configuration read anew, and a closed terminal is not taken for a finished run), 2 for a
 configuration, model or device error at start (``cli.main`` prints it on one line).
 """
 
@@ -113,11 +115,16 @@ def _main(args: argparse.Namespace) -> int:
     # Handlers first: a SIGTERM while the models load ends the run cleanly right after.
     stop_event = threading.Event()
 
+    stopped_by: list[int] = []
+
     def stop(signum: int, frame: object) -> None:
         logger.info("signal %d: stopping", signum)
+        stopped_by.append(signum)
         stop_event.set()
 
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    # SIGHUP too: its default ends the process at once, without saving what adaptation learnt
+    # or turning the LEDs off.
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
         with Notifier() as notifier, build_appliance(
             config, media=media, pin_factory=pin_factory, notifier=notifier, text=args.text,
@@ -132,4 +139,4 @@ def _main(args: argparse.Namespace) -> int:
           f"overruns {c['overruns']}, degradations {c['degradations']}, audio drops "
           f"{c['audio_dropped_blocks']}, overflows {c['audio_overflows']}, frames "
           f"skipped {c['frame_drops']} (the camera is faster than the loop)", file=sys.stderr)
-    return 0
+    return 128 + signal.SIGHUP if signal.SIGHUP in stopped_by else 0
