@@ -75,6 +75,24 @@ def test_rotation_caps_the_size(tmp_path):
     assert all((tmp_path / f).stat().st_size <= 1500 for f in files)
 
 
+def test_a_log_deleted_while_running_is_written_again(tmp_path, caplog):
+    """Someone cleans /run up by hand: the next decision starts a new file (it used to fail at
+    the next rotation and then stop writing for good), and rotation goes on."""
+    path = tmp_path / "d.jsonl"
+    sink = RotatingFileSink(path, max_bytes=1500, backups=2)
+    decisions = run_of(["happy"] * 60)
+    for d in decisions[:5]:
+        sink.write(d)
+    path.unlink()
+    for d in decisions[5:]:
+        sink.write(d)
+    sink.close()
+    assert "was removed or replaced" in caplog.text
+    cycles = [rec["cycle"] for rec in dl.read_file(path)]
+    assert cycles == list(range(cycles[0], 60)) and cycles[0] > 5  # rotated since, in order
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl", "d.jsonl.1", "d.jsonl.2"]
+
+
 def test_journal_entries_are_parsed_and_pids_count_as_restarts():
     lines = []
     for pid, recs in ((100, run_of(["happy"] * 3)), (200, run_of(["sad"] * 3, start_t=30))):

@@ -61,19 +61,39 @@ class RotatingFileSink(Closeable):
     def _rotate(self) -> None:
         assert self._f is not None
         self._f.close()
-        if self.backups == 0:
-            self.path.unlink(missing_ok=True)
-        else:
-            for i in range(self.backups - 1, 0, -1):
-                src = self.path.with_name(f"{self.path.name}.{i}")
-                if src.exists():
-                    os.replace(src, self.path.with_name(f"{self.path.name}.{i + 1}"))
-            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
-        self._f = open(self.path, "a", encoding="utf-8")
+        try:
+            if self.backups == 0:
+                self.path.unlink(missing_ok=True)
+            elif self.path.exists():
+                for i in range(self.backups - 1, 0, -1):
+                    src = self.path.with_name(f"{self.path.name}.{i}")
+                    if src.exists():
+                        os.replace(src, self.path.with_name(f"{self.path.name}.{i + 1}"))
+                os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        finally:  # never left closed: a failed rotation still logs on
+            self._f = self._open()
+
+    def _open(self) -> IO[str]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return open(self.path, "a", encoding="utf-8")
+
+    def _follow_the_path(self) -> None:
+        """Reopen when the file was deleted or replaced (someone cleaned /run up by hand):
+        otherwise every later decision would go to a file no one can read."""
+        assert self._f is not None
+        try:
+            here = os.path.samestat(os.fstat(self._f.fileno()), os.stat(self.path))
+        except FileNotFoundError:
+            here = False
+        if not here:
+            logger.warning("decision log %s was removed or replaced; writing a new one", self.path)
+            self._f.close()
+            self._f = self._open()
 
     def write(self, decision: Decision) -> None:
         if self._f is None:
             return
+        self._follow_the_path()
         line = decision.to_json() + "\n"
         if self._f.tell() + len(line) > self.max_bytes and self._f.tell() > 0:
             self._rotate()
