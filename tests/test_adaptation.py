@@ -401,3 +401,28 @@ def test_a_phone_call_is_not_learnt_as_the_room(adapting_model, tmp_path, capsys
         expected = clf.adaptation.heard.count
     with SpeechClassifier(adapting_model, adapt_state=state) as resumed:
         assert resumed.adaptation.frames_heard == expected > 0
+
+
+def test_adapt_on_a_state_file_it_cannot_read_says_whose_it_is(adapting_model, tmp_path, capsys,
+                                                               monkeypatch):
+    """`adapt` (show or --learn) as a user who cannot read the service's file: one line naming
+    the user to run it as, not a reset that would throw the statistics away; the file stays."""
+    from pathlib import Path
+
+    from edge.cli import main
+
+    state = tmp_path / "adapt.json"
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f"[models]\nspeech = '{adapting_model}'\n[adapt]\nstate_file = '{state}'\n")
+    room = _wav(tmp_path / "room.wav", _speechlike(4.0, seed=4))
+    assert main(["adapt", "--config", str(cfg), "--learn", str(room)]) == 0
+    capsys.readouterr()
+    kept = state.read_bytes()
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: (_ for _ in ()).throw(
+        PermissionError(13, "Permission denied", str(self))) if self == state else real(self))
+    for argv in ([], ["--learn", str(room)]):
+        assert main(["adapt", "--config", str(cfg), *argv]) == 2
+        err = capsys.readouterr().err
+        assert "sudo -u emotion-edge" in err and "--reset" not in err, err
+    assert real(state) == kept

@@ -43,9 +43,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_main)
 
 
+#: The fix when the state file is another user's (the service's 0600 file, read by an ssh user).
+_AS_THE_APPLIANCE = ("run this as the user the appliance runs as (e.g. sudo -u emotion-edge "
+                     "emotion-edge adapt ...), which owns the file")
+
+
 def _main(args: argparse.Namespace) -> int:
     from ..errors import ConfigError, ModelError
-    from ..features.adapt import read_state
+    from ..features.adapt import StateUnreadable, read_state
     from .run import load_run_config
 
     config = load_run_config(args)
@@ -61,6 +66,8 @@ def _main(args: argparse.Namespace) -> int:
     failures = _learn(config, args.learn) if args.learn else 0
     try:
         stats = read_state(path)
+    except StateUnreadable as exc:
+        raise ConfigError(f"{exc}; {_AS_THE_APPLIANCE}") from None
     except ModelError as exc:
         raise ConfigError(f"{exc}; `emotion-edge adapt --reset` starts over") from None
     heard = stats.count if stats is not None else 0.0
@@ -92,6 +99,9 @@ def _learn(config: Config, recordings: list[Path]) -> int:
         if speech.adaptation is None:
             raise ConfigError(f"{speech.model.path}: this speech model does not adapt (its "
                               f"manifest has no adaptation prior); nothing to learn")
+        if speech.adaptation.blocked:
+            raise ConfigError(f"{speech.adaptation.blocked}: nothing learnt could be saved; "
+                              f"{_AS_THE_APPLIANCE}")
         top = speech.config.high_hz or speech.config.sample_rate / 2
         for recording in recordings:
             before = speech.adaptation.frames_heard

@@ -71,7 +71,7 @@ class _State:
     kept: dict[str, Any]
 
 
-class _Unreadable(ModelError):
+class StateUnreadable(ModelError):
     """The state file is there but cannot be read (its permissions): not to be written over."""
 
 
@@ -81,7 +81,7 @@ def _read(path: Path) -> _State | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise _Unreadable(f"{path}: cannot be read ({exc})") from None
+        raise StateUnreadable(f"{path}: cannot be read ({exc})") from None
     try:
         doc = json.loads(data.decode("utf-8"))
         heard = RunningStats.from_dict(doc["heard"], source=str(path))
@@ -246,6 +246,11 @@ class DeploymentNormalizer:
     def frames_heard(self) -> float:
         return self.heard.count
 
+    @property
+    def blocked(self) -> str | None:
+        """Why the state file is not written (it exists but could not be read), or None."""
+        return self._blocked
+
     def _refresh(self) -> None:
         mean, var = blended(self.prior, self.heard, self.prior_frames)
         self._mean = mean
@@ -275,7 +280,7 @@ class DeploymentNormalizer:
         assert self.state_file is not None
         try:
             state = _read(self.state_file)
-        except _Unreadable as exc:
+        except StateUnreadable as exc:
             # Another user's file (written by `sudo ... adapt --learn`, say): what it holds is
             # still there, so this run must not replace it with what little it hears.
             self._blocked = str(exc)
