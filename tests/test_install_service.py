@@ -19,7 +19,7 @@ from edge.service.install import default_exec_start, install_service, shipped_fi
 
 UNIT = "etc/systemd/system/emotion-edge.service"
 CONFIG = "etc/emotion-edge/config.toml"
-RUN = ["run", "--config", "/etc/emotion-edge/config.toml"]
+RUN = ["-v", "run", "--config", "/etc/emotion-edge/config.toml"]
 
 # ---------------------------------------------------------------------------------------------
 # How systemd reads an ExecStart= line (systemd.service(5) "Command lines", systemd.syntax(7)
@@ -103,7 +103,7 @@ def test_installs_unit_and_config_into_a_root(tmp_path):
     config = tmp_path / CONFIG
     assert {a.outcome for a in actions} == {"written", "skipped"}
     text = unit.read_text()
-    assert ("ExecStart=/opt/emotion-edge/bin/emotion-edge run --config "
+    assert ("ExecStart=/opt/emotion-edge/bin/emotion-edge -v run --config "
             "/etc/emotion-edge/config.toml") in text
     assert "SupplementaryGroups=audio video gpio" in text
     assert load_config(config, env={}, required=True).log.file.startswith("/run/emotion-edge/")

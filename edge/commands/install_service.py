@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="install under DIR instead of / (staging, tests); no user is created")
     p.add_argument("--dry-run", action="store_true", help="show what would be done, change nothing")
     p.add_argument("--exec-start", metavar="CMD",
-                   help="command systemd runs before 'run --config ...', split into words like a "
+                   help="command systemd runs before '-v run --config ...', split into words like a "
                    "shell would (quote a path with spaces); its program must be an absolute path "
                    "(default: this Python interpreter, -P -m edge)")
     p.set_defaults(func=_main)

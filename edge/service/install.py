@@ -183,12 +183,15 @@ def render_unit(
     groups: Sequence[str] | None = None,
 ) -> str:
     """The shipped unit with ``ExecStart=`` running the argv ``exec_start`` (checked by
-    :func:`exec_argv`) plus ``run --config config_path``, every word quoted for systemd, and,
+    :func:`exec_argv`) plus ``-v run --config config_path``, every word quoted for systemd, and,
     when given, only the supplementary ``groups`` that exist on this machine (systemd refuses
     to start otherwise)."""
     if isinstance(exec_start, str):
         raise TypeError("exec_start is an argv list; split a command line with exec_argv()")
-    words = [*exec_start, "run", "--config", check_unit_value("configuration path", config_path)]
+    # -v: the journal gets the lifecycle lines (face detector, adaptation resumed, MQTT
+    # connected again), a handful per start; decisions are JSON lines on stdout either way.
+    words = [*exec_start, "-v", "run", "--config",
+             check_unit_value("configuration path", config_path)]
     line = "ExecStart=" + " ".join(quote_exec_arg(w) for w in words)
     # A function as replacement: re.sub would expand backslash sequences in a string.
     unit, count = re.subn(r"(?m)^ExecStart=.*$", lambda _: line, template)
@@ -421,7 +424,7 @@ def install_service(
 ) -> list[Action]:
     """Install the unit, the configuration and the user under ``root``; return what was done.
 
-    ``exec_start`` is the command the service runs before ``run --config ...``: ``None`` for
+    ``exec_start`` is the command the service runs before ``-v run --config ...``: ``None`` for
     the interpreter running now (:func:`default_exec_start`), a command line split like a
     shell would split it, or an argv list.  Files are replaced atomically and never through a
     symbolic link.
