@@ -207,8 +207,21 @@ class FakeCamera:
         return np.full((h, w), 128, np.uint8) if self.available else None
 
 
+#: State changes a mock pin remembers: a replay of hours changes the LEDs at every decision.
+MOCK_PIN_HISTORY = 1000
+
+
 def mock_pin_factory() -> Any:
-    """gpiozero's ``MockFactory`` with PWM-capable pins (RGB and PWM LEDs need them)."""
+    """gpiozero's ``MockFactory`` with PWM-capable pins (RGB and PWM LEDs need them), each
+    keeping its last :data:`MOCK_PIN_HISTORY` states (gpiozero's keep every one, so memory
+    grew with the length of a replay)."""
+    from collections import deque
+
     from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-    return MockFactory(pin_class=MockPWMPin)
+    class BoundedMockPWMPin(MockPWMPin):  # type: ignore[misc]
+        def clear_states(self) -> None:
+            super().clear_states()
+            self.states: deque[Any] = deque(self.states, maxlen=MOCK_PIN_HISTORY)
+
+    return MockFactory(pin_class=BoundedMockPWMPin)

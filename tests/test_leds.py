@@ -113,3 +113,21 @@ def test_a_busy_pin_is_a_clear_error(factory):
     with pytest.raises(DeviceUnavailableError, match="leds"):
         LedSink(LedConfig(), LABELS, pin_factory=factory)
     other.close()
+
+
+def test_the_mock_pins_of_a_long_replay_keep_a_bounded_history():
+    """A replay off a Pi drives gpiozero's mock pins at every decision; their history must not
+    grow with the recording (hours of replay grew memory by tens of MB)."""
+    from edge.testing import MOCK_PIN_HISTORY, mock_pin_factory
+
+    f = mock_pin_factory()
+    try:
+        sink = LedSink(LedConfig(mode="rgb", status_pin=-1, min_brightness=0.0), LABELS,
+                       pin_factory=f)
+        for i in range(3 * MOCK_PIN_HISTORY):
+            sink.write(decision("angry", 0.5 + 0.5 * (i % 2)))
+        assert len(f.pin(17).states) == MOCK_PIN_HISTORY
+        assert float(f.pin(17).states[-1].state) == 1.0  # the newest are the ones kept
+        sink.close()
+    finally:
+        f.reset()
