@@ -426,3 +426,24 @@ def test_adapt_on_a_state_file_it_cannot_read_says_whose_it_is(adapting_model, t
         err = capsys.readouterr().err
         assert "sudo -u emotion-edge" in err and "--reset" not in err, err
     assert real(state) == kept
+
+
+def test_a_state_that_cannot_be_saved_is_said_once_with_the_fix(adapting_model, tmp_path,
+                                                                  caplog):
+    """The appliance saves every minute: an unwritable folder is one warning naming the fix,
+    not one per minute; a save that works again says so."""
+    import logging
+
+    from edge.models.speech import SpeechClassifier
+
+    folder = tmp_path / "state"
+    folder.write_text("a file where the folder should be")
+    with caplog.at_level(logging.WARNING, logger="edge.models.speech"):
+        clf = SpeechClassifier(adapting_model, adapt_state=folder / "adapt.json")
+        for _ in range(3):
+            clf.save_adaptation()
+        folder.unlink()
+        clf.save_adaptation()
+        clf.close()
+    warned = [r.getMessage() for r in caplog.records if r.name == "edge.models.speech"]
+    assert len(warned) == 2 and "adapt.state_file" in warned[0] and "saved again" in warned[1]

@@ -78,7 +78,7 @@ class StateUnreadable(ModelError):
 def _read(path: Path) -> _State | None:
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # nothing saved yet (or cannot be)
         return None
     except OSError as exc:
         raise StateUnreadable(f"{path}: cannot be read ({exc})") from None

@@ -211,6 +211,7 @@ class SpeechClassifier(Closeable):
         adapt_prior_frames: float = AdaptConfig.prior_frames,
     ) -> None:
         self.adaptation: DeploymentNormalizer | None = None
+        self._save_failed = False  # the last save of the adaptation state failed (said once)
         self.learns = False
         self.model, self._owns_model = open_model(
             model, task="speech", num_threads=num_threads, runtime=runtime)
@@ -364,8 +365,16 @@ class SpeechClassifier(Closeable):
         try:
             self.adaptation.save()
         except OSError as exc:
-            logger.warning("cannot save the adaptation state %s: %s",
-                           self.adaptation.state_file, exc)
+            # Said once, not at every save (once a minute): the cause rarely goes by itself.
+            log = logger.debug if self._save_failed else logger.warning
+            log("cannot save the adaptation state %s (%s); learning goes on in memory: make "
+                "its folder writable by the user the appliance runs as, or change "
+                "adapt.state_file", self.adaptation.state_file, exc.strerror or exc)
+            self._save_failed = True
+        else:
+            if self._save_failed:
+                logger.warning("adaptation state %s saved again", self.adaptation.state_file)
+            self._save_failed = False
 
     def __repr__(self) -> str:
         return (
