@@ -592,8 +592,13 @@ def test_a_run_again_with_the_same_recipe_writes_the_same_model(tiny_face_run, t
     from ai_edge_litert.interpreter import Interpreter
 
     from convert.face import load_face_data, run_face_pipeline
+    from edge.models.manifest import load_manifest
 
-    run_face_pipeline(load_face_data(image_folder=tiny_face_run["folder"]), tmp_path, tiny_recipe())
+    command = f"emotion-convert face --image-folder {tiny_face_run['folder']} --out {tmp_path}"
+    run_face_pipeline(load_face_data(image_folder=tiny_face_run["folder"]), tmp_path, tiny_recipe(),
+                      command=command)
+    # The recipe holds no data paths: the command that ran it does.
+    assert load_manifest(tmp_path / "face_expression_int8.tflite").training["command"] == command
 
     def tensors(path):  # by position: Keras numbers its layers' names per process
         it = Interpreter(model_path=str(path))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,8 @@ def run_face(args: argparse.Namespace) -> int:
                           seed=recipe.run.seed, ferplus=args.ferplus)
     report = run_face_pipeline(data, args.out, recipe, teacher=teacher,
                                teacher_models=args.teacher_models, parent_path=args.parent,
-                               pruned_path=args.pruned, report_dir=args.report_dir)
+                               pruned_path=args.pruned, report_dir=args.report_dir,
+                               command="emotion-convert " + shlex.join(sys.argv[1:]))
     summary: dict[str, Any] = {
         role: {k: report[role][k] for k in ("params", "macs", "report_accuracy", "int8_bytes",
                                             "int8_latency_ms") if k in report[role]}

@@ -617,9 +617,10 @@ def assemble_report(
 
 def _training_meta(
     data: FaceData, recipe: FaceRecipe, pruned: PruneResult, teacher: str | None,
-    parent_path: str | Path | None, pruned_path: str | Path | None,
+    parent_path: str | Path | None, pruned_path: str | Path | None, command: str | None = None,
 ) -> dict[str, Any]:
-    """The manifest's ``training``: data, protocol, the resolved recipe, the teacher."""
+    """The manifest's ``training``: data, protocol, the resolved recipe, the teacher, and the
+    command that ran it (its data paths: the recipe holds none)."""
     votes = any(stage.ground_truth == "votes" for stage in (
         recipe.train, recipe.adapt, recipe.ramp, recipe.finetune, recipe.refine))
     meta: dict[str, Any] = {
@@ -631,6 +632,7 @@ def _training_meta(
         "recipe": recipe.to_dict(),
         "pruned_widths": list(pruned.spec.widths),
         "teacher": teacher,
+        **({"command": command} if command else {}),
     }
     if pruned_path is not None:
         meta["refined"] = (
@@ -651,6 +653,7 @@ def run_face_pipeline(
     pruned_path: str | Path | None = None,
     report_dir: str | Path | None = None,
     model_file: str = FACE_MODEL_FILE,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Run every step of ``recipe`` (default: :class:`FaceRecipe` ``()``) and return the report.
 
@@ -708,7 +711,7 @@ def run_face_pipeline(
         "pruned": export(pruned.model, out_dir / model_file, training=_training_meta(
             data, recipe, pruned,
             describe_teacher(teacher, teacher_models) if teacher_logits[0] is not None else None,
-            parent_path, pruned_path)),
+            parent_path, pruned_path, command)),
     }
     evaluation = evaluate(int8["pruned"], final, parent.figures, data, out_dir)
     # Metrics are known only after the int8 model exists; rewrite its manifest with them.
