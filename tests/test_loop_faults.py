@@ -329,7 +329,7 @@ def test_a_missing_or_corrupt_model_is_a_clear_error(tiny, tmp_path, damage):
 
 
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 0), (signal.SIGHUP, 129)])
-def test_sigterm_stops_within_2s_with_leds_dark_and_exit_0(tiny, tmp_path, signum, status):
+def test_a_stop_signal_ends_the_run_within_2s_with_leds_dark(tiny, tmp_path, signum, status):
     """The real process, paced in real time, under a notify socket this test binds.  SIGHUP
     stops as cleanly, with a status that lets systemd start it again."""
     sock_path = str(tmp_path / "notify")
