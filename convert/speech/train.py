@@ -205,6 +205,10 @@ def train_model(
 
     gate = gate or SpeechGate()
     t = recipe.train
+    # Keras numbers its models and layers per process, and the numbers land in the .tflite's
+    # tensor names: without this, the same weights came out as another file (another sha256)
+    # after a run that had trained its folds first.
+    keras.backend.clear_session()
     keras.utils.set_random_seed(t.seed)
     rng = np.random.default_rng(t.seed)
     if recipe.model.kind == "ensemble":
