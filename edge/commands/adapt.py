@@ -102,7 +102,7 @@ def _learn(config: Config, recordings: list[Path]) -> int:
         if speech.adaptation.blocked:
             raise ConfigError(f"{speech.adaptation.blocked}: nothing learnt could be saved; "
                               f"{_AS_THE_APPLIANCE}")
-        top = speech.config.high_hz or speech.config.sample_rate / 2
+        top = speech.config.top_hz
         for recording in recordings:
             before = speech.adaptation.frames_heard
             try:

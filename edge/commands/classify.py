@@ -207,8 +207,7 @@ def _bands(args: argparse.Namespace, classifier: Callable[[Band], SpeechClassifi
 
     if args.band != "auto" or not narrow:
         return {path: args.band if args.band != "auto" else "wide" for path in recordings}
-    wide = classifier("wide").config
-    top = wide.high_hz or wide.sample_rate / 2
+    top = classifier("wide").config.top_hz
     bands: dict[Path, Band | None] = {}
     for path in recordings:
         try:

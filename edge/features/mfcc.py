@@ -173,6 +173,12 @@ class MfccConfig:
                               f"{tuple(_POOLINGS)}")
 
     @property
+    def top_hz(self) -> float:
+        """The upper edge of the mel filters, Hz: ``high_hz``, else the Nyquist frequency.  A
+        recording sampled at less than twice this leaves the top filters empty."""
+        return self.high_hz or self.sample_rate / 2
+
+    @property
     def frame_length(self) -> int:
         """Window length in samples."""
         return _round_half_up(self.win_length_s * self.sample_rate)
@@ -248,8 +254,7 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
 def mel_filterbank(config: MfccConfig) -> np.ndarray:
     """Triangular mel filters as an ``(n_mels, n_fft // 2 + 1)`` array (python_speech_features'
     bin placement, including its ``floor((n_fft + 1) * f / sr)`` rounding)."""
-    high = config.high_hz or config.sample_rate / 2
-    mels = np.linspace(_hz_to_mel(config.low_hz), _hz_to_mel(high), config.n_mels + 2)
+    mels = np.linspace(_hz_to_mel(config.low_hz), _hz_to_mel(config.top_hz), config.n_mels + 2)
     bins = np.floor((config.n_fft + 1) * _mel_to_hz(mels) / config.sample_rate)
     k = np.arange(config.n_fft // 2 + 1, dtype=float)[None, :]
     left, centre, right = bins[:-2, None], bins[1:-1, None], bins[2:, None]

@@ -335,7 +335,7 @@ class SpeechClassifier(Closeable):
         stream = SpeechStream(self, learn=False)
         acc = Aggregate(self.labels)
         with AudioFileStream(path, self.sample_rate) as blocks:
-            top = self.config.high_hz or self.sample_rate / 2
+            top = self.config.top_hz
             if blocks.file_rate / 2 < top:
                 # Resampling cannot bring back what was never recorded: the model's upper mel
                 # bands are empty, as in no recording it was trained on.

@@ -50,8 +50,7 @@ class RotatingFileSink(Closeable):
         self.max_bytes = max_bytes
         self.backups = backups
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._f: IO[str] | None = open(self.path, "a", encoding="utf-8")
+            self._f: IO[str] | None = self._open()
         except OSError as exc:
             raise DeviceUnavailableError(
                 f"cannot open the decision log {self.path}: {exc}; choose a writable log.file "

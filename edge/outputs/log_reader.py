@@ -708,7 +708,8 @@ def format_summary(summary: dict[str, Any], *, max_segments: int = 30) -> str:
                                          summary["cycles_per_level"].items()),
         f"audio: {c.get('audio_dropped_blocks', 0)} dropped blocks, "
         f"{c.get('audio_overflows', 0)} overflows, {c.get('audio_timeouts', 0)} timeouts; "
-        f"frames skipped (a newer one was used): {c.get('frame_drops', 0)}; camera lost: {c.get('camera_lost', 0)}",
+        f"frames skipped (a newer one was used): {c.get('frame_drops', 0)}; "
+        f"camera lost: {c.get('camera_lost', 0)}",
     ]
     if any(key.startswith("mqtt_") for key in c):  # the MQTT sink was on
         lines.append(f"mqtt: {c.get('mqtt_sent', 0)} messages acknowledged, "
