@@ -3,9 +3,11 @@
 import subprocess
 import types
 
+import pytest
+
 from edge.cli import main
 from edge.config import Config, load_config
-from edge.service.checks import check_camera, check_mic, check_thermal
+from edge.service.checks import PROBLEM, check_camera, check_gpio, check_mic, check_thermal
 
 
 def vcgencmd(output):
@@ -133,3 +135,15 @@ def test_the_files_run_writes_are_checked_before_it_needs_them(tmp_path, capsys)
     main(["check", "--no-devices", "--mock-gpio", "--set", f"adapt.state_file={folder}",
           "--set", "adapt.enabled=false"])
     assert "adaptation state" not in capsys.readouterr().out  # nothing is saved then
+
+
+def test_gpio_with_no_pin_library_names_the_mock_pins(monkeypatch):
+    gpiozero = pytest.importorskip("gpiozero")
+    monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "no-such-pin-library")
+    gpiozero.Device.pin_factory = None
+    try:
+        (finding,) = check_gpio(Config())
+    finally:
+        gpiozero.Device.pin_factory = None
+    assert finding.status == PROBLEM and "BadPinFactory" in finding.detail
+    assert "--mock-gpio" in finding.fix and "gpio group" not in finding.fix

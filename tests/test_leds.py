@@ -131,3 +131,20 @@ def test_the_mock_pins_of_a_long_replay_keep_a_bounded_history():
         sink.close()
     finally:
         f.reset()
+
+
+def test_no_pin_library_names_the_mock_pins_not_the_gpio_group(monkeypatch):
+    """Off a Pi gpiozero loads no pin library at all; the gpio group cannot fix that, the mock
+    pins (or no LEDs) can."""
+    from edge.errors import DeviceUnavailableError
+
+    monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "no-such-pin-library")
+    gpiozero.Device.pin_factory = None
+    try:
+        with pytest.raises(DeviceUnavailableError) as caught:
+            LedSink(LedConfig(), LABELS)
+    finally:
+        gpiozero.Device.pin_factory = None
+    message = str(caught.value)
+    assert "--mock-gpio" in message and "python3-lgpio" in message
+    assert "gpio group" not in message

@@ -17,7 +17,7 @@ from ..errors import DeviceUnavailableError
 from ..lifecycle import Closeable
 from ..optional import import_optional, quiet_native_output
 
-__all__ = ["EMOTION_COLOURS", "brightness", "LedSink"]
+__all__ = ["EMOTION_COLOURS", "brightness", "LedSink", "NoPinLibraryError"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,12 @@ def brightness(confidence: float, min_brightness: float) -> float:
     """Map a shown confidence (0..1) to LED brightness in [min_brightness, 1]."""
     c = min(max(float(confidence), 0.0), 1.0)
     return min_brightness + (1.0 - min_brightness) * c
+
+
+class NoPinLibraryError(DeviceUnavailableError):
+    """gpiozero loaded no pin library: off a Pi, or on a Pi without lgpio."""
+
+    what = "no GPIO pin library could be loaded (gpiozero: BadPinFactory)"
 
 
 class LedSink(Closeable):
@@ -59,6 +65,13 @@ class LedSink(Closeable):
         self._status = None
         try:
             self._open(gpiozero, config, pin_factory)
+        except gpiozero.BadPinFactory:
+            self.close()
+            # Off a Pi gpiozero finds no pin library at all; the gpio group would not help.
+            raise NoPinLibraryError(
+                f"{NoPinLibraryError.what}: off a Raspberry Pi there are no pins (use "
+                "--mock-gpio, or leds.mode = \"none\"); on a Pi: sudo apt install python3-lgpio"
+            ) from None
         except gpiozero.GPIOZeroError as exc:
             self.close()
             raise DeviceUnavailableError(

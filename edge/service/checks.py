@@ -214,10 +214,14 @@ def check_gpio(config: Config, pin_factory: Any = None) -> list[Finding]:
     if config.leds.mode == "none":
         return [Finding("GPIO", OK, "LEDs disabled (leds.mode = none)")]
     from ..labels import COMMON_LABELS
-    from ..outputs.leds import LedSink
+    from ..outputs.leds import LedSink, NoPinLibraryError
 
     try:
         LedSink(config.leds, COMMON_LABELS, pin_factory=pin_factory).close()
+    except NoPinLibraryError:
+        return [Finding("GPIO", PROBLEM, NoPinLibraryError.what,
+                        "off a Pi: `check --mock-gpio` checks the LED settings on gpiozero's mock "
+                        "pins, which a replay uses there; on a Pi: sudo apt install python3-lgpio")]
     except EmotionEdgeError as exc:
         return [Finding("GPIO", PROBLEM, str(exc),
                         "on a Pi: add the user to the gpio group; if the service is running it "
