@@ -500,3 +500,55 @@ def test_dwell_uses_media_time_when_records_carry_it():
     assert s["dwell_clock"] == "wall" and s["dwell_s"] == {"happy": 0.04, "sad": 0.02}
     mixed = fast[:4] + wall[4:]
     assert dl.summarize(mixed)["dwell_clock"] == "media+wall"
+
+
+def _stream(n, flip_every=1):
+    """``n`` decision records made one at a time (a label change every ``flip_every``)."""
+    for i in range(n):
+        rec = json.loads(record(i, 0.5 * i, ("happy", "sad")[(i // flip_every) % 2],
+                                total_ms=float(i % 97)).to_json())
+        yield rec
+
+
+def _peak_bytes(run):
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        run()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_long_log_is_summarised_in_bounded_memory(monkeypatch):
+    """A week of journal must not take the Pi's memory: the summary's peak memory stays the same
+    whether the log is 4x longer, and the percentiles stay exact while every value fits."""
+    monkeypatch.setattr(dl, "LATENCY_SAMPLE", 1000)
+    monkeypatch.setattr(dl, "TIMELINE_KEEP", 300)
+    short = _peak_bytes(lambda: dl.summarize(_stream(3000)))
+    long = _peak_bytes(lambda: dl.summarize(_stream(12000)))
+    assert long < 1.3 * short, (short, long)
+    s = dl.summarize(_stream(12000))
+    assert s["decisions"] == 12000 and s["latency_ms"]["total"]["n"] == 12000
+    assert s["latency_ms"]["total"]["max"] == 96.0  # exact, not sampled
+    assert abs(s["latency_ms"]["total"]["p50"] - 48.0) <= 5.0  # a uniform sample
+    assert len(s["timeline"]) == 300 and s["timeline_earlier"] == 12000 - 300
+    assert s["timeline"][-1]["start"] == T0 + 0.5 * 11999  # the latest segments are kept
+    assert f"{12000 - 30} earlier segments" in dl.format_summary(s)  # the text shows 30
+    exact = dl.summarize(_stream(900))["latency_ms"]["total"]
+    import numpy as np
+
+    assert exact["p95"] == round(float(np.percentile([i % 97 for i in range(900)], 95)), 3)
+
+
+def test_plot_points_are_thinned_evenly_and_keep_the_overruns():
+    points = dl.PlotPoints(size=100)
+    recs = [json.loads(record(i, 0.5 * i, "happy", overrun=(i == 7777)).to_json())
+            for i in range(10000)]
+    assert list(points.collect(iter(recs))) == recs  # passes every record on
+    assert 100 <= len(points.rows) < 200
+    times = [r["time"] for r in points.rows]
+    steps = set(round(b - a, 6) for a, b in zip(times, times[1:]))
+    assert len(steps) == 1  # evenly spaced
+    assert points.overruns == [T0 + 0.5 * 7777]

@@ -12,7 +12,7 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,18 +109,21 @@ def _main(args: argparse.Namespace) -> int:
             if close is not None:
                 close()  # ends journalctl, closes the file, reports skipped lines
         return 0
+    records: Iterable[dict[str, Any]]
     if use_journal:
-        records = list(dl.read_journal(args.unit, since=journal_since))
+        records = dl.read_journal(args.unit, since=journal_since)
     else:
-        records = dl.read_file(args.log or DEFAULT_LOG, since=since)
-    summary = dl.summarize(records)
+        records = dl.iter_file(args.log or DEFAULT_LOG, since=since)
+    points = dl.PlotPoints() if args.plot else None
+    # One pass over the log, however long: the summary and the plot's points are both bounded.
+    summary = dl.summarize(points.collect(records) if points is not None else records)
     if args.json:
         json.dump(summary, sys.stdout, indent=2)
         print()
     else:
         print(dl.format_summary(summary))
     sys.stdout.flush()  # a closed stdout (`| head`) raises here: cli.main makes it status 141
-    if args.plot:
-        path = dl.plot_summary(records, args.plot)
+    if points is not None and summary["decisions"]:
+        path = dl.plot_summary(points, args.plot)
         print(f"plot written to {path}", file=sys.stderr)
-    return 0 if records else 1
+    return 0 if summary["decisions"] else 1

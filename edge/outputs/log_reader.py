@@ -7,7 +7,7 @@ which logs the first line of each kind and a count at the end.  A log that canno
 all (missing, unreadable, a directory) raises :class:`~edge.errors.EmotionEdgeError` with one line
 that names the path and the fix.
 
-The summary is pure (records in, dict out): emotion timeline and dwell time per emotion,
+The summary is pure (records in, dict out, read once in bounded memory): emotion timeline and dwell time per emotion,
 per-stage latency percentiles, budget overruns, time per degradation level, dropped audio blocks
 and frames, and restarts (a cycle counter that goes back, or a new process id in the journal).
 """
@@ -20,11 +20,14 @@ import json
 import logging
 import math
 import os
+import random
 import re
 import stat
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from array import array
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -40,6 +43,7 @@ __all__ = [
     "parse_line",
     "parse_record",
     "check_log",
+    "iter_file",
     "read_file",
     "follow_file",
     "journal_command",
@@ -47,6 +51,7 @@ __all__ = [
     "summarize",
     "format_summary",
     "format_record",
+    "PlotPoints",
     "plot_summary",
 ]
 
@@ -349,28 +354,37 @@ def _log_files(path: Path) -> list[Path]:
     return [*rotated, path] if live else rotated
 
 
-def read_file(path: str | Path, *, since: float | None = None, skipped: SkipTally | None = None,
-              opener: Callable[[Path], BinaryIO] = _open_binary) -> list[dict[str, Any]]:
-    """Every decision in ``path`` and its rotated predecessors (``path.1``, ...), oldest first,
-    from ``since`` (epoch seconds) on.  Malformed lines are skipped into ``skipped`` (a tally of
-    its own, reported at the end, when None)."""
+def iter_file(path: str | Path, *, since: float | None = None, skipped: SkipTally | None = None,
+              opener: Callable[[Path], BinaryIO] = _open_binary) -> Iterator[dict[str, Any]]:
+    """Each decision in ``path`` and its rotated predecessors (``path.1``, ...), oldest first,
+    from ``since`` (epoch seconds) on, one at a time: a log of any length in bounded memory.
+    Malformed lines are skipped into ``skipped`` (a tally of its own, reported at the end, when
+    None).  The one-line error of a log that cannot be read comes before the first record."""
     path = Path(path)
     files = _log_files(path)
     tally = SkipTally() if skipped is None else skipped
-    records = []
-    for f in files:
-        try:
-            fh = opener(f)
-        except OSError as exc:
-            raise _open_error(f, exc) from None
-        with fh:
-            for lineno, line in enumerate(fh, 1):
-                rec = _accept(line, tally, f"{f}:{lineno}")
-                if rec is not None and (since is None or rec["time"] >= since):
-                    records.append(rec)
-    if skipped is None:
-        tally.report()
-    return records
+
+    def records() -> Iterator[dict[str, Any]]:
+        for f in files:
+            try:
+                fh = opener(f)
+            except OSError as exc:
+                raise _open_error(f, exc) from None
+            with fh:
+                for lineno, line in enumerate(fh, 1):
+                    rec = _accept(line, tally, f"{f}:{lineno}")
+                    if rec is not None and (since is None or rec["time"] >= since):
+                        yield rec
+        if skipped is None:
+            tally.report()
+
+    return records()
+
+
+def read_file(path: str | Path, *, since: float | None = None, skipped: SkipTally | None = None,
+              opener: Callable[[Path], BinaryIO] = _open_binary) -> list[dict[str, Any]]:
+    """Every decision of :func:`iter_file` in a list."""
+    return list(iter_file(path, since=since, skipped=skipped, opener=opener))
 
 
 # -- following ------------------------------------------------------------------------------------
@@ -587,11 +601,39 @@ def read_journal(unit: str = "emotion-edge", *, since: str | None = None, follow
 # -- the summary ----------------------------------------------------------------------------------
 
 
-def _percentiles(values: Sequence[float]) -> dict[str, float]:
-    a = np.asarray(values, dtype=float)
-    p50, p95, p99 = np.percentile(a, [50, 95, 99])
-    return {"p50": round(float(p50), 3), "p95": round(float(p95), 3),
-            "p99": round(float(p99), 3), "max": round(float(a.max()), 3), "n": int(a.size)}
+#: Latencies kept per stage for the percentiles: every one up to this many decisions (about 14
+#: hours at two a second), a uniform sample of them beyond, so a long log is read in bounded memory.
+LATENCY_SAMPLE = 100_000
+
+#: Timeline segments kept in a summary, the latest (the text shows the last 30).
+TIMELINE_KEEP = 10_000
+
+
+class _Reservoir:
+    """A uniform random sample of at most ``size`` values (reservoir sampling, seeded so a
+    summary is repeatable); the count and the maximum are exact."""
+
+    def __init__(self, size: int | None = None) -> None:
+        self.size = LATENCY_SAMPLE if size is None else size
+        self.values = array("d")
+        self.n = 0
+        self.max = -math.inf
+        self._rng = random.Random(0)
+
+    def add(self, value: float) -> None:
+        self.n += 1
+        self.max = max(self.max, value)
+        if len(self.values) < self.size:
+            self.values.append(value)
+        else:
+            j = self._rng.randrange(self.n)
+            if j < self.size:
+                self.values[j] = value
+
+    def percentiles(self) -> dict[str, float]:
+        p50, p95, p99 = np.percentile(np.frombuffer(self.values, dtype=float), [50, 95, 99])
+        return {"p50": round(float(p50), 3), "p95": round(float(p95), 3),
+                "p99": round(float(p99), 3), "max": round(self.max, 3), "n": self.n}
 
 
 def _step(prev: dict[str, Any], rec: dict[str, Any]) -> tuple[float, str]:
@@ -603,25 +645,27 @@ def _step(prev: dict[str, Any], rec: dict[str, Any]) -> tuple[float, str]:
     return float(rec["time"]) - float(prev["time"]), "wall"
 
 
-def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The inspection summary of ``records`` (in log order).
+def summarize(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The inspection summary of ``records`` (in log order), read once, in bounded memory: the
+    latency percentiles come from :data:`LATENCY_SAMPLE` values per stage at most, and the
+    timeline keeps its latest :data:`TIMELINE_KEEP` segments (``timeline_earlier`` counts the
+    others).
 
     Dwell and segment durations are in media time where the records carry ``media_s``, so a
     replay run faster than real time still shows the recording's durations; ``dwell_clock`` says
     which clock was used (``media``, ``wall``, ``media+wall`` or None when nothing was counted).
     """
-    if not records:
-        return {"decisions": 0}
-    restarts = 0
-    timeline: list[dict[str, Any]] = []
+    decisions = restarts = overruns = earlier = 0
+    timeline: deque[dict[str, Any]] = deque()
     dwell: dict[str, float] = {}
     clocks: set[str] = set()
     level_cycles: dict[str, int] = {}
-    stage_ms: dict[str, list[float]] = {}
+    stage_ms: dict[str, _Reservoir] = {}
     counter_totals: dict[str, int] = {}
     prev_counters: dict[str, int] = {}
-    prev = None
-    for i, rec in enumerate(records):
+    first = prev = None
+    for rec in records:
+        decisions += 1
         new_run = prev is not None and (
             rec["cycle"] <= prev["cycle"] or rec.get("_pid") != prev.get("_pid")
         )
@@ -643,34 +687,85 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if not timeline or timeline[-1]["label"] != label or new_run:
             timeline.append({"start": rec["time"], "end": rec["time"], "label": label,
                              "duration_s": 0.0})
+            if len(timeline) > TIMELINE_KEEP:
+                timeline.popleft()
+                earlier += 1
         else:
             timeline[-1]["end"] = rec["time"]
         level_cycles[rec["level"]] = level_cycles.get(rec["level"], 0) + 1
+        overruns += bool(rec.get("overrun"))
         for stage, ms in rec.get("latency_ms", {}).items():
-            stage_ms.setdefault(stage, []).append(float(ms))
+            stage_ms.setdefault(stage, _Reservoir()).add(float(ms))
         for key, value in rec.get("counters", {}).items():
             # Counters are cumulative per run: add increments, restart from 0 after a restart;
             # the first record of a log that starts mid-run is the baseline.
-            base = 0 if (new_run or (i == 0 and rec["cycle"] == 0)) else prev_counters.get(
+            base = 0 if (new_run or (prev is None and rec["cycle"] == 0)) else prev_counters.get(
                 key, value)
             counter_totals[key] = counter_totals.get(key, 0) + max(0, int(value) - base)
             prev_counters[key] = int(value)
+        if first is None:
+            first = rec
         prev = rec
+    if first is None or prev is None:
+        return {"decisions": 0}
     for seg in timeline:
         seg["duration_s"] = round(seg["duration_s"], 3)
     return {
-        "decisions": len(records),
-        "from": records[0]["time"],
-        "to": records[-1]["time"],
+        "decisions": decisions,
+        "from": first["time"],
+        "to": prev["time"],
         "restarts": restarts,
-        "overrun_cycles": sum(bool(r.get("overrun")) for r in records),
+        "overrun_cycles": overruns,
         "dwell_clock": "+".join(sorted(clocks)) or None,
         "dwell_s": {k: round(v, 2) for k, v in sorted(dwell.items(), key=lambda kv: -kv[1])},
-        "timeline": timeline,
-        "latency_ms": {stage: _percentiles(v) for stage, v in stage_ms.items()},
+        "timeline": list(timeline),
+        "timeline_earlier": earlier,
+        "latency_ms": {stage: r.percentiles() for stage, r in stage_ms.items()},
         "cycles_per_level": level_cycles,
         "counters": counter_totals,
     }
+
+
+#: Decisions a --plot draws at most: a long log is thinned evenly (a picture 1000 pixels wide
+#: shows no more), so plotting stays in bounded memory.
+PLOT_POINTS = 5_000
+
+
+class PlotPoints:
+    """What :func:`plot_summary` draws of each decision, thinned evenly to at most
+    2 x :data:`PLOT_POINTS` decisions whatever the log's length (every ``stride``-th is kept;
+    when full, every other one is dropped and the stride doubles).  Overruns are thinned the
+    same way on their own, so a rare one is not lost among the thinned decisions."""
+
+    def __init__(self, size: int = PLOT_POINTS) -> None:
+        self.size = size
+        self.rows: list[dict[str, Any]] = []
+        self.overruns: list[float] = []
+        self._seen = self._overruns_seen = 0
+        self._stride = self._overrun_stride = 1
+
+    def add(self, rec: dict[str, Any]) -> None:
+        if self._seen % self._stride == 0:
+            self.rows.append({"time": rec["time"], "label": rec["label"],
+                              "confidence": rec["confidence"],
+                              "latency_ms": rec.get("latency_ms", {})})
+            if len(self.rows) >= 2 * self.size:
+                del self.rows[1::2]
+                self._stride *= 2
+        self._seen += 1
+        if rec.get("overrun"):
+            if self._overruns_seen % self._overrun_stride == 0:
+                self.overruns.append(rec["time"])
+                if len(self.overruns) >= 2 * self.size:
+                    del self.overruns[1::2]
+                    self._overrun_stride *= 2
+            self._overruns_seen += 1
+
+    def collect(self, records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """``records`` unchanged, each one kept here as it passes."""
+        for rec in records:
+            self.add(rec)
+            yield rec
 
 
 _CLOCK_NAMES = {"media": "media time", "wall": "wall-clock time",
@@ -711,6 +806,9 @@ def format_summary(summary: dict[str, Any], *, max_segments: int = 30) -> str:
         f"frames skipped (a newer one was used): {c.get('frame_drops', 0)}; "
         f"camera lost: {c.get('camera_lost', 0)}",
     ]
+    if c.get("sink_errors"):  # an output (the log file, the LEDs, MQTT) failed: say so
+        lines.append(f"outputs: {c['sink_errors']} failed writes (sink_errors; the service's "
+                     f"warnings name the output)")
     if any(key.startswith("mqtt_") for key in c):  # the MQTT sink was on
         lines.append(f"mqtt: {c.get('mqtt_sent', 0)} messages acknowledged, "
                      f"{c.get('mqtt_dropped', 0)} dropped (queue full), "
@@ -720,8 +818,9 @@ def format_summary(summary: dict[str, Any], *, max_segments: int = 30) -> str:
         "timeline:",
     ]
     segments = summary["timeline"]
-    if len(segments) > max_segments:
-        lines.append(f"  ... {len(segments) - max_segments} earlier segments")
+    earlier = summary.get("timeline_earlier", 0) + max(0, len(segments) - max_segments)
+    if earlier:
+        lines.append(f"  ... {earlier} earlier segments")
         segments = segments[-max_segments:]
     for seg in segments:
         duration = seg.get("duration_s", seg["end"] - seg["start"])
@@ -740,8 +839,8 @@ def format_record(rec: dict[str, Any]) -> str:
             f"{'  OVERRUN' if rec.get('overrun') else ''}")
 
 
-def plot_summary(records: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Timeline (shown emotion and confidence) and per-stage latency over time, as a PNG."""
+def plot_summary(points: PlotPoints, path: str | Path) -> Path:
+    """Timeline (shown emotion and confidence) and per-stage latency over time, as a picture."""
     try:
         import matplotlib
 
@@ -753,6 +852,7 @@ def plot_summary(records: Sequence[dict[str, Any]], path: str | Path) -> Path:
         ) from None
     from .leds import EMOTION_COLOURS
 
+    records = points.rows
     if not records:
         raise EmotionEdgeError("nothing to plot: the log has no decisions for this period")
     t0 = records[0]["time"]
@@ -775,7 +875,7 @@ def plot_summary(records: Sequence[dict[str, Any]], path: str | Path) -> Path:
         v = np.array([r["latency_ms"].get(stage, 0.0) for r in records])
         ax2.fill_between(t, bottom, bottom + v, step="mid", label=stage, alpha=0.7)
         bottom += v
-    over = [r["time"] - t0 for r in records if r.get("overrun")]
+    over = [t - t0 for t in points.overruns]
     if over:
         ax2.vlines(over, 0, bottom.max() or 1, colors="red", lw=0.5, label="overrun")
     ax2.set_ylabel("compute per cycle (ms)")
