@@ -147,3 +147,20 @@ def test_gpio_with_no_pin_library_names_the_mock_pins(monkeypatch):
         gpiozero.Device.pin_factory = None
     assert finding.status == PROBLEM and "BadPinFactory" in finding.detail
     assert "--mock-gpio" in finding.fix and "gpio group" not in finding.fix
+
+
+def test_a_decision_log_on_a_read_only_file_system_is_a_problem(tmp_path, monkeypatch):
+    """`run` refuses it (root included), so `check` must not call it a warning."""
+    import os
+
+    from edge.service import checks
+
+    real = os.statvfs
+
+    def statvfs(path):
+        st = real(path)
+        return types.SimpleNamespace(f_flag=st.f_flag | os.ST_RDONLY)
+
+    monkeypatch.setattr(checks.os, "statvfs", statvfs)
+    finding = checks.check_decision_log(tmp_path / "d.jsonl")
+    assert finding.status == PROBLEM and "read-only" in finding.detail

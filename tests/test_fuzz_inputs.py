@@ -238,7 +238,7 @@ def check_run(result: Result, bad: Path) -> None:
     lines = result.err_lines
     if result.status == 0:
         assert result.objects(), result
-        assert len(lines) == 1 and "decisions over" in lines[0], result
+        assert len(lines) == 1 and "s of audio" in lines[0], result
     else:
         assert result.status == 2, result
         assert len(lines) == 1 and lines[0].startswith("emotion-edge: error: "), result
@@ -304,7 +304,7 @@ def test_check_and_run_refuse_a_bad_config_alike_in_one_line(
         ran = invoke(capfd, [*RUN, "--config", config, "--audio-file", media["wav"],
                              "--image", media["jpg"]])
         if ran.status == 0:
-            assert ran.err_lines[-1:] and "decisions over" in ran.err_lines[-1], ran
+            assert ran.err_lines[-1:] and "s of audio" in ran.err_lines[-1], ran
             ran.objects()
         else:
             assert ran.status == 2, ran
@@ -515,3 +515,28 @@ def test_inputs_declaring_huge_sizes_stay_in_bounded_memory(media: dict[str, Pat
         assert peak <= base + MEMORY_HEADROOM_MB, (
             f"{command}: peak RSS {peak:.0f} MB on inputs declaring huge sizes, {base:.0f} MB on "
             f"a good input alone\n{err}")
+
+
+# log.file naming the recording (or the config) appended decisions to it and, at the first
+# rotation, renamed it away and deleted it.
+def test_run_and_check_refuse_a_decision_log_that_is_another_file(
+        capfd: pytest.CaptureFixture[str], media: dict[str, Path]) -> None:
+    with scratch_dir(media["scratch"]) as folder, working_dir(folder):
+        victim = folder / "recording.wav"
+        shutil.copy(media["wav"], victim)
+        before = victim.read_bytes()
+        ran = invoke(capfd, [*RUN, "--audio-file", victim, "--log-file", victim])
+        assert ran.status == 2 and len(ran.err_lines) == 1, ran
+        assert "not a decision log" in ran.err_lines[0] and str(victim) in ran.err_lines[0]
+        assert victim.read_bytes() == before
+        config = folder / "config.toml"
+        config.write_text(fuzzing.toml_text({"log": {"file": str(victim)}}))
+        checked = invoke(capfd, ["check", "--no-devices", "--mock-gpio", "--config", config])
+        assert checked.status != 0 and "not a decision log" in checked.out, checked
+        # A log of its own is appended to, run after run.
+        log = folder / "d.jsonl"
+        counts = []
+        for _ in range(2):
+            assert invoke(capfd, [*RUN, "--audio-file", victim, "--log-file", log]).status == 0
+            counts.append(len(log.read_text().splitlines()))
+        assert counts[0] > 0 and counts[1] == 2 * counts[0]

@@ -552,3 +552,31 @@ def test_plot_points_are_thinned_evenly_and_keep_the_overruns():
     steps = set(round(b - a, 6) for a, b in zip(times, times[1:]))
     assert len(steps) == 1  # evenly spaced
     assert points.overruns == [T0 + 0.5 * 7777]
+
+
+def test_a_failed_rotation_still_writes_every_decision(tmp_path, caplog):
+    """A rotation that cannot rename (a folder where path.1 goes) used to lose every later
+    decision, each write retrying the rotation and failing before its line."""
+    path = tmp_path / "d.jsonl"
+    (tmp_path / "d.jsonl.1" / "x").mkdir(parents=True)
+    sink = RotatingFileSink(path, max_bytes=1500, backups=1)
+    for d in run_of(["happy"] * 30):
+        sink.write(d)
+    assert [dl.parse_record(line)["cycle"] for line in path.read_bytes().splitlines()] == list(
+        range(30))
+    assert caplog.text.count("cannot rotate the decision log") == 1  # once, not per decision
+    (tmp_path / "d.jsonl.1" / "x").rmdir()
+    (tmp_path / "d.jsonl.1").rmdir()
+    for d in run_of(["sad"] * 2, start_t=20.0):
+        sink.write(d)
+    sink.close()
+    assert path.stat().st_size <= 1500  # rotating again once it can
+    assert (tmp_path / "d.jsonl.1").is_file()
+
+
+def test_the_log_refuses_a_file_that_is_not_a_decision_log(tmp_path):
+    other = tmp_path / "notes.txt"
+    other.write_text("my notes\n")
+    with pytest.raises(ConfigError, match="not a decision log"):
+        RotatingFileSink(other)
+    assert other.read_text() == "my notes\n"

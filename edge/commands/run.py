@@ -135,7 +135,7 @@ def _main(args: argparse.Namespace) -> int:
         for s, handler in previous.items():
             signal.signal(s, handler)
     c = summary.counters
-    print(f"emotion-edge: {summary.cycles} decisions over {summary.audio_s:.1f} s of audio; "
+    print(f"emotion-edge: {summary.cycles} decision{'' if summary.cycles == 1 else 's'} over {summary.audio_s:.1f} s of audio; "
           f"overruns {c['overruns']}, degradations {c['degradations']}, audio drops "
           f"{c['audio_dropped_blocks']}, overflows {c['audio_overflows']}, frames "
           f"skipped {c['frame_drops']} (the camera is faster than the loop)", file=sys.stderr)

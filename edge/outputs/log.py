@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..decision import Decision
-from ..errors import DeviceUnavailableError
+from ..errors import ConfigError, DeviceUnavailableError
 from ..lifecycle import Closeable
 
-__all__ = ["JsonLinesSink", "RotatingFileSink", "TextSink"]
+__all__ = ["JsonLinesSink", "RotatingFileSink", "TextSink", "holds_something_else"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,22 @@ class JsonLinesSink:
         return f"<JsonLinesSink {getattr(self.stream, 'name', self.stream)!r}>"
 
 
+#: How every decision line begins, whatever the schema's version.
+_DECISION_START = b'{"schema":"emotion-edge/decision/'
+
+
+def holds_something_else(path: str | Path) -> bool:
+    """Whether ``path`` is a file with content that does not begin as a decision log does (a
+    recording, the config, the adaptation state named as ``log.file`` by mistake), which the
+    log's rotation would rename and delete.  A missing, empty or unreadable file is not."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_DECISION_START))
+    except OSError:
+        return False
+    return head != _DECISION_START[:len(head)]
+
+
 class RotatingFileSink(Closeable):
     """JSON lines in a file rotated at ``max_bytes`` (``file.1`` ... ``file.<backups>``).
 
@@ -49,6 +65,13 @@ class RotatingFileSink(Closeable):
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.backups = backups
+        self._rotation_failed = False
+        if holds_something_else(self.path):
+            raise ConfigError(
+                f"log.file {self.path} is not a decision log (it does not begin with a "
+                f"decision): the log appends to its file, renames and deletes it as it rotates, "
+                f"so it writes only to a file of its own; choose another log.file or move "
+                f"{self.path} away")
         try:
             self._f: IO[str] | None = self._open()
         except OSError as exc:
@@ -95,7 +118,17 @@ class RotatingFileSink(Closeable):
         self._follow_the_path()
         line = decision.to_json() + "\n"
         if self._f.tell() + len(line) > self.max_bytes and self._f.tell() > 0:
-            self._rotate()
+            try:
+                self._rotate()
+            except OSError as exc:
+                # The decision is still written: past the size cap, rather than lost; each
+                # later write tries the rotation again.
+                if not self._rotation_failed:
+                    logger.warning("cannot rotate the decision log %s (%s); it grows past "
+                                   "log.max_bytes until the rotation works again", self.path, exc)
+                self._rotation_failed = True
+            else:
+                self._rotation_failed = False
         self._f.write(line)
         self._f.flush()
 

@@ -302,6 +302,12 @@ def check_decision_log(path: Path) -> Finding:
     """Whether ``run`` can open ``path`` for appending as its log sink does (creating the missing
     folders): a folder is a problem; an unwritable place a warning, since the service creates
     /run/emotion-edge itself when it starts."""
+    from ..outputs.log import holds_something_else
+
+    if holds_something_else(path):
+        return Finding("decision log", PROBLEM, f"{path} is not a decision log (it does not "
+                       "begin with a decision); the log's rotation would rename and delete it",
+                       "choose another log.file, a file of its own")
     return _file_to_write("decision log", "log.file", path, "decisions.jsonl",
                           "the service creates /run/emotion-edge itself (RuntimeDirectory=); "
                           "elsewhere create it or change log.file")
@@ -327,8 +333,9 @@ def check_adaptation_state(path: Path) -> Finding:
 
 
 def _file_to_write(what: str, setting: str, path: Path, example: str, fix: str) -> Finding:
-    """A folder where a file is named is a problem; an unwritable place a warning (the service's
-    own folders are made by systemd, and check may run as another user)."""
+    """A folder where a file is named, or a read-only file system, is a problem; an unwritable
+    place a warning (the service's own folders are made by systemd, and check may run as another
+    user)."""
     if path.is_dir():
         return Finding(what, PROBLEM, f"{path} is a folder",
                        f"{setting} names the file to write, e.g. {path / example}")
@@ -336,6 +343,9 @@ def _file_to_write(what: str, setting: str, path: Path, example: str, fix: str) 
     if not existing.is_dir():
         return Finding(what, PROBLEM, f"{existing} is a file, so {path} cannot be made",
                        f"point {setting} at a file in a folder")
+    if os.statvfs(existing).f_flag & os.ST_RDONLY:
+        return Finding(what, PROBLEM, f"{path} is on a read-only file system",
+                       f"point {setting} at a writable place")
     if path.exists():
         writable = os.access(path, os.W_OK)
     else:
