@@ -90,6 +90,12 @@ class Section:
             if any(unicodedata.category(c) == "Cc" for t in texts for c in str(t)):
                 # A NUL in a path passes every check and then kills the open() in run.
                 raise ConfigError(f"{key} = {value!r} contains a control character; remove it")
+            if field.metadata.get("path") and (value.startswith("~") or "$" in value):
+                # Nothing expands them: run would make folders named '~' or '$HOME' in its
+                # working directory ('/' under systemd, where it may not write).
+                raise ConfigError(
+                    f"{key} = {value!r}: '~' and $VARIABLES are not expanded here (the service "
+                    f"runs as its own user); write the full path, e.g. /home/pi/...")
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{key} = {value!r} is not a finite number")
             meta = field.metadata
@@ -121,8 +127,8 @@ def _check_type(key: str, value: Any, hint: Any) -> None:
     elif origin in (dict, Mapping):
         kt, vt = typing.get_args(hint)
         ok = isinstance(value, Mapping) and all(isinstance(k, kt) for k in value)
-        if ok and vt is int:
-            ok = all(isinstance(v, int) and not isinstance(v, bool) for v in value.values())
+        # Values too: {happy = 0} in a map of labels was taken as "" and left happy out.
+        ok = ok and all(isinstance(v, vt) and not isinstance(v, bool) for v in value.values())
     else:  # pragma: no cover - a programming error in this module
         raise TypeError(f"unsupported config type {hint!r} for {key}")
     if not ok:
@@ -134,7 +140,8 @@ def _type_name(hint: Any) -> str:
     if origin is tuple:
         return f"a list of {typing.get_args(hint)[0].__name__}"
     if origin in (dict, Mapping):
-        return "a table"
+        values = typing.get_args(hint)[1]
+        return f"a table whose values are {_type_name(values).split(' ', 1)[1]}s"
     return {float: "a number", int: "an integer", str: "a string", bool: "true or false"}[hint]
 
 
@@ -189,7 +196,7 @@ class AdaptConfig(Section):
         "variances are kept; no audio).")
     state_file: str = setting(
         "", "Where the adaptation statistics are kept across restarts; empty = in memory only. "
-        "Delete the file (or run `emotion-edge adapt --reset`) to start over.")
+        "Delete the file (or run `emotion-edge adapt --reset`) to start over.", path=True)
     prior_frames: float = setting(
         6000.0, "Weight of the training statistics, in frames of 10 ms: after this much speech "
         "the device's own statistics count as much as the training data's.", min=0.0,
@@ -239,8 +246,8 @@ class ModelsConfig(Section):
     speech: str = setting(
         "", "Speech model .tflite path; empty = the shipped model. A microphone that passes only "
         "the telephone band (a Bluetooth headset's call link, a phone line) does better with the "
-        "shipped speech_emotion_narrowband_int8.tflite, beside the shipped model.")
-    face: str = setting("", "Face model .tflite path; empty = the shipped model.")
+        "shipped speech_emotion_narrowband_int8.tflite, beside the shipped model.", path=True)
+    face: str = setting("", "Face model .tflite path; empty = the shipped model.", path=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -318,10 +325,11 @@ class LedConfig(Section):
             raise ConfigError(
                 f"leds.emotion_pins: {', '.join(map(repr, unknown))} is not an emotion the "
                 f"appliance shows; use {', '.join(COMMON_LABELS)}")
-        pins = [p for p in (*self.rgb_pins, self.status_pin) if p >= 0]
+        # Only the status LED may be -1 (none); every other LED needs a pin.
+        pins = [*self.rgb_pins, self.status_pin]
         if self.mode == "per_emotion":
             pins = [*self.emotion_pins.values(), self.status_pin]
-        used = [p for p in pins if p >= 0]
+        used = pins if self.status_pin >= 0 else pins[:-1]
         dup = sorted({p for p in used if used.count(p) > 1})
         if self.mode != "none" and dup:
             raise ConfigError(f"leds: pin(s) {dup} are assigned twice; give every LED its own pin")
@@ -336,7 +344,9 @@ class LogConfig(Section):
     stdout: bool = setting(True, "Write one JSON line per decision to stdout (the journal under "
                       "systemd).")
     file: str = setting("", "Also write decisions to this file, rotated by size; empty = no file. "
-                   "Use tmpfs (e.g. /run/emotion-edge/decisions.jsonl) to spare the SD card.")
+                   "Use tmpfs (e.g. /run/emotion-edge/decisions.jsonl) to spare the SD card. A "
+                   "file that is not a decision log (a recording, the config) is refused, never "
+                   "appended to or rotated away.", path=True)
     max_bytes: int = setting(1_000_000, "Rotate the decision file at this size, in bytes.",
                         min=1_000, max=1_000_000_000)
     backups: int = setting(2, "Rotated decision files kept (count).", min=0, max=100)
@@ -366,14 +376,15 @@ class MqttConfig(Section):
         "", "File whose first line is the broker password (e.g. /etc/emotion-edge/mqtt-password, "
         "owned by root, mode 0600); install-service hands it to the service as the systemd "
         "credential mqtt-password. There is no password key: the password never goes into "
-        "the TOML.")
+        "the TOML.", path=True)
     tls: bool = setting(False, "Connect with TLS (certificate and host name verified).")
     ca_file: str = setting("", "CA certificate (PEM) that signed the broker's certificate; empty "
-                           "= the system's CAs.")
+                           "= the system's CAs.", path=True)
     cert_file: str = setting("", "Client certificate (PEM) for brokers that require one; empty = "
-                             "none.")
+                             "none.", path=True)
     key_file: str = setting("", "Private key (PEM, unencrypted) of cert_file; install-service "
-                            "hands it to the service as the credential mqtt-client-key.")
+                            "hands it to the service as the credential mqtt-client-key.",
+                            path=True)
     queue_size: int = setting(
         1000, "Messages kept while the broker is slow or away (count, about 4 KB each); when "
         "full the oldest is dropped and counted (mqtt_dropped).", min=1, max=50_000)

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from edge.config import Config, config_reference, load_config, parse_override
+from edge.config import Config, config_reference, load_config, parse_override, parse_overrides
 from edge.errors import ConfigError
 
 
@@ -167,3 +167,25 @@ def test_meaningless_fusion_settings_are_refused(tmp_path, toml, words):
     cfg.write_text(toml)
     with pytest.raises(ConfigError, match=words):
         load_config(cfg, env={})
+
+
+@pytest.mark.parametrize("override, named", [
+    # A negative RGB pin passed validation and failed only when the LEDs opened.
+    ("leds.rgb_pins=[17, 27, -3]", "pin -3"),
+    # {happy = 0} was taken as "" and silently left happy out of fusion.
+    ("fusion.speech_map={happy = 0}", "values are strings"),
+    ("fusion.face_map={fear = false}", "values are strings"),
+    ("leds.emotion_pins={happy = 6.5}", "values are integers"),
+    # run made a folder named '~' (or '$HOME') in its working directory.
+    ("log.file=~/decisions.jsonl", "not expanded"),
+    ("adapt.state_file=$HOME/adapt.json", "not expanded"),
+    ("mqtt.ca_file=${HOME}/ca.pem", "not expanded"),
+])
+def test_wrong_values_inside_lists_and_tables_are_refused(override, named):
+    with pytest.raises(ConfigError, match=named):
+        load_config(None, overrides=parse_overrides([override]), env={})
+
+
+def test_the_status_led_alone_may_be_none():
+    config = load_config(None, overrides=parse_overrides(["leds.status_pin=-1"]), env={})
+    assert config.leds.status_pin == -1

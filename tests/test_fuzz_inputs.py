@@ -540,3 +540,17 @@ def test_run_and_check_refuse_a_decision_log_that_is_another_file(
             assert invoke(capfd, [*RUN, "--audio-file", victim, "--log-file", log]).status == 0
             counts.append(len(log.read_text().splitlines()))
         assert counts[0] > 0 and counts[1] == 2 * counts[0]
+
+
+# --no-camera said "speech only" but a replay's --image was still used for the face.
+def test_no_camera_makes_a_replay_with_an_image_speech_only(
+        capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+        media: dict[str, Path]) -> None:
+    with scratch_dir(media["scratch"]) as folder:
+        log = folder / "d.jsonl"
+        ran = invoke(capfd, [*RUN, "--audio-file", media["wav"], "--image", media["jpg"],
+                             "--no-camera", "--log-file", log])
+        assert ran.status == 0, ran
+        assert "image is not used" in caplog.text
+        faces = {json.loads(line)["face"]["state"] for line in log.read_text().splitlines()}
+        assert faces == {"disabled"}

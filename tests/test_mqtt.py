@@ -87,6 +87,26 @@ def test_decisions_state_and_availability_arrive(broker):
     assert [p for _, p, _ in sub.on("/availability")] == [b"online", b"offline"]
 
 
+def test_a_clock_stepped_back_republishes_the_state(broker):
+    """A Pi has no real-time clock: NTP may step it back an hour after boot.  The heartbeat used
+    to wait that hour before the retained state was published again."""
+    import dataclasses
+
+    sub = Subscriber(broker, "emotion-edge/clockback/state")
+    try:
+        with MqttSink(config(broker, "clockback")) as sink:
+            sink.write(decision(0))
+            sink.write(decision(1))  # same state, heartbeat not due: nothing
+            sink.write(dataclasses.replace(decision(2), time=T0 - 3600.0))
+            sink.write(dataclasses.replace(decision(3), time=T0 - 3599.5))
+            assert sink.flush(5)
+        assert sub.wait_for(lambda: len(sub.on("/state")) >= 2)
+        time.sleep(0.2)
+    finally:
+        sub.close()
+    assert [json.loads(p)["cycle"] for _, p, _ in sub.on("/state")] == [0, 2]
+
+
 def test_late_subscriber_gets_retained_state_and_discovery(broker):
     with MqttSink(config(broker, "late")) as sink:
         sink.write(decision(0, label="angry", speech="angry"))

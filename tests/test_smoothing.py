@@ -76,3 +76,10 @@ def test_weak_evidence_shows_nothing():
     assert s.update({"neutral": 0.34, "happy": 0.33, "sad": 0.33}, 0).label == "neutral"
     s = smoother(alpha=1.0, min_confidence=0.5)
     assert s.update({"neutral": 0.34, "happy": 0.33, "sad": 0.33}, 0).label is None
+
+
+def test_silence_is_never_an_emotion_even_at_min_confidence_zero():
+    """With min_confidence = 0 (allowed), nothing heard yet showed the first label, neutral."""
+    s = smoother(min_confidence=0.0, min_dwell_s=0.0)
+    assert [s.update(None, i).label for i in range(3)] == [None] * 3
+    assert s.update(dist("happy", 0.6), 3).label == "happy"  # then any evidence is shown

@@ -462,7 +462,10 @@ class MqttSink(Closeable):
         key = (decision.label, _modality(decision.speech), _modality(decision.face))
         if decision.label != self._shown:
             self._shown, self._since = decision.label, decision.time
-        if key != self._state_key or decision.time - self._last_state >= self.config.heartbeat_s:
+        elapsed = decision.time - self._last_state
+        # A clock stepped back (NTP on a Pi with no real-time clock) is due too, or the
+        # retained state would wait for the clock to catch up again.
+        if key != self._state_key or not 0 <= elapsed < self.config.heartbeat_s:
             self._state_key, self._last_state = key, decision.time
             since = self._since
             latencies = sorted(self._latencies)

@@ -165,6 +165,11 @@ def build_appliance(
     try:
         use_face = (config.camera.enabled if media is None or media.audio is None
                     else media.video is not None or media.image is not None)
+        if use_face and not config.camera.enabled:  # a replay's picture, but speech only asked
+            logger.warning("the replay's %s is not used: camera.enabled = false (--no-camera) "
+                           "makes this run speech only",
+                           "video" if media is not None and media.video is not None else "image")
+            use_face = False
         speech, face, detector, fusion = open_decision_models(config, stack, use_face=use_face)
         logger.info("fusion over %s", ", ".join(fusion.labels))
 

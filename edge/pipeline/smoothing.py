@@ -65,19 +65,24 @@ class Smoother:
         new = shown
         if t - self._since >= self.min_dwell_s or shown is None:
             if shown is None:
-                new = best if best_p >= self.min_confidence else None
-            elif best != shown and best_p >= self.min_confidence and (
+                new = best if self._showable(best_p) else None
+            elif best != shown and self._showable(best_p) and (
                 best_p >= self._avg[shown] + self.switch_margin
             ):
                 new = best
-            elif self._avg[shown] < self.min_confidence:
-                new = best if best_p >= self.min_confidence else None
+            elif not self._showable(self._avg[shown]):
+                new = best if self._showable(best_p) else None
         changed = new != shown
         if changed:
             self._shown = new
             self._since = t
         confidence = self._avg[new] if new is not None else 0.0
         return Smoothed(label=new, confidence=confidence, scores=dict(self._avg), changed=changed)
+
+    def _showable(self, p: float) -> bool:
+        # Above zero too: with min_confidence = 0, nothing heard yet (all zeros) would show the
+        # first label, and silence is never an emotion.
+        return p > 0.0 and p >= self.min_confidence
 
     def reset(self) -> None:
         self._avg = dict.fromkeys(self.labels, 0.0)
