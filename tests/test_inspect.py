@@ -383,13 +383,23 @@ def test_follow_starts_at_the_end_but_not_inside_a_line(tmp_path):
     assert seen == [1, 2]
 
 
-def test_follow_reads_a_file_that_appears_later_from_its_start(tmp_path):
+def test_follow_reads_a_file_that_appears_later_from_its_start(tmp_path, caplog):
     path = tmp_path / "d.jsonl"
 
     line = record(2, 1.0, "sad").to_json() + "\n"
     seen = _follow(path, [lambda: None, _append(path, 0, 1), lambda: _write(path, line[:40]),
                           lambda: _write(path, line[40:])])
     assert seen == [0, 1, 2]  # the half-written line waited for its end
+    # Said once that it waits: a mistyped path would otherwise wait for ever without a word.
+    assert caplog.text.count("does not exist (yet): waiting") == 1
+
+
+def test_an_empty_log_names_what_was_read(tmp_path, capsys):
+    from edge.cli import main
+
+    (tmp_path / "d.jsonl").write_text("")
+    assert main(["inspect", "--log", str(tmp_path / "d.jsonl")]) == 1
+    assert capsys.readouterr().out.strip() == f"no decisions in {tmp_path / 'd.jsonl'}"
 
 
 # -- --since ---------------------------------------------------------------------------------------

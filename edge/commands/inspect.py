@@ -120,6 +120,9 @@ def _main(args: argparse.Namespace) -> int:
     if args.json:
         json.dump(summary, sys.stdout, indent=2)
         print()
+    elif not summary["decisions"]:  # say what was read: the file may not be the one meant
+        source = f"the journal of {args.unit}" if use_journal else args.log or DEFAULT_LOG
+        print(f"no decisions in {source}{' since ' + args.since if args.since else ''}")
     else:
         print(dl.format_summary(summary))
     sys.stdout.flush()  # a closed stdout (`| head`) raises here: cli.main makes it status 141

@@ -481,6 +481,7 @@ def follow_file(path: str | Path, *, poll_s: float = 0.5,
     where = str(path)
     cur: _Tail | None = None
     at_end = not from_start
+    waiting_told = False
 
     def records(lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
         for line in lines:
@@ -495,6 +496,10 @@ def follow_file(path: str | Path, *, poll_s: float = 0.5,
                     fh = opener(path)
                 except FileNotFoundError:
                     at_end = False  # whatever appears from now on is new
+                    if not waiting_told:  # a mistyped path would wait for ever without a word
+                        logger.warning("%s does not exist (yet): waiting for it to appear "
+                                       "(Ctrl-C to stop)", path)
+                        waiting_told = True
                     if stop():
                         return
                     sleep(poll_s)
