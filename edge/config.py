@@ -544,7 +544,8 @@ def parse_override(text: str) -> tuple[str, str, str]:
 def read_toml(path: Path, *, what: str = "config file") -> dict[str, Any]:
     """A TOML file as a dict; every failure is a :class:`ConfigError` naming the file."""
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: Windows editors (Notepad) begin the file with a byte-order mark.
+        return tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise ConfigError(f"{what} {path} not found") from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -41,7 +41,9 @@ def default_model(filename: str) -> Path:
     if found is None:
         raise ModelError(
             f"model {filename} not found in {', '.join(str(d) for d in searched)}; set "
-            f"EMOTION_EDGE_MODELS to the folder holding it or pass --model PATH"
+            f"EMOTION_EDGE_MODELS to the folder holding it, or name the model file (models.speech "
+            f"/ models.face in the config; --speech-model / --face-model for run, --model for "
+            f"classify)"
         )
     return found
 

@@ -189,3 +189,10 @@ def test_wrong_values_inside_lists_and_tables_are_refused(override, named):
 def test_the_status_led_alone_may_be_none():
     config = load_config(None, overrides=parse_overrides(["leds.status_pin=-1"]), env={})
     assert config.leds.status_pin == -1
+
+
+def test_a_config_with_a_byte_order_mark_is_read(tmp_path):
+    """Notepad saves UTF-8 with a byte-order mark; it was 'Invalid statement at line 1'."""
+    path = tmp_path / "config.toml"
+    path.write_bytes(b"\xef\xbb\xbf[loop]\ndeadline_s = 0.3\n")
+    assert load_config(path, env={}).loop.deadline_s == 0.3

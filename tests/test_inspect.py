@@ -590,3 +590,11 @@ def test_the_log_refuses_a_file_that_is_not_a_decision_log(tmp_path):
     with pytest.raises(ConfigError, match="not a decision log"):
         RotatingFileSink(other)
     assert other.read_text() == "my notes\n"
+
+
+def test_a_log_under_a_file_names_the_file(tmp_path):
+    from edge.errors import DeviceUnavailableError
+
+    (tmp_path / "take.wav").write_bytes(b"RIFF")
+    with pytest.raises(DeviceUnavailableError, match="take.wav is a file, not a folder"):
+        RotatingFileSink(tmp_path / "take.wav" / "d.jsonl")

@@ -122,3 +122,8 @@ def test_non_finite_quantisation_is_refused_by_name(tmp_path, role, field, value
     with pytest.raises(ModelError, match="malformed") as info:
         load_manifest(model)
     assert str(path) in str(info.value)
+
+
+def test_a_folder_given_as_the_model_is_named_a_folder(tmp_path):
+    with pytest.raises(ModelError, match="is a folder; name the .tflite file"):
+        load_manifest(tmp_path)

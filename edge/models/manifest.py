@@ -161,6 +161,8 @@ def sha256_of(path: str | Path) -> str:
 def load_manifest(model_path: str | Path, *, verify_hash: bool = True) -> ModelManifest:
     """Read the manifest beside ``model_path`` and (by default) check the model's sha256."""
     model_path = Path(model_path)
+    if model_path.is_dir():
+        raise ModelError(f"model file {model_path} is a folder; name the .tflite file in it")
     if not model_path.is_file():
         raise ModelError(
             f"model file {model_path} not found; reinstall emotion-edge or point the configuration "

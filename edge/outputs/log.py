@@ -74,6 +74,10 @@ class RotatingFileSink(Closeable):
                 f"{self.path} away")
         try:
             self._f: IO[str] | None = self._open()
+        except (FileExistsError, NotADirectoryError) as exc:  # a file where a folder should be
+            raise DeviceUnavailableError(
+                f"cannot make the decision log {self.path}: {exc.filename} is a file, not a "
+                f"folder; choose another log.file") from None
         except OSError as exc:
             raise DeviceUnavailableError(
                 f"cannot open the decision log {self.path}: {exc}; choose a writable log.file "
