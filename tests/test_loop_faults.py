@@ -484,3 +484,14 @@ def test_video_replay_counts_skipped_frames_and_ends_face_with_the_video(tiny, t
     states = [rec["face"]["state"] for rec in lines]
     assert states[0] == "no_face" and states[-1] == "no_frame"  # the video ended first
     assert lines[-1]["counters"]["frame_drops"] > 30  # 20 fps camera, 2 decisions per second
+
+
+def test_a_microphone_that_keeps_overflowing_is_told_in_a_few_lines(caplog):
+    """One warning per cycle filled the journal twice a second; now at 1, 2, 4, 8, ... so far."""
+    loop, sink = make_loop(audio=FakeMicrophone(40, overflow_at=range(40)), face=False)
+    with caplog.at_level(logging.WARNING, logger="edge.pipeline.loop"):
+        loop.run()
+    told = [r.message for r in caplog.records if "overflows" in r.message]
+    assert sink.decisions[-1].counters["audio_overflows"] >= 30
+    assert told == [f"audio overflows: {n} so far" for n in (1, 2, 4, 8, 16, 32)][:len(told)]
+    assert 4 <= len(told) <= 6

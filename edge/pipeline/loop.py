@@ -250,7 +250,9 @@ class EmotionLoop(Closeable):
         c["recoveries"] = self.budget.recoveries
         for key, value in (("audio_overflows", self.audio.overflows),
                            ("audio_dropped_blocks", self.audio.dropped_blocks)):
-            if value > c[key]:
+            # At 1, 2, 4, 8, ... so far: a microphone that keeps overflowing is told in a few
+            # lines, not in one every cycle.
+            if value.bit_length() > c[key].bit_length():
                 logger.warning("audio %s: %d so far", key.removeprefix("audio_"), value)
             c[key] = value
         if self.frames is not None:
