@@ -203,6 +203,15 @@ class AdaptConfig(Section):
         max=1e9)
 
 
+def _check_retry_order(section: Any) -> None:
+    """The first retry delay may not exceed the longest (it would silently be cut to it)."""
+    if section.retry_initial_s > section.retry_max_s:
+        raise ConfigError(
+            f"{section._name}.retry_initial_s = {section.retry_initial_s:g} is longer than "
+            f"{section._name}.retry_max_s = {section.retry_max_s:g}; the delays double from the "
+            f"first up to the longest")
+
+
 @dataclasses.dataclass(frozen=True)
 class CameraConfig(Section):
     _name: typing.ClassVar[str] = "camera"
@@ -238,6 +247,10 @@ class CameraConfig(Section):
     retry_max_s: float = setting(
         30.0, "Longest delay between camera reopen attempts, in seconds (doubles up to this).",
         min=0.01, max=3600.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_retry_order(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -402,6 +415,7 @@ class MqttConfig(Section):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _check_retry_order(self)
         if self.enabled and not self.host:
             raise ConfigError("mqtt.enabled = true needs mqtt.host (the broker's name or address)")
         if self.device_id and not _TOPIC_WORD.fullmatch(self.device_id):

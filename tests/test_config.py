@@ -196,3 +196,10 @@ def test_a_config_with_a_byte_order_mark_is_read(tmp_path):
     path = tmp_path / "config.toml"
     path.write_bytes(b"\xef\xbb\xbf[loop]\ndeadline_s = 0.3\n")
     assert load_config(path, env={}).loop.deadline_s == 0.3
+
+
+@pytest.mark.parametrize("section", ["mqtt", "camera"])
+def test_a_first_retry_longer_than_the_longest_is_refused(section):
+    overrides = parse_overrides([f"{section}.retry_initial_s=60", f"{section}.retry_max_s=1"])
+    with pytest.raises(ConfigError, match=f"{section}.retry_initial_s = 60 is longer"):
+        load_config(None, overrides=overrides, env={})
