@@ -238,6 +238,34 @@ def test_tls_with_the_right_ca_works_and_with_a_wrong_ca_is_refused(broker, tmp_
         sub.close()
 
 
+def test_the_broker_problems_a_user_makes_are_named_with_their_fix(broker, tmp_path):
+    anonymous = probe_broker(BrokerSettings("127.0.0.1", broker.port))
+    assert anonymous is not None and "refused anonymous access" in anonymous
+    assert "--username" in anonymous and "check the user name" not in anonymous
+    missing = tmp_path / "ca.pem"
+    problem = probe_broker(BrokerSettings("127.0.0.1", broker.tls_port, USER, PASSWORD,
+                                          tls=True, ca_file=str(missing)))
+    assert problem == f"MQTT TLS file {missing} not found (mqtt.ca_file, fleet --ca-file)"
+    plain_on_tls = probe_broker(BrokerSettings("127.0.0.1", broker.tls_port, USER, PASSWORD))
+    assert plain_on_tls is not None and "TLS" in plain_on_tls, plain_on_tls
+
+
+def test_two_devices_with_one_client_id_back_off_and_say_why_once(broker, caplog):
+    """Two Pis cloned from one SD card share a client id: the broker drops the older connection
+    each time the other connects.  That reconnected about once a second for ever, with a
+    warning each time."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="edge.outputs.mqtt"):
+        with MqttSink(config(broker, "twin")) as one, MqttSink(config(broker, "twin")) as two:
+            time.sleep(6.0)
+            drops = one.disconnects + two.disconnects
+    warnings = [r.getMessage() for r in caplog.records]
+    assert drops >= 2, drops  # the broker did take turns
+    assert sum("same client id" in w for w in warnings) in (1, 2)  # once per sink at most
+    assert len(warnings) <= 6, warnings
+
+
 def test_check_reports_the_broker_and_the_credentials(broker, tmp_path):
     from edge.config import Config
     from edge.service.checks import check_mqtt

@@ -347,6 +347,80 @@ def test_the_fleet_view_skips_malformed_numbers(payload):
     assert all(r["last_change"] is None for r in view.snapshot()["devices"])
 
 
+@pytest.mark.parametrize("payload", [
+    b"[" * 200_000,  # deeper than the JSON parser goes: RecursionError ended paho's thread
+    b'{"label":["x"],"confidence":0.5,"time":1796505000,"latency_ms":{"total":1}}',
+])
+def test_the_fleet_view_skips_what_it_cannot_show(payload):
+    from edge.commands.fleet import FleetView, format_table
+
+    view = FleetView("emotion-edge")
+    view.update("emotion-edge/evil/decision", payload)
+    view.update("emotion-edge/evil/state", payload.replace(b'"latency_ms"', b'"x"'))
+    format_table(view.snapshot())
+    assert all(r["state"] is None for r in view.snapshot()["devices"])
+
+
+def test_the_fleet_table_shows_no_escape_sequences_or_new_lines():
+    from edge.commands.fleet import FleetView, format_table
+
+    view = FleetView("emotion-edge")
+    evil = "\u001b]0;owned\u0007\u001b[31mred\n\nFAKE ROW"
+    state = json.dumps({"label": evil, "confidence": 0.5, "time": T0, "since": T0,
+                        "cycle_p99_ms": 3}).encode()
+    view.update("emotion-edge/pi\x1b[2J/state", state)
+    assert view.snapshot()["devices"][0]["state"] == evil  # taken as it came, shown cleaned
+    table = format_table(view.snapshot(), now=T0)
+    assert "\x1b" not in table and "\x07" not in table and "FAKE ROW" not in table.splitlines()
+    assert len(table.splitlines()) == 3
+
+
+def test_the_fleet_view_says_what_it_does_not_show(monkeypatch):
+    from edge.commands import fleet
+
+    monkeypatch.setattr(fleet, "MAX_DEVICES", 3)
+    view = fleet.FleetView("emotion-edge")
+    for i in range(5):
+        view.update(f"emotion-edge/pi-{i}/availability", b"online")
+    snapshot = view.snapshot()
+    assert len(snapshot["devices"]) == 3 and snapshot["devices_not_shown"] == 2
+    assert "(and 2 more devices, not shown" in fleet.format_table(snapshot)
+    view.broker_lost_since = T0
+    snapshot = view.snapshot()
+    assert {r["online"] for r in snapshot["devices"]} == {None}  # not known while cut off
+    assert "broker connection lost at" in fleet.format_table(snapshot, now=T0 + 30)
+
+
+def test_the_fleet_p99_waits_for_enough_decisions_before_replacing_the_devices_own():
+    from edge.commands.fleet import MIN_LATENCIES, DeviceRow
+
+    row = DeviceRow("pi-a", state_p99_ms=67.5)
+    row.latencies.extend([8.0, 8.2])
+    assert row.latency_p99_ms == 67.5
+    row.latencies.extend([9.0] * MIN_LATENCIES)
+    assert row.latency_p99_ms == 9.0
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--port", "70000"], "not a port"),
+    (["--port", "0"], "not a port"),
+    (["--interval", "1e308"], "between"),
+    (["--key-file", "k.pem"], "only with --tls"),
+    (["--tls", "--cert-file", "c.pem"], "go together"),
+    (["--prefix", "/home"], "--prefix = '/home'"),
+])
+def test_fleet_options_are_checked_before_connecting(argv, named, capsys):
+    from edge.cli import main
+
+    try:
+        status = main(["fleet", "--broker", "127.0.0.1", *argv])
+    except SystemExit as exc:  # argparse's own usage error
+        status = exc.code
+    assert status == 2
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err
+
+
 def test_a_connect_that_ends_after_close_leaves_the_device_offline():
     """close() waits 2 s at most; a slow connect (TLS to a sluggish broker) finishing later must
     not publish a retained "online" that no last will corrects."""
@@ -397,3 +471,16 @@ def test_a_connect_that_ends_after_close_leaves_the_device_offline():
     sink._thread.join(timeout=5)
     availability = [p for t, p, retain in published if t.endswith("/availability") and retain]
     assert availability and availability[-1] == "offline", published
+
+
+def test_discovery_ids_keep_two_prefixes_apart_and_the_default_as_it_was():
+    from edge.outputs.mqtt import Topics, discovery_messages
+
+    def node(prefix, device):
+        ((topic, payload), *_) = discovery_messages(Topics(prefix, device), "homeassistant")
+        return topic.split("/")[2], json.loads(payload)["unique_id"]
+
+    assert node("emotion-edge", "pi-kitchen") == ("emotion_edge_pi_kitchen",
+                                                  "emotion_edge_pi_kitchen_emotion")
+    assert node("house-a", "kitchen")[0] != node("house-b", "kitchen")[0]
+    assert node("home/ü floor", "kitchen")[0] == "home___floor_kitchen"

@@ -16,6 +16,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import math
 import signal
 import sys
 import threading
@@ -24,7 +25,6 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from ..outputs.log_reader import finite_number
-from . import positive_float
 
 __all__ = ["register", "FleetView", "DeviceRow"]
 
@@ -34,6 +34,24 @@ logger = logging.getLogger(__name__)
 LATENCY_WINDOW = 200
 #: Devices shown at most: anyone may publish under the prefix, and each name costs a row.
 MAX_DEVICES = 1000
+#: Latencies this view must have received before its own p99 replaces the device's (a "p99" of
+#: two decisions says little).
+MIN_LATENCIES = 20
+#: Longest label or device name shown, in characters.
+MAX_NAME = 40
+
+
+def _printable(text: str) -> str:
+    """``text`` safe for a terminal: anyone who may publish under the prefix chooses labels and
+    device names, and an escape sequence or a newline in one would rewrite the screen."""
+    clean = "".join(c if c.isprintable() else "?" for c in text)
+    return clean if len(clean) <= MAX_NAME else clean[:MAX_NAME - 3] + "..."
+
+
+def _label(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"label {value!r} is not a string")
+    return value
 
 
 
@@ -53,7 +71,8 @@ class DeviceRow:
 
     @property
     def latency_p99_ms(self) -> float | None:
-        if self.latencies:
+        if self.latencies and (len(self.latencies) >= MIN_LATENCIES
+                               or self.state_p99_ms is None):
             ordered = sorted(self.latencies)
             return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
         return self.state_p99_ms
@@ -72,6 +91,8 @@ class FleetView:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.rows: dict[str, DeviceRow] = {}
+        self.not_shown: set[str] = set()  # beyond MAX_DEVICES (bounded: counted up to it)
+        self.broker_lost_since: float | None = None  # wall time the view's own link went down
         self._lock = threading.Lock()
 
     @property
@@ -85,7 +106,11 @@ class FleetView:
         device, kind = parts[-2], parts[-1]
         with self._lock:
             if device not in self.rows and len(self.rows) >= MAX_DEVICES:
-                logger.debug("more than %d devices; ignoring %s", MAX_DEVICES, device)
+                if not self.not_shown:
+                    logger.warning("more than %d devices publish under %s; the others are "
+                                   "counted, not shown", MAX_DEVICES, self.prefix)
+                if len(self.not_shown) < MAX_DEVICES:
+                    self.not_shown.add(device)
                 return
             row = self.rows.setdefault(device, DeviceRow(device))
             if kind == "availability":
@@ -99,7 +124,8 @@ class FleetView:
                     self._decision(row, data)
                 elif kind == "state":
                     self._state(row, data)
-            except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+            except (ValueError, TypeError, KeyError, AttributeError, OverflowError,
+                    RecursionError):  # [[[[... nested deeper than the JSON parser goes
                 logger.debug("skipping a malformed %s message from %s", kind, device)
 
     @staticmethod
@@ -119,7 +145,7 @@ class FleetView:
         row.decisions += 1
         row.latencies.append(latency)
         row.drops = drops
-        self._show(row, data["label"], confidence, at)
+        self._show(row, _label(data["label"]), confidence, at)
 
     def _state(self, row: DeviceRow, data: dict[str, Any]) -> None:
         p99 = finite_number(data["cycle_p99_ms"], high=1e6)
@@ -130,13 +156,18 @@ class FleetView:
         row.state_p99_ms = p99
         row.drops = max(row.drops, drops)
         if row.last_seen is None or at >= row.last_seen:
-            self._show(row, data["label"], confidence, at, since=since)
+            self._show(row, _label(data["label"]), confidence, at, since=since)
             row.last_change = since
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {"time": round(time.time(), 3),
-                    "devices": [self.rows[d].to_dict() for d in sorted(self.rows)]}
+            lost = self.broker_lost_since
+            devices = [self.rows[d].to_dict() for d in sorted(self.rows)]
+            if lost is not None:  # what the broker last said, not known now
+                for row in devices:
+                    row["online"] = None
+            return {"time": round(time.time(), 3), "broker_lost_since": lost,
+                    "devices": devices, "devices_not_shown": len(self.not_shown)}
 
 
 def format_table(snapshot: dict[str, Any], now: float | None = None) -> str:
@@ -150,10 +181,18 @@ def format_table(snapshot: dict[str, Any], now: float | None = None) -> str:
             change = f"{when} ({_ago(now - row['last_change'])})"
         p99 = "-" if row["latency_p99_ms"] is None else f"{row['latency_p99_ms']:.1f}"
         online = {True: "yes", False: "NO", None: "?"}[row["online"]]
-        lines.append(f"{row['device']:<20} {row['state'] or '-':<10} {change:<20} {p99:>8} "
-                     f"{row['drops']:>6}  {online}")
+        lines.append(f"{_printable(row['device']):<20} {_printable(row['state'] or '-'):<10} "
+                     f"{change:<20} {p99:>8} {row['drops']:>6}  {online}")
     if not snapshot["devices"]:
         lines.append("(no device has published yet)")
+    if snapshot.get("devices_not_shown"):
+        lines.append(f"(and {snapshot['devices_not_shown']} more devices, not shown: at most "
+                     f"{MAX_DEVICES})")
+    lost = snapshot.get("broker_lost_since")
+    if lost is not None:
+        when = dt.datetime.fromtimestamp(lost).strftime("%H:%M:%S")
+        lines.append(f"broker connection lost at {when} ({_ago(now - lost)}); reconnecting: "
+                     f"the rows are as they were then")
     return "\n".join(lines)
 
 
@@ -175,7 +214,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "password is read from --password-file, never from the command line.",
     )
     p.add_argument("--broker", required=True, metavar="HOST", help="broker host name or address")
-    p.add_argument("--port", type=int, default=None, help="broker port (1883, 8883 with --tls)")
+    p.add_argument("--port", type=_port, default=None,
+                   help="broker port (1883, 8883 with --tls)")
     p.add_argument("--prefix", default="emotion-edge", help="topic prefix (mqtt.topic_prefix)")
     p.add_argument("--username", default="", help="user name at the broker")
     p.add_argument("--password-file", default="", metavar="FILE",
@@ -185,13 +225,36 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--cert-file", default="", metavar="PEM", help="client certificate")
     p.add_argument("--key-file", default="", metavar="PEM", help="client certificate's key")
     p.add_argument("--json", action="store_true", help="one JSON object per refresh")
-    p.add_argument("--interval", type=positive_float, default=1.0,
-                   help="seconds between refreshes")
-    p.add_argument("--duration", type=positive_float, default=0.0,
-                   help="stop after this many seconds (default: until Ctrl-C)")
+    p.add_argument("--interval", type=_seconds(0.05, 3600.0), default=1.0,
+                   help="seconds between refreshes (0.05 to 3600)")
+    p.add_argument("--duration", type=_seconds(0.0, 10 * 365 * 86400.0), default=0.0,
+                   help="stop after this many seconds (default 0: until Ctrl-C)")
     p.add_argument("--once", action="store_true",
                    help="collect for one interval (retained state arrives at once), print, stop")
     p.set_defaults(func=_main)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1 to 65535)")
+    return port
+
+
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not low <= value <= high:  # NaN too
+            raise argparse.ArgumentTypeError(f"{text!r} is not between {low:g} and {high:g} s")
+        return value
+
+    return parse
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -200,11 +263,16 @@ def _main(args: argparse.Namespace) -> int:
 
     if args.password_file and not args.username:
         raise ConfigError("--password-file needs --username")
-    if (args.ca_file or args.cert_file) and not args.tls:
-        raise ConfigError("--ca-file/--cert-file are used only with --tls")
+    if (args.ca_file or args.cert_file or args.key_file) and not args.tls:
+        raise ConfigError("--ca-file/--cert-file/--key-file are used only with --tls")
+    if bool(args.cert_file) != bool(args.key_file):
+        raise ConfigError("--cert-file and --key-file go together; give both or neither")
     from ..config import MqttConfig
 
-    prefix = MqttConfig(topic_prefix=args.prefix.rstrip("/")).topic_prefix  # its one rule set
+    try:
+        prefix = MqttConfig(topic_prefix=args.prefix.rstrip("/")).topic_prefix  # its one rule set
+    except ConfigError as exc:  # named as the option it came from
+        raise ConfigError(str(exc).replace("mqtt.topic_prefix", "--prefix")) from None
     settings = BrokerSettings(
         host=args.broker, port=args.port or (8883 if args.tls else 1883), username=args.username,
         password=read_password(args.password_file, env={}), tls=args.tls, ca_file=args.ca_file,
@@ -213,17 +281,26 @@ def _main(args: argparse.Namespace) -> int:
     client = new_client(settings, f"emotion-edge-fleet-{id(view):x}")
 
     def on_message(_c: Any, _u: Any, message: Any) -> None:
-        view.update(message.topic, message.payload)
+        try:
+            view.update(message.topic, message.payload)
+        except Exception as exc:  # an exception here would end paho's thread: nothing arrives
+            logger.debug("skipping a message on %s: %s", message.topic, exc)
 
     def on_connect(c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if not reason.is_failure:
             c.subscribe([(topic, 1) for topic in view.topics])
+            view.broker_lost_since = None
+
+    def on_disconnect(_c: Any, _u: Any, _f: Any, _reason: Any, _p: Any) -> None:
+        if view.broker_lost_since is None:
+            view.broker_lost_since = time.time()
 
     client.on_message = on_message
     problem = connect(client, settings)
     if problem is not None:
         raise EmotionEdgeError(problem)
     client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
     client.subscribe([(topic, 1) for topic in view.topics])
     client.reconnect_delay_set(1, 30)
     client.loop_start()

@@ -82,6 +82,9 @@ STATE_SCHEMA = "emotion-edge/state/1"
 MAX_INFLIGHT = 20
 #: How long :meth:`MqttSink.close` waits for the queue to drain and ``offline`` to be sent.
 CLOSE_TIMEOUT_S = 1.0
+#: A connection the broker ends sooner than this after accepting it was not a working one: the
+#: reconnect delay keeps growing instead of starting again from mqtt.retry_initial_s.
+STABLE_SESSION_S = 10.0
 #: Cycle latencies kept for the state's ``cycle_p99_ms``.
 LATENCY_WINDOW = 200
 
@@ -254,7 +257,9 @@ def discovery_messages(topics: Topics, discovery_prefix: str) -> list[tuple[str,
     """Home Assistant MQTT discovery: ``(topic, JSON config)`` per sensor, one device per Pi."""
     if not discovery_prefix:
         return []
-    node = f"emotion_edge_{topics.device.replace('-', '_')}"
+    # The topic prefix belongs in the node id: two groups (prefixes) may each have a "kitchen".
+    # For the default prefix this is emotion_edge_<id>, as it always was.
+    node = re.sub(r"\W", "_", f"{topics.prefix}_{topics.device}", flags=re.ASCII)
     device = {"identifiers": [node], "name": f"emotion-edge {topics.device}",
               "manufacturer": "emotion-edge", "model": "speech + face emotion appliance",
               "sw_version": _version()}
@@ -290,6 +295,11 @@ def new_client(settings: BrokerSettings, client_id: str, *,
     if settings.username:
         client.username_pw_set(settings.username, settings.password)
     if settings.tls:
+        for path, where in ((settings.ca_file, "mqtt.ca_file, fleet --ca-file"),
+                            (settings.cert_file, "mqtt.cert_file, fleet --cert-file"),
+                            (settings.key_file, "mqtt.key_file, fleet --key-file")):
+            if path and not Path(path).is_file():
+                raise ConfigError(f"MQTT TLS file {path} not found ({where})")
         try:
             context = ssl.create_default_context(cafile=settings.ca_file or None)
             if settings.cert_file:
@@ -306,10 +316,16 @@ def new_client(settings: BrokerSettings, client_id: str, *,
 def _describe_error(exc: BaseException, settings: BrokerSettings) -> str:
     where = settings.address
     if isinstance(exc, ssl.SSLCertVerificationError):
+        if "mismatch" in str(exc.verify_message):  # the CA is right, the name is not
+            return (f"TLS: the broker's certificate is not for {settings.host!r} "
+                    f"({exc.verify_message}); connect by the name it was issued for (mqtt.host, "
+                    f"fleet --broker)")
         return (f"TLS: the broker {where} has a certificate this device does not trust "
                 f"({exc.verify_message}); set mqtt.ca_file to the CA that signed it")
     if isinstance(exc, ssl.SSLError):
         return f"TLS with {where} failed ({exc.reason or exc}); is it a TLS port?"
+    if settings.tls and isinstance(exc, ConnectionResetError):
+        return f"{where} reset the TLS connection; is it a TLS port (usually 8883)?"
     if isinstance(exc, ConnectionRefusedError):
         return f"connection to {where} refused: no broker listens there"
     if isinstance(exc, socket.gaierror):
@@ -323,8 +339,13 @@ def _describe_error(exc: BaseException, settings: BrokerSettings) -> str:
 
 def _describe_refusal(reason: Any, settings: BrokerSettings) -> str:
     text = str(reason)
-    if getattr(reason, "value", None) in (4, 5, 134, 135) or "authori" in text.lower() \
-            or "password" in text.lower():
+    refused = getattr(reason, "value", None) in (4, 5, 134, 135) or "authori" in text.lower() \
+        or "password" in text.lower()
+    if refused and not settings.username:
+        return (f"the broker {settings.address} refused anonymous access ({text}); give a user "
+                f"name and password file (mqtt.username and mqtt.password_file; fleet "
+                f"--username and --password-file)")
+    if refused:
         return (f"the broker {settings.address} refused the credentials ({text}); check "
                 f"the user name (mqtt.username, fleet --username) and the password file")
     return f"the broker {settings.address} refused the connection ({text})"
@@ -346,7 +367,8 @@ def connect(client: Client, settings: BrokerSettings) -> str | None:
     deadline = time.monotonic() + settings.connect_timeout_s
     while not answers and time.monotonic() < deadline:
         if client.loop(timeout=0.05) != 0 and not answers:
-            return f"{settings.address} closed the connection before answering"
+            hint = "" if settings.tls else "; if it is a TLS port, set mqtt.tls (fleet --tls)"
+            return f"{settings.address} closed the connection before answering{hint}"
     if not answers:
         return f"no answer from {settings.address} within {settings.connect_timeout_s:g} s"
     if answers[0].is_failure:
@@ -508,6 +530,7 @@ class MqttSink(Closeable):
 
     def _run(self) -> None:
         delay = self.config.retry_initial_s
+        brief = 0  # sessions in a row that the broker ended soon after accepting them
         while not self._stop.is_set() and not self._closing.is_set():
             try:
                 client = self._factory()
@@ -516,14 +539,27 @@ class MqttSink(Closeable):
                 client = None
             error = "no client" if client is None else connect(client, self.settings)
             if client is not None and error is None:
-                self._problem(None)
-                delay = self.config.retry_initial_s
+                if not brief:
+                    self._problem(None)
+                began = time.monotonic()
                 lost = self._session(client)
                 _discard(client)
                 if not lost:
                     return
                 self.disconnects += 1
-                self._problem(f"connection to {self.settings.address} lost")
+                brief = brief + 1 if time.monotonic() - began < STABLE_SESSION_S else 0
+                if brief >= 2:
+                    # Accepted, then dropped at once, again and again: typically another
+                    # connection with this client id, which the broker prefers.  Back off as
+                    # for a refusal, and say it once, not at every reconnect.
+                    self._problem(
+                        f"the broker {self.settings.address} drops the connection soon after "
+                        f"accepting it: is another device connected with the same client id "
+                        f"(same mqtt.device_id and /etc/machine-id, as on a cloned SD card)?")
+                else:
+                    self._problem(f"connection to {self.settings.address} lost")
+                if not brief:
+                    delay = self.config.retry_initial_s
             else:
                 if client is not None:
                     self._problem(error)
