@@ -484,3 +484,22 @@ def test_discovery_ids_keep_two_prefixes_apart_and_the_default_as_it_was():
                                                   "emotion_edge_pi_kitchen_emotion")
     assert node("house-a", "kitchen")[0] != node("house-b", "kitchen")[0]
     assert node("home/ü floor", "kitchen")[0] == "home___floor_kitchen"
+
+
+def test_a_message_dropped_while_in_flight_and_then_acknowledged_counts_once():
+    import collections
+    import itertools
+    import threading
+
+    from edge.outputs.mqtt import MqttSink
+
+    sink = MqttSink.__new__(MqttSink)  # the queue's bookkeeping alone, no broker
+    sink.config = MqttConfig(queue_size=2)
+    sink._lock, sink._queue, sink._seq = threading.Lock(), collections.deque(), itertools.count()
+    sink.sent = sink.dropped = 0
+    sink._enqueue([("t", False, lambda: "a"), ("t", False, lambda: "b")])
+    in_flight = sink._queue[0]
+    sink._enqueue([("t", False, lambda: "c")])  # the full queue lets "a" go
+    assert sink.dropped == 1
+    sink._acked(in_flight)  # ... and then the broker acknowledges it
+    assert (sink.sent, sink.dropped) == (1, 0)

@@ -410,6 +410,7 @@ class _Message:
     retain: bool
     build: Callable[[], str]
     acked: bool = False
+    dropped: bool = False  # pushed out of a full queue, perhaps while in flight
     _payload: str | None = None
 
     def payload(self) -> str:
@@ -501,7 +502,9 @@ class MqttSink(Closeable):
         with self._lock:
             for topic, retain, build in messages:
                 if len(self._queue) >= self.config.queue_size:
-                    if not self._queue.popleft().acked:
+                    oldest = self._queue.popleft()
+                    if not oldest.acked:
+                        oldest.dropped = True
                         self.dropped += 1
                 self._queue.append(_Message(next(self._seq), topic, retain, build))
 
@@ -624,6 +627,9 @@ class MqttSink(Closeable):
             if not message.acked:
                 message.acked = True
                 self.sent += 1
+                if message.dropped:  # in flight when the queue let it go, yet delivered
+                    message.dropped = False
+                    self.dropped -= 1
             while self._queue and self._queue[0].acked:
                 self._queue.popleft()
 
