@@ -203,6 +203,17 @@ class AdaptConfig(Section):
         max=1e9)
 
 
+def check_broker_host(host: str, name: str, port_name: str) -> None:
+    """A broker's name or address alone: "mqtt://broker" and "broker:1883" (URL habits of other
+    MQTT tools) would fail only when connecting, as a name that does not resolve."""
+    if "://" in host or "/" in host:
+        raise ConfigError(f"{name} = {host!r} is a URL; give the broker's name or address alone "
+                          f"(e.g. 192.168.1.10), the port as {port_name}, TLS as its own setting")
+    if host.count(":") == 1:  # IPv6 addresses have several
+        raise ConfigError(f"{name} = {host!r} holds a port; give the name or address alone and "
+                          f"the port as {port_name}")
+
+
 def _check_retry_order(section: Any) -> None:
     """The first retry delay may not exceed the longest (it would silently be cut to it)."""
     if section.retry_initial_s > section.retry_max_s:
@@ -418,6 +429,7 @@ class MqttConfig(Section):
         _check_retry_order(self)
         if self.enabled and not self.host:
             raise ConfigError("mqtt.enabled = true needs mqtt.host (the broker's name or address)")
+        check_broker_host(self.host, "mqtt.host", "mqtt.port")
         if self.device_id and not _TOPIC_WORD.fullmatch(self.device_id):
             raise ConfigError(f"mqtt.device_id = {self.device_id!r} may hold only letters, "
                               f"digits, - and _ (it is a topic level and an entity id)")

@@ -503,3 +503,17 @@ def test_a_message_dropped_while_in_flight_and_then_acknowledged_counts_once():
     assert sink.dropped == 1
     sink._acked(in_flight)  # ... and then the broker acknowledges it
     assert (sink.sent, sink.dropped) == (1, 0)
+
+
+@pytest.mark.parametrize("host, named", [("mqtt://192.168.1.10", "is a URL"),
+                                         ("broker.lan:1883", "holds a port")])
+def test_a_broker_given_as_a_url_or_with_its_port_is_refused(host, named):
+    with pytest.raises(ConfigError, match=named):
+        MqttConfig(enabled=True, host=host)
+    MqttConfig(enabled=True, host="2001:db8::1")  # IPv6 is an address, not a port
+
+
+def test_an_ipv6_broker_address_is_bracketed():
+    from edge.outputs.mqtt import BrokerSettings
+
+    assert BrokerSettings("2001:db8::1", 1883).address == "[2001:db8::1]:1883"

@@ -267,7 +267,9 @@ def _main(args: argparse.Namespace) -> int:
         raise ConfigError("--ca-file/--cert-file/--key-file are used only with --tls")
     if bool(args.cert_file) != bool(args.key_file):
         raise ConfigError("--cert-file and --key-file go together; give both or neither")
-    from ..config import MqttConfig
+    from ..config import MqttConfig, check_broker_host
+
+    check_broker_host(args.broker, "--broker", "--port")
 
     try:
         prefix = MqttConfig(topic_prefix=args.prefix.rstrip("/")).topic_prefix  # its one rule set

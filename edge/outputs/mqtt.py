@@ -143,7 +143,8 @@ class BrokerSettings:
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}{' (TLS)' if self.tls else ''}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6, as in a URL
+        return f"{host}:{self.port}{' (TLS)' if self.tls else ''}"
 
 
 def _machine_tag() -> str:
