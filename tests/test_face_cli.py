@@ -64,6 +64,30 @@ def test_bad_file_is_named_and_others_still_processed(tiny_face_run, images, cap
     assert len(out) == 1 and out[0].startswith(str(images["face"]))
 
 
+@pytest.mark.parametrize("failure", [PermissionError(13, "Permission denied"), MemoryError()])
+def test_a_file_that_fails_to_read_in_any_way_stops_only_itself(
+        tiny_face_run, images, capsys, monkeypatch, failure):  # noqa: F811
+    """A permission-denied photo (or an SD card's I/O error, or one too big for memory) was an
+    internal error that ended the batch, the files after it never read."""
+    from edge.sources import images as image_source
+
+    real = np.fromfile
+
+    def fromfile(path, *a, **kw):
+        if path.endswith("plain.jpg"):
+            raise failure
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(image_source.np, "fromfile", fromfile)
+    code = main(["classify-face", "--whole-image", "--model", str(tiny_face_run["model"]),
+                 str(images["plain"]), str(images["face"])])
+    captured = capsys.readouterr()
+    assert code == 1
+    (err,) = captured.err.strip().splitlines()
+    assert err.startswith(f"emotion-edge: error: {images['plain']}: ")
+    assert captured.out.startswith(str(images["face"]))
+
+
 def test_video_gives_one_object_per_sampled_frame(tiny_face_run, tmp_path, capsys):  # noqa: F811
     video = write_video(tmp_path / "clip.avi", frames=10, fps=10.0)
     code = main(["classify-face", "--json", "--video-fps", "5", "--model",

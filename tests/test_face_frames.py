@@ -11,7 +11,7 @@ import pytest
 from edge.errors import DeviceUnavailableError, ImageFileError, MissingDependencyError
 from edge.sources.base import FrameSource
 from edge.sources.camera import LatestFrameGrabber, Picamera2Source, open_frame_source
-from edge.sources.replay import ImageSource, VideoFileSource
+from edge.sources.replay import ImageSource, VideoFileSource, open_video_replay
 
 
 def write_video(path, frames: int = 10, size=(64, 48), fps: float = 10.0):
@@ -225,3 +225,59 @@ def test_the_grabber_stops_retrying_a_camera_library_that_is_missing():
     assert not grabber._thread.is_alive() and NoLibrary.reads == 1
     assert not grabber.available and "apt install" in grabber.last_error
     grabber.close()
+
+
+def test_a_damaged_frame_is_skipped_and_told_not_the_end_of_the_video(tmp_path, caplog):
+    """One undecodable frame in the middle used to end the video there, silently."""
+    cv2 = pytest.importorskip("cv2")
+    path = tmp_path / "v.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    for i in range(30):
+        writer.write(np.full((48, 64, 3), 8 * i, np.uint8))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 1) if data[i:i + 3] == b"\xff\xd8\xff"]
+    assert len(starts) == 30
+    hit, end = starts[15], starts[16] - 16
+    data[hit:end] = bytes(end - hit)  # frame 15's JPEG: the chunk stays, the image is gone
+    path.write_bytes(bytes(data))
+    with VideoFileSource(path) as video:
+        levels = []
+        while (frame := video.read()) is not None:
+            levels.append(int(round(float(frame.mean()) / 8)))
+    assert levels == [i for i in range(30) if i != 15]
+    assert video.damaged == 1 and "could not be decoded and were skipped" in caplog.text
+
+
+def test_a_variable_frame_rate_video_is_replayed_by_its_own_times(tmp_path):
+    """Phones record at a variable frame rate: frame index / fps drifted from the sound."""
+    import fractions
+
+    av = pytest.importorskip("av")
+    path = tmp_path / "vfr.mp4"
+    tb = fractions.Fraction(1, 1000)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.time_base = stream.time_base = tb
+        t = 0
+        for i in range(30):  # 10 frames 100 ms apart, then 20 frames 20 ms apart
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 8 * i, np.uint8),
+                                               format="bgr24")
+            frame.pts, frame.time_base = t, tb
+            t += 100 if i < 10 else 20
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    with VideoFileSource(path) as video:
+        times = []
+        while video.read() is not None:
+            times.append(round(video.time_s, 3))
+    assert times[:3] == [0.0, 0.1, 0.2] and times[10:13] == [1.0, 1.02, 1.04]
+    replay = open_video_replay(path)
+    try:
+        level = round(float(replay.latest(1.2).mean()) / 8)  # 1.2 s = frame 10 + 10
+        assert level == 20, level
+    finally:
+        replay.close()

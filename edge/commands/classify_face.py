@@ -2,7 +2,8 @@
 
 Contract (other tools parse it; keep it stable): with ``--json`` one object per line per image,
 ``{"path": ..., "faces": [{"box": [x, y, w, h], "label": ..., "scores": {label: p, ...}}]}``;
-for a video one object per sampled frame with an extra ``"frame"`` index.  ``faces`` is empty when
+for a video one object per sampled frame with an extra ``"frame"`` index and ``"time_s"``, the
+frame's own time (frames are sampled by time, ``--video-fps`` a second).  ``faces`` is empty when
 no face is found (a normal outcome).  ``--whole-image`` treats each image as an already cropped
 face.  A file that cannot be read gives a one-line error on stderr naming it, the other files are
 still processed, and the exit code is 1.
@@ -18,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from ..models.runtime import RUNTIMES
+from ..sources.kinds import VIDEO_SUFFIXES
 from . import positive_float, thread_count
 
 __all__ = ["register", "run", "VIDEO_SUFFIXES"]
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -55,15 +56,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-def _emit(args: argparse.Namespace, path: Path, faces: list[Any], frame: int | None) -> None:
+def _emit(args: argparse.Namespace, path: Path, faces: list[Any], frame: int | None,
+          time_s: float = 0.0) -> None:
     if args.json:
         obj: dict[str, Any] = {"path": str(path)}
         if frame is not None:
             obj["frame"] = frame
+            obj["time_s"] = round(time_s, 3)
         obj["faces"] = [f.to_dict() for f in faces]
         print(json.dumps(obj), flush=True)
         return
-    where = f"{path}" if frame is None else f"{path} [frame {frame}]"
+    where = f"{path}" if frame is None else f"{path} [frame {frame}, {time_s:.2f} s]"
     if not faces:
         print(f"{where}: no face", flush=True)
         return
@@ -101,18 +104,28 @@ def run(args: argparse.Namespace) -> int:
             try:
                 if path.suffix.lower() in VIDEO_SUFFIXES:
                     with VideoFileSource(path) as video:
-                        step = max(1, round(video.fps / args.video_fps))
-                        index = 0
+                        # By the frames' own times: a phone's variable frame rate would make
+                        # every n-th frame sample its slow and fast stretches unevenly.
+                        period, due, index = 1.0 / args.video_fps, 0.0, 0
                         while (gray := video.read()) is not None:
-                            if index % step == 0:
-                                _emit(args, path, _classify(clf, gray, args.whole_image), index)
+                            if video.time_s >= due - 1e-6:
+                                _emit(args, path, _classify(clf, gray, args.whole_image), index,
+                                      video.time_s)
+                                due = (int(video.time_s / period + 1e-6) + 1) * period
                             index += 1
                 else:
                     gray = read_gray_image(path)
                     _emit(args, path, _classify(clf, gray, args.whole_image), None)
-            except ImageFileError as exc:
+            except (ImageFileError, OSError, MemoryError) as exc:
                 # Errors found past reading (a face too small to crop) may not name the file.
-                where = "" if str(path) in str(exc) else f"{path}: "
-                print(f"emotion-edge: error: {where}{exc}", file=sys.stderr, flush=True)
+                # One file's problem, whatever it is, is told in one line; the others go on.
+                if isinstance(exc, MemoryError):
+                    message = "not enough memory to read it; scale it down"
+                elif isinstance(exc, ImageFileError):
+                    message = str(exc)
+                else:
+                    message = f"cannot be read ({exc.strerror or exc})"
+                where = "" if str(path) in message else f"{path}: "
+                print(f"emotion-edge: error: {where}{message}", file=sys.stderr, flush=True)
                 failures += 1
     return 1 if failures else 0

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import optional
 from ..errors import ImageFileError
-from .kinds import AUDIO_EXTENSIONS, FFMPEG_AUDIO_EXTENSIONS
+from .kinds import AUDIO_EXTENSIONS, FFMPEG_AUDIO_EXTENSIONS, VIDEO_SUFFIXES
 
 __all__ = ["to_gray", "read_gray_image"]
 
@@ -18,6 +18,10 @@ __all__ = ["to_gray", "read_gray_image"]
 #: and, with pi-heif (the ``formats`` extra), HEIC.
 _HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1",
                           b"msf1", b"avif", b"avis"})
+#: Largest file read as a photo: the whole file is read before it is decoded, and 100
+#: megapixels (the decoding limit) fit in this as PNG.
+MAX_IMAGE_BYTES = 256_000_000
+
 _HEIF_HINT = "pip install 'emotion-edge[formats]' (pi-heif), or save the photo as JPEG"
 
 
@@ -50,7 +54,15 @@ def read_gray_image(path: str | Path) -> np.ndarray:
         raise ImageFileError(f"{path}: not a regular file" if path.exists() else
                              f"{path}: no such image file")
     cv2 = optional.cv2()
-    data = np.fromfile(str(path), dtype=np.uint8)
+    size = path.stat().st_size
+    if size > MAX_IMAGE_BYTES:  # read whole before decoding: a video or disk image named .jpg
+        raise ImageFileError(
+            f"{path}: {size / 1e6:.0f} MB is more than a photo ({MAX_IMAGE_BYTES // 1_000_000} "
+            f"MB at most); a video needs a video suffix ({', '.join(VIDEO_SUFFIXES)})")
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as exc:  # permission denied, an I/O error of a failing SD card
+        raise ImageFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     heif = _is_heif(data[:64].tobytes())
     if heif:
         # Through Pillow even where OpenCV decodes it (AVIF in OpenCV 4.14): OpenCV leaves

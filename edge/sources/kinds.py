@@ -3,7 +3,7 @@ command when given the other kind (a photo to ``classify``, a recording to ``cla
 
 from __future__ import annotations
 
-__all__ = ["AUDIO_EXTENSIONS", "FFMPEG_AUDIO_EXTENSIONS", "IMAGE_SUFFIXES"]
+__all__ = ["AUDIO_EXTENSIONS", "FFMPEG_AUDIO_EXTENSIONS", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES"]
 
 #: File types ``load_audio`` reads (with soundfile; WAV also without it).  A folder of a corpus
 #: is searched for these.
@@ -15,3 +15,7 @@ FFMPEG_AUDIO_EXTENSIONS = (".m4a", ".aac", ".mp4", ".3gp", ".amr", ".wma", ".web
 #: Still pictures.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic",
                   ".heif", ".avif", ".pgm", ".ppm")
+#: Videos ``classify-face`` samples frames from (OpenCV's FFmpeg reads them): phones' MP4, MOV
+#: and 3GP, camcorders' AVCHD (.mts, .m2ts) and broadcast .ts, the web's WebM and FLV.
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".3gp",
+                  ".mts", ".m2ts", ".ts", ".wmv", ".flv")

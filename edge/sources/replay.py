@@ -109,6 +109,11 @@ class FileAudioSource(AudioSourceBase):
         return f"<FileAudioSource {self.path.name} {state}>"
 
 
+#: Failed reads in a row after which a video is taken to have ended (a damaged stretch shorter
+#: than this is skipped; at the true end each read fails at once).
+MAX_UNDECODABLE = 50
+
+
 class VideoFileSource(FrameSource):
     """Frames of a video file, in order; ``read()`` returns ``None`` at the end.
 
@@ -132,16 +137,48 @@ class VideoFileSource(FrameSource):
         #: Frames per second from the container; 25 when the container does not say.
         self.fps = fps if 0.0 < fps < 1000.0 else 25.0
         self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        #: Time of the frame last read, in seconds from the video's start, from its own
+        #: timestamp: a phone's variable frame rate makes frame index / fps drift.
+        self.time_s = 0.0
+        #: Frames that could not be decoded and were skipped.
+        self.damaged = 0
+        self._told = 0
+        self._cv2 = cv2
 
     def _read(self) -> np.ndarray | None:
-        with optional.quiet_native_output("FFmpeg"):  # "error while decoding MB ..." on fd 2
-            ok, frame = self._cap.read()
-        if not ok or frame is None:
-            self.exhausted = True
-            if self.frames_read == 0:
-                raise ImageFileError(f"{self.path}: video has no decodable frames")
-            return None
+        failed = 0
+        while True:
+            with optional.quiet_native_output("FFmpeg"):  # "error while decoding MB ..." on fd 2
+                ok, frame = self._cap.read()
+            if ok and frame is not None:
+                break
+            failed += 1  # a damaged frame, or the end: past it, decoding may go on
+            if failed >= MAX_UNDECODABLE:
+                self._ended()
+                return None
+        if failed:
+            if not self.damaged:
+                self._told = failed
+                logger.warning("%s: %d frame(s) could not be decoded and were skipped (the "
+                               "video is damaged there); later ones are counted", self.path,
+                               failed)
+            self.damaged += failed
+        msec = float(self._cap.get(self._cv2.CAP_PROP_POS_MSEC) or 0.0)
+        self.time_s = msec / 1000.0 if msec > 0 or self.frames_read == 0 else (
+            self.frames_read / self.fps)
         return to_gray(frame)
+
+    def _ended(self) -> None:
+        self.exhausted = True
+        if self.frames_read == 0:
+            raise ImageFileError(f"{self.path}: video has no decodable frames")
+        got = self.frames_read + self.damaged
+        if self.frame_count > 0 and got < 0.95 * self.frame_count - 1:
+            logger.warning("%s: ended after %d of the %d frames its container declares "
+                           "(truncated?)", self.path, got, self.frame_count)
+        if self.damaged > self._told:
+            logger.warning("%s: %d frame(s) in all could not be decoded", self.path,
+                           self.damaged)
 
     def reset(self) -> None:
         # A file cannot "come back"; nothing to reopen.
@@ -204,19 +241,27 @@ class MediaTimeFrames(Closeable):
         self.dropped = 0
         self._next_index = 0
         self._frame: np.ndarray | None = None
+        self._ahead: tuple[np.ndarray, float] | None = None  # read, not yet due
         self._ended = False
 
     def latest(self, media_s: float) -> np.ndarray | None:
         read = 0
-        while not self._ended and self._next_index / self.fps <= media_s:
-            frame = self.source.read()
-            if frame is None:
-                self._ended = True
-                self._frame = None
-                logger.info("video replay ended at %.1f s", self._next_index / self.fps)
+        while not self._ended:
+            if self._ahead is None:
+                frame = self.source.read()
+                if frame is None:
+                    self._ended = True
+                    self._frame = None
+                    logger.info("video replay ended at %.1f s", self._next_index / self.fps)
+                    break
+                # The frame's own time where the source knows it (a variable frame rate).
+                at = getattr(self.source, "time_s", None)
+                self._ahead = (frame, self._next_index / self.fps if at is None else at)
+                self._next_index += 1
+            frame, at = self._ahead
+            if at > media_s:
                 break
-            self._frame = frame
-            self._next_index += 1
+            self._frame, self._ahead = frame, None
             read += 1
         self.dropped += max(0, read - 1)
         return self._frame
