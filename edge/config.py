@@ -231,6 +231,10 @@ class CameraConfig(Section):
     index: int = setting(0, "OpenCV camera index (/dev/videoN).", min=0, max=63)
     width: int = setting(320, "Capture width in pixels.", min=64, max=4096)
     height: int = setting(240, "Capture height in pixels.", min=48, max=4096)
+    rotate: int = setting(
+        0, "Turn every camera frame clockwise by this many degrees before faces are looked for: "
+        "180 for a camera mounted upside down, 90 or 270 for one on its side (an upside-down "
+        "face is found but its expression misread).", choices=(0, 90, 180, 270))
     detector: str = setting(
         "auto", "Face detector: blazeface (shipped, faster and finds more faces), haar (OpenCV) or "
         "auto (blazeface, else haar with a warning if its model is missing or damaged).",

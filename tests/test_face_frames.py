@@ -281,3 +281,27 @@ def test_a_variable_frame_rate_video_is_replayed_by_its_own_times(tmp_path):
         assert level == 20, level
     finally:
         replay.close()
+
+
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_camera_rotate_turns_every_frame(degrees):
+    """A camera mounted upside down: faces are found upside down and misread without it."""
+    from edge.sources.camera import RotatedFrames
+
+    frame = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    turned = RotatedFrames(ImageSource([frame]), degrees)
+    out = turned.read()
+    assert np.array_equal(out, np.rot90(frame, k=-degrees // 90))  # clockwise
+    assert turned.read() is None and turned.exhausted
+    turned.close()
+
+
+def test_open_frame_source_turns_the_camera_as_configured(monkeypatch):
+    from edge.config import CameraConfig
+    from edge.sources import camera
+
+    monkeypatch.setattr(camera, "OpenCVCaptureSource", lambda *a, **kw: ImageSource([]))
+    opened = camera.open_frame_source(CameraConfig(source="opencv", rotate=180))
+    assert isinstance(opened, camera.RotatedFrames) and opened.degrees == 180
+    plain = camera.open_frame_source(CameraConfig(source="opencv"))
+    assert not isinstance(plain, camera.RotatedFrames)
