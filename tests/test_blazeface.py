@@ -216,6 +216,29 @@ def test_blank_frames_have_no_face(blazeface_model):
         det.detect(np.zeros((240, 320), np.uint8))
 
 
+def test_a_huge_photo_is_looked_at_shrunk_with_boxes_in_its_own_pixels(blazeface_model,
+                                                                        demo_face):
+    """A 12000x9000 photo letterboxed at its own size took 590 MB; its face must still be found
+    where it is."""
+    import tracemalloc
+
+    import cv2
+
+    gray, (bx, by, bw, bh) = demo_face
+    big = cv2.resize(gray, (gray.shape[1] * 8, gray.shape[0] * 8), interpolation=cv2.INTER_LINEAR)
+    with BlazeFaceDetector(blazeface_model) as det:
+        ((x, y, w, h),) = det.detect(big)
+        assert max(abs(x - 8 * bx), abs(y - 8 * by), abs(w - 8 * bw), abs(h - 8 * bh)) <= 16
+        flat = np.full((9000, 12000), 128, np.uint8)
+        tracemalloc.start()
+        try:
+            assert det.detect(flat) == []
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < 60e6, peak
+
+
 def test_finds_the_demo_face_where_haar_does(demo_face):
     from edge.vision.haar import HaarFaceDetector
 
