@@ -34,16 +34,20 @@ def _find(filename: str, searched: list[Path]) -> Path | None:
     return next((d / filename for d in searched if (d / filename).is_file()), None)
 
 
-def default_model(filename: str) -> Path:
-    """Return the first existing ``filename`` in :func:`model_dirs`."""
+#: How to choose another file than a missing shipped model.
+NAME_THE_MODEL = ("or name the model file (models.speech / models.face in the config; "
+                  "--speech-model / --face-model for run, --model for classify)")
+
+
+def default_model(filename: str, *, otherwise: str = NAME_THE_MODEL) -> Path:
+    """Return the first existing ``filename`` in :func:`model_dirs`; the error names the folders
+    searched and ``otherwise``, the other way to a file."""
     searched = model_dirs()
     found = _find(filename, searched)
     if found is None:
         raise ModelError(
             f"model {filename} not found in {', '.join(str(d) for d in searched)}; set "
-            f"EMOTION_EDGE_MODELS to the folder holding it, or name the model file (models.speech "
-            f"/ models.face in the config; --speech-model / --face-model for run, --model for "
-            f"classify)"
+            f"EMOTION_EDGE_MODELS to the folder holding it, {otherwise}"
         )
     return found
 

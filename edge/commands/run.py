@@ -135,8 +135,11 @@ def _main(args: argparse.Namespace) -> int:
         for s, handler in previous.items():
             signal.signal(s, handler)
     c = summary.counters
-    print(f"emotion-edge: {summary.cycles} decision{'' if summary.cycles == 1 else 's'} over {summary.audio_s:.1f} s of audio; "
+    decisions = f"{summary.cycles} decision{'' if summary.cycles == 1 else 's'}"
+    faster = ("the video has more frames than the loop takes" if media is not None
+              and media.video else "the camera is faster than the loop")
+    print(f"emotion-edge: {decisions} over {summary.audio_s:.1f} s of audio; "
           f"overruns {c['overruns']}, degradations {c['degradations']}, audio drops "
           f"{c['audio_dropped_blocks']}, overflows {c['audio_overflows']}, frames "
-          f"skipped {c['frame_drops']} (the camera is faster than the loop)", file=sys.stderr)
+          f"skipped {c['frame_drops']} ({faster})", file=sys.stderr)
     return 128 + signal.SIGHUP if signal.SIGHUP in stopped_by else 0

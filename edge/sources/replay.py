@@ -125,8 +125,11 @@ class VideoFileSource(FrameSource):
         super().__init__()
         self.path = Path(path)
         self.name = str(self.path)
+        if self.path.is_dir():
+            raise ImageFileError(f"{self.path}: is a folder, not a video; give the files in it")
         if not self.path.is_file():
-            raise ImageFileError(f"{self.path}: no such video file")
+            raise ImageFileError(f"{self.path}: not a regular file" if self.path.exists() else
+                                 f"{self.path}: no such video file")
         cv2 = optional.cv2()
         with optional.quiet_native_output("FFmpeg"):  # "moov atom not found" on fd 2
             self._cap = cv2.VideoCapture(str(self.path))

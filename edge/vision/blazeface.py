@@ -227,11 +227,9 @@ class BlazeFaceDetector(Closeable):
     ) -> None:
         self.config = config or BlazeFaceConfig()
         if model is None:
-            try:
-                model = default_model(BLAZEFACE_MODEL_FILE)
-            except ModelError as exc:
-                raise ModelError(f"{exc}. Reinstall emotion-edge, or fetch BlazeFace again "
-                                 f"with `emotion-convert blazeface`") from None
+            model = default_model(BLAZEFACE_MODEL_FILE, otherwise=(
+                "reinstall emotion-edge, or fetch BlazeFace again with `emotion-convert "
+                "blazeface`"))
         self.path = Path(model)
         if not self.path.is_file():
             raise ModelError(f"{self.path}: BlazeFace model not found; fetch it with "
