@@ -598,3 +598,13 @@ def test_a_log_under_a_file_names_the_file(tmp_path):
     (tmp_path / "take.wav").write_bytes(b"RIFF")
     with pytest.raises(DeviceUnavailableError, match="take.wav is a file, not a folder"):
         RotatingFileSink(tmp_path / "take.wav" / "d.jsonl")
+
+
+def test_the_summary_counts_each_modalitys_states():
+    """How often the face was there at all: an installer aiming the camera needs it."""
+    recs = [json.loads(d.to_json()) for d in run_of(["happy"] * 4)]
+    recs[1]["face"]["state"] = "ok"
+    s = dl.summarize(recs)
+    assert s["cycles_per_state"] == {"speech": {"ok": 4}, "face": {"no_face": 3, "ok": 1}}
+    text = dl.format_summary(s)
+    assert "face per cycle: no_face 75 %, ok 25 %" in text

@@ -665,6 +665,7 @@ def summarize(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     dwell: dict[str, float] = {}
     clocks: set[str] = set()
     level_cycles: dict[str, int] = {}
+    states: dict[str, dict[str, int]] = {"speech": {}, "face": {}}
     stage_ms: dict[str, _Reservoir] = {}
     counter_totals: dict[str, int] = {}
     prev_counters: dict[str, int] = {}
@@ -698,6 +699,9 @@ def summarize(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
         else:
             timeline[-1]["end"] = rec["time"]
         level_cycles[rec["level"]] = level_cycles.get(rec["level"], 0) + 1
+        for modality, seen in states.items():
+            state = rec[modality]["state"]
+            seen[state] = seen.get(state, 0) + 1
         overruns += bool(rec.get("overrun"))
         for stage, ms in rec.get("latency_ms", {}).items():
             stage_ms.setdefault(stage, _Reservoir()).add(float(ms))
@@ -727,6 +731,7 @@ def summarize(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "timeline_earlier": earlier,
         "latency_ms": {stage: r.percentiles() for stage, r in stage_ms.items()},
         "cycles_per_level": level_cycles,
+        "cycles_per_state": states,
         "counters": counter_totals,
     }
 
@@ -806,6 +811,10 @@ def format_summary(summary: dict[str, Any], *, max_segments: int = 30) -> str:
         f"{c.get('degradations', 0)}, recoveries: {c.get('recoveries', 0)}",
         "cycles per level: " + ", ".join(f"{k} {v}" for k, v in
                                          summary["cycles_per_level"].items()),
+        *(f"{modality} per cycle: " + ", ".join(
+            f"{state} {100 * n / summary['decisions']:.0f} %" for state, n in
+            sorted(seen.items(), key=lambda kv: -kv[1]))
+          for modality, seen in summary.get("cycles_per_state", {}).items() if seen),
         f"audio: {c.get('audio_dropped_blocks', 0)} dropped blocks, "
         f"{c.get('audio_overflows', 0)} overflows, {c.get('audio_timeouts', 0)} timeouts; "
         f"frames skipped (a newer one was used): {c.get('frame_drops', 0)}; "
