@@ -24,7 +24,8 @@ from edge.vision.blazeface import BlazeFaceDetector
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", type=Path, nargs="+", help="face .tflite files with manifests")
     ap.add_argument("--fer", type=Path, required=True)
     ap.add_argument("--split", default="PublicTest", choices=FER_USAGES[1:])

@@ -22,7 +22,7 @@ from bench.speech_bench import interleaved  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args()

@@ -1,4 +1,4 @@
-"""Benchmark of the appliance loop: per-stage compute per cycle and CPU share of one core.
+r"""Benchmark of the appliance loop: per-stage compute per cycle and CPU share of one core.
 
 Replays an audio file (speech) and a 320x240 frame with a face through the very loop that
 ``emotion-edge run`` uses (``edge.pipeline.appliance.build_appliance``), paced in real time and pinned to

@@ -50,8 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         # The feature cache is written through temporary files, so it holds only whole entries.
-        print("emotion-convert: interrupted; a rerun reuses the features already cached",
-              file=sys.stderr)
+        cached = "; a rerun reuses the features already cached" if getattr(
+            args, "cache", None) else ""
+        print(f"emotion-convert: interrupted{cached}", file=sys.stderr)
         return 130
     except OSError as exc:  # a path given that is missing, a folder, a file, not writable, ...
         where = f": {exc.filename}" if exc.filename else ""

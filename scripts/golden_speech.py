@@ -9,6 +9,7 @@ machine) for each window of the demo clips, computed through the device's own cl
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -20,6 +21,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
+    # No options: --help (or a stray argument) must not rewrite the tracked golden file.
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     model = REPO / "models" / SPEECH_MODEL_FILE
     out: dict[str, object] = {}
     with SpeechClassifier(model) as clf, QuantizedModel(model, reference_kernels=True) as ref:

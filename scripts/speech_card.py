@@ -10,8 +10,8 @@ or from a run's ``reports/speech/summary.json`` (what ``--evaluate-only`` leaves
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +92,12 @@ def cv_table(cv: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "models" / "speech_emotion_int8.json"
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("path", type=Path, nargs="?",
+                    default=REPO / "models" / "speech_emotion_int8.json",
+                    help="a speech manifest, or a run's reports/speech/summary.json (default: "
+                    "the shipped model's manifest)")
+    path = ap.parse_args().path
     m = json.loads(path.read_text())
     if "metrics" in m:
         metrics = m["metrics"]

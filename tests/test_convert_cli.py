@@ -8,7 +8,7 @@ from convert import cli
 
 
 @pytest.mark.parametrize("exc, status, words", [
-    (KeyboardInterrupt(), 130, ["interrupted", "cache"]),
+    (KeyboardInterrupt(), 130, ["interrupted"]),
     (IsADirectoryError(21, "Is a directory", "/tmp/x"), 2, ["error: Is a directory: /tmp/x"]),
     (UnboundLocalError("cannot access local variable"), 3,
      ["internal error: UnboundLocalError", "--debug speech"]),
@@ -36,3 +36,20 @@ def test_paths_that_are_not_there_name_the_fix(tmp_path, capsys):
                      "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no such corpus folder" in err[0]
+
+
+@pytest.mark.parametrize("argv, cached", [(["speech", "--out", "x", "--cache", "c"], True),
+                                          (["speech", "--out", "x"], False),
+                                          (["face", "--out", "x", "--fer", "f.npz"], False)])
+def test_an_interrupt_mentions_the_cache_only_where_there_is_one(monkeypatch, capsys, argv,
+                                                                 cached):
+    def interrupt(_args):
+        raise KeyboardInterrupt
+
+    args = cli.build_parser().parse_args(argv)
+    args.func = interrupt
+    monkeypatch.setattr(cli, "build_parser", lambda: type("P", (), {
+        "parse_args": staticmethod(lambda argv: args)})())
+    assert cli.main(argv) == 130
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert ("cache" in err) == cached, err

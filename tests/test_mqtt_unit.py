@@ -517,3 +517,13 @@ def test_an_ipv6_broker_address_is_bracketed():
     from edge.outputs.mqtt import BrokerSettings
 
     assert BrokerSettings("2001:db8::1", 1883).address == "[2001:db8::1]:1883"
+
+
+def test_fleet_names_its_own_option_for_an_unreadable_password_file(tmp_path, capsys):
+    from edge.cli import main
+
+    missing = tmp_path / "viewer"
+    assert main(["fleet", "--broker", "127.0.0.1", "--username", "viewer", "--password-file",
+                 str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert "check --password-file" in err and "install-service" not in err

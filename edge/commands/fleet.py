@@ -277,7 +277,8 @@ def _main(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc).replace("mqtt.topic_prefix", "--prefix")) from None
     settings = BrokerSettings(
         host=args.broker, port=args.port or (8883 if args.tls else 1883), username=args.username,
-        password=read_password(args.password_file, env={}), tls=args.tls, ca_file=args.ca_file,
+        password=read_password(args.password_file, env={}, option="--password-file"),
+        tls=args.tls, ca_file=args.ca_file,
         cert_file=args.cert_file, key_file=args.key_file)
     view = FleetView(prefix)
     client = new_client(settings, f"emotion-edge-fleet-{id(view):x}")

@@ -179,10 +179,12 @@ def _credential(name: str, env: Mapping[str, str] | None) -> Path | None:
     return path if path is not None and path.is_file() else None
 
 
-def read_password(password_file: str, env: Mapping[str, str] | None = None) -> str | None:
+def read_password(password_file: str, env: Mapping[str, str] | None = None, *,
+                  option: str | None = None) -> str | None:
     """The broker password: the systemd credential ``mqtt-password`` when the service runs with
     one (``$CREDENTIALS_DIRECTORY``), else the first line of ``password_file``; ``None`` when
-    neither is set."""
+    neither is set.  ``option``: the command-line option that named the file, when not the
+    configuration (``fleet --password-file``)."""
     path = _credential(PASSWORD_CREDENTIAL, env)
     if path is None:
         if not password_file:
@@ -191,10 +193,14 @@ def read_password(password_file: str, env: Mapping[str, str] | None = None) -> s
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL in the path
+        why = getattr(exc, "strerror", exc) or exc
+        if option is not None:  # a command of a shell, not the service: no credential
+            raise ConfigError(f"cannot read the MQTT password from {path} ({why}); check "
+                              f"{option}") from None
         raise ConfigError(
-            f"cannot read the MQTT password from {path} ({getattr(exc, 'strerror', exc) or exc}); "
-            f"the service reads it as the credential {PASSWORD_CREDENTIAL} that install-service "
-            f"sets up, a shell needs read access to mqtt.password_file") from None
+            f"cannot read the MQTT password from {path} ({why}); the service reads it as the "
+            f"credential {PASSWORD_CREDENTIAL} that install-service sets up, a shell needs read "
+            f"access to mqtt.password_file") from None
     lines = text.splitlines()
     if not lines or not lines[0]:
         raise ConfigError(f"the MQTT password file {path} is empty; write the password on its "
