@@ -608,3 +608,20 @@ def test_the_summary_counts_each_modalitys_states():
     assert s["cycles_per_state"] == {"speech": {"ok": 4}, "face": {"no_face": 3, "ok": 1}}
     text = dl.format_summary(s)
     assert "face per cycle: no_face 75 %, ok 25 %" in text
+
+
+def test_a_log_with_endless_distinct_names_keeps_a_bounded_summary():
+    """Not a log the appliance wrote: every record with its own level, state, stage and counter
+    name would make the summary grow with the log."""
+    recs = []
+    for i, d in enumerate(run_of(["happy"] * 500)):
+        rec = json.loads(d.to_json())
+        rec["level"], rec["face"]["state"] = f"level{i}", f"state{i}"
+        rec["latency_ms"] = {f"stage{i}": 1.0}
+        rec["counters"] = {f"counter{i}": i}
+        recs.append(rec)
+    s = dl.summarize(recs)
+    assert len(s["cycles_per_level"]) <= dl.MAX_NAMES + 1
+    assert len(s["cycles_per_state"]["face"]) <= dl.MAX_NAMES + 1
+    assert len(s["latency_ms"]) <= dl.MAX_NAMES + 1 and len(s["counters"]) <= dl.MAX_NAMES + 1
+    assert sum(s["cycles_per_level"].values()) == 500

@@ -7,9 +7,10 @@ which logs the first line of each kind and a count at the end.  A log that canno
 all (missing, unreadable, a directory) raises :class:`~edge.errors.EmotionEdgeError` with one line
 that names the path and the fix.
 
-The summary is pure (records in, dict out, read once in bounded memory): emotion timeline and dwell time per emotion,
-per-stage latency percentiles, budget overruns, time per degradation level, dropped audio blocks
-and frames, and restarts (a cycle counter that goes back, or a new process id in the journal).
+The summary is pure (records in, dict out, read once in bounded memory): emotion timeline and
+dwell time per emotion, per-stage latency percentiles, budget overruns, time per degradation
+level, each modality's states, dropped audio blocks and frames, and restarts (a cycle counter
+that goes back, or a new process id in the journal).
 """
 
 from __future__ import annotations
@@ -613,6 +614,14 @@ LATENCY_SAMPLE = 100_000
 #: Timeline segments kept in a summary, the latest (the text shows the last 30).
 TIMELINE_KEEP = 10_000
 
+#: Distinct names (levels, states, stages, counters) a summary keeps apart; a log that holds more
+#: (not one the appliance wrote) has the rest counted under "other".
+MAX_NAMES = 64
+
+
+def _name(seen: dict[str, Any], name: str) -> str:
+    return name if name in seen or len(seen) < MAX_NAMES else "other"
+
 
 class _Reservoir:
     """A uniform random sample of at most ``size`` values (reservoir sampling, seeded so a
@@ -698,14 +707,16 @@ def summarize(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
                 earlier += 1
         else:
             timeline[-1]["end"] = rec["time"]
-        level_cycles[rec["level"]] = level_cycles.get(rec["level"], 0) + 1
+        level = _name(level_cycles, rec["level"])
+        level_cycles[level] = level_cycles.get(level, 0) + 1
         for modality, seen in states.items():
-            state = rec[modality]["state"]
+            state = _name(seen, rec[modality]["state"])
             seen[state] = seen.get(state, 0) + 1
         overruns += bool(rec.get("overrun"))
         for stage, ms in rec.get("latency_ms", {}).items():
-            stage_ms.setdefault(stage, _Reservoir()).add(float(ms))
+            stage_ms.setdefault(_name(stage_ms, stage), _Reservoir()).add(float(ms))
         for key, value in rec.get("counters", {}).items():
+            key = _name(counter_totals, key)
             # Counters are cumulative per run: add increments, restart from 0 after a restart;
             # the first record of a log that starts mid-run is the baseline.
             base = 0 if (new_run or (prev is None and rec["cycle"] == 0)) else prev_counters.get(
