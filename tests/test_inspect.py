@@ -625,3 +625,20 @@ def test_a_log_with_endless_distinct_names_keeps_a_bounded_summary():
     assert len(s["cycles_per_state"]["face"]) <= dl.MAX_NAMES + 1
     assert len(s["latency_ms"]) <= dl.MAX_NAMES + 1 and len(s["counters"]) <= dl.MAX_NAMES + 1
     assert sum(s["cycles_per_level"].values()) == 500
+
+
+def test_inspect_reads_the_log_the_configuration_names(tmp_path, capsys):
+    """A log.file moved away from /run/emotion-edge was never found: inspect read the journal."""
+    from edge.cli import main
+
+    log = tmp_path / "elsewhere.jsonl"
+    sink = RotatingFileSink(log)
+    for d in run_of(["happy"] * 3):
+        sink.write(d)
+    sink.close()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[log]\nfile = "{log}"\n')
+    assert main(["inspect", "--config", str(config), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["decisions"] == 3
+    assert main(["inspect", "--config", str(tmp_path / "none.toml")]) == 2
+    assert "none.toml not found" in capsys.readouterr().err

@@ -47,8 +47,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p._negative_number_matcher = re.compile(r"^-\.?\d")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--log", metavar="FILE",
-                     help=f"decision log file (default {DEFAULT_LOG} if it exists, else the "
-                     f"journal)")
+                     help=f"decision log file (default: log.file of the configuration, else "
+                     f"{DEFAULT_LOG} if it exists, else the journal)")
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="the configuration whose log.file is read (default "
+                   "/etc/emotion-edge/config.toml, when there is one)")
     src.add_argument("--journal", action="store_true",
                      help="read journalctl -o json -u emotion-edge")
     p.add_argument("--unit", default="emotion-edge", help="systemd unit for --journal")
@@ -81,12 +84,33 @@ def _check_plot_path(path: Path) -> None:
                           f"first")
 
 
+def _configured_log(path: Path | None) -> str | None:
+    """The configuration's ``log.file`` (None when it sets none): the log the service writes,
+    wherever it was moved.  A configuration this user may not read (the service's own, 0640) is
+    passed over; one named with ``--config`` must be readable."""
+    from ..config import DEFAULT_CONFIG_PATH, load_config
+    from ..errors import ConfigError
+
+    try:
+        config = load_config(path or DEFAULT_CONFIG_PATH, required=path is not None)
+    except ConfigError:
+        if path is not None:
+            raise
+        return None
+    return config.log.file or None
+
+
 def _main(args: argparse.Namespace) -> int:
     from ..outputs import log_reader as dl
 
     if args.plot:
         _check_plot_path(Path(args.plot))  # before reading a long log, not after
     since = dl.parse_since(args.since) if args.since else None
+    if args.log is None and not args.journal:
+        configured = _configured_log(args.config)
+        # The default configuration's log only where it is: else the journal, as before.
+        if configured and (args.config is not None or dl.check_log(configured)):
+            args.log = configured
     # journalctl takes '@EPOCH', so both sources understand --since the same way.
     journal_since = f"@{int(since)}" if since is not None else None
     use_journal = args.journal or (args.log is None and not dl.check_log(DEFAULT_LOG))
