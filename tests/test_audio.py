@@ -163,3 +163,18 @@ def test_a_rate_the_resampler_cannot_handle_in_bounded_memory_names_the_file(
 @pytest.mark.parametrize("rate", [8000, 11025, 22050, 44100, 48000, 96000, 192000, 384000])
 def test_every_common_rate_still_resamples(rate):
     assert Resampler(rate, 16000).from_rate == rate
+
+
+@pytest.mark.parametrize("placeholder", [0xFFFFFFFF, 0x7FFFFFFF])
+def test_a_wav_written_into_a_pipe_is_read_whole(tmp_path, placeholder):
+    """ffmpeg or arecord writing into a pipe cannot go back to fill in the sizes: the header
+    says 0xFFFFFFFF (or 0x7FFFFFFF) bytes.  That was refused as a truncated WAV."""
+    pytest.importorskip("soundfile")
+    path = write_wav(tmp_path / "piped.wav",
+                     (np.sin(np.arange(16000) / 5.0) * 8000).astype(np.int16), 16000)
+    data = bytearray(path.read_bytes())
+    assert data[36:40] == b"data"
+    data[4:8] = placeholder.to_bytes(4, "little")
+    data[40:44] = placeholder.to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    assert load_audio(path, 16000).size == 16000

@@ -253,13 +253,21 @@ class _WaveFile:
         self._w.close()
 
 
+#: Data sizes from which a WAV header's length is a streaming writer's placeholder.
+_UNKNOWN_WAV_SIZE = 0x7FFF0000
+
+
 def _declared_wav_frames(path: Path) -> int | None:
     """Frames a RIFF/WAVE header promises (libsndfile silently reads what is there)."""
     try:
         with wave.open(str(path), "rb") as w:
-            return w.getnframes()
+            frames = w.getnframes()
+            size = frames * w.getsampwidth() * w.getnchannels()
     except (wave.Error, EOFError, OSError):
         return None  # e.g. WAVE_FORMAT_EXTENSIBLE float, which the stdlib refuses; trust libsndfile
+    # A writer that could not seek back (ffmpeg or arecord into a pipe) leaves a placeholder of
+    # 0xFFFFFFFF or 0x7FFFFFFF bytes: the length is unknown, not promised.
+    return None if size >= _UNKNOWN_WAV_SIZE else frames
 
 
 class AudioFileStream(Closeable):
