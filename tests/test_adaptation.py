@@ -447,3 +447,55 @@ def test_a_state_that_cannot_be_saved_is_said_once_with_the_fix(adapting_model, 
         clf.close()
     warned = [r.getMessage() for r in caplog.records if r.name == "edge.models.speech"]
     assert len(warned) == 2 and "adapt.state_file" in warned[0] and "saved again" in warned[1]
+
+
+def test_a_recording_that_fails_part_way_teaches_nothing(adapting_model, tmp_path):
+    """A FLAC cut short was reported as failed, yet what came before the cut was learnt (and
+    counted again once the file was fixed)."""
+    import soundfile as sf
+
+    from edge.errors import AudioFileError
+    from edge.models.speech import SpeechClassifier
+
+    whole = tmp_path / "whole.flac"
+    sf.write(str(whole), _speechlike(30.0, seed=6), 16000)
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.8)])
+    with SpeechClassifier(adapting_model) as clf:
+        with pytest.raises(AudioFileError):
+            clf.observe_file(cut)
+        assert clf.adaptation.frames_heard == 0
+        assert clf.observe_file(whole) > 0 and clf.adaptation.frames_heard > 0
+
+
+def test_adapt_learn_says_when_nothing_could_be_kept(adapting_model, tmp_path, capsys):
+    """It printed "learnt" and exited 0 with the state file in a place it could not write."""
+    from edge.cli import main
+
+    (tmp_path / "a-file").write_text("")
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f"[models]\nspeech = '{adapting_model}'\n[adapt]\n"
+                   f"state_file = '{tmp_path / 'a-file' / 'adapt.json'}'\n")
+    room = _wav(tmp_path / "room.wav", _speechlike(8.0, seed=4))
+    assert main(["adapt", "--config", str(cfg), "--learn", str(room)]) == 2
+    err = capsys.readouterr().err
+    assert "nothing learnt was kept" in err and "Traceback" not in err
+
+
+def test_adapt_learns_a_recording_named_twice_once_and_resets_in_json(adapting_model, tmp_path,
+                                                                    capsys):
+    from edge.cli import main
+
+    state = tmp_path / "adapt.json"
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f"[models]\nspeech = '{adapting_model}'\n[adapt]\nstate_file = '{state}'\n")
+    room = _wav(tmp_path / "room.wav", _speechlike(8.0, seed=4))
+    assert main(["adapt", "--config", str(cfg), "--learn", str(room), "--json"]) == 0
+    once = json.loads(capsys.readouterr().out)["speech_s"]
+    state.unlink()
+    assert main(["adapt", "--config", str(cfg), "--learn", str(room),
+                 str(tmp_path / "." / "room.wav"), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["speech_s"] == once and "named twice" in captured.err
+    assert main(["adapt", "--config", str(cfg), "--reset", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"state_file": str(state), "removed": True}

@@ -193,3 +193,18 @@ def test_warnings_read_like_the_commands_own_lines_and_v_adds_where_from(tmp_pat
         assert result.returncode == 0, result.stderr
         warned = [line for line in result.stderr.splitlines() if "4000 Hz" in line]
         assert len(warned) == 1 and warned[0].startswith(start + f"{low}:"), result.stderr
+
+
+def test_a_file_name_that_is_not_utf8_is_shown_not_fatal():
+    """A Latin-1 "café.wav" from a Windows USB stick stopped the batch on a UTF-8 terminal (and
+    its lone surrogate made invalid JSON)."""
+    import json
+    import os
+
+    from edge.commands import shown
+
+    name = os.fsdecode(b"caf\xe9.wav")
+    assert shown(name) == "caf\ufffd.wav"
+    json.loads(json.dumps({"path": shown(name)}), strict=True)
+    shown(name).encode("utf-8")  # what a strict UTF-8 stdout does
+    assert shown("plain/ü.wav") == "plain/ü.wav"

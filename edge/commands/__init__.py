@@ -6,6 +6,7 @@ inside ``func``, not at module level, so ``emotion-edge --help`` stays fast on a
 """
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 #: Module names under ``edge.commands``, in the order they appear in ``--help``.
@@ -34,6 +35,13 @@ def _argument(text: str, kind: type[float] | type[int], ok: Callable[[Any], bool
     if not ok(value):
         raise argparse.ArgumentTypeError(f"{text!r} {need}")
     return value
+
+
+def shown(path: Path | str) -> str:
+    """``path`` as text any terminal or JSON parser takes: a name that is not UTF-8 (a Windows
+    USB stick's Latin-1 "café.wav") has its undecodable bytes shown as U+FFFD, where printing it
+    stopped the batch on a UTF-8 terminal."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def positive_float(text: str) -> float:

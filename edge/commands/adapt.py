@@ -27,9 +27,9 @@ __all__ = ["register"]
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "adapt",
-        help="show or reset what the speech model learnt about this room",
-        description="Show how much speech the appliance has adapted to (adapt.state_file), or "
-        "forget it with --reset.",
+        help="show, teach (--learn) or reset what the speech model learnt about this room",
+        description="Show how much speech the appliance has adapted to (adapt.state_file), add "
+        "recordings of the room to it with --learn, or forget it with --reset.",
     )
     add_config_arguments(p)
     change = p.add_mutually_exclusive_group()
@@ -58,10 +58,20 @@ def _main(args: argparse.Namespace) -> int:
         raise ConfigError("adapt.state_file is empty: the appliance adapts in memory only and "
                           "keeps nothing to show, reset or learn; set it in the configuration")
     path = Path(config.adapt.state_file)
+    try:
+        if path.is_dir():
+            raise ConfigError(f"adapt.state_file {path} is a folder; name the file in it, e.g. "
+                              f"{path / 'speech-adaptation.json'}")
+        if args.reset:
+            existed = path.exists()
+            path.unlink(missing_ok=True)
+    except PermissionError:  # a folder of the service's this user may not enter
+        raise ConfigError(f"{path}: permission denied; {_AS_THE_APPLIANCE}") from None
     if args.reset:
-        existed = path.exists()
-        path.unlink(missing_ok=True)
-        print(f"{path}: {'removed' if existed else 'nothing to reset'}")
+        if args.json:
+            print(json.dumps({"state_file": str(path), "removed": existed}))
+        else:
+            print(f"{path}: {'removed' if existed else 'nothing to reset'}")
         return 0
     failures = _learn(config, args.learn) if args.learn else 0
     try:
@@ -88,7 +98,7 @@ def _learn(config: Config, recordings: list[Path]) -> int:
     import sys
 
     from ..errors import AudioFileError, ConfigError
-    from ..features.band import recording_band
+    from ..features.band import VOICE_BAND_HZ, recording_band
     from ..pipeline.appliance import open_speech_model
 
     if not config.adapt.enabled:
@@ -103,10 +113,17 @@ def _learn(config: Config, recordings: list[Path]) -> int:
             raise ConfigError(f"{speech.adaptation.blocked}: nothing learnt could be saved; "
                               f"{_AS_THE_APPLIANCE}")
         top = speech.config.top_hz
+        wideband = top > VOICE_BAND_HZ[1]  # a narrowband model's microphone is a phone line
+        seen: set[Path] = set()
         for recording in recordings:
+            if recording.resolve() in seen:  # learnt twice, it would count twice
+                print(f"emotion-edge: warning: {recording}: named twice; learnt once",
+                      file=sys.stderr, flush=True)
+                continue
+            seen.add(recording.resolve())
             before = speech.adaptation.frames_heard
             try:
-                if recording_band(recording, top) == "narrow":
+                if wideband and recording_band(recording, top) == "narrow":
                     # The appliance's microphone hears the whole band: a phone call's
                     # statistics would tell the model its room is a call (`classify` gives
                     # such a recording to the narrowband model instead).
@@ -116,11 +133,18 @@ def _learn(config: Config, recordings: list[Path]) -> int:
                     continue
                 speech.observe_file(recording)
             except AudioFileError as exc:
-                print(f"emotion-edge: error: {exc}", file=sys.stderr, flush=True)
+                print(f"emotion-edge: error: {exc}; nothing of it learnt", file=sys.stderr,
+                      flush=True)
                 failures += 1
                 continue
+            except KeyboardInterrupt:
+                print(f"emotion-edge: interrupted; {recording} not learnt, the recordings "
+                      f"before it kept", file=sys.stderr, flush=True)
+                speech.save_adaptation(strict=True)
+                raise
             heard = (speech.adaptation.frames_heard - before) * speech.config.hop_length_s
             print(f"{recording}: {heard:.1f} s of speech learnt"
                   + ("" if heard else " (none found: is it speech, and loud enough?)"),
                   file=sys.stderr, flush=True)
+        speech.save_adaptation(strict=True)  # its one purpose: say so when it cannot be kept
     return failures

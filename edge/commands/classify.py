@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from ..config import AdaptConfig
 from ..models.runtime import RUNTIMES
 from ..paths import default_model
-from . import positive_float, thread_count
+from . import positive_float, shown, thread_count
 
 if TYPE_CHECKING:
     from ..features.band import Band
@@ -121,13 +121,13 @@ def run(args: argparse.Namespace) -> int:
             ms = (time.perf_counter() - t0) * 1e3
             scores = {k: round(v, 4) for k, v in decision.scores.items()}
             if args.json:
-                print(json.dumps({"path": str(path), "label": decision.label, "scores": scores}),
-                      flush=True)
+                print(json.dumps({"path": shown(path), "label": decision.label,
+                                  "scores": scores}), flush=True)
             else:
                 top = ", ".join(f"{k} {v:.2f}" for k, v in
                                 sorted(scores.items(), key=lambda kv: -kv[1])[:3])
                 which = ", narrowband model" if band == "narrow" else ""
-                print(f"{path}: {decision.label}  [{top or 'no speech windows'}]  "
+                print(f"{shown(path)}: {decision.label}  [{top or 'no speech windows'}]  "
                       f"{decision.speech_windows}/{decision.total_windows} speech windows"
                       f"{which}, {ms:.1f} ms", flush=True)
     return 1 if failures else 0

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..models.runtime import RUNTIMES
 from ..sources.kinds import VIDEO_SUFFIXES
-from . import positive_float, thread_count
+from . import positive_float, shown, thread_count
 
 __all__ = ["register", "run", "VIDEO_SUFFIXES"]
 
@@ -59,14 +59,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _emit(args: argparse.Namespace, path: Path, faces: list[Any], frame: int | None,
           time_s: float = 0.0) -> None:
     if args.json:
-        obj: dict[str, Any] = {"path": str(path)}
+        obj: dict[str, Any] = {"path": shown(path)}
         if frame is not None:
             obj["frame"] = frame
             obj["time_s"] = round(time_s, 3)
         obj["faces"] = [f.to_dict() for f in faces]
         print(json.dumps(obj), flush=True)
         return
-    where = f"{path}" if frame is None else f"{path} [frame {frame}, {time_s:.2f} s]"
+    where = shown(path) if frame is None else f"{shown(path)} [frame {frame}, {time_s:.2f} s]"
     if not faces:
         print(f"{where}: no face", flush=True)
         return

@@ -22,6 +22,7 @@ standardises with its room's.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -29,7 +30,7 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -269,6 +270,18 @@ class DeploymentNormalizer:
         """``(frames - mean) / std`` per dimension."""
         return np.asarray((np.asarray(frames, dtype=np.float64) - self._mean) * self._scale)
 
+    @contextlib.contextmanager
+    def all_or_nothing(self) -> Iterator[None]:
+        """What is observed inside is kept only if the block ends normally: a recording that
+        fails part-way (a corrupt stretch, Ctrl-C) teaches nothing, as it is reported."""
+        before = RunningStats(self.heard.count, self.heard.mean.copy(), self.heard.m2.copy())
+        try:
+            yield
+        except BaseException:
+            self.heard = before
+            self._refresh()
+            raise
+
     def reset(self) -> None:
         """Forget everything heard (the prior remains) and remove the state file."""
         self.heard = RunningStats.empty(self.dims)
@@ -333,6 +346,10 @@ class DeploymentNormalizer:
                 doc["kept"] = self._kept
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(doc, f)
+                # On the disk before the rename: after a power cut the file is the old one or
+                # the new one, never an empty one (which would start the room over).
+                f.flush()
+                os.fsync(f.fileno())
             if os.geteuid() == 0:
                 # `sudo emotion-edge adapt --learn`: the file stays the appliance's (the owner
                 # of the file it replaces, or of its folder), which could not read root's.

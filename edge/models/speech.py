@@ -9,6 +9,7 @@ used by the live loop share the same window positions and the same per-window co
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -301,8 +302,11 @@ class SpeechClassifier(Closeable):
         return self._observe_blocks([signal])
 
     def observe_file(self, path: str | Path) -> int:
-        """:meth:`observe_signal` for a file, read a block at a time."""
-        with AudioFileStream(path, self.sample_rate) as blocks:
+        """:meth:`observe_signal` for a file, read a block at a time; a file that fails part-way
+        teaches nothing (its error is what the caller reports)."""
+        learning = (self.adaptation.all_or_nothing() if self.adaptation is not None
+                    else contextlib.nullcontext())
+        with learning, AudioFileStream(path, self.sample_rate) as blocks:
             return self._observe_blocks(blocks)
 
     def _observe_blocks(self, blocks: Iterable[np.ndarray]) -> int:
@@ -357,14 +361,21 @@ class SpeechClassifier(Closeable):
             if self._owns_model:
                 self.model.close()
 
-    def save_adaptation(self) -> None:
+    def save_adaptation(self, *, strict: bool = False) -> None:
         """Write the adaptation state, if there is a state file; a failure is logged, not
-        raised (the loop must go on with what it has in memory)."""
+        raised (the loop must go on with what it has in memory), or with ``strict`` (``adapt
+        --learn``, whose one purpose is the file) raised as a ConfigError."""
         if self.adaptation is None:
             return
         try:
             self.adaptation.save()
         except OSError as exc:
+            if strict:
+                self._save_failed = True  # closing tries again, quietly
+                raise ConfigError(
+                    f"cannot save the adaptation state {self.adaptation.state_file} "
+                    f"({exc.strerror or exc}); nothing learnt was kept: make its folder writable "
+                    f"by this user, or change adapt.state_file") from None
             # Said once, not at every save (once a minute): the cause rarely goes by itself.
             log = logger.debug if self._save_failed else logger.warning
             log("cannot save the adaptation state %s (%s); learning goes on in memory: make "
