@@ -578,6 +578,11 @@ def read_toml(path: Path, *, what: str = "config file") -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise ConfigError(f"{what} {path} not found") from None
+    except PermissionError:
+        service = (f" (the service reads it as user emotion-edge: sudo chmod 644 {path})"
+                   if what == "config file" else "")
+        raise ConfigError(f"{what} {path}: permission denied; run this with sudo, or let this "
+                          f"user read it{service}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{what} {path} is not readable: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
@@ -664,11 +669,15 @@ def load_config(
     sources: list[str] = []
     if path is not None:
         path = Path(path)
-        if path.is_file() or required:
+        try:
+            present = path.is_file()
+        except PermissionError:  # a folder this user may not enter: read_toml names the fix
+            present = True
+        if present or required:
             try:
                 data = read_toml(path)
             except ConfigError:
-                if not path.exists():
+                if not present and not path.exists():
                     raise ConfigError(
                         f"config file {path} not found; create it (emotion-edge install-service "
                         f"writes one) or omit --config to use the defaults") from None

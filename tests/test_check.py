@@ -164,3 +164,21 @@ def test_a_decision_log_on_a_read_only_file_system_is_a_problem(tmp_path, monkey
     monkeypatch.setattr(checks.os, "statvfs", statvfs)
     finding = checks.check_decision_log(tmp_path / "d.jsonl")
     assert finding.status == PROBLEM and "read-only" in finding.detail
+
+
+def test_a_folder_this_user_may_not_enter_is_a_warning_not_a_crash(tmp_path, monkeypatch):
+    """The ssh user's `check` after the service had run: /run/emotion-edge is 0750, and
+    is_file() raised PermissionError, an internal error that hid every other finding."""
+    from edge.service import checks
+
+    def denied(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(checks, "check_decision_log", denied)
+    monkeypatch.setattr(checks, "check_adaptation_state", denied)
+    config = load_config(None, env={}, overrides={("log", "file"): str(tmp_path / "d.jsonl"),
+                                                   ("adapt", "state_file"): str(tmp_path / "a")})
+    findings = checks.run_checks(config, live=False, pin_factory=None)
+    mine = {f.what: f for f in findings if f.what in ("decision log", "adaptation state")}
+    assert set(mine) == {"decision log", "adaptation state"}
+    assert all(f.status == checks.WARN and "may not look" in f.detail for f in mine.values())

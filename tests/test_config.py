@@ -203,3 +203,19 @@ def test_a_first_retry_longer_than_the_longest_is_refused(section):
     overrides = parse_overrides([f"{section}.retry_initial_s=60", f"{section}.retry_max_s=1"])
     with pytest.raises(ConfigError, match=f"{section}.retry_initial_s = 60 is longer"):
         load_config(None, overrides=overrides, env={})
+
+
+def test_a_config_this_user_may_not_read_is_one_line_with_the_fix(tmp_path, monkeypatch):
+    """A 0640 config in a folder the ssh user may not enter was an internal error."""
+    from pathlib import Path
+
+    path = tmp_path / "config.toml"
+    path.write_text("[loop]\n")
+
+    def denied(self, *a, **kw):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "is_file", denied)
+    monkeypatch.setattr(Path, "read_text", denied)
+    with pytest.raises(ConfigError, match="permission denied; run this with sudo.*chmod 644"):
+        load_config(path, env={})

@@ -124,6 +124,19 @@ def test_a_broken_existing_config_fails_the_install(tmp_path):
     config.write_text("[loop]\nspeed = 3\n")
     with pytest.raises(ConfigError, match="loop.speed"):
         install_service(tmp_path, exec_start="/x/emotion-edge")
+    # ... before the unit is replaced (it was written first, then the install failed).
+    assert not (tmp_path / "etc/systemd/system/emotion-edge.service").exists()
+
+
+def test_an_installation_in_a_home_folder_is_refused_before_anything_is_written():
+    """The README's clone in /home with `sudo .venv/bin/emotion-edge install-service` wrote a
+    unit that could not start (ProtectHome=yes), with a warning after "next steps"."""
+    from edge.errors import EmotionEdgeError
+
+    with pytest.raises(EmotionEdgeError, match="cannot see .ProtectHome=yes.*opt/emotion-edge"):
+        install_service("/", dry_run=True,
+                        exec_start="/home/pi/emotion-edge/.venv/bin/python -P -m edge",
+                        run=lambda *a, **k: None)
 
 
 def test_dry_run_writes_nothing_and_runs_nothing(tmp_path):

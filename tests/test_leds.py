@@ -110,7 +110,7 @@ def test_a_busy_pin_is_a_clear_error(factory):
     from edge.errors import DeviceUnavailableError
 
     other = gpiozero.LED(17, pin_factory=factory)  # another program holds the red pin
-    with pytest.raises(DeviceUnavailableError, match="leds"):
+    with pytest.raises(DeviceUnavailableError, match="holds the pins"):
         LedSink(LedConfig(), LABELS, pin_factory=factory)
     other.close()
 
@@ -148,3 +148,19 @@ def test_no_pin_library_names_the_mock_pins_not_the_gpio_group(monkeypatch):
     message = str(caught.value)
     assert "--mock-gpio" in message and "python3-lgpio" in message
     assert "gpio group" not in message
+
+
+def test_a_pin_library_error_that_is_not_gpiozeros_is_a_clear_error(factory, monkeypatch):
+    """On a Pi, lgpio raises its own `lgpio.error: 'GPIO busy'` (not a GPIOZeroError) when the
+    service holds the pins: that was an internal error of `check`."""
+    from edge.errors import DeviceUnavailableError
+
+    class LgpioError(Exception):
+        pass
+
+    def busy(*a, **kw):
+        raise LgpioError("'GPIO busy'")
+
+    monkeypatch.setattr(LedSink, "_open", busy)
+    with pytest.raises(DeviceUnavailableError, match="another program holds the pins"):
+        LedSink(LedConfig(), LABELS, pin_factory=factory)

@@ -72,11 +72,14 @@ class LedSink(Closeable):
                 f"{NoPinLibraryError.what}: off a Raspberry Pi there are no pins (use "
                 "--mock-gpio, or leds.mode = \"none\"); on a Pi: sudo apt install python3-lgpio"
             ) from None
-        except gpiozero.GPIOZeroError as exc:
+        except Exception as exc:  # gpiozero's own errors, and lgpio's "GPIO busy" unwrapped
             self.close()
+            busy = "busy" in str(exc).lower() or isinstance(exc, gpiozero.GPIOPinInUse)
             raise DeviceUnavailableError(
-                f"cannot open the LEDs ({type(exc).__name__}: {exc}); check leds.* pins in the "
-                f"config and that the service user is in the gpio group"
+                f"cannot open the LEDs ({type(exc).__name__}: {exc}); "
+                + ("another program holds the pins (the service, if it runs: stop it first)"
+                   if busy else "check leds.* pins in the config and that the service user is "
+                   "in the gpio group")
             ) from None
 
     def _open(self, gpiozero: Any, config: LedConfig, pin_factory: Any) -> None:

@@ -292,10 +292,23 @@ def run_checks(config: Config, *, live: bool = True, pin_factory: Any = None) ->
     findings += check_thermal()
     findings += check_mqtt(config)
     if config.log.file:
-        findings.append(check_decision_log(Path(config.log.file)))
+        findings.append(_may_look("decision log", Path(config.log.file), check_decision_log))
     if config.adapt.enabled and config.adapt.state_file:
-        findings.append(check_adaptation_state(Path(config.adapt.state_file)))
+        findings.append(_may_look("adaptation state", Path(config.adapt.state_file),
+                                  check_adaptation_state))
     return findings
+
+
+def _may_look(what: str, path: Path, check: Callable[[Path], Finding]) -> Finding:
+    """``check(path)``, or a warning when this user may not look into the service's own folder
+    (0750 /run/emotion-edge, 0700 /var/lib/emotion-edge): the ssh user's `check` after the
+    service has run."""
+    try:
+        return check(path)
+    except PermissionError:
+        return Finding(what, WARN, f"{path}: uid {os.getuid()} may not look into its folder "
+                       f"(the service's own)", "run `sudo emotion-edge check` to check it, or "
+                       "join the service's group: sudo usermod -aG emotion-edge $USER")
 
 
 def check_decision_log(path: Path) -> Finding:

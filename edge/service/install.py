@@ -74,6 +74,7 @@ MQTT_CREDENTIALS = {"password_file": "mqtt-password", "key_file": "mqtt-client-k
 SYSTEMCTL_STEPS: tuple[str, ...] = (
     "sudo systemctl daemon-reload",
     "sudo systemctl enable --now emotion-edge",
+    "sudo systemctl restart emotion-edge   # after an upgrade or a change of the config",
     "systemctl status emotion-edge",
     "journalctl -u emotion-edge -f",
     "emotion-edge inspect --journal",
@@ -437,6 +438,16 @@ def install_service(
     unit_path = root / "etc/systemd/system" / SERVICE_NAME
     config_path = root / config_rel
 
+    hidden = _hidden(argv[0], *([_PACKAGE_DIR] if exec_start is None else []))
+    if hidden and real_root:  # checked before anything is written
+        raise EmotionEdgeError(
+            f"{hidden[0]} lives under /home or /root, which the service cannot see "
+            f"(ProtectHome=yes), so it would not start; install emotion-edge system-wide and run "
+            f"that installation's install-service (docs/appliance.md, \"Running as a service\": "
+            f"a venv in /opt/emotion-edge)")
+    # A broken configuration already there fails the install before the unit is replaced.
+    if _read_regular_file(config_path) is not None:
+        load_config(config_path, env={}, required=True)
     groups = _existing_groups(SERVICE_GROUPS) if real_root else None
     unit = render_unit(shipped_file(SERVICE_NAME).read_text(encoding="utf-8"),
                        exec_start=argv, config_path="/" + str(config_rel), groups=groups)
@@ -481,19 +492,26 @@ def install_service(
             ) from None
         actions.append(Action(f"user {SERVICE_USER} (groups {', '.join(groups or [])})",
                               "created"))
-    _warn_if_hidden(argv[0], *([_PACKAGE_DIR] if exec_start is None else []))
+    for path in hidden:  # a staging root (--root): said, not refused
+        logger.warning(
+            "%s lives under /home or /root, which the service cannot see (ProtectHome=yes); "
+            "install emotion-edge system-wide, e.g. a venv in /opt/emotion-edge", path)
     if real_root and not os.access(argv[0], os.X_OK):
         logger.warning("%s is not an executable here; systemd will fail to start the service "
                        "(a path with spaces needs quotes in --exec-start)", argv[0])
     return actions
 
 
-def _warn_if_hidden(*paths: str) -> None:
+def _hidden(*paths: str) -> list[str]:
+    """Those of ``paths`` under /home or /root, as given or resolved (a venv's python is often
+    a link into a pyenv or uv folder in a home directory)."""
+    out = []
     for path in paths:
-        if path.startswith(("/home/", "/root/")):
-            logger.warning(
-                "%s lives under /home or /root, which the service cannot see (ProtectHome=yes); "
-                "install emotion-edge system-wide, e.g. a venv in /opt/emotion-edge", path)
+        for form in (path, os.path.realpath(path)):
+            if form.startswith(("/home/", "/root/")):
+                out.append(form)
+                break
+    return out
 
 
 def _user_exists() -> bool:
