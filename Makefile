@@ -48,6 +48,8 @@ PI_APT = python3-venv python3-picamera2 python3-pyaudio python3-lgpio
 pi-install:
 	@test "$$(uname -m)" = aarch64 || { echo "make pi-install is for Raspberry Pi OS 64-bit (aarch64);" \
 	    "this machine is $$(uname -m): use make demo or make test" >&2; exit 1; }
+	@test "$$(getconf LONG_BIT)" = 64 || { echo "make pi-install needs Raspberry Pi OS 64-bit: this" \
+	    "is a 32-bit system on a 64-bit kernel, for which the interpreter has no wheel" >&2; exit 1; }
 	@test -f "$(PI_CONSTRAINTS)" || { echo "no $(PI_CONSTRAINTS): Raspberry Pi OS Bookworm or" \
 	    "Trixie is needed (or PI_CODENAME=bookworm|trixie)" >&2; exit 1; }
 	@echo "apt packages this needs (once): sudo apt install $(PI_APT)"

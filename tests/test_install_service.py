@@ -306,3 +306,20 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path
         install_service(tmp_path, exec_start="/x/emotion-edge")
     assert unit.read_text() == "old unit\n"
     assert [p.name for p in unit.parent.iterdir()] == [unit.name]
+
+
+def test_a_missing_mqtt_password_file_is_refused_before_the_service_fails_on_it(
+        tmp_path, monkeypatch):
+    """systemd's LoadCredential= fails the start (243/CREDENTIALS) without the file."""
+    from edge.config import Config, MqttConfig
+    from edge.errors import EmotionEdgeError
+    from edge.service import install
+
+    missing = tmp_path / "mqtt-password"
+    config = Config(mqtt=MqttConfig(enabled=True, host="192.168.1.10", username="pi",
+                                    password_file=str(missing)))
+    monkeypatch.setattr(install, "_read_regular_file", lambda path: "[mqtt]\n")
+    monkeypatch.setattr(install, "load_config", lambda *a, **kw: config)
+    with pytest.raises(EmotionEdgeError, match=f"mqtt.password_file = '{missing}' does not"):
+        install_service("/", dry_run=True, exec_start="/x/emotion-edge",
+                        run=lambda *a, **k: None)

@@ -447,7 +447,14 @@ def install_service(
             f"a venv in /opt/emotion-edge)")
     # A broken configuration already there fails the install before the unit is replaced.
     if _read_regular_file(config_path) is not None:
-        load_config(config_path, env={}, required=True)
+        existing = load_config(config_path, env={}, required=True)
+        for key in MQTT_CREDENTIALS if real_root and existing.mqtt.enabled else ():
+            secret = getattr(existing.mqtt, key)
+            if secret and not Path(secret).is_file():  # LoadCredential= would fail the start
+                raise EmotionEdgeError(
+                    f"mqtt.{key} = {secret!r} does not exist, and systemd hands it to the "
+                    f"service as a credential, so the service would not start; create it first "
+                    f"(sudo sh -c 'umask 077; cat > {secret}'), then run install-service again")
     groups = _existing_groups(SERVICE_GROUPS) if real_root else None
     unit = render_unit(shipped_file(SERVICE_NAME).read_text(encoding="utf-8"),
                        exec_start=argv, config_path="/" + str(config_rel), groups=groups)
