@@ -182,3 +182,13 @@ def test_a_folder_this_user_may_not_enter_is_a_warning_not_a_crash(tmp_path, mon
     mine = {f.what: f for f in findings if f.what in ("decision log", "adaptation state")}
     assert set(mine) == {"decision log", "adaptation state"}
     assert all(f.status == checks.WARN and "may not look" in f.detail for f in mine.values())
+
+
+def test_per_emotion_leds_without_pins_for_some_emotions_is_a_warning():
+    from edge.service.checks import WARN
+    from edge.testing import mock_pin_factory
+
+    config = load_config(None, env={}, overrides={("leds", "mode"): "per_emotion",
+                                                   ("leds", "emotion_pins"): {"happy": 6}})
+    (finding,) = check_gpio(config, mock_pin_factory())
+    assert finding.status == WARN and "no LED for neutral" in finding.detail

@@ -227,6 +227,11 @@ def check_gpio(config: Config, pin_factory: Any = None) -> list[Finding]:
                         "on a Pi: add the user to the gpio group; if the service is running it "
                         "holds the pins (stop it first); off a Pi: `check --mock-gpio` checks "
                         "the LED settings on gpiozero's mock pins, which a replay uses there")]
+    unpinned = [label for label in COMMON_LABELS if label not in config.leds.emotion_pins]
+    if config.leds.mode == "per_emotion" and unpinned:
+        return [Finding("GPIO", WARN, f"no LED for {', '.join(unpinned)} (leds.mode = "
+                        f"per_emotion)", "give each emotion its pin in leds.emotion_pins, or "
+                        "use leds.mode = \"rgb\"")]
     return [Finding("GPIO", OK, f"LED pins free ({config.leds.mode})")]
 
 
