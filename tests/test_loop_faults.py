@@ -495,3 +495,15 @@ def test_a_microphone_that_keeps_overflowing_is_told_in_a_few_lines(caplog):
     assert sink.decisions[-1].counters["audio_overflows"] >= 30
     assert told == [f"audio overflows: {n} so far" for n in (1, 2, 4, 8, 16, 32)][:len(told)]
     assert 4 <= len(told) <= 6
+
+
+def test_a_hop_longer_than_the_speech_window_is_named(caplog):
+    """loop.hop_s = 5 with a 3 s window leaves 2 s of every 5 unheard, without a word."""
+    from edge.config import load_config
+    from edge.pipeline.appliance import open_speech_model
+
+    config = load_config(None, env={}, overrides={("loop", "hop_s"): 4.0,
+                                                   ("adapt", "enabled"): False})
+    with caplog.at_level(logging.WARNING), open_speech_model(config) as speech:
+        assert speech.hop_s == 4.0
+    assert "1 s of every hop is never heard" in caplog.text

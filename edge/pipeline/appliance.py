@@ -105,11 +105,16 @@ def open_speech_model(config: Config, *, learn: bool = True) -> SpeechClassifier
     """The device's speech model as configured; with ``learn``, adapting as ``[adapt]`` says
     and keeping what it learns in ``adapt.state_file`` (``emotion-edge adapt --learn`` teaches
     it recordings through this same door)."""
-    return SpeechClassifier(
+    speech = SpeechClassifier(
         _model_path(config.models.speech, SPEECH_MODEL_FILE), hop_s=config.loop.hop_s or None,
         num_threads=config.loop.num_threads, adapt=config.adapt.enabled and learn,
         adapt_state=(config.adapt.state_file or None) if learn else None,
         adapt_prior_frames=config.adapt.prior_frames)
+    if speech.hop_s > speech.window_s:
+        logger.warning("loop.hop_s = %g is longer than the speech model's %g s window: %g s of "
+                       "every hop is never heard", speech.hop_s, speech.window_s,
+                       speech.hop_s - speech.window_s)
+    return speech
 
 
 def open_decision_models(
