@@ -95,7 +95,8 @@ class Section:
                 # working directory ('/' under systemd, where it may not write).
                 raise ConfigError(
                     f"{key} = {value!r}: '~' and $VARIABLES are not expanded here (the service "
-                    f"runs as its own user); write the full path, e.g. /home/pi/...")
+                    f"runs as its own user, and cannot see /home); write the full path, e.g. "
+                    f"under /var/lib/emotion-edge/")
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{key} = {value!r} is not a finite number")
             meta = field.metadata
