@@ -205,7 +205,8 @@ class RotatedFrames(FrameSource):
         self.degrees = degrees
         self.name = f"{source.name} turned {degrees}°"
         cv2 = optional.cv2()
-        self._rotate = functools.partial(cv2.rotate, rotateCode=getattr(cv2, self._CODES[degrees]))
+        code = getattr(cv2, self._CODES[degrees])
+        self._rotate = functools.partial(cv2.rotate, rotateCode=code)
 
     def _read(self) -> np.ndarray | None:
         frame = self.source.read()

@@ -314,7 +314,8 @@ class BlazeFaceDetector(Closeable):
         out: list[Box] = []
         for box in self.detect(small):
             x0, y0 = round(box[0] / scale), round(box[1] / scale)
-            x1, y1 = min(w, round((box[0] + box[2]) / scale)), min(h, round((box[1] + box[3]) / scale))
+            x1 = min(w, round((box[0] + box[2]) / scale))
+            y1 = min(h, round((box[1] + box[3]) / scale))
             out.append(FaceBox(x0, y0, x1 - x0, y1 - y0, roll=roll_of(box)))
         return out
 
