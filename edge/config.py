@@ -608,11 +608,13 @@ def load_sections(
     """
     raw: dict[str, dict[str, Any]] = {}
     sources: list[str] = []
+    given: dict[str, str] = {}  # "section.key" -> where its value came from, the last one
     for section, table in (data or {}).items():
         if not isinstance(table, dict):
             raise ConfigError(f"{origin}: {section} must be a [section] table")
         for key, value in table.items():
             _merge(schema, raw, section, key, value, origin)
+            given[f"{section}.{key}"] = origin
     hints = {name: typing.get_type_hints(cls) for name, cls in schema.items()}
     if env_prefix is not None:
         for var, text in sorted((os.environ if env is None else env).items()):
@@ -632,16 +634,27 @@ def load_sections(
             _merge(schema, raw, named, key, None, f"environment variable {var}")
             raw[named][key] = _coerce_text(f"{var} ({named}.{key})", text, hints[named][key])
             sources.append(var)
+            given[f"{named}.{key}"] = f"environment variable {var}"
     for (section, key), value in (overrides or {}).items():
         _merge(schema, raw, section, key, None, "command line")
         if isinstance(value, str) and hints[section][key] is not str:
             value = _coerce_text(f"{section}.{key}", value, hints[section][key])
         raw[section][key] = value
         sources.append(f"--{section}.{key}")
+        given[f"{section}.{key}"] = f"--set {section}.{key}"
     sections: dict[str, Section] = {}
     for name, cls in schema.items():
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.get(name, {}).items()}
-        sections[name] = cls(**values)
+        try:
+            sections[name] = cls(**values)
+        except ConfigError as exc:
+            # Say where the refused value came from: a variable in /etc/default/emotion-edge
+            # would otherwise be looked for in the TOML.
+            where = sorted({given[k] for k in given if re.search(rf"\b{re.escape(k)}\b",
+                                                                  str(exc))})
+            if not where:
+                raise
+            raise ConfigError(f"{exc} (from {', '.join(where)})") from None
     return sections, tuple(sources)
 
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 
 import pytest
 
@@ -219,3 +220,18 @@ def test_a_config_this_user_may_not_read_is_one_line_with_the_fix(tmp_path, monk
     monkeypatch.setattr(Path, "read_text", denied)
     with pytest.raises(ConfigError, match="permission denied; run this with sudo.*chmod 644"):
         load_config(path, env={})
+
+
+@pytest.mark.parametrize("where, named", [
+    ("env", "environment variable EMOTION_EDGE_LOOP_DEADLINE_S"),
+    ("set", "--set loop.deadline_s"),
+    ("file", "config.toml"),
+])
+def test_a_refused_value_names_where_it_came_from(tmp_path, where, named):
+    """A bad value in /etc/default/emotion-edge was reported as if it were in the TOML."""
+    path = tmp_path / "config.toml"
+    path.write_text("[loop]\ndeadline_s = -1\n" if where == "file" else "")
+    env = {"EMOTION_EDGE_LOOP_DEADLINE_S": "-1"} if where == "env" else {}
+    overrides = parse_overrides(["loop.deadline_s=-1"]) if where == "set" else None
+    with pytest.raises(ConfigError, match=f"too small.*from .*{re.escape(named)}"):
+        load_config(path, env=env, overrides=overrides)
