@@ -199,3 +199,23 @@ def _resample_48k(stereo16k):
     from edge.sources.audio_file import resample
 
     return np.stack([resample(stereo16k[:, c], 16000, 48000) for c in range(2)], axis=1)
+
+
+def test_a_very_short_or_wrongly_scaled_recording_is_classified_with_a_warning(tiny, tmp_path,
+                                                                               caplog):
+    """A 0.2 s clip came out "fearful 0.59" and a float WAV at 1e20 "angry 0.84", with no word
+    that either result means little."""
+    import soundfile as sf
+
+    path, _ = tiny
+    t = np.arange(48000) / 16000.0
+    voice = (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype("float32")
+    sf.write(str(tmp_path / "short.wav"), voice[:3200], 16000)
+    sf.write(str(tmp_path / "scaled.wav"), voice * 1e20, 16000, subtype="FLOAT")
+    sf.write(str(tmp_path / "fine.wav"), voice, 16000, subtype="FLOAT")
+    with SpeechClassifier(path) as clf:
+        for name in ("short", "scaled", "fine"):
+            clf.classify_file(tmp_path / f"{name}.wav")
+    assert caplog.text.count("short.wav: 0.20 s long") == 1
+    assert caplog.text.count("scaled.wav: samples reach ") == 1
+    assert "fine.wav" not in caplog.text

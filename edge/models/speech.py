@@ -44,6 +44,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: Recordings shorter than this, in seconds, are classified with a warning.
+SHORTEST_RELIABLE_S = 1.0
+#: Sample magnitude past which a float recording's scale is wrong (a float WAV holds -1..1; a
+#: little over 1 is clipping a recorder let through, 1e20 is not audio).
+OUT_OF_RANGE = 4.0
+
 #: Label of a window or file in which the activity gate found no speech.
 NO_SPEECH = "no speech"
 #: File name of the shipped speech model in the models folder.
@@ -346,11 +352,20 @@ class SpeechClassifier(Closeable):
                 logger.warning("%s: sampled at %d Hz, so nothing above %d Hz was recorded; %s "
                                "hears up to %.0f Hz: this result is unreliable", path,
                                blocks.file_rate, blocks.file_rate // 2, self.model.path.name, top)
+            if blocks.duration_s < SHORTEST_RELIABLE_S:
+                # Repeated to fill a window, a syllable or two is scored as if it were a
+                # sentence: the model saw utterances of 1.5 to 5 s.
+                logger.warning("%s: %.2f s long; under %g s, this result is unreliable", path,
+                               blocks.duration_s, SHORTEST_RELIABLE_S)
             for block in blocks:
                 for result in stream.feed(block):
                     acc.add(result)
         for result in stream.flush():
             acc.add(result)
+        if blocks.peak > OUT_OF_RANGE:  # only a float file can get here
+            logger.warning("%s: samples reach %.3g, far beyond the +-1 of audio: the file's "
+                           "float scale is wrong, so this result is unreliable", path,
+                           blocks.peak)
         return acc.decision()
 
     def _close(self) -> None:

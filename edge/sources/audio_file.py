@@ -307,6 +307,8 @@ class AudioFileStream(Closeable):
             self._file.close()
             raise AudioFileError(f"{self.path}: {exc}") from None
         self._frames_read = 0
+        #: The largest sample magnitude read so far (a float file's beyond about 1 is not audio).
+        self.peak = 0.0
         self._ended = False
         self._pending = np.zeros(0, np.float32)  # output samples read ahead by read(n)
         if self.file_frames == 0:
@@ -386,6 +388,8 @@ class AudioFileStream(Closeable):
             bad = self._frames_read + int(np.argmin(np.isfinite(mono)))
             raise AudioFileError(f"{self.path}: contains NaN or infinite samples (at "
                                  f"{bad / self.file_rate:.1f} s)")
+        if mono.size:
+            self.peak = max(self.peak, float(np.max(np.abs(mono))))
         self._frames_read += data.shape[0]
         return mono if self._resampler is None else self._resampler.process(mono)
 
