@@ -440,21 +440,19 @@ def install_service(
 
     hidden = _hidden(argv[0], *([_PACKAGE_DIR] if exec_start is None else []))
     if hidden and real_root:  # checked before anything is written
-        raise EmotionEdgeError(
-            f"{hidden[0]} lives under /home or /root, which the service cannot see "
-            f"(ProtectHome=yes), so it would not start; install emotion-edge system-wide and run "
-            f"that installation's install-service (docs/appliance.md, \"Running as a service\": "
-            f"a venv in /opt/emotion-edge)")
-    # A broken configuration already there fails the install before the unit is replaced.
-    if _read_regular_file(config_path) is not None:
-        existing = load_config(config_path, env={}, required=True)
-        for key in MQTT_CREDENTIALS if real_root and existing.mqtt.enabled else ():
-            secret = getattr(existing.mqtt, key)
-            if secret and not Path(secret).is_file():  # LoadCredential= would fail the start
-                raise EmotionEdgeError(
-                    f"mqtt.{key} = {secret!r} does not exist, and systemd hands it to the "
-                    f"service as a credential, so the service would not start; create it first "
-                    f"(sudo sh -c 'umask 077; cat > {secret}'), then run install-service again")
+        raise EmotionEdgeError(f"{_hidden_from_the_service(hidden[0])}, so it would not start; "
+                               f"run the install-service of that installation")
+    # The configuration the service will read, checked before the unit is replaced: the one
+    # already there (a broken one fails the install), else the example written in its place.
+    config = load_config(config_path if _read_regular_file(config_path) is not None
+                         else shipped_file("config.example.toml"), env={}, required=True)
+    for key in MQTT_CREDENTIALS if real_root and config.mqtt.enabled else ():
+        secret = getattr(config.mqtt, key)
+        if secret and not Path(secret).is_file():  # LoadCredential= would fail the start
+            raise EmotionEdgeError(
+                f"mqtt.{key} = {secret!r} does not exist, and systemd hands it to the service "
+                f"as a credential, so the service would not start; create it first (sudo sh -c "
+                f"'umask 077; cat > {secret}'), then run install-service again")
     groups = _existing_groups(SERVICE_GROUPS) if real_root else None
     unit = render_unit(shipped_file(SERVICE_NAME).read_text(encoding="utf-8"),
                        exec_start=argv, config_path="/" + str(config_rel), groups=groups)
@@ -463,9 +461,6 @@ def install_service(
     example = shipped_file("config.example.toml").read_text(encoding="utf-8")
     outcome = _write(config_path, example, dry_run, overwrite=False)
     actions.append(Action(str(config_path), outcome))
-    # A broken config fails the install; a dry run validates the example in its place.
-    config = load_config(config_path if _read_regular_file(config_path) is not None
-                         else shipped_file("config.example.toml"), env={}, required=True)
     dropin_path = unit_path.parent / MQTT_DROPIN
     if config.mqtt.enabled:
         dropin = render_mqtt_dropin(config.mqtt, broker_addresses(config.mqtt.host),
@@ -500,13 +495,17 @@ def install_service(
         actions.append(Action(f"user {SERVICE_USER} (groups {', '.join(groups or [])})",
                               "created"))
     for path in hidden:  # a staging root (--root): said, not refused
-        logger.warning(
-            "%s lives under /home or /root, which the service cannot see (ProtectHome=yes); "
-            "install emotion-edge system-wide, e.g. a venv in /opt/emotion-edge", path)
+        logger.warning("%s", _hidden_from_the_service(path))
     if real_root and not os.access(argv[0], os.X_OK):
         logger.warning("%s is not an executable here; systemd will fail to start the service "
                        "(a path with spaces needs quotes in --exec-start)", argv[0])
     return actions
+
+
+def _hidden_from_the_service(path: str) -> str:
+    return (f"{path} lives under /home or /root, which the service cannot see (ProtectHome=yes); "
+            f"install emotion-edge system-wide (docs/appliance.md, \"Running as a service\": a "
+            f"venv in /opt/emotion-edge)")
 
 
 def _hidden(*paths: str) -> list[str]:
