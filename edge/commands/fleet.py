@@ -16,7 +16,6 @@ import dataclasses
 import datetime as dt
 import json
 import logging
-import math
 import signal
 import sys
 import threading
@@ -25,6 +24,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from ..outputs.log_reader import finite_number
+from . import _argument
 
 __all__ = ["register", "FleetView", "DeviceRow"]
 
@@ -235,24 +235,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        port = 0
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1 to 65535)")
-    return port
+    return int(_argument(text, int, lambda v: 1 <= v <= 65535, "is not a port (1 to 65535)"))
 
 
 def _seconds(low: float, high: float) -> Callable[[str], float]:
     def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not low <= value <= high:  # NaN too
-            raise argparse.ArgumentTypeError(f"{text!r} is not between {low:g} and {high:g} s")
-        return value
+        return float(_argument(text, float, lambda v: low <= v <= high,  # NaN fails too
+                               f"is not between {low:g} and {high:g} s"))
 
     return parse
 
