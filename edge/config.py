@@ -197,7 +197,8 @@ class AdaptConfig(Section):
         "variances are kept; no audio).")
     state_file: str = setting(
         "", "Where the adaptation statistics are kept across restarts; empty = in memory only. "
-        "Delete the file (or run `emotion-edge adapt --reset`) to start over.", path=True)
+        "Delete the file (or run `emotion-edge adapt --reset`) to start over. One process "
+        "writes it: a second run given the same file is refused at start.", path=True)
     prior_frames: float = setting(
         6000.0, "Weight of the training statistics, in frames of 10 ms: after this much speech "
         "the device's own statistics count as much as the training data's.", min=0.0,
@@ -375,7 +376,8 @@ class LogConfig(Section):
     file: str = setting("", "Also write decisions to this file, rotated by size; empty = no file. "
                    "Use tmpfs (e.g. /run/emotion-edge/decisions.jsonl) to spare the SD card. A "
                    "file that is not a decision log (a recording, the config) is refused, never "
-                   "appended to or rotated away.", path=True)
+                   "appended to or rotated away; so is a file another run is writing.",
+                   path=True)
     max_bytes: int = setting(1_000_000, "Rotate the decision file at this size, in bytes.",
                         min=1_000, max=1_000_000_000)
     backups: int = setting(2, "Rotated decision files kept (count).", min=0, max=100)

@@ -499,3 +499,33 @@ def test_adapt_learns_a_recording_named_twice_once_and_resets_in_json(adapting_m
     assert json.loads(captured.out)["speech_s"] == once and "named twice" in captured.err
     assert main(["adapt", "--config", str(cfg), "--reset", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"state_file": str(state), "removed": True}
+
+
+def test_adapt_waits_for_the_appliance_that_writes_the_state(adapting_model, tmp_path, capsys):
+    """While a run holds adapt.state_file (edge.locks), ``--learn`` and ``--reset`` are refused
+    in one line: the run would write its own statistics over theirs at its next save.  Showing
+    what was heard is still allowed."""
+    from edge.cli import main
+    from edge.locks import WriterLock
+
+    state = tmp_path / "adapt.json"
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f"[models]\nspeech = '{adapting_model}'\n[adapt]\nstate_file = '{state}'\n")
+    room = _wav(tmp_path / "room.wav", _speechlike(8.0, seed=4))
+    assert main(["adapt", "--config", str(cfg), "--learn", str(room)]) == 0
+    learnt = state.read_bytes()
+    capsys.readouterr()
+    with WriterLock(state, setting="adapt.state_file", fix="") as service:
+        assert service.held
+        for change in (["--learn", str(room)], ["--reset"]):
+            assert main(["adapt", "--config", str(cfg), *change]) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert err == [f"emotion-edge: error: adapt.state_file {state} is in use by another "
+                           f"emotion-edge process (the service? `systemctl status emotion-edge` "
+                           f"tells); stop the service first (sudo systemctl stop emotion-edge): "
+                           f"it would write its own statistics over what this changes; start "
+                           f"it again after"]
+            assert state.read_bytes() == learnt
+        assert main(["adapt", "--config", str(cfg), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["speech_s"] > 0
+    assert main(["adapt", "--config", str(cfg), "--reset"]) == 0 and not state.exists()

@@ -363,6 +363,53 @@ def test_a_stop_signal_ends_the_run_within_2s_with_leds_dark(tiny, tmp_path, sig
     sock.close()
 
 
+def test_a_second_run_on_the_same_log_is_refused_and_the_first_goes_on(tiny, tmp_path):
+    """Two runs given one log.file would rotate it under each other: the second, started while
+    the first writes, is refused in one line naming the file, and the first keeps logging."""
+    log = tmp_path / "decisions.jsonl"
+    e = dict(os.environ, EMOTION_EDGE_MODELS=str(tiny), PYTHONPATH=str(Path(__file__).parent.parent))
+    e.pop("NOTIFY_SOCKET", None)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "edge", "run", "--audio-file", str(tiny / "long.wav"),
+         "--no-camera", "--mock-gpio", "--log-file", str(log), "--set", "log.stdout=false"],
+        env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (log.exists() and log.stat().st_size) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert log.exists(), "the first run never logged"
+        second = run_cli(tiny, "run", "--audio-file", str(tiny / "speech.wav"), "--fast",
+                         "--no-camera", "--log-file", str(log))
+        before = log.stat().st_size
+        time.sleep(1.5)
+        assert first.poll() is None and log.stat().st_size > before  # still logging
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=10) == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+        first.communicate()
+    assert second.returncode == 2 and second.stdout == ""
+    assert second.stderr.strip().splitlines() == [
+        f"emotion-edge: error: log.file {log} is in use by another emotion-edge process (the "
+        f"service? `systemctl status emotion-edge` tells); stop it first (sudo systemctl stop "
+        f"emotion-edge), or give this run its own log.file"]
+    # Once the first has stopped, its lock has gone with it.
+    assert run_cli(tiny, "run", "--audio-file", str(tiny / "speech.wav"), "--fast",
+                   "--no-camera", "--log-file", str(log)).returncode == 0
+
+
+def test_one_file_for_the_log_and_the_adaptation_state_is_refused(tiny, tmp_path):
+    both = tmp_path / "same.json"
+    r = run_cli(tiny, "run", "--audio-file", str(tiny / "speech.wav"), "--fast", "--no-camera",
+                "--log-file", str(both), "--set", f"adapt.state_file={both}")
+    assert r.returncode == 2 and not both.exists()
+    assert r.stderr.strip().splitlines() == [
+        f"emotion-edge: error: log.file and adapt.state_file both name {both}: the log would "
+        f"append decisions to the statistics and each save would replace the log; give each a "
+        f"file of its own"]
+
+
 def test_sigterm_in_process_turns_the_mock_leds_off(tiny, monkeypatch):
     """Same, inside this process, so gpiozero's mock pins can be read after the run."""
     gpiozero = pytest.importorskip("gpiozero")

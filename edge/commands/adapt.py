@@ -12,6 +12,7 @@ minute of speech.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,9 +49,14 @@ _AS_THE_APPLIANCE = ("run this as the user the appliance runs as (e.g. sudo -u e
                      "emotion-edge adapt ...), which owns the file")
 
 
+#: Why ``--learn`` and ``--reset`` wait for the appliance to stop, and how.
+_STOP_SERVICE = ("stop the service first (sudo systemctl stop emotion-edge): it would write its "
+                 "own statistics over what this changes; start it again after")
+
+
 def _main(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError, ModelError
-    from ..features.adapt import StateUnreadable, read_state
+    from ..errors import ConfigError
+    from ..locks import WriterLock
     from .run import load_run_config
 
     config = load_run_config(args)
@@ -58,6 +64,16 @@ def _main(args: argparse.Namespace) -> int:
         raise ConfigError("adapt.state_file is empty: the appliance adapts in memory only and "
                           "keeps nothing to show, reset or learn; set it in the configuration")
     path = Path(config.adapt.state_file)
+    # A running appliance would write its statistics over what --learn or --reset change.
+    with (WriterLock(path, setting="adapt.state_file", fix=_STOP_SERVICE)
+          if args.reset or args.learn else contextlib.nullcontext()):
+        return _change_or_show(args, config, path)
+
+
+def _change_or_show(args: argparse.Namespace, config: Config, path: Path) -> int:
+    from ..errors import ConfigError, ModelError
+    from ..features.adapt import StateUnreadable, read_state
+
     try:
         if path.is_dir():
             raise ConfigError(f"adapt.state_file {path} is a folder; name the file in it, e.g. "

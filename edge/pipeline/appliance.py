@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..config import Config
+from ..errors import ConfigError
 from ..interfaces import AudioSource, FaceDetector, FrameProvider, Sink
 from ..lifecycle import Closeable
+from ..locks import WriterLock
 from ..models.face import FACE_MODEL_FILE, FaceClassifier
 from ..models.speech import SPEECH_MODEL_FILE, SpeechClassifier, SpeechStream
 from ..outputs.leds import LedSink
@@ -39,7 +41,8 @@ from .fusion import LabelMap, LateFusion
 from .loop import EmotionLoop, LoopSummary
 from .smoothing import Smoother
 
-__all__ = ["ReplayMedia", "Appliance", "build_appliance", "open_decision_models", "open_speech_model"]
+__all__ = ["ReplayMedia", "Appliance", "build_appliance", "lock_written_files",
+           "open_decision_models", "open_speech_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +102,28 @@ def _frames(config: Config, media: ReplayMedia | None, stack: contextlib.ExitSta
     if media is not None and media.audio is not None:
         return None  # replaying audio alone: no camera
     return stack.enter_context(open_camera(config.camera))
+
+
+#: What a second writer of a file the appliance writes is told to do instead.
+_STOP_THE_OTHER = "stop it first (sudo systemctl stop emotion-edge), or give this run its own"
+
+
+def lock_written_files(config: Config, stack: contextlib.ExitStack) -> None:
+    """Take the locks on the files this run writes, ``log.file`` and (adapting)
+    ``adapt.state_file``, before anything is opened: a second run on either is refused with one
+    line where it would rotate the other's log under it or write its statistics over the other's
+    (:mod:`edge.locks`).  ``stack`` releases them."""
+    files = {}
+    if config.log.file:
+        files["log.file"] = Path(config.log.file)
+    if config.adapt.enabled and config.adapt.state_file:
+        files["adapt.state_file"] = Path(config.adapt.state_file)
+    if len(files) == 2 and len({p.resolve() for p in files.values()}) == 1:
+        raise ConfigError(f"log.file and adapt.state_file both name {files['log.file']}: the log "
+                          f"would append decisions to the statistics and each save would "
+                          f"replace the log; give each a file of its own")
+    for setting, path in files.items():
+        stack.enter_context(WriterLock(path, setting=setting, fix=f"{_STOP_THE_OTHER} {setting}"))
 
 
 def open_speech_model(config: Config, *, learn: bool = True) -> SpeechClassifier:
@@ -168,6 +193,7 @@ def build_appliance(
     """
     stack = contextlib.ExitStack()
     try:
+        lock_written_files(config, stack)
         use_face = (config.camera.enabled if media is None or media.audio is None
                     else media.video is not None or media.image is not None)
         if use_face and not config.camera.enabled:  # a replay's picture, but speech only asked

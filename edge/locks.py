@@ -1,0 +1,82 @@
+"""One writer per file: advisory locks that keep two processes from writing one log or state.
+
+Two ``run``s given one ``log.file`` rotate it under each other (one renames the file the other
+is still appending to, and decisions land in the backups out of order); two given one
+``adapt.state_file``, or ``adapt --learn`` while the service runs, each write their own
+statistics over the other's, and what one learnt is lost without a word.  Each writer holds an
+exclusive ``flock`` on a hidden file beside the one it writes (``.NAME.lock``), so the second
+is refused at start with one line.  The lock file stays: removing it would race with a process
+about to lock it.  The kernel releases the lock when its holder exits, however it ends, so a
+crash never leaves a file locked.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from .errors import ConfigError
+from .lifecycle import Closeable
+
+__all__ = ["FileInUse", "WriterLock", "lock_path"]
+
+logger = logging.getLogger(__name__)
+
+
+class FileInUse(ConfigError):
+    """Another process holds the lock on a file this one would write."""
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file of ``path``: hidden, beside it (its folder is writable for any writer)."""
+    return path.with_name(f".{path.name}.lock")
+
+
+class WriterLock(Closeable):
+    """An exclusive lock on writing ``path``, held until :meth:`close` (or the process ends).
+
+    ``setting`` names the configuration key in the refusal, ``fix`` says what to do instead.
+    Where no lock file can be made (a read-only or missing folder) the lock is skipped, with a
+    debug line: the writer itself then reports why it cannot write there.
+    """
+
+    def __init__(self, path: str | Path, *, setting: str, fix: str) -> None:
+        import fcntl
+
+        self.path = Path(path)
+        self._fd: int | None = None
+        lock = lock_path(self.path)
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)  # as the writer would, a moment later
+            # Read-only is enough for flock, and lets another user's process open a lock file
+            # that root made (`sudo emotion-edge adapt --learn`), where write access would not.
+            fd = os.open(lock, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            logger.debug("no lock for %s (%s): not locked", self.path, exc)
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise FileInUse(
+                f"{setting} {self.path} is in use by another emotion-edge process (the service? "
+                f"`systemctl status emotion-edge` tells); {fix}") from None
+        except OSError as exc:  # a file system without locks (some network mounts)
+            os.close(fd)
+            logger.debug("cannot lock %s (%s): not locked", lock, exc)
+            return
+        self._fd = fd
+
+    @property
+    def held(self) -> bool:
+        """True while this object holds the lock (False where locking was skipped)."""
+        return self._fd is not None
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the lock
+            self._fd = None
+
+    def __repr__(self) -> str:
+        return f"<WriterLock {self.path} {'held' if self.held else 'not held'}>"

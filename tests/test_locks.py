@@ -1,0 +1,35 @@
+"""One writer per file (edge.locks): a second writer is refused in one line, the lock goes with
+its holder, and a folder where no lock can be made does not stop the writer."""
+
+import pytest
+
+from edge.errors import ConfigError
+from edge.locks import FileInUse, WriterLock, lock_path
+
+
+def test_a_second_writer_is_refused_until_the_first_lets_go(tmp_path):
+    path = tmp_path / "new" / "decisions.jsonl"  # its folder is made, as the writer would
+    first = WriterLock(path, setting="log.file", fix="give this run its own log.file")
+    assert first.held and lock_path(path).exists() and not path.exists()
+    with pytest.raises(FileInUse) as refused:
+        WriterLock(path, setting="log.file", fix="give this run its own log.file")
+    message = str(refused.value)
+    assert isinstance(refused.value, ConfigError)  # exit 2, one line
+    assert message.startswith(f"log.file {path} is in use") and "\n" not in message
+    assert message.endswith("give this run its own log.file")
+    first.close()
+    with WriterLock(path, setting="log.file", fix="") as again:
+        assert again.held
+    assert not again.held
+
+
+def test_another_file_in_the_same_folder_is_not_locked(tmp_path):
+    with WriterLock(tmp_path / "a.json", setting="adapt.state_file", fix=""):
+        assert WriterLock(tmp_path / "b.json", setting="adapt.state_file", fix="").held
+
+
+def test_where_no_lock_can_be_made_the_writer_goes_on_unlocked(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    lock = WriterLock(tmp_path / "file" / "state.json", setting="adapt.state_file", fix="")
+    assert not lock.held
+    lock.close()
