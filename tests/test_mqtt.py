@@ -266,6 +266,42 @@ def test_two_devices_with_one_client_id_back_off_and_say_why_once(broker, caplog
     assert len(warnings) <= 6, warnings
 
 
+def test_two_machines_given_one_device_id_are_told_once(broker, caplog, monkeypatch):
+    """Two Pis configured with one mqtt.device_id (distinct machines, so distinct client ids)
+    publish into one set of topics: each says so once, naming the other machine.  A device
+    that comes later and finds only a retained state from a machine now gone says nothing."""
+    import logging
+
+    from edge.outputs import mqtt
+
+    def on(machine):
+        monkeypatch.setattr(mqtt, "_machine_tag", lambda: machine)
+        return MqttSink(config(broker, "shared"))
+
+    with caplog.at_level(logging.WARNING, logger="edge.outputs.mqtt"):
+        with on("aaaa0001") as one, on("bbbb0002") as two:
+            for cycle in range(1, 40):  # a new label every cycle: a state every cycle
+                for sink in (one, two):
+                    sink.write(decision(cycle, label=("happy", "sad")[cycle % 2]))
+                time.sleep(0.05)
+                if one.other_machines and two.other_machines:
+                    break
+            assert one.flush(5.0) and two.flush(5.0)
+        assert one.other_machines == {"bbbb0002"} and two.other_machines == {"aaaa0001"}
+        told = [r.getMessage() for r in caplog.records if "another machine" in r.getMessage()]
+        assert len(told) == 2, told
+        assert any("another machine (bbbb0002; this one is aaaa0001) publishes as device "
+                   "'shared'" in t and t.endswith("give each its own mqtt.device_id")
+                   for t in told)
+        caplog.clear()
+        with on("cccc0003") as later:  # the broker keeps the last state, retained
+            later.write(decision(1))
+            assert later.flush(5.0)
+            time.sleep(0.5)
+        assert later.other_machines == set()
+    assert not [r for r in caplog.records if "another machine" in r.getMessage()]
+
+
 def test_check_reports_the_broker_and_the_credentials(broker, tmp_path):
     from edge.config import Config
     from edge.service.checks import check_mqtt

@@ -116,7 +116,7 @@ def test_the_decision_payload_is_the_log_record_plus_the_device():
 
 def test_the_state_payload():
     assert state_payload(decision(), "pi-a", since=T0 - 4, cycle_p99_ms=3.14159) == {
-        "schema": "emotion-edge/state/1", "device": "pi-a", "time": T0, "cycle": 3,
+        "schema": "emotion-edge/state/1", "device": "pi-a", "machine": "", "time": T0, "cycle": 3,
         "label": "happy", "confidence": 0.7123, "since": T0 - 4, "speech": "happy",
         "face": "no_face", "level": "full", "cycle_ms": 2.25, "cycle_p99_ms": 3.142,
         "counters": {"overruns": 0, "mqtt_sent": 5, "mqtt_dropped": 0, "mqtt_disconnects": 0}}
@@ -330,6 +330,33 @@ def test_the_fleet_view_keeps_one_row_per_device():
     assert re.search(r"pi-b\s+angry\s+\S+ \(2 min ago\)\s+7\.5\s+0\s+NO", table), table
 
 
+def test_the_fleet_view_names_two_machines_that_publish_as_one_device():
+    """Two Pis given one mqtt.device_id mix their rows: each live state names its machine, and
+    the view says so.  A retained state (perhaps a machine that had the id and is gone) and a
+    machine tag that is not one are not counted."""
+    from edge.commands.fleet import FleetView, format_table
+
+    view = FleetView("emotion-edge")
+
+    def state(machine, *, retained=False, device="kitchen"):
+        payload = state_payload(decision(), device, since=T0, cycle_p99_ms=5.0, machine=machine)
+        view.update(f"emotion-edge/{device}/state", json.dumps(payload).encode(),
+                    retained=retained)
+
+    state("0123abcd", retained=True)
+    state("4567ef01")
+    state("4567ef01")
+    state("\x1b[2J")
+    state("0123abcd", device="hall")
+    rows = {r["device"]: r for r in view.snapshot()["devices"]}
+    assert rows["kitchen"]["machines"] == ["4567ef01"] and rows["hall"]["machines"] == ["0123abcd"]
+    assert "machines" not in format_table(view.snapshot(), now=T0)
+    state("89abcdef")
+    table = format_table(view.snapshot(), now=T0)
+    assert table.splitlines()[-1] == ("warning: 2 machines (4567ef01, 89abcdef) publish as "
+                                      "kitchen: their rows mix; give each its own mqtt.device_id")
+
+
 @pytest.mark.parametrize("payload", [
     b'{"schema":"emotion-edge/state/1","time":1,"label":"happy","confidence":0.5,"since":1e20,'
     b'"cycle_p99_ms":1}',
@@ -527,3 +554,14 @@ def test_fleet_names_its_own_option_for_an_unreadable_password_file(tmp_path, ca
                  str(missing)]) == 2
     err = capsys.readouterr().err
     assert "check --password-file" in err and "install-service" not in err
+
+
+def test_the_docs_state_example_has_the_state_payloads_keys():
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "appliance.md").read_text()
+    block = re.search(r'```json\n(\{"schema": "emotion-edge/state/1".*?)\n```', docs, re.S)
+    assert block, "docs/appliance.md has no state example"
+    shown = json.loads(block[1])
+    sent = state_payload(decision(), "pi-kitchen", since=T0, cycle_p99_ms=1.0, machine="3f2a9c1e")
+    assert list(shown) == list(sent)

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from ..outputs.log_reader import finite_number
+from ..outputs.mqtt import MACHINE_TAG
 from . import _argument
 
 __all__ = ["register", "FleetView", "DeviceRow"]
@@ -39,6 +40,10 @@ MAX_DEVICES = 1000
 MIN_LATENCIES = 20
 #: Longest label or device name shown, in characters.
 MAX_NAME = 40
+
+
+#: Machines kept per device (more than one is already the warning).
+MAX_MACHINES = 8
 
 
 def _printable(text: str) -> str:
@@ -66,6 +71,9 @@ class DeviceRow:
     decisions: int = 0
     last_seen: float | None = None
     state_p99_ms: float | None = None
+    #: Machines (``machine`` of live states) seen publishing as this device: more than one
+    #: means two devices share its id.
+    machines: set[str] = dataclasses.field(default_factory=set)
     latencies: collections.deque[float] = dataclasses.field(
         default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
 
@@ -82,7 +90,8 @@ class DeviceRow:
         return {"device": self.device, "state": self.state, "confidence": self.confidence,
                 "last_change": self.last_change,
                 "latency_p99_ms": None if p99 is None else round(p99, 3), "drops": self.drops,
-                "online": self.online, "decisions": self.decisions, "last_seen": self.last_seen}
+                "online": self.online, "decisions": self.decisions, "last_seen": self.last_seen,
+                "machines": sorted(self.machines)}
 
 
 class FleetView:
@@ -99,7 +108,8 @@ class FleetView:
     def topics(self) -> list[str]:
         return [f"{self.prefix}/+/{kind}" for kind in ("decision", "state", "availability")]
 
-    def update(self, topic: str, payload: bytes) -> None:
+    def update(self, topic: str, payload: bytes, *, retained: bool = False) -> None:
+        """One message; ``retained``: kept by the broker from before the view subscribed."""
         parts = topic.split("/")
         if len(parts) < 3 or "/".join(parts[:-2]) != self.prefix:
             return
@@ -124,6 +134,11 @@ class FleetView:
                     self._decision(row, data)
                 elif kind == "state":
                     self._state(row, data)
+                    machine = data.get("machine")
+                    # Live only: a retained state may be a machine that had this id and is gone.
+                    if (not retained and isinstance(machine, str) and MACHINE_TAG.fullmatch(machine)
+                            and len(row.machines) < MAX_MACHINES):
+                        row.machines.add(machine)
             except (ValueError, TypeError, KeyError, AttributeError, OverflowError,
                     RecursionError):  # [[[[... nested deeper than the JSON parser goes
                 logger.debug("skipping a malformed %s message from %s", kind, device)
@@ -185,6 +200,11 @@ def format_table(snapshot: dict[str, Any], now: float | None = None) -> str:
                      f"{change:<20} {p99:>8} {row['drops']:>6}  {online}")
     if not snapshot["devices"]:
         lines.append("(no device has published yet)")
+    for row in snapshot["devices"]:
+        if len(row.get("machines", ())) > 1:
+            lines.append(f"warning: {len(row['machines'])} machines ({', '.join(row['machines'])}) "
+                         f"publish as {_printable(row['device'])}: their rows mix; give each "
+                         f"its own mqtt.device_id")
     if snapshot.get("devices_not_shown"):
         lines.append(f"(and {snapshot['devices_not_shown']} more devices, not shown: at most "
                      f"{MAX_DEVICES})")
@@ -274,7 +294,7 @@ def _main(args: argparse.Namespace) -> int:
 
     def on_message(_c: Any, _u: Any, message: Any) -> None:
         try:
-            view.update(message.topic, message.payload)
+            view.update(message.topic, message.payload, retained=bool(message.retain))
         except Exception as exc:  # an exception here would end paho's thread: nothing arrives
             logger.debug("skipping a message on %s: %s", message.topic, exc)
 

@@ -57,6 +57,7 @@ __all__ = [
     "PASSWORD_CREDENTIAL",
     "KEY_CREDENTIAL",
     "STATE_SCHEMA",
+    "MACHINE_TAG",
     "Topics",
     "BrokerSettings",
     "device_id",
@@ -87,6 +88,8 @@ CLOSE_TIMEOUT_S = 1.0
 STABLE_SESSION_S = 10.0
 #: Cycle latencies kept for the state's ``cycle_p99_ms``.
 LATENCY_WINDOW = 200
+#: Other machines' tags remembered (each is warned about once), at most.
+MAX_OTHER_MACHINES = 16
 
 
 def _paho() -> Any:
@@ -145,6 +148,10 @@ class BrokerSettings:
     def address(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6, as in a URL
         return f"{host}:{self.port}{' (TLS)' if self.tls else ''}"
+
+
+#: What :func:`_machine_tag` gives; anything else in a state's ``machine`` is not one.
+MACHINE_TAG = re.compile(r"[0-9a-f]{8}")
 
 
 def _machine_tag() -> str:
@@ -220,12 +227,14 @@ def _modality(report: ModalityReport) -> str:
     return report.label if report.present and report.label else report.state
 
 
-def state_payload(decision: Decision, device: str, *, since: float,
-                  cycle_p99_ms: float) -> dict[str, Any]:
-    """What goes, retained, to ``<prefix>/<id>/state``."""
+def state_payload(decision: Decision, device: str, *, since: float, cycle_p99_ms: float,
+                  machine: str = "") -> dict[str, Any]:
+    """What goes, retained, to ``<prefix>/<id>/state``.  ``machine`` (8 hex digits of a hash
+    of the machine id) tells two machines publishing under one device id apart."""
     return {
         "schema": STATE_SCHEMA,
         "device": device,
+        "machine": machine,
         "time": round(decision.time, 3),
         "cycle": decision.cycle,
         "label": decision.label,
@@ -447,7 +456,8 @@ class MqttSink(Closeable):
         self.settings = settings if settings is not None else BrokerSettings.from_config(config, env)
         # Unique per machine even when two Pis keep the default host name: a broker drops the
         # older of two connections with one client id, and both would reconnect for ever.
-        client_id = f"emotion-edge-{self.device}-{_machine_tag()}"
+        self.machine = _machine_tag()
+        client_id = f"emotion-edge-{self.device}-{self.machine}"
         self._factory = client_factory or (
             lambda: new_client(self.settings, client_id, will_topic=self.topics.availability))
         _discard(self._factory())  # bad TLS files fail here, at start, with one line
@@ -467,6 +477,8 @@ class MqttSink(Closeable):
         self._stop = threading.Event()
         self._closing = threading.Event()
         self._last_problem: str | None = None
+        #: Machines seen publishing live under this device id (other than this one).
+        self.other_machines: set[str] = set()
         self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
         self._thread.start()
 
@@ -486,7 +498,7 @@ class MqttSink(Closeable):
         if self._closing.is_set():
             return
         self._latencies.append(float(decision.latency_ms.get("total", 0.0)))
-        device = self.device
+        device, machine = self.device, self.machine
         messages = [(self.topics.decision, False,
                      lambda: json.dumps(decision_payload(decision, device), separators=(",", ":")))]
         key = (decision.label, _modality(decision.speech), _modality(decision.face))
@@ -501,7 +513,7 @@ class MqttSink(Closeable):
             latencies = sorted(self._latencies)
             p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
             messages.append((self.topics.state, True, lambda: json.dumps(
-                state_payload(decision, device, since=since, cycle_p99_ms=p99),
+                state_payload(decision, device, since=since, cycle_p99_ms=p99, machine=machine),
                 separators=(",", ":"))))
         self._enqueue(messages)
 
@@ -589,6 +601,7 @@ class MqttSink(Closeable):
                 self._acked(message)
 
         client.on_publish = on_publish
+        client.on_message = self._heard_own_topic
         if self._closing.is_set() or self._stop.is_set():
             # A connect that finished after close() gave up waiting: say offline, never a
             # retained "online" that no last will would ever correct (a clean disconnect
@@ -596,6 +609,10 @@ class MqttSink(Closeable):
             self._goodbye(client)
             return False
         client.publish(self.topics.availability, "online", qos=1, retain=True)
+        # Its own state topic: a live state from another machine means two devices share this
+        # id (their decisions mix in Home Assistant and fleet, and each one's stop marks the
+        # other offline).
+        client.subscribe(self.topics.state, qos=0)
         for topic, payload in self._discovery:
             client.publish(topic, payload, qos=1, retain=True)
         self.connected = True
@@ -628,6 +645,24 @@ class MqttSink(Closeable):
             return False
         finally:
             self.connected = False
+
+    def _heard_own_topic(self, _c: Any, _u: Any, message: Any) -> None:
+        if message.retain:
+            # Kept by the broker from before: perhaps a machine that had this id and is gone.
+            return
+        try:
+            other = json.loads(message.payload).get("machine")
+        except (ValueError, AttributeError, RecursionError):
+            return
+        if (isinstance(other, str) and MACHINE_TAG.fullmatch(other) and other != self.machine
+                and other not in self.other_machines
+                and len(self.other_machines) < MAX_OTHER_MACHINES):
+            self.other_machines.add(other)
+            logger.warning("MQTT: another machine (%s; this one is %s) publishes as device %r "
+                           "under %s: the two mix their decisions in Home Assistant and fleet, "
+                           "and each one's stop marks the other offline; give each its own "
+                           "mqtt.device_id", other, self.machine, self.device,
+                           self.topics.state)
 
     def _acked(self, message: _Message) -> None:
         with self._lock:
