@@ -1,5 +1,6 @@
 """emotion-edge check: each problem printed with its fix; exit code says if something is missing."""
 
+import json
 import subprocess
 import types
 
@@ -192,3 +193,33 @@ def test_per_emotion_leds_without_pins_for_some_emotions_is_a_warning():
                                                    ("leds", "emotion_pins"): {"happy": 6}})
     (finding,) = check_gpio(config, mock_pin_factory())
     assert finding.status == WARN and "no LED for neutral" in finding.detail
+
+
+def test_check_json_and_quiet_say_what_the_text_says(tmp_path, capsys):
+    """``--json`` for scripts (a "is it working?" button): the same findings and exit status;
+    ``-q`` prints only what needs attention, and the verdict."""
+    from edge.cli import main
+
+    args = ["check", "--no-devices", "--mock-gpio", "--set", "leds.mode=per_emotion",
+            "--set", "leds.emotion_pins={happy = 6}"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert main([*args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ready"] is True and report["problems"] == 0 and report["warnings"] == 1
+    assert [f["status"] for f in report["findings"]].count("ok") == text.count("[ok     ]")
+    (gpio,) = [f for f in report["findings"] if f["what"] == "GPIO"]
+    assert gpio["status"] == "warning" and "leds.emotion_pins" in gpio["fix"]
+    assert all(f["fix"] == "" for f in report["findings"] if f["status"] == "ok")
+    assert main([*args, "-q"]) == 0
+    quiet = capsys.readouterr().out.splitlines()
+    assert quiet[0].startswith("[WARNING] GPIO: no LED for neutral") and quiet[-1] == "ready"
+    assert not any(line.startswith("[ok") for line in quiet)
+
+    missing = ["check", "--no-devices", "--mock-gpio", "--set",
+               f"models.speech={tmp_path / 'none.tflite'}"]
+    assert main([*missing, "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ready"] is False and report["problems"] >= 1
+    assert main([*missing, "-q"]) == 1
+    assert capsys.readouterr().out.splitlines()[-1].endswith("problem(s)")

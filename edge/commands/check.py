@@ -20,19 +20,37 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--no-devices", action="store_true",
                    help="skip the microphone and camera (e.g. checking a replay setup)")
     p.add_argument("--mock-gpio", action="store_true", help="check LEDs on gpiozero's mock pins")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true",
+                     help='one JSON object: {"ready", "problems", "warnings", "findings": '
+                     '[{"what", "status", "detail", "fix"}]}, status ok, warning or problem')
+    out.add_argument("-q", "--quiet", action="store_true",
+                     help="print only warnings and problems (and the last line)")
     p.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
-    from ..service.checks import PROBLEM, run_checks
+    import dataclasses
+    import json
+
+    from ..service.checks import OK, PROBLEM, WARN, run_checks
     from ..testing import mock_pin_factory
     from .run import load_run_config
 
     config = load_run_config(args)  # an invalid config raises ConfigError -> exit 2
     pin_factory = mock_pin_factory() if args.mock_gpio else None
     findings = run_checks(config, live=not args.no_devices, pin_factory=pin_factory)
-    for f in findings:
-        print(f)
     problems = [f for f in findings if f.status == PROBLEM]
-    print(f"\n{len(problems)} problem(s)" if problems else "\nready")
+    if args.json:
+        print(json.dumps({"ready": not problems, "problems": len(problems),
+                          "warnings": sum(f.status == WARN for f in findings),
+                          # A fix is told only where something is wrong, as in the text.
+                          "findings": [dataclasses.asdict(f) | ({"fix": ""} if f.status == OK
+                                                                else {}) for f in findings]},
+                         indent=1))
+        return 1 if problems else 0
+    shown = [f for f in findings if not (args.quiet and f.status == OK)]
+    for f in shown:
+        print(f)
+    print(("\n" if shown else "") + (f"{len(problems)} problem(s)" if problems else "ready"))
     return 1 if problems else 0
