@@ -333,16 +333,26 @@ class SmoothingConfig(Section):
 class LedConfig(Section):
     _name: typing.ClassVar[str] = "leds"
     mode: str = setting("rgb", "LED wiring.", choices=("rgb", "per_emotion", "none"))
-    rgb_pins: tuple[int, ...] = setting((17, 27, 22), "BCM pins of the RGB LED: red, green, blue.")
+    rgb_pins: tuple[int, ...] = setting(
+        (17, 27, 22), "BCM GPIO numbers (17 for GPIO17, on header pin 11; not the header's pin "
+        "numbers) of the RGB LED: red, green, blue.")
     common_anode: bool = setting(False, "RGB LED is common-anode (active low).")
+    active_high: bool = setting(
+        True, "Single LEDs (per_emotion and the status LED) are wired pin -> resistor -> LED -> "
+        "ground; false: from 3.3 V to the pin (active low). The RGB LED's is common_anode.")
+    colours: dict[str, str] = setting(
+        {"neutral": "#ffffff", "happy": "#ffb300", "sad": "#0000ff", "angry": "#ff0000",
+         "fearful": "#9900ff", "disgust": "#00ff00", "surprised": "#00ffff"},
+        "rgb mode: common label -> colour as #rrggbb; an emotion left out keeps its default.")
     emotion_pins: dict[str, int] = setting(
         {"neutral": 5, "happy": 6, "sad": 13, "angry": 19, "fearful": 26, "disgust": 16,
          "surprised": 20},
-        "per_emotion mode: common label -> BCM pin of its LED.")
-    status_pin: int = setting(4, "BCM pin of the heartbeat/status LED; -1 = none.", min=-1, max=53)
+        "per_emotion mode: common label -> BCM GPIO number of its LED.")
+    status_pin: int = setting(4, "BCM GPIO number of the heartbeat/status LED; -1 = none.",
+                              min=-1, max=53)
     min_brightness: float = setting(
-        0.15, "Brightness at the lowest shown confidence (0..1); full confidence = 1.",
-        min=0.0, max=1.0)
+        0.15, "Brightness (0..1) at the lowest shown confidence (smoothing.min_confidence), "
+        "rising to 1 at full confidence.", min=0.0, max=1.0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -350,11 +360,16 @@ class LedConfig(Section):
             raise ConfigError(
                 f"leds.rgb_pins = {list(self.rgb_pins)!r} must list exactly 3 pins (red, green, "
                 f"blue)")
-        unknown = [label for label in self.emotion_pins if label not in COMMON_LABELS]
-        if unknown:  # a typo would leave its emotion dark without a word
-            raise ConfigError(
-                f"leds.emotion_pins: {', '.join(map(repr, unknown))} is not an emotion the "
-                f"appliance shows; use {', '.join(COMMON_LABELS)}")
+        for key, mapping in (("emotion_pins", self.emotion_pins), ("colours", self.colours)):
+            unknown = [label for label in mapping if label not in COMMON_LABELS]
+            if unknown:  # a typo would leave its emotion dark (or its default) without a word
+                raise ConfigError(
+                    f"leds.{key}: {', '.join(map(repr, unknown))} is not an emotion the "
+                    f"appliance shows; use {', '.join(COMMON_LABELS)}")
+        for label, colour in self.colours.items():
+            if not re.fullmatch(r"#[0-9a-fA-F]{6}", colour):
+                raise ConfigError(f"leds.colours.{label} = {colour!r} is not a colour; write it "
+                                  f"as #rrggbb, e.g. \"#ff8000\" for orange")
         # Only the status LED may be -1 (none); every other LED needs a pin.
         pins = [*self.rgb_pins, self.status_pin]
         if self.mode == "per_emotion":

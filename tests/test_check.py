@@ -191,8 +191,35 @@ def test_per_emotion_leds_without_pins_for_some_emotions_is_a_warning():
 
     config = load_config(None, env={}, overrides={("leds", "mode"): "per_emotion",
                                                    ("leds", "emotion_pins"): {"happy": 6}})
-    (finding,) = check_gpio(config, mock_pin_factory())
+    (pins, finding) = check_gpio(config, mock_pin_factory())
     assert finding.status == WARN and "no LED for neutral" in finding.detail
+    assert pins.detail == "LED pins free (per_emotion): happy GPIO6 (pin 31), status GPIO4 (pin 7)"
+
+
+def test_gpio_names_the_header_pins_and_warns_of_shared_ones():
+    """The header's numbering shows what to wire (a pin given as its header number shows up as
+    another header pin); a GPIO that something else drives or pulls is a warning, and a pin
+    that is not on the header, or a pin library without PWM, a problem with its own fix."""
+    from edge.service.checks import OK, WARN
+    from edge.testing import mock_pin_factory
+
+    def gpio(**leds):
+        overrides = {("leds", key): value for key, value in leds.items()}
+        return check_gpio(load_config(None, env={}, overrides=overrides), mock_pin_factory())
+
+    (ok,) = gpio()
+    assert ok.status == OK and ok.detail == ("LED pins free (rgb): red GPIO17 (pin 11), green "
+                                             "GPIO27 (pin 13), blue GPIO22 (pin 15), status "
+                                             "GPIO4 (pin 7)")
+    ok, _console = gpio(rgb_pins=[11, 13, 15], status_pin=7)  # header numbers, taken as BCM
+    assert "red GPIO11 (pin 23)" in ok.detail and "blue GPIO15 (pin 10)" in ok.detail
+    ok, pulled, console = gpio(rgb_pins=[2, 27, 22], status_pin=14)
+    assert ok.status == OK and pulled.status == console.status == WARN
+    assert pulled.detail.startswith("the red LED is on GPIO2, I2C1 with a fixed pull-up")
+    assert "serial console" in console.detail and "leds." in console.fix
+    (bad,) = gpio(rgb_pins=[40, 41, 45])
+    assert bad.status == PROBLEM and "40 is not a valid pin" in bad.detail
+    assert bad.fix.startswith("leds.* pins are BCM GPIO numbers of the 40-pin header")
 
 
 def test_check_json_and_quiet_say_what_the_text_says(tmp_path, capsys):
@@ -208,7 +235,7 @@ def test_check_json_and_quiet_say_what_the_text_says(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["ready"] is True and report["problems"] == 0 and report["warnings"] == 1
     assert [f["status"] for f in report["findings"]].count("ok") == text.count("[ok     ]")
-    (gpio,) = [f for f in report["findings"] if f["what"] == "GPIO"]
+    (gpio,) = [f for f in report["findings"] if f["what"] == "GPIO" and f["status"] != "ok"]
     assert gpio["status"] == "warning" and "leds.emotion_pins" in gpio["fix"]
     assert all(f["fix"] == "" for f in report["findings"] if f["status"] == "ok")
     assert main([*args, "-q"]) == 0

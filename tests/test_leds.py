@@ -164,3 +164,82 @@ def test_a_pin_library_error_that_is_not_gpiozeros_is_a_clear_error(factory, mon
     monkeypatch.setattr(LedSink, "_open", busy)
     with pytest.raises(DeviceUnavailableError, match="another program holds the pins"):
         LedSink(LedConfig(), LABELS, pin_factory=factory)
+
+
+def test_single_leds_wired_active_low(factory):
+    """LEDs wired from 3.3 V to the pin light when it is low: leds.active_high = false inverts
+    the per-emotion and the status LEDs (common_anode did nothing there)."""
+    cfg = LedConfig(mode="per_emotion", active_high=False, status_pin=4, min_brightness=0.0)
+    with LedSink(cfg, LABELS, pin_factory=factory) as sink:
+        sink.write(decision("angry", 1.0))
+        pins = cfg.emotion_pins
+        assert state(factory, pins["angry"]) == 0.0  # lit: pulled low
+        assert all(state(factory, pins[other]) == 1.0 for other in LABELS if other != "angry")
+        assert state(factory, 4) == 0.0  # the heartbeat's first toggle lights it
+        sink.write(decision(None, 0.0))
+        assert all(state(factory, p) == 1.0 for p in pins.values())  # nothing shown: all dark
+
+
+def test_brightness_spans_the_confidences_shown(factory):
+    """The least sure emotion shown (smoothing.min_confidence) is at leds.min_brightness, full
+    confidence at 1; an emotion held below it stays at min_brightness."""
+    from edge.outputs.leds import brightness
+
+    cfg = LedConfig(mode="rgb", status_pin=-1, min_brightness=0.15)
+    with LedSink(cfg, LABELS, pin_factory=factory, min_confidence=0.3) as sink:
+        for confidence, red in ((0.3, 0.15), (0.65, 0.575), (1.0, 1.0), (0.2, 0.15)):
+            sink.write(decision("angry", confidence))
+            assert state(factory, 17) == pytest.approx(red), confidence
+    assert brightness(0.5, 0.0, 1.0) == 1.0  # min_confidence = 1: only full confidence shows
+
+
+def test_colours_are_a_setting(factory):
+    from edge.errors import ConfigError
+
+    cfg = LedConfig(mode="rgb", status_pin=-1, min_brightness=0.0,
+                    colours={"angry": "#FF8000"})
+    with LedSink(cfg, LABELS, pin_factory=factory) as sink:
+        sink.write(decision("angry", 1.0))
+        assert [state(factory, p) for p in (17, 27, 22)] == pytest.approx([1.0, 128 / 255, 0.0])
+        sink.write(decision("sad", 1.0))  # left out: its default
+        assert [state(factory, p) for p in (17, 27, 22)] == pytest.approx(EMOTION_COLOURS["sad"])
+    with pytest.raises(ConfigError, match=r"leds.colours.angry = 'orange' is not a colour"):
+        LedConfig(colours={"angry": "orange"})
+    with pytest.raises(ConfigError, match=r"leds.colours: 'angri' is not an emotion"):
+        LedConfig(colours={"angri": "#ff0000"})
+
+
+def test_a_shared_pin_is_a_warning_at_start(factory, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="edge.outputs.leds"):
+        LedSink(LedConfig(status_pin=3), LABELS, pin_factory=factory).close()
+    assert [r.getMessage() for r in caplog.records] == [
+        "leds: the status LED is on GPIO3, I2C1 with a fixed pull-up to 3.3 V: an LED from it "
+        "to ground glows while the appliance is stopped; choose a free GPIO"]
+
+
+def test_a_pin_library_without_pwm_is_named_with_its_fix():
+    from edge.outputs.leds import LedPinError
+
+    plain = MockFactory()  # gpiozero's default mock pins: no PWM
+    try:
+        with pytest.raises(LedPinError) as refused:
+            LedSink(LedConfig(), LABELS, pin_factory=plain)
+    finally:
+        plain.reset()
+    assert str(refused.value).startswith("cannot open the LEDs: the pin library has no PWM")
+    assert "GPIOZERO_MOCK_PIN_CLASS=mockpwmpin" in refused.value.fix
+
+
+def test_the_text_line_says_none_when_nothing_is_shown():
+    """`run --text` is read aloud by screen readers: "none", as inspect says, not "-"."""
+    import io
+
+    from edge.outputs.log import TextSink
+
+    out = io.StringIO()
+    TextSink(out).write(decision(None, 0.0))
+    TextSink(out).write(decision("happy", 0.8))
+    nothing, happy = out.getvalue().splitlines()
+    assert nothing.split()[1] == "none" and happy.split()[1:3] == ["happy", "0.80"]

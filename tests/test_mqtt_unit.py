@@ -328,6 +328,9 @@ def test_the_fleet_view_keeps_one_row_per_device():
     assert table.splitlines()[0].split() == ["device", "state", "last", "change", "p99", "ms",
                                              "drops", "online"]
     assert re.search(r"pi-b\s+angry\s+\S+ \(2 min ago\)\s+7\.5\s+0\s+NO", table), table
+    view.update("emotion-edge/pi-e/state", json.dumps(
+        state_payload(decision(label=None), "pi-e", since=T0, cycle_p99_ms=1.0)).encode())
+    assert re.search(r"pi-e\s+none\s", format_table(view.snapshot(), now=T0 + 60))
 
 
 def test_the_fleet_view_names_two_machines_that_publish_as_one_device():
@@ -565,3 +568,23 @@ def test_the_docs_state_example_has_the_state_payloads_keys():
     shown = json.loads(block[1])
     sent = state_payload(decision(), "pi-kitchen", since=T0, cycle_p99_ms=1.0, machine="3f2a9c1e")
     assert list(shown) == list(sent)
+
+
+@pytest.mark.parametrize("term, clears", [("xterm-256color", True), ("dumb", False), ("", False)])
+def test_the_fleet_view_redraws_only_on_a_terminal_that_can_clear(monkeypatch, term, clears):
+    import argparse
+    import io
+
+    from edge.commands.fleet import FleetView, _show
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setenv("TERM", term)
+    out = Terminal()
+    args = argparse.Namespace(interval=0.0, once=False, duration=2.0, json=False)
+    ticks = iter([0.0, 0.0, 1.0, 2.0, 3.0])
+    _show(FleetView("emotion-edge"), args, out, clock=lambda: next(ticks))
+    assert out.getvalue().count("\x1b[2J") == (3 if clears else 0)
+    assert out.getvalue().count("(no device has published yet)") == 3

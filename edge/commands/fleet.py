@@ -16,6 +16,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -196,7 +197,7 @@ def format_table(snapshot: dict[str, Any], now: float | None = None) -> str:
             change = f"{when} ({_ago(now - row['last_change'])})"
         p99 = "-" if row["latency_p99_ms"] is None else f"{row['latency_p99_ms']:.1f}"
         online = {True: "yes", False: "NO", None: "?"}[row["online"]]
-        lines.append(f"{_printable(row['device']):<20} {_printable(row['state'] or '-'):<10} "
+        lines.append(f"{_printable(row['device']):<20} {_printable(row['state'] or 'none'):<10} "
                      f"{change:<20} {p99:>8} {row['drops']:>6}  {online}")
     if not snapshot["devices"]:
         lines.append("(no device has published yet)")
@@ -334,7 +335,9 @@ def _show(view: FleetView, args: argparse.Namespace, out: TextIO,
           clock: Callable[[], float] = time.monotonic,
           stop: threading.Event | None = None) -> None:
     start = clock()
-    tty = out.isatty() and not args.json
+    # Redrawn in place on a terminal that can clear; a dumb one (Emacs' shell, a screen
+    # reader's console) would show the escape codes as text, so it gets the tables one by one.
+    tty = out.isatty() and not args.json and os.environ.get("TERM", "") not in ("dumb", "")
     stop = stop or threading.Event()
     while True:
         stopped = stop.wait(args.interval)

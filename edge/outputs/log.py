@@ -157,7 +157,7 @@ class TextSink:
                 return f"{name}={rep.label}({max(rep.scores.values()):.2f})"
             return f"{name}={rep.state}"
 
-        shown = f"{decision.label} {decision.confidence:.2f}" if decision.label else "-"
+        shown = f"{decision.label} {decision.confidence:.2f}" if decision.label else "none"
         self.stream.write(
             f"{decision.media_s:7.2f}s  {shown:<16} {part('speech', decision.speech):<24} "
             f"{part('face', decision.face):<22} {decision.latency_ms.get('total', 0.0):6.1f} ms"

@@ -227,7 +227,8 @@ def build_appliance(
                                           backups=config.log.backups))
             stack.callback(sinks[-1].close)
         if config.leds.mode != "none":
-            sinks.append(LedSink(config.leds, fusion.labels, pin_factory=pin_factory))
+            sinks.append(LedSink(config.leds, fusion.labels, pin_factory=pin_factory,
+                                 min_confidence=config.smoothing.min_confidence))
             stack.callback(sinks[-1].close)
         if config.mqtt.enabled:
             # Last: the loop closes sinks in order, so the LEDs are dark before MQTT says offline.

@@ -214,10 +214,13 @@ def check_gpio(config: Config, pin_factory: Any = None) -> list[Finding]:
     if config.leds.mode == "none":
         return [Finding("GPIO", OK, "LEDs disabled (leds.mode = none)")]
     from ..labels import COMMON_LABELS
-    from ..outputs.leds import LedSink, NoPinLibraryError
+    from ..outputs.leds import SHARED_PINS, LedPinError, LedSink, NoPinLibraryError
 
     try:
-        LedSink(config.leds, COMMON_LABELS, pin_factory=pin_factory).close()
+        with LedSink(config.leds, COMMON_LABELS, pin_factory=pin_factory, warn=False) as leds:
+            wiring = leds.wiring()
+    except LedPinError as exc:
+        return [Finding("GPIO", PROBLEM, exc.what, exc.fix)]
     except NoPinLibraryError:
         return [Finding("GPIO", PROBLEM, NoPinLibraryError.what,
                         "off a Pi: `check --mock-gpio` checks the LED settings on gpiozero's mock "
@@ -227,12 +230,20 @@ def check_gpio(config: Config, pin_factory: Any = None) -> list[Finding]:
                         "on a Pi: add the user to the gpio group; if the service is running it "
                         "holds the pins (stop it first); off a Pi: `check --mock-gpio` checks "
                         "the LED settings on gpiozero's mock pins, which a replay uses there")]
+    # As the pin library resolved them, with the header's numbering, which wiring diagrams use:
+    # a pin given as its header number (11 for GPIO17) shows here as another header pin.
+    pins = ", ".join(f"{role} GPIO{gpio}" + (f" (pin {header})" if header else "")
+                     for role, gpio, header in wiring)
+    findings = [Finding("GPIO", OK, f"LED pins free ({config.leds.mode}): {pins}")]
+    findings += [Finding("GPIO", WARN, f"the {role} LED is on GPIO{gpio}, {SHARED_PINS[gpio]}",
+                         "choose a free GPIO in leds.* (docs/appliance.md, LED wiring)")
+                 for role, gpio, _ in wiring if gpio in SHARED_PINS]
     unpinned = [label for label in COMMON_LABELS if label not in config.leds.emotion_pins]
     if config.leds.mode == "per_emotion" and unpinned:
-        return [Finding("GPIO", WARN, f"no LED for {', '.join(unpinned)} (leds.mode = "
-                        f"per_emotion)", "give each emotion its pin in leds.emotion_pins, or "
-                        "use leds.mode = \"rgb\"")]
-    return [Finding("GPIO", OK, f"LED pins free ({config.leds.mode})")]
+        findings.append(Finding("GPIO", WARN, f"no LED for {', '.join(unpinned)} (leds.mode = "
+                                f"per_emotion)", "give each emotion its pin in "
+                                "leds.emotion_pins, or use leds.mode = \"rgb\""))
+    return findings
 
 
 def check_mqtt(config: Config, env: Mapping[str, str] | None = None) -> list[Finding]:
