@@ -69,7 +69,7 @@ lint: $(VENV)/.all
 
 bench: $(VENV)/.all
 	$(BIN)/python -m bench.speech_bench
-	$(BIN)/python -m bench.loop_bench --models models --face-image demo/face.jpg
+	$(BIN)/python -m bench.loop_bench --models models --face-image demo/face.jpg --audio demo/conversation.flac
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -100,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         made = {}
         for name, p in procs.items():
             err = p.stderr.read() if p.stderr else ""
-            summary = [line for line in err.splitlines() if " decisions over " in line]
+            # "1 decision over" when a device made only one.
+            summary = [line for line in err.splitlines() if re.search(r" decisions? over ", line)]
             made[name] = int(summary[-1].split()[1]) if summary else -1
         time.sleep(1.0)
         sub.close()

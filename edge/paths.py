@@ -1,14 +1,18 @@
 """Where the shipped files live: the models and the systemd unit with its example configuration.
 
 One lookup for both: ``<folder>/`` beside the package (a git clone or editable install), then
-``<prefix>/share/emotion-edge/<folder>`` (a wheel install).  For models, ``EMOTION_EDGE_MODELS``,
+``<prefix>/share/emotion-edge/<folder>`` (a wheel install), then the same under the user's data
+folder (``pip install --user``).  For models, ``EMOTION_EDGE_MODELS``,
 when set, is the one folder searched: a user who points at a folder must not silently get another
 model.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import sysconfig
 from pathlib import Path
 
 from .config import process_setting
@@ -18,11 +22,16 @@ __all__ = ["shipped_dirs", "model_dirs", "default_model", "shipped_file"]
 
 
 def shipped_dirs(folder: str) -> list[Path]:
-    """The folders searched for shipped files of ``folder`` ("models" or "systemd"), in order."""
-    return [
-        Path(__file__).resolve().parent.parent / folder,
-        Path(sys.prefix) / "share" / "emotion-edge" / folder,
-    ]
+    """The folders searched for shipped files of ``folder`` ("models" or "systemd"), in order:
+    beside the package, then the data folders of an installation into the environment and of
+    ``pip install --user`` (``~/.local``)."""
+    dirs = [Path(__file__).resolve().parent.parent / folder,
+            Path(sys.prefix) / "share" / "emotion-edge" / folder]
+    with contextlib.suppress(KeyError):  # a Python built without user installs
+        user = Path(sysconfig.get_path("data", f"{os.name}_user")) / "share" / "emotion-edge"
+        if user / folder not in dirs:
+            dirs.append(user / folder)
+    return dirs
 
 
 def model_dirs() -> list[Path]:

@@ -13,13 +13,15 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def _shared_data_dir() -> Path:
-    env = os.environ.get("EMOTION_EDGE_SHARED_DATA")
+    # Not EMOTION_EDGE_*: the configuration refuses every such variable it does not own, and a
+    # test data folder set in the shell would stop `emotion-edge run` in the same shell.
+    env = os.environ.get("SHARED_DATA_DIR")
     return Path(env) if env else REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """``../shared/data`` (or $EMOTION_EDGE_SHARED_DATA); skips the test when it is absent."""
+    """``../shared/data`` (or $SHARED_DATA_DIR); skips the test when it is absent."""
     path = _shared_data_dir()
     if not path.is_dir():
         pytest.skip(f"corpora not available at {path} (CI has them)")

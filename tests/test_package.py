@@ -35,3 +35,23 @@ def test_readme_names_the_test_and_demo_commands(request):
     assert "make test" in readme and "make demo" in readme
     ci = (request.config.rootpath / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+def test_models_installed_with_pip_install_user_are_found(tmp_path):
+    """`pip install --user` puts the wheel's data under the user base (~/.local/share/...),
+    where the lookup did not look: every command said the shipped model was not found."""
+    import os
+    import subprocess
+    import sys
+
+    models = tmp_path / "share" / "emotion-edge" / "models"
+    models.mkdir(parents=True)
+    (models / "only-here.tflite").write_bytes(b"x")
+    env = {k: v for k, v in os.environ.items() if k != "EMOTION_EDGE_MODELS"}
+    env["PYTHONUSERBASE"] = str(tmp_path)
+    found = subprocess.run(
+        [sys.executable, "-c", "from edge.paths import default_model; "
+         "print(default_model('only-here.tflite'))"],
+        env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip() == str(models / "only-here.tflite")

@@ -223,3 +223,16 @@ def test_every_smoke_case_of_check_sh_is_judged():
              if line.strip().startswith('"')]
     assert "face-phone" in names and len(names) >= 8
     assert [n for n in names if n not in compare.COMPARED] == []
+
+
+@pytest.mark.parametrize("script", ["divergence.py", "peak_rss.py", "abi_probe.py", "compare.py",
+                                    "bench.py", "bench_report.py"])
+def test_each_pi_script_answers_help_without_running(script: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, str(SCRIPTS / script), "--help"],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "usage" in r.stdout.lower() and "Traceback" not in r.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written

@@ -44,6 +44,8 @@ def probe() -> dict[str, object]:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] in (["-h"], ["--help"]):
+        sys.exit(print(__doc__))
     if len(sys.argv) > 1:
         sys.path.insert(0, sys.argv[1])
     print(json.dumps(probe()))

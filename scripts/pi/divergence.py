@@ -122,4 +122,8 @@ def main(demo: Path, dest: Path) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] in (["-h"], ["--help"]):
+        sys.exit(print(__doc__))
+    if len(sys.argv) != 3:
+        sys.exit("usage: python divergence.py DEMO_DIR OUT.json")
     main(Path(sys.argv[1]), Path(sys.argv[2]))

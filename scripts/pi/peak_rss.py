@@ -25,6 +25,11 @@ def vm_status() -> dict[str, int]:
 
 
 def main() -> int:
+    if sys.argv[1:2] in (["-h"], ["--help"]):
+        print(__doc__)
+        return 0
+    if len(sys.argv) < 3:
+        sys.exit("usage: python peak_rss.py OUT.json SCRIPT [ARG]...")
     dest, script, *args = sys.argv[1:]
     sys.argv = [script, *args]
     status: object = 0
