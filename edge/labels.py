@@ -14,8 +14,11 @@ __all__ = ["COMMON_LABELS", "fusion_map_for"]
 COMMON_LABELS: tuple[str, ...] = (
     "neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised",
 )
-#: Model labels whose common label has another name (speech "calm", FER "fear"/"surprise").
-_TO_COMMON = {"calm": "neutral", "fear": "fearful", "surprise": "surprised"}
+#: Model labels whose common label has another name (speech "calm", FER "fear"/"surprise"), and
+#: the nouns and synonyms a corpus of one's own is labelled with ("anger", "joy").
+_TO_COMMON = {"calm": "neutral", "fear": "fearful", "surprise": "surprised", "anger": "angry",
+              "happiness": "happy", "joy": "happy", "sadness": "sad", "afraid": "fearful",
+              "scared": "fearful", "disgusted": "disgust"}
 
 
 def fusion_map_for(labels: Sequence[str]) -> dict[str, str | None]:
@@ -23,6 +26,7 @@ def fusion_map_for(labels: Sequence[str]) -> dict[str, str | None]:
     common label, or ``None`` when it has none (e.g. EmoDB "boredom")."""
     out: dict[str, str | None] = {}
     for label in labels:
-        common = _TO_COMMON.get(label, label)
+        name = label.strip().lower()  # "Angry" in a spreadsheet's CSV
+        common = _TO_COMMON.get(name, name)
         out[label] = common if common in COMMON_LABELS else None
     return out

@@ -3,12 +3,15 @@
 import json
 import subprocess
 import types
+from pathlib import Path
 
 import pytest
 
 from edge.cli import main
 from edge.config import Config, load_config
 from edge.service.checks import PROBLEM, check_camera, check_gpio, check_mic, check_thermal
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def vcgencmd(output):
@@ -250,3 +253,31 @@ def test_check_json_and_quiet_say_what_the_text_says(tmp_path, capsys):
     assert report["ready"] is False and report["problems"] >= 1
     assert main([*missing, "-q"]) == 1
     assert capsys.readouterr().out.splitlines()[-1].endswith("problem(s)")
+
+
+def test_a_model_label_fusion_leaves_out_is_a_warning(tmp_path):
+    """A model trained on labels of one's own ("boredom") loses them in fusion, and what they
+    win goes to the others: check says so, unless the configuration chose it ("")."""
+    import shutil
+
+    from edge.service.checks import WARN, check_models
+
+    model = tmp_path / "speech_emotion_int8.tflite"
+    shutil.copy(REPO / "models" / "speech_emotion_int8.tflite", model)
+    manifest = json.loads((REPO / "models" / "speech_emotion_int8.json").read_text())
+    manifest["fusion_map"]["disgust"] = None
+    model.with_suffix(".json").write_text(json.dumps(manifest))
+
+    def fusion_findings(overrides=None):
+        config = load_config(None, env={}, overrides={("models", "speech"): str(model),
+                                                      ("camera", "enabled"): False,
+                                                      **(overrides or {})})
+        return [f for f in check_models(config) if f.what == "fusion"]
+
+    ok, warned = fusion_findings()
+    assert ok.status == "ok" and "disgust" not in ok.detail
+    assert warned.status == WARN and warned.detail.startswith("the speech model's label(s) "
+                                                              "disgust are none of the emotions")
+    assert "[fusion] speech_map" in warned.fix
+    (ok,) = fusion_findings({("fusion", "speech_map"): {"disgust": ""}})
+    assert ok.status == "ok"

@@ -53,3 +53,13 @@ def test_an_interrupt_mentions_the_cache_only_where_there_is_one(monkeypatch, ca
     assert cli.main(argv) == 130
     (err,) = capsys.readouterr().err.strip().splitlines()
     assert ("cache" in err) == cached, err
+
+
+def test_training_writes_into_the_shipped_models_only_when_asked():
+    """The default --out was models/: a first try on one's own CSV replaced the shipped model,
+    its manifest and the model card's pictures."""
+    from pathlib import Path
+
+    parser = cli.build_parser()
+    assert parser.parse_args(["speech"]).out == Path("runs/speech")
+    assert parser.parse_args(["face", "--fer", "f.npz"]).out == Path("runs/face")

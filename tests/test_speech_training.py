@@ -1177,13 +1177,74 @@ def test_a_stray_label_is_named_before_it_becomes_a_class(synthetic_corpus, tmp_
     clip.write_bytes((synthetic_corpus.parent / rows[1].split(",")[0]).read_bytes())
     table = synthetic_corpus.parent / "typo.csv"
     table.write_text("\n".join([*rows, f"{clip},excited,spk0"]) + "\n")
-    for labels, words in (("corpus", "'excited' has only 1 clip"),
-                          ("fusion", "'excited' (1 clip(s)")):
+    for labels, words in (("corpus", ["'excited' has only 1 clip", "'excited' (1 clip(s)) is "
+                                      "none of the emotions the appliance shows"]),
+                          ("fusion", ["'excited' (1 clip(s), e.g."])):
         recipe = SpeechRecipe.load(None, overrides={("data", "corpora"): f'["csv:{table}"]',
                                                     ("data", "labels"): labels})
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="convert.speech.pipeline"):
             data = load_dataset(recipe)
         warned = [r.getMessage() for r in caplog.records if r.name == "convert.speech.pipeline"]
-        assert len(warned) == 1 and words in warned[0], (labels, warned)
+        assert len(warned) == len(words), (labels, warned)
+        assert all(w in line for w, line in zip(words, warned, strict=True)), (labels, warned)
         assert ("excited" in data.labels) == (labels == "corpus")
+
+
+def test_a_corpus_labelled_with_nouns_reaches_the_emotions_the_device_shows(
+        synthetic_corpus, caplog):
+    """"anger", "Happiness", "sadness": a spreadsheet's labels.  Each is taken as its emotion,
+    at training and by the device's fusion map; a label with none is named at training."""
+    import logging
+
+    from convert.speech.pipeline import load_dataset
+    from convert.speech.recipe import SpeechRecipe
+    from edge.labels import fusion_map_for
+
+    nouns = {"angry": "anger", "happy": "Happiness", "sad": "sadness", "neutral": "neutral"}
+    rows = synthetic_corpus.read_text().splitlines()
+    relabelled = [rows[0]] + [",".join([p, nouns[lab], spk]) for p, lab, spk in
+                              (row.split(",") for row in rows[1:])]
+    table = synthetic_corpus.parent / "nouns.csv"
+    table.write_text("\n".join(relabelled) + "\n")
+    for labels, expected in (("corpus", {"anger", "happiness", "sadness", "neutral"}),
+                             ("fusion", {"angry", "happy", "sad", "neutral"})):
+        recipe = SpeechRecipe.load(None, overrides={("data", "corpora"): f'["csv:{table}"]',
+                                                    ("data", "labels"): labels})
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="convert.speech.pipeline"):
+            data = load_dataset(recipe)
+        assert set(data.labels) == expected
+        assert not [r for r in caplog.records if r.name == "convert.speech.pipeline"]
+        assert set(fusion_map_for(data.labels).values()) == {"angry", "happy", "sad", "neutral"}
+    assert fusion_map_for(["boredom", "excited"]) == {"boredom": None, "excited": None}
+
+
+def test_speech_score_names_the_clips_it_leaves_out(synthetic_corpus, tmp_path, caplog):
+    """A clip whose label the model cannot show is left out of the score, and said to be; a
+    model with fewer than two of the appliance's emotions is refused rather than scored 1.0
+    on the one it has."""
+    import dataclasses
+    import logging
+
+    from convert.speech import pipeline
+
+    from .helpers import tiny_speech_model
+
+    model, _ = tiny_speech_model(tmp_path)
+    utts = index_csv(synthetic_corpus)
+    bored = dataclasses.replace(utts[0], label="boredom")
+    with caplog.at_level(logging.WARNING, logger="convert.speech.pipeline"):
+        m = pipeline.score_held_out(model, [*utts, bored], "mine", None)
+    assert m["left_out_clips"] == 1 and m["n"] == len(utts)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"mine: 1 of {len(utts) + 1} clips have a label the model cannot show (boredom 1); "
+        f"scored on the other {len(utts)}"]
+
+    manifest_path = model.with_suffix(".json")
+    manifest = json.loads(manifest_path.read_text())
+    manifest["labels"] = ["neutral", "anxious", "bored", "excited"]
+    manifest["fusion_map"] = fusion_map_for(manifest["labels"])
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match="fewer than two of its labels"):
+        pipeline.score_held_out(model, utts, "mine", None)

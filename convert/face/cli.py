@@ -50,7 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override one recipe key, e.g. --set train.epochs=5 (repeatable)")
     p.add_argument("--seed", type=int, default=None,
                    help="base seed (same as --set run.seed=N; default: the recipe's)")
-    p.add_argument("--out", type=Path, default=Path("models"), help="output folder (default models/)")
+    p.add_argument("--out", type=Path, default=Path("runs/face"),
+                   help="output folder (default runs/face/); --out models replaces the model "
+                   "the device uses by default")
     p.add_argument("--report-dir", type=Path, default=None,
                    help="parent, teacher int8 and face_report.json (default OUT/reports/face)")
     p.add_argument("--teacher", type=Path, default=None, metavar="PATH",

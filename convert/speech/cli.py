@@ -34,7 +34,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="your own corpus (path,label,speaker rows): same as --corpus csv:FILE")
     p.add_argument("--test-corpus", action="append", metavar="KIND:PATH", default=[],
                    help="score the shipped model on a corpus it never heard (repeatable)")
-    p.add_argument("--out", type=Path, default=Path("models"), help="output folder (default models/)")
+    p.add_argument("--out", type=Path, default=Path("runs/speech"),
+                   help="output folder (default runs/speech/); --out models replaces the "
+                   "model the device uses by default")
     p.add_argument("--report-dir", type=Path, default=None,
                    help="where fold results go (default OUT/reports/speech)")
     p.add_argument("--cache", type=Path, default=None, metavar="DIR",
@@ -112,7 +114,8 @@ def run_score(args: argparse.Namespace) -> int:
         m = score_held_out(args.model, utts, utts[0].corpus, None, adapt=args.adapt,
                            channel=args.channel)
         out[utts[0].corpus] = {"uar": round(m["uar"], 4), "accuracy": round(m["accuracy"], 4),
-                               "clips": m["n"], "per_class_recall": {
+                               "clips": m["n"], "left_out_clips": m["left_out_clips"],
+                               "per_class_recall": {
                                    k: round(v, 3) for k, v in m["per_class_recall"].items()}}
     print(json.dumps({"model": str(args.model), "adapt": args.adapt, "channel": args.channel,
                       "corpora": out}))

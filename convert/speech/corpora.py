@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from edge.errors import ConfigError
-from edge.labels import COMMON_LABELS
+from edge.labels import fusion_map_for
 from edge.sources.audio_file import AUDIO_EXTENSIONS
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "parse_corpus",
     "index_corpora",
     "FUSION_RULE",
+    "fusion_label",
     "to_fusion_labels",
 ]
 
@@ -209,12 +210,19 @@ def index_corpora(specs: Sequence[str], root: str | Path | None = None) -> list[
 FUSION_RULE: Mapping[str, str | None] = {"calm": "neutral", "boredom": None}
 
 
+def fusion_label(label: str) -> str | None:
+    """``label``'s common label: :data:`FUSION_RULE`, else the device's own map
+    (:func:`edge.labels.fusion_map_for`: "fear" and "anger" are fearful and angry); None when
+    it has none."""
+    return FUSION_RULE[label] if label in FUSION_RULE else fusion_map_for([label])[label]
+
+
 def to_fusion_labels(utts: Sequence[Utterance]) -> list[Utterance]:
-    """Utterances relabelled onto the fusion label set by :data:`FUSION_RULE`; labels outside
+    """Utterances relabelled onto the fusion label set (:func:`fusion_label`); labels outside
     the set are left out."""
     out = []
     for u in utts:
-        label = FUSION_RULE.get(u.label, u.label)
-        if label in COMMON_LABELS:
+        label = fusion_label(u.label)
+        if label is not None:
             out.append(u if label == u.label else dataclasses.replace(u, label=label))
     return out

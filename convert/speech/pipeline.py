@@ -28,7 +28,14 @@ from edge.sources.audio_file import load_audio
 from ..export import convert_int8, save_model
 from ..metrics import classification_metrics, plot_confusion, plot_confusions
 from .channels import CHANNELS
-from .corpora import FUSION_RULE, RAVDESS_LABELS, Utterance, index_corpora, to_fusion_labels
+from .corpora import (
+    FUSION_RULE,
+    RAVDESS_LABELS,
+    Utterance,
+    fusion_label,
+    index_corpora,
+    to_fusion_labels,
+)
 from .evaluate import clip_windows, cross_validate, leave_one_corpus_out, speaker_folds, views
 from .features import FeatureBank
 from .recipe import SpeechRecipe
@@ -150,7 +157,7 @@ def load_dataset(recipe: SpeechRecipe, *, root: str | Path | None = None) -> Dat
     if recipe.data.labels == "fusion":
         fused = to_fusion_labels(utts)
         dropped = Counter(u.label for u in utts if u.label not in FUSION_RULE
-                          and u.label not in COMMON_LABELS)
+                          and fusion_label(u.label) is None)
         for label, n in sorted(dropped.items()):
             example = next(u.path for u in utts if u.label == label)
             logger.warning("label %r (%d clip(s), e.g. %s) is not in the fusion label set (%s); "
@@ -167,6 +174,19 @@ def load_dataset(recipe: SpeechRecipe, *, root: str | Path | None = None) -> Dat
     labels = label_order(set(counts))
     if len(labels) < 2:
         raise ConfigError(f"need at least two labels to train, found {labels}")
+    unshown = [label for label, common in fusion_map_for(labels).items() if common is None]
+    for label in unshown:
+        # The device fuses over the common labels only: this class would be left out, and the
+        # share of a clip it wins would go to the labels that remain.
+        logger.warning("label %r (%d clip(s)) is none of the emotions the appliance shows (%s): "
+                       "the device will leave it out; rename it in the labels, map it on the "
+                       "device with [fusion] speech_map, or train with --set data.labels=fusion",
+                       label, counts[label], ", ".join(COMMON_LABELS))
+    if len(labels) - len(unshown) < 2:
+        logger.warning("fewer than two of the labels are emotions the appliance shows: on the "
+                       "device this model can only ever show %s",
+                       " or ".join(fusion_map_for(labels)[x] or "" for x in labels
+                                   if x not in unshown) or "nothing")
     logger.info("%d clips, %d speakers, labels %s", len(utts), len({u.speaker for u in utts}),
                 labels)
     return Dataset(tuple(utts), labels)
@@ -250,9 +270,18 @@ def score_held_out(model_path: Path, utts: Sequence[Utterance], name: str, out: 
         fmap = fusion_map_for(clf.labels)
         model_common = {c for c in fmap.values() if c is not None}
         test = [u for u in to_fusion_labels(utts) if u.label in model_common]
+        if len(model_common) < 2:
+            raise ConfigError(f"{model_path}: fewer than two of its labels "
+                              f"({', '.join(clf.labels)}) are emotions the appliance shows "
+                              f"({', '.join(COMMON_LABELS)}); it cannot be scored on them")
         if not test:
             raise ConfigError(f"{name}: no clip has a label the model knows "
                               f"({', '.join(label_order(model_common))})")
+        if len(test) < len(utts):
+            left = Counter(u.label for u in utts if fusion_label(u.label) not in model_common)
+            logger.warning("%s: %d of %d clips have a label the model cannot show (%s); scored "
+                           "on the other %d", name, len(utts) - len(test), len(utts),
+                           ", ".join(f"{lab} {n}" for lab, n in sorted(left.items())), len(test))
         # Decided among every label the model has; "no speech" is a column of its own, never
         # right (a label no clip has is left out of the UAR).
         decided = [*label_order(model_common), NO_SPEECH]
@@ -283,6 +312,7 @@ def score_held_out(model_path: Path, utts: Sequence[Utterance], name: str, out: 
                      + ("; adapted to the corpus's speech first" if adapt else "")
                      + (f"; every clip heard through the {channel} channel" if channel else ""))
     m["no_speech_files"] = no_speech
+    m["left_out_clips"] = len(utts) - len(test)
     if out is not None:
         plot_confusion(m["confusion"], decided, out / f"speech_{name}_confusion.png",
                        f"speech model on {name} (never trained on), UAR {m['uar']:.3f}")
