@@ -647,3 +647,20 @@ def test_an_image_folder_names_stray_label_folders(tmp_path, caplog):
     cv2.imwrite(str(one / "happy" / "a.png"), np.zeros((48, 48), np.uint8))
     with pytest.raises(ConfigError, match="one label only"):
         load_image_folder(one)
+
+
+def test_one_epoch_of_one_batch_trains():
+    """A small folder of one's own faces fits in one batch: one epoch was all warm-up, and
+    Keras refused the schedule ("decay_steps must be > 0") after the data was prepared."""
+    pytest.importorskip("tensorflow")
+    from convert.face.model import StudentSpec, build_student
+    from convert.face.train import TrainSection, train_student
+
+    model = build_student(StudentSpec(widths=(8, 8, 8), pool_after=(1,), stem_stride=2,
+                                      dropout=0.0))
+    rng = np.random.default_rng(2)
+    x = rng.uniform(-1, 1, (12, 48, 48, 1)).astype(np.float32)
+    before = [w.copy() for w in model.get_weights()]
+    train_student(model, x, rng.integers(0, 7, 12),
+                  TrainSection(epochs=1, batch_size=16, learning_rate=1e-3, augment=False))
+    assert any(np.abs(a - b).max() > 0 for a, b in zip(before, model.get_weights(), strict=True))

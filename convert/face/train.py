@@ -294,7 +294,9 @@ def train_student(
     steps = math.ceil(len(x) / cfg.batch_size) * cfg.epochs
     warmup = min(math.ceil(len(x) / cfg.batch_size), max(1, steps // 10))
     schedule = keras.optimizers.schedules.CosineDecay(
-        cfg.learning_rate * 0.1, steps - warmup, alpha=0.01,
+        # At least one step of decay: one epoch of one batch is all warm-up otherwise, and
+        # Keras refuses a schedule of 0 decay steps.
+        cfg.learning_rate * 0.1, max(1, steps - warmup), alpha=0.01,
         warmup_target=cfg.learning_rate, warmup_steps=warmup,
     )
     model.compile(
