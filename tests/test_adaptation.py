@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from edge.errors import ModelError
+from edge.errors import ConfigError, ModelError
 from edge.features.adapt import DeploymentNormalizer, RunningStats, feature_space, speech_frames
 
 finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False, width=32)
@@ -55,17 +55,34 @@ def test_a_fresh_device_uses_the_prior_and_moves_to_what_it_hears(tmp_path):
 
 
 @pytest.mark.parametrize("content", [b"{not json", b'{"heard": {"count": -1, "mean": [0, 0], '
-                                     b'"var": [1, 1]}}', b'{"heard": {"count": 5, "mean": [0], '
-                                     b'"var": [1]}}', b'{"heard": {"count": 5, "mean": [NaN, 0], '
+                                     b'"var": [1, 1]}}', b'{"heard": {"count": 5, "mean": [NaN, 0], '
                                      b'"var": [1, 1]}}',
-                                     b"\xff\xfe\x00garbage",  # a damaged byte: not UTF-8
-                                     b"[" * 200_000])  # brackets nested past Python's recursion
-def test_a_corrupt_or_foreign_state_is_a_fresh_start(tmp_path, caplog, content):
+                                     b'{"heard": {"count": 5, "mean": [0, \xff\xfe]}}',  # not UTF-8
+                                     b"{" * 200_000,  # nested past Python's recursion
+                                     b"\0" * 4096 + b'{"heard": {}}'])  # zeroed by a power cut
+def test_a_damaged_state_is_set_aside_and_a_fresh_start(tmp_path, caplog, content):
     path = tmp_path / "s.json"
     path.write_bytes(content)
     norm = DeploymentNormalizer(RunningStats.of(np.ones((3, 2))), state_file=path)
     assert norm.frames_heard == 0
     assert "starting fresh" in caplog.text and str(path) in caplog.text
+    assert (tmp_path / "s.json.damaged").read_bytes() == content  # kept, not written over
+    norm.observe(np.ones((10, 2)))
+    norm.save()
+    assert DeploymentNormalizer(RunningStats.of(np.ones((3, 2))),
+                                state_file=path).frames_heard == 10
+
+
+@pytest.mark.parametrize("content", [b"[models]\nspeech = 'x.tflite'\n", b"RIFF\x00\x00WAVE",
+                                     b"\xff\xfe\x00garbage", b"[" * 200_000])
+def test_a_file_that_is_not_a_state_is_refused_not_replaced(tmp_path, content):
+    """adapt.state_file naming the config or a recording: each save replaced it."""
+    path = tmp_path / "config.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=r"is not an adaptation state .* choose another "
+                                          r"adapt.state_file"):
+        DeploymentNormalizer(RunningStats.of(np.ones((3, 2))), state_file=path)
+    assert path.read_bytes() == content
 
 
 def test_a_state_file_that_cannot_be_read_is_kept_and_not_written_over(tmp_path, caplog,
@@ -95,19 +112,26 @@ def test_a_state_file_that_cannot_be_read_is_kept_and_not_written_over(tmp_path,
     assert "is kept" in caplog.text and "Permission denied" in caplog.text
 
 
-def test_saved_as_root_the_state_stays_the_appliances(tmp_path, monkeypatch):
-    """`sudo emotion-edge adapt --learn` writes the file as root: it must stay readable by the
-    user the appliance runs as, the owner of the file it replaces or of its folder."""
+def test_root_is_refused_a_state_in_another_users_folder(tmp_path, monkeypatch):
+    """`sudo emotion-edge adapt --learn` in the service's folder: root saved there by path, and
+    the service's user could swap the temporary file for a link (root then handed /etc/shadow
+    to it).  As root, a state in another user's folder is refused, naming the user to be."""
     import os
+    import pwd
 
-    calls = []
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    monkeypatch.setattr(os, "chown", lambda p, uid, gid: calls.append((uid, gid)))
-    path = tmp_path / "s.json"
-    norm = DeploymentNormalizer(RunningStats.of(np.ones((3, 2))), state_file=path)
-    norm.save()
-    folder = tmp_path.stat()
-    assert calls == [(folder.st_uid, folder.st_gid)] and path.exists()
+    folder = tmp_path / "service"
+    folder.mkdir()
+    prior = RunningStats.of(np.ones((3, 2)))
+    DeploymentNormalizer(prior, state_file=folder / "s.json").save()  # root's own folder
+    if os.getuid() != 0:
+        pytest.skip("needs root to give the folder to another user")
+    os.chown(folder, 1, 1)
+    name = pwd.getpwuid(1).pw_name
+    with pytest.raises(ConfigError, match=rf"belongs to {name}.*sudo -u {name} emotion-edge"):
+        DeploymentNormalizer(prior, state_file=folder / "s.json")
+    with pytest.raises(ConfigError, match="belongs to"):  # a folder not made yet: its parent's
+        DeploymentNormalizer(prior, state_file=folder / "new" / "s.json")
 
 
 def test_another_models_features_start_fresh_and_each_keeps_its_own_statistics(tmp_path,
@@ -502,11 +526,11 @@ def test_adapt_learns_a_recording_named_twice_once_and_resets_in_json(adapting_m
 
 
 def test_adapt_waits_for_the_appliance_that_writes_the_state(adapting_model, tmp_path, capsys):
-    """While a run holds adapt.state_file (edge.locks), ``--learn`` and ``--reset`` are refused
+    """While a run holds adapt.state_file (edge.files), ``--learn`` and ``--reset`` are refused
     in one line: the run would write its own statistics over theirs at its next save.  Showing
     what was heard is still allowed."""
     from edge.cli import main
-    from edge.locks import WriterLock
+    from edge.files import WriterLock
 
     state = tmp_path / "adapt.json"
     cfg = tmp_path / "config.toml"
@@ -529,3 +553,18 @@ def test_adapt_waits_for_the_appliance_that_writes_the_state(adapting_model, tmp
         assert main(["adapt", "--config", str(cfg), "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["speech_s"] > 0
     assert main(["adapt", "--config", str(cfg), "--reset"]) == 0 and not state.exists()
+
+
+def test_a_state_file_that_is_a_link_stays_one(tmp_path):
+    """A state kept on other storage through a link: the save replaced the link with a file,
+    and the storage it named stopped being updated."""
+    stored = tmp_path / "usb" / "state.json"
+    stored.parent.mkdir()
+    link = tmp_path / "speech-adaptation.json"
+    link.symlink_to(stored)
+    norm = DeploymentNormalizer(RunningStats.of(np.ones((3, 2))), state_file=link)
+    norm.observe(np.ones((10, 2)))
+    norm.save()
+    assert link.is_symlink() and stored.is_file()
+    assert DeploymentNormalizer(RunningStats.of(np.ones((3, 2))),
+                                state_file=stored).frames_heard == 10

@@ -10,7 +10,7 @@ EDGE = Path(__file__).resolve().parent.parent / "edge"
 
 #: Lowest first.  A module may import its own layer and the layers before it, never after.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("edge.errors", "edge.lifecycle", "edge.locks", "edge.optional", "edge.labels", "edge.decision",
+    ("edge.errors", "edge.lifecycle", "edge.files", "edge.optional", "edge.labels", "edge.decision",
      "edge.interfaces", "edge.config", "edge.paths"),
     ("edge.sources",),
     ("edge.features",),

@@ -132,7 +132,7 @@ def test_the_files_run_writes_are_checked_before_it_needs_them(tmp_path, capsys)
         assert line in out, (setting, out)
     assert not fine.parent.exists()  # check makes nothing
     damaged = tmp_path / "damaged.json"
-    damaged.write_bytes(b"\xff\xfe\x00garbage")
+    damaged.write_bytes(b'{"heard": \xff\xfe\x00garbage')
     assert main(["check", "--no-devices", "--mock-gpio", "--set",
                  f"adapt.state_file={damaged}"]) == 0  # a warning: the appliance starts afresh
     assert "[WARNING] adaptation state" in capsys.readouterr().out
@@ -281,3 +281,16 @@ def test_a_model_label_fusion_leaves_out_is_a_warning(tmp_path):
     assert "[fusion] speech_map" in warned.fix
     (ok,) = fusion_findings({("fusion", "speech_map"): {"disgust": ""}})
     assert ok.status == "ok"
+
+
+def test_a_state_file_that_is_another_file_is_a_problem(tmp_path):
+    from edge.service.checks import WARN, check_adaptation_state
+
+    config = tmp_path / "config.toml"
+    config.write_text("[models]\n")
+    finding = check_adaptation_state(config)
+    assert finding.status == PROBLEM and "not an adaptation state" in finding.detail
+    damaged = tmp_path / "s.json"
+    damaged.write_bytes(b'{"heard": ')
+    finding = check_adaptation_state(damaged)
+    assert finding.status == WARN and "s.json.damaged" in finding.fix

@@ -642,3 +642,60 @@ def test_inspect_reads_the_log_the_configuration_names(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["decisions"] == 3
     assert main(["inspect", "--config", str(tmp_path / "none.toml")]) == 2
     assert "none.toml not found" in capsys.readouterr().err
+
+
+def test_the_log_comes_back_after_a_failed_reopen(tmp_path, monkeypatch):
+    """The log removed while its folder was briefly unwritable: the reopen failed, and every
+    later write went to the closed file ("I/O operation on closed file") until a restart."""
+    import os
+
+    path = tmp_path / "d.jsonl"
+    sink = RotatingFileSink(path)
+    sink.write(record(0, 0.0, "happy"))
+    path.unlink()
+    real_open = os.open
+
+    def unwritable(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(os, "open", unwritable)
+    with pytest.raises(PermissionError):  # the loop counts it as a sink error
+        sink.write(record(1, 0.5, "happy"))
+    monkeypatch.setattr(os, "open", real_open)
+    sink.write(record(2, 1.0, "sad"))
+    sink.close()
+    assert [json.loads(line)["cycle"] for line in path.read_text().splitlines()] == [2]
+
+
+def test_the_log_is_the_groups_only_and_follows_no_link(tmp_path):
+    """0640 whatever the umask (a shell's 022 made it world-readable), and a link in its place
+    (the service's user can make one where root then writes) is refused in one line."""
+    import os
+
+    from edge.errors import DeviceUnavailableError
+
+    old = os.umask(0o022)
+    try:
+        RotatingFileSink(tmp_path / "d.jsonl").close()
+    finally:
+        os.umask(old)
+    assert (tmp_path / "d.jsonl").stat().st_mode & 0o777 == 0o640
+    target = tmp_path / "elsewhere"
+    (tmp_path / "link.jsonl").symlink_to(target)
+    with pytest.raises(DeviceUnavailableError, match="is a symbolic link"):
+        RotatingFileSink(tmp_path / "link.jsonl")
+    assert not target.exists()
+
+
+def test_a_log_a_power_cut_zeroed_is_set_aside(tmp_path, caplog):
+    """ext4 after a power cut: the log's first block is zeros.  It was refused as "not a
+    decision log", so the service could never start again."""
+    path = tmp_path / "d.jsonl"
+    zeroed = b"\0" * 4096 + record(0, 0.0, "happy").to_json().encode() + b"\n"
+    path.write_bytes(zeroed)
+    sink = RotatingFileSink(path)
+    sink.write(record(1, 0.5, "sad"))
+    sink.close()
+    assert (tmp_path / "d.jsonl.damaged").read_bytes() == zeroed
+    assert json.loads(path.read_text())["cycle"] == 1
+    assert "began with zero bytes" in caplog.text

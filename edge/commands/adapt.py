@@ -56,7 +56,7 @@ _STOP_SERVICE = ("stop the service first (sudo systemctl stop emotion-edge): it 
 
 def _main(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
-    from ..locks import WriterLock
+    from ..files import WriterLock
     from .run import load_run_config
 
     config = load_run_config(args)

@@ -39,9 +39,10 @@ import numpy.typing as npt
 
 from ..config import AdaptConfig
 from ..errors import ConfigError, ModelError
+from ..files import set_aside_if_zeroed
 
-__all__ = ["RunningStats", "DeploymentNormalizer", "blended", "feature_space", "inverse_std",
-           "read_state", "speech_frames", "speech_mask"]
+__all__ = ["RunningStats", "DeploymentNormalizer", "begins_as_a_state", "blended", "feature_space",
+           "inverse_std", "read_state", "speech_frames", "speech_mask"]
 
 logger = logging.getLogger(__name__)
 
@@ -209,6 +210,37 @@ def blended(prior: RunningStats, heard: RunningStats,
     return (1 - a) * prior.mean + a * heard.mean, (1 - a) * prior.var + a * heard.var
 
 
+def begins_as_a_state(path: Path) -> bool:
+    """Whether ``path`` begins as a state file does (a JSON object), or as one a power cut
+    zeroed: one that does not is another file named by mistake, not a damaged state."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(64).lstrip()[:1] in (b"{", b"\0")
+    except OSError:
+        return False
+
+
+def _refuse_root_in_anothers_folder(path: Path) -> None:
+    """As root, a state file in a folder of another user's (the service's) is refused: that
+    user could have put a link where root then writes (``/etc/shadow`` handed to the service),
+    and a file root saved there would be one the appliance cannot read."""
+    if os.geteuid() != 0:
+        return
+    folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("/"))
+    owner = folder.stat().st_uid
+    if owner == 0:
+        return
+    import pwd
+
+    try:
+        name = pwd.getpwuid(owner).pw_name
+    except KeyError:
+        name = str(owner)
+    raise ConfigError(f"adapt.state_file {path} is in {folder}, which belongs to {name}; as "
+                      f"root this would write there, where {name} decides what a name points "
+                      f"to: run it as {name} (sudo -u {name} emotion-edge ...)")
+
+
 class DeploymentNormalizer:
     """Standardise feature frames with this deployment's statistics, blended with a prior.
 
@@ -236,6 +268,7 @@ class DeploymentNormalizer:
         #: Why the state file must not be written (it could not be read), or None.
         self._blocked: str | None = None
         if self.state_file is not None:
+            _refuse_root_in_anothers_folder(self.state_file)
             self._load()
         self._refresh()
 
@@ -291,6 +324,7 @@ class DeploymentNormalizer:
 
     def _load(self) -> None:
         assert self.state_file is not None
+        set_aside_if_zeroed(self.state_file, "adaptation state")
         try:
             state = _read(self.state_file)
         except StateUnreadable as exc:
@@ -301,8 +335,17 @@ class DeploymentNormalizer:
                            "saved (give the file to the user the appliance runs as)", exc)
             return
         except ModelError as exc:
-            logger.warning("adaptation state %s is unusable (%s); starting fresh",
-                           self.state_file, exc)
+            if not begins_as_a_state(self.state_file):
+                # The config or a recording named by mistake: each save would replace it.
+                raise ConfigError(
+                    f"adapt.state_file {self.state_file} is not an adaptation state (it does "
+                    f"not begin as one); the appliance would replace it with its statistics: "
+                    f"choose another adapt.state_file, or move {self.state_file} away") from None
+            # A damaged state, or one of a later release: kept aside, not written over.
+            aside = self.state_file.with_name(self.state_file.name + ".damaged")
+            os.replace(self.state_file, aside)
+            logger.warning("adaptation state %s is unusable (%s); moved to %s, starting fresh",
+                           self.state_file, exc, aside)
             return
         if state is None:
             return
@@ -333,11 +376,14 @@ class DeploymentNormalizer:
                     self.state_file, how)
 
     def save(self) -> None:
-        """Write the statistics heard to ``state_file`` atomically (a crash leaves the old file)."""
+        """Write the statistics heard to ``state_file`` atomically (a crash leaves the old file).
+
+        A state file that is a symbolic link stays one: the file it names is replaced."""
         if self.state_file is None or self._blocked is not None:
             return
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".adapt-", dir=self.state_file.parent)
+        target = self.state_file.resolve()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".adapt-", dir=target.parent)
         try:
             doc: dict[str, Any] = {"heard": self.heard.to_dict()}
             if self.space is not None:
@@ -350,13 +396,7 @@ class DeploymentNormalizer:
                 # the new one, never an empty one (which would start the room over).
                 f.flush()
                 os.fsync(f.fileno())
-            if os.geteuid() == 0:
-                # `sudo emotion-edge adapt --learn`: the file stays the appliance's (the owner
-                # of the file it replaces, or of its folder), which could not read root's.
-                owner = (self.state_file if self.state_file.exists() else
-                         self.state_file.parent).stat()
-                os.chown(tmp, owner.st_uid, owner.st_gid)
-            os.replace(tmp, self.state_file)
+            os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

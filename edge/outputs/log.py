@@ -6,6 +6,8 @@ The JSON lines are the contract read by ``emotion-edge inspect`` (:mod:`edge.out
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import sys
@@ -14,6 +16,7 @@ from typing import IO, Any
 
 from ..decision import Decision
 from ..errors import ConfigError, DeviceUnavailableError
+from ..files import set_aside_if_zeroed
 from ..lifecycle import Closeable
 
 __all__ = ["JsonLinesSink", "RotatingFileSink", "TextSink", "holds_something_else"]
@@ -45,13 +48,14 @@ _DECISION_START = b'{"schema":"emotion-edge/decision/'
 def holds_something_else(path: str | Path) -> bool:
     """Whether ``path`` is a file with content that does not begin as a decision log does (a
     recording, the config, the adaptation state named as ``log.file`` by mistake), which the
-    log's rotation would rename and delete.  A missing, empty or unreadable file is not."""
+    log's rotation would rename and delete.  A missing, empty or unreadable file is not, nor
+    one a power cut zeroed (the sink sets it aside: :func:`edge.files.set_aside_if_zeroed`)."""
     try:
         with open(path, "rb") as f:
             head = f.read(len(_DECISION_START))
     except OSError:
         return False
-    return head != _DECISION_START[:len(head)]
+    return head[:1] != b"\0" and head != _DECISION_START[:len(head)]
 
 
 class RotatingFileSink(Closeable):
@@ -66,6 +70,9 @@ class RotatingFileSink(Closeable):
         self.max_bytes = max_bytes
         self.backups = backups
         self._rotation_failed = False
+        self._f: IO[str] | None = None
+        with contextlib.suppress(OSError):  # a folder that is not there yet: nothing to set aside
+            set_aside_if_zeroed(self.path, "decision log")
         if holds_something_else(self.path):
             raise ConfigError(
                 f"log.file {self.path} is not a decision log (it does not begin with a "
@@ -73,12 +80,17 @@ class RotatingFileSink(Closeable):
                 f"so it writes only to a file of its own; choose another log.file or move "
                 f"{self.path} away")
         try:
-            self._f: IO[str] | None = self._open()
+            self._f = self._open()
         except (FileExistsError, NotADirectoryError) as exc:  # a file where a folder should be
             raise DeviceUnavailableError(
                 f"cannot make the decision log {self.path}: {exc.filename} is a file, not a "
                 f"folder; choose another log.file") from None
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise DeviceUnavailableError(
+                    f"the decision log {self.path} is a symbolic link, which the log does not "
+                    f"follow (in the service's folders its user chooses where one points, and "
+                    f"root may be the one writing); name the file itself") from None
             raise DeviceUnavailableError(
                 f"cannot open the decision log {self.path}: {exc}; choose a writable log.file "
                 f"(the service may write only under /run/emotion-edge and /var/lib/emotion-edge)"
@@ -87,6 +99,7 @@ class RotatingFileSink(Closeable):
     def _rotate(self) -> None:
         assert self._f is not None
         self._f.close()
+        self._f = None
         try:
             if self.backups == 0:
                 self.path.unlink(missing_ok=True)
@@ -97,29 +110,37 @@ class RotatingFileSink(Closeable):
                         os.replace(src, self.path.with_name(f"{self.path.name}.{i + 1}"))
                 os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
         finally:  # never left closed: a failed rotation still logs on
-            self._f = self._open()
+            self._f = self._open()  # if this fails too, the next decision tries again
 
     def _open(self) -> IO[str]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        return open(self.path, "a", encoding="utf-8")
+        # Not through a link (see edge.files), and readable by the service's group only,
+        # whatever the caller's umask: the log is a timeline of a household's moods.
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o640)
+        return os.fdopen(fd, "a", encoding="utf-8")
 
     def _follow_the_path(self) -> None:
-        """Reopen when the file was deleted or replaced (someone cleaned /run up by hand):
-        otherwise every later decision would go to a file no one can read."""
-        assert self._f is not None
-        try:
-            here = os.path.samestat(os.fstat(self._f.fileno()), os.stat(self.path))
-        except FileNotFoundError:
-            here = False
-        if not here:
+        """Reopen when the file was deleted or replaced (someone cleaned /run up by hand), or
+        when an earlier reopen failed (its folder briefly unwritable): otherwise every later
+        decision would go to a file no one can read, or nowhere.  A failed reopen raises (the
+        loop counts a sink error) and is tried again at the next decision."""
+        if self._f is not None:
+            try:
+                if os.path.samestat(os.fstat(self._f.fileno()), os.stat(self.path)):
+                    return
+            except FileNotFoundError:
+                pass
             logger.warning("decision log %s was removed or replaced; writing a new one", self.path)
             self._f.close()
-            self._f = self._open()
+            self._f = None
+        self._f = self._open()
 
     def write(self, decision: Decision) -> None:
-        if self._f is None:
+        if self._closed:
             return
         self._follow_the_path()
+        assert self._f is not None
         line = decision.to_json() + "\n"
         if self._f.tell() + len(line) > self.max_bytes and self._f.tell() > 0:
             try:

@@ -21,9 +21,9 @@ from typing import IO, Any
 
 from ..config import Config
 from ..errors import ConfigError
+from ..files import WriterLock
 from ..interfaces import AudioSource, FaceDetector, FrameProvider, Sink
 from ..lifecycle import Closeable
-from ..locks import WriterLock
 from ..models.face import FACE_MODEL_FILE, FaceClassifier
 from ..models.speech import SPEECH_MODEL_FILE, SpeechClassifier, SpeechStream
 from ..outputs.leds import LedSink
@@ -112,7 +112,7 @@ def lock_written_files(config: Config, stack: contextlib.ExitStack) -> None:
     """Take the locks on the files this run writes, ``log.file`` and (adapting)
     ``adapt.state_file``, before anything is opened: a second run on either is refused with one
     line where it would rotate the other's log under it or write its statistics over the other's
-    (:mod:`edge.locks`).  ``stack`` releases them."""
+    (:mod:`edge.files`).  ``stack`` releases them."""
     files = {}
     if config.log.file:
         files["log.file"] = Path(config.log.file)

@@ -358,16 +358,20 @@ def check_adaptation_state(path: Path) -> Finding:
     """Whether the speech model can read what it learnt about the room from ``path`` and save
     it there (creating the missing folders, as it does); the service creates
     /var/lib/emotion-edge itself."""
-    from ..features.adapt import read_state
+    from ..features.adapt import begins_as_a_state, read_state
 
     if path.is_file():
         try:
             read_state(path)
         except ModelError as exc:
+            if not begins_as_a_state(path):
+                return Finding("adaptation state", PROBLEM, f"{path} is not an adaptation state "
+                               f"(it does not begin as one); run refuses it rather than replace "
+                               f"it", "choose another adapt.state_file, a file of its own")
             return Finding("adaptation state", WARN, str(exc),
-                           "the appliance starts afresh (a file it cannot read it keeps); "
-                           "`emotion-edge adapt --reset` removes it, or give it to the user "
-                           "the appliance runs as")
+                           f"the appliance moves it to {path.name}.damaged and starts fresh "
+                           "(a file it may not read it keeps); `emotion-edge adapt --reset` "
+                           "removes it")
     return _file_to_write("adaptation state", "adapt.state_file", path, "speech-adaptation.json",
                           "the service creates /var/lib/emotion-edge itself (StateDirectory=); "
                           "elsewhere create it or change adapt.state_file")

@@ -1,4 +1,7 @@
-"""One writer per file: advisory locks that keep two processes from writing one log or state.
+"""The files the appliance writes (the decision log, the adaptation state): one writer each, no
+symbolic link followed into another user's file, and a file a power cut damaged moved aside.
+
+One writer per file: advisory locks that keep two processes from writing one log or state.
 
 Two ``run``s given one ``log.file`` rotate it under each other (one renames the file the other
 is still appending to, and decisions land in the backups out of order); two given one
@@ -8,6 +11,15 @@ exclusive ``flock`` on a hidden file beside the one it writes (``.NAME.lock``), 
 is refused at start with one line.  The lock file stays: removing it would race with a process
 about to lock it.  The kernel releases the lock when its holder exits, however it ends, so a
 crash never leaves a file locked.
+
+The service's folders belong to its own user, who could plant a symbolic link where root (``sudo
+emotion-edge ...``) then writes: lock files are opened without following one, and so is the
+decision log (:mod:`edge.outputs.log`).
+
+A file that a power cut left with zeros where its first bytes were (ext4 on an SD card: the
+size was written, the data was not) is neither the log nor the state any more, and a fresh
+start should not fail on it for ever (systemd stops restarting after five tries): it is renamed
+``NAME.damaged`` and the writer starts afresh, with one warning.
 """
 
 from __future__ import annotations
@@ -19,7 +31,7 @@ from pathlib import Path
 from .errors import ConfigError
 from .lifecycle import Closeable
 
-__all__ = ["FileInUse", "WriterLock", "lock_path"]
+__all__ = ["FileInUse", "WriterLock", "lock_path", "set_aside_if_zeroed"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +58,14 @@ class WriterLock(Closeable):
 
         self.path = Path(path)
         self._fd: int | None = None
-        lock = lock_path(self.path)
+        # A file named through a link is locked where it is, so two names of one file share a
+        # lock; root does not resolve links, which the service's user may have made.
+        lock = lock_path(self.path if os.geteuid() == 0 else self.path.resolve())
         try:
             lock.parent.mkdir(parents=True, exist_ok=True)  # as the writer would, a moment later
             # Read-only is enough for flock, and lets another user's process open a lock file
             # that root made (`sudo emotion-edge adapt --learn`), where write access would not.
-            fd = os.open(lock, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(lock, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
             logger.debug("no lock for %s (%s): not locked", self.path, exc)
             return
@@ -80,3 +94,19 @@ class WriterLock(Closeable):
 
     def __repr__(self) -> str:
         return f"<WriterLock {self.path} {'held' if self.held else 'not held'}>"
+
+
+def set_aside_if_zeroed(path: Path, what: str) -> bool:
+    """Rename ``path`` to ``NAME.damaged`` when it begins with a zero byte (see the module's
+    docstring); True when it did.  ``what`` names the file in the warning."""
+    try:
+        with open(path, "rb") as f:
+            zeroed = f.read(1) == b"\0"
+    except OSError:
+        return False
+    if zeroed:
+        aside = path.with_name(path.name + ".damaged")
+        os.replace(path, aside)
+        logger.warning("%s %s began with zero bytes (damaged by a power cut?); moved to %s, "
+                       "starting fresh", what, path, aside)
+    return zeroed

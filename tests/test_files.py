@@ -1,10 +1,10 @@
-"""One writer per file (edge.locks): a second writer is refused in one line, the lock goes with
+"""One writer per file (edge.files): a second writer is refused in one line, the lock goes with
 its holder, and a folder where no lock can be made does not stop the writer."""
 
 import pytest
 
 from edge.errors import ConfigError
-from edge.locks import FileInUse, WriterLock, lock_path
+from edge.files import FileInUse, WriterLock, lock_path
 
 
 def test_a_second_writer_is_refused_until_the_first_lets_go(tmp_path):
@@ -33,3 +33,22 @@ def test_where_no_lock_can_be_made_the_writer_goes_on_unlocked(tmp_path):
     lock = WriterLock(tmp_path / "file" / "state.json", setting="adapt.state_file", fix="")
     assert not lock.held
     lock.close()
+
+
+def test_two_names_of_one_file_share_its_lock(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # links are the user's own
+    real = tmp_path / "state.json"
+    (tmp_path / "alias.json").symlink_to(real)
+    with WriterLock(real, setting="adapt.state_file", fix=""):
+        with pytest.raises(FileInUse):
+            WriterLock(tmp_path / "alias.json", setting="adapt.state_file", fix="")
+
+
+def test_a_lock_file_that_is_a_link_is_not_followed(tmp_path):
+    """The service's user could plant .NAME.lock -> /etc/nologin for root to create."""
+    target = tmp_path / "nologin"
+    lock_path(tmp_path / "s.json").symlink_to(target)
+    assert not WriterLock(tmp_path / "s.json", setting="adapt.state_file", fix="").held
+    assert not target.exists()
