@@ -554,3 +554,19 @@ def test_a_hop_longer_than_the_speech_window_is_named(caplog):
     with caplog.at_level(logging.WARNING), open_speech_model(config) as speech:
         assert speech.hop_s == 4.0
     assert "1 s of every hop is never heard" in caplog.text
+
+
+def test_status_tells_health_to_everyone_and_the_emotion_to_no_one(notify_socket):
+    """`systemctl status` shows STATUS= to every local user: it said "happy 0.53", which the
+    decision log and the journal keep from them.  It says how the appliance is, and what
+    has gone wrong so far."""
+    path, sock = notify_socket
+    loop, sink = make_loop(audio=FakeMicrophone(12), notifier=Notifier(path))
+    loop.counters["sink_errors"] = 2  # as a failing log would leave it
+    loop.run()
+    statuses = [m for m in drain(sock, 0.3) if m.startswith("STATUS=")]
+    shown = {d.label for d in sink.decisions} - {None}
+    assert shown, "the fake speech never showed an emotion: the check below could not fail"
+    assert statuses and all(not any(label in s for label in shown) for s in statuses), statuses
+    assert statuses[-1].startswith("STATUS=running, cycle ") and "level full" in statuses[-1]
+    assert statuses[-1].endswith("; faults so far: sink errors 2")

@@ -59,3 +59,23 @@ def test_watchdog_interval():
     assert watchdog_interval_s({"WATCHDOG_USEC": "10000000", "WATCHDOG_PID": "1"}) is None
     me = str(os.getpid())
     assert watchdog_interval_s({"WATCHDOG_USEC": "2000000", "WATCHDOG_PID": me}) == 2.0
+
+
+def test_a_receiver_that_does_not_read_never_blocks_the_sender(notify_socket):
+    """systemd busy: its queue full, a blocking send stopped the loop's decisions until it read
+    again.  The ping is dropped (and counted), the next one goes when there is room."""
+    import time
+
+    address, sock = notify_socket
+    with Notifier(env={"NOTIFY_SOCKET": address}) as n:
+        t0 = time.monotonic()
+        results = [n.watchdog() for _ in range(5000)]
+        assert time.monotonic() - t0 < 5.0
+        assert not all(results) and n.dropped == results.count(False) > 0
+        assert n.sent == results.count(True) > 0
+        while True:  # systemd catches up
+            try:
+                sock.recv(4096, socket.MSG_DONTWAIT)
+            except (BlockingIOError, TimeoutError):
+                break
+        assert n.watchdog() and sock.recv(4096) == b"WATCHDOG=1"

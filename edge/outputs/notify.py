@@ -44,6 +44,8 @@ class Notifier(Closeable):
         env = os.environ if env is None else env
         self.address = address if address is not None else env.get("NOTIFY_SOCKET") or None
         self.sent = 0
+        #: Messages not sent because the receiver's queue was full.
+        self.dropped = 0
         self._sock: socket.socket | None = None
         self._failed = False
 
@@ -63,7 +65,14 @@ class Notifier(Closeable):
         try:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            self._sock.sendto(message, self._target())
+            # Never blocking the loop: with the receiver's queue full (a busy systemd; 10
+            # datagrams on many kernels) a blocking send would stop the decisions until it
+            # drains.  A ping or a status not sent now is sent again a cycle later.
+            self._sock.sendto(message, socket.MSG_DONTWAIT, self._target())
+        except BlockingIOError:
+            self.dropped += 1
+            logger.debug("systemd's notify socket is full; %s not sent", message[:20])
+            return False
         except OSError as exc:
             if not self._failed:
                 logger.warning("cannot notify systemd at %s: %s", self.address, exc)

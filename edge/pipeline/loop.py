@@ -43,6 +43,10 @@ class LoopSummary:
     last_label: str | None = None
 
 
+#: Counters that ``STATUS=`` names when they are not 0: what makes the appliance less than whole.
+STATUS_FAULTS = ("camera_lost", "sink_errors", "audio_timeouts", "audio_dropped_blocks")
+
+
 class EmotionLoop(Closeable):
     """Audio blocks in, one :class:`~edge.decision.Decision` per speech hop out to the sinks.
 
@@ -238,10 +242,12 @@ class EmotionLoop(Closeable):
         now = self.clock()
         if now - self._last_status >= self.status_interval_s:
             self._last_status = now
-            self.notifier.status(
-                f"{shown.label or 'no emotion'} {shown.confidence:.2f}, cycle {total * 1e3:.1f} ms"
-                f", level {step.level.label}"
-            )
+            # Health only: `systemctl status` shows STATUS= to every local user, and the
+            # emotion is the household's (the decision log and the journal are not theirs).
+            faults = ", ".join(f"{name.replace('_', ' ')} {self.counters[name]}"
+                               for name in STATUS_FAULTS if self.counters[name])
+            self.notifier.status(f"running, cycle {total * 1e3:.1f} ms, level {step.level.label}"
+                                 + (f"; faults so far: {faults}" if faults else ""))
 
     def _update_counters(self) -> None:
         c = self.counters
