@@ -2,7 +2,9 @@
 
 Exit status: 0 done; 1 some inputs failed (each named on one stderr line, the others processed);
 2 a usage or configuration error (one line); 3 an internal error (one line; ``-vv`` adds the
-traceback); 130 interrupted; 141 the output pipe was closed (``| head``).
+traceback); 75 a device (microphone, camera, GPIO, the log's folder) is missing or busy: worth
+trying again later (one line; the service does, every 10 s, where a configuration error is left
+for its user to fix); 130 interrupted; 141 the output pipe was closed (``| head``).
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ from collections.abc import Sequence
 
 from . import __version__
 from .commands import COMMAND_MODULES
-from .errors import EmotionEdgeError
+from .errors import DeviceUnavailableError, EmotionEdgeError
 
 __all__ = ["build_parser", "main"]
 
 logger = logging.getLogger(__name__)
+
+#: The exit status of a device that is missing or busy (sysexits' EX_TEMPFAIL): the unit's
+#: RestartPreventExitStatus= tells it from a configuration error (2), which is not retried.
+DEVICE_MISSING = 75
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose)
     try:
         return int(args.func(args) or 0)
+    except DeviceUnavailableError as exc:  # EX_TEMPFAIL: a USB microphone unplugged, for now
+        print(f"emotion-edge: error: {exc}", file=sys.stderr)
+        return DEVICE_MISSING
     except EmotionEdgeError as exc:
         print(f"emotion-edge: error: {exc}", file=sys.stderr)
         return 2

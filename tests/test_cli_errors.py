@@ -208,3 +208,43 @@ def test_a_file_name_that_is_not_utf8_is_shown_not_fatal():
     json.loads(json.dumps({"path": shown(name)}), strict=True)
     shown(name).encode("utf-8")  # what a strict UTF-8 stdout does
     assert shown("plain/ü.wav") == "plain/ü.wav"
+
+
+@pytest.mark.parametrize("error, status", [("device", 75), ("config", 2)])
+def test_a_missing_device_is_worth_another_try_and_a_config_error_is_not(monkeypatch, capsys,
+                                                                          error, status):
+    """The unit retries exit 75 every 10 s for as long as it takes (a USB microphone unplugged
+    for a minute), and leaves exit 2 (a restart cannot mend a configuration) for its user."""
+    from edge.commands import run as run_command
+    from edge.errors import ConfigError, DeviceUnavailableError
+    from edge.paths import shipped_file
+
+    def fail(args):
+        raise (DeviceUnavailableError("no input device name contains 'usb'") if error == "device"
+               else ConfigError("loop.hop_s = -1 is below 0.05"))
+
+    monkeypatch.setattr(run_command, "_main", fail)
+    assert cli.main(["run"]) == status
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("emotion-edge: error: ")
+    unit = shipped_file("emotion-edge.service").read_text()
+    assert "RestartPreventExitStatus=2\n" in unit and "StartLimitIntervalSec=0\n" in unit
+
+
+def test_a_signal_while_the_models_load_stops_the_run_cleanly(monkeypatch, capsys):
+    """The handlers were installed after the imports and the configuration (seconds on a Pi):
+    a SIGHUP then killed the process, which systemd took for a clean exit."""
+    import os
+    import signal
+
+    from edge.commands import run as run_command
+
+    def loading(args, stop_event):
+        os.kill(os.getpid(), signal.SIGHUP)  # as if it came while the models load
+        assert stop_event.is_set()
+        return None
+
+    monkeypatch.setattr(run_command, "_run", loading)
+    assert cli.main(["run"]) == 129
+    assert capsys.readouterr().err == ""
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL  # given back

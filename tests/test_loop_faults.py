@@ -570,3 +570,24 @@ def test_status_tells_health_to_everyone_and_the_emotion_to_no_one(notify_socket
     assert statuses and all(not any(label in s for label in shown) for s in statuses), statuses
     assert statuses[-1].startswith("STATUS=running, cycle ") and "level full" in statuses[-1]
     assert statuses[-1].endswith("; faults so far: sink errors 2")
+
+
+def test_a_stalled_microphone_is_said_once_and_its_return_too(caplog):
+    """A USB microphone unplugged: reads time out, no cycle completes, and nothing was logged;
+    the watchdog's restart came without a word."""
+    from edge.pipeline import loop as loop_module
+
+    class Unplugged(FakeMicrophone):
+        def read(self, timeout_s=None):
+            self.reads = getattr(self, "reads", 0) + 1
+            if 3 <= self.reads < 3 + 40:  # 40 timeouts of 0.2 s: 8 s without a block
+                return None
+            return super().read(timeout_s)
+
+    loop, sink = make_loop(audio=Unplugged(6))
+    with caplog.at_level(logging.WARNING, logger=loop_module.__name__):
+        loop.run()
+    said = [r.getMessage() for r in caplog.records]
+    assert sum("no audio from the microphone for 2 s" in m for m in said) == 1, said
+    assert said.count("audio is back after 8.0 s") == 1, said
+    assert loop.counters["audio_timeouts"] == 40 and len(sink.decisions) > 0

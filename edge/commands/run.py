@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..config import Config
+    from ..pipeline.loop import LoopSummary
 
 __all__ = ["register", "add_config_arguments", "load_run_config"]
 
@@ -90,6 +91,43 @@ def load_run_config(args: argparse.Namespace) -> Config:
 
 
 def _main(args: argparse.Namespace) -> int:
+    # Handlers first, before the heavy imports and the models load (seconds on a Pi): a SIGHUP
+    # or SIGTERM then ends the run cleanly right after, where the default would kill it (and
+    # systemd takes a SIGHUP death for a clean exit, not restarting it as documented).
+    stop_event = threading.Event()
+    stopped_by: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        logger.info("signal %d: stopping", signum)
+        stopped_by.append(signum)
+        stop_event.set()
+
+    # SIGHUP too: its default ends the process at once, without saving what adaptation learnt
+    # or turning the LEDs off.
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        summary = _run(args, stop_event)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if summary is not None:  # None: stopped before the loop began
+        c = summary.counters
+        decisions = f"{summary.cycles} decision{'' if summary.cycles == 1 else 's'}"
+        frames = ""
+        if not args.no_camera and (args.video_file or args.image or not args.audio_file):
+            faster = ("the video has more frames than the loop takes" if args.video_file
+                      else "the camera is faster than the loop")
+            frames = f", frames skipped {c['frame_drops']} ({faster})"
+        print(f"emotion-edge: {decisions} over {summary.audio_s:.1f} s of audio; "
+              f"overruns {c['overruns']}, degradations {c['degradations']}, audio drops "
+              f"{c['audio_dropped_blocks']}, overflows {c['audio_overflows']}{frames}",
+              file=sys.stderr)
+    return 128 + signal.SIGHUP if signal.SIGHUP in stopped_by else 0
+
+
+def _run(args: argparse.Namespace, stop_event: threading.Event) -> LoopSummary | None:
+    """Build the appliance and run it until the audio ends or ``stop_event``; None when a
+    signal came before the loop could begin."""
     import os
 
     from ..errors import ConfigError
@@ -112,34 +150,10 @@ def _main(args: argparse.Namespace) -> int:
             logger.warning("no Raspberry Pi GPIO here; replaying with gpiozero's mock pins")
             pin_factory = mock_pin_factory()
 
-    # Handlers first: a SIGTERM while the models load ends the run cleanly right after.
-    stop_event = threading.Event()
-
-    stopped_by: list[int] = []
-
-    def stop(signum: int, frame: object) -> None:
-        logger.info("signal %d: stopping", signum)
-        stopped_by.append(signum)
-        stop_event.set()
-
-    # SIGHUP too: its default ends the process at once, without saving what adaptation learnt
-    # or turning the LEDs off.
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    try:
-        with Notifier() as notifier, build_appliance(
-            config, media=media, pin_factory=pin_factory, notifier=notifier, text=args.text,
-            stop_event=stop_event,
-        ) as app:
-            summary = app.run()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    c = summary.counters
-    decisions = f"{summary.cycles} decision{'' if summary.cycles == 1 else 's'}"
-    faster = ("the video has more frames than the loop takes" if media is not None
-              and media.video else "the camera is faster than the loop")
-    print(f"emotion-edge: {decisions} over {summary.audio_s:.1f} s of audio; "
-          f"overruns {c['overruns']}, degradations {c['degradations']}, audio drops "
-          f"{c['audio_dropped_blocks']}, overflows {c['audio_overflows']}, frames "
-          f"skipped {c['frame_drops']} ({faster})", file=sys.stderr)
-    return 128 + signal.SIGHUP if signal.SIGHUP in stopped_by else 0
+    if stop_event.is_set():
+        return None
+    with Notifier() as notifier, build_appliance(
+        config, media=media, pin_factory=pin_factory, notifier=notifier, text=args.text,
+        stop_event=stop_event,
+    ) as app:
+        return app.run()

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config import LedConfig
 from ..decision import Decision
-from ..errors import DeviceUnavailableError
+from ..errors import ConfigError, DeviceUnavailableError
 from ..lifecycle import Closeable
 from ..optional import import_optional, quiet_native_output
 
@@ -62,7 +62,7 @@ def brightness(confidence: float, min_brightness: float, floor: float = 0.0) -> 
     return min_brightness + (1.0 - min_brightness) * share
 
 
-class LedPinError(DeviceUnavailableError):
+class LedPinError(ConfigError):
     """A pin setting the board or its pin library cannot drive: ``what``, then its ``fix``."""
 
     def __init__(self, what: str, fix: str) -> None:

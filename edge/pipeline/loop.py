@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -43,6 +44,8 @@ class LoopSummary:
     last_label: str | None = None
 
 
+#: A live microphone silent this long (no blocks at all, not quiet audio) is said in the log.
+STALL_WARNING_S = 2.0
 #: Counters that ``STATUS=`` names when they are not 0: what makes the appliance less than whole.
 STATUS_FAULTS = ("camera_lost", "sink_errors", "audio_timeouts", "audio_dropped_blocks")
 
@@ -88,6 +91,7 @@ class EmotionLoop(Closeable):
         # Given by the caller when a signal may arrive before the loop exists (model loading).
         self.stop_event = stop_event if stop_event is not None else threading.Event()
         self.cycles = 0
+        self._stalled_reads = 0  # reads in a row that timed out
         self.counters: dict[str, int] = {
             "overruns": 0, "degradations": 0, "recoveries": 0, "audio_overflows": 0,
             "audio_dropped_blocks": 0, "audio_timeouts": 0, "frame_drops": 0,
@@ -135,7 +139,18 @@ class EmotionLoop(Closeable):
                     # No audio within the timeout: a live mic stalled. No cycle completes, so no
                     # watchdog ping; systemd restarts us if it lasts.
                     self.counters["audio_timeouts"] += 1
+                    self._stalled_reads += 1
+                    if self._stalled_reads == math.ceil(STALL_WARNING_S / self.read_timeout_s):
+                        # Once per stall: nothing else says it.
+                        logger.warning("no audio from the microphone for %g s: stalled or "
+                                       "unplugged? the watchdog restarts the service if it "
+                                       "lasts, and it starts again once the microphone is back",
+                                       STALL_WARNING_S)
                     continue
+                if self._stalled_reads * self.read_timeout_s >= STALL_WARNING_S:
+                    logger.warning("audio is back after %.1f s",
+                                   self._stalled_reads * self.read_timeout_s)
+                self._stalled_reads = 0
                 t0 = self.clock()
                 results = self.speech.feed(block)
                 pending_speech_s += self.clock() - t0
