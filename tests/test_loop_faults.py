@@ -591,3 +591,54 @@ def test_a_stalled_microphone_is_said_once_and_its_return_too(caplog):
     assert sum("no audio from the microphone for 2 s" in m for m in said) == 1, said
     assert said.count("audio is back after 8.0 s") == 1, said
     assert loop.counters["audio_timeouts"] == 40 and len(sink.decisions) > 0
+
+
+def test_a_camera_stuck_inside_read_is_lost_then_reopened_by_a_restart(monkeypatch):
+    """A driver that blocks in read(): its last frame was scored "face ok happy" every cycle,
+    camera_lost stayed 0 and the watchdog was pinged for ever.  Its frame goes stale (the face
+    is unavailable, the camera counted lost), and past STUCK_S the run stops (exit 75), so
+    that the service opens the camera afresh; closing does not wait on the stuck thread."""
+    import numpy as np
+
+    from edge.errors import DeviceUnavailableError
+    from edge.sources import camera as camera_module
+    from edge.sources.camera import GrabberFrames, LatestFrameGrabber
+
+    monkeypatch.setattr(camera_module, "STALE_S", 0.15)
+    monkeypatch.setattr(camera_module, "STUCK_S", 0.6)
+    release = threading.Event()
+
+    class Stuck:
+        name = "stuck camera"
+        exhausted = False
+        reads = 0
+
+        def read(self):
+            self.reads += 1
+            if self.reads > 5:
+                release.wait(30)  # the driver never comes back
+            time.sleep(0.01)
+            return np.full((240, 320), 128, np.uint8)
+
+        def reset(self):
+            pass
+
+        def close(self):
+            pass
+
+    grabber = LatestFrameGrabber(Stuck()).start()
+    assert grabber.wait_for_frame(2.0) is not None
+    frames = GrabberFrames(grabber)
+    loop, sink = make_loop(audio=FakeMicrophone(forever=True, pace_s=0.02), frames=frames,
+                           clock=FakeClock())
+    try:
+        with pytest.raises(DeviceUnavailableError, match="stuck camera gave no frame for"):
+            loop.run()
+        t0 = time.monotonic()
+        frames.close()
+        assert time.monotonic() - t0 < 1.5
+    finally:
+        release.set()
+    states = [d.face.state for d in sink.decisions]
+    assert "unavailable" in states and states[-1] == "unavailable"
+    assert sink.decisions[-1].counters["camera_lost"] == 1

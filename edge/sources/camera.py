@@ -220,6 +220,13 @@ class RotatedFrames(FrameSource):
         self.source.close()
 
 
+#: A frame older than this is not shown to the face stage: the camera counts as lost.
+STALE_S = 2.0
+#: No frame for this long while the camera is not failing: its driver is stuck (see
+#: :meth:`GrabberFrames.latest`).
+STUCK_S = 30.0
+
+
 class LatestFrameGrabber(Closeable):
     """Read ``source`` on a background thread and keep only the newest frame.
 
@@ -257,6 +264,8 @@ class LatestFrameGrabber(Closeable):
         self._lock = threading.Lock()
         self._frame: np.ndarray | None = None
         self._taken = True
+        #: When the newest frame came (monotonic), or the grabber started.
+        self._frame_at = time.monotonic()
         self._thread: threading.Thread | None = None
         self.available = True
         self.exhausted = False
@@ -300,6 +309,7 @@ class LatestFrameGrabber(Closeable):
                     if not self._taken:
                         self.dropped += 1
                     self._frame, self._taken = frame, False
+                    self._frame_at = time.monotonic()
                     self.frames += 1
                 if not self.available:
                     logger.warning("%s is back after %d failure(s)", self.source.name,
@@ -323,10 +333,19 @@ class LatestFrameGrabber(Closeable):
         except Exception as exc:  # releasing a dead device may fail too; keep retrying
             logger.debug("reset of %s failed: %s", self.source.name, exc)
 
+    @property
+    def silent_s(self) -> float:
+        """Seconds since the newest frame came (or since the grabber was made)."""
+        return time.monotonic() - self._frame_at
+
     def latest(self) -> np.ndarray | None:
-        """The newest frame, or ``None`` when there is none (not started, failing, ended early)."""
+        """The newest frame, or ``None`` when there is none (not started, failing, ended early)
+        or it is older than :data:`STALE_S`: a driver stuck inside ``read()`` would otherwise
+        have its last frame scored again every cycle, as if the face were still there."""
         with self._lock:
             self._taken = True
+            if self.frames and self.silent_s > STALE_S and not self.exhausted:
+                return None
             return self._frame
 
     def wait_for_frame(self, timeout_s: float) -> np.ndarray | None:
@@ -344,7 +363,9 @@ class LatestFrameGrabber(Closeable):
         self._stop.set()
         thread, self._thread = self._thread, None
         if thread is not None:
-            thread.join(timeout=5.0)
+            # Briefly: a driver stuck in read() never returns, and the service has 5 s to stop
+            # (TimeoutStopSec) with the adaptation state still to save after this.
+            thread.join(timeout=1.0)
         self.source.close()
 
     def __enter__(self) -> Self:
@@ -365,13 +386,24 @@ class GrabberFrames(Closeable):
 
     @property
     def available(self) -> bool:
-        return bool(self.grabber.available)
+        """False while the camera fails, and while it gives no new frame (stuck); a camera
+        still starting (no frame yet: a Pi camera takes a second or two) is not lost."""
+        g = self.grabber
+        return bool(g.available) and (g.exhausted or not g.frames or g.silent_s <= STALE_S)
 
     @property
     def dropped(self) -> int:
         return int(self.grabber.dropped)
 
     def latest(self, media_s: float) -> np.ndarray | None:
+        if (self.grabber.available and not self.grabber.exhausted
+                and self.grabber.silent_s > STUCK_S):
+            # Not failing (that is retried with backoff), yet no frame for this long: the
+            # driver is stuck inside read(), which nothing here can interrupt.  A restart
+            # reopens it (exit 75: the service is started again).
+            raise DeviceUnavailableError(
+                f"{self.grabber.source.name} gave no frame for {self.grabber.silent_s:.0f} s: its "
+                f"driver is stuck; stopping so that the camera is opened afresh")
         return self.grabber.latest()
 
     def _close(self) -> None:
