@@ -699,3 +699,33 @@ def test_a_log_a_power_cut_zeroed_is_set_aside(tmp_path, caplog):
     assert (tmp_path / "d.jsonl.damaged").read_bytes() == zeroed
     assert json.loads(path.read_text())["cycle"] == 1
     assert "began with zero bytes" in caplog.text
+
+
+def test_what_the_log_says_cannot_drive_the_terminal(tmp_path):
+    """A crafted line (anyone who may write the log) retitled, cleared and faked the terminal
+    of whoever ran inspect, often root; its names are shown without control characters."""
+    rec = json.loads(record(0, 0.0, "happy").to_json())
+    rec["label"] = "\x1b]0;PWNED\x07\x1b[2J\x1b[1;31mFAKE\u202e"
+    rec["level"] = "full\x1b[H"
+    text = dl.format_summary(dl.summarize([rec])) + dl.format_record(rec)
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    assert "FAKE" in text  # shown, defused
+
+
+def test_a_manifest_whose_labels_are_not_plain_names_is_refused(tmp_path):
+    import shutil
+
+    from edge.errors import ModelError
+    from edge.models.manifest import load_manifest
+
+    repo = Path(__file__).resolve().parent.parent
+    model = tmp_path / "speech_emotion_int8.tflite"
+    shutil.copy(repo / "models" / "speech_emotion_int8.tflite", model)
+    manifest = json.loads((repo / "models" / "speech_emotion_int8.json").read_text())
+    manifest["labels"][0] = "neutral\x1b[2J"
+    model.with_suffix(".json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="labels must be plain names"):
+        load_manifest(model)
+    model.with_suffix(".json").write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(ModelError, match="not readable JSON"):
+        load_manifest(model)

@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 #: Bumped when a field changes meaning; older manifests are refused with a message.
 MANIFEST_VERSION = 1
 
+#: Larger than any manifest emotion-convert writes by far: refused before it is parsed.
+MAX_MANIFEST_BYTES = 4_000_000
+
 
 @dataclasses.dataclass(frozen=True)
 class TensorQuant:
@@ -99,6 +102,13 @@ class ModelManifest:
                 f"{source}: manifest version {version!r} is not supported (expected "
                 f"{MANIFEST_VERSION}); re-export the model with this emotion-edge's emotion-convert"
             )
+        labels = d.get("labels")
+        if isinstance(labels, list) and not all(
+                isinstance(v, str) and v.isprintable() and 0 < len(v) <= 64 for v in labels):
+            # Labels reach the terminal, the log and MQTT: an escape sequence in one would
+            # rewrite a screen that `inspect` shows to root.
+            raise ModelError(f"{source}: labels must be plain names of 1-64 printable "
+                             f"characters, got {labels!r:.200}")
         try:
             return cls(
                 name=str(d["name"]),
@@ -170,13 +180,16 @@ def load_manifest(model_path: str | Path, *, verify_hash: bool = True) -> ModelM
         )
     mpath = manifest_path_for(model_path)
     try:
+        if mpath.stat().st_size > MAX_MANIFEST_BYTES:
+            raise ModelError(f"{mpath}: {mpath.stat().st_size} bytes is not a manifest (they are "
+                             f"a few KB); re-export the model with emotion-convert")
         data = json.loads(mpath.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelError(
             f"{model_path}: manifest {mpath} not found; every model needs its JSON manifest beside "
             f"it (emotion-convert writes both)"
         ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelError(f"{mpath}: manifest is not readable JSON ({exc})") from None
     if not isinstance(data, dict):
         raise ModelError(f"{mpath}: manifest must be a JSON object")
