@@ -306,8 +306,16 @@ def test_check_reports_the_broker_and_the_credentials(broker, tmp_path):
     from edge.config import Config
     from edge.service.checks import check_mqtt
 
+    broker.password_file.chmod(0o600)
     ok = check_mqtt(Config(mqtt=config(broker, "check")), env={})
     assert [f.status for f in ok] == ["ok"] and "credentials of 'edge' accepted" in ok[0].detail
+    broker.password_file.chmod(0o644)  # as a shell's umask leaves it
+    try:
+        _, loose = check_mqtt(Config(mqtt=config(broker, "check")), env={})
+    finally:
+        broker.password_file.chmod(0o600)
+    assert loose.status == "warning" and "readable by other users (mode 0644)" in loose.detail
+    assert loose.fix.startswith(f"sudo chown root: {broker.password_file} && sudo chmod 600")
     secret = tmp_path / "credentials"
     secret.mkdir()
     (secret / "mqtt-password").write_text("wrong\n")

@@ -588,3 +588,24 @@ def test_the_fleet_view_redraws_only_on_a_terminal_that_can_clear(monkeypatch, t
     _show(FleetView("emotion-edge"), args, out, clock=lambda: next(ticks))
     assert out.getvalue().count("\x1b[2J") == (3 if clears else 0)
     assert out.getvalue().count("(no device has published yet)") == 3
+
+
+def test_check_warns_of_a_password_sent_in_clear_beyond_this_machine(monkeypatch, tmp_path):
+    from edge.config import Config
+    from edge.outputs import mqtt
+    from edge.service.checks import check_mqtt
+
+    monkeypatch.setattr(mqtt, "probe_broker", lambda settings: None)  # the broker accepts
+    secret = tmp_path / "mqtt-password"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o600)
+
+    def findings(host, tls=False):
+        return check_mqtt(Config(mqtt=MqttConfig(enabled=True, host=host, username="edge",
+                                                 password_file=str(secret), tls=tls)), env={})
+
+    ok, clear = findings("broker.lan")
+    assert ok.status == "ok" and clear.status == "warning"
+    assert "crosses the network to broker.lan:1883 in clear text" in clear.detail
+    assert [f.status for f in findings("broker.lan", tls=True)] == ["ok"]
+    assert [f.status for f in findings("127.0.0.1")] == ["ok"]  # never leaves the machine

@@ -277,6 +277,23 @@ def check_mqtt(config: Config, env: Mapping[str, str] | None = None) -> list[Fin
     who = f"credentials of {settings.username!r} accepted" if settings.username else \
         "anonymous access accepted"
     out = [Finding("MQTT broker", OK, f"{settings.address} reachable, {who}")]
+    loopback = settings.host in ("localhost", "127.0.0.1", "::1")
+    if settings.username and not settings.tls and not loopback:
+        out.append(Finding("MQTT broker", WARN, f"the password of {settings.username!r} crosses "
+                           f"the network to {settings.address} in clear text (mqtt.tls = false)",
+                           "mqtt.tls = true, with the broker's TLS port (docs/appliance.md, "
+                           "Decisions over MQTT)"))
+    for setting in ("password_file", "key_file"):
+        secret = getattr(config.mqtt, setting)
+        try:
+            st = os.stat(secret) if secret else None
+        except OSError:
+            st = None  # missing: the broker probe above already said so
+        if st is not None and st.st_mode & 0o077:
+            out.append(Finding("MQTT broker", WARN, f"mqtt.{setting} {secret} is readable by "
+                               f"other users (mode {st.st_mode & 0o777:04o})",
+                               f"sudo chown root: {secret} && sudo chmod 600 {secret} (the "
+                               f"service gets it as a systemd credential)"))
     counters = _last_counters(config.log.file)
     if counters is not None and "mqtt_sent" in counters:
         dropped = counters.get("mqtt_dropped", 0)
