@@ -112,6 +112,7 @@ def test_example_config_is_valid_and_documents_every_key():
     example = Path(__file__).resolve().parent.parent / "systemd" / "config.example.toml"
     c = load_config(example, env={}, required=True)
     assert c.log.file == "/run/emotion-edge/decisions.jsonl"
+    assert c.log.stdout is False  # the installed appliance keeps its decisions off the journal
     text = example.read_text()
     for line in config_reference().splitlines()[2:]:
         key = line.split("`")[1].split(".")[1]
