@@ -1248,3 +1248,24 @@ def test_speech_score_names_the_clips_it_leaves_out(synthetic_corpus, tmp_path, 
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(ConfigError, match="fewer than two of its labels"):
         pipeline.score_held_out(model, utts, "mine", None)
+
+
+def test_fold_reports_are_reused_only_for_the_same_data(synthetic_corpus, tmp_path):
+    """A CSV edited between two runs (a label changed, clips cut) reused the first run's fold
+    reports "(same recipe and split)": a 3-label model's manifest carried a 4-label figure."""
+    import dataclasses
+    import shutil
+
+    from convert.speech.evaluate import data_fingerprint
+
+    utts = index_csv(synthetic_corpus)
+    same = data_fingerprint(utts)
+    assert data_fingerprint(list(reversed(utts))) == same
+    relabelled = [dataclasses.replace(utts[0], label="sad" if utts[0].label != "sad" else "happy"),
+                  *utts[1:]]
+    assert data_fingerprint(relabelled) != same
+    assert data_fingerprint(utts[:-4]) != same
+    moved = tmp_path / "moved"
+    shutil.copytree(synthetic_corpus.parent, moved)
+    assert data_fingerprint([dataclasses.replace(u, path=moved / u.path.relative_to(
+        synthetic_corpus.parent)) for u in utts]) == same  # the same clips elsewhere

@@ -174,7 +174,7 @@ def cross_validate(
         train = [i for i, u in enumerate(bank.utts) if u.speaker not in test_speakers]
         assert not {bank.utts[i].speaker for i in train} & set(test_speakers)
         key = fold_key(recipe, folds=k, fold=f, test=sorted(test_speakers),
-                       clips=len(bank.utts))
+                       data=data_fingerprint(bank.utts))
         report = None if out_dir is None else out_dir / f"{recipe.model.kind}_fold{f}.json"
         earlier = None if f < parity_folds else _earlier(report, key)
         if earlier is not None:
@@ -257,7 +257,7 @@ def leave_one_corpus_out(
         raise ConfigError(f"leave-one-corpus-out needs two corpora or more, got {corpora}")
     rows: dict[str, dict[str, Any]] = {}
     t_all = time.perf_counter()
-    key = fold_key(recipe, corpora=corpora)
+    key = fold_key(recipe, corpora=corpora, data=data_fingerprint(bank.utts))
     for held in corpora:
         report = None if out_dir is None else out_dir / f"loco_{held}.json"
         earlier = _earlier(report, key)
@@ -367,6 +367,22 @@ _ADDED_LATER = (("model", "pooled_ceps", 0), ("augment", "babble_copies", 0),
                 ("train", "mixup", 0.0), ("train", "average_from", 0),
                 ("adapt", "neutral_share", 0.0), ("train", "arousal", 0.0))
 """Settings added after reports were written, and their defaults, which change nothing."""
+
+
+def data_fingerprint(utts: Sequence[Utterance]) -> str:
+    """What a fold's result depends on in the data: each clip's corpus, file name, size, label
+    and speaker (not its folder: a corpus moved elsewhere is the same data).  A CSV edited
+    between runs (a label changed, clips left out) is other data, whose fold reports were
+    reused as if it were not."""
+    rows = sorted((u.corpus, u.path.name, _size(u.path), u.label, u.speaker) for u in utts)
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
 
 
 def fold_key(recipe: SpeechRecipe, **split: Any) -> str:
