@@ -91,10 +91,11 @@ def test_csv_rows_that_cannot_be_used_are_named_and_left_out(tmp_path, caplog):
         utts = index_csv(table)
     assert [(u.path.name, u.label, u.speaker) for u in utts] == [("a.wav", "happy", "s1"),
                                                                 ("b.wav", "sad", "s2")]
-    warned = [r.getMessage() for r in caplog.records]
+    *warned, total = [r.getMessage() for r in caplog.records]
     assert [w.split(": ")[0] for w in warned] == [f"{table}:{n}" for n in (3, 4, 5, 6)]
     assert "missing.wav does not exist" in warned[0] and "empty label" in warned[1]
     assert "too few fields" in warned[2] and "already row 2" in warned[3]
+    assert total == f"{table}: 4 row(s) left out, 2 used"
     table.write_bytes("path,label,speaker\nclips/a.wav,fröhlich,s1\n".encode("latin-1"))
     with pytest.raises(ConfigError, match="not UTF-8"):
         index_csv(table)
@@ -102,6 +103,41 @@ def test_csv_rows_that_cannot_be_used_are_named_and_left_out(tmp_path, caplog):
         index_csv(tmp_path)
     with pytest.raises(ConfigError, match="no such CSV file"):
         index_csv(tmp_path / "none.csv")
+
+
+def test_a_spreadsheets_csv_is_read_and_its_bad_files_named_together(tmp_path, caplog,
+                                                                       monkeypatch):
+    """Excel's CSV where the decimal mark is a comma (";"), its capitals, Windows paths; a file
+    that is no audio is named at indexing with the other bad rows (it stopped the run later,
+    one file per run); when no row's file exists, one line says where they were looked for."""
+    import logging
+
+    import soundfile as sf
+
+    clips = tmp_path / "audio"
+    clips.mkdir()
+    for name in ("a", "b"):
+        sf.write(clips / f"{name}.wav", np.zeros(1600, np.float32), 16000)
+    sf.write(clips / "empty.wav", np.zeros(0, np.float32), 16000)
+    (clips / "notes.wav").write_text("not audio")
+    table = tmp_path / "labels.csv"
+    table.write_text("Path;Label;Speaker\r\naudio\\a.wav;happy;s1\r\naudio/b.wav;sad;s2\r\n"
+                     "audio/empty.wav;sad;s2\r\naudio/notes.wav;happy;s1\r\n")
+    with caplog.at_level(logging.WARNING, logger="convert.speech.corpora"):
+        utts = index_csv(table)
+    assert [(u.path, u.label) for u in utts] == [(clips / "a.wav", "happy"),
+                                                 (clips / "b.wav", "sad")]
+    warned = [r.getMessage() for r in caplog.records]
+    assert "empty.wav: contains no audio samples" in warned[0]
+    assert "notes.wav" in warned[1] and warned[-1].endswith("2 row(s) left out, 2 used")
+
+    elsewhere = tmp_path / "lists"
+    elsewhere.mkdir()
+    (elsewhere / "mine.csv").write_text("path,label,speaker\naudio/a.wav,happy,s1\n")
+    monkeypatch.chdir(tmp_path)  # the paths were written from here, not from the CSV's folder
+    with pytest.raises(ConfigError, match=r"none of the audio files exists where the rows say "
+                                          r".*relative to the current folder"):
+        index_csv(elsewhere / "mine.csv")
 
 
 def test_metrics_by_hand():

@@ -14,9 +14,9 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from edge.errors import ConfigError
+from edge.errors import AudioFileError, ConfigError
 from edge.labels import fusion_map_for
-from edge.sources.audio_file import AUDIO_EXTENSIONS
+from edge.sources.audio_file import AUDIO_EXTENSIONS, AudioFileStream
 
 __all__ = [
     "Utterance",
@@ -115,22 +115,31 @@ def index_csv(csv_path: str | Path) -> list[Utterance]:
     out: list[Utterance] = []
     seen: dict[Path, int] = {}
     skipped = 0
+    absent: list[str] = []  # rows whose audio file does not exist, as written
 
     def skip(line: int, why: str) -> None:
         nonlocal skipped
         skipped += 1
-        logger.warning("%s:%d: %s; row left out", csv_path, line, why)
+        if skipped <= MAX_ROW_WARNINGS:
+            logger.warning("%s:%d: %s; row left out", csv_path, line, why)
+        elif skipped == MAX_ROW_WARNINGS + 1:
+            logger.warning("%s: more rows left out; only counted from here", csv_path)
 
     try:
         # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark.
         with open(csv_path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            missing = {"path", "label", "speaker"} - {name.strip() for name in
-                                                      reader.fieldnames or ()}
+            header = f.readline()
+            f.seek(0)  # the decoder starts again, and drops the byte-order mark again
+            # A spreadsheet in a language whose decimal mark is a comma saves ";" (or tabs).
+            delimiter = max(",;\t", key=header.count) if header.strip() else ","
+            reader = csv.DictReader(f, delimiter=delimiter)
+            # "Path,Label,Speaker": a spreadsheet's capitals are the same names.
+            reader.fieldnames = [name.strip().lower() for name in reader.fieldnames or ()]
+            missing = {"path", "label", "speaker"} - set(reader.fieldnames)
             if missing:
                 raise ConfigError(
-                    f"{csv_path}: header must name path,label,speaker; missing {sorted(missing)}")
-            reader.fieldnames = [name.strip() for name in reader.fieldnames or ()]
+                    f"{csv_path}: header must name path,label,speaker; missing {sorted(missing)} "
+                    f"(its first line: {header.strip()[:80]!r})")
             for line, row in enumerate(reader, start=2):
                 fields = [row.get(k) for k in ("path", "label", "speaker")]
                 if any(v is None for v in fields):
@@ -142,11 +151,16 @@ def index_csv(csv_path: str | Path) -> list[Utterance]:
                                                                               speaker)) if not v]
                     skip(line, f"empty {' and '.join(empty)}")
                     continue
-                p = Path(path)
-                p = p if p.is_absolute() else csv_path.parent / p
+                p = _row_path(path, csv_path)
                 if not p.is_file():
+                    absent.append(path)
                     skip(line, f"audio file {p} does not exist (relative paths start at the "
                                f"CSV's folder)")
+                    continue
+                try:  # its header only: a file that is no audio is named here, with the others
+                    AudioFileStream(p, None).close()
+                except AudioFileError as exc:
+                    skip(line, str(exc))
                     continue
                 key = p.resolve()
                 if key in seen:
@@ -162,9 +176,35 @@ def index_csv(csv_path: str | Path) -> list[Utterance]:
     except csv.Error as exc:
         raise ConfigError(f"{csv_path}: not a readable CSV ({exc})") from None
     if not out:
+        hint = ""
+        if absent and len(absent) == skipped:
+            here = sum((Path.cwd() / a).is_file() for a in absent[:20])
+            hint = (f"; none of the audio files exists where the rows say (e.g. "
+                    f"{_row_path(absent[0], csv_path)})" + (
+                        ": they are relative to the current folder, not to the CSV's; write "
+                        "them from the CSV's folder, or in full" if here else ""))
         raise ConfigError(f"{csv_path}: no usable rows" + (f" ({skipped} left out, named above)"
-                                                           if skipped else ""))
+                                                           if skipped else "") + hint)
+    if skipped:
+        logger.warning("%s: %d row(s) left out, %d used", csv_path, skipped, len(out))
     return out
+
+
+#: Rows of a CSV named one by one when they are left out; the others are counted.
+MAX_ROW_WARNINGS = 20
+
+
+def _row_path(path: str, csv_path: Path) -> Path:
+    """A row's audio file: relative to the CSV's folder; a Windows path's backslashes (a CSV
+    made on Windows) are taken as folders when the file is not found as written."""
+    p = Path(path)
+    p = p if p.is_absolute() else csv_path.parent / p
+    if not p.is_file() and "\\" in path:
+        windows = Path(path.replace("\\", "/"))
+        windows = windows if windows.is_absolute() else csv_path.parent / windows
+        if windows.is_file():
+            return windows
+    return p
 
 
 def index_corpus(kind: str, path: str | Path) -> list[Utterance]:
