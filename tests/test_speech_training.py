@@ -1305,3 +1305,19 @@ def test_fold_reports_are_reused_only_for_the_same_data(synthetic_corpus, tmp_pa
     shutil.copytree(synthetic_corpus.parent, moved)
     assert data_fingerprint([dataclasses.replace(u, path=moved / u.path.relative_to(
         synthetic_corpus.parent)) for u in utts]) == same  # the same clips elsewhere
+
+
+def test_the_shipped_recipe_on_one_csv_says_at_once_what_to_set(synthetic_corpus, tmp_path,
+                                                                capsys):
+    """recipes/speech.toml with one's own CSV computed every clip's features (8 variants each)
+    before saying LOCO needs two corpora, and then a second error about evaluate.channels."""
+    from convert.cli import main
+
+    repo = Path(__file__).resolve().parent.parent
+    assert main(["-q", "speech", "--recipe", str(repo / "recipes" / "speech.toml"),
+                 "--csv", str(synthetic_corpus), "--folds", "2", "--out",
+                 str(tmp_path / "out"), "--cache", str(tmp_path / "cache")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "needs two corpora or more" in line and "--set evaluate.loco=false" in line
+    assert "--set 'evaluate.channels=[]'" in line
+    assert not (tmp_path / "cache").exists()  # no clip's features were computed

@@ -367,6 +367,16 @@ def run(recipe: SpeechRecipe, out: Path, report_dir: Path, *, root: Path | None,
     data = load_dataset(recipe, root=root)
     if recipe.evaluate.folds:
         speaker_folds(data.utts, recipe.evaluate.folds)  # before any training: too many folds
+    corpora = sorted({u.corpus for u in data.utts})
+    if recipe.evaluate.loco and len(corpora) < 2:  # before the features: minutes, not at once
+        ev = recipe.evaluate
+        off = ["evaluate.loco=false"] + [f"'evaluate.{k}={v}'" for k, v, on in (
+            ("channels", "[]", ev.channels), ("calls", "[]", ev.calls),
+            ("calibration", "false", ev.calibration), ("neutral_room", "0", ev.neutral_room))
+            if on]
+        raise ConfigError(f"leave-one-corpus-out needs two corpora or more, got {corpora}: add "
+                          f"another (--corpus KIND:PATH), or evaluate within this one with "
+                          + " ".join(f"--set {o}" for o in off))
     gate = SpeechGate()
     report_dir.mkdir(parents=True, exist_ok=True)
     bank = FeatureBank(data.utts, recipe, augment=recipe.augmented, cache_dir=cache_dir)
