@@ -243,3 +243,35 @@ def test_the_text_line_says_none_when_nothing_is_shown():
     TextSink(out).write(decision("happy", 0.8))
     nothing, happy = out.getvalue().splitlines()
     assert nothing.split()[1] == "none" and happy.split()[1:3] == ["happy", "0.80"]
+
+
+@pytest.mark.parametrize("mode", ["rgb", "per_emotion"])
+def test_the_wiring_self_test_lights_each_led_alone(factory, monkeypatch, capsys, mode):
+    """`check --leds`: each LED lit alone, named with its BCM and header pins, so a swapped
+    wire or a wrong pin number shows at once; all dark at the end."""
+    import time
+
+    from edge.commands import check
+    from edge.config import Config
+
+    lit = []
+
+    def look(_s):  # instead of waiting: which pins are on while the line is shown
+        lit.append(sorted(p for p in (17, 27, 22, 4, 5, 6, 13, 19, 26, 16, 20)
+                          if state(factory, p) > 0))
+
+    monkeypatch.setattr(time, "sleep", look)
+    assert check._light_each_led(Config(leds=LedConfig(mode=mode)), factory) == 0
+    lines = capsys.readouterr().out.splitlines()
+    if mode == "rgb":
+        assert lines[:3] == ["red        GPIO17 (pin 11)", "green      GPIO27 (pin 13)",
+                             "blue       GPIO22 (pin 15)"]
+        assert lit[:3] == [[17], [27], [22]] and lit[-1] == [4]
+        assert lines[6] == "angry      colour #ff0000" and lit[6] == [17]
+        assert lit[4] == [17, 27]  # happy: amber, red and some green
+    else:
+        pins = LedConfig().emotion_pins
+        assert lit == [[pins[label]] for label in LABELS] + [[4]]
+        assert lines[0] == "neutral    GPIO5 (pin 29)"
+    assert lines[-1].startswith("all LEDs dark")
+    assert all(state(factory, p) == 0 for p in (17, 27, 22, 4))

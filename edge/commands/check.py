@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
 
 from .run import add_config_arguments
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 __all__ = ["register"]
 
@@ -20,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--no-devices", action="store_true",
                    help="skip the microphone and camera (e.g. checking a replay setup)")
     p.add_argument("--mock-gpio", action="store_true", help="check LEDs on gpiozero's mock pins")
+    p.add_argument("--leds", action="store_true",
+                   help="wiring self-test: light each LED in turn for a second, naming it and "
+                   "its pin (and, for an RGB LED, each emotion's colour); stop the service first")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true",
                      help='one JSON object: {"ready", "problems", "warnings", "findings": '
@@ -39,6 +46,8 @@ def _main(args: argparse.Namespace) -> int:
 
     config = load_run_config(args)  # an invalid config raises ConfigError -> exit 2
     pin_factory = mock_pin_factory() if args.mock_gpio else None
+    if args.leds:
+        return _light_each_led(config, pin_factory)
     findings = run_checks(config, live=not args.no_devices, pin_factory=pin_factory)
     problems = [f for f in findings if f.status == PROBLEM]
     if args.json:
@@ -54,3 +63,32 @@ def _main(args: argparse.Namespace) -> int:
         print(f)
     print(("\n" if shown else "") + (f"{len(problems)} problem(s)" if problems else "ready"))
     return 1 if problems else 0
+
+
+#: How long ``check --leds`` lights each LED, in seconds.
+LED_TEST_S = 1.0
+
+
+def _light_each_led(config: Config, pin_factory: Any) -> int:
+    """``check --leds``: each LED alone, named with its pins, so a wrong wire shows at once."""
+    import time
+
+    from ..config import LedConfig
+    from ..errors import ConfigError
+    from ..labels import COMMON_LABELS
+    from ..outputs.leds import LedSink
+
+    if config.leds.mode == "none":
+        raise ConfigError("leds.mode = none: there are no LEDs to test")
+    with LedSink(config.leds, COMMON_LABELS, pin_factory=pin_factory) as leds:
+        steps = [(role, f"GPIO{gpio}" + (f" (pin {header})" if header else ""))
+                 for role, gpio, header in leds.wiring()]
+        if config.leds.mode == "rgb":  # then each emotion's colour, on the three pins
+            named = {**LedConfig().colours, **config.leds.colours}
+            steps[3:3] = [(label, f"colour {named[label]}") for label in COMMON_LABELS]
+        for role, where in steps:
+            print(f"{role:<10} {where}", flush=True)
+            leds.light_only(role)
+            time.sleep(LED_TEST_S)
+    print("all LEDs dark: each one lit in turn, in the order above")
+    return 0

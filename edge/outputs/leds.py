@@ -178,6 +178,18 @@ class LedSink(Closeable):
         except Exception:  # no board description, or a pin not on its header
             return None
 
+    def light_only(self, role: str) -> None:
+        """Light one LED of :meth:`wiring` fully (``"red"``, an emotion, ``"status"``) and
+        nothing else: the wiring self-test (``emotion-edge check --leds``).  In RGB mode an
+        emotion shows its colour."""
+        if self._status is not None:
+            self._status.value = role == "status"
+        if self._rgb is not None:
+            channels = {"red": (1.0, 0.0, 0.0), "green": (0.0, 1.0, 0.0), "blue": (0.0, 0.0, 1.0)}
+            self._rgb.color = channels.get(role) or self.colours.get(role, (0.0, 0.0, 0.0))
+        for name, led in self._per_label.items():
+            led.value = 1.0 if name == role else 0.0
+
     def show(self, label: str | None, confidence: float) -> None:
         """Light ``label`` at a brightness following ``confidence``; None = dark."""
         level = (brightness(confidence, self.min_brightness, self.min_confidence)
