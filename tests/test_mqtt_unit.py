@@ -609,3 +609,28 @@ def test_check_warns_of_a_password_sent_in_clear_beyond_this_machine(monkeypatch
     assert "crosses the network to broker.lan:1883 in clear text" in clear.detail
     assert [f.status for f in findings("broker.lan", tls=True)] == ["ok"]
     assert [f.status for f in findings("127.0.0.1")] == ["ok"]  # never leaves the machine
+
+
+def test_a_flapping_broker_tells_each_cause_once_per_ten_minutes(monkeypatch, caplog):
+    """Two causes taking turns (refused, then dropped soon after accepting) defeated the
+    once-per-cause rule: 74 warnings in 135 s."""
+    import logging
+
+    from edge.outputs import mqtt as mqtt_module
+    from edge.outputs.mqtt import MqttSink
+
+    now = [1000.0]
+    monkeypatch.setattr(mqtt_module.time, "monotonic", lambda: now[0])
+    sink = MqttSink.__new__(MqttSink)  # only the logging state: no thread, no client
+    sink._last_problem, sink._told = None, {}
+    sink.settings, sink.device = BrokerSettings("b"), "pi-a"
+    sink.config = MqttConfig(enabled=True, host="b")
+    with caplog.at_level(logging.WARNING, logger="edge.outputs.mqtt"):
+        for _ in range(30):
+            sink._problem("refused")
+            sink._problem("dropped soon after accepting")
+            now[0] += 5
+        assert len(caplog.records) == 2
+        now[0] += mqtt_module.RETELL_S
+        sink._problem("refused")
+    assert len(caplog.records) == 3

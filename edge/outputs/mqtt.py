@@ -86,6 +86,9 @@ CLOSE_TIMEOUT_S = 1.0
 #: A connection the broker ends sooner than this after accepting it was not a working one: the
 #: reconnect delay keeps growing instead of starting again from mqtt.retry_initial_s.
 STABLE_SESSION_S = 10.0
+#: A connection problem (or recovery) already logged is logged again only after this long, so a
+#: broker that flaps between two causes does not fill the journal.
+RETELL_S = 600.0
 #: Cycle latencies kept for the state's ``cycle_p99_ms``.
 LATENCY_WINDOW = 200
 #: Other machines' tags remembered (each is warned about once), at most.
@@ -477,6 +480,7 @@ class MqttSink(Closeable):
         self._stop = threading.Event()
         self._closing = threading.Event()
         self._last_problem: str | None = None
+        self._told: dict[str, float] = {}  # cause ("" = connected) -> when it was last logged
         #: Machines seen publishing live under this device id (other than this one).
         self.other_machines: set[str] = set()
         self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
@@ -537,18 +541,27 @@ class MqttSink(Closeable):
     # -- the publisher thread --------------------------------------------------------------
 
     def _problem(self, text: str | None) -> None:
-        """Log a connection problem once per distinct cause (and recovery once)."""
+        """Log a connection problem once per distinct cause (and recovery once); a broker that
+        flaps between two causes has each told again only after :data:`RETELL_S`."""
         if text == self._last_problem:
             if text is not None:
                 logger.debug("MQTT: %s", text)
             return
+        now = time.monotonic()
+        told = self._told.get(text or "")
+        self._last_problem = text
+        if told is not None and now - told < RETELL_S:
+            logger.debug("MQTT: %s (again)", text or "connected")
+            return
+        if len(self._told) >= 64:  # bounded: causes carry addresses and messages
+            self._told.clear()
+        self._told[text or ""] = now
         if text is None:
             logger.info("MQTT: connected to %s as %s", self.settings.address, self.device)
         else:
             logger.warning("MQTT: %s; decisions go on and are queued (at most %d messages), "
                            "retrying every %g s at most", text, self.config.queue_size,
                            self.config.retry_max_s)
-        self._last_problem = text
 
     def _run(self) -> None:
         delay = self.config.retry_initial_s
