@@ -504,6 +504,24 @@ def test_adapt_learn_says_when_nothing_could_be_kept(adapting_model, tmp_path, c
     assert main(["adapt", "--config", str(cfg), "--learn", str(room)]) == 2
     err = capsys.readouterr().err
     assert "nothing learnt was kept" in err and "Traceback" not in err
+    assert "a file stands where a folder of its path should be" in err  # not "make it writable"
+
+
+def test_a_full_disk_is_named_as_one(adapting_model, tmp_path, monkeypatch, caplog):
+    import errno
+    import os
+
+    from edge.models.speech import SpeechClassifier
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with SpeechClassifier(adapting_model, adapt_state=tmp_path / "s.json") as clf:
+        monkeypatch.setattr(os, "fsync", full)
+        clf.save_adaptation()
+        monkeypatch.undo()
+    assert "No space left on device" in caplog.text and "free some space" in caplog.text
+    assert "writable" not in caplog.text
 
 
 def test_adapt_learns_a_recording_named_twice_once_and_resets_in_json(adapting_model, tmp_path,

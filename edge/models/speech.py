@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -195,6 +196,19 @@ def _mfcc_config_of(manifest: ModelManifest, source: str) -> MfccConfig:
         return MfccConfig.from_dict({k: v for k, v in manifest.preprocessing.items() if k in fields})
     except (ConfigError, TypeError) as exc:
         raise ModelError(f"{source}: manifest preprocessing is not a valid MFCC config ({exc})") from None
+
+
+def _save_fix(exc: OSError) -> str:
+    """What to do when the adaptation state cannot be saved, by the cause."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free some space on its file system (df -h shows which is full)"
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        return (f"a file stands where a folder of its path should be ({exc.filename}); move it "
+                f"away or change adapt.state_file")
+    if exc.errno == errno.EROFS:
+        return "its file system is read-only; choose adapt.state_file on a writable one"
+    return ("make its folder writable by the user the appliance runs as, or change "
+            "adapt.state_file")
 
 
 class SpeechClassifier(Closeable):
@@ -385,17 +399,16 @@ class SpeechClassifier(Closeable):
         try:
             self.adaptation.save()
         except OSError as exc:
+            fix = _save_fix(exc)
             if strict:
                 self._save_failed = True  # closing tries again, quietly
                 raise ConfigError(
                     f"cannot save the adaptation state {self.adaptation.state_file} "
-                    f"({exc.strerror or exc}); nothing learnt was kept: make its folder writable "
-                    f"by this user, or change adapt.state_file") from None
+                    f"({exc.strerror or exc}); nothing learnt was kept: {fix}") from None
             # Said once, not at every save (once a minute): the cause rarely goes by itself.
             log = logger.debug if self._save_failed else logger.warning
-            log("cannot save the adaptation state %s (%s); learning goes on in memory: make "
-                "its folder writable by the user the appliance runs as, or change "
-                "adapt.state_file", self.adaptation.state_file, exc.strerror or exc)
+            log("cannot save the adaptation state %s (%s); learning goes on in memory: %s",
+                self.adaptation.state_file, exc.strerror or exc, fix)
             self._save_failed = True
         else:
             if self._save_failed:
