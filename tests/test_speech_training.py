@@ -1321,3 +1321,31 @@ def test_the_shipped_recipe_on_one_csv_says_at_once_what_to_set(synthetic_corpus
     assert "needs two corpora or more" in line and "--set evaluate.loco=false" in line
     assert "--set 'evaluate.channels=[]'" in line
     assert not (tmp_path / "cache").exists()  # no clip's features were computed
+
+
+def test_a_silent_clip_does_not_teach_the_adaptation_prior(synthetic_corpus, tmp_path, caplog):
+    """2 s of digital zeros labelled "sad": all its frames counted as speech (the mask is
+    relative to the clip), and the prior every fresh device standardises with moved far."""
+    import logging
+
+    import soundfile as sf
+
+    from convert.speech.features import FeatureBank
+    from convert.speech.recipe import SpeechRecipe
+
+    recipe = SpeechRecipe.load(None, overrides={("adapt", "mode"): "deployment",
+                                                ("augment", "speed_factors"): "[]",
+                                                ("augment", "noise_snr_db"): "[]"})
+    utts = index_csv(synthetic_corpus)
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(32000, np.float32), 16000)
+    with_silence = [*utts, Utterance(silent, "sad", "s99", utts[0].corpus)]
+    with caplog.at_level(logging.WARNING, logger="convert.speech.features"):
+        plain = FeatureBank(utts, recipe, augment=False)
+        padded = FeatureBank(with_silence, recipe, augment=False)
+        assert padded.speech_frames(len(utts)) == 0
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{silent}: no window the device would take for speech (silence, or far too quiet); "
+        f"left out of the adaptation statistics"]
+    assert sum(padded.speech_frames(i) for i in range(len(with_silence))) == sum(
+        plain.speech_frames(i) for i in range(len(utts)))
