@@ -17,9 +17,9 @@ emotion-edge ...``) then writes: lock files are opened without following one, an
 decision log (:mod:`edge.outputs.log`).
 
 A file that a power cut left with zeros where its first bytes were (ext4 on an SD card: the
-size was written, the data was not) is neither the log nor the state any more, and a fresh
-start should not fail on it for ever (systemd stops restarting after five tries): it is renamed
-``NAME.damaged`` and the writer starts afresh, with one warning.
+size was written, the data was not) is neither the log nor the state any more, and refusing it
+would stop every start until someone comes (the unit does not retry a configuration error): it
+is renamed ``NAME.damaged`` and the writer starts fresh, with one warning.
 """
 
 from __future__ import annotations
@@ -104,9 +104,15 @@ def set_aside_if_zeroed(path: Path, what: str) -> bool:
             zeroed = f.read(1) == b"\0"
     except OSError:
         return False
-    if zeroed:
-        aside = path.with_name(path.name + ".damaged")
+    if not zeroed:
+        return False
+    aside = path.with_name(path.name + ".damaged")
+    try:
         os.replace(path, aside)
-        logger.warning("%s %s began with zero bytes (damaged by a power cut?); moved to %s, "
-                       "starting fresh", what, path, aside)
-    return zeroed
+    except OSError as exc:  # its folder read-only, say: the writer reports what it cannot do
+        logger.warning("%s %s began with zero bytes (damaged by a power cut?) and cannot be "
+                       "moved aside (%s)", what, path, exc.strerror or exc)
+        return False
+    logger.warning("%s %s began with zero bytes (damaged by a power cut?); moved to %s, "
+                   "starting fresh", what, path, aside)
+    return True

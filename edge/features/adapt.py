@@ -343,7 +343,13 @@ class DeploymentNormalizer:
                     f"choose another adapt.state_file, or move {self.state_file} away") from None
             # A damaged state, or one of a later release: kept aside, not written over.
             aside = self.state_file.with_name(self.state_file.name + ".damaged")
-            os.replace(self.state_file, aside)
+            try:
+                os.replace(self.state_file, aside)
+            except OSError as why:
+                self._blocked = f"{self.state_file} is unusable and cannot be moved aside ({why})"
+                logger.warning("adaptation state %s; it is kept, and what this run learns is "
+                               "not saved", self._blocked)
+                return
             logger.warning("adaptation state %s is unusable (%s); moved to %s, starting fresh",
                            self.state_file, exc, aside)
             return

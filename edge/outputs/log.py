@@ -154,6 +154,8 @@ class RotatingFileSink(Closeable):
                 self._rotation_failed = True
             else:
                 self._rotation_failed = False
+        if self._f is None:  # the rotation's reopen failed too: this decision is a sink error
+            self._f = self._open()
         self._f.write(line)
         self._f.flush()
 
