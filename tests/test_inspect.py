@@ -593,10 +593,10 @@ def test_the_log_refuses_a_file_that_is_not_a_decision_log(tmp_path):
 
 
 def test_a_log_under_a_file_names_the_file(tmp_path):
-    from edge.errors import DeviceUnavailableError
+    from edge.errors import ConfigError
 
     (tmp_path / "take.wav").write_bytes(b"RIFF")
-    with pytest.raises(DeviceUnavailableError, match="take.wav is a file, not a folder"):
+    with pytest.raises(ConfigError, match="take.wav is a file, not a folder"):
         RotatingFileSink(tmp_path / "take.wav" / "d.jsonl")
 
 
@@ -672,7 +672,7 @@ def test_the_log_is_the_groups_only_and_follows_no_link(tmp_path):
     (the service's user can make one where root then writes) is refused in one line."""
     import os
 
-    from edge.errors import DeviceUnavailableError
+    from edge.errors import ConfigError
 
     old = os.umask(0o022)
     try:
@@ -682,7 +682,7 @@ def test_the_log_is_the_groups_only_and_follows_no_link(tmp_path):
     assert (tmp_path / "d.jsonl").stat().st_mode & 0o777 == 0o640
     target = tmp_path / "elsewhere"
     (tmp_path / "link.jsonl").symlink_to(target)
-    with pytest.raises(DeviceUnavailableError, match="is a symbolic link"):
+    with pytest.raises(ConfigError, match="is a symbolic link"):
         RotatingFileSink(tmp_path / "link.jsonl")
     assert not target.exists()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..decision import Decision
-from ..errors import ConfigError, DeviceUnavailableError
+from ..errors import ConfigError
 from ..files import set_aside_if_zeroed
 from ..lifecycle import Closeable
 
@@ -79,19 +79,20 @@ class RotatingFileSink(Closeable):
                 f"decision): the log appends to its file, renames and deletes it as it rotates, "
                 f"so it writes only to a file of its own; choose another log.file or move "
                 f"{self.path} away")
+        # Each a configuration error (exit 2): a restart would not mend any of them.
         try:
             self._f = self._open()
         except (FileExistsError, NotADirectoryError) as exc:  # a file where a folder should be
-            raise DeviceUnavailableError(
+            raise ConfigError(
                 f"cannot make the decision log {self.path}: {exc.filename} is a file, not a "
                 f"folder; choose another log.file") from None
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise DeviceUnavailableError(
+                raise ConfigError(
                     f"the decision log {self.path} is a symbolic link, which the log does not "
                     f"follow (in the service's folders its user chooses where one points, and "
                     f"root may be the one writing); name the file itself") from None
-            raise DeviceUnavailableError(
+            raise ConfigError(
                 f"cannot open the decision log {self.path}: {exc}; choose a writable log.file "
                 f"(the service may write only under /run/emotion-edge and /var/lib/emotion-edge)"
             ) from None
