@@ -2,9 +2,10 @@
 
 Exit status: 0 done; 1 some inputs failed (each named on one stderr line, the others processed);
 2 a usage or configuration error (one line); 3 an internal error (one line; ``-vv`` adds the
-traceback); 75 a device (microphone, camera, GPIO pins) is missing or busy: worth
-trying again later (one line; the service does, every 10 s, where a configuration error is left
-for its user to fix); 130 interrupted; 141 the output pipe was closed (``| head``).
+traceback); 75 a device (microphone, GPIO pins, a stuck camera) or a file another run writes
+is missing or busy: worth trying again later (one line; the service does, every 10 s, where a
+configuration error is left for its user to fix); 130 interrupted; 141 the output pipe was
+closed (``| head``).
 """
 
 from __future__ import annotations

@@ -28,16 +28,17 @@ import logging
 import os
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import DeviceUnavailableError
 from .lifecycle import Closeable
 
-__all__ = ["FileInUse", "WriterLock", "lock_path", "set_aside_if_zeroed"]
+__all__ = ["FileInUse", "WriterLock", "begins_zeroed", "lock_path", "set_aside_if_zeroed"]
 
 logger = logging.getLogger(__name__)
 
 
-class FileInUse(ConfigError):
-    """Another process holds the lock on a file this one would write."""
+class FileInUse(DeviceUnavailableError):
+    """Another process holds the lock on a file this one would write: busy, like a device (exit
+    75, which the service tries again: it may be the one that waits for `adapt --learn`)."""
 
 
 def lock_path(path: Path) -> Path:
@@ -62,7 +63,8 @@ class WriterLock(Closeable):
         # lock; root does not resolve links, which the service's user may have made.
         lock = lock_path(self.path if os.geteuid() == 0 else self.path.resolve())
         try:
-            lock.parent.mkdir(parents=True, exist_ok=True)  # as the writer would, a moment later
+            if os.geteuid() != 0:  # root makes nothing in a place it has not checked yet
+                lock.parent.mkdir(parents=True, exist_ok=True)  # as the writer would, soon
             # Read-only is enough for flock, and lets another user's process open a lock file
             # that root made (`sudo emotion-edge adapt --learn`), where write access would not.
             fd = os.open(lock, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
@@ -96,15 +98,27 @@ class WriterLock(Closeable):
         return f"<WriterLock {self.path} {'held' if self.held else 'not held'}>"
 
 
-def set_aside_if_zeroed(path: Path, what: str) -> bool:
-    """Rename ``path`` to ``NAME.damaged`` when it begins with a zero byte (see the module's
-    docstring); True when it did.  ``what`` names the file in the warning."""
+#: How many leading zero bytes (or the whole of a shorter file) mean a power cut's damage: ext4
+#: loses whole blocks, of 4 KB; 512 bytes of zeros begin no log or state.
+ZEROED_BYTES = 512
+
+
+def begins_zeroed(path: str | Path) -> bool:
+    """Whether ``path`` begins with :data:`ZEROED_BYTES` zero bytes (or is all zeros), as a
+    power cut leaves a file.  A whole block, not one byte: a raw recording that begins in
+    silence, named by mistake, is another file (refused), not a damaged one."""
     try:
         with open(path, "rb") as f:
-            zeroed = f.read(1) == b"\0"
+            head = f.read(ZEROED_BYTES)
     except OSError:
         return False
-    if not zeroed:
+    return bool(head) and not head.strip(b"\0")
+
+
+def set_aside_if_zeroed(path: Path, what: str) -> bool:
+    """Rename ``path`` to ``NAME.damaged`` when it begins with a block of zero bytes (see the
+    module's docstring); True when it did.  ``what`` names the file in the warning."""
+    if not begins_zeroed(path):
         return False
     aside = path.with_name(path.name + ".damaged")
     try:

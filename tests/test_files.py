@@ -3,18 +3,21 @@ its holder, and a folder where no lock can be made does not stop the writer."""
 
 import pytest
 
-from edge.errors import ConfigError
+from edge.errors import DeviceUnavailableError
 from edge.files import FileInUse, WriterLock, lock_path
 
 
-def test_a_second_writer_is_refused_until_the_first_lets_go(tmp_path):
+def test_a_second_writer_is_refused_until_the_first_lets_go(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # as root no folder is made (below)
     path = tmp_path / "new" / "decisions.jsonl"  # its folder is made, as the writer would
     first = WriterLock(path, setting="log.file", fix="give this run its own log.file")
     assert first.held and lock_path(path).exists() and not path.exists()
     with pytest.raises(FileInUse) as refused:
         WriterLock(path, setting="log.file", fix="give this run its own log.file")
     message = str(refused.value)
-    assert isinstance(refused.value, ConfigError)  # exit 2, one line
+    assert isinstance(refused.value, DeviceUnavailableError)  # busy: exit 75, one line
     assert message.startswith(f"log.file {path} is in use") and "\n" not in message
     assert message.endswith("give this run its own log.file")
     first.close()
@@ -52,3 +55,14 @@ def test_a_lock_file_that_is_a_link_is_not_followed(tmp_path):
     lock_path(tmp_path / "s.json").symlink_to(target)
     assert not WriterLock(tmp_path / "s.json", setting="adapt.state_file", fix="").held
     assert not target.exists()
+
+
+def test_root_makes_no_folder_for_a_lock(tmp_path):
+    """As root, a lock's missing folder is not made: the folder's owner is checked first
+    (adapt.state_file in the service's folder), and root made it before the check."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("root only")
+    lock = WriterLock(tmp_path / "new" / "s.json", setting="adapt.state_file", fix="")
+    assert not lock.held and not (tmp_path / "new").exists()

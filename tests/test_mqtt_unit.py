@@ -634,3 +634,25 @@ def test_a_flapping_broker_tells_each_cause_once_per_ten_minutes(monkeypatch, ca
         now[0] += mqtt_module.RETELL_S
         sink._problem("refused")
     assert len(caplog.records) == 3
+
+
+def test_a_machine_replaced_under_one_id_is_not_two_at_once(monkeypatch):
+    """A Pi re-imaged while fleet runs publishes as a new machine: the old one, silent for
+    longer than MACHINE_WINDOW_S, is not counted beside it."""
+    from edge.commands import fleet
+    from edge.commands.fleet import FleetView
+
+    now = [100.0]
+    monkeypatch.setattr(fleet.time, "monotonic", lambda: now[0])
+    view = FleetView("emotion-edge")
+
+    def state(machine):
+        payload = state_payload(decision(), "kitchen", since=T0, cycle_p99_ms=5.0, machine=machine)
+        view.update("emotion-edge/kitchen/state", json.dumps(payload).encode())
+
+    state("0123abcd")
+    now[0] += fleet.MACHINE_WINDOW_S + 1
+    state("4567ef01")
+    assert view.snapshot()["devices"][0]["machines"] == ["4567ef01"]
+    state("0123abcd")  # both live now
+    assert view.snapshot()["devices"][0]["machines"] == ["0123abcd", "4567ef01"]

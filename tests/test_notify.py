@@ -79,3 +79,26 @@ def test_a_receiver_that_does_not_read_never_blocks_the_sender(notify_socket):
             except (BlockingIOError, TimeoutError):
                 break
         assert n.watchdog() and sock.recv(4096) == b"WATCHDOG=1"
+
+
+def test_ready_waits_for_room_once_and_the_loop_never_does(notify_socket):
+    """READY=1 is sent once: dropped from a full queue, systemd waited for it until it killed
+    the service.  It waits (briefly) for room; the loop's pings do not."""
+    import threading
+    import time
+
+    address, sock = notify_socket
+    with Notifier(env={"NOTIFY_SOCKET": address}) as n:
+        while n.watchdog():  # fill the receiver's queue
+            pass
+        t0 = time.monotonic()
+        assert not n.watchdog() and time.monotonic() - t0 < 0.1
+
+        def drain_soon():
+            time.sleep(0.3)
+            sock.recv(4096)
+
+        reader = threading.Thread(target=drain_soon)
+        reader.start()
+        assert n.ready(status="running")  # waited for the room the reader made
+        reader.join()

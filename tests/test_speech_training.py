@@ -1345,7 +1345,7 @@ def test_a_silent_clip_does_not_teach_the_adaptation_prior(synthetic_corpus, tmp
         padded = FeatureBank(with_silence, recipe, augment=False)
         assert padded.speech_frames(len(utts)) == 0
     assert [r.getMessage() for r in caplog.records] == [
-        f"{silent}: no window the device would take for speech (silence, or far too quiet); "
-        f"left out of the adaptation statistics"]
+        f"{silent}: silent (no frame above the device's -70 dBFS floor); left out of the "
+        f"adaptation statistics"]
     assert sum(padded.speech_frames(i) for i in range(len(with_silence))) == sum(
         plain.speech_frames(i) for i in range(len(utts)))

@@ -117,29 +117,26 @@ class FeatureBank:
         key = (self._ids[clip], variant)
         if key not in self._stats:
             frames = self.variants[clip][variant]
-            if not self.has_speech(clip):  # as recorded: its copies follow the clip
-                # The device learns only from windows its gate takes for speech: a silent clip
-                # (2 s of zeros) counted all its frames as speech, and its statistics blew the
-                # prior's variance up elevenfold.
+            if self.silent(clip):  # as recorded: its copies follow the clip
+                # The speech mask is relative to the clip's own loudness: a silent clip (2 s of
+                # zeros) counted all its frames as speech, and its statistics blew the prior's
+                # variance up elevenfold.
                 if variant == 0:
-                    logger.warning("%s: no window the device would take for speech (silence, or "
-                                   "far too quiet); left out of the adaptation statistics",
-                                   self.utts[clip].path)
+                    logger.warning("%s: silent (no frame above the device's %g dBFS floor); left "
+                                   "out of the adaptation statistics", self.utts[clip].path,
+                                   SpeechGate().threshold_dbfs)
                 self._stats[key] = RunningStats.empty(frames.shape[1])
             else:
                 self._stats[key] = RunningStats.of(
                     speech_frames(frames, frame_dbfs(frames[:, 0], self.recipe.mfcc)))
         return self._stats[key]
 
-    def has_speech(self, clip: int) -> bool:
-        """Whether any window of the clip as recorded passes the device's own gate."""
+    def silent(self, clip: int) -> bool:
+        """Whether no frame of the clip as recorded rises above the device gate's absolute
+        floor: nothing the device could ever hear as speech."""
         frames = self.variants[clip][0]
-        w = self.recipe.features.window_frames
-        if frames.shape[0] < w:
-            frames = np.pad(frames, ((0, w - frames.shape[0]), (0, 0)), mode="wrap")
-        gate = SpeechGate()
-        return any(gate.is_speech(frames[s : s + w], self.recipe.mfcc)
-                   for s in window_starts(frames.shape[0], w, 5))
+        level = frame_dbfs(frames[:, 0], self.recipe.mfcc)
+        return not bool(np.any(level > SpeechGate().threshold_dbfs))
 
     def speech_frames(self, clip: int) -> float:
         """How many frames of the clip as recorded are speech: those its statistics count."""

@@ -368,7 +368,7 @@ def run(recipe: SpeechRecipe, out: Path, report_dir: Path, *, root: Path | None,
     if recipe.evaluate.folds:
         speaker_folds(data.utts, recipe.evaluate.folds)  # before any training: too many folds
     corpora = sorted({u.corpus for u in data.utts})
-    if recipe.evaluate.loco and len(corpora) < 2:  # before the features: minutes, not at once
+    if recipe.evaluate.loco and len(corpora) < 2 and not reference_only:  # before the features
         ev = recipe.evaluate
         off = ["evaluate.loco=false"] + [f"'evaluate.{k}={v}'" for k, v, on in (
             ("channels", "[]", ev.channels), ("calls", "[]", ev.calls),

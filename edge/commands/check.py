@@ -24,10 +24,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--no-devices", action="store_true",
                    help="skip the microphone and camera (e.g. checking a replay setup)")
     p.add_argument("--mock-gpio", action="store_true", help="check LEDs on gpiozero's mock pins")
-    p.add_argument("--leds", action="store_true",
-                   help="wiring self-test: light each LED in turn for a second, naming it and "
-                   "its pin (and, for an RGB LED, each emotion's colour); stop the service first")
     out = p.add_mutually_exclusive_group()
+    out.add_argument("--leds", action="store_true",
+                     help="wiring self-test: light each LED in turn for a second, naming it and "
+                     "its pin (and, for an RGB LED, each emotion's colour); stop the service "
+                     "first")
     out.add_argument("--json", action="store_true",
                      help='one JSON object: {"ready", "problems", "warnings", "findings": '
                      '[{"what", "status", "detail", "fix"}]}, status ok, warning or problem')

@@ -45,6 +45,8 @@ MAX_NAME = 40
 
 #: Machines kept per device (more than one is already the warning).
 MAX_MACHINES = 8
+#: Two machines are told as publishing at once when each was seen within this of the other.
+MACHINE_WINDOW_S = 600.0
 
 
 def _printable(text: str) -> str:
@@ -74,7 +76,7 @@ class DeviceRow:
     state_p99_ms: float | None = None
     #: Machines (``machine`` of live states) seen publishing as this device: more than one
     #: means two devices share its id.
-    machines: set[str] = dataclasses.field(default_factory=set)
+    machines: dict[str, float] = dataclasses.field(default_factory=dict)  # -> last seen
     latencies: collections.deque[float] = dataclasses.field(
         default_factory=lambda: collections.deque(maxlen=LATENCY_WINDOW))
 
@@ -92,7 +94,14 @@ class DeviceRow:
                 "last_change": self.last_change,
                 "latency_p99_ms": None if p99 is None else round(p99, 3), "drops": self.drops,
                 "online": self.online, "decisions": self.decisions, "last_seen": self.last_seen,
-                "machines": sorted(self.machines)}
+                "machines": self.machines_now()}
+
+    def machines_now(self) -> list[str]:
+        """The machines seen within :data:`MACHINE_WINDOW_S` of the latest: a Pi re-imaged
+        while the view runs is one machine after another, not two at once."""
+        latest = max(self.machines.values(), default=0.0)
+        return sorted(m for m, seen in self.machines.items()
+                      if latest - seen <= MACHINE_WINDOW_S)
 
 
 class FleetView:
@@ -138,8 +147,8 @@ class FleetView:
                     machine = data.get("machine")
                     # Live only: a retained state may be a machine that had this id and is gone.
                     if (not retained and isinstance(machine, str) and MACHINE_TAG.fullmatch(machine)
-                            and len(row.machines) < MAX_MACHINES):
-                        row.machines.add(machine)
+                            and (machine in row.machines or len(row.machines) < MAX_MACHINES)):
+                        row.machines[machine] = time.monotonic()
             except (ValueError, TypeError, KeyError, AttributeError, OverflowError,
                     RecursionError):  # [[[[... nested deeper than the JSON parser goes
                 logger.debug("skipping a malformed %s message from %s", kind, device)

@@ -39,7 +39,7 @@ import numpy.typing as npt
 
 from ..config import AdaptConfig
 from ..errors import ConfigError, ModelError
-from ..files import set_aside_if_zeroed
+from ..files import begins_zeroed, set_aside_if_zeroed
 
 __all__ = ["RunningStats", "DeploymentNormalizer", "begins_as_a_state", "blended", "feature_space",
            "inverse_std", "read_state", "speech_frames", "speech_mask"]
@@ -215,7 +215,7 @@ def begins_as_a_state(path: Path) -> bool:
     zeroed: one that does not is another file named by mistake, not a damaged state."""
     try:
         with open(path, "rb") as f:
-            return f.read(64).lstrip()[:1] in (b"{", b"\0")
+            return f.read(64).lstrip()[:1] == b"{" or begins_zeroed(path)
     except OSError:
         return False
 
@@ -226,8 +226,17 @@ def _refuse_root_in_anothers_folder(path: Path) -> None:
     and a file root saved there would be one the appliance cannot read."""
     if os.geteuid() != 0:
         return
+    if path.is_symlink():
+        raise ConfigError(f"adapt.state_file {path} is a symbolic link, which root does not "
+                          f"follow (whoever made it chooses where root writes); name the file "
+                          f"itself, or run as the user who made the link")
     folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("/"))
-    owner = folder.stat().st_uid
+    st = folder.stat()
+    owner = st.st_uid
+    if owner == 0 and st.st_mode & 0o022:
+        raise ConfigError(f"adapt.state_file {path} is in {folder}, which other users may write "
+                          f"in; as root this would write where they decide what a name points "
+                          f"to: choose a folder of root's own, or run as the service's user")
     if owner == 0:
         return
     import pwd
@@ -322,9 +331,15 @@ class DeploymentNormalizer:
         if self.state_file is not None:
             self.state_file.unlink(missing_ok=True)
 
+    def _target(self) -> Path:
+        """The file read, set aside and replaced: a link's target, so a state kept elsewhere
+        through a link stays one (as root there is no link: it is refused at start)."""
+        assert self.state_file is not None
+        return self.state_file.resolve()
+
     def _load(self) -> None:
         assert self.state_file is not None
-        set_aside_if_zeroed(self.state_file, "adaptation state")
+        set_aside_if_zeroed(self._target(), "adaptation state")
         try:
             state = _read(self.state_file)
         except StateUnreadable as exc:
@@ -335,16 +350,17 @@ class DeploymentNormalizer:
                            "saved (give the file to the user the appliance runs as)", exc)
             return
         except ModelError as exc:
-            if not begins_as_a_state(self.state_file):
+            target = self._target()
+            if not begins_as_a_state(target):
                 # The config or a recording named by mistake: each save would replace it.
                 raise ConfigError(
                     f"adapt.state_file {self.state_file} is not an adaptation state (it does "
                     f"not begin as one); the appliance would replace it with its statistics: "
                     f"choose another adapt.state_file, or move {self.state_file} away") from None
             # A damaged state, or one of a later release: kept aside, not written over.
-            aside = self.state_file.with_name(self.state_file.name + ".damaged")
+            aside = target.with_name(target.name + ".damaged")
             try:
-                os.replace(self.state_file, aside)
+                os.replace(target, aside)
             except OSError as why:
                 self._blocked = f"{self.state_file} is unusable and cannot be moved aside ({why})"
                 logger.warning("adaptation state %s; it is kept, and what this run learns is "
@@ -387,7 +403,7 @@ class DeploymentNormalizer:
         A state file that is a symbolic link stays one: the file it names is replaced."""
         if self.state_file is None or self._blocked is not None:
             return
-        target = self.state_file.resolve()
+        target = self._target()
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".adapt-", dir=target.parent)
         try:

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 from ..decision import Decision
 from ..errors import ConfigError
-from ..files import set_aside_if_zeroed
+from ..files import begins_zeroed, set_aside_if_zeroed
 from ..lifecycle import Closeable
 
 __all__ = ["JsonLinesSink", "RotatingFileSink", "TextSink", "holds_something_else"]
@@ -55,7 +55,7 @@ def holds_something_else(path: str | Path) -> bool:
             head = f.read(len(_DECISION_START))
     except OSError:
         return False
-    return head[:1] != b"\0" and head != _DECISION_START[:len(head)]
+    return not begins_zeroed(path) and head != _DECISION_START[:len(head)]
 
 
 class RotatingFileSink(Closeable):

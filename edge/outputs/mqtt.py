@@ -583,6 +583,8 @@ class MqttSink(Closeable):
                     return
                 self.disconnects += 1
                 brief = brief + 1 if time.monotonic() - began < STABLE_SESSION_S else 0
+                if not brief:  # a working session ended: its outage is news, whatever came before
+                    self._told.clear()
                 if brief >= 2:
                     # Accepted, then dropped at once, again and again: typically another
                     # connection with this client id, which the broker prefers.  Back off as

@@ -37,6 +37,10 @@ def watchdog_interval_s(env: Mapping[str, str] | None = None) -> float | None:
     return value / 1e6 if value > 0 else None
 
 
+#: How long READY=1 and STOPPING=1, each sent once, wait for room in systemd's queue.
+ONCE_TIMEOUT_S = 2.0
+
+
 class Notifier(Closeable):
     """Sends notifications to ``address`` (default ``$NOTIFY_SOCKET``; None disables)."""
 
@@ -57,19 +61,23 @@ class Notifier(Closeable):
         assert self.address is not None
         return "\0" + self.address[1:] if self.address.startswith("@") else self.address
 
-    def notify(self, **fields: object) -> bool:
-        """Send ``KEY=value`` lines, e.g. ``notify(READY=1, STATUS="ok")``; True if sent."""
+    def notify(self, *, wait: bool = False, **fields: object) -> bool:
+        """Send ``KEY=value`` lines, e.g. ``notify(READY=1, STATUS="ok")``; True if sent.
+
+        The loop's own messages (WATCHDOG, STATUS) never wait: with the receiver's queue full
+        (a busy systemd; 10 datagrams on many kernels) a blocking send would stop the decisions
+        until it drains, and the next cycle sends them again.  ``wait`` (READY, STOPPING: sent
+        once) waits up to :data:`ONCE_TIMEOUT_S` for room instead."""
         if self.address is None:
             return False
         message = "\n".join(f"{k}={v}" for k, v in fields.items()).encode("utf-8")
         try:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            # Never blocking the loop: with the receiver's queue full (a busy systemd; 10
-            # datagrams on many kernels) a blocking send would stop the decisions until it
-            # drains.  A ping or a status not sent now is sent again a cycle later.
-            self._sock.sendto(message, socket.MSG_DONTWAIT, self._target())
-        except BlockingIOError:
+            # A timeout, not MSG_DONTWAIT: with a timeout set, Python waits for room first.
+            self._sock.settimeout(ONCE_TIMEOUT_S if wait else 0.0)
+            self._sock.sendto(message, self._target())
+        except (BlockingIOError, TimeoutError):
             self.dropped += 1
             logger.debug("systemd's notify socket is full; %s not sent", message[:20])
             return False
@@ -82,7 +90,7 @@ class Notifier(Closeable):
         return True
 
     def ready(self, status: str | None = None) -> bool:
-        return self.notify(READY=1, **({"STATUS": status} if status else {}))
+        return self.notify(wait=True, READY=1, **({"STATUS": status} if status else {}))
 
     def status(self, text: str) -> bool:
         return self.notify(STATUS=text.replace("\n", " "))
@@ -91,7 +99,7 @@ class Notifier(Closeable):
         return self.notify(WATCHDOG=1)
 
     def stopping(self) -> bool:
-        return self.notify(STOPPING=1)
+        return self.notify(wait=True, STOPPING=1)
 
     def _close(self) -> None:
         if self._sock is not None:

@@ -256,13 +256,14 @@ class EmotionLoop(Closeable):
         self.notifier.watchdog()
         now = self.clock()
         if now - self._last_status >= self.status_interval_s:
-            self._last_status = now
             # Health only: `systemctl status` shows STATUS= to every local user, and the
             # emotion is the household's (the decision log and the journal are not theirs).
             faults = ", ".join(f"{name.replace('_', ' ')} {self.counters[name]}"
                                for name in STATUS_FAULTS if self.counters[name])
-            self.notifier.status(f"running, cycle {total * 1e3:.1f} ms, level {step.level.label}"
-                                 + (f"; faults so far: {faults}" if faults else ""))
+            if self.notifier.status(f"running, cycle {total * 1e3:.1f} ms, level "
+                                    f"{step.level.label}"
+                                    + (f"; faults so far: {faults}" if faults else "")):
+                self._last_status = now  # not sent (a full queue): tried again next cycle
 
     def _update_counters(self) -> None:
         c = self.counters
