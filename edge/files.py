@@ -61,7 +61,10 @@ class WriterLock(Closeable):
         self._fd: int | None = None
         # A file named through a link is locked where it is, so two names of one file share a
         # lock; root does not resolve links, which the service's user may have made.
-        lock = lock_path(self.path if os.geteuid() == 0 else self.path.resolve())
+        named = self.path.absolute() if os.geteuid() == 0 else self.path.resolve()
+        if not named.name:  # "/": a folder, which the writer refuses with its own words
+            return
+        lock = lock_path(named)
         try:
             if os.geteuid() != 0:  # root makes nothing in a place it has not checked yet
                 lock.parent.mkdir(parents=True, exist_ok=True)  # as the writer would, soon

@@ -66,3 +66,12 @@ def test_root_makes_no_folder_for_a_lock(tmp_path):
         pytest.skip("root only")
     lock = WriterLock(tmp_path / "new" / "s.json", setting="adapt.state_file", fix="")
     assert not lock.held and not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("name", [".", "/", ".."])
+def test_a_path_that_names_a_folder_gets_no_error(name, tmp_path, monkeypatch):
+    """adapt.state_file = "." raised ValueError (an internal error) before the writer could say
+    that it names a folder."""
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    WriterLock(name, setting="adapt.state_file", fix="").close()
