@@ -263,7 +263,7 @@ class EmotionLoop(Closeable):
             if self.notifier.status(f"running, cycle {total * 1e3:.1f} ms, level "
                                     f"{step.level.label}"
                                     + (f"; faults so far: {faults}" if faults else "")):
-                self._last_status = now  # not sent (a full queue): tried again next cycle
+                self._last_status = now  # only once sent: after a full queue, next cycle
 
     def _update_counters(self) -> None:
         c = self.counters
