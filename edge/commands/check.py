@@ -74,18 +74,16 @@ def _light_each_led(config: Config, pin_factory: Any) -> int:
     """``check --leds``: each LED alone, named with its pins, so a wrong wire shows at once."""
     import time
 
-    from ..config import LedConfig
     from ..errors import ConfigError
     from ..labels import COMMON_LABELS
-    from ..outputs.leds import LedSink
+    from ..outputs.leds import LedSink, named_colours, pin_name
 
     if config.leds.mode == "none":
         raise ConfigError("leds.mode = none: there are no LEDs to test")
     with LedSink(config.leds, COMMON_LABELS, pin_factory=pin_factory) as leds:
-        steps = [(role, f"GPIO{gpio}" + (f" (pin {header})" if header else ""))
-                 for role, gpio, header in leds.wiring()]
+        steps = [(role, pin_name(gpio, header)) for role, gpio, header in leds.wiring()]
         if config.leds.mode == "rgb":  # then each emotion's colour, on the three pins
-            named = {**LedConfig().colours, **config.leds.colours}
+            named = named_colours(config.leds.colours)
             steps[3:3] = [(label, f"colour {named[label]}") for label in COMMON_LABELS]
         for role, where in steps:
             print(f"{role:<10} {where}", flush=True)

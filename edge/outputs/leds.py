@@ -17,20 +17,30 @@ from ..errors import ConfigError, DeviceUnavailableError
 from ..lifecycle import Closeable
 from ..optional import import_optional, quiet_native_output
 
-__all__ = ["EMOTION_COLOURS", "SHARED_PINS", "brightness", "colours", "LedSink", "LedPinError",
-           "NoPinLibraryError"]
+__all__ = ["EMOTION_COLOURS", "SHARED_PINS", "brightness", "colours", "named_colours", "pin_name",
+           "LedSink", "LedPinError", "NoPinLibraryError"]
 
 logger = logging.getLogger(__name__)
 
 Colour = tuple[float, float, float]
 
 
+def named_colours(configured: Mapping[str, str]) -> dict[str, str]:
+    """``#rrggbb`` of each common label: ``leds.colours``, and the default colour of an emotion
+    it leaves out."""
+    return {**LedConfig().colours, **configured}
+
+
 def colours(configured: Mapping[str, str]) -> dict[str, Colour]:
-    """RGB (0..1 per channel) of each common label: ``leds.colours``, and the default colour of
-    an emotion it leaves out."""
-    named = {**LedConfig().colours, **configured}
+    """:func:`named_colours` as RGB, 0..1 per channel."""
     return {label: (int(c[1:3], 16) / 255, int(c[3:5], 16) / 255, int(c[5:7], 16) / 255)
-            for label, c in named.items()}
+            for label, c in named_colours(configured).items()}
+
+
+def pin_name(gpio: int, header: int | None) -> str:
+    """``GPIO17 (pin 11)``: the BCM number and, where known, the header's, as wiring diagrams
+    number it (a pin given as its header number shows up as another header pin)."""
+    return f"GPIO{gpio}" + (f" (pin {header})" if header else "")
 
 
 #: The default colour of each common label (``leds.colours``); other labels show white.

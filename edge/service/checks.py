@@ -226,7 +226,7 @@ def check_gpio(config: Config, pin_factory: Any = None) -> list[Finding]:
     if config.leds.mode == "none":
         return [Finding("GPIO", OK, "LEDs disabled (leds.mode = none)")]
     from ..labels import COMMON_LABELS
-    from ..outputs.leds import SHARED_PINS, LedPinError, LedSink, NoPinLibraryError
+    from ..outputs.leds import SHARED_PINS, LedPinError, LedSink, NoPinLibraryError, pin_name
 
     try:
         with LedSink(config.leds, COMMON_LABELS, pin_factory=pin_factory, warn=False) as leds:
@@ -242,10 +242,7 @@ def check_gpio(config: Config, pin_factory: Any = None) -> list[Finding]:
                         "on a Pi: add the user to the gpio group; if the service is running it "
                         "holds the pins (stop it first); off a Pi: `check --mock-gpio` checks "
                         "the LED settings on gpiozero's mock pins, which a replay uses there")]
-    # As the pin library resolved them, with the header's numbering, which wiring diagrams use:
-    # a pin given as its header number (11 for GPIO17) shows here as another header pin.
-    pins = ", ".join(f"{role} GPIO{gpio}" + (f" (pin {header})" if header else "")
-                     for role, gpio, header in wiring)
+    pins = ", ".join(f"{role} {pin_name(gpio, header)}" for role, gpio, header in wiring)
     findings = [Finding("GPIO", OK, f"LED pins free ({config.leds.mode}): {pins}")]
     findings += [Finding("GPIO", WARN, f"the {role} LED is on GPIO{gpio}, {SHARED_PINS[gpio]}",
                          "choose a free GPIO in leds.* (docs/appliance.md, LED wiring)")
