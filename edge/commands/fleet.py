@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from ..outputs.log_reader import finite_number
+from ..outputs.log_reader import finite_number, printable
 from ..outputs.mqtt import MACHINE_TAG
 from . import _argument
 
@@ -50,9 +50,9 @@ MACHINE_WINDOW_S = 600.0
 
 
 def _printable(text: str) -> str:
-    """``text`` safe for a terminal: anyone who may publish under the prefix chooses labels and
-    device names, and an escape sequence or a newline in one would rewrite the screen."""
-    clean = "".join(c if c.isprintable() else "?" for c in text)
+    """``text`` safe for a terminal and a table row (:func:`printable`, no newline either), cut
+    at :data:`MAX_NAME`."""
+    clean = printable(text)
     return clean if len(clean) <= MAX_NAME else clean[:MAX_NAME - 3] + "..."
 
 

@@ -52,6 +52,7 @@ __all__ = [
     "summarize",
     "format_summary",
     "format_record",
+    "printable",
     "PlotPoints",
     "plot_summary",
 ]
@@ -797,11 +798,12 @@ def _when(t: float) -> str:
     return dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _printable(text: str) -> str:
-    """``text`` without control characters (line breaks kept): labels, levels and stage names
-    come from whatever wrote the log, and an escape sequence in one would retitle or clear the
-    terminal of whoever reads it (often root)."""
-    return "".join(c if c.isprintable() or c == "\n" else "?" for c in text)
+def printable(text: str, *, keep: str = "") -> str:
+    """``text`` with each control character but those in ``keep`` shown as ``?``: labels,
+    levels, stage and device names come from whatever wrote the log or published under the
+    prefix, and an escape sequence in one would retitle or clear the terminal of whoever reads
+    it (often root)."""
+    return "".join(c if c.isprintable() or c in keep else "?" for c in text)
 
 
 def format_summary(summary: dict[str, Any], *, max_segments: int = 30) -> str:
@@ -858,14 +860,14 @@ def format_summary(summary: dict[str, Any], *, max_segments: int = 30) -> str:
         duration = seg.get("duration_s", seg["end"] - seg["start"])
         lines.append(f"  {_when(seg['start'])}  {duration:7.1f} s  "
                      f"{seg['label']}")
-    return _printable("\n".join(lines))
+    return printable("\n".join(lines), keep="\n")
 
 
 def format_record(rec: dict[str, Any]) -> str:
     """One line per decision for ``--follow``."""
     label = f"{rec['label']} {rec['confidence']:.2f}" if rec["label"] else "none"
     speech, face = rec["speech"], rec["face"]
-    return _printable(
+    return printable(
         f"{_when(rec['time'])}  {label:<16} speech={speech.get('label') or speech['state']:<10}"
         f" face={face.get('label') or face['state']:<11} "
         f"{rec['latency_ms'].get('total', 0):6.1f} ms {rec['level']}"
