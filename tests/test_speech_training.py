@@ -154,6 +154,10 @@ def test_fusion_map_is_explicit():
 
     fm = fusion_map_for(RAVDESS_LABELS + ("boredom",))
     assert fm["calm"] == "neutral" and fm["surprised"] == "surprised" and fm["boredom"] is None
+    from convert.speech.corpora import FUSION_RULE, fusion_label
+
+    # The training's stated rule is the device's map: one table decides both.
+    assert {label: fusion_label(label) for label in FUSION_RULE} == dict(FUSION_RULE)
 
 
 def test_csv_index_errors_name_the_row(tmp_path):

@@ -251,10 +251,10 @@ FUSION_RULE: Mapping[str, str | None] = {"calm": "neutral", "boredom": None}
 
 
 def fusion_label(label: str) -> str | None:
-    """``label``'s common label: :data:`FUSION_RULE`, else the device's own map
-    (:func:`edge.labels.fusion_map_for`: "fear" and "anger" are fearful and angry); None when
-    it has none."""
-    return FUSION_RULE[label] if label in FUSION_RULE else fusion_map_for([label])[label]
+    """``label``'s common label by the device's own map (:func:`edge.labels.fusion_map_for`,
+    which holds :data:`FUSION_RULE` too: "calm" is neutral, "anger" angry); None when it has
+    none."""
+    return fusion_map_for([label])[label]
 
 
 def to_fusion_labels(utts: Sequence[Utterance]) -> list[Utterance]:
