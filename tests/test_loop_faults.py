@@ -531,6 +531,23 @@ def test_video_replay_counts_skipped_frames_and_ends_face_with_the_video(tiny, t
     states = [rec["face"]["state"] for rec in lines]
     assert states[0] == "no_face" and states[-1] == "no_frame"  # the video ended first
     assert lines[-1]["counters"]["frame_drops"] > 30  # 20 fps camera, 2 decisions per second
+    assert "frames skipped" in r.stderr.splitlines()[-1]
+
+
+def test_the_summary_speaks_of_frames_only_when_frames_were_read(tiny, tmp_path):
+    """camera.enabled = false set in the config file (not --no-camera) left "frames skipped 0
+    (the camera is faster than the loop)" in the summary of a run that read no frame."""
+    config = tmp_path / "config.toml"
+    config.write_text("[camera]\nenabled = false\n[adapt]\nenabled = false\n")
+    r = run_cli(tiny, "run", "--config", str(config), "--audio-file", str(tiny / "speech.wav"),
+                "--image", str(tiny / "frame.png"), "--fast")
+    assert r.returncode == 0, r.stderr
+    summary = r.stderr.splitlines()[-1]
+    assert "s of audio" in summary and "frames" not in summary, summary
+    r = run_cli(tiny, "run", "--audio-file", str(tiny / "speech.wav"), "--image",
+                str(tiny / "frame.png"), "--fast", "--set", "adapt.enabled=false")
+    assert r.returncode == 0, r.stderr
+    assert "frames skipped" in r.stderr.splitlines()[-1]
 
 
 def test_a_microphone_that_keeps_overflowing_is_told_in_a_few_lines(caplog):

@@ -114,7 +114,7 @@ def _main(args: argparse.Namespace) -> int:
         c = summary.counters
         decisions = f"{summary.cycles} decision{'' if summary.cycles == 1 else 's'}"
         frames = ""
-        if not args.no_camera and (args.video_file or args.image or not args.audio_file):
+        if summary.watched:
             faster = ("the video has more frames than the loop takes" if args.video_file
                       else "the camera is faster than the loop")
             frames = f", frames skipped {c['frame_drops']} ({faster})"

@@ -42,6 +42,9 @@ class LoopSummary:
     audio_s: float = 0.0
     counters: dict[str, int] = dataclasses.field(default_factory=dict)
     last_label: str | None = None
+    #: Whether frames were read (camera or replayed video/image): False with camera.enabled
+    #: = false however it was set, so a summary does not speak of frames that never came.
+    watched: bool = False
 
 
 #: A live microphone silent this long (no blocks at all, not quiet audio) is said in the log.
@@ -164,7 +167,8 @@ class EmotionLoop(Closeable):
             self.notifier.stopping()
             self.close()
         return LoopSummary(cycles=self.cycles, audio_s=self._media_s(),
-                           counters=dict(self.counters), last_label=self._last_label)
+                           counters=dict(self.counters), last_label=self._last_label,
+                           watched=self.frames is not None)
 
     # -- one cycle -------------------------------------------------------------------------------
 
