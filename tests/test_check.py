@@ -1,6 +1,7 @@
 """emotion-edge check: each problem printed with its fix; exit code says if something is missing."""
 
 import json
+import os
 import subprocess
 import types
 from pathlib import Path
@@ -9,7 +10,15 @@ import pytest
 
 from edge.cli import main
 from edge.config import Config, load_config
-from edge.service.checks import PROBLEM, check_camera, check_gpio, check_mic, check_thermal
+from edge.service.checks import (
+    OK,
+    PROBLEM,
+    WARN,
+    check_camera,
+    check_gpio,
+    check_mic,
+    check_thermal,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -170,12 +179,43 @@ def test_a_decision_log_on_a_read_only_file_system_is_a_problem(tmp_path, monkey
     assert finding.status == PROBLEM and "read-only" in finding.detail
 
 
+def test_a_file_system_without_room_for_the_log_is_a_warning(tmp_path, monkeypatch):
+    """log.max_bytes = 100 MB with 2 backups on /run (a tmpfs of a few tens of MB on a Pi) said
+    "writable": the log would fill the RAM disk systemd itself needs.  What the log and its
+    backups already take counts as theirs."""
+    from edge.service import checks
+
+    real = os.statvfs
+    free_blocks = {"n": 10}  # of 1 MB
+
+    def statvfs(path):
+        st = real(path)
+        return types.SimpleNamespace(f_flag=st.f_flag, f_bavail=free_blocks["n"],
+                                     f_frsize=1_000_000)
+
+    monkeypatch.setattr(checks.os, "statvfs", statvfs)
+    log = tmp_path / "d.jsonl"
+    finding = checks.check_decision_log(log, max_bytes=100_000_000, backups=2)
+    assert finding.status == WARN, finding
+    assert "10.0 MB free" in finding.detail and "300.0 MB" in finding.detail
+    assert "log.max_bytes" in finding.fix and "log.file" in finding.fix
+    assert checks.check_decision_log(log, max_bytes=3_000_000, backups=2).status == OK
+    free_blocks["n"] = 3
+    assert checks.check_decision_log(log, max_bytes=3_000_000, backups=2).status == WARN
+    for i in (1, 2):  # 6 MB of the 9 are already there, in the backups
+        log.with_name(f"d.jsonl.{i}").write_bytes(b"{}\n" * 1_000_000)
+    assert checks.check_decision_log(log, max_bytes=3_000_000, backups=2).status == OK
+    free_blocks["n"] = 0
+    state = checks.check_adaptation_state(tmp_path / "state.json")
+    assert state.status == WARN and "adapt.state_file" in state.fix, state
+
+
 def test_a_folder_this_user_may_not_enter_is_a_warning_not_a_crash(tmp_path, monkeypatch):
     """The ssh user's `check` after the service had run: /run/emotion-edge is 0750, and
     is_file() raised PermissionError, an internal error that hid every other finding."""
     from edge.service import checks
 
-    def denied(path):
+    def denied(path, **settings):
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(checks, "check_decision_log", denied)

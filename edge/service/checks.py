@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import glob
 import os
 import subprocess
@@ -334,7 +335,8 @@ def run_checks(config: Config, *, live: bool = True, pin_factory: Any = None) ->
     findings += check_thermal()
     findings += check_mqtt(config)
     if config.log.file:
-        findings.append(_may_look("decision log", Path(config.log.file), check_decision_log))
+        findings.append(_may_look("decision log", Path(config.log.file), functools.partial(
+            check_decision_log, max_bytes=config.log.max_bytes, backups=config.log.backups)))
     if config.adapt.enabled and config.adapt.state_file:
         findings.append(_may_look("adaptation state", Path(config.adapt.state_file),
                                   check_adaptation_state))
@@ -353,10 +355,11 @@ def _may_look(what: str, path: Path, check: Callable[[Path], Finding]) -> Findin
                        "join the service's group: sudo usermod -aG emotion-edge $USER")
 
 
-def check_decision_log(path: Path) -> Finding:
+def check_decision_log(path: Path, max_bytes: int = 1_000_000, backups: int = 2) -> Finding:
     """Whether ``run`` can open ``path`` for appending as its log sink does (creating the missing
     folders): a folder is a problem; an unwritable place a warning, since the service creates
-    /run/emotion-edge itself when it starts."""
+    /run/emotion-edge itself when it starts; so is a file system without room for the log and
+    its ``backups`` at ``max_bytes`` each."""
     from ..outputs.log import holds_something_else
 
     if holds_something_else(path):
@@ -365,7 +368,11 @@ def check_decision_log(path: Path) -> Finding:
                        "choose another log.file, a file of its own")
     return _file_to_write("decision log", "log.file", path, "decisions.jsonl",
                           "the service creates /run/emotion-edge itself (RuntimeDirectory=); "
-                          "elsewhere create it or change log.file")
+                          "elsewhere create it or change log.file",
+                          needs=(max_bytes * (backups + 1), "log.max_bytes x (log.backups + 1)",
+                                 "lower log.max_bytes or log.backups"),
+                          holds=[path, *(path.with_name(f"{path.name}.{i}")
+                                         for i in range(1, backups + 1))])
 
 
 def check_adaptation_state(path: Path) -> Finding:
@@ -388,13 +395,23 @@ def check_adaptation_state(path: Path) -> Finding:
                            "removes it")
     return _file_to_write("adaptation state", "adapt.state_file", path, "speech-adaptation.json",
                           "the service creates /var/lib/emotion-edge itself (StateDirectory=); "
-                          "elsewhere create it or change adapt.state_file")
+                          "elsewhere create it or change adapt.state_file",
+                          # The state is a few KB; it is written beside itself, then renamed.
+                          needs=(STATE_ROOM_BYTES, "a new copy of the state", ""),
+                          holds=[])
 
 
-def _file_to_write(what: str, setting: str, path: Path, example: str, fix: str) -> Finding:
+#: Free space the adaptation state asks of its file system (a state is a few KB).
+STATE_ROOM_BYTES = 1_000_000
+
+
+def _file_to_write(what: str, setting: str, path: Path, example: str, fix: str, *,
+                   needs: tuple[int, str, str], holds: list[Path]) -> Finding:
     """A folder where a file is named, or a read-only file system, is a problem; an unwritable
     place a warning (the service's own folders are made by systemd, and check may run as another
-    user)."""
+    user), and so is a file system without room for ``needs`` (bytes, what they are, what else
+    lowers them) beyond what the files in ``holds`` already take: /run is a tmpfs in RAM of a
+    few tens of MB on a Pi, where a full log stops systemd itself."""
     if path.is_dir():
         return Finding(what, PROBLEM, f"{path} is a folder",
                        f"{setting} names the file to write, e.g. {path / example}")
@@ -409,6 +426,19 @@ def _file_to_write(what: str, setting: str, path: Path, example: str, fix: str) 
         writable = os.access(path, os.W_OK)
     else:
         writable = os.access(existing, os.W_OK | os.X_OK)
-    return Finding(what, OK if writable else WARN,
-                   f"{path} ({'writable' if writable else 'not writable'} by uid {os.getuid()})",
-                   fix)
+    if not writable:
+        return Finding(what, WARN, f"{path} (not writable by uid {os.getuid()})", fix)
+    room = os.statvfs(existing)
+    free = room.f_bavail * room.f_frsize
+    taken = sum(p.stat().st_size for p in holds if p.is_file())
+    wanted, rule, lower = needs
+    if free + taken < wanted:
+        return Finding(what, WARN, f"{path}: {_size(free)} free on its file system, and it "
+                       f"may take {_size(wanted)} ({rule})",
+                       ", ".join(filter(None, ("free some space", lower,
+                                                f"or point {setting} at a larger place"))))
+    return Finding(what, OK, f"{path} (writable by uid {os.getuid()}; {_size(free)} free)")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
