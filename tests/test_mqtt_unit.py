@@ -656,3 +656,73 @@ def test_a_machine_replaced_under_one_id_is_not_two_at_once(monkeypatch):
     assert view.snapshot()["devices"][0]["machines"] == ["4567ef01"]
     state("0123abcd")  # both live now
     assert view.snapshot()["devices"][0]["machines"] == ["0123abcd", "4567ef01"]
+
+
+def test_a_working_session_that_ends_is_told_again_however_soon(monkeypatch, caplog):
+    """The once-per-ten-minutes rule is for a flapping broker: after a session that worked
+    (longer than STABLE_SESSION_S), losing the broker again is news and is a warning, not a
+    debug line, even minutes after the last loss."""
+    import logging
+    import threading
+    import types
+
+    from edge.outputs import mqtt as mqtt_module
+    from edge.outputs.mqtt import MqttSink
+
+    clock = {"now": 1000.0}
+    # Each poll of the session loop moves this clock 1 s: a 20-poll session "lasts" 20 s.
+    fake_time = types.SimpleNamespace(monotonic=lambda: clock["now"])
+    monkeypatch.setattr(mqtt_module, "time", fake_time)
+    sessions: list[int] = []
+    three_lost = threading.Event()
+
+    class Info:
+        rc, mid = 0, 0
+
+        def is_published(self):
+            return True
+
+    class Client:
+        def __init__(self, polls=20):
+            self.on_connect = self.on_publish = self.on_message = None
+            self.polls, self.answered = polls, False
+
+        def connect(self, host, port, keepalive):
+            self.answered = False
+
+        def loop(self, timeout=0.0):
+            clock["now"] += 1.0
+            if not self.answered:
+                self.answered = True
+                self.on_connect(self, None, None, types.SimpleNamespace(is_failure=False), None)
+                sessions.append(0)
+                return 0
+            sessions[-1] += 1
+            if sessions[-1] >= self.polls:
+                if len(sessions) >= 3:
+                    three_lost.set()
+                return 1  # the broker went away
+            return 0
+
+        def publish(self, topic, payload, qos=0, retain=False):
+            return Info()
+
+        def subscribe(self, topic, qos=0):
+            pass
+
+        def disconnect(self):
+            pass
+
+        def socket(self):
+            return None
+
+    with caplog.at_level(logging.WARNING, logger="edge.outputs.mqtt"):
+        sink = MqttSink(MqttConfig(enabled=True, host="b", discovery_prefix="",
+                                   retry_initial_s=0.05, retry_max_s=0.05),
+                        settings=BrokerSettings("b"), client_factory=Client)
+        assert three_lost.wait(10)
+        sink._stop.set()
+        sink._thread.join(timeout=5)
+    lost = [r for r in caplog.records if "connection to b:1883 lost" in r.getMessage()]
+    assert len(lost) >= 3, [r.getMessage() for r in caplog.records]
+    assert clock["now"] - 1000.0 < mqtt_module.RETELL_S  # all within ten minutes
