@@ -149,3 +149,17 @@ def test_the_docs_mqtt_example_is_what_the_demo_replay_decides(tmp_path):
                       (sent["speech"]["scores"], shown["speech"]["scores"])):
         assert got.keys() == want.keys(), stale
         assert all(abs(got[k] - want[k]) <= 1 / 256 + 1e-4 for k in got), stale
+
+
+@pytest.mark.parametrize("name", [SPEECH_MODEL_FILE, "speech_emotion_narrowband_int8.tflite"])
+def test_the_shipped_manifests_record_the_data_they_were_trained_on(name, shared_data):
+    """The recorded fingerprint is the corpora's as indexed now (it was added after training:
+    this holds the claim that it names the same clips)."""
+    from convert.speech.pipeline import load_dataset
+
+    manifest = REPO / "models" / Path(name).with_suffix(".json")
+    training = json.loads(manifest.read_text())["training"]
+    data = load_dataset(SpeechRecipe.load(manifest), root=shared_data)
+    assert len(data.utts) == training["clips"] and data.speakers == training["speakers"]
+    assert data.recorded() == {"clips_per_corpus": training["clips_per_corpus"],
+                               "data_fingerprint": training["data_fingerprint"]}

@@ -1353,3 +1353,46 @@ def test_a_silent_clip_does_not_teach_the_adaptation_prior(synthetic_corpus, tmp
         f"adaptation statistics"]
     assert sum(padded.speech_frames(i) for i in range(len(with_silence))) == sum(
         plain.speech_frames(i) for i in range(len(utts)))
+
+
+def test_a_model_reproduced_from_its_manifest_says_when_the_data_differs(synthetic_corpus,
+                                                                          tmp_path, caplog):
+    """`--recipe MANIFEST.json` promised the same model again, but nothing told a researcher
+    whose corpus had changed (a CSV edited, a folder half copied) that it could not be."""
+    pytest.importorskip("tensorflow")
+    import logging
+
+    from convert.cli import main
+
+    out = tmp_path / "models"
+    quick = ["--set", "model.width=8", "--set", "augment.speed_factors=[]",
+             "--set", "augment.noise_snr_db=[]", "--folds", "0", "--epochs", "1"]
+    assert main(["-q", "speech", "--csv", str(synthetic_corpus), "--out", str(out), *quick]) == 0
+    manifest = out / "speech_emotion_int8.json"
+    training = json.loads(manifest.read_text())["training"]
+    assert training["clips_per_corpus"] == {"index": 48}
+    assert len(training["data_fingerprint"]) == 16
+
+    def reproduce(csv: Path) -> str:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="convert.speech.pipeline"):
+            assert main(["speech", "--recipe", str(manifest), "--csv", str(csv), "--out",
+                         str(tmp_path / "again"), "--evaluate-only"]) == 0
+        return caplog.text
+
+    assert "is the clips" in reproduce(synthetic_corpus)
+    header, *rows = synthetic_corpus.read_text().splitlines()
+
+    def elsewhere(name: str, rows: list[str]) -> Path:  # the same corpus name, index
+        (tmp_path / name).mkdir()
+        csv = tmp_path / name / "index.csv"
+        csv.write_text("\n".join([header, *(f"{synthetic_corpus.parent / r}" for r in rows)]))
+        return csv
+
+    assert "is the clips" in reproduce(elsewhere("moved", rows))  # a folder is not the data
+    told = reproduce(elsewhere("fewer", rows[:-1]))
+    assert "the data differs from what" in told and "index: 48 clips then, 47 now" in told
+    path, label, speaker = rows[0].split(",")
+    other = next(lab for lab in LABELS if lab != label)
+    told = reproduce(elsewhere("relabelled", [f"{path},{other},{speaker}", *rows[1:]]))
+    assert "the data differs" in told and "same clip counts" in told

@@ -99,6 +99,8 @@ def run_speech(args: argparse.Namespace) -> int:
                    test_corpora=args.test_corpus, cache_dir=args.cache,
                    evaluate_only=args.evaluate_only,
                    reference_only=args.reference_only,
+                   reproducing=args.recipe if args.recipe and args.recipe.suffix == ".json"
+                   else None,
                    command="emotion-convert " + shlex.join(sys.argv[1:]))
     print(json.dumps(headline, indent=1))
     return 0

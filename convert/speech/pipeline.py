@@ -36,7 +36,14 @@ from .corpora import (
     index_corpora,
     to_fusion_labels,
 )
-from .evaluate import clip_windows, cross_validate, leave_one_corpus_out, speaker_folds, views
+from .evaluate import (
+    clip_windows,
+    cross_validate,
+    data_fingerprint,
+    leave_one_corpus_out,
+    speaker_folds,
+    views,
+)
 from .features import FeatureBank
 from .recipe import SpeechRecipe
 from .train import train_model
@@ -86,6 +93,45 @@ class Dataset:
 
     def licence(self) -> str:
         return "; ".join(LICENCES.get(c, f"{c}: as of your corpus") for c in self.corpora)
+
+    def clips_per_corpus(self) -> dict[str, int]:
+        counts = Counter(u.corpus for u in self.utts)
+        return {c: counts[c] for c in self.corpora}
+
+    def recorded(self) -> dict[str, Any]:
+        """What a manifest records of the data (``training``), so that a model reproduced from
+        it can tell whether it was given the same clips (:func:`compare_data`)."""
+        return {"clips_per_corpus": self.clips_per_corpus(),
+                "data_fingerprint": data_fingerprint(self.utts)}
+
+
+def compare_data(data: Dataset, manifest: Path) -> None:
+    """Warn when ``data`` is not what the model of ``manifest`` was trained on: reproducing it
+    from the manifest (``--recipe MANIFEST.json``) then gives another model, whatever the
+    recipe, and the first place to look is the corpora (a missing folder, an edited CSV)."""
+    try:
+        training = json.loads(manifest.read_text(encoding="utf-8")).get("training") or {}
+    except (OSError, ValueError, AttributeError):
+        return  # the recipe loader has already said what is wrong with it
+    recorded = training.get("data_fingerprint")
+    if not isinstance(recorded, str):
+        logger.info("%s records no data fingerprint: the data cannot be compared", manifest)
+        return
+    now = data.recorded()
+    if now["data_fingerprint"] == recorded:
+        logger.info("the data is the clips %s was trained on (fingerprint %s)", manifest,
+                    recorded)
+        return
+    before = training.get("clips_per_corpus")
+    before = before if isinstance(before, dict) else {}
+    counts = now["clips_per_corpus"]
+    differ = [f"{c}: {before.get(c, 0)} clips then, {counts.get(c, 0)} now"
+              for c in dict.fromkeys([*before, *counts]) if before.get(c) != counts.get(c)]
+    logger.warning("the data differs from what %s was trained on (fingerprint %s, recorded %s)"
+                   "%s: the model will differ too; check --data and the corpora's files and "
+                   "labels", manifest, now["data_fingerprint"], recorded,
+                   "; " + ", ".join(differ) if differ else
+                   " with the same clip counts (labels, speakers or files changed)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,6 +284,7 @@ def ship(bank: FeatureBank, data: Dataset, recipe: SpeechRecipe, gate: SpeechGat
         "data": ", ".join(data.corpora),
         "clips": len(data.utts),
         "speakers": data.speakers,
+        **data.recorded(),
         "licence": data.licence(),
         "recipe": recipe.to_dict(),
         "parameters": int(model.count_params()),
@@ -362,9 +409,13 @@ def headline(metrics: Mapping[str, Any], path: Path | None) -> dict[str, Any]:
 
 def run(recipe: SpeechRecipe, out: Path, report_dir: Path, *, root: Path | None,
         test_corpora: Sequence[str], reference_only: bool, command: str,
-        cache_dir: Path | None = None, evaluate_only: bool = False) -> dict[str, Any]:
-    """The whole command; returns the headline it prints."""
+        cache_dir: Path | None = None, evaluate_only: bool = False,
+        reproducing: Path | None = None) -> dict[str, Any]:
+    """The whole command; returns the headline it prints.  ``reproducing``: the manifest the
+    recipe was read from, whose recorded data is compared with the data found."""
     data = load_dataset(recipe, root=root)
+    if reproducing is not None:
+        compare_data(data, reproducing)
     if recipe.evaluate.folds:
         speaker_folds(data.utts, recipe.evaluate.folds)  # before any training: too many folds
     corpora = sorted({u.corpus for u in data.utts})
