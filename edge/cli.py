@@ -11,6 +11,7 @@ closed (``| head``).
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -81,15 +82,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, as a command killed by SIGPIPE does.
-        # stdout goes to /dev/null so the interpreter's last flush cannot raise again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _drop_stdout()
         return 141
-    except Exception as exc:  # a bug or an unforeseen input: one line, the traceback with -vv
-        logger.debug("traceback of the internal error", exc_info=True)
-        print(f"emotion-edge: internal error: {type(exc).__name__}: {exc} (emotion-edge -vv "
-              f"{args.command} ... shows where; please report it)", file=sys.stderr)
-        return 3
+    except OSError as exc:
+        if exc.errno not in _CANNOT_WRITE or exc.filename is not None:
+            return _internal_error(exc, args.command)
+        # print() into a full disk or /dev/full: the output's fault, not an input's or a bug.
+        _drop_stdout()
+        print(f"emotion-edge: error: cannot write the output ({exc.strerror})", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        return _internal_error(exc, args.command)
+
+
+#: What writing the output may fail with: no room (disk, quota, file size limit), the medium.
+_CANNOT_WRITE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
+def _drop_stdout() -> None:
+    """stdout to /dev/null, so that the interpreter's last flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def _internal_error(exc: Exception, command: str) -> int:
+    """A bug or an unforeseen input: one line, the traceback with -vv."""
+    logger.debug("traceback of the internal error", exc_info=exc)
+    print(f"emotion-edge: internal error: {type(exc).__name__}: {exc} (emotion-edge -vv "
+          f"{command} ... shows where; please report it)", file=sys.stderr)
+    return 3
 
 
 if __name__ == "__main__":  # pragma: no cover

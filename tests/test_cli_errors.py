@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,43 @@ def test_a_closed_pipe_ends_quietly():
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+@pytest.mark.parametrize("command", ["classify", "classify-face"])
+def test_a_closed_pipe_or_a_full_disk_is_the_outputs_fault_not_the_inputs(command):
+    """classify-face blamed each remaining file ("demo/face.jpg: cannot be read (Broken pipe)")
+    and went on decoding them all; classify into /dev/full was an internal error."""
+    files = ([str(p) for p in sorted((REPO / "demo" / "audio").glob("*.flac"))] * 20
+             if command == "classify" else [str(REPO / "demo" / "face.jpg")] * 40)
+    proc = subprocess.Popen([sys.executable, "-m", "edge", command, *files],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == "", err
+    if not Path("/dev/full").exists():
+        return
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "edge", command, *files[:2]], stdout=full,
+                              stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "emotion-edge: error: cannot write the output (No space left on device)"], done.stderr
+
+
+def test_a_recording_that_cannot_even_be_looked_at_is_one_line_and_the_rest_go_on(tmp_path):
+    """A name too long for the file system (as a folder one may not enter) raised OSError while
+    the bands were chosen, before any file was classified: an internal error, and no result
+    for the good files."""
+    good = str(REPO / "demo" / "audio" / "03a01Fa.flac")
+    too_long = str(tmp_path / ("x" * 300 + ".wav"))
+    done = subprocess.run([sys.executable, "-m", "edge", "classify", "--json", good, too_long],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert [json.loads(line)["path"] for line in done.stdout.splitlines()] == [good]
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"emotion-edge: error: {too_long}: cannot be read (File name too long")
 
 
 def _png_header_only(width: int, height: int) -> bytes:

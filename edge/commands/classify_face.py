@@ -64,16 +64,28 @@ def _emit(args: argparse.Namespace, path: Path, faces: list[Any], frame: int | N
             obj["frame"] = frame
             obj["time_s"] = round(time_s, 3)
         obj["faces"] = [f.to_dict() for f in faces]
-        print(json.dumps(obj), flush=True)
+        _print(json.dumps(obj))
         return
     where = shown(path) if frame is None else f"{shown(path)} [frame {frame}, {time_s:.2f} s]"
     if not faces:
-        print(f"{where}: no face", flush=True)
+        _print(f"{where}: no face")
         return
     parts = [
         f"{f.label} ({f.scores[f.label]:.2f}) at {','.join(str(v) for v in f.box)}" for f in faces
     ]
-    print(f"{where}: {'; '.join(parts)}", flush=True)
+    _print(f"{where}: {'; '.join(parts)}")
+
+
+class _OutputFailed(Exception):
+    """Printing a result failed (a closed pipe, a full disk): the command's problem, which
+    :func:`edge.cli.main` tells, not the file's."""
+
+
+def _print(line: str) -> None:
+    try:
+        print(line, flush=True)
+    except OSError as exc:
+        raise _OutputFailed from exc
 
 
 def _classify(clf: Any, gray: Any, whole: bool) -> list[Any]:
@@ -116,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
                 else:
                     gray = read_gray_image(path)
                     _emit(args, path, _classify(clf, gray, args.whole_image), None)
+            except _OutputFailed as exc:
+                raise exc.__cause__ from None  # type: ignore[misc]
             except (ImageFileError, OSError, MemoryError) as exc:
                 # Errors found past reading (a face too small to crop) may not name the file.
                 # One file's problem, whatever it is, is told in one line; the others go on.

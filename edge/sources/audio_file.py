@@ -7,6 +7,8 @@ live blocks from a microphone alike.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import math
 import wave
@@ -18,6 +20,7 @@ import numpy as np
 
 from ..errors import AudioFileError, ConfigError, MissingDependencyError
 from ..lifecycle import Closeable
+from ..optional import quiet_native_output
 from .kinds import AUDIO_EXTENSIONS, FFMPEG_AUDIO_EXTENSIONS, IMAGE_SUFFIXES
 
 __all__ = [
@@ -199,6 +202,9 @@ class _FFmpegFile:
         seconds = (float(stream.duration * stream.time_base) if stream.duration
                    else self._container.duration / 1e6 if self._container.duration else 0.0)
         self.frames = max(1, int(round(seconds * self.samplerate)))
+        #: Whether the stream's own header gave its length (an MP4's does; a raw AAC or AMR
+        #: stream's is estimated from its bit rate).
+        self.exact_length = bool(stream.duration)
         # Packed float32 at the stream's own rate and layout; to_mono_float downmixes, as it
         # does for every other reader.
         self._convert = self._av.AudioResampler(format="flt", layout=stream.layout,
@@ -253,6 +259,21 @@ class _WaveFile:
         self._w.close()
 
 
+#: Formats whose header gives libsndfile their exact length (MP3's is an estimate, and Ogg
+#: has none to give: libsndfile reads to the end to count).
+EXACT_LENGTH_SUFFIXES = frozenset({".flac", ".aiff", ".aif", ".aifc", ".au", ".caf", ".w64"})
+#: A file may end this share of its promised length early without a word (encoder padding).
+SHORT_TOLERANCE = 0.01
+#: ... and an MP3 this share: without a Xing header its length is guessed from its size.
+MP3_TOLERANCE = 0.05
+
+
+@functools.lru_cache(maxsize=256)
+def _tell(path: str, damage: str) -> None:
+    """Warn of a damaged file once: classify reads a file two or three times (its band, what
+    the room sounds like, its emotion), and each reading finds the same damage."""
+    logger.warning("%s: %s", path, damage)
+
 #: Data sizes from which a WAV header's length is a streaming writer's placeholder.
 _UNKNOWN_WAV_SIZE = 0x7FFF0000
 
@@ -283,14 +304,26 @@ class AudioFileStream(Closeable):
     def __init__(self, path: str | Path, sample_rate: int | None = 16000, *,
                  block_frames: int = 1 << 14) -> None:
         self.path = Path(path)
-        if self.path.is_dir():
-            raise AudioFileError(f"{self.path}: is a folder, not an audio file; give the files "
-                                 f"in it (e.g. {self.path}/*.wav)")
-        if not self.path.is_file():
-            raise AudioFileError(f"{self.path}: not a regular file" if self.path.exists() else
-                                 f"{self.path}: no such file")
-        if self.path.stat().st_size == 0:
-            raise AudioFileError(f"{self.path}: file is empty")
+        try:
+            if self.path.is_dir():
+                raise AudioFileError(f"{self.path}: is a folder, not an audio file; give the "
+                                     f"files in it (e.g. {self.path}/*.wav)")
+            if not self.path.is_file():
+                raise AudioFileError(f"{self.path}: not a regular file" if self.path.exists()
+                                     else f"{self.path}: no such file")
+            if self.path.stat().st_size == 0:
+                raise AudioFileError(f"{self.path}: file is empty")
+            # libsndfile says only "System error" of a file it may not open, and offers a
+            # conversion that would fail the same way.
+            with open(self.path, "rb"):
+                pass
+        except OSError as exc:  # permission, a name too long, a folder it may not enter
+            raise AudioFileError(f"{self.path}: cannot be read ({exc.strerror or exc})") from None
+        self._chatty = False  # a reader that writes to stderr itself (mpg123)
+        #: Frames the file's header promises, where it is exact (a WAV's, a container's); a file
+        #: that ends short of it was cut or damaged, and is read as far as it goes.
+        self._promised: int | None = None
+        self._tolerance = SHORT_TOLERANCE  # the share of it a file may lack without a word
         self._file = self._open()
         self.file_rate = int(self._file.samplerate)
         #: Rate of the blocks returned.
@@ -307,6 +340,9 @@ class AudioFileStream(Closeable):
             self._file.close()
             raise AudioFileError(f"{self.path}: {exc}") from None
         self._frames_read = 0
+        #: What is wrong with the file past its start (cut short, a damaged stretch), once
+        #: found; the audio before it is read all the same.
+        self.damage: str | None = None
         #: The largest sample magnitude read so far (a float file's beyond about 1 is not audio).
         self.peak = 0.0
         self._ended = False
@@ -327,22 +363,29 @@ class AudioFileStream(Closeable):
             except (wave.Error, EOFError) as exc:
                 raise AudioFileError(f"{self.path}: not a readable WAV file ({exc})") from None
         try:
-            f = soundfile.SoundFile(str(self.path))
+            # mpg123 inside libsndfile writes its own notes to stderr ("Trying to resync...",
+            # "Xing stream size off"): what matters of them is said below, once, naming the file.
+            with quiet_native_output("libsndfile"):
+                f = soundfile.SoundFile(str(self.path))
         except (RuntimeError, soundfile.LibsndfileError, TypeError, ValueError) as exc:
             return self._open_ffmpeg(exc)
+        self._chatty = self.path.suffix.lower() == ".mp3"
         if self.path.suffix.lower() == ".wav":
-            declared = _declared_wav_frames(self.path)
-            if declared is not None and declared > f.frames:
-                f.close()
-                raise AudioFileError(
-                    f"{self.path}: truncated WAV ({f.frames} of {declared} frames present)")
+            # libsndfile reads what is there of a cut WAV, and counts only that.
+            self._promised = _declared_wav_frames(self.path)
+        elif self.path.suffix.lower() in EXACT_LENGTH_SUFFIXES:
+            self._promised = int(f.frames)
+        elif self._chatty:  # an estimate, exact only with a Xing header: a looser tolerance
+            self._promised, self._tolerance = int(f.frames), MP3_TOLERANCE
         return f
 
     def _open_ffmpeg(self, soundfile_error: Exception) -> _FFmpegFile:
         """The file through FFmpeg, once libsndfile has refused it."""
         phone_format = self.path.suffix.lower() in FFMPEG_AUDIO_EXTENSIONS
         try:
-            return _FFmpegFile(self.path)
+            f = _FFmpegFile(self.path)
+            self._promised = f.frames if f.exact_length else None
+            return f
         except MissingDependencyError:
             if phone_format:
                 raise AudioFileError(
@@ -373,14 +416,22 @@ class AudioFileStream(Closeable):
         if self._ended:
             return None
         try:
-            data = self._file.read(self.block_frames, dtype="float32", always_2d=True)
+            with quiet_native_output("libsndfile") if self._chatty else contextlib.nullcontext():
+                data = self._file.read(self.block_frames, dtype="float32", always_2d=True)
         except (RuntimeError, ValueError) as exc:  # libsndfile on a corrupt stretch
-            raise AudioFileError(f"{self.path}: unreadable at {self._frames_read / self.file_rate:.1f}"
-                                 f" s ({exc})") from None
+            at = self._frames_read / self.file_rate
+            if self._frames_read == 0:
+                raise AudioFileError(f"{self.path}: unreadable at {at:.1f} s ({exc})") from None
+            # What was read is kept: a recording damaged near its end still says most of what
+            # it holds.
+            self.damage = f"unreadable from {at:.1f} s ({exc}); only the {at:.1f} s before it used"
+            _tell(str(self.path), self.damage)
+            data = np.zeros((0, 1), np.float32)
         if data.shape[0] == 0:
             self._ended = True
             if self._frames_read == 0:
                 raise AudioFileError(f"{self.path}: contains no audio samples")
+            self._check_length()
             return self._resampler.flush() if self._resampler is not None else None
         with np.errstate(over="ignore", invalid="ignore"):  # inf - inf: refused just below
             mono = to_mono_float(data)
@@ -392,6 +443,18 @@ class AudioFileStream(Closeable):
             self.peak = max(self.peak, float(np.max(np.abs(mono))))
         self._frames_read += data.shape[0]
         return mono if self._resampler is None else self._resampler.process(mono)
+
+    def _check_length(self) -> None:
+        """At the end: say so when the file ended well short of what its header promised (a
+        recorder that lost power, a copy cut off), once, and only if nothing else was said."""
+        promised = self._promised
+        if promised is None or self.damage is not None:
+            return
+        if promised - self._frames_read > max(self._tolerance * promised, self.file_rate / 2):
+            self.damage = (f"ends at {self._frames_read / self.file_rate:.1f} s of the "
+                           f"{promised / self.file_rate:.1f} s its header declares (cut short or "
+                           f"damaged); what is there is used")
+            _tell(str(self.path), self.damage)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """The remaining audio, a block at a time (closes the file at the end)."""
