@@ -17,6 +17,7 @@ import importlib
 import logging
 import os
 import sys
+import tempfile
 import threading
 import warnings
 from collections.abc import Iterator
@@ -76,27 +77,40 @@ def _verbose() -> bool:
 _quiet_lock = threading.Lock()
 _quiet_depth = 0
 _quiet_saved = -1
+#: What :func:`quiet_native_output` keeps of a library's text: its first lines are its news.
+MAX_HEARD_BYTES = 4096
+
+
+def _text_sink() -> int:
+    """A file descriptor to collect a library's text: in memory where the system allows."""
+    if hasattr(os, "memfd_create"):  # Linux
+        return os.memfd_create("stderr")
+    with tempfile.TemporaryFile() as f:  # elsewhere: a file already unlinked
+        return os.dup(f.fileno())
 
 
 @contextlib.contextmanager
-def quiet_native_output(what: str = "native library") -> Iterator[None]:
+def quiet_native_output(what: str = "native library",
+                        heard: list[str] | None = None) -> Iterator[None]:
     """Discard what C code writes to stderr (fd 2) inside the block, and turn Python warnings
     raised there into INFO log lines, unless logging is at INFO or below (``-v``).
 
-    Keep the block short: while any thread is inside one, what other threads write to stderr
-    is discarded too.
+    ``heard``, when given, receives the text C code wrote (the outermost block's only: a nested
+    or concurrent one's goes to the outermost), for a caller that reads a library's warnings
+    (libjpeg's "Corrupt JPEG data").  Keep the block short: while any thread is inside one,
+    what other threads write to stderr is discarded too.
     """
     global _quiet_depth, _quiet_saved
     if _verbose():
         yield
         return
+    sink = None
     with _quiet_lock:
         if _quiet_depth == 0:
             sys.stderr.flush()
             _quiet_saved = os.dup(2)
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 2)
-            os.close(devnull)
+            sink = _text_sink() if heard is not None else os.open(os.devnull, os.O_WRONLY)
+            os.dup2(sink, 2)
         _quiet_depth += 1
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -109,5 +123,9 @@ def quiet_native_output(what: str = "native library") -> Iterator[None]:
                 os.dup2(_quiet_saved, 2)
                 os.close(_quiet_saved)
                 _quiet_saved = -1
+        if sink is not None:
+            if heard is not None:
+                heard.append(os.pread(sink, MAX_HEARD_BYTES, 0).decode(errors="replace"))
+            os.close(sink)
     for w in caught:
         logging.getLogger(__name__).info("%s: %s", what, w.message)

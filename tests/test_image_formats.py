@@ -116,3 +116,24 @@ def test_heif_brands_are_told_from_videos_and_other_images(head, expected):
 @given(st.binary(max_size=80))
 def test_any_file_head_is_answered_without_an_exception(head):
     assert _is_heif(head) in (True, False)
+
+
+def test_a_damaged_jpeg_is_said_to_be_damaged_not_silently_faceless(tmp_path, caplog):
+    """libjpeg decodes a JPEG with damaged data to the end (grey or smeared stripes) and says so
+    on stderr, which is kept quiet: the photo then came out as "no face", a normal answer."""
+    import logging
+
+    cv2 = optional.cv2()
+    picture = (np.indices((240, 320)).sum(axis=0) % 256).astype(np.uint8)
+    ok, encoded = cv2.imencode(".jpg", picture)
+    good = tmp_path / "good.jpg"
+    good.write_bytes(encoded.tobytes())
+    data = bytearray(encoded.tobytes())
+    data[len(data) // 2: len(data) // 2 + 64] = bytes(64)  # a stretch of the scan zeroed
+    damaged = tmp_path / "damaged.jpg"
+    damaged.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="edge.sources.images"):
+        assert read_gray_image(good).shape == (240, 320) and not caplog.records
+        assert read_gray_image(damaged).shape == (240, 320)
+    (told,) = [r.getMessage() for r in caplog.records]
+    assert told.startswith(f"{damaged}: damaged image (Corrupt JPEG data"), told

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from ..errors import ImageFileError
 from .kinds import AUDIO_EXTENSIONS, FFMPEG_AUDIO_EXTENSIONS, VIDEO_SUFFIXES
 
 __all__ = ["to_gray", "read_gray_image"]
+
+logger = logging.getLogger(__name__)
 
 #: ISO base media "ftyp" brands of still pictures: HEIF/HEIC, which iPhones and many Android
 #: phones save their photos as, and AVIF.  OpenCV's wheels do not read HEIC; Pillow reads AVIF
@@ -70,8 +73,9 @@ def read_gray_image(path: str | Path) -> np.ndarray:
         gray = _read_heif(path)
         if gray is not None:
             return gray
+    heard: list[str] = []
     try:
-        with optional.quiet_native_output("OpenCV"):  # "libpng warning: ..." on fd 2
+        with optional.quiet_native_output("OpenCV", heard):  # "libpng warning: ..." on fd 2
             image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
     except cv2.error as exc:  # e.g. a header declaring more pixels than the limit
         if "MAX_IMAGE_PIXELS" in str(exc):
@@ -85,7 +89,18 @@ def read_gray_image(path: str | Path) -> np.ndarray:
             f"{path}: not a readable image ("
             + ("a recording? `emotion-edge classify` reads those)" if sound else
                "empty, truncated or unknown format)"))
+    damage = next((line.strip() for line in "".join(heard).splitlines()
+                   if line.startswith(_DAMAGE_NOTES)), None)
+    if damage is not None:
+        # libjpeg decodes a damaged JPEG to the end, the damaged rows as grey or smeared
+        # stripes: a "no face" there would read as an answer about the photo.
+        logger.warning("%s: damaged image (%s); the result is of what could be decoded", path,
+                       damage.rstrip("."))
     return np.asarray(image, dtype=np.uint8)
+
+
+#: What libjpeg and libpng say of a damaged file that they decode all the same.
+_DAMAGE_NOTES = ("Corrupt JPEG data", "Premature end of JPEG file", "libpng error")
 
 
 def _is_heif(head: bytes) -> bool:
