@@ -197,3 +197,11 @@ def test_face_box_is_a_plain_box_that_also_carries_its_roll():
     again = pickle.loads(pickle.dumps(box))
     assert again == box and again.roll == -7.5
     assert roll_of(box) == -7.5 and roll_of((1, 2, 3, 4)) == 0.0
+
+
+def test_an_image_too_small_to_hold_a_face_says_so():
+    """`classify-face --whole-image` on a 1x1 image said "face box (0, 0, 1, 1) is empty inside
+    a (1, 1) frame", of a box the user never gave."""
+    with pytest.raises(ImageFileError, match="a 1x1 pixel image is too small to hold a face"):
+        crop_face(np.zeros((1, 1), np.uint8), None, FacePreprocessConfig())
+    assert crop_face(np.zeros((2, 2), np.uint8), None, FacePreprocessConfig()).ndim == 3

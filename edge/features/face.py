@@ -131,6 +131,9 @@ def crop_face(
     if gray.ndim != 2 or gray.dtype != np.uint8:
         raise ImageFileError(f"crop_face needs a 2-D uint8 grey image, got {gray.shape} {gray.dtype}")
     if box is None:
+        if min(gray.shape) < 2:
+            raise ImageFileError(f"a {gray.shape[1]}x{gray.shape[0]} pixel image is too small "
+                                 f"to hold a face")
         box = (0, 0, gray.shape[1], gray.shape[0])
     x0, y0, x1, y1 = _expand_box(box, gray.shape, cfg.margin)
     if x1 - x0 < 2 or y1 - y0 < 2:

@@ -47,10 +47,6 @@ logger = logging.getLogger(__name__)
 
 #: Recordings shorter than this, in seconds, are classified with a warning.
 SHORTEST_RELIABLE_S = 1.0
-#: Sample magnitude past which a float recording's scale is wrong (a float WAV holds -1..1; a
-#: little over 1 is clipping a recorder let through, 1e20 is not audio).
-OUT_OF_RANGE = 4.0
-
 #: Label of a window or file in which the activity gate found no speech.
 NO_SPEECH = "no speech"
 #: File name of the shipped speech model in the models folder.
@@ -376,10 +372,6 @@ class SpeechClassifier(Closeable):
                     acc.add(result)
         for result in stream.flush():
             acc.add(result)
-        if blocks.peak > OUT_OF_RANGE:  # only a float file can get here
-            logger.warning("%s: samples reach %.3g, far beyond the +-1 of audio: the file's "
-                           "float scale is wrong, so this result is unreliable", path,
-                           blocks.peak)
         return acc.decision()
 
     def _close(self) -> None:

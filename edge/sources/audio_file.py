@@ -262,6 +262,9 @@ class _WaveFile:
 #: Formats whose header gives libsndfile their exact length (MP3's is an estimate, and Ogg
 #: has none to give: libsndfile reads to the end to count).
 EXACT_LENGTH_SUFFIXES = frozenset({".flac", ".aiff", ".aif", ".aifc", ".au", ".caf", ".w64"})
+#: Sample magnitude past which a float recording's scale is wrong (a float WAV holds -1..1; a
+#: little over 1 is clipping a recorder let through, 1e20 is not audio).
+OUT_OF_RANGE = 4.0
 #: A file may end this share of its promised length early without a word (encoder padding).
 SHORT_TOLERANCE = 0.01
 #: ... and an MP3 this share: without a Xing header its length is guessed from its size.
@@ -431,7 +434,7 @@ class AudioFileStream(Closeable):
             self._ended = True
             if self._frames_read == 0:
                 raise AudioFileError(f"{self.path}: contains no audio samples")
-            self._check_length()
+            self._check_end()
             return self._resampler.flush() if self._resampler is not None else None
         with np.errstate(over="ignore", invalid="ignore"):  # inf - inf: refused just below
             mono = to_mono_float(data)
@@ -444,9 +447,13 @@ class AudioFileStream(Closeable):
         self._frames_read += data.shape[0]
         return mono if self._resampler is None else self._resampler.process(mono)
 
-    def _check_length(self) -> None:
-        """At the end: say so when the file ended well short of what its header promised (a
-        recorder that lost power, a copy cut off), once, and only if nothing else was said."""
+    def _check_end(self) -> None:
+        """At the end: say so when the samples were far out of range (only a float file's can
+        be), and when the file ended well short of what its header promised (a recorder that
+        lost power, a copy cut off), once, and only if no damage was said before."""
+        if self.peak > OUT_OF_RANGE:
+            _tell(str(self.path), f"samples reach {self.peak:.3g}, far beyond the +-1 of audio: "
+                  "the file's float scale is wrong, so what it is found to hold is unreliable")
         promised = self._promised
         if promised is None or self.damage is not None:
             return
