@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import AudioFileError, ConfigError, MissingDependencyError
 from ..lifecycle import Closeable
 from ..optional import quiet_native_output
-from .kinds import AUDIO_EXTENSIONS, FFMPEG_AUDIO_EXTENSIONS, IMAGE_SUFFIXES
+from .kinds import AUDIO_EXTENSIONS, FFMPEG_AUDIO_EXTENSIONS, IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 __all__ = [
     "to_mono_float", "Resampler", "resample", "AudioFileStream", "load_audio", "AUDIO_EXTENSIONS",
@@ -384,7 +384,9 @@ class AudioFileStream(Closeable):
 
     def _open_ffmpeg(self, soundfile_error: Exception) -> _FFmpegFile:
         """The file through FFmpeg, once libsndfile has refused it."""
-        phone_format = self.path.suffix.lower() in FFMPEG_AUDIO_EXTENSIONS
+        # FFmpeg's reason is the better one for these ("has no sound"); libsndfile's is only
+        # "format not recognised".
+        phone_format = self.path.suffix.lower() in (*FFMPEG_AUDIO_EXTENSIONS, *VIDEO_SUFFIXES)
         try:
             f = _FFmpegFile(self.path)
             self._promised = f.frames if f.exact_length else None
