@@ -124,7 +124,8 @@ def test_weighted_nms_merges_overlaps_by_score_and_keeps_separate_faces():
                                     {"min_size": -1}, {"retry_margin": -0.1},
                                     {"retry_margin": 3.0}, {"retry_tiles": 0.3},
                                     {"retry_tiles": 1.0}, {"retry_score": 0.4},
-                                    {"retry_score": 1.0}])
+                                    {"retry_score": 1.0}, {"scan_levels": -1},
+                                    {"scan_levels": 4}])
 def test_config_rejects_out_of_range_values(kwargs):
     with pytest.raises(ConfigError):
         BlazeFaceConfig(**kwargs)
@@ -285,6 +286,32 @@ def test_a_small_face_is_found_in_the_tiles_once(blazeface_model, demo_face):
     with BlazeFaceDetector(blazeface_model, BlazeFaceConfig(largest_only=False)) as det:
         found = det.detect(frame)
     assert len(found) == 1 and box_iou(found[0], [where])[0] > 0.5, (found, where)
+
+
+def test_a_group_photos_small_faces_are_found_each_once_by_the_photo_scan(blazeface_model,
+                                                                         demo_face):
+    """A class photo: the demo frame 4 x 3 times in a 1600x900 photo, each face 5% of its
+    width.  The camera's looks find none of the 12 (the corner tiles are 0.6 of the
+    photo); the scan of small tiles finds each, once, at its place."""
+    cv2 = pytest.importorskip("cv2")
+    from edge.vision.boxes import box_iou
+
+    gray, (x, y, w, h) = demo_face
+    cell = cv2.resize(gray, (400, 300), interpolation=cv2.INTER_AREA)
+    photo = np.tile(cell, (3, 4))
+    scale = 400 / gray.shape[1]
+    faces = [(c * 400 + scale * x, r * 300 + scale * y, scale * w, scale * h)
+             for r in range(3) for c in range(4)]
+    with BlazeFaceDetector(blazeface_model, BlazeFaceConfig(largest_only=False)) as camera:
+        assert camera.detect(photo) == []
+    with BlazeFaceDetector(blazeface_model, BlazeFaceConfig(largest_only=False,
+                                                           scan_levels=2)) as det:
+        found = det.detect(photo)
+    with BlazeFaceDetector(blazeface_model, BlazeFaceConfig(scan_levels=2)) as one:
+        (largest,) = one.detect(photo)  # without --all-faces: one of them
+    assert len(found) == 12, found
+    assert sorted(int(np.argmax(box_iou(box, faces))) for box in found) == list(range(12))
+    assert all(box_iou(box, faces).max() > 0.5 for box in [*found, largest]), found
 
 
 def test_a_camera_makes_one_later_look_per_faceless_frame_in_turn(blazeface_model, demo_face):

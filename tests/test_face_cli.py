@@ -166,3 +166,25 @@ def test_classifier_and_cli_use_the_mirror_average_by_default(tiny_face_run, ima
                      str(images["face"])]) == 0
         scores = lines(capsys.readouterr().out)[0]["faces"][0]["scores"]
         np.testing.assert_allclose(list(scores.values()), want, atol=6e-5)  # JSON: 4 decimals
+
+
+def test_every_face_of_a_group_photo_is_read_and_a_video_frame_is_not_scanned(tmp_path,
+                                                                                capsys):
+    """classify-face --all-faces on a class photo said "no face": its faces were too small
+    for the camera's looks.  A video's frames keep the camera's looks (a scan per sampled
+    frame would make a minute of video take minutes)."""
+    cv2 = pytest.importorskip("cv2")
+    from pathlib import Path
+
+    demo = cv2.imread(str(Path(__file__).resolve().parent.parent / "demo" / "face.jpg"))
+    photo = np.tile(cv2.resize(demo, (400, 300), interpolation=cv2.INTER_AREA), (3, 4, 1))
+    cv2.imwrite(str(tmp_path / "class.jpg"), photo)
+    video = tmp_path / "class.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 2.0, (1600, 900))
+    writer.write(photo)
+    writer.release()
+    assert main(["classify-face", "--json", "--all-faces", str(tmp_path / "class.jpg"),
+                 str(video)]) == 0
+    still, frame = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert len(still["faces"]) == 12 and {f["label"] for f in still["faces"]} == {"happy"}
+    assert frame["frame"] == 0 and frame["faces"] == []

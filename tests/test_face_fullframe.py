@@ -49,6 +49,40 @@ def test_empty_scenes_are_faceless_frames_of_the_size_asked_and_are_reproducible
     assert not np.array_equal(a[0], a[1])
 
 
+def test_group_photos_hold_their_faces_apart_inside_the_photo_and_are_reproducible():
+    from convert.face.fullframe import group_photos
+
+    faces = np.random.default_rng(0).integers(0, 256, (30, 48, 48)).astype(np.uint8)
+    labels = np.arange(30) % 7
+    a = list(group_photos(faces, labels, n=4, seed=2, size=(800, 600)))
+    b = list(group_photos(faces, labels, n=4, seed=2, size=(800, 600)))
+    for pa, pb in zip(a, b):
+        assert np.array_equal(pa.frame, pb.frame) and pa.boxes == pb.boxes
+        assert pa.frame.shape == (600, 800) and 3 <= len(pa.boxes) == len(pa.labels) <= 12
+        for i, (x, y, w, h) in enumerate(pa.boxes):
+            assert 0 <= x and x + w <= 800 and 0 <= y and y + h <= 600
+            assert 0.04 * 600 <= w <= 0.15 * 600 * 1.5  # turned: its square's bounding box
+            for x2, y2, w2, h2 in pa.boxes[i + 1:]:  # apart
+                assert x + w <= x2 or x2 + w2 <= x or y + h <= y2 or y2 + h2 <= y
+
+
+def test_the_shipped_model_reads_group_photos_through_the_photo_scan(shared_data):
+    """The scan of small tiles is what finds a group photo's faces; it adds no face to empty
+    photos (face-check prints the same side by side on 100 photos)."""
+    pytest.importorskip("ai_edge_litert")
+    from pathlib import Path
+
+    from convert.face.data import load_fer
+    from convert.face.fullframe import evaluate_group_photos
+
+    split = load_fer(shared_data / "fer2013" / "fer2013_48.npz", "PrivateTest")
+    model = Path(__file__).resolve().parent.parent / "models" / "face_expression_int8.tflite"
+    r = evaluate_group_photos(model, split.x, split.y, split.labels, n=6, seed=0)["scan_levels"]
+    assert r["0"]["found"] < 0.2 and r["2"]["found"] > 0.7, r
+    assert r["2"]["accuracy_when_found"] > 0.3, r  # well above chance (1/7)
+    assert r["2"]["false_boxes_per_photo"] <= 1 and r["2"]["empty_scenes_with_a_face"] == 0, r
+
+
 def test_the_shipped_model_is_scored_through_detection(shared_data):
     pytest.importorskip("ai_edge_litert")
     from pathlib import Path

@@ -203,7 +203,7 @@ def test_face_check_scores_against_the_fer_plus_majority(tmp_path, monkeypatch, 
     args = argparse.Namespace(fer=fer, split="PrivateTest", labels="ferplus", ferplus=None,
                               model=tmp_path / "m.tflite", frames=10, seed=0, detector="auto",
                               max_angle=20.0, retry_margin=None, retry_tiles=None,
-                              json=True)
+                              group_photos=0, json=True)
     assert fullframe.run(args) == 0
     assert len(seen["faces"]) == 5
     assert [seen["names"][i] for i in seen["labels"]] == ["neutral"] * 5

@@ -35,14 +35,18 @@ import numpy as np
 
 from edge.commands import positive_int
 
-__all__ = ["FullFrame", "background", "turned_face", "paste", "full_frames", "head_shots",
-           "empty_scenes", "evaluate_full_frames", "register", "run"]
+__all__ = ["FullFrame", "GroupPhoto", "background", "turned_face", "paste", "full_frames",
+           "head_shots", "group_photos", "empty_scenes", "evaluate_full_frames",
+           "evaluate_group_photos", "register", "run"]
 
 
 logger = logging.getLogger(__name__)
 
 #: Frame sizes the device runs at (the Picamera2 lores stream) and a larger webcam one.
 FRAME_SIZES: tuple[tuple[int, int], ...] = ((320, 240), (640, 480))
+#: A group photo's size (a phone's photo, as classify-face reads it after shrinking: BlazeFace
+#: looks at photos of at most 2048 pixels).
+GROUP_PHOTO_SIZE = (1600, 1200)
 #: The side of a head shot: a portrait photo's face, or a face close to the camera, that fills
 #: the image (larger than the faces pasted into frames, at most 3/4 of their height).
 HEAD_SHOT_SIDE = 240
@@ -141,6 +145,50 @@ def head_shots(
         yield FullFrame(out, (0, 0, side, side), int(labels[i]), 0.0, gamma)
 
 
+@dataclasses.dataclass(frozen=True)
+class GroupPhoto:
+    """One grey photo with several pasted faces: their boxes and label indices."""
+
+    frame: np.ndarray
+    boxes: list[tuple[int, int, int, int]]
+    labels: list[int]
+
+
+def group_photos(
+    faces: np.ndarray, labels: np.ndarray, *, n: int, seed: int = 0,
+    size: tuple[int, int] = GROUP_PHOTO_SIZE, per_photo: tuple[int, int] = (3, 12),
+    face_height: tuple[float, float] = (0.04, 0.15), max_angle: float = 15.0,
+) -> Iterator[GroupPhoto]:
+    """``n`` photos of ``size`` (w, h), each with ``per_photo`` faces (a group, a class photo)
+    pasted apart from each other, each ``face_height`` of the photo's height (the faces of a
+    group photo are a few percent of it), turned by up to ``max_angle`` degrees, under
+    :func:`full_frames`' lighting, blur and noise."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    order = rng.permutation(len(faces))
+    used = 0
+    for _ in range(n):
+        frame = background(rng, h, w)
+        boxes: list[tuple[int, int, int, int]] = []
+        chosen: list[int] = []
+        for _ in range(int(rng.integers(per_photo[0], per_photo[1] + 1))):
+            i = int(order[used % len(order)])
+            used += 1
+            side = int(rng.uniform(*face_height) * h)
+            turned, mask = turned_face(faces[i], side, float(rng.uniform(-max_angle, max_angle)),
+                                       limit=min(h, w) - 1)
+            diag = turned.shape[0]
+            for _ in range(20):  # a place clear of the faces already there
+                x, y = int(rng.integers(0, w - diag)), int(rng.integers(0, h - diag))
+                if all(x + diag <= bx or bx + bw <= x or y + diag <= by or by + bh <= y
+                       for bx, by, bw, bh in boxes):
+                    paste(frame, turned, mask, x, y)
+                    boxes.append((x, y, diag, diag))
+                    chosen.append(int(labels[i]))
+                    break
+        yield GroupPhoto(_as_photographed(rng, frame)[0], boxes, chosen)
+
+
 def empty_scenes(*, size: tuple[int, int], n: int, seed: int = 0) -> Iterator[np.ndarray]:
     """``n`` frames of ``size`` (w, h) made as :func:`full_frames` makes them, without a face."""
     rng = np.random.default_rng(seed)
@@ -233,6 +281,50 @@ def evaluate_full_frames(
     return out
 
 
+def evaluate_group_photos(
+    model: str | Path, faces: np.ndarray, labels: np.ndarray, label_names: Sequence[str], *,
+    n: int = 100, seed: int = 0, scan_levels: Sequence[int] = (0, 2),
+) -> dict[str, Any]:
+    """Every face of :func:`group_photos` as ``classify-face --all-faces`` finds and reads
+    them, with BlazeFace's photo scan at each of ``scan_levels`` side by side (0: the camera's
+    looks only): the share of faces found (a box overlapping it, IoU > 0.3), boxes on no face
+    per photo, the expression right among all faces and among those found, and the share of
+    :func:`empty_scenes` of the same size with a face found."""
+    import contextlib
+
+    from edge.models.face import FaceClassifier
+    from edge.vision import open_face_detector
+    from edge.vision.boxes import box_iou
+
+    names = list(label_names)
+    out: dict[str, Any] = {"photos": n, "size": list(GROUP_PHOTO_SIZE), "scan_levels": {}}
+    for levels in scan_levels:
+        det = open_face_detector("blazeface", largest_only=False, scan_levels=levels)
+        with contextlib.closing(det), FaceClassifier(model) as clf:
+            faces_n = found = right = false = 0
+            for photo in group_photos(faces, labels, n=n, seed=seed):
+                boxes = det.detect(photo.frame)
+                faces_n += len(photo.boxes)
+                matched: set[int] = set()
+                for box in boxes:
+                    overlap = box_iou(box, photo.boxes) if photo.boxes else np.zeros(1)
+                    k = int(np.argmax(overlap))
+                    if overlap[k] <= 0.3 or k in matched:
+                        false += 1
+                        continue
+                    matched.add(k)
+                    found += 1
+                    said = clf.classify_crop(photo.frame, box).label
+                    right += names.index(said) == photo.labels[k]
+            empty = sum(bool(det.detect(frame)) for frame in
+                        empty_scenes(size=GROUP_PHOTO_SIZE, n=n, seed=seed)) / n
+        out["scan_levels"][str(levels)] = {
+            "faces": faces_n, "found": found / max(faces_n, 1),
+            "false_boxes_per_photo": false / n, "accuracy": right / max(faces_n, 1),
+            "accuracy_when_found": right / max(found, 1), "empty_scenes_with_a_face": empty}
+    return out
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "face-check",
@@ -258,6 +350,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--retry-tiles", type=float, default=None, metavar="T",
                    help="BlazeFace's last looks, in the frame's four corner tiles, T of its "
                    "sides each (default 0.6; 0 = never)")
+    p.add_argument("--group-photos", type=int, default=100, metavar="N",
+                   help="also N group photos (3-12 small faces each), read as classify-face "
+                   "--all-faces reads photos, with and without its scan of small tiles (0: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
@@ -284,6 +379,12 @@ def run(args: argparse.Namespace) -> int:
                                   seed=args.seed, detector=args.detector,
                                   max_angle=args.max_angle, retry_margin=args.retry_margin,
                                   retry_tiles=args.retry_tiles)
+    if args.group_photos > 0:
+        from edge.commands.classify_face import SCAN_LEVELS
+
+        result["group_photos"] = evaluate_group_photos(
+            model, split.x, labels, split.labels, n=args.group_photos, seed=args.seed,
+            scan_levels=(0, SCAN_LEVELS))
     result["split"] = args.split
     result["labels"] = args.labels
     if args.json:
@@ -304,4 +405,14 @@ def run(args: argparse.Namespace) -> int:
             for band, (share, count) in r["detected_by_face_height"].items()))
     print(f"empty scenes ({args.frames} per size) with a face found: " + ", ".join(
         f"{size} {share:.3f}" for size, share in result["empty_scenes"].items()))
+    if "group_photos" in result:
+        g = result["group_photos"]
+        print(f"group photos ({g['photos']}, {g['size'][0]}x{g['size'][1]}, every face; "
+              f"classify-face --all-faces):")
+        print(f"{'scan levels':>12} {'found':>7} {'false boxes/photo':>18} {'accuracy':>9} "
+              f"{'when found':>11} {'empty photos with a face':>25}")
+        for levels, r in g["scan_levels"].items():
+            print(f"{levels:>12} {r['found']:7.3f} {r['false_boxes_per_photo']:18.2f} "
+                  f"{r['accuracy']:9.3f} {r['accuracy_when_found']:11.3f} "
+                  f"{r['empty_scenes_with_a_face']:25.3f}")
     return 0

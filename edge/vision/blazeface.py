@@ -90,6 +90,13 @@ class BlazeFaceConfig:
         retry_score: the later looks' lowest face probability, higher than the first's: the
             border's straight edges can themselves look like a face's outline to the model, and
             four tiles are four more chances of a false face.
+        scan_levels: for still photos (``classify-face``; 0 for a camera): also look at the
+            photo in overlapping square tiles, at this many finer levels, each tile half the
+            previous level's side (the first ``retry_tiles`` of the longest side).  The faces of
+            a group photo or of someone far off in a landscape are a few percent of the photo:
+            shrunk to 128 pixels in one look they are a pixel or two wide.  With
+            ``largest_only`` the tiles are looked at only when no other look found a face;
+            otherwise always, so that every face of a group is found.
     """
 
     score_threshold: float = 0.5
@@ -102,6 +109,7 @@ class BlazeFaceConfig:
     retry_tiles: float = 0.6
     spread_looks: bool = False
     retry_score: float = 0.7
+    scan_levels: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.score_threshold < 1.0:
@@ -119,9 +127,33 @@ class BlazeFaceConfig:
         if self.retry_tiles and not 0.5 <= self.retry_tiles < 1.0:
             raise ConfigError(f"BlazeFace retry_tiles {self.retry_tiles!r} must be 0 or in "
                               f"[0.5, 1)")
+        if not 0 <= self.scan_levels <= MAX_SCAN_LEVELS:
+            raise ConfigError(f"BlazeFace scan_levels {self.scan_levels!r} must be in "
+                              f"[0, {MAX_SCAN_LEVELS}]")
         if not self.score_threshold <= self.retry_score < 1.0:
             raise ConfigError(f"BlazeFace retry_score {self.retry_score!r} must be in "
                               f"[score_threshold ({self.score_threshold!r}), 1)")
+
+
+#: Finest tiles of a photo's scan, in pixels of the photo as detected: a face in a smaller
+#: tile would be a few pixels of the photo, too few to read an expression from.
+MIN_SCAN_TILE = 96
+#: Levels of a scan at most: the fourth's tiles are 1/27 of the photo's side, ~1,000 invokes.
+MAX_SCAN_LEVELS = 3
+
+
+def _contained(boxes: list[Box], share: float = 0.5) -> list[Box]:
+    """``boxes`` without those lying more than ``share`` inside a larger one: a tile's edge
+    cuts a face into a part that another tile sees whole, and the part, much smaller than the
+    whole face, overlaps it too little for :func:`_distinct` to take it for the same face."""
+    kept: list[Box] = []
+    for box in sorted(boxes, key=lambda b: b[2] * b[3], reverse=True):
+        x0, y0, w, h = box[:4]
+        inside = [max(0, min(x0 + w, k[0] + k[2]) - max(x0, k[0]))
+                  * max(0, min(y0 + h, k[1] + k[3]) - max(y0, k[1])) for k in kept]
+        if not inside or max(inside) <= share * w * h:
+            kept.append(box)
+    return kept
 
 
 #: One look at a frame: the boxes it finds, in the frame's coordinates.
@@ -206,6 +238,13 @@ def eye_roll(eyes: np.ndarray) -> float:
     if dx < 0 or (dx == 0 and dy < 0):
         dx, dy = -dx, -dy
     return float(np.degrees(np.arctan2(dy, dx)))
+
+
+def _starts(length: int, tile: int) -> list[int]:
+    """Where tiles of ``tile`` pixels start along ``length``, half a tile apart, the last one
+    flush with the end."""
+    starts = list(range(0, length - tile, max(1, tile // 2)))
+    return starts + [length - tile]
 
 
 class BlazeFaceDetector(Closeable):
@@ -299,6 +338,9 @@ class BlazeFaceDetector(Closeable):
                 if not found and tiles:
                     found = _distinct([box for look in tiles for box in look()],
                                       cfg.iou_threshold)
+        if cfg.scan_levels and not (found and cfg.largest_only):
+            found = _contained(_distinct(found + [box for look in self._scan(gray)
+                                                  for box in look()], cfg.iou_threshold))
         found.sort(key=lambda b: b[2] * b[3], reverse=True)
         return found[:1] if cfg.largest_only else found
 
@@ -335,6 +377,22 @@ class BlazeFaceDetector(Closeable):
             tiles = [functools.partial(self._detect_in_tile, gray, x0, y0, tw, th)
                      for y0 in (0, h - th) for x0 in (0, w - tw)]
         return border, tiles
+
+    def _scan(self, gray: GrayFrame) -> list[Look]:
+        """A photo's scan (``config.scan_levels``): square tiles overlapping by half, each
+        level's half the side of the one before, none under :data:`MIN_SCAN_TILE` pixels."""
+        h, w = gray.shape
+        looks: list[Look] = []
+        side = max(h, w) * (self.config.retry_tiles or 0.6)
+        for _ in range(self.config.scan_levels):
+            side /= 2
+            t = min(round(side), h, w)
+            if t < MIN_SCAN_TILE:
+                break
+            for y0 in _starts(h, t):
+                looks += [functools.partial(self._detect_in_tile, gray, x0, y0, t, t)
+                          for x0 in _starts(w, t)]
+        return looks
 
     def _detect_in_tile(self, gray: GrayFrame, x0: int, y0: int, tw: int, th: int) -> list[Box]:
         return [FaceBox(b[0] + x0, b[1] + y0, b[2], b[3], roll=roll_of(b))

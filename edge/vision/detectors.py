@@ -19,20 +19,22 @@ logger = logging.getLogger(__name__)
 def open_face_detector(
     kind: str = "auto", *, largest_only: bool = True, num_threads: int = 1,
     runtime: str | None = None, retry_margin: float | None = None,
-    retry_tiles: float | None = None, spread_looks: bool = False,
+    retry_tiles: float | None = None, spread_looks: bool = False, scan_levels: int = 0,
 ) -> FaceDetector:
     """Open the face detector ``kind`` (see :data:`DETECTORS`); the caller closes it.
 
     ``retry_margin`` and ``retry_tiles`` override BlazeFace's later looks at a frame with no
     face, in a border and in tiles (:class:`BlazeFaceConfig`; None = its default, 0 = never);
-    ``spread_looks`` makes one of them per frame, in turn (a camera's frames); Haar has none."""
+    ``spread_looks`` makes one of them per frame, in turn (a camera's frames); ``scan_levels``
+    looks at a still photo in ever smaller tiles too (its small faces); Haar has neither."""
     if kind not in DETECTORS:
         raise ConfigError(
             f"face detector {kind!r} is unknown; choose one of {', '.join(DETECTORS)}")
     detector: FaceDetector | None = None
     if kind in ("auto", "blazeface"):
         try:
-            config = BlazeFaceConfig(largest_only=largest_only, spread_looks=spread_looks)
+            config = BlazeFaceConfig(largest_only=largest_only, spread_looks=spread_looks,
+                                     scan_levels=scan_levels)
             if retry_margin is not None:
                 config = dataclasses.replace(config, retry_margin=retry_margin)
             if retry_tiles is not None:
