@@ -277,6 +277,7 @@ def _tell(path: str, damage: str) -> None:
     the room sounds like, its emotion), and each reading finds the same damage."""
     logger.warning("%s: %s", path, damage)
 
+
 #: Data sizes from which a WAV header's length is a streaming writer's placeholder.
 _UNKNOWN_WAV_SIZE = 0x7FFF0000
 

@@ -138,7 +138,7 @@ class BlazeFaceConfig:
 #: Finest tiles of a photo's scan, in pixels of the photo as detected: a face in a smaller
 #: tile would be a few pixels of the photo, too few to read an expression from.
 MIN_SCAN_TILE = 96
-#: Levels of a scan at most: the fourth's tiles are 1/27 of the photo's side, ~1,000 invokes.
+#: Levels of a scan at most: the third's tiles are 0.075 of the photo's side, ~500 invokes.
 MAX_SCAN_LEVELS = 3
 
 
