@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ from .face_fixtures import (  # noqa: F401  (fixture)
     tiny_recipe,
     write_image_folder,
 )
+
+REPO = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.slow
 
@@ -619,9 +622,11 @@ def _has_data(interpreter, index) -> bool:
     return True
 
 
-def test_an_image_folder_names_stray_label_folders(tmp_path, caplog):
-    """Each folder is a class: one named like FER's label in other letters, or one without a
-    readable image, is named; the empty one is no class; one label only is one error."""
+def test_an_image_folder_reads_what_classify_face_reads_and_names_what_it_leaves(tmp_path,
+                                                                                 caplog):
+    """The loader read four formats one level deep (a subfolder, WebP and TIFF were dropped
+    without a word); "Happy" and "happiness" were classes of their own; copies and labels the
+    appliance never shows passed unnoticed; a label of two images trained, never scored."""
     import logging
     import shutil
 
@@ -630,23 +635,74 @@ def test_an_image_folder_names_stray_label_folders(tmp_path, caplog):
     from convert.face.data import load_image_folder
     from edge.errors import ConfigError
 
-    root = write_image_folder(tmp_path / "faces", per_label=4)
-    shutil.copytree(root / SYNTH_LABELS[0], root / SYNTH_LABELS[0].title())
-    (root / "sad").mkdir(exist_ok=True)
-    for f in (root / "sad").iterdir():
-        f.unlink()
-    (root / "sad" / "broken.png").write_bytes(b"not a png")
+    root = write_image_folder(tmp_path / "faces", per_label=11)
+    happy, other = SYNTH_LABELS[0], SYNTH_LABELS[1]
+    assert happy == "happy"
+    shutil.move(str(root / happy), str(root / "Happy"))
+    (root / "happiness" / "more").mkdir(parents=True)
+    face = cv2.imread(str(root / "Happy" / "000.png"), cv2.IMREAD_GRAYSCALE)
+    for i, suffix in enumerate((".webp", ".tif")):
+        cv2.imwrite(str(root / "happiness" / "more" / f"n{i}{suffix}"), np.roll(face, i + 1))
+    shutil.copy(root / "Happy" / "001.png", root / "happiness" / "copy.png")  # the same image
+    shutil.copy(root / other / "002.png", root / "Happy" / "which.png")  # in two labels
+    (root / "Happy" / "notes.txt").write_text("taken on Monday")
+    (root / "confused").mkdir()
+    for i in range(10):
+        cv2.imwrite(str(root / "confused" / f"{i}.png"), np.roll(face, 3 * i + 5, axis=0))
     with caplog.at_level(logging.WARNING, logger="convert.face.data"):
         split = load_image_folder(root)
-    assert "sad" not in split.labels and SYNTH_LABELS[0].title() in split.labels
-    assert set(np.unique(split.y)) == set(range(len(split.labels)))
+    assert split.labels[:2] == ("happy", other) and split.labels[-1] == "confused"
+    # 11 + the WebP + the TIFF + which.png, read first (its copy under sad is left out)
+    assert int(np.sum(split.y == 0)) == 14 and int(np.sum(split.y == 1)) == 10
     warned = " | ".join(r.getMessage() for r in caplog.records)
-    assert f"name it '{SYNTH_LABELS[0]}'" in warned and "sad has no readable image" in warned
+    assert "label(s) confused are none of the emotions the appliance shows" in warned
+    assert "1 files that are no image: Happy/notes.txt" in warned
+    assert "2 images found twice" in warned and "(another label!)" in warned
+    (root / "angry").mkdir()
+    for i in range(2):
+        cv2.imwrite(str(root / "angry" / f"{i}.png"), np.roll(face, 7 * i + 2, axis=1))
+    with pytest.raises(ConfigError, match=r"too few images of angry \(2\).*remove the folder"):
+        load_image_folder(root)
     one = tmp_path / "one"
     (one / "happy").mkdir(parents=True)
     cv2.imwrite(str(one / "happy" / "a.png"), np.zeros((48, 48), np.uint8))
     with pytest.raises(ConfigError, match="one label only"):
         load_image_folder(one)
+
+
+def test_an_image_folder_of_photos_trains_on_their_faces_as_the_device_cuts_them(tmp_path,
+                                                                                caplog):
+    """A 640x480 photo was squeezed whole to 48x48: the face a fifth of what the model
+    learnt, where the device gives it the face alone."""
+    import contextlib
+    import logging
+
+    import cv2
+
+    from convert.face.data import load_image_folder
+    from edge.features.face import FacePreprocessConfig, face_patch
+    from edge.vision.detectors import open_face_detector
+
+    demo = cv2.imread(str(REPO / "demo" / "face.jpg"), cv2.IMREAD_GRAYSCALE)
+    root = tmp_path / "photos"
+    for k, label in enumerate(("happy", "neutral")):
+        (root / label).mkdir(parents=True)
+        for i in range(10):
+            photo = np.full((480, 640), 90 + i + 20 * k, np.uint8)
+            photo[100 + 10 * i:340 + 10 * i, 200:520] = demo
+            cv2.imwrite(str(root / label / f"{i}.png"), photo)
+    blank = np.full((480, 640), 128, np.uint8)
+    cv2.imwrite(str(root / "neutral" / "nobody.png"), blank)
+    cfg = FacePreprocessConfig(size=48, upright=True)
+    with caplog.at_level(logging.WARNING, logger="convert.face.data"):
+        split = load_image_folder(root, faces=cfg)
+    with contextlib.closing(open_face_detector("blazeface")) as det:
+        first = cv2.imread(str(root / "happy" / "0.png"), cv2.IMREAD_GRAYSCALE)
+        (box,) = det.detect(first)
+    assert np.array_equal(split.x[0], face_patch(first, box, cfg))
+    assert "no face found in 1 image(s)" in caplog.text and "neutral/nobody.png" in caplog.text
+    whole = load_image_folder(root)  # as crops: the photo squeezed
+    assert not np.array_equal(whole.x[0], split.x[0])
 
 
 def test_one_epoch_of_one_batch_trains():

@@ -36,7 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--fer", type=Path, metavar="NPZ", help="FER2013 npz (x, y, usage)")
     src.add_argument("--image-folder", type=Path, metavar="DIR",
-                     help="your own faces: DIR/<label>/*.png|jpg (already cropped)")
+                     help="your own photos: DIR/<label>/... (any image format, any depth; a "
+                     "folder is named for its emotion); each photo's face is found and cut out "
+                     "as the device does")
+    p.add_argument("--cropped", action="store_true",
+                   help="--image-folder's images are faces already cropped, as FER2013's: "
+                   "each is used whole instead of finding its face")
     p.add_argument("--ferplus", type=Path, default=None, metavar="NPZ",
                    help="FER+ votes aligned with --fer (votes, valid, columns); they add the "
                    "FER+ majority-vote figures and allow ground_truth = \"votes\" (default: "
@@ -98,7 +103,8 @@ def run_face(args: argparse.Namespace) -> int:
 
         teacher = find_teacher_file(args.teacher)
     data = load_face_data(fer=args.fer, image_folder=args.image_folder, size=recipe.input.size,
-                          seed=recipe.run.seed, ferplus=args.ferplus)
+                          seed=recipe.run.seed, ferplus=args.ferplus,
+                          faces=None if args.cropped else recipe.input.preprocess())
     report = run_face_pipeline(data, args.out, recipe, teacher=teacher,
                                teacher_models=args.teacher_models, parent_path=args.parent,
                                pruned_path=args.pruned, report_dir=args.report_dir,

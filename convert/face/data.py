@@ -12,24 +12,26 @@ train / choose / report.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from edge.errors import ConfigError, ImageFileError
+from edge.features.face import FacePreprocessConfig, face_patch
+from edge.labels import COMMON_LABELS, fusion_map_for
 from edge.models.face import FER_LABELS
 
 from .ferplus import load_ferplus_votes, majority_labels, vote_targets, votes_beside
 
-__all__ = ["FaceData", "FaceSplit", "FER_USAGES", "IMAGE_SUFFIXES", "load_face_data", "load_fer",
+__all__ = ["FaceData", "FaceSplit", "FER_USAGES", "load_face_data", "load_fer",
            "load_image_folder"]
 
 logger = logging.getLogger(__name__)
 
 #: FER2013 usages in protocol order: train on Training, choose on PublicTest, report PrivateTest.
 FER_USAGES = ("Training", "PublicTest", "PrivateTest")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,56 +96,98 @@ def load_fer(npz_path: str | Path, usage: str, ferplus: str | Path | None = None
 
 
 def load_image_folder(
-    root: str | Path, *, size: int = 48, labels: tuple[str, ...] | None = None
+    root: str | Path, *, size: int = 48, labels: tuple[str, ...] | None = None,
+    faces: FacePreprocessConfig | None = None,
 ) -> FaceSplit:
-    """Load ``root/<label>/*.png|jpg`` face crops, resized to ``size`` x ``size`` grey.
+    """Load the images under ``root/<label>/`` (any depth, every format ``classify-face``
+    reads) as ``size`` x ``size`` grey faces.
 
-    Label order is ``labels`` when given (folders must be a subset), else the FER order for the
-    FER label names present, else sorted folder names.  Unreadable files are skipped with a warning
-    naming them; an empty folder tree is an error.
+    With ``faces`` (the recipe's crop settings) each image's face is found by the detector
+    ``classify-face`` uses and cut out as the device cuts it (:func:`face_patch`), so a photo
+    trains on its face, not on the room around it; an image with no face found is taken as a
+    face already cropped (FER2013-like), and counted in a warning.  Without, every image is
+    taken as a crop.
+
+    A folder is named for its emotion, as the device names it or with a synonym ("Happy",
+    "happiness" -> happy; folders meaning one label are merged); label order is ``labels``
+    when given (the labels found must be among them), else FER's for its labels, then the
+    others sorted.  Warned of, one line each: labels the appliance does not show, files that
+    are no image, unreadable images, the same image twice (in two labels: which is it?).  A
+    label with fewer than :data:`MIN_PER_LABEL` images is an error naming it: it can be
+    neither learnt nor scored.
     """
-    import cv2
-
     from edge.sources.images import read_gray_image
+    from edge.sources.kinds import IMAGE_SUFFIXES
 
     root = Path(root)
     if not root.is_dir():
         raise ImageFileError(f"{root}: image folder not found (expected root/<label>/*.png)")
-    folders = sorted(p.name for p in root.iterdir() if p.is_dir())
+    by_label: dict[str, list[Path]] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        by_label.setdefault(_label_of(folder.name), []).append(folder)
+    for label, folders in by_label.items():
+        if len(folders) > 1 or folders[0].name != label:
+            logger.info("%s: label %s", ", ".join(f.name for f in folders), label)
+    unshown = sorted(label for label in by_label if fusion_map_for([label])[label] is None)
+    if unshown:
+        logger.warning("%s: label(s) %s are none of the emotions the appliance shows (%s); "
+                       "trained as classes of their own, never shown", root,
+                       ", ".join(unshown), ", ".join(COMMON_LABELS))
     named = labels is not None
     if labels is None:
-        labels = tuple(name for name in FER_LABELS if name in folders)
-        labels = labels + tuple(f for f in folders if f not in labels)
-        for folder in folders:
-            # Every folder is a class: "Happy" beside (or instead of) "happy" would be a new one.
-            if folder not in FER_LABELS and folder.strip().lower() in FER_LABELS:
-                logger.warning("%s/%s is a label of its own; name it %r to make it FER's",
-                               root, folder, folder.strip().lower())
-    unknown = set(folders) - set(labels)
+        labels = tuple(name for name in FER_LABELS if name in by_label)
+        labels = labels + tuple(sorted(f for f in by_label if f not in labels))
+    unknown = set(by_label) - set(labels)
     if unknown:
         raise ConfigError(f"{root}: folders {sorted(unknown)} are not in labels {list(labels)}")
-    xs, ys = [], []
-    for index, label in enumerate(labels):
-        folder = root / label
-        if not folder.is_dir():
-            continue
-        for path in sorted(folder.iterdir()):
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            try:
-                image = read_gray_image(path)
-            except ImageFileError as exc:
-                logger.warning("skipping %s", exc)
-                continue
-            if image.shape != (size, size):
-                image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-            xs.append(image)
-            ys.append(index)
+    finder = _FaceFinder(faces, size) if faces is not None else None
+    xs: list[np.ndarray] = []
+    ys: list[int] = []
+    others: list[Path] = []
+    seen: dict[str, tuple[str, Path]] = {}  # content hash -> (label, first file)
+    twice: list[str] = []
+    try:
+        for index, label in enumerate(labels):
+            files = sorted(p for folder in by_label.get(label, ()) for p in folder.rglob("*")
+                           if p.is_file() and not p.name.startswith("."))
+            for path in files:
+                if path.suffix.lower() not in IMAGE_SUFFIXES:
+                    others.append(path)
+                    continue
+                try:
+                    image = read_gray_image(path)
+                    digest = hashlib.sha1(path.read_bytes()).hexdigest()
+                except (ImageFileError, OSError) as exc:
+                    logger.warning("skipping %s", exc)
+                    continue
+                if digest in seen:
+                    first_label, first = seen[digest]
+                    twice.append(f"{path.relative_to(root)} = {first.relative_to(root)}"
+                                 + ("" if first_label == label else " (another label!)"))
+                    continue
+                seen[digest] = (label, path)
+                xs.append(finder.face(image, path) if finder is not None else
+                          _resized(image, size))
+                ys.append(index)
+    finally:
+        if finder is not None:
+            finder.close()
+    for what, items in (("files that are no image", [str(p.relative_to(root)) for p in others]),
+                        ("images found twice, the copy left out", twice)):
+        if items:
+            logger.warning("%s: %d %s: %s%s", root, len(items), what,
+                           ", ".join(items[:MAX_NAMED]),
+                           f" and {len(items) - MAX_NAMED} more" if len(items) > MAX_NAMED
+                           else "")
+    if finder is not None:
+        finder.report(root)
     if not xs:
         raise ImageFileError(f"{root}: no readable images under {root}/<label>/")
     y = np.asarray(ys, dtype=np.int64)
+    counts = {label: int(np.sum(y == i)) for i, label in enumerate(labels)}
+    logger.info("%s: %s", root, ", ".join(f"{label} {n}" for label, n in counts.items()))
     if not named:  # a folder without a readable image is no class to learn
-        kept = [i for i in range(len(labels)) if np.any(y == i)]
+        kept = [i for i in range(len(labels)) if counts[labels[i]]]
         for i in sorted(set(range(len(labels))) - set(kept)):
             logger.warning("%s/%s has no readable image; not a label", root, labels[i])
         y = np.searchsorted(np.asarray(kept), y)
@@ -151,7 +195,70 @@ def load_image_folder(
     if len(labels) < 2:
         raise ConfigError(f"{root}: images of one label only ({labels[0]}); a model needs at "
                           f"least two label folders")
+    few = [f"{label} ({counts[label]})" for label in labels if counts[label] < MIN_PER_LABEL]
+    if few:
+        raise ConfigError(f"{root}: too few images of {', '.join(few)} to learn and score it "
+                          f"(at least {MIN_PER_LABEL}: a tenth of each label chooses the "
+                          f"epochs, a tenth reports); add images or remove the folder")
     return FaceSplit(np.stack(xs), y, tuple(labels))
+
+
+#: Fewest images of a label an image folder may have.
+MIN_PER_LABEL = 10
+#: Files named in a warning at most; the others are counted.
+MAX_NAMED = 10
+#: The device's label names where FER2013's differ (an image folder's labels are FER's).
+_FER_NAMES = {"fearful": "fear", "surprised": "surprise"}
+
+
+def _label_of(folder: str) -> str:
+    """The label a folder's name stands for ("Happy", "happiness" -> "happy"; "fearful" ->
+    FER2013's "fear"); a name that is no emotion the device knows is its own label."""
+    common = fusion_map_for([folder])[folder]
+    return _FER_NAMES.get(common, common) if common is not None else folder
+
+
+def _resized(image: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    if image.shape == (size, size):
+        return image
+    return np.asarray(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA))
+
+
+class _FaceFinder:
+    """The face of each image, found and cut as ``classify-face`` finds and the device cuts
+    it; counts the images in which no face was found."""
+
+    def __init__(self, faces: FacePreprocessConfig, size: int) -> None:
+        from edge.commands.classify_face import SCAN_LEVELS
+        from edge.vision.detectors import open_face_detector
+
+        self.crop = dataclasses.replace(faces, size=size)
+        self.detector = open_face_detector("auto", scan_levels=SCAN_LEVELS)
+        self.found = 0
+        self.whole: list[Path] = []
+
+    def face(self, image: np.ndarray, path: Path) -> np.ndarray:
+        boxes = self.detector.detect(image)
+        if not boxes:
+            self.whole.append(path)
+            return _resized(image, self.crop.size)
+        self.found += 1
+        return face_patch(image, boxes[0], self.crop)
+
+    def report(self, root: Path) -> None:
+        logger.info("%s: a face found and cut out in %d image(s)", root, self.found)
+        if self.whole:
+            names = [str(p.relative_to(root)) for p in self.whole]
+            logger.warning("%s: no face found in %d image(s), each taken whole as a face "
+                           "already cropped (check they are): %s%s", root, len(names),
+                           ", ".join(names[:MAX_NAMED]),
+                           f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED
+                           else "")
+
+    def close(self) -> None:
+        self.detector.close()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,8 +281,10 @@ class FaceData:
 def load_face_data(
     *, fer: str | Path | None = None, image_folder: str | Path | None = None,
     size: int = 48, seed: int = 0, ferplus: str | Path | None = None,
+    faces: FacePreprocessConfig | None = None,
 ) -> FaceData:
-    """FER2013's own three usages, or an image folder (resized to ``size``) split by ``seed``.
+    """FER2013's own three usages, or an image folder (its faces found and cut with ``faces``,
+    or each image whole without; resized to ``size``) split by ``seed``.
 
     FER2013 comes with its FER+ votes from ``ferplus`` or, by default, from
     ``ferplus_votes.npz`` next to ``fer`` when that file exists (they add the majority-vote
@@ -201,7 +310,7 @@ def load_face_data(
             votes_source=f"FER+ votes ({Path(ferplus).name})" if ferplus is not None else None,
         )
     assert image_folder is not None
-    data = load_image_folder(image_folder, size=size)
+    data = load_image_folder(image_folder, size=size, faces=faces)
     rng = np.random.default_rng(seed)
     parts: list[list[int]] = [[], [], []]
     for c in range(len(data.labels)):

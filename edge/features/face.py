@@ -22,7 +22,7 @@ from .. import optional
 from ..errors import ConfigError, ImageFileError
 from ..interfaces import roll_of
 
-__all__ = ["FacePreprocessConfig", "normalise", "crop_face", "crop_faces"]
+__all__ = ["FacePreprocessConfig", "normalise", "crop_face", "crop_faces", "face_patch"]
 
 _NORMALISATIONS = ("minus1_1", "zero_1")
 
@@ -127,6 +127,14 @@ def crop_face(
 ) -> np.ndarray:
     """Crop ``box`` (``None`` = whole image) from a grey frame -> float32 ``(size, size, 1)``;
     with ``cfg.upright``, a box with a roll is turned upright first."""
+    return normalise(face_patch(gray, box, cfg), cfg)[:, :, None]
+
+
+def face_patch(
+    gray: np.ndarray, box: Sequence[int] | None, cfg: FacePreprocessConfig
+) -> np.ndarray:
+    """:func:`crop_face`'s grey levels before normalisation: uint8 ``(size, size)`` (training
+    data cut from photos is kept as FER2013's faces are, in grey levels)."""
     gray = np.asarray(gray)
     if gray.ndim != 2 or gray.dtype != np.uint8:
         raise ImageFileError(f"crop_face needs a 2-D uint8 grey image, got {gray.shape} {gray.dtype}")
@@ -149,7 +157,7 @@ def crop_face(
         if patch.shape[0] < cfg.size or patch.shape[1] < cfg.size:
             interp = cv2.INTER_LINEAR  # area interpolation is for shrinking
         patch = cv2.resize(patch, (cfg.size, cfg.size), interpolation=interp)
-    return normalise(patch, cfg)[:, :, None]
+    return np.asarray(patch, dtype=np.uint8)
 
 
 def crop_faces(images: np.ndarray, cfg: FacePreprocessConfig) -> np.ndarray:
