@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,9 +21,11 @@ from typing import Any, Self, TypeVar
 from edge.config import Section, load_sections, read_toml
 from edge.errors import ConfigError
 
-__all__ = ["Recipe", "load_recipe", "recipe_dict", "section"]
+__all__ = ["Recipe", "load_recipe", "recipe_dict", "section", "warn_if_data_differs"]
 
 S = TypeVar("S", bound=Section)
+
+logger = logging.getLogger(__name__)
 
 
 def load_recipe(
@@ -115,3 +118,31 @@ class Recipe:
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """The resolved recipe as plain tables (what a manifest stores)."""
         return recipe_dict({name: getattr(self, name) for name in self.schema()})
+
+
+def warn_if_data_differs(manifest: Path, now: Mapping[str, Any], counts: str, unit: str) -> None:
+    """Warn when the data found (``now``: ``data_fingerprint`` and the ``counts`` table, e.g.
+    clips per corpus) is not what the model of ``manifest`` was trained on: reproducing it from
+    the manifest (``--recipe MANIFEST.json``) then gives another model, whatever the recipe,
+    and the first place to look is the data (a missing folder, an edited label file)."""
+    try:
+        training = json.loads(manifest.read_text(encoding="utf-8")).get("training") or {}
+    except (OSError, ValueError, AttributeError):
+        return  # the recipe loader has already said what is wrong with it
+    recorded = training.get("data_fingerprint")
+    if not isinstance(recorded, str):
+        logger.info("%s records no data fingerprint: the data cannot be compared", manifest)
+        return
+    if now["data_fingerprint"] == recorded:
+        logger.info("the data is what %s was trained on (fingerprint %s)", manifest, recorded)
+        return
+    before = training.get(counts)
+    before = before if isinstance(before, dict) else {}
+    found = now[counts]
+    differ = [f"{c}: {before.get(c, 0)} {unit} then, {found.get(c, 0)} now"
+              for c in dict.fromkeys([*before, *found]) if before.get(c) != found.get(c)]
+    logger.warning("the data differs from what %s was trained on (fingerprint %s, recorded %s)"
+                   "%s: the model will differ too; check the data's files and labels",
+                   manifest, now["data_fingerprint"], recorded,
+                   "; " + ", ".join(differ) if differ else
+                   f" with as many {unit} of each (labels, files or their content changed)")

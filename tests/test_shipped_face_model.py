@@ -4,6 +4,7 @@ FER+ majority-vote accuracy recomputed through the device classifier (the same c
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -141,3 +142,13 @@ def test_the_shipped_class_offsets_are_the_ones_publictest_gives(shared_data):
         shipped = qm.manifest.calibration["log_offsets"]
     offsets = fit_log_offsets(probs, list(choose_label_sets(choose).values()))
     assert [shipped[label] for label in FER_LABELS] == pytest.approx(offsets, abs=1e-9)
+
+
+def test_the_shipped_manifest_records_the_data_it_was_trained_on(shared_data):
+    """Added after training, from the same FER2013 npz: this holds the claim."""
+    from convert.face.data import load_face_data
+
+    training = json.loads((REPO / "models" / "face_expression_int8.json").read_text())["training"]
+    data = load_face_data(fer=shared_data / "fer2013" / "fer2013_48.npz")
+    assert data.recorded() == {"images_per_label": training["images_per_label"],
+                               "data_fingerprint": training["data_fingerprint"]}

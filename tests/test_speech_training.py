@@ -1375,12 +1375,12 @@ def test_a_model_reproduced_from_its_manifest_says_when_the_data_differs(synthet
 
     def reproduce(csv: Path) -> str:
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="convert.speech.pipeline"):
+        with caplog.at_level(logging.INFO, logger="convert.recipe"):
             assert main(["speech", "--recipe", str(manifest), "--csv", str(csv), "--out",
                          str(tmp_path / "again"), "--evaluate-only"]) == 0
         return caplog.text
 
-    assert "is the clips" in reproduce(synthetic_corpus)
+    assert "the data is what" in reproduce(synthetic_corpus)
     header, *rows = synthetic_corpus.read_text().splitlines()
 
     def elsewhere(name: str, rows: list[str]) -> Path:  # the same corpus name, index
@@ -1389,10 +1389,10 @@ def test_a_model_reproduced_from_its_manifest_says_when_the_data_differs(synthet
         csv.write_text("\n".join([header, *(f"{synthetic_corpus.parent / r}" for r in rows)]))
         return csv
 
-    assert "is the clips" in reproduce(elsewhere("moved", rows))  # a folder is not the data
+    assert "the data is what" in reproduce(elsewhere("moved", rows))  # a folder is not the data
     told = reproduce(elsewhere("fewer", rows[:-1]))
     assert "the data differs from what" in told and "index: 48 clips then, 47 now" in told
     path, label, speaker = rows[0].split(",")
     other = next(lab for lab in LABELS if lab != label)
     told = reproduce(elsewhere("relabelled", [f"{path},{other},{speaker}", *rows[1:]]))
-    assert "the data differs" in told and "same clip counts" in told
+    assert "the data differs" in told and "with as many clips of each" in told

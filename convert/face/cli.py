@@ -87,6 +87,7 @@ def recipe_overrides(args: argparse.Namespace) -> dict[tuple[str, str], Any]:
 
 
 def run_face(args: argparse.Namespace) -> int:
+    from ..recipe import warn_if_data_differs
     from .data import load_face_data
     from .pipeline import check_reuse, run_face_pipeline
     from .recipe import FaceRecipe
@@ -105,6 +106,8 @@ def run_face(args: argparse.Namespace) -> int:
     data = load_face_data(fer=args.fer, image_folder=args.image_folder, size=recipe.input.size,
                           seed=recipe.run.seed, ferplus=args.ferplus,
                           faces=None if args.cropped else recipe.input.preprocess())
+    if args.recipe is not None and args.recipe.suffix == ".json":
+        warn_if_data_differs(args.recipe, data.recorded(), "images_per_label", "images")
     report = run_face_pipeline(data, args.out, recipe, teacher=teacher,
                                teacher_models=args.teacher_models, parent_path=args.parent,
                                pruned_path=args.pruned, report_dir=args.report_dir,

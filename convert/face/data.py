@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -276,6 +277,19 @@ class FaceData:
     @property
     def labels(self) -> tuple[str, ...]:
         return self.train.labels
+
+    def recorded(self) -> dict[str, Any]:
+        """What a manifest records of the data (``training``): images per label and a
+        fingerprint of the faces as trained (each split's grey levels and labels, so a face
+        cut otherwise counts too), for :func:`convert.recipe.warn_if_data_differs`."""
+        digest = hashlib.sha256()
+        for split in (self.train, self.choose, self.report):
+            digest.update(np.ascontiguousarray(split.x).tobytes())
+            digest.update(split.y.astype(np.int64).tobytes())
+        counts = {label: sum(int(np.sum(split.y == i)) for split in
+                             (self.train, self.choose, self.report))
+                  for i, label in enumerate(self.labels)}
+        return {"images_per_label": counts, "data_fingerprint": digest.hexdigest()[:16]}
 
 
 def load_face_data(

@@ -627,6 +627,7 @@ def _training_meta(
         "data": data.source + (f" + {data.votes_source}" if votes and data.votes_source else ""),
         "data_licence": (FER_LICENCE + ("; FER+ labels: MIT (Microsoft)" if votes else ""))
         if data.source.startswith("FER2013") else "user data: check the licence of your images",
+        **data.recorded(),
         "protocol": data.protocol,
         **({"ground_truth": VOTE_RULE} if votes else {}),
         "recipe": recipe.to_dict(),

@@ -27,6 +27,7 @@ from edge.sources.audio_file import load_audio
 
 from ..export import convert_int8, save_model
 from ..metrics import classification_metrics, plot_confusion, plot_confusions
+from ..recipe import warn_if_data_differs
 from .channels import CHANNELS
 from .corpora import (
     FUSION_RULE,
@@ -100,38 +101,10 @@ class Dataset:
 
     def recorded(self) -> dict[str, Any]:
         """What a manifest records of the data (``training``), so that a model reproduced from
-        it can tell whether it was given the same clips (:func:`compare_data`)."""
+        it can tell whether it was given the same clips (:func:`warn_if_data_differs`)."""
         return {"clips_per_corpus": self.clips_per_corpus(),
                 "data_fingerprint": data_fingerprint(self.utts)}
 
-
-def compare_data(data: Dataset, manifest: Path) -> None:
-    """Warn when ``data`` is not what the model of ``manifest`` was trained on: reproducing it
-    from the manifest (``--recipe MANIFEST.json``) then gives another model, whatever the
-    recipe, and the first place to look is the corpora (a missing folder, an edited CSV)."""
-    try:
-        training = json.loads(manifest.read_text(encoding="utf-8")).get("training") or {}
-    except (OSError, ValueError, AttributeError):
-        return  # the recipe loader has already said what is wrong with it
-    recorded = training.get("data_fingerprint")
-    if not isinstance(recorded, str):
-        logger.info("%s records no data fingerprint: the data cannot be compared", manifest)
-        return
-    now = data.recorded()
-    if now["data_fingerprint"] == recorded:
-        logger.info("the data is the clips %s was trained on (fingerprint %s)", manifest,
-                    recorded)
-        return
-    before = training.get("clips_per_corpus")
-    before = before if isinstance(before, dict) else {}
-    counts = now["clips_per_corpus"]
-    differ = [f"{c}: {before.get(c, 0)} clips then, {counts.get(c, 0)} now"
-              for c in dict.fromkeys([*before, *counts]) if before.get(c) != counts.get(c)]
-    logger.warning("the data differs from what %s was trained on (fingerprint %s, recorded %s)"
-                   "%s: the model will differ too; check --data and the corpora's files and "
-                   "labels", manifest, now["data_fingerprint"], recorded,
-                   "; " + ", ".join(differ) if differ else
-                   " with the same clip counts (labels, speakers or files changed)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -415,7 +388,7 @@ def run(recipe: SpeechRecipe, out: Path, report_dir: Path, *, root: Path | None,
     recipe was read from, whose recorded data is compared with the data found."""
     data = load_dataset(recipe, root=root)
     if reproducing is not None:
-        compare_data(data, reproducing)
+        warn_if_data_differs(reproducing, data.recorded(), "clips_per_corpus", "clips")
     if recipe.evaluate.folds:
         speaker_folds(data.utts, recipe.evaluate.folds)  # before any training: too many folds
     corpora = sorted({u.corpus for u in data.utts})
