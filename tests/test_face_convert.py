@@ -747,3 +747,27 @@ def test_a_face_model_records_its_data_and_its_reproduction_says_when_it_differs
         warn_if_data_differs(manifest, load_face_data(image_folder=folder).recorded(),
                              "images_per_label", "images")
     assert "the data differs" in caplog.text and "sad: 40 images then, 27 now" in caplog.text
+
+
+def test_an_interrupted_run_leaves_the_models_it_would_replace_whole(tiny_face_run, tmp_path,
+                                                                     monkeypatch):  # noqa: F811
+    """Ctrl-C while the new int8 model was measured left it beside the old run's figures: a
+    manifest without its metrics or class offsets, which `check` called fine."""
+    import shutil
+
+    from convert.face import load_face_data, run_face_pipeline
+    from convert.face import pipeline as face_pipeline
+
+    out = tmp_path / "models"
+    shutil.copytree(tiny_face_run["model"].parent, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(face_pipeline, "evaluate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_face_pipeline(load_face_data(image_folder=tiny_face_run["folder"]), out,
+                          tiny_recipe(train={"epochs": 1}), report_dir=tmp_path / "reports")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []

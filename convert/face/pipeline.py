@@ -16,6 +16,8 @@ import functools
 import json
 import logging
 import math
+import os
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -707,21 +709,33 @@ def run_face_pipeline(
         : recipe.export.calibration_samples]]
     export = functools.partial(export_int8, recipe=recipe, crops=crops, labels=labels,
                                calibration=calibration)
-    int8 = {
-        "parent": export(parent.model, report_dir / "face_parent_int8.tflite"),
-        "pruned": export(pruned.model, out_dir / model_file, training=_training_meta(
-            data, recipe, pruned,
-            describe_teacher(teacher, teacher_models) if teacher_logits[0] is not None else None,
-            parent_path, pruned_path, command)),
-    }
-    evaluation = evaluate(int8["pruned"], final, parent.figures, data, out_dir)
-    # Metrics are known only after the int8 model exists; rewrite its manifest with them.
-    path = int8["pruned"].path
-    write_manifest(path, dataclasses.replace(load_manifest(path),
-                                             metrics=evaluation.manifest_metrics))
-    baseline = (teacher_baseline(teacher, data, report_dir, recipe)
-                if teacher is not None and set(labels) == set(FER_LABELS) else None)
-    report = assemble_report(data, recipe, parent, pruned, stages, final, int8, evaluation,
-                             baseline)
+    # The shipped files are made in a folder of their own and moved into out_dir together at
+    # the end: an interrupted run (Ctrl-C while the int8 model is measured) left a new model
+    # beside the old run's manifest figures, or a manifest without its metrics or offsets.
+    staging = out_dir / f".{Path(model_file).stem}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        int8 = {
+            "parent": export(parent.model, report_dir / "face_parent_int8.tflite"),
+            "pruned": export(pruned.model, staging / model_file, training=_training_meta(
+                data, recipe, pruned,
+                describe_teacher(teacher, teacher_models) if teacher_logits[0] is not None
+                else None, parent_path, pruned_path, command)),
+        }
+        evaluation = evaluate(int8["pruned"], final, parent.figures, data, staging)
+        # Metrics are known only after the int8 model exists; rewrite its manifest with them.
+        path = int8["pruned"].path
+        write_manifest(path, dataclasses.replace(load_manifest(path),
+                                                 metrics=evaluation.manifest_metrics))
+        baseline = (teacher_baseline(teacher, data, report_dir, recipe)
+                    if teacher is not None and set(labels) == set(FER_LABELS) else None)
+        report = assemble_report(data, recipe, parent, pruned, stages, final, int8, evaluation,
+                                 baseline)
+        for name in (model_file, Path(model_file).with_suffix(".json").name,
+                     "face_confusion.png"):
+            os.replace(staging / name, out_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     (report_dir / "face_report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
     return report
