@@ -89,3 +89,28 @@ def test_a_label_without_a_mapping_is_refused():
         LabelMap.build({"speech": (SPEECH, {lab: lab for lab in SPEECH if lab != "calm"})})
     with pytest.raises(ConfigError, match="not a face model label"):
         fusion(overrides={"face": {"bored": "neutral"}})
+
+
+def test_a_face_model_of_two_labels_does_not_outweigh_a_speech_model_of_seven():
+    """A face model of one's own knowing only happy and sad put half its weight's mass on each
+    at worst (0.5 / 0.5: it cannot tell), where speech spreads its mass over seven: speech
+    sure of "angry" (0.45) lost to the face's shrug, and the appliance said only happy or sad."""
+    two = ("happy", "sad")
+    lm = LabelMap.build({"speech": (SPEECH, SPEECH_MAP), "face": (two, {k: k for k in two})})
+    f = LateFusion(lm, weights={"speech": 1.0, "face": 1.0})
+    speech = {lab: 0.55 / 7 for lab in SPEECH} | {"angry": 0.45}
+    out = f.fuse({"speech": speech, "face": {"happy": 0.5, "sad": 0.5}})
+    assert out.label == "angry" and sum(out.scores.values()) == pytest.approx(1.0)
+    # happy and sad are still pooled over both: a face sure of "happy" moves the decision
+    sure = f.fuse({"speech": speech, "face": {"happy": 0.99, "sad": 0.01}})
+    assert sure.label == "happy"
+
+
+def test_where_every_modality_says_every_label_it_is_the_weighted_linear_pool():
+    f = fusion({"speech": 2.0, "face": 1.0})
+    speech, face = onehot(SPEECH, "angry", 0.6), onehot(FACE, "fear", 0.7)
+    out = f.fuse({"speech": speech, "face": face})
+    parts = {m.modality: m.scores for m in out.modalities}
+    for label in f.labels:
+        assert out.scores[label] == pytest.approx((2 * parts["speech"][label]
+                                                   + parts["face"][label]) / 3)

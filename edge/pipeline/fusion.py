@@ -4,9 +4,10 @@ Each model's manifest carries a ``fusion_map`` (model label -> common label, or 
 the label out); the configuration may override single entries.  :class:`LabelMap` checks the map
 covers every model label, then :class:`LateFusion` turns each present modality's probabilities
 into common-label probabilities (temperature-calibrated, unmapped mass removed, renormalised) and
-combines them in a weighted linear opinion pool.  A linear pool, not a product, because a common
-label one model cannot express (speech has no "disgust" in some corpora) must not veto the other
-modality.  Missing modalities simply take no part; with none present there is no decision.
+combines them in a weighted linear opinion pool, each label over the modalities that can express
+it.  A linear pool, not a product, because a common label one model cannot express (a face model
+of one's own with fewer labels) must not veto the other modality; and over those modalities only,
+so that a model of few labels, whose mass is spread over few, does not outweigh one of many.  Missing modalities simply take no part; with none present there is no decision.
 Everything here is pure: no I/O, no clocks.
 """
 
@@ -70,6 +71,10 @@ class LabelMap:
             sorted(targets - set(COMMON_LABELS))
         )
         return cls(modalities=maps, common=common)
+
+    def expressible(self, modality: str) -> frozenset[str]:
+        """The common labels ``modality``'s model can say."""
+        return frozenset(t for t in self.modalities[modality].values() if t is not None)
 
     def project(self, modality: str, scores: Mapping[str, float]) -> dict[str, float]:
         """Sum a modality's scores onto the common labels (unmapped labels dropped)."""
@@ -169,15 +174,25 @@ class LateFusion:
         return self.pool(parts)
 
     def pool(self, parts: Iterable[ModalityScores]) -> FusedScores | None:
+        """Each common label's probability pooled over the modalities that can express it,
+        then renormalised.  Over all of them, a face model of two labels (happy, sad: each
+        0.5 of its mass at worst) outweighed a speech model spreading its mass over seven,
+        and "happy or sad" was all the appliance ever said; where every modality expresses
+        every label (the shipped models) this is the plain weighted linear pool."""
         parts = tuple(parts)
         total_w = sum(self.weights.get(p.modality, 1.0) for p in parts)
         if not parts or total_w <= 0.0:
             return None
-        fused = dict.fromkeys(self.labels, 0.0)
+        pooled = dict.fromkeys(self.labels, 0.0)
+        weight = dict.fromkeys(self.labels, 0.0)
         for part in parts:
-            w = self.weights.get(part.modality, 1.0) / total_w
-            for label, p in part.scores.items():
-                fused[label] += w * p
+            w = self.weights.get(part.modality, 1.0)
+            for label in self.label_map.expressible(part.modality):
+                pooled[label] += w * part.scores.get(label, 0.0)
+                weight[label] += w
+        pooled = {k: v / weight[k] if weight[k] > 0.0 else 0.0 for k, v in pooled.items()}
+        total = sum(pooled.values())
+        fused = {k: v / total for k, v in pooled.items()} if total > 0.0 else pooled
         return FusedScores(scores=fused, modalities=parts)
 
     def __repr__(self) -> str:
