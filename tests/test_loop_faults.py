@@ -659,3 +659,26 @@ def test_a_camera_stuck_inside_read_is_lost_then_reopened_by_a_restart(monkeypat
     states = [d.face.state for d in sink.decisions]
     assert "unavailable" in states and states[-1] == "unavailable"
     assert sink.decisions[-1].counters["camera_lost"] == 1
+
+
+def test_a_models_labels_fusion_leaves_out_are_named_when_the_run_starts(tiny, tmp_path):
+    """`check` named them, `run` dropped what they won without a word (a face model of one's
+    own with "confused" or "pain")."""
+    import shutil
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny, models)
+    manifest = next(p for p in models.glob("*.json") if "face" in p.name)
+    data = json.loads(manifest.read_text())
+    left_out = data["labels"][0]
+    data["fusion_map"][left_out] = None
+    manifest.write_text(json.dumps(data))
+    args = ("run", "--audio-file", str(tiny / "speech.wav"), "--image", str(tiny / "frame.png"),
+            "--fast", "--set", "adapt.enabled=false")
+    r = run_cli(models, *args)
+    assert r.returncode == 0, r.stderr
+    assert f"the face model's label(s) {left_out} are none of the emotions shown" in r.stderr
+    config = tmp_path / "config.toml"  # left out on purpose: no word
+    config.write_text(f'[fusion.face_map]\n{left_out} = ""\n')
+    r = run_cli(models, *args, "--config", str(config))
+    assert r.returncode == 0 and "none of the emotions shown" not in r.stderr, r.stderr

@@ -84,6 +84,20 @@ def _model_path(configured: str, filename: str) -> Path:
     return Path(configured) if configured else default_model(filename)
 
 
+def unshown_labels(config: Config, fusion: LateFusion) -> dict[str, list[str]]:
+    """Each model's labels its manifest leaves out of fusion (no common label) and the
+    configuration does not map: a model of one's own with "confused" or "pain" loses what
+    those labels win without a word (the configuration's own "" is a choice, not a loss)."""
+    chosen = {"speech": config.fusion.speech_map, "face": config.fusion.face_map}
+    out = {}
+    for modality, mapping in fusion.label_map.modalities.items():
+        unshown = [label for label, common in mapping.items()
+                   if common is None and label not in chosen[modality]]
+        if unshown:
+            out[modality] = unshown
+    return out
+
+
 def _label_map(config: Config, speech: SpeechClassifier, face: FaceClassifier | None
                ) -> LabelMap:
     declared = {"speech": (speech.labels, speech.manifest.fusion_map)}
@@ -203,6 +217,10 @@ def build_appliance(
             use_face = False
         speech, face, detector, fusion = open_decision_models(config, stack, use_face=use_face)
         logger.info("fusion over %s", ", ".join(fusion.labels))
+        for modality, labels in unshown_labels(config, fusion).items():
+            logger.warning("the %s model's label(s) %s are none of the emotions shown: fusion "
+                           "leaves them out (map them in [fusion] %s_map)", modality,
+                           ", ".join(labels), modality)
 
         audio: AudioSource
         if media is not None and media.audio is not None:

@@ -83,7 +83,7 @@ def check_runtime() -> list[Finding]:
 
 def check_models(config: Config) -> list[Finding]:
     """The models, detector and fusion opened exactly as ``run`` opens them."""
-    from ..pipeline.appliance import open_decision_models
+    from ..pipeline.appliance import open_decision_models, unshown_labels
 
     out = []
     try:
@@ -96,18 +96,13 @@ def check_models(config: Config) -> list[Finding]:
                 out.append(Finding("face model", OK, f"{face.model.path} "
                                                      f"({len(face.labels)} labels, sha256 ok)"))
             out.append(Finding("fusion", OK, ", ".join(fusion.labels)))
-            chosen = {"speech": config.fusion.speech_map, "face": config.fusion.face_map}
-            for modality, mapping in fusion.label_map.modalities.items():
-                # Left out by the manifest, not by the configuration's own choice ("").
-                unshown = [label for label, common in mapping.items()
-                           if common is None and label not in chosen[modality]]
-                if unshown:
-                    out.append(Finding(
-                        "fusion", WARN, f"the {modality} model's label(s) {', '.join(unshown)} "
-                        f"are none of the emotions shown, so fusion leaves them out (what they "
-                        f"win goes to the other labels)", f"map them in [fusion] "
-                        f"{modality}_map (e.g. {unshown[0]} = \"angry\"), or leave them out "
-                        f"on purpose with \"\""))
+            for modality, unshown in unshown_labels(config, fusion).items():
+                out.append(Finding(
+                    "fusion", WARN, f"the {modality} model's label(s) {', '.join(unshown)} "
+                    f"are none of the emotions shown, so fusion leaves them out (what they "
+                    f"win goes to the other labels)", f"map them in [fusion] "
+                    f"{modality}_map (e.g. {unshown[0]} = \"angry\"), or leave them out "
+                    f"on purpose with \"\""))
     except EmotionEdgeError as exc:
         out.append(Finding("models", PROBLEM, str(exc),
                            "reinstall emotion-edge, or fix models.* / fusion.* in the config"))
