@@ -1,6 +1,7 @@
-"""Face expression data: the FER2013 npz and a ``root/<label>/*.png|jpg`` image-folder layout.
+"""Face expression data: the FER2013 npz and a ``root/<label>/...`` folder of one's own photos.
 
-Both loaders return uint8 grey face crops ``(N, H, W)`` and integer labels; the shared
+Both loaders return uint8 grey face crops ``(N, H, W)`` (a photo's face found and cut as the
+device cuts it) and integer labels; the shared
 :func:`edge.features.face.crop_faces` turns them into network input, the same code the device
 uses.  :func:`load_face_data` splits either into train / choose / report.
 
