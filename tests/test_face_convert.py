@@ -749,8 +749,8 @@ def test_a_face_model_records_its_data_and_its_reproduction_says_when_it_differs
     assert "the data differs" in caplog.text and "sad: 40 images then, 27 now" in caplog.text
 
 
-def test_an_interrupted_run_leaves_the_models_it_would_replace_whole(tiny_face_run, tmp_path,
-                                                                     monkeypatch):  # noqa: F811
+def test_an_interrupted_run_leaves_the_models_it_would_replace_whole(
+        tiny_face_run, tmp_path, monkeypatch):  # noqa: F811
     """Ctrl-C while the new int8 model was measured left it beside the old run's figures: a
     manifest without its metrics or class offsets, which `check` called fine."""
     import shutil
