@@ -205,6 +205,8 @@ def test_a_file_system_without_room_for_the_log_is_a_warning(tmp_path, monkeypat
     for i in (1, 2):  # 6 MB of the 9 are already there, in the backups
         log.with_name(f"d.jsonl.{i}").write_bytes(b"{}\n" * 1_000_000)
     assert checks.check_decision_log(log, max_bytes=3_000_000, backups=2).status == OK
+    # a folder is still refused as one, "." (which has no name) too
+    assert checks.check_decision_log(Path("."), max_bytes=3_000_000, backups=2).status == PROBLEM
     free_blocks["n"] = 0
     state = checks.check_adaptation_state(tmp_path / "state.json")
     assert state.status == WARN and "adapt.state_file" in state.fix, state

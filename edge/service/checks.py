@@ -366,7 +366,8 @@ def check_decision_log(path: Path, max_bytes: int = 1_000_000, backups: int = 2)
                           "elsewhere create it or change log.file",
                           needs=(max_bytes * (backups + 1), "log.max_bytes x (log.backups + 1)",
                                  "lower log.max_bytes or log.backups"),
-                          holds=[path, *(path.with_name(f"{path.name}.{i}")
+                          # Not with_name: "." has none to replace (it is refused as a folder)
+                          holds=[path, *(path.parent / f"{path.name}.{i}"
                                          for i in range(1, backups + 1))])
 
 
