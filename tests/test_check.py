@@ -175,7 +175,7 @@ def test_a_decision_log_on_a_read_only_file_system_is_a_problem(tmp_path, monkey
         return types.SimpleNamespace(f_flag=st.f_flag | os.ST_RDONLY)
 
     monkeypatch.setattr(checks.os, "statvfs", statvfs)
-    finding = checks.check_decision_log(tmp_path / "d.jsonl")
+    finding = checks.check_decision_log(tmp_path / "d.jsonl", max_bytes=1_000_000, backups=2)
     assert finding.status == PROBLEM and "read-only" in finding.detail
 
 

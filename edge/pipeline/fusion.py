@@ -7,7 +7,8 @@ into common-label probabilities (temperature-calibrated, unmapped mass removed, 
 combines them in a weighted linear opinion pool, each label over the modalities that can express
 it.  A linear pool, not a product, because a common label one model cannot express (a face model
 of one's own with fewer labels) must not veto the other modality; and over those modalities only,
-so that a model of few labels, whose mass is spread over few, does not outweigh one of many.  Missing modalities simply take no part; with none present there is no decision.
+so that a model of few labels, whose mass is spread over few, does not outweigh one of many.
+Missing modalities simply take no part; with none present there is no decision.
 Everything here is pure: no I/O, no clocks.
 """
 

@@ -350,11 +350,11 @@ def _may_look(what: str, path: Path, check: Callable[[Path], Finding]) -> Findin
                        "join the service's group: sudo usermod -aG emotion-edge $USER")
 
 
-def check_decision_log(path: Path, max_bytes: int = 1_000_000, backups: int = 2) -> Finding:
+def check_decision_log(path: Path, *, max_bytes: int, backups: int) -> Finding:
     """Whether ``run`` can open ``path`` for appending as its log sink does (creating the missing
     folders): a folder is a problem; an unwritable place a warning, since the service creates
     /run/emotion-edge itself when it starts; so is a file system without room for the log and
-    its ``backups`` at ``max_bytes`` each."""
+    its ``backups`` at ``max_bytes`` each (``log.backups``, ``log.max_bytes``)."""
     from ..outputs.log import holds_something_else
 
     if holds_something_else(path):
