@@ -1,6 +1,7 @@
 """``emotion-edge``: the device command line.
 
-Exit status: 0 done; 1 some inputs failed (each named on one stderr line, the others processed);
+Exit status: 0 done; 1 some inputs failed (each named on one stderr line, the others processed),
+or the output could not be written (a full disk);
 2 a usage or configuration error (one line); 3 an internal error (one line; ``-vv`` adds the
 traceback); 75 a device (microphone, GPIO pins, a stuck camera) or a file another run writes
 is missing or busy: worth trying again later (one line; the service does, every 10 s, where a
@@ -11,6 +12,7 @@ closed (``| head``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import logging
@@ -89,7 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _internal_error(exc, args.command)
         # print() into a full disk or /dev/full: the output's fault, not an input's or a bug.
         _drop_stdout()
-        print(f"emotion-edge: error: cannot write the output ({exc.strerror})", file=sys.stderr)
+        with contextlib.suppress(OSError):  # stderr on the same full disk: the status says it
+            print(f"emotion-edge: error: cannot write the output ({exc.strerror})",
+                  file=sys.stderr)
         return 1
     except Exception as exc:
         return _internal_error(exc, args.command)

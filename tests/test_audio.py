@@ -138,6 +138,29 @@ def test_a_recording_cut_short_is_read_as_far_as_it_goes_and_said_once(tmp_path,
     assert ("of the 20.0 s its header declares" if suffix == ".wav" else "unreadable from") in told
 
 
+def test_a_flac_written_into_a_pipe_is_read_to_its_end(tmp_path, caplog):
+    """`arecord | flac -` declares no length (total samples 0): libsndfile failed on its last
+    second and it was called damaged; FFmpeg reads it whole."""
+    import logging
+
+    import soundfile as sf
+
+    pytest.importorskip("av")
+    x = (np.random.default_rng(1).uniform(-0.3, 0.3, 16000 * 5)).astype(np.float32)
+    path = tmp_path / "piped.flac"
+    sf.write(str(path), x, 16000, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # STREAMINFO first
+    data[21] &= 0xF0  # its 36-bit count of samples (from byte 13 of the block, low nibble on)
+    data[22:26] = bytes(4)
+    path.write_bytes(bytes(data))
+    assert sf.info(str(path)).frames > 2**62  # libsndfile: no length
+    with caplog.at_level(logging.WARNING, logger="edge.sources.audio_file"):
+        got = load_audio(path)
+    assert got.size == x.size and not caplog.records, caplog.text
+    np.testing.assert_allclose(got, x, atol=1e-4)
+
+
 @pytest.mark.parametrize("rate, channels", [(16000, 1), (44100, 2), (48000, 2)])
 def test_file_stream_blocks_equal_the_whole_file_resampled(tmp_path, rate, channels):
     import soundfile as sf

@@ -495,3 +495,11 @@ def test_the_appliance_looks_again_unless_camera_close_and_far_faces_are_off():
             assert detector.config.spread_looks  # a camera's later looks take turns
             assert detector.config.retry_margin == (default.retry_margin if close_faces else 0)
             assert detector.config.retry_tiles == (default.retry_tiles if far_faces else 0)
+
+
+def test_a_panoramas_scan_does_not_look_at_the_same_tiles_twice(blazeface_model):
+    """In a strip 2048 x 120 the short side caps the tiles of both levels at 120: the second
+    level looked at the first's tiles again."""
+    with BlazeFaceDetector(blazeface_model, BlazeFaceConfig(scan_levels=2)) as det:
+        looks = det._scan(np.zeros((120, 2048), np.uint8))
+    assert len(looks) == len(range(0, 2048 - 120, 60)) + 1  # one row of 120-pixel tiles

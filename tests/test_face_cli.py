@@ -188,3 +188,13 @@ def test_every_face_of_a_group_photo_is_read_and_a_video_frame_is_not_scanned(tm
     still, frame = (json.loads(line) for line in capsys.readouterr().out.splitlines())
     assert len(still["faces"]) == 12 and {f["label"] for f in still["faces"]} == {"happy"}
     assert frame["frame"] == 0 and frame["faces"] == []
+
+
+def test_an_image_too_small_to_be_a_face_says_so_through_the_command(tmp_path, capsys):
+    """The message was in crop_face, but classify_crop made a box of the whole image first,
+    so `classify-face --whole-image` still named a box the user never gave."""
+    cv2 = pytest.importorskip("cv2")
+    cv2.imwrite(str(tmp_path / "dot.png"), np.zeros((1, 1), np.uint8))
+    assert main(["classify-face", "--whole-image", str(tmp_path / "dot.png")]) == 1
+    err = capsys.readouterr().err
+    assert "a 1x1 pixel image is too small to hold a face" in err and "box" not in err, err

@@ -114,3 +114,14 @@ def test_where_every_modality_says_every_label_it_is_the_weighted_linear_pool():
     for label in f.labels:
         assert out.scores[label] == pytest.approx((2 * parts["speech"][label]
                                                    + parts["face"][label]) / 3)
+
+
+def test_a_modality_weighted_low_does_not_decide_alone_what_only_it_can_say():
+    """Pooled over the modalities that can say it alone, "disgust" (which this speech map
+    leaves out) was decided by a face weighted 0.05 against speech weighted 1."""
+    lm = LabelMap.build({"speech": (SPEECH, SPEECH_MAP), "face": (FACE, FACE_MAP)},
+                        {"speech": {"disgust": ""}})
+    f = LateFusion(lm, weights={"speech": 1.0, "face": 0.05})
+    speech = {lab: 0.5 / 7 for lab in SPEECH} | {"happy": 0.5, "disgust": 0.0}
+    face = {lab: 0.4 / 6 for lab in FACE} | {"disgust": 0.6}
+    assert f.fuse({"speech": speech, "face": face}).label == "happy"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import sys
 from pathlib import Path
@@ -105,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     from ..paths import default_model
     from ..sources.images import read_gray_image
     from ..sources.replay import VideoFileSource
+    from ..vision.blazeface import BlazeFaceDetector
     from ..vision.detectors import open_face_detector
 
     model = args.model or default_model(FACE_MODEL_FILE)
@@ -113,9 +115,15 @@ def run(args: argparse.Namespace) -> int:
         detector: FaceDetector | None = None
         photos: FaceDetector | None = None
         if not args.whole_image:
-            detector, photos = (stack.enter_context(contextlib.closing(open_face_detector(
-                args.detector, largest_only=not args.all_faces, num_threads=args.threads,
-                runtime=args.runtime, scan_levels=levels))) for levels in (0, SCAN_LEVELS))
+            opened = functools.partial(
+                open_face_detector, args.detector, largest_only=not args.all_faces,
+                num_threads=args.threads, runtime=args.runtime)
+            detector = stack.enter_context(contextlib.closing(opened()))
+            # The photo scan is BlazeFace's: a fallback to Haar (told once, by the first) has
+            # none, and photos go through the one detector.
+            if isinstance(detector, BlazeFaceDetector):
+                photos = stack.enter_context(contextlib.closing(
+                    opened(scan_levels=SCAN_LEVELS)))
         clf = stack.enter_context(FaceClassifier(
             model, detector=detector, num_threads=args.threads, runtime=args.runtime,
             mirror=args.mirror))

@@ -193,11 +193,9 @@ class FaceClassifier(Closeable):
     def classify_crop(self, gray: GrayFrame, box: Sequence[int] | None = None) -> Face:
         """Classify the face inside ``box`` (``None``: the whole image is the face)."""
         gray = to_gray(gray)
-        if box is None:
-            box = (0, 0, gray.shape[1], gray.shape[0])
         scores = self.scores(crop_face(gray, box, self.preprocess))
         label = max(scores, key=scores.__getitem__)
-        x, y, w, h = (int(v) for v in box)
+        x, y, w, h = (int(v) for v in (box or (0, 0, gray.shape[1], gray.shape[0])))
         return Face((x, y, w, h), label, scores)
 
     def classify_frame(self, frame: GrayFrame) -> list[Face]:

@@ -362,14 +362,14 @@ class SpeechClassifier(Closeable):
                 logger.warning("%s: sampled at %d Hz, so nothing above %d Hz was recorded; %s "
                                "hears up to %.0f Hz: this result is unreliable", path,
                                blocks.file_rate, blocks.file_rate // 2, self.model.path.name, top)
-            if blocks.duration_s < SHORTEST_RELIABLE_S:
-                # Repeated to fill a window, a syllable or two is scored as if it were a
-                # sentence: the model saw utterances of 1.5 to 5 s.
-                logger.warning("%s: %.2f s long; under %g s, this result is unreliable", path,
-                               blocks.duration_s, SHORTEST_RELIABLE_S)
             for block in blocks:
                 for result in stream.feed(block):
                     acc.add(result)
+            if blocks.read_s < SHORTEST_RELIABLE_S:  # what the file held, not what it declares
+                # Repeated to fill a window, a syllable or two is scored as if it were a
+                # sentence: the model saw utterances of 1.5 to 5 s.
+                logger.warning("%s: %.2f s long; under %g s, this result is unreliable", path,
+                               blocks.read_s, SHORTEST_RELIABLE_S)
         for result in stream.flush():
             acc.add(result)
         return acc.decision()

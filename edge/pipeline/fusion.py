@@ -125,6 +125,11 @@ def calibrate(scores: Mapping[str, float], temperature: float) -> dict[str, floa
     return {k: v / total for k, v in exp.items()}
 
 
+#: The share of a modality's weight a label it cannot express is pooled with (see
+#: :meth:`LateFusion.pool`): 1 is the plain linear pool, 0 leaves such a label to the others.
+MUTE_SHARE = 0.5
+
+
 class LateFusion:
     """Weighted, temperature-calibrated linear pool over the modalities present in a cycle."""
 
@@ -175,11 +180,13 @@ class LateFusion:
         return self.pool(parts)
 
     def pool(self, parts: Iterable[ModalityScores]) -> FusedScores | None:
-        """Each common label's probability pooled over the modalities that can express it,
-        then renormalised.  Over all of them, a face model of two labels (happy, sad: each
-        0.5 of its mass at worst) outweighed a speech model spreading its mass over seven,
-        and "happy or sad" was all the appliance ever said; where every modality expresses
-        every label (the shipped models) this is the plain weighted linear pool."""
+        """Each common label's probability pooled with the full weight of the modalities that
+        can express it and :data:`MUTE_SHARE` of the others' (their silence half counts as
+        "not this"), then renormalised.  With every weight in full, a face model of two
+        labels (happy, sad: each 0.5 of its mass at worst) outweighed a speech model spreading
+        its mass over seven, and "happy or sad" was all the appliance said; with none of the
+        others', a modality weighted 0.05 decided alone any label only it can say.  Where every
+        modality expresses every label (the shipped models) this is the weighted linear pool."""
         parts = tuple(parts)
         total_w = sum(self.weights.get(p.modality, 1.0) for p in parts)
         if not parts or total_w <= 0.0:
@@ -188,9 +195,13 @@ class LateFusion:
         weight = dict.fromkeys(self.labels, 0.0)
         for part in parts:
             w = self.weights.get(part.modality, 1.0)
-            for label in self.label_map.expressible(part.modality):
-                pooled[label] += w * part.scores.get(label, 0.0)
-                weight[label] += w
+            can = self.label_map.expressible(part.modality)
+            for label in self.labels:
+                if label in can:
+                    pooled[label] += w * part.scores.get(label, 0.0)
+                    weight[label] += w
+                else:
+                    weight[label] += MUTE_SHARE * w
         pooled = {k: v / weight[k] if weight[k] > 0.0 else 0.0 for k, v in pooled.items()}
         total = sum(pooled.values())
         fused = {k: v / total for k, v in pooled.items()} if total > 0.0 else pooled

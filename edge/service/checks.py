@@ -426,7 +426,7 @@ def _file_to_write(what: str, setting: str, path: Path, example: str, fix: str, 
         return Finding(what, WARN, f"{path} (not writable by uid {os.getuid()})", fix)
     room = os.statvfs(existing)
     free = room.f_bavail * room.f_frsize
-    taken = sum(p.stat().st_size for p in holds if p.is_file())
+    taken = sum(_size_of(p) for p in holds)
     wanted, rule, lower = needs
     if free + taken < wanted:
         return Finding(what, WARN, f"{path}: {_size(free)} free on its file system, and it "
@@ -434,6 +434,14 @@ def _file_to_write(what: str, setting: str, path: Path, example: str, fix: str, 
                        ", ".join(filter(None, ("free some space", lower,
                                                 f"or point {setting} at a larger place"))))
     return Finding(what, OK, f"{path} (writable by uid {os.getuid()}; {_size(free)} free)")
+
+
+def _size_of(path: Path) -> int:
+    """A file's size, 0 when it is not there (a running log rotates and deletes them)."""
+    try:
+        return path.stat().st_size if path.is_file() else 0
+    except OSError:
+        return 0
 
 
 def _size(n: int) -> str:

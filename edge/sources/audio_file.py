@@ -259,9 +259,12 @@ class _WaveFile:
         self._w.close()
 
 
-#: Formats whose header gives libsndfile their exact length (MP3's is an estimate, and Ogg
-#: has none to give: libsndfile reads to the end to count).
-EXACT_LENGTH_SUFFIXES = frozenset({".flac", ".aiff", ".aif", ".aifc", ".au", ".caf", ".w64"})
+#: Formats whose header gives libsndfile their exact length: FLAC's STREAMINFO.  (For AIFF,
+#: AU, CAF or W64 it counts the samples there are, so a cut one cannot be told from the frame
+#: count; MP3's is an estimate; Ogg has none to give.)
+EXACT_LENGTH_SUFFIXES = frozenset({".flac"})
+#: libsndfile's frame count of a file that declares no length (SF_COUNT_MAX, 2**63 - 1).
+UNKNOWN_LENGTH = 2**62
 #: Sample magnitude past which a float recording's scale is wrong (a float WAV holds -1..1; a
 #: little over 1 is clipping a recorder let through, 1e20 is not audio).
 OUT_OF_RANGE = 4.0
@@ -374,6 +377,15 @@ class AudioFileStream(Closeable):
         except (RuntimeError, soundfile.LibsndfileError, TypeError, ValueError) as exc:
             return self._open_ffmpeg(exc)
         self._chatty = self.path.suffix.lower() == ".mp3"
+        if f.frames >= UNKNOWN_LENGTH:
+            # A FLAC written into a pipe (arecord | flac -) declares no length; libsndfile then
+            # fails on its last second ("psf_fseek() failed"), FFmpeg reads it to the end.
+            try:
+                stream = _FFmpegFile(self.path)
+            except (MissingDependencyError, AudioFileError):
+                return f  # read as far as libsndfile goes, with a warning there
+            f.close()
+            return stream
         if self.path.suffix.lower() == ".wav":
             # libsndfile reads what is there of a cut WAV, and counts only that.
             self._promised = _declared_wav_frames(self.path)
@@ -415,13 +427,22 @@ class AudioFileStream(Closeable):
 
     @property
     def duration_s(self) -> float:
+        """The length the file declares (an estimate for some formats)."""
         return self.file_frames / self.file_rate
+
+    @property
+    def read_s(self) -> float:
+        """The length read so far, at the file's own rate: at the end, what the file held."""
+        return self._frames_read / self.file_rate
 
     def _decode(self) -> np.ndarray | None:
         """The next block at :attr:`sample_rate`, or ``None`` at the end."""
         if self._ended:
             return None
         try:
+            # mpg123 writes "Trying to resync..." as it reads a damaged MP3.  While a read is
+            # quiet, other threads' stderr is too (a replayed MP3 in `run`): a block takes a
+            # millisecond or two, and the damage itself is told below, once.
             with quiet_native_output("libsndfile") if self._chatty else contextlib.nullcontext():
                 data = self._file.read(self.block_frames, dtype="float32", always_2d=True)
         except (RuntimeError, ValueError) as exc:  # libsndfile on a corrupt stretch

@@ -384,11 +384,15 @@ class BlazeFaceDetector(Closeable):
         h, w = gray.shape
         looks: list[Look] = []
         side = max(h, w) * (self.config.retry_tiles or 0.6)
+        previous = 0
         for _ in range(self.config.scan_levels):
             side /= 2
             t = min(round(side), h, w)
             if t < MIN_SCAN_TILE:
                 break
+            if t == previous:  # a strip of a panorama: the short side caps both levels
+                continue
+            previous = t
             for y0 in _starts(h, t):
                 looks += [functools.partial(self._detect_in_tile, gray, x0, y0, t, t)
                           for x0 in _starts(w, t)]
