@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from ..files import begins_zeroed, set_aside_if_zeroed
 from ..lifecycle import Closeable
 
-__all__ = ["JsonLinesSink", "RotatingFileSink", "TextSink", "holds_something_else"]
+__all__ = ["JsonLinesSink", "RotatingFileSink", "TextSink", "backup_path", "holds_something_else"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,12 @@ class JsonLinesSink:
 
 #: How every decision line begins, whatever the schema's version.
 _DECISION_START = b'{"schema":"emotion-edge/decision/'
+
+
+def backup_path(path: Path, number: int) -> Path:
+    """The rotated log ``path.<number>`` (``decisions.jsonl.1`` is the newest backup).  Not
+    ``with_name``: a path with no name ("." given as log.file) is refused later, not here."""
+    return path.parent / f"{path.name}.{number}"
 
 
 def holds_something_else(path: str | Path) -> bool:
@@ -106,10 +112,10 @@ class RotatingFileSink(Closeable):
                 self.path.unlink(missing_ok=True)
             elif self.path.exists():
                 for i in range(self.backups - 1, 0, -1):
-                    src = self.path.with_name(f"{self.path.name}.{i}")
+                    src = backup_path(self.path, i)
                     if src.exists():
-                        os.replace(src, self.path.with_name(f"{self.path.name}.{i + 1}"))
-                os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+                        os.replace(src, backup_path(self.path, i + 1))
+                os.replace(self.path, backup_path(self.path, 1))
         finally:  # never left closed: a failed rotation still logs on
             self._f = self._open()  # if this fails too, the next decision tries again
 

@@ -355,7 +355,7 @@ def check_decision_log(path: Path, *, max_bytes: int, backups: int) -> Finding:
     folders): a folder is a problem; an unwritable place a warning, since the service creates
     /run/emotion-edge itself when it starts; so is a file system without room for the log and
     its ``backups`` at ``max_bytes`` each (``log.backups``, ``log.max_bytes``)."""
-    from ..outputs.log import holds_something_else
+    from ..outputs.log import backup_path, holds_something_else
 
     if holds_something_else(path):
         return Finding("decision log", PROBLEM, f"{path} is not a decision log (it does not "
@@ -366,9 +366,7 @@ def check_decision_log(path: Path, *, max_bytes: int, backups: int) -> Finding:
                           "elsewhere create it or change log.file",
                           needs=(max_bytes * (backups + 1), "log.max_bytes x (log.backups + 1)",
                                  "lower log.max_bytes or log.backups"),
-                          # Not with_name: "." has none to replace (it is refused as a folder)
-                          holds=[path, *(path.parent / f"{path.name}.{i}"
-                                         for i in range(1, backups + 1))])
+                          holds=[path, *(backup_path(path, i) for i in range(1, backups + 1))])
 
 
 def check_adaptation_state(path: Path) -> Finding:
