@@ -95,8 +95,8 @@ def _print(line: str) -> None:
         raise _OutputFailed from exc
 
 
-def _classify(clf: Any, gray: Any, whole: bool) -> list[Any]:
-    return [clf.classify_crop(gray)] if whole else clf.classify_frame(gray)
+def _classify(clf: Any, gray: Any, whole: bool, detector: Any = None) -> list[Any]:
+    return [clf.classify_crop(gray)] if whole else clf.classify_frame(gray, detector)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -142,9 +142,7 @@ def run(args: argparse.Namespace) -> int:
                             index += 1
                 else:
                     gray = read_gray_image(path)
-                    faces = ([clf.classify_crop(gray, box) for box in photos.detect(gray)]
-                             if photos is not None else _classify(clf, gray, args.whole_image))
-                    _emit(args, path, faces, None)
+                    _emit(args, path, _classify(clf, gray, args.whole_image, photos), None)
             except _OutputFailed as exc:
                 raise exc.__cause__ from None  # type: ignore[misc]
             except (ImageFileError, OSError, MemoryError) as exc:

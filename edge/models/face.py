@@ -198,14 +198,17 @@ class FaceClassifier(Closeable):
         x, y, w, h = (int(v) for v in (box or (0, 0, gray.shape[1], gray.shape[0])))
         return Face((x, y, w, h), label, scores)
 
-    def classify_frame(self, frame: GrayFrame) -> list[Face]:
-        """Detect and classify faces in a frame; ``[]`` when there is no face (not an error)."""
-        if self.detector is None:
+    def classify_frame(self, frame: GrayFrame, detector: FaceDetector | None = None
+                       ) -> list[Face]:
+        """Detect and classify faces in a frame; ``[]`` when there is no face (not an error).
+        ``detector`` looks instead of the classifier's own (``classify-face``'s photo scan)."""
+        detector = detector or self.detector
+        if detector is None:
             raise ConfigError(
                 "FaceClassifier.classify_frame needs a detector: pass "
                 "detector=edge.vision.open_face_detector() (or use classify_crop)")
         gray = to_gray(frame)
-        return [self.classify_crop(gray, box) for box in self.detector.detect(gray)]
+        return [self.classify_crop(gray, box) for box in detector.detect(gray)]
 
     def _close(self) -> None:
         """Release the model if this classifier opened it."""
