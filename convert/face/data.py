@@ -177,10 +177,7 @@ def load_image_folder(
     for what, items in (("files that are no image", [str(p.relative_to(root)) for p in others]),
                         ("images found twice, the copy left out", twice)):
         if items:
-            logger.warning("%s: %d %s: %s%s", root, len(items), what,
-                           ", ".join(items[:MAX_NAMED]),
-                           f" and {len(items) - MAX_NAMED} more" if len(items) > MAX_NAMED
-                           else "")
+            logger.warning("%s: %d %s: %s", root, len(items), what, _named(items))
     if finder is not None:
         finder.report(root)
     if not xs:
@@ -211,6 +208,12 @@ MIN_PER_LABEL = 10
 MAX_NAMED = 10
 #: The device's label names where FER2013's differ (an image folder's labels are FER's).
 _FER_NAMES = {"fearful": "fear", "surprised": "surprise"}
+
+
+def _named(items: list[str]) -> str:
+    """The first :data:`MAX_NAMED` of ``items``, and how many more there are."""
+    more = len(items) - MAX_NAMED
+    return ", ".join(items[:MAX_NAMED]) + (f" and {more} more" if more > 0 else "")
 
 
 def _label_of(folder: str) -> str:
@@ -254,10 +257,8 @@ class _FaceFinder:
         if self.whole:
             names = [str(p.relative_to(root)) for p in self.whole]
             logger.warning("%s: no face found in %d image(s), each taken whole as a face "
-                           "already cropped (check they are): %s%s", root, len(names),
-                           ", ".join(names[:MAX_NAMED]),
-                           f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED
-                           else "")
+                           "already cropped (check they are): %s", root, len(names),
+                           _named(names))
 
     def close(self) -> None:
         self.detector.close()
