@@ -157,15 +157,18 @@ def load_image_folder(
                     others.append(path)
                     continue
                 try:
+                    # Hashed a block at a time before decoding: a copy is not decoded, and a
+                    # video named .jpg is refused by read_gray_image without being read whole.
+                    with open(path, "rb") as f:
+                        digest = hashlib.file_digest(f, "sha1").hexdigest()
+                    if digest in seen:
+                        first_label, first = seen[digest]
+                        twice.append(f"{path.relative_to(root)} = {first.relative_to(root)}"
+                                     + ("" if first_label == label else " (another label!)"))
+                        continue
                     image = read_gray_image(path)
-                    digest = hashlib.sha1(path.read_bytes()).hexdigest()
                 except (ImageFileError, OSError) as exc:
                     logger.warning("skipping %s", exc)
-                    continue
-                if digest in seen:
-                    first_label, first = seen[digest]
-                    twice.append(f"{path.relative_to(root)} = {first.relative_to(root)}"
-                                 + ("" if first_label == label else " (another label!)"))
                     continue
                 seen[digest] = (label, path)
                 xs.append(finder.face(image, path) if finder is not None else
