@@ -138,6 +138,38 @@ def test_a_recording_cut_short_is_read_as_far_as_it_goes_and_said_once(tmp_path,
     assert ("of the 20.0 s its header declares" if suffix == ".wav" else "unreadable from") in told
 
 
+@pytest.mark.parametrize("subtype", ["VORBIS", "OPUS"])
+def test_an_ogg_recording_cut_short_is_read_as_far_as_it_goes_and_said_once(tmp_path, caplog,
+                                                                             subtype):
+    """Ogg declares no length, and both readers quietly read the pages there are: a voice memo
+    cut off by a full card came out as if it were whole.  Its last page lacks the end-of-stream
+    mark every writer sets; that is said once, and what is there is used."""
+    import logging
+
+    import soundfile as sf
+
+    from edge.sources import audio_file
+
+    audio_file._tell.cache_clear()
+    x = (np.random.default_rng(2).uniform(-0.3, 0.3, 16000 * 20)).astype(np.float32)
+    whole = tmp_path / "whole.ogg"
+    sf.write(str(whole), x, 16000, format="OGG", subtype=subtype)
+    data = whole.read_bytes()
+    for share in (6, 9):  # mid-page, and (nearly always) on a page boundary at 90%
+        cut = tmp_path / f"cut{share}.ogg"
+        cut.write_bytes(data[: len(data) * share // 10])
+    with caplog.at_level(logging.WARNING, logger="edge.sources.audio_file"):
+        assert abs(load_audio(whole).size - x.size) < 16000 * 0.1 and not caplog.records
+        first = load_audio(tmp_path / "cut6.ogg")
+        again = load_audio(tmp_path / "cut6.ogg")
+        load_audio(tmp_path / "cut9.ogg")
+    assert 0.4 * x.size < first.size < 0.7 * x.size and again.size == first.size
+    told = [r.getMessage() for r in caplog.records]
+    assert [t.split(": ")[0] for t in told] == [str(tmp_path / "cut6.ogg"),
+                                                str(tmp_path / "cut9.ogg")], told
+    assert all("without the end-of-stream mark" in t for t in told), told
+
+
 def test_a_flac_written_into_a_pipe_is_read_to_its_end(tmp_path, caplog):
     """`arecord | flac -` declares no length (total samples 0): libsndfile failed on its last
     second and it was called damaged; FFmpeg reads it whole."""

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import logging
 import math
+import re
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -285,6 +286,37 @@ def _tell(path: str, damage: str) -> None:
 _UNKNOWN_WAV_SIZE = 0x7FFF0000
 
 
+#: The largest Ogg page (a 27-byte header, 255 lacing values, 255 segments of 255 bytes).
+_OGG_MAX_PAGE = 27 + 255 + 255 * 255
+
+
+def _ogg_unterminated(path: Path) -> bool:
+    """Whether an Ogg file (Opus, Vorbis, FLAC in Ogg) ends without its end-of-stream mark: cut
+    short, or still being written.  Ogg declares no length up front, and both readers quietly
+    read what pages there are; but every writer marks the last page of a stream, and a file
+    ends with a whole page.  So the last page must end exactly at the end of the file and carry
+    the mark.  Only the file's last 64 KiB are read."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"OggS":
+                return False
+            size = f.seek(0, 2)
+            f.seek(max(0, size - _OGG_MAX_PAGE))
+            tail = f.read()
+    except OSError:
+        return False  # the reader has said what is wrong with it
+    # A page's capture pattern can also occur inside another page's data: only a page that
+    # ends exactly at the end of the file is taken as the last one.
+    for start in (m.start() for m in re.finditer(b"OggS", tail)):
+        if start + 27 > len(tail):
+            break
+        segments = tail[start + 26]
+        lacing = tail[start + 27 : start + 27 + segments]
+        if len(lacing) == segments and start + 27 + segments + sum(lacing) == len(tail):
+            return not tail[start + 5] & 0x04  # header_type's end-of-stream flag
+    return True  # no page ends where the file does: it stops in the middle of one
+
+
 def _declared_wav_frames(path: Path) -> int | None:
     """Frames a RIFF/WAVE header promises (libsndfile silently reads what is there)."""
     try:
@@ -332,6 +364,8 @@ class AudioFileStream(Closeable):
         self._promised: int | None = None
         self._tolerance = SHORT_TOLERANCE  # the share of it a file may lack without a word
         self._file = self._open()
+        #: An Ogg file without its end-of-stream mark (Ogg promises no length to compare with).
+        self._unterminated = _ogg_unterminated(self.path)
         self.file_rate = int(self._file.samplerate)
         #: Rate of the blocks returned.
         self.sample_rate = self.file_rate if sample_rate is None else int(sample_rate)
@@ -473,15 +507,23 @@ class AudioFileStream(Closeable):
 
     def _check_end(self) -> None:
         """At the end: say so when the samples were far out of range (only a float file's can
-        be), and when the file ended well short of what its header promised (a recorder that
-        lost power, a copy cut off), once, and only if no damage was said before."""
+        be), and when the file ended well short of what its header promised or, in Ogg, without
+        its end mark (a recorder that lost power, a copy cut off), once, and only if no damage
+        was said before."""
         if self.peak > OUT_OF_RANGE:
             _tell(str(self.path), f"samples reach {self.peak:.3g}, far beyond the +-1 of audio: "
                   "the file's float scale is wrong, so what it is found to hold is unreliable")
         promised = self._promised
-        if promised is None or self.damage is not None:
+        if self.damage is not None:
             return
-        if promised - self._frames_read > max(self._tolerance * promised, self.file_rate / 2):
+        if self._unterminated:
+            self.damage = (f"ends at {self._frames_read / self.file_rate:.1f} s without the "
+                           f"end-of-stream mark every Ogg writer leaves (cut short, damaged, or "
+                           f"still being written); what is there is used")
+            _tell(str(self.path), self.damage)
+        elif promised is None:
+            return
+        elif promised - self._frames_read > max(self._tolerance * promised, self.file_rate / 2):
             self.damage = (f"ends at {self._frames_read / self.file_rate:.1f} s of the "
                            f"{promised / self.file_rate:.1f} s its header declares (cut short or "
                            f"damaged); what is there is used")
