@@ -58,6 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f": {exc.filename}" if exc.filename else ""
         print(f"emotion-convert: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:  # training's libraries are an extra, not installed
+        print(f"emotion-convert: error: {exc.name or exc} is not installed; training needs the "
+              f"convert extra: pip install -c constraints.txt '.[convert]' in the clone, or "
+              f"'emotion-edge[convert]'", file=sys.stderr)
+        return 2
     except Exception as exc:  # a bug or an unforeseen input: one line, the traceback with --debug
         logging.getLogger(__name__).debug("traceback of the internal error", exc_info=True)
         print(f"emotion-convert: internal error: {type(exc).__name__}: {exc} (emotion-convert "

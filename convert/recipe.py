@@ -20,12 +20,30 @@ from typing import Any, Self, TypeVar
 
 from edge.config import Section, load_sections, read_toml
 from edge.errors import ConfigError
+from edge.paths import shipped_dirs
 
-__all__ = ["Recipe", "load_recipe", "recipe_dict", "section", "warn_if_data_differs"]
+__all__ = ["Recipe", "load_recipe", "recipe_dict", "recipe_path", "section",
+           "warn_if_data_differs"]
 
 S = TypeVar("S", bound=Section)
 
 logger = logging.getLogger(__name__)
+
+
+def recipe_path(text: str) -> Path:
+    """A ``--recipe`` argument: the file as given when it is there; else the shipped file of
+    that name, so that the commands the docs print (``--recipe recipes/speech.toml``, ``--recipe
+    models/speech_emotion_int8.json``) work from an installed package as in a clone.  A bare
+    name (``--recipe face``) is a shipped recipe."""
+    path = Path(text)
+    if path.exists() or path.is_absolute() or path.parent.name not in ("", "recipes", "models"):
+        return path
+    name = path.name if path.suffix else f"{path.name}.toml"
+    for folder in ("models", "recipes") if name.endswith(".json") else ("recipes",):
+        found = next((d / name for d in shipped_dirs(folder) if (d / name).is_file()), None)
+        if found is not None:
+            return found
+    return path  # the loader says it is not found
 
 
 def load_recipe(
@@ -57,7 +75,8 @@ def _recipe_of_manifest(path: Path) -> dict[str, Any]:
         raise ConfigError(f"recipe {path} is not a readable manifest: {exc}") from None
     except (KeyError, TypeError):
         raise ConfigError(f"manifest {path} records no training.recipe; pass a recipe .toml "
-                          f"(recipes/ has the shipped ones)") from None
+                          f"(or a shipped one by name: speech, speech_compact, face, "
+                          f"face_ferplus, face_v1)") from None
     if not isinstance(recipe, dict):
         raise ConfigError(f"manifest {path}: training.recipe is not a table")
     return recipe

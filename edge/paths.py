@@ -1,10 +1,12 @@
-"""Where the shipped files live: the models and the systemd unit with its example configuration.
+"""Where the shipped files live: the models (with their card), the training recipes, and the
+systemd unit with its example configuration.
 
-One lookup for both: ``<folder>/`` beside the package (a git clone or editable install), then
-``<prefix>/share/emotion-edge/<folder>`` (a wheel install), then the same under the user's data
-folder (``pip install --user``).  For models, ``EMOTION_EDGE_MODELS``,
-when set, is the one folder searched: a user who points at a folder must not silently get another
-model.
+One lookup for all: ``<folder>/`` beside the package (a git clone or editable install), then
+``share/emotion-edge/<folder>`` in the data folder of the installation the package itself is in
+(a wheel installed into a venv, with ``--prefix``, or system-wide, where Debian's Python puts it
+under ``/usr/local``, not ``sys.prefix``), then the same under ``sys.prefix`` and the user's data
+folder (``pip install --user``).  For models, ``EMOTION_EDGE_MODELS``, when set, is the one folder
+searched: a user who points at a folder must not silently get another model.
 """
 
 from __future__ import annotations
@@ -22,16 +24,19 @@ __all__ = ["shipped_dirs", "model_dirs", "default_model", "shipped_file"]
 
 
 def shipped_dirs(folder: str) -> list[Path]:
-    """The folders searched for shipped files of ``folder`` ("models" or "systemd"), in order:
-    beside the package, then the data folders of an installation into the environment and of
-    ``pip install --user`` (``~/.local``)."""
-    dirs = [Path(__file__).resolve().parent.parent / folder,
-            Path(sys.prefix) / "share" / "emotion-edge" / folder]
+    """The folders searched for shipped files of ``folder`` ("models", "recipes" or "systemd"),
+    in order: beside the package, then the data folders of the installation it is in, of the
+    environment and of ``pip install --user`` (``~/.local``)."""
+    beside = Path(__file__).resolve().parent.parent  # a clone's root, or site-packages
+    candidates = [beside / folder]
+    if beside.name in ("site-packages", "dist-packages"):
+        # An installation's packages are in <data>/lib/pythonX.Y/site-packages on POSIX.
+        candidates.append(beside.parents[2] / "share" / "emotion-edge" / folder)
+    candidates.append(Path(sys.prefix) / "share" / "emotion-edge" / folder)
     with contextlib.suppress(KeyError):  # a Python built without user installs
         user = Path(sysconfig.get_path("data", f"{os.name}_user")) / "share" / "emotion-edge"
-        if user / folder not in dirs:
-            dirs.append(user / folder)
-    return dirs
+        candidates.append(user / folder)
+    return list(dict.fromkeys(candidates))
 
 
 def model_dirs() -> list[Path]:

@@ -139,6 +139,19 @@ def test_an_installation_in_a_home_folder_is_refused_before_anything_is_written(
                         run=lambda *a, **k: None)
 
 
+@pytest.mark.parametrize("folder", ["/tmp", "/var/tmp"])
+def test_an_installation_in_a_temporary_folder_is_refused_too(folder):
+    """The unit's PrivateTmp=yes gives the service a /tmp of its own: a venv there was not
+    found when the service started (203/EXEC), and install-service said nothing."""
+    from edge.errors import EmotionEdgeError
+
+    venv = f"{folder}/ee/venv"
+    with pytest.raises(EmotionEdgeError, match=f"{venv}/bin/python lives under {folder}, which "
+                       f"the service cannot see .PrivateTmp=yes"):
+        install_service("/", dry_run=True, exec_start=f"{venv}/bin/python -P -m edge",
+                        run=lambda *a, **k: None)
+
+
 def test_dry_run_writes_nothing_and_runs_nothing(tmp_path):
     def never(*a, **k):
         raise AssertionError("no command may run in a dry run")

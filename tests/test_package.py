@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -55,3 +56,64 @@ def test_models_installed_with_pip_install_user_are_found(tmp_path):
         env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert found.returncode == 0, found.stderr
     assert found.stdout.strip() == str(models / "only-here.tflite")
+
+
+def test_a_wheel_install_finds_its_models_recipes_and_card_outside_the_clone(tmp_path, request):
+    """From an installed wheel the documented `--recipe recipes/speech.toml` said "not found"
+    (the recipes were not packaged), and a system-wide install on Debian, whose data goes under
+    /usr/local rather than sys.prefix, found no model.  The wheel now carries the recipes and
+    the model card, and the lookup starts from the installation the package is in.  The build
+    leaves the clone as it was: no build/ whose stale modules a later wheel would carry."""
+    root = request.config.rootpath
+    had_build = (root / "build").exists()
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         str(root), "-w", str(tmp_path / "dist")], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    assert (root / "build").exists() == had_build
+    (wheel,) = (tmp_path / "dist").glob("emotion_edge-*.whl")
+    prefix = tmp_path / "prefix"
+    installed = subprocess.run(
+        # --ignore-installed: else pip uninstalls the environment's own emotion-edge first.
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+         "--ignore-installed", "--prefix", str(prefix), str(wheel)],
+        capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr
+    (site,) = prefix.glob("lib/python*/site-packages")
+    code = ("import json, edge\n"
+            "from edge.paths import default_model, shipped_file\n"
+            "from convert.recipe import recipe_path\n"
+            "print(json.dumps([edge.__file__, str(default_model('speech_emotion_int8.tflite')),"
+            " str(recipe_path('recipes/speech.toml')), str(recipe_path('face')),"
+            " str(recipe_path('models/face_expression_int8.json')),"
+            " str(shipped_file('emotion-edge.service'))]))")
+    env = {k: v for k, v in os.environ.items() if k != "EMOTION_EDGE_MODELS"}
+    env["PYTHONPATH"] = str(site)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    package, *found = json.loads(out.stdout)
+    assert package.startswith(str(site))
+    share = prefix / "share" / "emotion-edge"
+    assert found == [str(share / "models" / "speech_emotion_int8.tflite"),
+                     str(share / "recipes" / "speech.toml"), str(share / "recipes" / "face.toml"),
+                     str(share / "models" / "face_expression_int8.json"),
+                     str(share / "systemd" / "emotion-edge.service")]
+    assert (share / "models" / "README.md").read_text() == (root / "models" / "README.md").read_text()
+
+
+def test_emotion_convert_without_its_extra_names_the_extra(monkeypatch, capsys):
+    """Without tensorflow or scipy, `emotion-convert speech` said "internal error ... please
+    report it"."""
+    from convert import cli
+
+    def needs_keras(args):
+        raise ModuleNotFoundError("No module named 'keras'", name="keras")
+
+    import argparse
+
+    args = argparse.Namespace(func=needs_keras, command="speech", debug=False, quiet=True)
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", lambda self, argv=None: args)
+    assert cli.main(["speech"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "keras is not installed" in err and "[convert]" in err

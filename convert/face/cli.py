@@ -22,6 +22,8 @@ from typing import Any
 from edge.config import parse_overrides
 from edge.errors import ModelError
 
+from ..recipe import recipe_path
+
 __all__ = ["register", "run_face"]
 
 
@@ -46,8 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="FER+ votes aligned with --fer (votes, valid, columns); they add the "
                    "FER+ majority-vote figures and allow ground_truth = \"votes\" (default: "
                    "ferplus_votes.npz next to --fer, if there)")
-    p.add_argument("--recipe", type=Path, default=None, metavar="TOML|JSON",
-                   help="recipe file (recipes/face.toml is the shipped model's), or a model "
+    p.add_argument("--recipe", type=recipe_path, default=None, metavar="TOML|JSON",
+                   help="recipe file (recipes/face.toml is the shipped model's; a shipped one "
+                   "also by name: face, face_ferplus, face_v1), or a model "
                    "manifest whose training.recipe is reused (default: the built-in defaults, "
                    "one 48x48 run)")
     p.add_argument("--set", dest="overrides", action="append", default=[],
@@ -56,8 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None,
                    help="base seed (same as --set run.seed=N; default: the recipe's)")
     p.add_argument("--out", type=Path, default=Path("runs/face"),
-                   help="output folder (default runs/face/); --out models replaces the model "
-                   "the device uses by default")
+                   help="output folder (default runs/face/); to run the model on the "
+                   "device, point EMOTION_EDGE_MODELS or models.face at it")
     p.add_argument("--report-dir", type=Path, default=None,
                    help="parent, teacher int8 and face_report.json (default OUT/reports/face)")
     p.add_argument("--teacher", type=Path, default=None, metavar="PATH",

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..recipe import recipe_path
 from .channels import CHANNELS
 
 __all__ = ["register", "run_speech", "run_score"]
@@ -22,9 +23,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "speakers, converted to full-integer int8 with a manifest that stores the resolved "
         "recipe.  Without --recipe, the defaults are the RAVDESS recipe.",
     )
-    p.add_argument("--recipe", type=Path, metavar="FILE",
-                   help="recipe .toml (recipes/speech.toml), or a model manifest .json to "
-                   "reproduce that model")
+    p.add_argument("--recipe", type=recipe_path, metavar="FILE",
+                   help="recipe .toml (recipes/speech.toml, or by name: speech, "
+                   "speech_compact), or a model manifest .json to reproduce that model")
     p.add_argument("--data", type=Path, metavar="DIR",
                    help="folder the recipe's relative corpus paths are resolved against")
     p.add_argument("--corpus", action="append", metavar="KIND:PATH", default=None,
@@ -35,8 +36,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--test-corpus", action="append", metavar="KIND:PATH", default=[],
                    help="score the shipped model on a corpus it never heard (repeatable)")
     p.add_argument("--out", type=Path, default=Path("runs/speech"),
-                   help="output folder (default runs/speech/); --out models replaces the "
-                   "model the device uses by default")
+                   help="output folder (default runs/speech/); to run the model on the "
+                   "device, point EMOTION_EDGE_MODELS or models.speech at it")
     p.add_argument("--report-dir", type=Path, default=None,
                    help="where fold results go (default OUT/reports/speech)")
     p.add_argument("--cache", type=Path, default=None, metavar="DIR",

@@ -502,19 +502,26 @@ def install_service(
     return actions
 
 
+#: Folders the service does not see: the unit's ProtectHome=yes hides the first two, its
+#: PrivateTmp=yes gives it an empty /tmp and /var/tmp of its own.
+_HIDDEN = {"/home/": "ProtectHome=yes", "/root/": "ProtectHome=yes",
+           "/tmp/": "PrivateTmp=yes", "/var/tmp/": "PrivateTmp=yes"}
+
+
 def _hidden_from_the_service(path: str) -> str:
-    return (f"{path} lives under /home or /root, which the service cannot see (ProtectHome=yes); "
-            f"install emotion-edge system-wide (docs/appliance.md, \"Running as a service\": a "
-            f"venv in /opt/emotion-edge)")
+    folder = next(f for f in _HIDDEN if path.startswith(f))
+    return (f"{path} lives under {folder.rstrip('/')}, which the service cannot see "
+            f"({_HIDDEN[folder]}); install emotion-edge system-wide (docs/appliance.md, "
+            f"\"Running as a service\": a venv in /opt/emotion-edge)")
 
 
 def _hidden(*paths: str) -> list[str]:
-    """Those of ``paths`` under /home or /root, as given or resolved (a venv's python is often
-    a link into a pyenv or uv folder in a home directory)."""
+    """Those of ``paths`` in a folder the service cannot see (:data:`_HIDDEN`), as given or
+    resolved (a venv's python is often a link into a pyenv or uv folder in a home directory)."""
     out = []
     for path in paths:
         for form in (path, os.path.realpath(path)):
-            if form.startswith(("/home/", "/root/")):
+            if form.startswith(tuple(_HIDDEN)):
                 out.append(form)
                 break
     return out
