@@ -36,6 +36,7 @@ def test_paths_that_are_not_there_name_the_fix(tmp_path, capsys):
                      "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no such corpus folder" in err[0]
+    assert not (tmp_path / "out").exists()  # no empty output folder left behind by a typo
 
 
 @pytest.mark.parametrize("argv, cached", [(["speech", "--out", "x", "--cache", "c"], True),

@@ -176,6 +176,24 @@ def test_cli_file_json_and_plot(tmp_path, capsys):
     assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_plot_without_matplotlib_says_so_before_the_summary(tmp_path, capsys, monkeypatch):
+    """Without matplotlib, `inspect --plot` printed the whole summary of a long log, and only
+    then said --plot needs matplotlib."""
+    import sys
+
+    from edge.cli import main
+
+    path = tmp_path / "d.jsonl"
+    sink = RotatingFileSink(path)
+    for d in run_of(["happy"] * 6):
+        sink.write(d)
+    sink.close()
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    assert main(["inspect", "--log", str(path), "--plot", str(tmp_path / "p.png")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "emotion-edge[plot]" in err, (out, err)
+
+
 def test_cli_missing_log_is_a_clear_error(tmp_path, capsys):
     from edge.cli import main
 

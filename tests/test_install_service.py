@@ -8,6 +8,7 @@ import re
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -172,6 +173,9 @@ def test_cli_prints_steps(tmp_path, capsys):
     assert main(["install-service", "--root", str(tmp_path), "--exec-start", "/x/ee"]) == 0
     out = capsys.readouterr().out
     assert "systemctl enable --now emotion-edge" in out and "written" in out
+    # This installation's own command: a venv's bin is not on PATH (/opt/emotion-edge/bin).
+    script = Path(sys.executable).parent / "emotion-edge"
+    assert f"  {script if script.is_file() else 'emotion-edge'} inspect --journal\n" in out
 
 
 # ExecStart= is the running interpreter ------------------------------------------------------

@@ -95,7 +95,6 @@ def run_speech(args: argparse.Namespace) -> int:
         overrides[("data", "corpora")] = tuple(corpora)
     recipe = SpeechRecipe.load(args.recipe, overrides=overrides)
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
     headline = run(recipe, out, args.report_dir or out / "reports" / "speech", root=args.data,
                    test_corpora=args.test_corpus, cache_dir=args.cache,
                    evaluate_only=args.evaluate_only,

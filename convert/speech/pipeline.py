@@ -402,7 +402,9 @@ def run(recipe: SpeechRecipe, out: Path, report_dir: Path, *, root: Path | None,
                           f"another (--corpus KIND:PATH), or evaluate within this one with "
                           + " ".join(f"--set {o}" for o in off))
     gate = SpeechGate()
-    report_dir.mkdir(parents=True, exist_ok=True)
+    # Only once the data is found: a mistyped --data left an empty output folder behind.
+    for folder in (out, report_dir):
+        folder.mkdir(parents=True, exist_ok=True)
     bank = FeatureBank(data.utts, recipe, augment=recipe.augmented, cache_dir=cache_dir)
     evaluation = evaluate(bank, data, recipe, gate, report_dir, reference_only=reference_only,
                           cache_dir=cache_dir)

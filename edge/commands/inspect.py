@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ..optional import import_optional
+
 __all__ = ["register", "DEFAULT_LOG"]
 
 DEFAULT_LOG = "/run/emotion-edge/decisions.jsonl"
@@ -104,7 +106,9 @@ def _main(args: argparse.Namespace) -> int:
     from ..outputs import log_reader as dl
 
     if args.plot:
-        _check_plot_path(Path(args.plot))  # before reading a long log, not after
+        # Before reading a long log and printing its summary, not after.
+        _check_plot_path(Path(args.plot))
+        import_optional("matplotlib", "--plot needs it: pip install 'emotion-edge[plot]'")
     since = dl.parse_since(args.since) if args.since else None
     if args.log is None and not args.journal:
         configured = _configured_log(args.config)

@@ -26,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _main(args: argparse.Namespace) -> int:
+    import sys
     from pathlib import Path
 
     from ..service.install import SERVICE_NAME, SYSTEMCTL_STEPS, install_service, security_exposure
@@ -40,6 +41,9 @@ def _main(args: argparse.Namespace) -> int:
             print(f"\nsystemd-analyze security --offline=true: exposure {exposure} "
                   f"(0 is the most locked down, 10 the least)")
     print("\nnext steps:" if not args.dry_run else "\nthen run:")
+    # The steps' own command as this installation's: /opt/emotion-edge/bin is not on PATH.
+    here = Path(sys.executable).parent / "emotion-edge"
     for step in SYSTEMCTL_STEPS:
-        print(f"  {step}")
+        print(f"  {here}{step.removeprefix('emotion-edge')}" if step.startswith("emotion-edge")
+              and here.is_file() else f"  {step}")
     return 0
