@@ -117,3 +117,25 @@ def test_emotion_convert_without_its_extra_names_the_extra(monkeypatch, capsys):
     assert cli.main(["speech"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "keras is not installed" in err and "[convert]" in err
+
+
+def test_the_source_distribution_holds_what_its_tests_and_docs_use(tmp_path, request):
+    """The sdist had tests/test_*.py but not the conftest and helpers they import, nor the
+    constraints files the install commands pass, the recipes or the model card."""
+    import tarfile
+
+    root = request.config.rootpath
+    built = subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path)],
+                           cwd=root, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    (sdist,) = tmp_path.glob("emotion-edge-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+    tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True)
+    wanted = ({"tests/conftest.py", "tests/helpers.py", "tests/fixtures/golden_speech.json",
+               "constraints.txt", "constraints-pi-bookworm.txt", "recipes/speech.toml",
+               "models/README.md", "Makefile", "demo/face.jpg", "docs/appliance.md"}
+              if tracked.returncode else
+              {n for n in tracked.stdout.split() if not n.startswith((".ci/", ".git"))})
+    assert wanted <= names, sorted(wanted - names)
+    assert not any(n.endswith((".pyc", ".keras")) or "__pycache__" in n for n in names)
