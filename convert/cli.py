@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from edge import __version__
+from edge.cli import standard_streams
 from edge.errors import EmotionEdgeError
 
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
@@ -37,12 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     # Quieten TensorFlow's C++ start-up chatter before it is imported by a sub-command.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    output_open = standard_streams()
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not output_open:
+        print("emotion-convert: error: cannot write the output (standard output is closed); "
+              "give it somewhere to go: > FILE, or > /dev/null", file=sys.stderr)
+        return 1
     try:
         return int(args.func(args) or 0)
     except EmotionEdgeError as exc:

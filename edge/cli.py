@@ -21,7 +21,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .commands import COMMAND_MODULES
+from .commands import COMMAND_MODULES, one_line
 from .errors import DeviceUnavailableError, EmotionEdgeError
 
 __all__ = ["build_parser", "main"]
@@ -53,7 +53,7 @@ class _UserFormatter(logging.Formatter):
     ..."), so that a user sees one style; -v and -vv add levels and module names for who digs."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return f"emotion-edge: {record.levelname.lower()}: {super().format(record)}"
+        return f"emotion-edge: {record.levelname.lower()}: {one_line(super().format(record))}"
 
 
 def configure_logging(verbosity: int) -> None:
@@ -65,20 +65,50 @@ def configure_logging(verbosity: int) -> None:
     logging.basicConfig(level=level, handlers=[handler])
 
 
+def standard_streams() -> bool:
+    """Make the standard streams safe to use; ``False`` when standard output is closed.
+
+    A closed descriptor 0, 1 or 2 (``2>&-``) is given /dev/null, so that no file this process
+    opens takes its number (libsndfile or FFmpeg would then read a recording as standard input,
+    or an error meant for stderr would land in the results).  Text the output's encoding cannot
+    hold (a name with an "é" under ``LC_ALL=C``) is escaped instead of stopping the batch."""
+    closed = []
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.append(fd)
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False)  # the process's own stderr
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):  # a test's capture
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+    return 1 not in closed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # Before NumPy loads (no command module imports it at registration): a multi-threaded BLAS
     # only spins on our small matrices and steals the core the interpreter needs.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    output_open = standard_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
+    if not output_open:
+        print("emotion-edge: error: cannot write the output (standard output is closed); "
+              "give it somewhere to go: > FILE, or > /dev/null", file=sys.stderr)
+        return 1
     try:
         return int(args.func(args) or 0)
     except DeviceUnavailableError as exc:  # EX_TEMPFAIL: a USB microphone unplugged, for now
-        print(f"emotion-edge: error: {exc}", file=sys.stderr)
+        print(f"emotion-edge: error: {one_line(str(exc))}", file=sys.stderr)
         return DEVICE_MISSING
     except EmotionEdgeError as exc:
-        print(f"emotion-edge: error: {exc}", file=sys.stderr)
+        print(f"emotion-edge: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -112,8 +142,8 @@ def _drop_stdout() -> None:
 def _internal_error(exc: Exception, command: str) -> int:
     """A bug or an unforeseen input: one line, the traceback with -vv."""
     logger.debug("traceback of the internal error", exc_info=exc)
-    print(f"emotion-edge: internal error: {type(exc).__name__}: {exc} (emotion-edge -vv "
-          f"{command} ... shows where; please report it)", file=sys.stderr)
+    print(f"emotion-edge: internal error: {type(exc).__name__}: {one_line(str(exc))} "
+          f"(emotion-edge -vv {command} ... shows where; please report it)", file=sys.stderr)
     return 3
 
 

@@ -25,7 +25,7 @@ from types import ModuleType
 
 from .errors import MissingDependencyError
 
-__all__ = ["import_optional", "cv2", "quiet_native_output"]
+__all__ = ["import_optional", "cv2", "quiet_native_output", "native_path"]
 
 _CV2_HINT = "pip install 'emotion-edge[device]' (opencv-python-headless>=4.8,<5)"
 
@@ -87,6 +87,31 @@ def _text_sink() -> int:
         return os.memfd_create("stderr")
     with tempfile.TemporaryFile() as f:  # elsewhere: a file already unlinked
         return os.dup(f.fileno())
+
+
+@contextlib.contextmanager
+def native_path(path: str | os.PathLike[str]) -> Iterator[str]:
+    """``path`` as a native library (FFmpeg, OpenCV, libsndfile, TFLite) must be handed it while
+    it opens the file.
+
+    Absolute, since each reads some names as something else: FFmpeg (PyAV, and OpenCV's video
+    backend) a name with a colon as a protocol ("10:30.m4a": "Protocol not found"), libsndfile
+    "-" as standard input.  A name that is not UTF-8 (a Latin-1 "caf\xe9.mp4" from a Windows
+    USB stick) crashes OpenCV's binding and is refused by TFLite's; it is handed over as
+    ``/proc/self/fd/N`` of the file opened here, which the library opens again for itself.
+    """
+    text = os.path.abspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        if os.path.isdir("/proc/self/fd"):
+            fd = os.open(text, os.O_RDONLY)
+            try:
+                yield f"/proc/self/fd/{fd}"
+            finally:
+                os.close(fd)
+            return
+    yield text
 
 
 @contextlib.contextmanager

@@ -235,17 +235,29 @@ def test_warnings_read_like_the_commands_own_lines_and_v_adds_where_from(tmp_pat
 
 def test_a_file_name_that_is_not_utf8_is_shown_not_fatal():
     """A Latin-1 "café.wav" from a Windows USB stick stopped the batch on a UTF-8 terminal (and
-    its lone surrogate made invalid JSON)."""
+    its lone surrogate made invalid JSON); then U+FFFD made two such names one."""
     import json
     import os
 
-    from edge.commands import shown
+    from edge.commands import named, shown
 
     name = os.fsdecode(b"caf\xe9.wav")
-    assert shown(name) == "caf\ufffd.wav"
-    json.loads(json.dumps({"path": shown(name)}), strict=True)
+    assert shown(name) == named(name) == "caf\\xe9.wav"
+    assert named(os.fsdecode(b"\xff.jpg")) != named(os.fsdecode(b"\xfe.jpg"))
+    json.dumps({"path": named(name)}).encode("utf-8")  # valid UTF-8 JSON text
     shown(name).encode("utf-8")  # what a strict UTF-8 stdout does
-    assert shown("plain/ü.wav") == "plain/ü.wav"
+    assert shown("plain/ü.wav") == named("plain/ü.wav") == "plain/ü.wav"
+
+
+def test_control_characters_in_a_name_keep_a_line_one_line():
+    """A name with a newline split an error line in two, and one with an escape sequence
+    reached the terminal; JSON keeps the name as it is (its own escapes are lossless)."""
+    from edge.commands import named, one_line, shown
+
+    assert shown("new\nline.wav") == "new\\nline.wav"
+    assert shown("\x1b[2Jesc.wav") == "\\x1b[2Jesc.wav"
+    assert one_line("a\tb: cut") == "a\\tb: cut"
+    assert named("new\nline.wav") == "new\nline.wav"
 
 
 @pytest.mark.parametrize("error, status", [("device", 75), ("config", 2)])
@@ -292,3 +304,91 @@ def test_a_signal_while_the_models_load_stops_the_run_cleanly(monkeypatch, capsy
     finally:
         signal.signal(signal.SIGHUP, before)
     assert capsys.readouterr().err == ""
+
+
+def _edge(*argv: str, cwd: Path, env: dict[str, str] | None = None, closing: str = "",
+          stdin: int | None = None) -> subprocess.CompletedProcess:
+    """``python -m edge ARGV`` in ``cwd``; ``closing`` a shell redirection such as ``2>&-``."""
+    import os
+
+    command = [sys.executable, "-m", "edge", *argv]
+    if closing:
+        command = ["sh", "-c", f'exec "$@" {closing}', "sh", *command]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=cwd,
+                          env={**os.environ, **(env or {})}, stdin=stdin)
+
+
+def test_names_a_native_library_reads_as_something_else_are_read_as_files(tmp_path):
+    """FFmpeg took "10:30.m4a" for a protocol ("Protocol not found"), and libsndfile read a
+    file named "-" (or "./-") as standard input, then closed it: the whole batch ended with no
+    output and exit 3.  Both are handed over by their absolute path now."""
+    import shutil
+
+    clip = REPO / "demo" / "audio" / "03a01Fa.flac"
+    for name in ("10:30.flac", "-"):
+        shutil.copy(clip, tmp_path / name)
+    names = ["10:30.flac", "./-"]
+    if _importable("av"):
+        shutil.copy(REPO / "demo" / "phone" / "08a02Tb.m4a", tmp_path / "call 10:30.m4a")
+        names.append("call 10:30.m4a")
+    result = _edge("classify", "--json", "--fresh", "--", *names, str(clip), cwd=tmp_path,
+                   stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["path"] for r in rows] == ["10:30.flac", "-", *names[2:], str(clip)]  # ./- is -
+    assert rows[0]["scores"] == rows[1]["scores"] == rows[-1]["scores"]
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd (Linux)")
+def test_a_video_and_a_model_whose_names_are_not_utf8_are_read(tmp_path):
+    """A video named b"caf\\xe9.mp4" crashed the process (OpenCV's binding, a segmentation fault
+    that took the other files with it), and such a model name was an internal error."""
+    import os
+    import shutil
+
+    cv2 = pytest.importorskip("cv2")
+    face = cv2.resize(cv2.imread(str(REPO / "demo" / "face.jpg")), (320, 240))
+    writer = cv2.VideoWriter(str(tmp_path / "v.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10,
+                             (320, 240))
+    for _ in range(3):
+        writer.write(face)
+    writer.release()
+    base = os.fsencode(tmp_path)
+    for src, dst in ((b"v.avi", b"caf\xe9.avi"), (b"v.avi", b"10:30.avi")):
+        shutil.copy(base + b"/" + src, base + b"/" + dst)
+    model = REPO / "models" / "face_expression_int8"
+    for suffix in (".tflite", ".json"):
+        shutil.copy(os.fsencode(f"{model}{suffix}"), base + b"/m\xe9" + suffix.encode())
+    result = _edge("classify-face", "--json", "--model", os.fsdecode(b"m\xe9.tflite"), "--",
+                   os.fsdecode(b"caf\xe9.avi"), "10:30.avi", str(REPO / "demo" / "face.jpg"),
+                   cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {r["path"] for r in rows} == {"caf\\xe9.avi", "10:30.avi", str(REPO / "demo/face.jpg")}
+    assert all(r["faces"] and r["faces"][0]["label"] == "happy" for r in rows)
+
+
+def test_closed_or_narrow_standard_streams(tmp_path):
+    """With stderr closed (2>&-) every command failed, its error line landing in the results;
+    with stdout closed (>&-) the results were lost and the exit status said success; under an
+    ASCII-only output encoding the first name with an "é" stopped the batch."""
+    import shutil
+
+    clip = tmp_path / "café.flac"
+    shutil.copy(REPO / "demo" / "audio" / "03a01Fa.flac", clip)
+    no_stderr = _edge("classify", "--json", "--fresh", clip.name, "missing.wav", cwd=tmp_path,
+                      closing="2>&-")
+    assert no_stderr.returncode == 1  # missing.wav: said on the closed stderr, and in the status
+    assert [json.loads(line)["path"] for line in no_stderr.stdout.splitlines()] == ["café.flac"]
+    no_stdout = _edge("classify", "--fresh", clip.name, cwd=tmp_path, closing=">&-")
+    assert no_stdout.returncode == 1 and "standard output is closed" in no_stdout.stderr
+    ascii_out = _edge("classify", "--fresh", clip.name, "missing.wav", cwd=tmp_path,
+                      env={"PYTHONIOENCODING": "ascii"})
+    assert ascii_out.returncode == 1
+    assert ascii_out.stdout.startswith("caf\\xe9.flac: ") and "missing.wav" in ascii_out.stderr

@@ -37,11 +37,36 @@ def _argument(text: str, kind: type[float] | type[int], ok: Callable[[Any], bool
     return value
 
 
+def one_line(text: str) -> str:
+    """``text`` as one printable line: a file name's control characters (a newline, a terminal's
+    escape sequence) written as ``\\n``, ``\\x1b``, and the bytes of a name that is not UTF-8
+    as :func:`named` writes them, where printing them raw broke the one-line rule, reached the
+    terminal or stopped the batch."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                   for ch in named(text))
+
+
+#: The code points ``os.fsdecode`` keeps a name's undecodable bytes as (surrogateescape).
+_UNDECODED = (0xDC80, 0xDCFF)
+
+
+def named(path: Path | str) -> str:
+    """A file name as valid UTF-8 text that still tells names apart: the bytes of a name that
+    is not UTF-8 (a Windows USB stick's Latin-1 "caf\\xe9.wav") written as ``\\xe9``.  This
+    is the ``path`` of ``--json`` output: the lone surrogates Python keeps such bytes as are not
+    valid JSON text, and U+FFFD, used before, made "\\xff.jpg" and "\\xfe.jpg" one name."""
+    text = str(path)
+    if text.isprintable() or not any(_UNDECODED[0] <= ord(ch) <= _UNDECODED[1] for ch in text):
+        return text
+    return "".join(f"\\x{ord(ch) - 0xDC00:02x}" if _UNDECODED[0] <= ord(ch) <= _UNDECODED[1]
+                   else ch for ch in text)
+
+
 def shown(path: Path | str) -> str:
-    """``path`` as text any terminal or JSON parser takes: a name that is not UTF-8 (a Windows
-    USB stick's Latin-1 "café.wav") has its undecodable bytes shown as U+FFFD, where printing it
-    stopped the batch on a UTF-8 terminal."""
-    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    """``path`` for a line of text (see :func:`one_line`)."""
+    return one_line(str(path))
 
 
 def positive_float(text: str) -> float:

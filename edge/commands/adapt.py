@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import one_line
 from .run import add_config_arguments
 
 if TYPE_CHECKING:
@@ -149,7 +150,7 @@ def _learn(config: Config, recordings: list[Path]) -> int:
                     continue
                 speech.observe_file(recording)
             except AudioFileError as exc:
-                print(f"emotion-edge: error: {exc}; nothing of it learnt", file=sys.stderr,
+                print(f"emotion-edge: error: {one_line(str(exc))}; nothing of it learnt", file=sys.stderr,
                       flush=True)
                 failures += 1
                 continue

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from ..config import AdaptConfig
 from ..models.runtime import RUNTIMES
 from ..paths import default_model
-from . import positive_float, shown, thread_count
+from . import named, one_line, positive_float, shown, thread_count
 
 if TYPE_CHECKING:
     from ..features.band import Band
@@ -115,13 +115,13 @@ def run(args: argparse.Namespace) -> int:
             try:
                 decision = classifier(band).classify_file(path)
             except AudioFileError as exc:
-                print(f"emotion-edge: error: {exc}", file=sys.stderr, flush=True)
+                print(f"emotion-edge: error: {one_line(str(exc))}", file=sys.stderr, flush=True)
                 failures += 1
                 continue
             ms = (time.perf_counter() - t0) * 1e3
             scores = {k: round(v, 4) for k, v in decision.scores.items()}
             if args.json:
-                print(json.dumps({"path": shown(path), "label": decision.label,
+                print(json.dumps({"path": named(path), "label": decision.label,
                                   "scores": scores}), flush=True)
             else:
                 top = ", ".join(f"{k} {v:.2f}" for k, v in
@@ -165,7 +165,7 @@ def _adapt(args: argparse.Namespace, bands: dict[Path, Band | None],
             except AudioFileError as exc:
                 # each recording reaches one model (``heard`` holds each path once)
                 if args.adapt_from:
-                    print(f"emotion-edge: error: calibration recording: {exc}", file=sys.stderr,
+                    print(f"emotion-edge: error: calibration recording: {one_line(str(exc))}", file=sys.stderr,
                           flush=True)
                     unread += 1
         if args.adapt_from and not windows:

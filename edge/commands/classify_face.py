@@ -21,7 +21,7 @@ from typing import Any
 
 from ..models.runtime import RUNTIMES
 from ..sources.kinds import VIDEO_SUFFIXES
-from . import positive_float, shown, thread_count
+from . import named, one_line, positive_float, shown, thread_count
 
 __all__ = ["register", "run", "VIDEO_SUFFIXES"]
 
@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _emit(args: argparse.Namespace, path: Path, faces: list[Any], frame: int | None,
           time_s: float = 0.0) -> None:
     if args.json:
-        obj: dict[str, Any] = {"path": shown(path)}
+        obj: dict[str, Any] = {"path": named(path)}
         if frame is not None:
             obj["frame"] = frame
             obj["time_s"] = round(time_s, 3)
@@ -155,6 +155,6 @@ def run(args: argparse.Namespace) -> int:
                 else:
                     message = f"cannot be read ({exc.strerror or exc})"
                 where = "" if str(path) in message else f"{path}: "
-                print(f"emotion-edge: error: {where}{message}", file=sys.stderr, flush=True)
+                print(f"emotion-edge: error: {where}{one_line(message)}", file=sys.stderr, flush=True)
                 failures += 1
     return 1 if failures else 0

@@ -19,7 +19,7 @@ import numpy as np
 from ..config import process_setting
 from ..errors import ConfigError, MissingDependencyError, ModelError
 from ..lifecycle import Closeable
-from ..optional import quiet_native_output
+from ..optional import native_path, quiet_native_output
 from .manifest import ModelManifest, TensorQuant, load_manifest
 
 __all__ = ["RUNTIMES", "resolve_interpreter_class", "open_interpreter", "QuantizedModel",
@@ -81,14 +81,15 @@ def open_interpreter(
     """``(runtime name, interpreter with tensors allocated)`` for the ``.tflite`` at ``path``;
     a file the interpreter cannot load raises :class:`~edge.errors.ModelError` naming it."""
     name, cls = resolve_interpreter_class(runtime)
-    kwargs: dict[str, Any] = {"model_path": str(path), "num_threads": int(num_threads)}
+    kwargs: dict[str, Any] = {"num_threads": int(num_threads)}
     if reference_kernels and name == "litert":
         from ai_edge_litert.interpreter import OpResolverType
 
         kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_REF
     try:
-        with quiet_native_output("TFLite"):  # "INFO: Created TensorFlow Lite XNNPACK delegate"
-            interpreter = cls(**kwargs)
+        # "INFO: Created TensorFlow Lite XNNPACK delegate" on fd 2
+        with quiet_native_output("TFLite"), native_path(path) as model_path:
+            interpreter = cls(model_path=model_path, **kwargs)
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"{path}: not a loadable TFLite model ({exc})") from None

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import AudioFileError, ConfigError, MissingDependencyError
 from ..lifecycle import Closeable
-from ..optional import quiet_native_output
+from ..optional import native_path, quiet_native_output
 from .kinds import AUDIO_EXTENSIONS, FFMPEG_AUDIO_EXTENSIONS, IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 __all__ = [
@@ -31,6 +31,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: Said of a file named "-" that is not there: many tools read standard input from it.
+STDIN_HINT = ("; standard input is not read (a recording is read two or three times): save it "
+              "to a file and name that")
 #: Telling a user how to read the FFmpeg formats.
 FFMPEG_HINT = "pip install 'emotion-edge[formats]' (PyAV)"
 #: Sample rates of files we read, Hz: 1 kHz to 8x 48 kHz (a header may claim anything).
@@ -171,8 +174,9 @@ class _FFmpegFile:
         # Only local files: FFmpeg recognises a playlist (HLS) by its content, and the URLs it
         # names must never be fetched (FFmpeg's own check blocks most; this blocks them all).
         try:
-            self._container = av.open(str(path), options={"protocol_whitelist": "file"},
-                                      metadata_errors="ignore")
+            with native_path(path) as name:
+                self._container = av.open(name, options={"protocol_whitelist": "file"},
+                                          metadata_errors="ignore")
         except (av.FFmpegError, UnicodeDecodeError) as exc:
             raise AudioFileError(f"{path}: not a readable audio file ({exc})") from None
         try:
@@ -349,7 +353,8 @@ class AudioFileStream(Closeable):
                                      f"files in it (e.g. {self.path}/*.wav)")
             if not self.path.is_file():
                 raise AudioFileError(f"{self.path}: not a regular file" if self.path.exists()
-                                     else f"{self.path}: no such file")
+                                     else f"{self.path}: no such file" + STDIN_HINT * (
+                                         str(self.path) == "-"))
             if self.path.stat().st_size == 0:
                 raise AudioFileError(f"{self.path}: file is empty")
             # libsndfile says only "System error" of a file it may not open, and offers a
@@ -406,8 +411,8 @@ class AudioFileStream(Closeable):
         try:
             # mpg123 inside libsndfile writes its own notes to stderr ("Trying to resync...",
             # "Xing stream size off"): what matters of them is said below, once, naming the file.
-            with quiet_native_output("libsndfile"):
-                f = soundfile.SoundFile(str(self.path))
+            with quiet_native_output("libsndfile"), native_path(self.path) as name:
+                f = soundfile.SoundFile(name)
         except (RuntimeError, soundfile.LibsndfileError, TypeError, ValueError) as exc:
             return self._open_ffmpeg(exc)
         self._chatty = self.path.suffix.lower() == ".mp3"

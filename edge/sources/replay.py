@@ -131,8 +131,9 @@ class VideoFileSource(FrameSource):
             raise ImageFileError(f"{self.path}: not a regular file" if self.path.exists() else
                                  f"{self.path}: no such video file")
         cv2 = optional.cv2()
-        with optional.quiet_native_output("FFmpeg"):  # "moov atom not found" on fd 2
-            self._cap = cv2.VideoCapture(str(self.path))
+        # "moov atom not found" on fd 2
+        with optional.quiet_native_output("FFmpeg"), optional.native_path(self.path) as name:
+            self._cap = cv2.VideoCapture(name)
         if not self._cap.isOpened():
             self._cap.release()
             raise ImageFileError(f"{self.path}: not a readable video (unknown format or corrupt)")
