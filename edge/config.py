@@ -589,11 +589,26 @@ def parse_override(text: str) -> tuple[str, str, str]:
     return section, key, value
 
 
+#: Largest configuration or recipe read, bytes: each is a few KB; /dev/zero or a log named by
+#: mistake would otherwise be read whole (a Pi Zero's memory, gone).
+MAX_TOML_BYTES = 1 << 20
+
+
 def read_toml(path: Path, *, what: str = "config file") -> dict[str, Any]:
     """A TOML file as a dict; every failure is a :class:`ConfigError` naming the file."""
     try:
+        if path.is_dir():
+            raise ConfigError(f"{what} {path} is a folder; name the .toml file in it")
+        with path.open("rb") as f:  # a pipe too (<(...)): read up to the limit
+            raw = f.read(MAX_TOML_BYTES + 1)
+        if len(raw) > MAX_TOML_BYTES:
+            raise ConfigError(f"{what} {path} is larger than {MAX_TOML_BYTES >> 20} MB, so it is "
+                              f"not one; name the .toml file")
         # utf-8-sig: Windows editors (Notepad) begin the file with a byte-order mark.
-        return tomllib.loads(path.read_text(encoding="utf-8-sig"))
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {exc.start}); save it as "
+                          f"UTF-8") from None
     except FileNotFoundError:
         raise ConfigError(f"{what} {path} not found") from None
     except PermissionError:
@@ -601,8 +616,10 @@ def read_toml(path: Path, *, what: str = "config file") -> dict[str, Any]:
                    if what == "config file" else "")
         raise ConfigError(f"{what} {path}: permission denied; run this with sudo, or let this "
                           f"user read it{service}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{what} {path} is not readable: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {path} is not readable: {exc.strerror or exc}") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from None
 

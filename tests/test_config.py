@@ -218,7 +218,7 @@ def test_a_config_this_user_may_not_read_is_one_line_with_the_fix(tmp_path, monk
         raise PermissionError(13, "Permission denied", str(self))
 
     monkeypatch.setattr(Path, "is_file", denied)
-    monkeypatch.setattr(Path, "read_text", denied)
+    monkeypatch.setattr(Path, "open", denied)
     with pytest.raises(ConfigError, match="permission denied; run this with sudo.*chmod 644"):
         load_config(path, env={})
 
@@ -236,3 +236,24 @@ def test_a_refused_value_names_where_it_came_from(tmp_path, where, named):
     overrides = parse_overrides(["loop.deadline_s=-1"]) if where == "set" else None
     with pytest.raises(ConfigError, match=f"too small.*from .*{re.escape(named)}"):
         load_config(path, env=env, overrides=overrides)
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"# " + b"x" * (1 << 20) + b"\n", "larger than 1 MB"),
+    (b"[loop]\n# caf\xe9\n", "not UTF-8 text (byte 12); save it as UTF-8"),
+])
+def test_a_config_that_cannot_be_one_is_refused_in_one_line(tmp_path, content, words):
+    """/dev/zero as --config read until memory ran out (an internal MemoryError), and a
+    Latin-1 config said only "'utf-8' codec can't decode byte 0xe9"."""
+    path = tmp_path / "config.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=re.escape(words)) as info:
+        load_config(path, env={})
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_dev_zero_as_a_config_is_refused_with_bounded_memory():
+    from pathlib import Path
+
+    with pytest.raises(ConfigError, match="larger than 1 MB"):
+        load_config(Path("/dev/zero"), env={}, required=True)

@@ -194,6 +194,21 @@ def test_plot_without_matplotlib_says_so_before_the_summary(tmp_path, capsys, mo
     assert out == "" and err.count("\n") == 1 and "emotion-edge[plot]" in err, (out, err)
 
 
+def test_a_plot_that_cannot_be_written_is_one_line(tmp_path, capsys):
+    """A read-only card, a folder this user may not write or /proc gave an internal error."""
+    pytest.importorskip("matplotlib")
+    from edge.cli import main
+
+    path = tmp_path / "d.jsonl"
+    sink = RotatingFileSink(path)
+    for d in run_of(["happy"] * 6):
+        sink.write(d)
+    sink.close()
+    assert main(["inspect", "--log", str(path), "--plot", "/proc/self/x.png"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write the plot /proc/self/x.png" in err, err
+
+
 def test_cli_missing_log_is_a_clear_error(tmp_path, capsys):
     from edge.cli import main
 

@@ -917,6 +917,11 @@ def plot_summary(points: PlotPoints, path: str | Path) -> Path:
     ax2.set_xlabel(f"seconds since {_when(t0)}")
     ax2.legend(loc="upper right", fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=100)
+    except OSError as exc:  # a read-only card, a folder this user may not write, /proc
+        raise EmotionEdgeError(f"cannot write the plot {path} ({exc.strerror or exc}); choose "
+                               f"another path") from None
+    finally:
+        plt.close(fig)
     return Path(path)
