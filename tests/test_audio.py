@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import wave
 from pathlib import Path
 
@@ -260,3 +261,38 @@ def test_a_wav_written_into_a_pipe_is_read_whole(tmp_path, placeholder):
     data[40:44] = placeholder.to_bytes(4, "little")
     path.write_bytes(bytes(data))
     assert load_audio(path, 16000).size == 16000
+
+
+def test_a_wav_whose_header_was_never_finished_is_read_to_its_end(tmp_path, caplog, monkeypatch):
+    """A recorder that crashed before writing the sizes leaves them 0, the samples after the
+    header: that was "contains no audio samples".  FFmpeg reads it to the end, with one
+    warning; without PyAV the error says what happened and how to repair it."""
+    import logging
+
+    import soundfile as sf
+
+    from edge.errors import MissingDependencyError
+    from edge.sources import audio_file
+
+    audio_file._tell.cache_clear()
+    x = (np.random.default_rng(3).uniform(-0.3, 0.3, 16000 * 2)).astype(np.float32)
+    path = tmp_path / "unfinished.wav"
+    sf.write(str(path), x, 16000, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    at = data.index(b"data") + 4
+    data[4:8] = bytes(4)  # the RIFF size
+    data[at : at + 4] = bytes(4)  # the data chunk's size
+    path.write_bytes(bytes(data))
+    assert sf.info(str(path)).frames == 0
+    if importlib.util.find_spec("av") is not None:
+        with caplog.at_level(logging.WARNING, logger="edge.sources.audio_file"):
+            got = load_audio(path)
+        assert abs(got.size - x.size) <= 16 and "never finished" in caplog.text
+        np.testing.assert_allclose(got[: x.size - 16], x[: x.size - 16], atol=1e-3)
+
+    def no_pyav(path):
+        raise MissingDependencyError("av is not installed")
+
+    monkeypatch.setattr(audio_file, "_FFmpegFile", no_pyav)
+    with pytest.raises(AudioFileError, match="header declares no samples.*ffmpeg -i .*fixed.wav"):
+        load_audio(path)

@@ -12,6 +12,7 @@ import functools
 import logging
 import math
 import re
+import shlex
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -425,6 +426,8 @@ class AudioFileStream(Closeable):
                 return f  # read as far as libsndfile goes, with a warning there
             f.close()
             return stream
+        if f.frames == 0 and f.format in ("WAV", "WAVEX"):
+            return self._unfinished_wav(f)
         if self.path.suffix.lower() == ".wav":
             # libsndfile reads what is there of a cut WAV, and counts only that.
             self._promised = _declared_wav_frames(self.path)
@@ -433,6 +436,25 @@ class AudioFileStream(Closeable):
         elif self._chatty:  # an estimate, exact only with a Xing header: a looser tolerance
             self._promised, self._tolerance = int(f.frames), MP3_TOLERANCE
         return f
+
+    def _unfinished_wav(self, f: Any) -> Any:
+        """A WAV whose header declares no samples: a recorder that stopped before it wrote the
+        sizes in (a crash, a power cut) leaves them 0, with the samples after the header.
+        libsndfile believes the header; FFmpeg reads to the end of the file."""
+        try:
+            stream = _FFmpegFile(self.path)
+        except MissingDependencyError:
+            f.close()
+            raise AudioFileError(
+                f"{self.path}: its header declares no samples (a recorder that never finished "
+                f"the file?); {FFMPEG_HINT} reads what follows it, or repair it: ffmpeg -i "
+                f"{shlex.quote(str(self.path))} fixed.wav") from None
+        except AudioFileError:
+            return f  # nothing FFmpeg can read either: "contains no audio samples"
+        f.close()
+        _tell(str(self.path), "its header declares no samples (a recorder that never finished "
+              "the file?); read to the end of the file")
+        return stream
 
     def _open_ffmpeg(self, soundfile_error: Exception) -> _FFmpegFile:
         """The file through FFmpeg, once libsndfile has refused it."""
