@@ -137,3 +137,24 @@ def test_a_damaged_jpeg_is_said_to_be_damaged_not_silently_faceless(tmp_path, ca
         assert read_gray_image(damaged).shape == (240, 320)
     (told,) = [r.getMessage() for r in caplog.records]
     assert told.startswith(f"{damaged}: damaged image (Corrupt JPEG data"), told
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".tiff", ".webp", ".png"])
+def test_an_animation_or_a_many_page_file_says_only_its_first_frame_is_read(tmp_path, caplog,
+                                                                            suffix):
+    """Only the first frame of an animated GIF or of a TIFF's pages was read, without a word:
+    a "no face" of a black first frame read as an answer about the whole file."""
+    import logging
+
+    Image = pytest.importorskip("PIL.Image")
+    from edge.sources.images import read_gray_image
+
+    frames = [Image.fromarray(np.full((64, 64), v, np.uint8)) for v in (0, 128, 255)]
+    many, one = tmp_path / f"many{suffix}", tmp_path / f"one{suffix}"
+    frames[0].save(many, save_all=True, append_images=frames[1:])
+    frames[0].save(one)
+    with caplog.at_level(logging.WARNING, logger="edge.sources.images"):
+        assert read_gray_image(one).max() == 0 and not caplog.records
+        assert read_gray_image(many).max() == 0
+    (told,) = [r.getMessage() for r in caplog.records]
+    assert told.startswith(f"{many}: only the first of its 3 frames or pages is read"), told

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from pathlib import Path
@@ -89,6 +90,14 @@ def read_gray_image(path: str | Path) -> np.ndarray:
             f"{path}: not a readable image ("
             + ("a recording? `emotion-edge classify` reads those)" if sound else
                "empty, truncated or unknown format)"))
+    if data[:12].tobytes().startswith(_MANY_FRAMES_MAGIC) or data[8:12].tobytes() == b"WEBP":
+        with contextlib.suppress(cv2.error), optional.native_path(path) as name:
+            frames = cv2.imcount(name)
+            if frames > 1:
+                # The first frame alone: a "no face" of it would read as an answer about all.
+                logger.warning("%s: only the first of its %d frames or pages is read; save the "
+                               "one to classify as an image of its own, or an animation as a "
+                               "video", path, frames)
     damage = next((line.strip() for line in "".join(heard).splitlines()
                    if line.startswith(_DAMAGE_NOTES)), None)
     if damage is not None:
@@ -98,6 +107,10 @@ def read_gray_image(path: str | Path) -> np.ndarray:
                        damage.rstrip("."))
     return np.asarray(image, dtype=np.uint8)
 
+
+#: Formats that may hold several frames or pages (GIF, TIFF, PNG's APNG; WebP is told apart by
+#: its RIFF form type): OpenCV decodes the first.
+_MANY_FRAMES_MAGIC = (b"GIF8", b"II*\x00", b"MM\x00*", b"\x89PNG")
 
 #: What libjpeg and libpng say of a damaged file that they decode all the same.
 _DAMAGE_NOTES = ("Corrupt JPEG data", "Premature end of JPEG file", "libpng error")
