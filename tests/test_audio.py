@@ -296,3 +296,20 @@ def test_a_wav_whose_header_was_never_finished_is_read_to_its_end(tmp_path, capl
     monkeypatch.setattr(audio_file, "_FFmpegFile", no_pyav)
     with pytest.raises(AudioFileError, match="header declares no samples.*ffmpeg -i .*fixed.wav"):
         load_audio(path)
+
+
+def test_a_link_to_nothing_and_a_name_with_a_space_are_told_as_they_are(tmp_path):
+    """A symbolic-link loop said "no such file"; the suggested conversion used the bare name,
+    unquoted (`ffmpeg -i sp ace.xyz`), and FFmpeg's and libsndfile's own error numbers and
+    paths came along."""
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(AudioFileError, match="a symbolic link to nothing"):
+        load_audio(tmp_path / "a")
+    odd = tmp_path / "sp ace.xyz"
+    odd.write_text("not audio\n" * 10)
+    with pytest.raises(AudioFileError) as info:
+        load_audio(odd)
+    told = str(info.value)
+    assert f"ffmpeg -i '{odd}' out.wav" in told and "Errno" not in told
+    assert told.count(str(odd)) == 2, told  # where it begins, and in the command

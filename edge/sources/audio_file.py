@@ -163,6 +163,13 @@ def resample(x: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return np.concatenate((r.process(x), r.flush()))
 
 
+def _reason(exc: BaseException) -> str:
+    """A reader's words without its error number or the path again: FFmpeg's "[Errno
+    1094995529] Invalid data found when processing input: 'x.m4a'" and libsndfile's "Error
+    opening '/abs/x.xyz': Format not recognised." -> their middle."""
+    return str(getattr(exc, "strerror", None) or getattr(exc, "error_string", None) or exc)
+
+
 class _FFmpegFile:
     """PyAV (FFmpeg) behind the same small part of ``soundfile.SoundFile``, for what libsndfile
     does not read: AAC in M4A/MP4 (phones' voice memos), AMR and 3GP (phone calls), WMA, WebM,
@@ -179,7 +186,7 @@ class _FFmpegFile:
                 self._container = av.open(name, options={"protocol_whitelist": "file"},
                                           metadata_errors="ignore")
         except (av.FFmpegError, UnicodeDecodeError) as exc:
-            raise AudioFileError(f"{path}: not a readable audio file ({exc})") from None
+            raise AudioFileError(f"{path}: not a readable audio file ({_reason(exc)})") from None
         try:
             self._open_stream()
         except AudioFileError:
@@ -187,7 +194,7 @@ class _FFmpegFile:
             raise
         except (av.FFmpegError, ValueError, TypeError, ZeroDivisionError) as exc:
             self._container.close()  # e.g. a header with no channel layout, or a rate of 0
-            raise AudioFileError(f"{path}: not a readable audio file ({exc})") from None
+            raise AudioFileError(f"{path}: not a readable audio file ({_reason(exc)})") from None
         self._pending: list[np.ndarray] = []
         self._pending_n = 0
         self._ended = False
@@ -353,9 +360,11 @@ class AudioFileStream(Closeable):
                 raise AudioFileError(f"{self.path}: is a folder, not an audio file; give the "
                                      f"files in it (e.g. {self.path}/*.wav)")
             if not self.path.is_file():
-                raise AudioFileError(f"{self.path}: not a regular file" if self.path.exists()
-                                     else f"{self.path}: no such file" + STDIN_HINT * (
-                                         str(self.path) == "-"))
+                raise AudioFileError(
+                    f"{self.path}: not a regular file" if self.path.exists() else
+                    f"{self.path}: a symbolic link to nothing (dangling, or a loop)"
+                    if self.path.is_symlink() else
+                    f"{self.path}: no such file" + STDIN_HINT * (str(self.path) == "-"))
             if self.path.stat().st_size == 0:
                 raise AudioFileError(f"{self.path}: file is empty")
             # libsndfile says only "System error" of a file it may not open, and offers a
@@ -469,7 +478,7 @@ class AudioFileStream(Closeable):
             if phone_format:
                 raise AudioFileError(
                     f"{self.path}: reading {self.path.suffix} needs PyAV: {FFMPEG_HINT}, or "
-                    f"convert it first (ffmpeg -i {self.path.name} out.wav)") from None
+                    f"convert it first (ffmpeg -i {shlex.quote(str(self.path))} out.wav)") from None
         except AudioFileError:
             if phone_format:
                 raise  # FFmpeg's reason: libsndfile's says only "format not recognised"
@@ -477,9 +486,9 @@ class AudioFileStream(Closeable):
             raise AudioFileError(f"{self.path}: an image, not a recording; `emotion-edge "
                                  f"classify-face` reads images")
         raise AudioFileError(
-            f"{self.path}: not a readable audio file ({soundfile_error}); supported: WAV, FLAC, "
+            f"{self.path}: not a readable audio file ({_reason(soundfile_error)}); supported: WAV, FLAC, "
             f"OGG, AIFF, MP3, and with PyAV M4A/AAC, AMR, 3GP, WMA, WebM (convert others first, "
-            f"e.g. ffmpeg -i {self.path.name} out.wav)") from None
+            f"e.g. ffmpeg -i {shlex.quote(str(self.path))} out.wav)") from None
 
     @property
     def file_frames(self) -> int:
