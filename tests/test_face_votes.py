@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -210,3 +212,21 @@ def test_face_check_scores_against_the_fer_plus_majority(tmp_path, monkeypatch, 
     assert json.loads(capsys.readouterr().out)["labels"] == "ferplus"
     fullframe.run(argparse.Namespace(**{**vars(args), "labels": "fer2013"}))
     assert len(seen["faces"]) == 6 and "neutral" not in {seen["names"][i] for i in seen["labels"]}
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda p: np.save(p.with_suffix(".npy"), np.zeros(3)) or p.with_suffix(".npy").rename(p),
+     "(it holds a single array)"),
+    (lambda p: p.write_text("hello"), "not FER2013: an .npz with arrays x, y, usage"),
+    (lambda p: np.savez(p, x=np.zeros((1, 48, 48), np.uint8)), "(it has no y, usage)"),
+])
+def test_a_file_that_is_not_the_fer_npz_is_one_line(tmp_path, make, words):
+    """An .npy named .npz was an internal error, and a file of text passed on NumPy's advice to
+    "load it unsafely using allow_pickle"."""
+    from convert.face.data import load_fer
+
+    path = tmp_path / "fer.npz"
+    make(path)
+    with pytest.raises(ImageFileError, match=re.escape(words)) as info:
+        load_fer(path, "PublicTest")
+    assert str(info.value).startswith(f"{path}: ") and "pickle" not in str(info.value)

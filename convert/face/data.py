@@ -25,7 +25,13 @@ from edge.features.face import FacePreprocessConfig, face_patch
 from edge.labels import COMMON_LABELS, fusion_map_for
 from edge.models.face import FER_LABELS
 
-from .ferplus import load_ferplus_votes, majority_labels, vote_targets, votes_beside
+from .ferplus import (
+    load_ferplus_votes,
+    majority_labels,
+    npz_arrays,
+    vote_targets,
+    votes_beside,
+)
 
 __all__ = ["FaceData", "FaceSplit", "FER_USAGES", "load_face_data", "load_fer",
            "load_image_folder"]
@@ -78,17 +84,10 @@ def load_fer(npz_path: str | Path, usage: str, ferplus: str | Path | None = None
     if usage not in FER_USAGES:
         raise ConfigError(f"FER usage {usage!r} is unknown; choose one of {', '.join(FER_USAGES)}")
     npz_path = Path(npz_path)
-    try:
-        with np.load(npz_path) as data:
-            usages = data["usage"]
-            mask = usages == usage
-            x, y = data["x"][mask], data["y"][mask].astype(np.int64)
-    except FileNotFoundError:
-        raise ImageFileError(f"{npz_path}: FER2013 npz not found; pass --fer PATH") from None
-    except (KeyError, ValueError, OSError) as exc:
-        raise ImageFileError(
-            f"{npz_path}: not a FER2013 npz with keys x, y, usage ({exc})"
-        ) from None
+    with npz_arrays(npz_path, "FER2013", ("x", "y", "usage"), "--fer") as data:
+        usages = data["usage"]
+        mask = usages == usage
+        x, y = data["x"][mask], data["y"][mask].astype(np.int64)
     if x.dtype != np.uint8 or x.ndim != 3:
         raise ImageFileError(f"{npz_path}: x must be uint8 (N, H, W), got {x.dtype} {x.shape}")
     if ferplus is None:

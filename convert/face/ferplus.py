@@ -24,7 +24,10 @@ are not expressions).  The row's FER2013 label is not used.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,20 +76,34 @@ def votes_beside(fer: str | Path) -> Path:
     return Path(fer).parent / FERPLUS_FILE
 
 
+@contextlib.contextmanager
+def npz_arrays(path: Path, what: str, keys: tuple[str, ...], flag: str) -> Iterator[Any]:
+    """The arrays of the ``.npz`` at ``path``; each way it is not ``what`` (missing, not an
+    ``.npz``, pickled data, a key missing) is one :class:`ImageFileError` naming it."""
+    expected = f"not {what}: an .npz with arrays {', '.join(keys)}"
+    try:
+        data = np.load(path)  # pickled objects refused (allow_pickle=False)
+    except FileNotFoundError:
+        raise ImageFileError(f"{path}: {what} not found; pass {flag} PATH") from None
+    except (ValueError, OSError, EOFError):
+        raise ImageFileError(f"{path}: {expected}") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):  # an .npy: one array, no keys
+        raise ImageFileError(f"{path}: {expected} (it holds a single array)")
+    with data:
+        missing = [k for k in keys if k not in data.files]
+        if missing:
+            raise ImageFileError(f"{path}: {expected} (it has no {', '.join(missing)})")
+        yield data
+
+
 def load_ferplus_votes(path: str | Path, n_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(votes, valid)`` of a ``ferplus_votes.npz``: uint8 ``(N, 10)`` in
     :data:`FERPLUS_COLUMNS` order and bool ``(N,)``, row for row with ``fer2013_48.npz``
     (``n_rows``, when given, must match)."""
     path = Path(path)
-    try:
-        with np.load(path) as data:
-            votes, valid = data["votes"], data["valid"].astype(bool)
-            columns = tuple(str(c) for c in data["columns"])
-    except FileNotFoundError:
-        raise ImageFileError(f"{path}: FER+ votes not found; pass --ferplus PATH") from None
-    except (KeyError, ValueError, OSError) as exc:
-        raise ImageFileError(f"{path}: not a FER+ votes npz with keys votes, valid, columns "
-                             f"({exc})") from None
+    with npz_arrays(path, "FER+ votes", ("votes", "valid", "columns"), "--ferplus") as data:
+        votes, valid = data["votes"], data["valid"].astype(bool)
+        columns = tuple(str(c) for c in data["columns"])
     if columns != FERPLUS_COLUMNS:
         raise ImageFileError(f"{path}: vote columns {list(columns)} are not "
                              f"{list(FERPLUS_COLUMNS)}")
