@@ -96,7 +96,7 @@ def native_path(path: str | os.PathLike[str]) -> Iterator[str]:
 
     Absolute, since each reads some names as something else: FFmpeg (PyAV, and OpenCV's video
     backend) a name with a colon as a protocol ("10:30.m4a": "Protocol not found"), libsndfile
-    "-" as standard input.  A name that is not UTF-8 (a Latin-1 "caf\xe9.mp4" from a Windows
+    "-" as standard input.  A name that is not UTF-8 (a Latin-1 "caf\\xe9.mp4" from a Windows
     USB stick) crashes OpenCV's binding and is refused by TFLite's; it is handed over as
     ``/proc/self/fd/N`` of the file opened here, which the library opens again for itself.
     """

@@ -313,3 +313,15 @@ def test_a_link_to_nothing_and_a_name_with_a_space_are_told_as_they_are(tmp_path
     told = str(info.value)
     assert f"ffmpeg -i '{odd}' out.wav" in told and "Errno" not in told
     assert told.count(str(odd)) == 2, told  # where it begins, and in the command
+
+
+def test_a_wav_of_a_header_alone_is_not_called_unfinished(tmp_path, caplog):
+    import logging
+
+    import soundfile as sf
+
+    path = tmp_path / "empty.wav"
+    sf.write(str(path), np.zeros(0, np.float32), 16000, subtype="PCM_16")
+    with caplog.at_level(logging.WARNING), pytest.raises(AudioFileError, match="no audio"):
+        load_audio(path)
+    assert "never finished" not in caplog.text

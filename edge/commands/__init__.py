@@ -58,7 +58,7 @@ def named(path: Path | str) -> str:
     is the ``path`` of ``--json`` output: the lone surrogates Python keeps such bytes as are not
     valid JSON text, and U+FFFD, used before, made "\\xff.jpg" and "\\xfe.jpg" one name."""
     text = str(path)
-    if text.isprintable() or not any(_UNDECODED[0] <= ord(ch) <= _UNDECODED[1] for ch in text):
+    if not any(_UNDECODED[0] <= ord(ch) <= _UNDECODED[1] for ch in text):
         return text
     return "".join(f"\\x{ord(ch) - 0xDC00:02x}" if _UNDECODED[0] <= ord(ch) <= _UNDECODED[1]
                    else ch for ch in text)

@@ -329,6 +329,25 @@ def _ogg_unterminated(path: Path) -> bool:
     return True  # no page ends where the file does: it stops in the middle of one
 
 
+def _unfinished_wav(path: Path) -> bool:
+    """Whether a RIFF/WAVE file's data chunk declares 0 bytes with bytes after it: a recorder
+    stopped (a crash, a power cut) before it wrote the sizes in.  The chunks are walked from the
+    start, not searched for, so that "data" inside another chunk does not count."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+            size = f.seek(0, 2)
+    except OSError:
+        return False
+    at = 12  # after "RIFF", its size and "WAVE"
+    while at + 8 <= len(head):
+        chunk, length = head[at : at + 4], int.from_bytes(head[at + 4 : at + 8], "little")
+        if chunk == b"data":
+            return length == 0 and size > at + 8
+        at += 8 + length + (length & 1)  # chunks are padded to even sizes
+    return False
+
+
 def _declared_wav_frames(path: Path) -> int | None:
     """Frames a RIFF/WAVE header promises (libsndfile silently reads what is there)."""
     try:
@@ -435,8 +454,8 @@ class AudioFileStream(Closeable):
                 return f  # read as far as libsndfile goes, with a warning there
             f.close()
             return stream
-        if f.frames == 0 and f.format in ("WAV", "WAVEX"):
-            return self._unfinished_wav(f)
+        if f.frames == 0 and f.format in ("WAV", "WAVEX") and _unfinished_wav(self.path):
+            return self._read_unfinished_wav(f)
         if self.path.suffix.lower() == ".wav":
             # libsndfile reads what is there of a cut WAV, and counts only that.
             self._promised = _declared_wav_frames(self.path)
@@ -446,7 +465,7 @@ class AudioFileStream(Closeable):
             self._promised, self._tolerance = int(f.frames), MP3_TOLERANCE
         return f
 
-    def _unfinished_wav(self, f: Any) -> Any:
+    def _read_unfinished_wav(self, f: Any) -> Any:
         """A WAV whose header declares no samples: a recorder that stopped before it wrote the
         sizes in (a crash, a power cut) leaves them 0, with the samples after the header.
         libsndfile believes the header; FFmpeg reads to the end of the file."""
