@@ -598,3 +598,50 @@ def test_a_state_file_that_is_a_link_stays_one(tmp_path, monkeypatch):
     assert link.is_symlink() and stored.is_file()
     assert DeploymentNormalizer(RunningStats.of(np.ones((3, 2))),
                                 state_file=stored).frames_heard == 10
+
+
+def test_a_run_split_into_calls_classifies_as_one_call_through_saved_statistics(tmp_path, capsys):
+    """A collection split into calls (xargs does it past 128 KiB of names) or an interrupted run
+    resumed adapted each call to its own share of the files: a tenth of the labels changed.
+    --files-from takes any number of files in one call, --save-adaptation keeps the statistics
+    that call adapted with, and --adapt-from FILE.json classifies more files with them."""
+    from pathlib import Path
+
+    import soundfile as sf
+
+    from edge.cli import main
+    from edge.sources.audio_file import load_audio
+
+    demo = Path(__file__).resolve().parent.parent / "demo" / "audio"
+    clips = sorted(demo.glob("*.flac"))
+    call = tmp_path / "call.wav"  # nothing above 4 kHz: the narrowband model's
+    sf.write(str(call), load_audio(clips[0], 8000), 8000)
+    files = [*clips, call]
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(map(str, files)) + "\n\n")
+    stats = tmp_path / "stats.json"
+
+    def classify(*argv):
+        code = main(["classify", "--json", *argv])
+        out, err = capsys.readouterr()
+        return code, out.splitlines(), err
+
+    code, whole, err = classify("--files-from", str(listing), "--save-adaptation", str(stats))
+    assert code == 0 and len(whole) == len(files) and f"saved to {stats}" in err
+    parts = []
+    for chunk in (files[:2], files[2:]):
+        code, lines, err = classify("--adapt-from", str(stats), *map(str, chunk))
+        assert code == 0 and not err, err
+        parts += lines
+    assert parts == whole
+    _, alone, _ = classify(*map(str, files[:2]))  # adapting to its own two files
+    assert alone != whole[:2]
+
+    assert main(["classify", "--fresh", "--save-adaptation", str(stats), str(call)]) == 2
+    assert main(["classify", "--files-from", str(tmp_path / "empty.txt")]) == 2
+    (tmp_path / "empty.txt").write_text("\n")
+    assert main(["classify", "--files-from", str(tmp_path / "empty.txt")]) == 2
+    not_stats = tmp_path / "other.json"
+    not_stats.write_text('{"a": 1}')
+    code, lines, err = classify("--adapt-from", str(not_stats), str(call))
+    assert code == 1 and len(lines) == 1 and "other.json" in err and "not an adaptation" in err

@@ -42,7 +42,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Classify each audio file (WAV/FLAC/OGG/AIFF/MP3, and with PyAV installed "
         "M4A/AAC, AMR, 3GP, WMA, WebM or a video's sound; any sample rate, mono or stereo).",
     )
-    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.add_argument("files", nargs="*", type=Path, metavar="FILE")
+    p.add_argument("--files-from", type=Path, metavar="LIST",
+                   help="also the files named in LIST, one path per line ('-': standard input), "
+                   "for a collection too large for one command line: xargs would split it into "
+                   "several calls, each adapting to its own share of the files")
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.add_argument("--model", type=Path, default=None,
                    help="speech .tflite with its .json manifest beside it (default: shipped model)")
@@ -76,7 +80,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        f"the device blends what it hears ({_PRIOR_S} of speech weigh as much as "
                        "the training data); e.g. the speaker talking as usual, in the same room and "
                        "microphone (models that support it).  With --band auto each recording "
-                       "calibrates the model its band chooses, as the FILEs are sent")
+                       "calibrates the model its band chooses, as the FILEs are sent.  A .json "
+                       "saved by --save-adaptation gives that call's statistics instead, so that "
+                       "more files (the rest of an interrupted run, the next share of a "
+                       "collection) are classified exactly as that call's were")
+    p.add_argument("--save-adaptation", type=Path, metavar="FILE",
+                   help="write the statistics this call adapts with to FILE (.json) once the "
+                   "adapting pass is done, before any file is classified; --adapt-from FILE "
+                   "reuses them (and a device can start from them as its adapt.state_file)")
     p.set_defaults(func=run)
 
 
@@ -92,6 +103,10 @@ def run(args: argparse.Namespace) -> int:
         if given is not None and not Path(given).is_file():
             raise ConfigError(f"{flag} {given}: no such model file; name an existing .tflite "
                               f"(with its .json manifest beside it)")
+    files = _inputs(args)
+    if args.save_adaptation is not None and args.fresh:
+        raise ConfigError("--save-adaptation saves what a call adapts to, and --fresh adapts to "
+                          "nothing: leave one out")
     paths: dict[Band, Path] = {"wide": args.model or default_model(SPEECH_MODEL_FILE)}
     narrow = _narrow_model(args)
     if narrow is not None:
@@ -106,11 +121,15 @@ def run(args: argparse.Namespace) -> int:
                     paths[band], hop_s=args.hop, num_threads=args.threads, runtime=args.runtime))
             return classifiers[band]
 
-        bands = _bands(args, classifier, narrow is not None, args.files)
+        # Fresh, a file's band is found just before it is classified: its result comes at
+        # once, not after every file has been opened once.
+        bands = {} if args.fresh else _bands(args, classifier, narrow is not None, files)
         if not args.fresh:
             failures += _adapt(args, bands, classifier, paths, narrow is not None)
-        for path in args.files:
+        for path in files:
             t0 = time.perf_counter()
+            if path not in bands:
+                bands = _bands(args, classifier, narrow is not None, [path])
             band = bands[path] or "wide"  # an unreadable file: the wideband pass reports it
             try:
                 decision = classifier(band).classify_file(path)
@@ -141,11 +160,13 @@ def _adapt(args: argparse.Namespace, bands: dict[Path, Band | None],
     call's statistics are not the room's, so each recording goes to the model its band would
     choose, as a file would).  Returns how many calibration recordings could not be read, each
     reported in one line; an unreadable FILE is reported by the classifying pass."""
-    from ..errors import AudioFileError
+    from ..errors import AudioFileError, ModelError
 
     unread = 0
     flag = "--adapt-from" if args.adapt_from else "--adapt" if args.adapt else None
-    heard = _bands(args, classifier, narrow, args.adapt_from) if args.adapt_from else bands
+    saved = [p for p in args.adapt_from if p.suffix.lower() == ".json"]
+    recordings = [p for p in args.adapt_from if p not in saved]
+    heard = _bands(args, classifier, narrow, recordings) if args.adapt_from else bands
     adapting: list[Band] = []
     for band in dict.fromkeys(b or "wide" for b in bands.values()):
         if classifier(band).adaptation is not None:
@@ -158,6 +179,14 @@ def _adapt(args: argparse.Namespace, bands: dict[Path, Band | None],
         # An unreadable recording goes to the first model that adapts, whose pass reports it.
         sources = [p for p, b in heard.items() if (b or adapting[0]) == band]
         windows = read = 0
+        for path in saved:
+            try:
+                windows += _load_saved(clf, path, paths[band])
+            except ModelError as exc:
+                if band == adapting[0]:  # said once, not once per model
+                    print(f"emotion-edge: error: --adapt-from {one_line(str(exc))}",
+                          file=sys.stderr, flush=True)
+                    unread += 1
         for path in sources:
             try:
                 windows += clf.observe_file(path)
@@ -165,8 +194,8 @@ def _adapt(args: argparse.Namespace, bands: dict[Path, Band | None],
             except AudioFileError as exc:
                 # each recording reaches one model (``heard`` holds each path once)
                 if args.adapt_from:
-                    print(f"emotion-edge: error: calibration recording: {one_line(str(exc))}", file=sys.stderr,
-                          flush=True)
+                    print(f"emotion-edge: error: calibration recording: {one_line(str(exc))}",
+                          file=sys.stderr, flush=True)
                     unread += 1
         if args.adapt_from and not windows:
             what = ("no speech in the calibration recording(s)" if read else
@@ -174,7 +203,69 @@ def _adapt(args: argparse.Namespace, bands: dict[Path, Band | None],
                     f"no calibration recording in the {band}band")
             print(f"emotion-edge: warning: {what} for {paths[band].name}; its files are "
                   f"classified with the training data's statistics", file=sys.stderr)
+    if args.save_adaptation is not None:
+        _save(args.save_adaptation, [classifier(band) for band in adapting])
     return unread
+
+
+def _load_saved(clf: SpeechClassifier, path: Path, model: Path) -> int:
+    """Add the statistics ``--save-adaptation`` wrote to ``path`` for this model; returns
+    whether there were any (1 or 0), warning when the file has none for it."""
+    from ..features.adapt import read_statistics
+
+    assert clf.adaptation is not None
+    stats = read_statistics(path, clf.adaptation.space, clf.adaptation.dims)
+    if stats is None:
+        print(f"emotion-edge: warning: --adapt-from {shown(path)} holds no statistics for "
+              f"{model.name} (saved with other models)", file=sys.stderr)
+        return 0
+    clf.adaptation.add(stats)
+    return 1
+
+
+def _save(path: Path, adapting: list[SpeechClassifier]) -> None:
+    """``--save-adaptation``: what the call adapts with, for a later call or a device."""
+    from ..errors import ConfigError
+    from ..features.adapt import save_statistics
+
+    normalizers = [clf.adaptation for clf in adapting if clf.adaptation is not None]
+    if not normalizers:
+        print("emotion-edge: warning: no model of this call adapts; nothing saved to "
+              f"{shown(path)}", file=sys.stderr)
+        return
+    try:
+        save_statistics(path, normalizers)
+    except OSError as exc:
+        raise ConfigError(f"--save-adaptation {path}: cannot be written "
+                          f"({exc.strerror or exc}); choose another file") from None
+    seconds = sum(n.frames_heard for n in normalizers) / 100
+    print(f"emotion-edge: adaptation statistics ({seconds:.0f} s of speech) saved to "
+          f"{shown(path)}; --adapt-from {shown(path)} classifies more files as these are",
+          file=sys.stderr, flush=True)
+
+
+def _inputs(args: argparse.Namespace) -> list[Path]:
+    """The FILEs, then those of ``--files-from`` (one path per line; blank lines skipped)."""
+    import os
+
+    from ..errors import ConfigError
+
+    files = list(args.files)
+    if args.files_from is not None:
+        try:
+            if str(args.files_from) == "-":
+                raw = sys.stdin.buffer.read()
+            else:
+                raw = Path(args.files_from).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"--files-from {args.files_from}: cannot be read "
+                              f"({exc.strerror or exc})") from None
+        # Names as bytes, so that a list of names that are not UTF-8 still names those files.
+        files += [Path(os.fsdecode(line.rstrip(b"\r"))) for line in raw.split(b"\n")
+                  if line.strip()]
+    if not files:
+        raise ConfigError("no recording to classify: name the FILEs, or --files-from LIST")
+    return files
 
 
 def _narrow_model(args: argparse.Namespace) -> Path | None:

@@ -30,7 +30,7 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,8 @@ from ..errors import ConfigError, ModelError
 from ..files import begins_zeroed, set_aside_if_zeroed
 
 __all__ = ["RunningStats", "DeploymentNormalizer", "begins_as_a_state", "blended", "feature_space",
-           "inverse_std", "read_state", "speech_frames", "speech_mask"]
+           "inverse_std", "read_state", "read_statistics", "save_statistics", "speech_frames",
+           "speech_mask"]
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,34 @@ def read_state(path: Path) -> RunningStats | None:
     ``None`` when there is no file, :class:`~edge.errors.ModelError` when it is unusable."""
     state = _read(path)
     return None if state is None else state.heard
+
+
+def read_statistics(path: Path, space: str | None, dims: int) -> RunningStats | None:
+    """What a state file (:meth:`DeploymentNormalizer.save`, :func:`save_statistics`) holds for
+    the feature space ``space`` with ``dims`` columns: its main statistics or kept ones;
+    ``None`` when it holds none for that space.  Raises :class:`~edge.errors.ModelError` when
+    the file is missing or is not a state."""
+    state = _read(path)
+    if state is None:
+        raise ModelError(f"{path}: no such file")
+    if state.heard.dims == dims and (state.space is None or space is None or state.space == space):
+        return state.heard
+    entry = state.kept.get(space) if space is not None else None
+    stats = None if entry is None else RunningStats.from_dict(entry, source=str(path))
+    return stats if stats is not None and stats.dims == dims else None
+
+
+def save_statistics(path: Path, normalizers: Sequence[DeploymentNormalizer]) -> None:
+    """Write what ``normalizers`` heard into one state file, each model's feature space its
+    own entry, as a device's ``adapt.state_file`` holds them: a device can start from it, and
+    ``classify --adapt-from FILE`` standardises exactly as the call that saved it did."""
+    first, *others = normalizers
+    writer = DeploymentNormalizer(first.prior, prior_frames=first.prior_frames, space=first.space)
+    writer.heard = first.heard
+    writer._kept = {n.space or f"unnamed-{n.dims}": n.heard.to_dict() for n in others}
+    writer.state_file = Path(path)
+    _refuse_root_in_anothers_folder(writer.state_file)
+    writer.save()
 
 
 def speech_mask(level_db: FloatArray) -> npt.NDArray[np.bool_]:
@@ -323,6 +352,13 @@ class DeploymentNormalizer:
             self.heard = before
             self._refresh()
             raise
+
+    def add(self, heard: RunningStats) -> None:
+        """Take ``heard`` as statistics of speech this deployment heard (a saved call's)."""
+        if heard.dims != self.dims:
+            raise ValueError(f"expected statistics of {self.dims} columns, got {heard.dims}")
+        self.heard = self.heard.merged(heard)
+        self._refresh()
 
     def reset(self) -> None:
         """Forget everything heard (the prior remains) and remove the state file."""
