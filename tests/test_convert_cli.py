@@ -64,3 +64,17 @@ def test_training_writes_into_the_shipped_models_only_when_asked():
     parser = cli.build_parser()
     assert parser.parse_args(["speech"]).out == Path("runs/speech")
     assert parser.parse_args(["face", "--fer", "f.npz"]).out == Path("runs/face")
+
+
+def test_two_corpora_of_one_name_are_refused(tmp_path, capsys):
+    """speech-score named each corpus after its CSV's folder, and two folders called emovo gave
+    one entry of the output: the first corpus's figures were lost, with exit status 0."""
+    for where in ("a", "b"):
+        folder = tmp_path / where / "emovo"
+        folder.mkdir(parents=True)
+        (folder / "labels.csv").write_text("path,label,speaker\nx.wav,happy,s1\n")
+    specs = [f"csv:{tmp_path}/{w}/emovo/labels.csv" for w in ("a", "b")]
+    argv = ["speech-score", "--model", "unused.tflite", *sum((["--corpus", s] for s in specs), [])]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "both named 'emovo'" in err[0] and all(s in err[0] for s in specs)

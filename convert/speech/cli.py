@@ -107,9 +107,10 @@ def run_speech(args: argparse.Namespace) -> int:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from .corpora import index_corpora
+    from .corpora import corpus_names, index_corpora
     from .pipeline import score_held_out
 
+    corpus_names(args.corpus, args.data)  # two of one name would be one entry of the output
     out: dict[str, Any] = {}
     for spec in args.corpus:
         utts = index_corpora([spec], args.data)

@@ -24,6 +24,7 @@ __all__ = [
     "EMODB_LABELS",
     "index_ravdess",
     "index_emodb",
+    "corpus_names",
     "index_csv",
     "index_corpus",
     "filter_labels",
@@ -231,14 +232,29 @@ def parse_corpus(spec: str, root: str | Path | None = None) -> tuple[str, Path]:
     return kind, p
 
 
+def corpus_names(specs: Sequence[str], root: str | Path | None = None) -> list[str]:
+    """Each corpus's name: the kind for ravdess and emodb, for a CSV its folder's name when it
+    is ``labels.csv`` (``nemo/labels.csv`` -> nemo), else its own.  Two corpora of one name are
+    refused: their clips would be scored, and held out, as one corpus."""
+    names: dict[str, str] = {}
+    for spec in specs:
+        kind, path = parse_corpus(spec, root)
+        name = kind if kind != "csv" else (path.parent.name if path.stem == "labels" else path.stem)
+        if name in names:
+            raise ConfigError(f"corpora {names[name]} and {spec} are both named {name!r} (a "
+                              f"corpus is named after its kind, its CSV's folder, or its CSV): "
+                              f"rename one's folder or CSV")
+        names[name] = spec
+    return list(names)
+
+
 def index_corpora(specs: Sequence[str], root: str | Path | None = None) -> list[Utterance]:
     """Every utterance of the corpora ``specs`` (``KIND:PATH``), each tagged with its corpus name
     (the folder's name for ravdess/emodb, the CSV's folder for csv: ``nemo/labels.csv`` -> nemo)."""
     out: list[Utterance] = []
-    for spec in specs:
+    for spec, name in zip(specs, corpus_names(specs, root)):
         kind, path = parse_corpus(spec, root)
         utts = index_corpus(kind, path)
-        name = kind if kind != "csv" else (path.parent.name if path.stem == "labels" else path.stem)
         out += [dataclasses.replace(u, corpus=name) for u in utts]
         logger.info("%s: %d clips, %d speakers", name, len(utts), len({u.speaker for u in utts}))
     return out
