@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import wave
 from pathlib import Path
 
@@ -227,6 +228,16 @@ def test_file_stream_names_a_fault_deep_in_the_file(tmp_path):
     with pytest.raises(AudioFileError, match=r"nan\.wav: contains NaN .*at 4\.0 s"):
         load_audio(path)
     with pytest.raises(AudioFileError, match="is a folder"):
+        load_audio(tmp_path)
+
+
+def test_a_folder_given_as_a_recording_is_answered_with_what_it_holds(tmp_path):
+    """The hint said `folder/*.wav` of a folder of FLAC files."""
+    for i in range(3):
+        (tmp_path / f"{i}.flac").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(AudioFileError, match=re.escape(f"(e.g. {tmp_path}/*.flac, or "
+                                                       f"--files-from LIST)")):
         load_audio(tmp_path)
 
 

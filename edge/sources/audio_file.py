@@ -23,7 +23,13 @@ import numpy as np
 from ..errors import AudioFileError, ConfigError, MissingDependencyError
 from ..lifecycle import Closeable
 from ..optional import native_path, quiet_native_output
-from .kinds import AUDIO_EXTENSIONS, FFMPEG_AUDIO_EXTENSIONS, IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from .kinds import (
+    AUDIO_EXTENSIONS,
+    FFMPEG_AUDIO_EXTENSIONS,
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    files_in,
+)
 
 __all__ = [
     "to_mono_float", "Resampler", "resample", "AudioFileStream", "load_audio", "AUDIO_EXTENSIONS",
@@ -376,8 +382,10 @@ class AudioFileStream(Closeable):
         self.path = Path(path)
         try:
             if self.path.is_dir():
+                sounds = (*AUDIO_EXTENSIONS, ".mp3", *FFMPEG_AUDIO_EXTENSIONS)
                 raise AudioFileError(f"{self.path}: is a folder, not an audio file; give the "
-                                     f"files in it (e.g. {self.path}/*.wav)")
+                                     f"files in it (e.g. {files_in(self.path, sounds)}, or "
+                                     f"--files-from LIST)")
             if not self.path.is_file():
                 raise AudioFileError(
                     f"{self.path}: not a regular file" if self.path.exists() else

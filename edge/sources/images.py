@@ -11,7 +11,13 @@ import numpy as np
 
 from .. import optional
 from ..errors import ImageFileError
-from .kinds import AUDIO_EXTENSIONS, FFMPEG_AUDIO_EXTENSIONS, VIDEO_SUFFIXES
+from .kinds import (
+    AUDIO_EXTENSIONS,
+    FFMPEG_AUDIO_EXTENSIONS,
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    files_in,
+)
 
 __all__ = ["to_gray", "read_gray_image"]
 
@@ -53,7 +59,7 @@ def read_gray_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     if path.is_dir():
         raise ImageFileError(f"{path}: is a folder, not an image; give the files in it "
-                             f"(e.g. {path}/*.jpg)")
+                             f"(e.g. {files_in(path, (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES))})")
     if not path.is_file():
         raise ImageFileError(f"{path}: not a regular file" if path.exists() else
                              f"{path}: no such image file")

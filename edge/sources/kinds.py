@@ -3,7 +3,14 @@ command when given the other kind (a photo to ``classify``, a recording to ``cla
 
 from __future__ import annotations
 
-__all__ = ["AUDIO_EXTENSIONS", "FFMPEG_AUDIO_EXTENSIONS", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES"]
+import itertools
+import os
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["AUDIO_EXTENSIONS", "FFMPEG_AUDIO_EXTENSIONS", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES",
+           "files_in"]
 
 #: File types ``load_audio`` reads (with soundfile; WAV also without it).  A folder of a corpus
 #: is searched for these.
@@ -19,3 +26,21 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 #: and 3GP, camcorders' AVCHD (.mts, .m2ts) and broadcast .ts, the web's WebM and FLV.
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".3gp",
                   ".mts", ".m2ts", ".ts", ".wmv", ".flv")
+
+
+#: Entries of a folder looked at to say what it holds (a corpus folder may hold 100,000).
+_LOOKED_AT = 1000
+
+
+def files_in(folder: Path, suffixes: Sequence[str]) -> str:
+    """How to name the files of ``folder`` that a command given the folder reads: a glob of
+    the most common of ``suffixes`` among its first entries (``audio/*.flac``), so the hint
+    names what is there rather than always ``*.wav``."""
+    try:
+        with os.scandir(folder) as entries:
+            found = Counter(os.path.splitext(e.name)[1].lower()
+                            for e in itertools.islice(entries, _LOOKED_AT))
+    except OSError:
+        found = Counter()
+    common = [s for s, _ in found.most_common() if s in suffixes]
+    return f"{folder}/*{common[0] if common else suffixes[0]}"
