@@ -392,3 +392,25 @@ def test_closed_or_narrow_standard_streams(tmp_path):
                       env={"PYTHONIOENCODING": "ascii"})
     assert ascii_out.returncode == 1
     assert ascii_out.stdout.startswith("caf\\xe9.flac: ") and "missing.wav" in ascii_out.stderr
+
+
+def test_an_interrupted_classify_says_how_far_it_got(monkeypatch, capsys):
+    """Ctrl-C in a long batch ended silently with exit 130: where to resume was left to counting
+    the output's lines."""
+    from edge.commands import classify
+
+    real = classify._classify_one
+    calls = []
+
+    def interrupted_at_the_second(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(classify, "_classify_one", interrupted_at_the_second)
+    clips = sorted(str(p) for p in (REPO / "demo" / "audio").glob("*.flac"))
+    assert cli.main(["classify", "--json", "--fresh", *clips]) == 130
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 1 and json.loads(out)["path"] == clips[0]
+    assert err == f"emotion-edge: interrupted after 1 of {len(clips)} files\n"

@@ -94,7 +94,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     from contextlib import ExitStack
 
-    from ..errors import AudioFileError, ConfigError
+    from ..errors import ConfigError
     from ..models.speech import SPEECH_MODEL_FILE, SpeechClassifier
 
     for flag, given in (("--model", args.model), ("--narrow-model", args.narrow_model)):
@@ -126,30 +126,45 @@ def run(args: argparse.Namespace) -> int:
         bands = {} if args.fresh else _bands(args, classifier, narrow is not None, files)
         if not args.fresh:
             failures += _adapt(args, bands, classifier, paths, narrow is not None)
-        for path in files:
-            t0 = time.perf_counter()
-            if path not in bands:
-                bands = _bands(args, classifier, narrow is not None, [path])
-            band = bands[path] or "wide"  # an unreadable file: the wideband pass reports it
-            try:
-                decision = classifier(band).classify_file(path)
-            except AudioFileError as exc:
-                print(f"emotion-edge: error: {one_line(str(exc))}", file=sys.stderr, flush=True)
-                failures += 1
-                continue
-            ms = (time.perf_counter() - t0) * 1e3
-            scores = {k: round(v, 4) for k, v in decision.scores.items()}
-            if args.json:
-                print(json.dumps({"path": named(path), "label": decision.label,
-                                  "scores": scores}), flush=True)
-            else:
-                top = ", ".join(f"{k} {v:.2f}" for k, v in
-                                sorted(scores.items(), key=lambda kv: -kv[1])[:3])
-                which = ", narrowband model" if band == "narrow" else ""
-                print(f"{shown(path)}: {decision.label}  [{top or 'no speech windows'}]  "
-                      f"{decision.speech_windows}/{decision.total_windows} speech windows"
-                      f"{which}, {ms:.1f} ms", flush=True)
+        done = 0
+        try:
+            for path in files:
+                failures += _classify_one(args, path, bands, classifier, narrow is not None)
+                done += 1
+        except KeyboardInterrupt:
+            # Where to pick up: the lines printed are whole, one per file done.
+            print(f"emotion-edge: interrupted after {done} of {len(files)} files", file=sys.stderr)
+            raise
     return 1 if failures else 0
+
+
+def _classify_one(args: argparse.Namespace, path: Path, bands: dict[Path, Band | None],
+                  classifier: Callable[[Band], SpeechClassifier], narrow: bool) -> int:
+    """Classify one file and print its line; returns 1 if it could not be read, else 0."""
+    from ..errors import AudioFileError
+
+    t0 = time.perf_counter()
+    if path not in bands:  # fresh: its band found now, not in a pass over every file first
+        bands.update(_bands(args, classifier, narrow, [path]))
+    band = bands[path] or "wide"  # an unreadable file: the wideband pass reports it
+    try:
+        decision = classifier(band).classify_file(path)
+    except AudioFileError as exc:
+        print(f"emotion-edge: error: {one_line(str(exc))}", file=sys.stderr, flush=True)
+        return 1
+    ms = (time.perf_counter() - t0) * 1e3
+    scores = {k: round(v, 4) for k, v in decision.scores.items()}
+    if args.json:
+        print(json.dumps({"path": named(path), "label": decision.label, "scores": scores}),
+              flush=True)
+    else:
+        top = ", ".join(f"{k} {v:.2f}" for k, v in
+                        sorted(scores.items(), key=lambda kv: -kv[1])[:3])
+        which = ", narrowband model" if band == "narrow" else ""
+        print(f"{shown(path)}: {decision.label}  [{top or 'no speech windows'}]  "
+              f"{decision.speech_windows}/{decision.total_windows} speech windows"
+              f"{which}, {ms:.1f} ms", flush=True)
+    return 0
 
 
 def _adapt(args: argparse.Namespace, bands: dict[Path, Band | None],
