@@ -414,3 +414,24 @@ def test_an_interrupted_classify_says_how_far_it_got(monkeypatch, capsys):
     out, err = capsys.readouterr()
     assert len(out.splitlines()) == 1 and json.loads(out)["path"] == clips[0]
     assert err == f"emotion-edge: interrupted after 1 of {len(clips)} files\n"
+
+
+def test_a_long_first_pass_shows_a_count_on_a_terminal_only(monkeypatch):
+    """Adapting to 2,000 files printed nothing for half a minute; the count goes to a terminal
+    only, never into a log or a pipe."""
+    import io
+
+    from edge import commands
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for stream, shown_count in ((Terminal(), True), (io.StringIO(), False)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        with commands.Progress("adapting", 3) as progress:
+            for done in range(3):
+                progress.step(done)
+        text = stream.getvalue()
+        assert ("adapting: 0 of 3\r" in text and text.endswith("\033[K")) is shown_count, text
+        assert shown_count or text == ""

@@ -5,8 +5,11 @@ taking the parsed namespace and returning the exit code.  Modules must import he
 inside ``func``, not at module level, so ``emotion-edge --help`` stays fast on a Pi.
 """
 
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 #: Module names under ``edge.commands``, in the order they appear in ``--help``.
@@ -86,3 +89,30 @@ def thread_count(text: str) -> int:
     """argparse type: interpreter threads, 1..64."""
     return int(_argument(text, int, lambda v: 1 <= v <= 64,
                          "threads: use 1 to 64 (1 suits a Pi best)"))
+
+
+class Progress:
+    """A count on a terminal's stderr ("reading the recordings: 120 of 2000"), for a pass that
+    prints nothing until it is done; rewritten at most twice a second, cleared at the end, and
+    silent when stderr is not a terminal (a log, a pipe, the journal)."""
+
+    def __init__(self, what: str, total: int) -> None:
+        self.what, self.total = what, total
+        self._on = total > 1 and sys.stderr.isatty()
+        self._shown = 0.0
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def step(self, done: int) -> None:
+        if self._on and (now := time.monotonic()) - self._shown >= 0.5:
+            self._shown = now
+            # The cursor is left at the line's start, so that a warning printed meanwhile
+            # writes over the count rather than after it.
+            print(f"\033[K{self.what}: {done} of {self.total}\r", end="", file=sys.stderr,
+                  flush=True)
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._on and self._shown:
+            print("\033[K", end="", file=sys.stderr, flush=True)  # the count, cleared

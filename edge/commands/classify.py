@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from ..config import AdaptConfig
 from ..models.runtime import RUNTIMES
 from ..paths import default_model
-from . import named, one_line, positive_float, shown, thread_count
+from . import Progress, named, one_line, positive_float, shown, thread_count
 
 if TYPE_CHECKING:
     from ..features.band import Band
@@ -202,16 +202,18 @@ def _adapt(args: argparse.Namespace, bands: dict[Path, Band | None],
                     print(f"emotion-edge: error: --adapt-from {one_line(str(exc))}",
                           file=sys.stderr, flush=True)
                     unread += 1
-        for path in sources:
-            try:
-                windows += clf.observe_file(path)
-                read += 1
-            except AudioFileError as exc:
-                # each recording reaches one model (``heard`` holds each path once)
-                if args.adapt_from:
-                    print(f"emotion-edge: error: calibration recording: {one_line(str(exc))}",
-                          file=sys.stderr, flush=True)
-                    unread += 1
+        with Progress(f"adapting {paths[band].name}", len(sources)) as progress:
+            for done, path in enumerate(sources):
+                progress.step(done)
+                try:
+                    windows += clf.observe_file(path)
+                    read += 1
+                except AudioFileError as exc:
+                    # each recording reaches one model (``heard`` holds each path once)
+                    if args.adapt_from:
+                        print(f"emotion-edge: error: calibration recording: "
+                              f"{one_line(str(exc))}", file=sys.stderr, flush=True)
+                        unread += 1
         if args.adapt_from and not windows:
             what = ("no speech in the calibration recording(s)" if read else
                     "no readable calibration recording" if sources else
@@ -315,9 +317,11 @@ def _bands(args: argparse.Namespace, classifier: Callable[[Band], SpeechClassifi
         return {path: args.band if args.band != "auto" else "wide" for path in recordings}
     top = classifier("wide").config.top_hz
     bands: dict[Path, Band | None] = {}
-    for path in recordings:
-        try:
-            bands[path] = recording_band(path, top)
-        except AudioFileError:
-            bands[path] = None
+    with Progress("finding each recording's band", len(recordings)) as progress:
+        for done, path in enumerate(recordings):
+            progress.step(done)
+            try:
+                bands[path] = recording_band(path, top)
+            except AudioFileError:
+                bands[path] = None
     return bands
