@@ -29,17 +29,20 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from speech_statistics_screen import (  # noqa: E402
+    clip_arrays,
+    loco,
+    screen_bank,
+    screen_parser,
+    statistics,
+)
 
 from convert.speech.features import FeatureBank  # noqa: E402
 from edge.features import MfccConfig, frame_dbfs  # noqa: E402
 from edge.features.adapt import speech_mask  # noqa: E402
 from edge.sources.audio_file import load_audio  # noqa: E402
-from scripts.speech_statistics_screen import (  # noqa: E402
-    loco,
-    screen_clips,
-    screen_parser,
-    statistics,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -155,18 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--formant-cache", type=Path, help="where the clips' formant statistics are "
                    "kept between runs (.npz)")
     args = p.parse_args(argv)
-    clips = screen_clips(args)
-    if clips is None:
+    bank = screen_bank(args)
+    if bank is None:
         return 2
-    recipe, utts = clips
-    bank = FeatureBank(utts, recipe, augment=False, cache_dir=args.cache)
+    recipe, utts = bank.recipe, bank.utts
     stats = statistics(bank)
     form = formant_statistics(bank, args.formant_cache)
-    corpus = np.array([u.corpus for u in utts])
-    speaker = np.array([f"{u.corpus}/{u.speaker}" for u in utts])
-    label = np.array([u.label for u in utts])
+    corpus, speaker, label, names = clip_arrays(utts)
     n_ceps, columns = recipe.mfcc.n_ceps, recipe.mfcc.n_columns
-    names = list(dict.fromkeys(corpus))
     print(f"{'statistics':52s} " + "  ".join(
         f"{v + ' mean':>12s} ({' '.join(n[:5] for n in names)})" for v in ("room", "speaker",
                                                                          "fresh")))

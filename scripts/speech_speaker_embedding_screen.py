@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from speech_statistics_screen import (  # noqa: E402
+    clip_arrays,
     loco,
     screen_clips,
     screen_parser,
@@ -231,10 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.metrics import adjusted_rand_score
 
     emb = clip_embeddings([u.path for u in utts], w, args.cache)
-    corpus = np.array([u.corpus for u in utts])
-    speaker = np.array([f"{u.corpus}/{u.speaker}" for u in utts])
-    label = np.array([u.label for u in utts])
-    names = list(dict.fromkeys(corpus))
+    corpus, speaker, label, names = clip_arrays(utts)
 
     voices = voice_clusters(emb, corpus, 0, speaker)  # as many clusters as speakers
     print("corpus    nearest clip: same speaker / same emotion   "

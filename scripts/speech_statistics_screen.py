@@ -261,6 +261,25 @@ def screen_clips(args: argparse.Namespace) -> tuple[SpeechRecipe, list[Utterance
         return None
 
 
+def screen_bank(args: argparse.Namespace) -> FeatureBank | None:
+    """The corpora's clips as recorded (no copies), their frames from the feature cache;
+    ``None`` once one error line is printed."""
+    clips = screen_clips(args)
+    if clips is None:
+        return None
+    recipe, utts = clips
+    return FeatureBank(utts, recipe, augment=False, cache_dir=args.cache)
+
+
+def clip_arrays(utts: list[Utterance]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Each clip's corpus, speaker (``corpus/speaker``: ids repeat across corpora) and label,
+    and the corpora's names in order."""
+    corpus = np.array([u.corpus for u in utts])
+    speaker = np.array([f"{u.corpus}/{u.speaker}" for u in utts])
+    label = np.array([u.label for u in utts])
+    return corpus, speaker, label, list(dict.fromkeys(corpus))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = screen_parser(__doc__.split("\n\n")[0])
     p.add_argument("--ceps", type=int, nargs="+", default=[40, 20, 13],
@@ -277,17 +296,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if any(not 0 < s < 1 for s in args.neutral_share):
         p.error(f"--neutral-share takes shares between 0 and 1, got {args.neutral_share}")
-    clips = screen_clips(args)
-    if clips is None:
+    bank = screen_bank(args)
+    if bank is None:
         return 2
-    recipe, utts = clips
-    bank = FeatureBank(utts, recipe, augment=False, cache_dir=args.cache)
+    recipe, utts = bank.recipe, bank.utts
     stats = statistics(bank)
-    corpus = np.array([u.corpus for u in utts])
-    speaker = np.array([f"{u.corpus}/{u.speaker}" for u in utts])
-    label = np.array([u.label for u in utts])
+    corpus, speaker, label, names = clip_arrays(utts)
     n_ceps, columns = recipe.mfcc.n_ceps, recipe.mfcc.n_columns
-    names = list(dict.fromkeys(corpus))
     voices = {f"voices {k or 'N'}": voice_clusters(stats, corpus, speaker, k, n_ceps)
               for k in args.voices}
     neutral = [v.replace("S", f"{share:g}") for share in args.neutral_share
