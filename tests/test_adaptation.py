@@ -641,7 +641,22 @@ def test_a_run_split_into_calls_classifies_as_one_call_through_saved_statistics(
     assert main(["classify", "--files-from", str(tmp_path / "empty.txt")]) == 2
     (tmp_path / "empty.txt").write_text("\n")
     assert main(["classify", "--files-from", str(tmp_path / "empty.txt")]) == 2
-    not_stats = tmp_path / "other.json"
-    not_stats.write_text('{"a": 1}')
-    code, lines, err = classify("--adapt-from", str(not_stats), str(call))
-    assert code == 1 and len(lines) == 1 and "other.json" in err and "not an adaptation" in err
+    code, twice, _ = classify("--adapt-from", str(stats), "--adapt-from", str(stats),
+                              *map(str, files[:2]))
+    assert twice == whole[:2]  # the same statistics named twice count once
+
+    # Refused before any work, in one line, leaving the file as it was: a recording named
+    # where the statistics go (the value left out: the first FILE taken for it), a file that
+    # is not statistics, a missing folder; and --adapt-from of what is not statistics.
+    before = call.read_bytes()
+    other = tmp_path / "other.json"
+    other.write_text('{"a": 1}')
+    for target, words in ((call, "name a .json file"), (other, "is not adaptation statistics"),
+                          (tmp_path / "no" / "s.json", "does not exist")):
+        code, lines, err = classify("--save-adaptation", str(target), str(clips[0]))
+        assert code == 2 and not lines and err.count("\n") == 1 and words in err, err
+    assert call.read_bytes() == before and other.read_text() == '{"a": 1}'
+    for named_file, words in ((other, "not adaptation statistics"),
+                              (tmp_path / "gone.json", "no such file")):
+        code, lines, err = classify("--adapt-from", str(named_file), str(call))
+        assert code == 2 and not lines and err.count("\n") == 1 and words in err, err

@@ -94,7 +94,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     from contextlib import ExitStack
 
-    from ..errors import ConfigError
+    from ..errors import ConfigError, ModelError
+    from ..features.adapt import check_statistics_file, read_state
     from ..models.speech import SPEECH_MODEL_FILE, SpeechClassifier
 
     for flag, given in (("--model", args.model), ("--narrow-model", args.narrow_model)):
@@ -104,9 +105,22 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{flag} {given}: no such model file; name an existing .tflite "
                               f"(with its .json manifest beside it)")
     files = _inputs(args)
-    if args.save_adaptation is not None and args.fresh:
-        raise ConfigError("--save-adaptation saves what a call adapts to, and --fresh adapts to "
-                          "nothing: leave one out")
+    if args.save_adaptation is not None:
+        if args.fresh:
+            raise ConfigError("--save-adaptation saves what a call adapts to, and --fresh "
+                              "adapts to nothing: leave one out")
+        # Before the adapting pass, not after it: on a large collection that pass is long.
+        check_statistics_file(args.save_adaptation, "--save-adaptation")
+    for path in _saved(args):
+        if not path.is_file():
+            raise ConfigError(f"--adapt-from {path}: no such file; name the .json "
+                              f"--save-adaptation wrote, or a recording")
+        try:
+            read_state(path)
+        except ModelError:
+            raise ConfigError(f"--adapt-from {path}: not adaptation statistics (the .json "
+                              f"--save-adaptation writes); name that file, or a recording"
+                              ) from None
     paths: dict[Band, Path] = {"wide": args.model or default_model(SPEECH_MODEL_FILE)}
     narrow = _narrow_model(args)
     if narrow is not None:
@@ -175,12 +189,12 @@ def _adapt(args: argparse.Namespace, bands: dict[Path, Band | None],
     call's statistics are not the room's, so each recording goes to the model its band would
     choose, as a file would).  Returns how many calibration recordings could not be read, each
     reported in one line; an unreadable FILE is reported by the classifying pass."""
-    from ..errors import AudioFileError, ModelError
+    from ..errors import AudioFileError
 
     unread = 0
     flag = "--adapt-from" if args.adapt_from else "--adapt" if args.adapt else None
-    saved = [p for p in args.adapt_from if p.suffix.lower() == ".json"]
-    recordings = [p for p in args.adapt_from if p not in saved]
+    saved = _saved(args)
+    recordings = [p for p in dict.fromkeys(args.adapt_from) if p not in saved]
     heard = _bands(args, classifier, narrow, recordings) if args.adapt_from else bands
     adapting: list[Band] = []
     for band in dict.fromkeys(b or "wide" for b in bands.values()):
@@ -194,14 +208,7 @@ def _adapt(args: argparse.Namespace, bands: dict[Path, Band | None],
         # An unreadable recording goes to the first model that adapts, whose pass reports it.
         sources = [p for p, b in heard.items() if (b or adapting[0]) == band]
         windows = read = 0
-        for path in saved:
-            try:
-                windows += _load_saved(clf, path, paths[band])
-            except ModelError as exc:
-                if band == adapting[0]:  # said once, not once per model
-                    print(f"emotion-edge: error: --adapt-from {one_line(str(exc))}",
-                          file=sys.stderr, flush=True)
-                    unread += 1
+        loaded = sum(_load_saved(clf, path, paths[band]) for path in saved)
         with Progress(f"adapting {paths[band].name}", len(sources)) as progress:
             for done, path in enumerate(sources):
                 progress.step(done)
@@ -214,7 +221,7 @@ def _adapt(args: argparse.Namespace, bands: dict[Path, Band | None],
                         print(f"emotion-edge: error: calibration recording: "
                               f"{one_line(str(exc))}", file=sys.stderr, flush=True)
                         unread += 1
-        if args.adapt_from and not windows:
+        if recordings and not windows and not loaded:
             what = ("no speech in the calibration recording(s)" if read else
                     "no readable calibration recording" if sources else
                     f"no calibration recording in the {band}band")
@@ -225,16 +232,22 @@ def _adapt(args: argparse.Namespace, bands: dict[Path, Band | None],
     return unread
 
 
+def _saved(args: argparse.Namespace) -> list[Path]:
+    """The ``--adapt-from`` files that are saved statistics (``.json``), each once."""
+    return [p for p in dict.fromkeys(args.adapt_from) if p.suffix.lower() == ".json"]
+
+
 def _load_saved(clf: SpeechClassifier, path: Path, model: Path) -> int:
-    """Add the statistics ``--save-adaptation`` wrote to ``path`` for this model; returns
-    whether there were any (1 or 0), warning when the file has none for it."""
+    """Add the statistics ``--save-adaptation`` wrote to ``path`` for this model (checked to be
+    readable before); returns 1 if it held some, else 0, with a warning."""
     from ..features.adapt import read_statistics
 
     assert clf.adaptation is not None
     stats = read_statistics(path, clf.adaptation.space, clf.adaptation.dims)
     if stats is None:
         print(f"emotion-edge: warning: --adapt-from {shown(path)} holds no statistics for "
-              f"{model.name} (saved with other models)", file=sys.stderr)
+              f"{model.name} (the call that saved it gave it no file); its files are "
+              f"classified with the training data's statistics", file=sys.stderr)
         return 0
     clf.adaptation.add(stats)
     return 1

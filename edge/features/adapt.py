@@ -42,8 +42,8 @@ from ..errors import ConfigError, ModelError
 from ..files import begins_zeroed, set_aside_if_zeroed
 
 __all__ = ["RunningStats", "DeploymentNormalizer", "begins_as_a_state", "blended", "feature_space",
-           "inverse_std", "read_state", "read_statistics", "save_statistics", "speech_frames",
-           "speech_mask"]
+           "check_statistics_file", "inverse_std", "read_state", "read_statistics",
+           "save_statistics", "speech_frames", "speech_mask"]
 
 logger = logging.getLogger(__name__)
 
@@ -120,17 +120,39 @@ def read_statistics(path: Path, space: str | None, dims: int) -> RunningStats | 
     return stats if stats is not None and stats.dims == dims else None
 
 
+def check_statistics_file(path: Path, setting: str) -> None:
+    """Refuse, before any work, a place :func:`save_statistics` must not write: not a ``.json``
+    (a recording named where the file should be), a file there that is not a state (it would be
+    replaced), a folder that does not exist, or, as root, another user's folder."""
+    if path.suffix.lower() != ".json":
+        raise ConfigError(f"{setting} {path}: name a .json file (the statistics are JSON; "
+                          f"--adapt-from reads a .json as statistics)")
+    if path.exists():
+        try:
+            if not path.is_file():
+                raise ModelError(f"{path}: not a file")
+            _read(path)
+        except ModelError:  # another JSON, a recording, a folder: it would be replaced
+            raise ConfigError(f"{setting} {path} exists and is not adaptation statistics; "
+                              f"name another file, or move it away") from None
+    if not path.parent.is_dir():
+        raise ConfigError(f"{setting} {path}: the folder {path.parent} does not exist; "
+                          f"create it first")
+    _refuse_root_in_anothers_folder(path, setting)
+
+
 def save_statistics(path: Path, normalizers: Sequence[DeploymentNormalizer]) -> None:
     """Write what ``normalizers`` heard into one state file, each model's feature space its
     own entry, as a device's ``adapt.state_file`` holds them: a device can start from it, and
-    ``classify --adapt-from FILE`` standardises exactly as the call that saved it did."""
+    ``classify --adapt-from FILE`` standardises exactly as the call that saved it did.  Readable
+    by all (0644), as a configuration is: it holds counts, means and variances, never audio."""
     first, *others = normalizers
     writer = DeploymentNormalizer(first.prior, prior_frames=first.prior_frames, space=first.space)
     writer.heard = first.heard
     writer._kept = {n.space or f"unnamed-{n.dims}": n.heard.to_dict() for n in others}
     writer.state_file = Path(path)
-    _refuse_root_in_anothers_folder(writer.state_file)
     writer.save()
+    os.chmod(path, 0o644)
 
 
 def speech_mask(level_db: FloatArray) -> npt.NDArray[np.bool_]:
@@ -249,21 +271,21 @@ def begins_as_a_state(path: Path) -> bool:
         return False
 
 
-def _refuse_root_in_anothers_folder(path: Path) -> None:
+def _refuse_root_in_anothers_folder(path: Path, setting: str = "adapt.state_file") -> None:
     """As root, a state file in a folder of another user's (the service's) is refused: that
     user could have put a link where root then writes (``/etc/shadow`` handed to the service),
     and a file root saved there would be one the appliance cannot read."""
     if os.geteuid() != 0:
         return
     if path.is_symlink():
-        raise ConfigError(f"adapt.state_file {path} is a symbolic link, which root does not "
+        raise ConfigError(f"{setting} {path} is a symbolic link, which root does not "
                           f"follow (whoever made it chooses where root writes); name the file "
                           f"itself, or run as the user who made the link")
     folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("/"))
     st = folder.stat()
     owner = st.st_uid
     if owner == 0 and st.st_mode & 0o022:
-        raise ConfigError(f"adapt.state_file {path} is in {folder}, which other users may write "
+        raise ConfigError(f"{setting} {path} is in {folder}, which other users may write "
                           f"in; as root this would write where they decide what a name points "
                           f"to: choose a folder of root's own, or run as the service's user")
     if owner == 0:
@@ -274,7 +296,7 @@ def _refuse_root_in_anothers_folder(path: Path) -> None:
         name = pwd.getpwuid(owner).pw_name
     except KeyError:
         name = str(owner)
-    raise ConfigError(f"adapt.state_file {path} is in {folder}, which belongs to {name}; as "
+    raise ConfigError(f"{setting} {path} is in {folder}, which belongs to {name}; as "
                       f"root this would write there, where {name} decides what a name points "
                       f"to: run it as {name} (sudo -u {name} emotion-edge ...)")
 
