@@ -36,7 +36,9 @@ def recipe_path(text: str) -> Path:
     models/speech_emotion_int8.json``) work from an installed package as in a clone.  A bare
     name (``--recipe face``) is a shipped recipe."""
     path = Path(text)
-    if path.exists() or path.is_absolute() or path.parent.name not in ("", "recipes", "models"):
+    # Only the docs' own spellings fall back: a missing myproject/recipes/x.toml is an error,
+    # not the shipped recipe of that name.
+    if path.is_file() or path.parent not in (Path("."), Path("recipes"), Path("models")):
         return path
     name = path.name if path.suffix else f"{path.name}.toml"
     for folder in ("models", "recipes") if name.endswith(".json") else ("recipes",):

@@ -82,8 +82,12 @@ def standard_streams() -> bool:
             if null != fd:
                 os.dup2(null, fd)
                 os.close(null)
+    # Python leaves a stream it found closed as None; now that its descriptor is open again,
+    # it is a stream again (`--files-from -` with stdin closed reads nothing, not None).
+    if sys.stdin is None:
+        sys.stdin = open(0, closefd=False)
     if sys.stderr is None:
-        sys.stderr = open(2, "w", closefd=False)  # the process's own stderr
+        sys.stderr = open(2, "w", closefd=False)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(AttributeError, ValueError):  # a test's capture
             stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]

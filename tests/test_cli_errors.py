@@ -386,6 +386,8 @@ def test_closed_or_narrow_standard_streams(tmp_path):
                       closing="2>&-")
     assert no_stderr.returncode == 1  # missing.wav: said on the closed stderr, and in the status
     assert [json.loads(line)["path"] for line in no_stderr.stdout.splitlines()] == ["café.flac"]
+    no_stdin = _edge("classify", "--files-from", "-", cwd=tmp_path, closing="<&-")
+    assert no_stdin.returncode == 2 and "no recording to classify" in no_stdin.stderr
     no_stdout = _edge("classify", "--fresh", clip.name, cwd=tmp_path, closing=">&-")
     assert no_stdout.returncode == 1 and "standard output is closed" in no_stdout.stderr
     ascii_out = _edge("classify", "--fresh", clip.name, "missing.wav", cwd=tmp_path,

@@ -219,6 +219,8 @@ def test_face_check_scores_against_the_fer_plus_majority(tmp_path, monkeypatch, 
      "(it holds a single array)"),
     (lambda p: p.write_text("hello"), "not FER2013: an .npz with arrays x, y, usage"),
     (lambda p: np.savez(p, x=np.zeros((1, 48, 48), np.uint8)), "(it has no y, usage)"),
+    (lambda p: np.savez(p, x=np.array([object()]), y=np.zeros(1), usage=np.array(["PublicTest"])),
+     "(of numbers)"),
 ])
 def test_a_file_that_is_not_the_fer_npz_is_one_line(tmp_path, make, words):
     """An .npy named .npz was an internal error, and a file of text passed on NumPy's advice to

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = ("tensorflow", "cv2", "pyaudio", "picamera2", "gpiozero", "keras", "scipy", "librosa",
          "ai_edge_litert", "python_speech_features", "convert")
@@ -128,7 +129,7 @@ def test_the_source_distribution_holds_what_its_tests_and_docs_use(tmp_path, req
     built = subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path)],
                            cwd=root, capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr
-    (sdist,) = tmp_path.glob("emotion-edge-*.tar.gz")
+    (sdist,) = tmp_path.glob("emotion[-_]edge-*.tar.gz")  # setuptools >= 69.3: emotion_edge
     with tarfile.open(sdist) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
     tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True)
@@ -139,3 +140,18 @@ def test_the_source_distribution_holds_what_its_tests_and_docs_use(tmp_path, req
               {n for n in tracked.stdout.split() if not n.startswith((".ci/", ".git"))})
     assert wanted <= names, sorted(wanted - names)
     assert not any(n.endswith((".pyc", ".keras")) or "__pycache__" in n for n in names)
+
+
+def test_a_missing_recipe_path_of_ones_own_is_not_swapped_for_a_shipped_one(tmp_path,
+                                                                             monkeypatch):
+    """Only the docs' spellings (recipes/NAME.toml, models/NAME.json, a bare name) fall back to
+    the shipped files: a mistyped myproject/recipes/speech.toml trained the shipped recipe."""
+    from convert.recipe import recipe_path
+
+    monkeypatch.chdir(tmp_path)
+    for own in ("myproject/recipes/speech.toml", "old/models/speech_emotion_int8.json"):
+        assert recipe_path(own) == Path(own)
+    assert recipe_path("speech").name == "speech.toml" and recipe_path("speech").is_file()
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "speech.toml").write_text("# mine\n")
+    assert recipe_path("recipes/speech.toml") == Path("recipes/speech.toml")  # one's own first

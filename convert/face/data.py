@@ -84,10 +84,10 @@ def load_fer(npz_path: str | Path, usage: str, ferplus: str | Path | None = None
     if usage not in FER_USAGES:
         raise ConfigError(f"FER usage {usage!r} is unknown; choose one of {', '.join(FER_USAGES)}")
     npz_path = Path(npz_path)
-    with npz_arrays(npz_path, "FER2013", ("x", "y", "usage"), "--fer") as data:
-        usages = data["usage"]
-        mask = usages == usage
-        x, y = data["x"][mask], data["y"][mask].astype(np.int64)
+    data = npz_arrays(npz_path, "FER2013", ("x", "y", "usage"), "--fer")
+    usages = data["usage"]
+    mask = usages == usage
+    x, y = data["x"][mask], data["y"][mask].astype(np.int64)
     if x.dtype != np.uint8 or x.ndim != 3:
         raise ImageFileError(f"{npz_path}: x must be uint8 (N, H, W), got {x.dtype} {x.shape}")
     if ferplus is None:

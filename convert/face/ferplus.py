@@ -24,8 +24,6 @@ are not expressions).  The row's FER2013 label is not used.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +74,9 @@ def votes_beside(fer: str | Path) -> Path:
     return Path(fer).parent / FERPLUS_FILE
 
 
-@contextlib.contextmanager
-def npz_arrays(path: Path, what: str, keys: tuple[str, ...], flag: str) -> Iterator[Any]:
-    """The arrays of the ``.npz`` at ``path``; each way it is not ``what`` (missing, not an
-    ``.npz``, pickled data, a key missing) is one :class:`ImageFileError` naming it."""
+def npz_arrays(path: Path, what: str, keys: tuple[str, ...], flag: str) -> dict[str, Any]:
+    """The arrays ``keys`` of the ``.npz`` at ``path``; each way it is not ``what`` (missing,
+    not an ``.npz``, pickled objects, a key missing) is one :class:`ImageFileError` naming it."""
     expected = f"not {what}: an .npz with arrays {', '.join(keys)}"
     try:
         data = np.load(path)  # pickled objects refused (allow_pickle=False)
@@ -93,7 +90,10 @@ def npz_arrays(path: Path, what: str, keys: tuple[str, ...], flag: str) -> Itera
         missing = [k for k in keys if k not in data.files]
         if missing:
             raise ImageFileError(f"{path}: {expected} (it has no {', '.join(missing)})")
-        yield data
+        try:
+            return {k: data[k] for k in keys}
+        except (ValueError, OSError, EOFError):  # an array of pickled objects, a damaged member
+            raise ImageFileError(f"{path}: {expected} (of numbers)") from None
 
 
 def load_ferplus_votes(path: str | Path, n_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -101,9 +101,9 @@ def load_ferplus_votes(path: str | Path, n_rows: int | None = None) -> tuple[np.
     :data:`FERPLUS_COLUMNS` order and bool ``(N,)``, row for row with ``fer2013_48.npz``
     (``n_rows``, when given, must match)."""
     path = Path(path)
-    with npz_arrays(path, "FER+ votes", ("votes", "valid", "columns"), "--ferplus") as data:
-        votes, valid = data["votes"], data["valid"].astype(bool)
-        columns = tuple(str(c) for c in data["columns"])
+    data = npz_arrays(path, "FER+ votes", ("votes", "valid", "columns"), "--ferplus")
+    votes, valid = data["votes"], data["valid"].astype(bool)
+    columns = tuple(str(c) for c in data["columns"])
     if columns != FERPLUS_COLUMNS:
         raise ImageFileError(f"{path}: vote columns {list(columns)} are not "
                              f"{list(FERPLUS_COLUMNS)}")

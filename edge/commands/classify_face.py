@@ -155,6 +155,6 @@ def run(args: argparse.Namespace) -> int:
                 else:
                     message = f"cannot be read ({exc.strerror or exc})"
                 where = "" if str(path) in message else f"{path}: "
-                print(f"emotion-edge: error: {where}{one_line(message)}", file=sys.stderr, flush=True)
+                print(f"emotion-edge: error: {one_line(where + message)}", file=sys.stderr, flush=True)
                 failures += 1
     return 1 if failures else 0
