@@ -639,6 +639,7 @@ def test_a_run_split_into_calls_classifies_as_one_call_through_saved_statistics(
 
     assert main(["classify", "--fresh", "--save-adaptation", str(stats), str(call)]) == 2
     assert main(["classify", "--files-from", str(tmp_path / "empty.txt")]) == 2
+    assert main(["classify", "--files-from", "/dev/zero"]) == 2  # one endless line: refused
     (tmp_path / "empty.txt").write_text("\n")
     assert main(["classify", "--files-from", str(tmp_path / "empty.txt")]) == 2
     code, twice, _ = classify("--adapt-from", str(stats), "--adapt-from", str(stats),

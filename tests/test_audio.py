@@ -160,8 +160,11 @@ def test_an_ogg_recording_cut_short_is_read_as_far_as_it_goes_and_said_once(tmp_
     for share in (6, 9):  # mid-page, and (nearly always) on a page boundary at 90%
         cut = tmp_path / f"cut{share}.ogg"
         cut.write_bytes(data[: len(data) * share // 10])
+    tagged = tmp_path / "tagged.ogg"  # whole, with an ID3v1 tag a tagger appended
+    tagged.write_bytes(data + b"TAG" + bytes(125))
     with caplog.at_level(logging.WARNING, logger="edge.sources.audio_file"):
         assert abs(load_audio(whole).size - x.size) < 16000 * 0.1 and not caplog.records
+        assert abs(load_audio(tagged).size - x.size) < 16000 * 0.1 and not caplog.records
         first = load_audio(tmp_path / "cut6.ogg")
         again = load_audio(tmp_path / "cut6.ogg")
         load_audio(tmp_path / "cut9.ogg")
@@ -232,13 +235,16 @@ def test_file_stream_names_a_fault_deep_in_the_file(tmp_path):
 
 
 def test_a_folder_given_as_a_recording_is_answered_with_what_it_holds(tmp_path):
-    """The hint said `folder/*.wav` of a folder of FLAC files."""
+    """The hint said `folder/*.wav` of a folder of FLAC files (and `*.flac` of .FLAC ones,
+    which a shell's glob does not match), unquoted."""
+    folder = tmp_path / "my takes"
+    folder.mkdir()
     for i in range(3):
-        (tmp_path / f"{i}.flac").write_bytes(b"x")
-    (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(AudioFileError, match=re.escape(f"(e.g. {tmp_path}/*.flac, or "
+        (folder / f"{i}.FLAC").write_bytes(b"x")
+    (folder / "notes.txt").write_text("x")
+    with pytest.raises(AudioFileError, match=re.escape(f"(e.g. '{folder}'/*.FLAC, or "
                                                        f"--files-from LIST)")):
-        load_audio(tmp_path)
+        load_audio(folder)
 
 
 @pytest.mark.parametrize("rate, why", [
@@ -333,6 +339,23 @@ def test_a_wav_of_a_header_alone_is_not_called_unfinished(tmp_path, caplog):
 
     path = tmp_path / "empty.wav"
     sf.write(str(path), np.zeros(0, np.float32), 16000, subtype="PCM_16")
+    with caplog.at_level(logging.WARNING), pytest.raises(AudioFileError, match="no audio"):
+        load_audio(path)
+    assert "never finished" not in caplog.text
+
+
+def test_a_finished_empty_wav_with_a_chunk_after_its_data_is_not_called_unfinished(tmp_path,
+                                                                                    caplog):
+    """The bytes of a LIST chunk after an empty data chunk were read as samples."""
+    import logging
+    import struct
+
+    fmt = struct.pack("<HHIIHH", 1, 1, 16000, 32000, 2, 16)
+    info = b"INFO" + b"INAM" + struct.pack("<I", 200) + b"t" * 200
+    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", 0)
+            + b"LIST" + struct.pack("<I", len(info)) + info)
+    path = tmp_path / "empty_tagged.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
     with caplog.at_level(logging.WARNING), pytest.raises(AudioFileError, match="no audio"):
         load_audio(path)
     assert "never finished" not in caplog.text

@@ -173,9 +173,12 @@ def test_cli_prints_steps(tmp_path, capsys):
     assert main(["install-service", "--root", str(tmp_path), "--exec-start", "/x/ee"]) == 0
     out = capsys.readouterr().out
     assert "systemctl enable --now emotion-edge" in out and "written" in out
-    # This installation's own command: a venv's bin is not on PATH (/opt/emotion-edge/bin).
+    assert "\n  emotion-edge inspect --journal\n" in out  # --exec-start: another installation
+    # Else this installation's own command: a venv's bin is not on PATH (/opt/emotion-edge/bin).
+    assert main(["install-service", "--root", str(tmp_path / "again")]) == 0
+    out = capsys.readouterr().out
     script = Path(sys.executable).parent / "emotion-edge"
-    assert f"  {script if script.is_file() else 'emotion-edge'} inspect --journal\n" in out
+    assert script.is_file() and f"\n  {script} inspect --journal\n" in out
 
 
 # ExecStart= is the running interpreter ------------------------------------------------------

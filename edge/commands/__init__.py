@@ -56,10 +56,11 @@ _UNDECODED = (0xDC80, 0xDCFF)
 
 
 def named(path: Path | str) -> str:
-    """A file name as valid UTF-8 text that still tells names apart: the bytes of a name that
-    is not UTF-8 (a Windows USB stick's Latin-1 "caf\\xe9.wav") written as ``\\xe9``.  This
-    is the ``path`` of ``--json`` output: the lone surrogates Python keeps such bytes as are not
-    valid JSON text, and U+FFFD, used before, made "\\xff.jpg" and "\\xfe.jpg" one name."""
+    """A file name as valid UTF-8 text: the bytes of a name that is not UTF-8 (a Windows USB
+    stick's Latin-1 "caf\\xe9.wav") written as ``\\xe9``.  This is the ``path`` of ``--json``
+    output: the lone surrogates Python keeps such bytes as are not valid JSON text, and U+FFFD,
+    used before, made "\\xff.jpg" and "\\xfe.jpg" one name.  (A name that really holds the
+    four characters ``\\xe9`` reads the same: rare enough beside names from other systems.)"""
     text = str(path)
     if not any(_UNDECODED[0] <= ord(ch) <= _UNDECODED[1] for ch in text):
         return text

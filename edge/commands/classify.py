@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from ..config import AdaptConfig
 from ..models.runtime import RUNTIMES
@@ -274,28 +274,46 @@ def _save(path: Path, adapting: list[SpeechClassifier]) -> None:
           file=sys.stderr, flush=True)
 
 
+#: Longest line of a ``--files-from`` list, in bytes (Linux's PATH_MAX): /dev/zero named as
+#: the list must not fill the memory.
+_LONGEST_PATH = 4096
+
+
 def _inputs(args: argparse.Namespace) -> list[Path]:
     """The FILEs, then those of ``--files-from`` (one path per line; blank lines skipped)."""
+    from ..errors import ConfigError
+
+    files = list(args.files)
+    if args.files_from is not None and str(args.files_from) == "-":
+        files += _listed(sys.stdin.buffer, "-")
+    elif args.files_from is not None:
+        try:
+            with open(args.files_from, "rb") as f:
+                files += _listed(f, str(args.files_from))
+        except OSError as exc:
+            raise ConfigError(f"--files-from {args.files_from}: cannot be read "
+                              f"({exc.strerror or exc})") from None
+    if not files:
+        raise ConfigError("no recording to classify: name the FILEs, or --files-from LIST")
+    return files
+
+
+def _listed(stream: BinaryIO, name: str) -> list[Path]:
+    """The paths of a list, a line at a time; names as bytes, so that a list of names that are
+    not UTF-8 still names those files."""
     import os
 
     from ..errors import ConfigError
 
-    files = list(args.files)
-    if args.files_from is not None:
-        try:
-            if str(args.files_from) == "-":
-                raw = sys.stdin.buffer.read()
-            else:
-                raw = Path(args.files_from).read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"--files-from {args.files_from}: cannot be read "
-                              f"({exc.strerror or exc})") from None
-        # Names as bytes, so that a list of names that are not UTF-8 still names those files.
-        files += [Path(os.fsdecode(line.rstrip(b"\r"))) for line in raw.split(b"\n")
-                  if line.strip()]
-    if not files:
-        raise ConfigError("no recording to classify: name the FILEs, or --files-from LIST")
-    return files
+    paths = []
+    for number, line in enumerate(iter(lambda: stream.readline(_LONGEST_PATH + 2), b""), 1):
+        if len(line) > _LONGEST_PATH + 1 or (len(line) == _LONGEST_PATH + 1
+                                             and not line.endswith(b"\n")):
+            raise ConfigError(f"--files-from {name}: line {number} is longer than any path; "
+                              f"give a list of paths, one per line")
+        if line.strip():
+            paths.append(Path(os.fsdecode(line.rstrip(b"\r\n"))))
+    return paths
 
 
 def _narrow_model(args: argparse.Namespace) -> Path | None:

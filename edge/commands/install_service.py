@@ -42,7 +42,8 @@ def _main(args: argparse.Namespace) -> int:
                   f"(0 is the most locked down, 10 the least)")
     print("\nnext steps:" if not args.dry_run else "\nthen run:")
     # The steps' own command as this installation's: /opt/emotion-edge/bin is not on PATH.
-    here = Path(sys.executable).parent / "emotion-edge"
+    # (With --exec-start naming another installation, which one is the user's to say.)
+    here = Path(sys.executable).parent / "emotion-edge" if args.exec_start is None else Path()
     for step in SYSTEMCTL_STEPS:
         print(f"  {here}{step.removeprefix('emotion-edge')}" if step.startswith("emotion-edge")
               and here.is_file() else f"  {step}")

@@ -308,12 +308,35 @@ _UNKNOWN_WAV_SIZE = 0x7FFF0000
 _OGG_MAX_PAGE = 27 + 255 + 255 * 255
 
 
+def _ogg_crc(page: bytes) -> int:
+    """Ogg's page checksum: CRC-32 of polynomial 0x04C11DB7, unreflected, initial value 0,
+    over the page with its checksum field zeroed."""
+    crc = 0
+    for byte in page[:22] + bytes(4) + page[26:]:
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ _OGG_CRC_TABLE[(crc >> 24) ^ byte]
+    return crc
+
+
+def _ogg_crc_table() -> list[int]:
+    table = []
+    for i in range(256):
+        r = i << 24
+        for _ in range(8):
+            r = ((r << 1) ^ 0x04C11DB7) if r & 0x80000000 else r << 1
+        table.append(r & 0xFFFFFFFF)
+    return table
+
+
+_OGG_CRC_TABLE = _ogg_crc_table()
+
+
 def _ogg_unterminated(path: Path) -> bool:
     """Whether an Ogg file (Opus, Vorbis, FLAC in Ogg) ends without its end-of-stream mark: cut
     short, or still being written.  Ogg declares no length up front, and both readers quietly
-    read what pages there are; but every writer marks the last page of a stream, and a file
-    ends with a whole page.  So the last page must end exactly at the end of the file and carry
-    the mark.  Only the file's last 64 KiB are read."""
+    read what pages there are; but every writer marks the last page of a stream.  So the last
+    whole page (its checksum right: the capture pattern also occurs inside pages' data) must
+    carry the mark; bytes after it (an ID3 tag some taggers append) do not count.  Only the
+    file's last 64 KiB are read."""
     try:
         with open(path, "rb") as f:
             if f.read(4) != b"OggS":
@@ -323,27 +346,33 @@ def _ogg_unterminated(path: Path) -> bool:
             tail = f.read()
     except OSError:
         return False  # the reader has said what is wrong with it
-    # A page's capture pattern can also occur inside another page's data: only a page that
-    # ends exactly at the end of the file is taken as the last one.
-    for start in (m.start() for m in re.finditer(b"OggS", tail)):
+    for start in reversed([m.start() for m in re.finditer(b"OggS", tail)]):
         if start + 27 > len(tail):
-            break
+            continue
         segments = tail[start + 26]
         lacing = tail[start + 27 : start + 27 + segments]
-        if len(lacing) == segments and start + 27 + segments + sum(lacing) == len(tail):
+        end = start + 27 + segments + sum(lacing)
+        if (len(lacing) == segments and end <= len(tail)
+                and _ogg_crc(tail[start:end]) == int.from_bytes(tail[start + 22 : start + 26],
+                                                                 "little")):
             return not tail[start + 5] & 0x04  # header_type's end-of-stream flag
-    return True  # no page ends where the file does: it stops in the middle of one
+    return True  # no whole page at the end: the file stops in the middle of one
 
 
 def _unfinished_wav(path: Path) -> bool:
-    """Whether a RIFF/WAVE file's data chunk declares 0 bytes with bytes after it: a recorder
-    stopped (a crash, a power cut) before it wrote the sizes in.  The chunks are walked from the
-    start, not searched for, so that "data" inside another chunk does not count."""
+    """Whether a RIFF/WAVE file was left as a recorder that stopped (a crash, a power cut)
+    before writing the sizes in leaves it: the RIFF size 0 or a placeholder, and a data chunk
+    of 0 bytes with bytes after it.  (A finished empty WAV has a true RIFF size, and may have
+    other chunks after its empty data.)  The chunks are walked from the start, not searched
+    for, so that "data" inside another chunk does not count."""
     try:
         with open(path, "rb") as f:
             head = f.read(1 << 16)
             size = f.seek(0, 2)
     except OSError:
+        return False
+    riff = int.from_bytes(head[4:8], "little")
+    if riff not in (0, 0xFFFFFFFF) and riff < _UNKNOWN_WAV_SIZE:
         return False
     at = 12  # after "RIFF", its size and "WAVE"
     while at + 8 <= len(head):

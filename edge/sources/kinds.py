@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shlex
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,9 +39,10 @@ def files_in(folder: Path, suffixes: Sequence[str]) -> str:
     names what is there rather than always ``*.wav``."""
     try:
         with os.scandir(folder) as entries:
-            found = Counter(os.path.splitext(e.name)[1].lower()
+            # As written (a camera's .JPG): a shell's glob is case-sensitive.
+            found = Counter(os.path.splitext(e.name)[1]
                             for e in itertools.islice(entries, _LOOKED_AT))
     except OSError:
         found = Counter()
-    common = [s for s, _ in found.most_common() if s in suffixes]
-    return f"{folder}/*{common[0] if common else suffixes[0]}"
+    common = [s for s, _ in found.most_common() if s.lower() in suffixes]
+    return shlex.quote(str(folder)) + f"/*{common[0] if common else suffixes[0]}"
