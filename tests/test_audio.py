@@ -344,6 +344,17 @@ def test_a_wav_of_a_header_alone_is_not_called_unfinished(tmp_path, caplog):
     assert "never finished" not in caplog.text
 
 
+def test_an_empty_wav_with_a_title_is_no_audio_not_an_internal_error(tmp_path):
+    """The stdlib's WAV reader, asked for the declared length, raised a bare RuntimeError."""
+    import soundfile as sf
+
+    path = tmp_path / "titled.wav"
+    with sf.SoundFile(str(path), "w", 16000, 1, "PCM_16") as f:
+        f.title = "a title, and no samples"
+    with pytest.raises(AudioFileError, match="no audio"):
+        load_audio(path)
+
+
 def test_a_finished_empty_wav_with_a_chunk_after_its_data_is_not_called_unfinished(tmp_path,
                                                                                     caplog):
     """The bytes of a LIST chunk after an empty data chunk were read as samples."""

@@ -389,8 +389,10 @@ def _declared_wav_frames(path: Path) -> int | None:
         with wave.open(str(path), "rb") as w:
             frames = w.getnframes()
             size = frames * w.getsampwidth() * w.getnchannels()
-    except (wave.Error, EOFError, OSError):
-        return None  # e.g. WAVE_FORMAT_EXTENSIBLE float, which the stdlib refuses; trust libsndfile
+    except (wave.Error, EOFError, OSError, RuntimeError):
+        # WAVE_FORMAT_EXTENSIBLE float, which the stdlib refuses, or an empty data chunk before
+        # a LIST chunk, where its chunk reader fails to seek (RuntimeError): trust libsndfile.
+        return None
     # A writer that could not seek back (ffmpeg or arecord into a pipe) leaves a placeholder of
     # 0xFFFFFFFF or 0x7FFFFFFF bytes: the length is unknown, not promised.
     return None if size >= _UNKNOWN_WAV_SIZE else frames
