@@ -94,8 +94,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     from contextlib import ExitStack
 
-    from ..errors import ConfigError, ModelError
-    from ..features.adapt import check_statistics_file, read_state
+    from ..errors import ConfigError
     from ..models.speech import SPEECH_MODEL_FILE, SpeechClassifier
 
     for flag, given in (("--model", args.model), ("--narrow-model", args.narrow_model)):
@@ -105,22 +104,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{flag} {given}: no such model file; name an existing .tflite "
                               f"(with its .json manifest beside it)")
     files = _inputs(args)
-    if args.save_adaptation is not None:
-        if args.fresh:
-            raise ConfigError("--save-adaptation saves what a call adapts to, and --fresh "
-                              "adapts to nothing: leave one out")
-        # Before the adapting pass, not after it: on a large collection that pass is long.
-        check_statistics_file(args.save_adaptation, "--save-adaptation")
-    for path in _saved(args):
-        if not path.is_file():
-            raise ConfigError(f"--adapt-from {path}: no such file; name the .json "
-                              f"--save-adaptation wrote, or a recording")
-        try:
-            read_state(path)
-        except ModelError:
-            raise ConfigError(f"--adapt-from {path}: not adaptation statistics (the .json "
-                              f"--save-adaptation writes); name that file, or a recording"
-                              ) from None
+    _check_statistics_files(args)
     paths: dict[Band, Path] = {"wide": args.model or default_model(SPEECH_MODEL_FILE)}
     narrow = _narrow_model(args)
     if narrow is not None:
@@ -150,6 +134,29 @@ def run(args: argparse.Namespace) -> int:
             print(f"emotion-edge: interrupted after {done} of {len(files)} files", file=sys.stderr)
             raise
     return 1 if failures else 0
+
+
+def _check_statistics_files(args: argparse.Namespace) -> None:
+    """``--save-adaptation``'s and ``--adapt-from``'s statistics files, checked before the
+    adapting pass rather than after it: on a large collection that pass is long."""
+    from ..errors import ConfigError, ModelError
+    from ..features.adapt import check_statistics_file, read_state
+
+    if args.save_adaptation is not None:
+        if args.fresh:
+            raise ConfigError("--save-adaptation saves what a call adapts to, and --fresh "
+                              "adapts to nothing: leave one out")
+        check_statistics_file(args.save_adaptation, "--save-adaptation")
+    for path in _saved(args):
+        if not path.is_file():
+            raise ConfigError(f"--adapt-from {path}: no such file; name the .json "
+                              f"--save-adaptation wrote, or a recording")
+        try:
+            read_state(path)
+        except ModelError:
+            raise ConfigError(f"--adapt-from {path}: not adaptation statistics (the .json "
+                              f"--save-adaptation writes); name that file, or a recording"
+                              ) from None
 
 
 def _classify_one(args: argparse.Namespace, path: Path, bands: dict[Path, Band | None],
