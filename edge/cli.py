@@ -48,12 +48,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _UserFormatter(logging.Formatter):
+class _OneLineFormatter(logging.Formatter):
+    """Each message one line (:func:`~edge.commands.one_line`: a file name's newline or escape
+    sequence written out); a traceback (``-vv``) still follows it on lines of its own."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return one_line(super().formatMessage(record))
+
+
+class _UserFormatter(_OneLineFormatter):
     """Warnings and errors in the words of the command's own messages ("emotion-edge: warning:
     ..."), so that a user sees one style; -v and -vv add levels and module names for who digs."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        return f"emotion-edge: {record.levelname.lower()}: {one_line(super().format(record))}"
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return f"emotion-edge: {record.levelname.lower()}: {super().formatMessage(record)}"
 
 
 def configure_logging(verbosity: int) -> None:
@@ -61,7 +69,7 @@ def configure_logging(verbosity: int) -> None:
     level = logging.WARNING - 10 * min(verbosity, 2)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_UserFormatter("%(message)s") if verbosity == 0 else
-                         logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+                         _OneLineFormatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler])
 
 

@@ -437,3 +437,25 @@ def test_a_long_first_pass_shows_a_count_on_a_terminal_only(monkeypatch):
         text = stream.getvalue()
         assert ("adapting: 0 of 3\r" in text and text.endswith("\033[K")) is shown_count, text
         assert shown_count or text == ""
+
+
+def test_log_lines_stay_one_line_with_and_without_v():
+    """-v and -vv printed a name's newline and escape sequences raw (only the default output
+    wrote them out); a -vv traceback still follows on lines of its own."""
+    import logging
+
+    from edge.cli import _OneLineFormatter, _UserFormatter
+
+    record = logging.LogRecord("edge.x", logging.WARNING, __file__, 1, "%s: cut short",
+                               ("new\nline\x1b[2J.wav",), None)
+    assert _UserFormatter("%(message)s").format(record) == (
+        "emotion-edge: warning: new\\nline\\x1b[2J.wav: cut short")
+    verbose = _OneLineFormatter("%(levelname)s %(name)s: %(message)s")
+    assert verbose.format(record) == "WARNING edge.x: new\\nline\\x1b[2J.wav: cut short"
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys as _sys
+
+        record.exc_info = _sys.exc_info()
+    assert verbose.format(record).count("\n") >= 2  # the traceback's own lines
