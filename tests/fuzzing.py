@@ -9,7 +9,6 @@ dimensions no one could allocate.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import io
 import json
 import math
@@ -22,6 +21,8 @@ from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
+
+from .helpers import importable
 
 __all__ = [
     "Case", "audio_cases", "image_cases", "video_cases", "write_case", "toml_text",
@@ -196,16 +197,10 @@ def _encoded_by_ffmpeg(fmt: str, n: int, rate: int, channels: int) -> bytes:
     return buf.getvalue()
 
 
-def _importable(module: str) -> bool:
-    """Whether the optional ``module`` (PyAV, pi-heif) is installed: its cases are drawn only
-    then, as the readers it serves are."""
-    return importlib.util.find_spec(module) is not None
-
-
 @st.composite
 def _damaged_encoded_audio(draw: st.DrawFn) -> Case:
     formats = [("FLAC", ".flac"), ("OGG", ".ogg"), ("WAV", ".wav")]
-    formats += [("M4A", ".m4a"), ("AMR", ".amr")] if _importable("av") else []
+    formats += [("M4A", ".m4a"), ("AMR", ".amr")] if importable("av") else []
     fmt, suffix = draw(st.sampled_from(formats))
     encode = _encoded_by_ffmpeg if fmt in ("M4A", "AMR") else _encoded
     data = encode(fmt, draw(st.integers(100, 16000)), draw(st.sampled_from([8000, 16000, 48000])),
@@ -303,7 +298,7 @@ IMAGE_SUFFIXES = [".png", ".jpg", ".jpeg", ".bmp", ".JPG", ".heic"]
 
 
 def image_cases() -> st.SearchStrategy[Case]:
-    phone = [_damaged_phone_photo()] if _importable("pi_heif") else []
+    phone = [_damaged_phone_photo()] if importable("pi_heif") else []
     return st.one_of(_huge_png(), _encoded_image(), *phone, _random_bytes(IMAGE_SUFFIXES),
                      _special(IMAGE_SUFFIXES))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,12 @@ from edge.models.speech import speech_preprocessing
 
 TINY_MFCC = MfccConfig(n_mels=20, n_ceps=13, window="hamming", normalize="cmvn")
 TINY_LABELS = ("neutral", "happy", "sad", "angry")
+
+
+def importable(module: str) -> bool:
+    """Whether the optional ``module`` (PyAV, pi-heif) is installed: the cases of the readers it
+    serves are run only then."""
+    return importlib.util.find_spec(module) is not None
 
 
 def speech_like_noise(seconds: float, sr: int = 16000, seed: int = 0) -> np.ndarray:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import wave
 from pathlib import Path
@@ -18,6 +17,8 @@ from edge.sources.audio_file import (
     resample,
     to_mono_float,
 )
+
+from .helpers import importable
 
 
 def write_wav(path: Path, data: np.ndarray, rate: int) -> Path:
@@ -301,7 +302,7 @@ def test_a_wav_whose_header_was_never_finished_is_read_to_its_end(tmp_path, capl
     data[at : at + 4] = bytes(4)  # the data chunk's size
     path.write_bytes(bytes(data))
     assert sf.info(str(path)).frames == 0
-    if importlib.util.find_spec("av") is not None:
+    if importable("av"):
         with caplog.at_level(logging.WARNING, logger="edge.sources.audio_file"):
             got = load_audio(path)
         assert abs(got.size - x.size) <= 16 and "never finished" in caplog.text

@@ -12,6 +12,8 @@ import pytest
 
 from edge import cli
 
+from .helpers import importable
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -328,7 +330,7 @@ def test_names_a_native_library_reads_as_something_else_are_read_as_files(tmp_pa
     for name in ("10:30.flac", "-"):
         shutil.copy(clip, tmp_path / name)
     names = ["10:30.flac", "./-"]
-    if _importable("av"):
+    if importable("av"):
         shutil.copy(REPO / "demo" / "phone" / "08a02Tb.m4a", tmp_path / "call 10:30.m4a")
         names.append("call 10:30.m4a")
     result = _edge("classify", "--json", "--fresh", "--", *names, str(clip), cwd=tmp_path,
@@ -337,12 +339,6 @@ def test_names_a_native_library_reads_as_something_else_are_read_as_files(tmp_pa
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["path"] for r in rows] == ["10:30.flac", "-", *names[2:], str(clip)]  # ./- is -
     assert rows[0]["scores"] == rows[1]["scores"] == rows[-1]["scores"]
-
-
-def _importable(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd (Linux)")
