@@ -43,8 +43,9 @@ def _main(args: argparse.Namespace) -> int:
     print("\nnext steps:" if not args.dry_run else "\nthen run:")
     # The steps' own command as this installation's: /opt/emotion-edge/bin is not on PATH.
     # (With --exec-start naming another installation, which one is the user's to say.)
-    here = Path(sys.executable).parent / "emotion-edge" if args.exec_start is None else Path()
+    here = Path(sys.executable).parent / "emotion-edge"
+    command = str(here) if args.exec_start is None and here.is_file() else "emotion-edge"
     for step in SYSTEMCTL_STEPS:
-        print(f"  {here}{step.removeprefix('emotion-edge')}" if step.startswith("emotion-edge")
-              and here.is_file() else f"  {step}")
+        print(f"  {command}{step.removeprefix('emotion-edge')}" if step.startswith("emotion-edge")
+              else f"  {step}")
     return 0
