@@ -514,8 +514,8 @@ class AudioFileStream(Closeable):
             f.close()
             raise AudioFileError(
                 f"{self.path}: its header declares no samples (a recorder that never finished "
-                f"the file?); {FFMPEG_HINT} reads what follows it, or repair it: ffmpeg -i "
-                f"{shlex.quote(str(self.path))} fixed.wav") from None
+                f"the file?); {FFMPEG_HINT} reads what follows it, or repair it: "
+                f"{self._conversion('fixed.wav')}") from None
         except AudioFileError:
             return f  # nothing FFmpeg can read either: "contains no audio samples"
         f.close()
@@ -536,7 +536,7 @@ class AudioFileStream(Closeable):
             if phone_format:
                 raise AudioFileError(
                     f"{self.path}: reading {self.path.suffix} needs PyAV: {FFMPEG_HINT}, or "
-                    f"convert it first (ffmpeg -i {shlex.quote(str(self.path))} out.wav)") from None
+                    f"convert it first ({self._conversion()})") from None
         except AudioFileError:
             if phone_format:
                 raise  # FFmpeg's reason: libsndfile's says only "format not recognised"
@@ -544,9 +544,14 @@ class AudioFileStream(Closeable):
             raise AudioFileError(f"{self.path}: an image, not a recording; `emotion-edge "
                                  f"classify-face` reads images")
         raise AudioFileError(
-            f"{self.path}: not a readable audio file ({_reason(soundfile_error)}); supported: WAV, FLAC, "
-            f"OGG, AIFF, MP3, and with PyAV M4A/AAC, AMR, 3GP, WMA, WebM (convert others first, "
-            f"e.g. ffmpeg -i {shlex.quote(str(self.path))} out.wav)") from None
+            f"{self.path}: not a readable audio file ({_reason(soundfile_error)}); supported: "
+            f"WAV, FLAC, OGG, AIFF, MP3, and with PyAV M4A/AAC, AMR, 3GP, WMA, WebM (convert "
+            f"others first, e.g. {self._conversion()})") from None
+
+    def _conversion(self, out: str = "out.wav") -> str:
+        """The FFmpeg command that rewrites this file as one libsndfile reads, the path quoted
+        as the shell needs it."""
+        return f"ffmpeg -i {shlex.quote(str(self.path))} {out}"
 
     @property
     def file_frames(self) -> int:
