@@ -1290,6 +1290,27 @@ def test_speech_score_names_the_clips_it_leaves_out(synthetic_corpus, tmp_path, 
         pipeline.score_held_out(model, utts, "mine", None)
 
 
+def test_speech_score_counts_the_csv_rows_it_left_out(synthetic_corpus, tmp_path, capsys):
+    """speech-score's JSON gave the clips scored but not the CSV rows it could not use: a
+    researcher reading only the JSON could not tell 60 clips of 60 rows from 60 of 63."""
+    from convert.cli import main
+
+    from .helpers import tiny_speech_model
+
+    model, _ = tiny_speech_model(tmp_path)
+    rows = synthetic_corpus.read_text().splitlines()
+    table = synthetic_corpus.parent / "three_bad.csv"
+    table.write_text("\n".join([*rows, "gone.wav,happy,spk0", ",sad,spk1", rows[1]]) + "\n")
+    counts = {}
+    for csv_file, left in ((synthetic_corpus, 0), (table, 3)):
+        assert main(["-q", "speech-score", "--model", str(model),
+                     "--corpus", f"csv:{csv_file}"]) == 0
+        scored = json.loads(capsys.readouterr().out)["corpora"][csv_file.stem]
+        assert scored["left_out_rows"] == left
+        counts[left] = scored["clips"]
+    assert counts[0] == counts[3] == len(rows) - 1
+
+
 def test_fold_reports_are_reused_only_for_the_same_data(synthetic_corpus, tmp_path):
     """A CSV edited between two runs (a label changed, clips cut) reused the first run's fold
     reports "(same recipe and split)": a 3-label model's manifest carried a 4-label figure."""

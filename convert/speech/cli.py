@@ -113,11 +113,13 @@ def run_score(args: argparse.Namespace) -> int:
     corpus_names(args.corpus, args.data)  # two of one name would be one entry of the output
     out: dict[str, Any] = {}
     for spec in args.corpus:
-        utts = index_corpora([spec], args.data)
+        rows: dict[str, int] = {}  # a CSV's rows it could not use, each warned about
+        utts = index_corpora([spec], args.data, rows_left_out=rows)
         m = score_held_out(args.model, utts, utts[0].corpus, None, adapt=args.adapt,
                            channel=args.channel)
         out[utts[0].corpus] = {"uar": round(m["uar"], 4), "accuracy": round(m["accuracy"], 4),
                                "clips": m["n"], "left_out_clips": m["left_out_clips"],
+                               "left_out_rows": rows.get(utts[0].corpus, 0),
                                "per_class_recall": {
                                    k: round(v, 3) for k, v in m["per_class_recall"].items()}}
     print(json.dumps({"model": str(args.model), "adapt": args.adapt, "channel": args.channel,

@@ -26,6 +26,7 @@ __all__ = [
     "index_emodb",
     "corpus_names",
     "index_csv",
+    "read_csv_corpus",
     "index_corpus",
     "filter_labels",
     "parse_corpus",
@@ -107,6 +108,11 @@ def index_csv(csv_path: str | Path) -> list[Utterance]:
     the CSV's folder).  A row that cannot be used (no such audio file, an empty field, too few
     fields, a clip listed twice) is named in one warning and left out; the other rows are
     indexed.  A file that is no CSV, or has no usable row, raises :class:`ConfigError`."""
+    return read_csv_corpus(csv_path)[0]
+
+
+def read_csv_corpus(csv_path: str | Path) -> tuple[list[Utterance], int]:
+    """:func:`index_csv`'s rows, and how many rows it left out."""
     csv_path = Path(csv_path)
     if not csv_path.exists():
         raise ConfigError(f"{csv_path}: no such CSV file; a relative corpus path is resolved "
@@ -188,7 +194,7 @@ def index_csv(csv_path: str | Path) -> list[Utterance]:
                                                            if skipped else "") + hint)
     if skipped:
         logger.warning("%s: %d row(s) left out, %d used", csv_path, skipped, len(out))
-    return out
+    return out, skipped
 
 
 #: Rows of a CSV named one by one when they are left out; the others are counted.
@@ -248,13 +254,20 @@ def corpus_names(specs: Sequence[str], root: str | Path | None = None) -> list[s
     return list(names)
 
 
-def index_corpora(specs: Sequence[str], root: str | Path | None = None) -> list[Utterance]:
+def index_corpora(specs: Sequence[str], root: str | Path | None = None, *,
+                  rows_left_out: dict[str, int] | None = None) -> list[Utterance]:
     """Every utterance of the corpora ``specs`` (``KIND:PATH``), each tagged with its corpus name
-    (the folder's name for ravdess/emodb, the CSV's folder for csv: ``nemo/labels.csv`` -> nemo)."""
+    (the folder's name for ravdess/emodb, the CSV's folder for csv: ``nemo/labels.csv`` -> nemo).
+    ``rows_left_out``, when given, gets each CSV corpus's count of rows it could not use."""
     out: list[Utterance] = []
     for spec, name in zip(specs, corpus_names(specs, root)):
         kind, path = parse_corpus(spec, root)
-        utts = index_corpus(kind, path)
+        if kind == "csv":
+            utts, skipped = read_csv_corpus(path)
+            if rows_left_out is not None:
+                rows_left_out[name] = skipped
+        else:
+            utts = index_corpus(kind, path)
         out += [dataclasses.replace(u, corpus=name) for u in utts]
         logger.info("%s: %d clips, %d speakers", name, len(utts), len({u.speaker for u in utts}))
     return out
