@@ -54,6 +54,26 @@ def test_a_move_that_buys_accuracy_with_recall_is_not_kept():
         assert (np.mean(moved == labels) >= np.mean(pred == labels) - 1e-12)
 
 
+def test_a_recall_floor_keeps_every_class_within_it_and_no_floor_changes_nothing():
+    """The biased classifier's unconstrained offsets take recall from its over-called class;
+    with a floor, no class of the first label set loses more than the floor allows, and a floor
+    of 1 gives the unconstrained search's offsets."""
+    p, truth, _ = _biased_classifier()
+
+    def recalls(q):
+        pred = q.argmax(1)
+        return np.array([np.mean(pred[truth == c] == c) for c in range(p.shape[1])])
+
+    free = fit_log_offsets(p, [truth])
+    own = recalls(p)
+    assert (recalls(apply_log_offsets(p, free)) < own - 0.05).any()  # the floor has work to do
+    floored = fit_log_offsets(p, [truth], max_recall_drop=0.05)
+    assert (recalls(apply_log_offsets(p, floored)) >= own - 0.05 - 1e-12).all()
+    assert np.any(floored != 0)  # it still moves the prior where it may
+    assert _acc_recall(apply_log_offsets(p, floored), truth)[0] > _acc_recall(p, truth)[0]
+    np.testing.assert_array_equal(fit_log_offsets(p, [truth], max_recall_drop=1.0), free)
+
+
 def test_applying_offsets_is_a_prior_shift_of_each_row():
     p = np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
     q = apply_log_offsets(p, [0.0, np.log(2), 0.0])

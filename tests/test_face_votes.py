@@ -168,7 +168,8 @@ def test_a_model_trained_on_votes_reports_fer_plus_majority_figures(tmp_path):
     # again on the trained model (`emotion-convert face-calibrate`) finds the same ones.
     offsets = manifest.calibration["log_offsets"]
     assert set(offsets) == set(manifest.labels)
-    assert manifest.training["recipe"]["calibrate"] == {"class_offsets": True}
+    assert manifest.training["recipe"]["calibrate"] == {"class_offsets": True,
+                                                        "max_recall_drop": 1.0}
     from convert.cli import main
 
     assert main(["face-calibrate", "--fer", str(tmp_path / "fer2013_48.npz"),

@@ -43,13 +43,18 @@ PASSES = 4
 FLOOR = 1e-6
 
 
+def _class_recalls(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Recall of each class present in ``truth``, in class order, on the rows it scores
+    (>= 0)."""
+    keep = truth >= 0
+    t, p = truth[keep], pred[keep]
+    return np.array([float(np.mean(p[t == c] == c)) for c in np.unique(t)])
+
+
 def accuracy_and_recall(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     """Accuracy and mean recall over the classes present, on the rows ``truth`` scores (>= 0)."""
     keep = truth >= 0
-    t, p = truth[keep], pred[keep]
-    classes = np.unique(t)
-    recall = [float(np.mean(p[t == c] == c)) for c in classes]
-    return float(np.mean(p == t)), float(np.mean(recall))
+    return float(np.mean(pred[keep] == truth[keep])), float(np.mean(_class_recalls(pred, truth)))
 
 
 def log_probabilities(probs: np.ndarray) -> np.ndarray:
@@ -62,14 +67,22 @@ def _figures(log_p: np.ndarray, label_sets: Sequence[np.ndarray]) -> np.ndarray:
     return np.array([v for truth in label_sets for v in accuracy_and_recall(pred, truth)])
 
 
-def fit_log_offsets(probs: np.ndarray, label_sets: Sequence[np.ndarray]) -> np.ndarray:
+def fit_log_offsets(probs: np.ndarray, label_sets: Sequence[np.ndarray], *,
+                    max_recall_drop: float = 1.0) -> np.ndarray:
     """Offsets ``(classes,)`` for ``probs`` ``(faces, classes)``: coordinate search from zero,
     keeping a move only if it raises the smallest gain over every (accuracy, mean recall) of
-    ``label_sets`` (each ``(faces,)``, -1 = not scored).  Deterministic."""
+    ``label_sets`` (each ``(faces,)``, -1 = not scored), and refusing a move that leaves any
+    class's recall on the first label set more than ``max_recall_drop`` below its recall
+    without offsets (1 = no floor): a mean over classes would otherwise let one rare class pay
+    for the others.  Deterministic."""
     log_p = log_probabilities(probs)
     base = _figures(log_p, label_sets)
+    floor = _class_recalls(log_p.argmax(axis=1), label_sets[0]) - max_recall_drop - 1e-12
 
     def worst(offsets: np.ndarray) -> float:
+        pred = (log_p + offsets).argmax(axis=1)
+        if (_class_recalls(pred, label_sets[0]) < floor).any():
+            return -np.inf
         return float((_figures(log_p + offsets, label_sets) - base).min())
 
     offsets = np.zeros(log_p.shape[1])
@@ -116,21 +129,32 @@ def network_probabilities(model: Any, faces: np.ndarray, *, mirror: bool = True)
 
 
 def calibration_record(offsets: np.ndarray, labels: Sequence[str], probs: np.ndarray,
-                       label_sets: dict[str, np.ndarray], split: str) -> dict[str, Any]:
+                       label_sets: dict[str, np.ndarray], split: str, *,
+                       max_recall_drop: float = 1.0) -> dict[str, Any]:
     """The manifest's ``calibration``: the offsets and how they were found, with the choose
-    split's figures before and after."""
+    split's figures before and after, and each class's recall on the first label set."""
     log_p = log_probabilities(probs)
     before = _figures(log_p, list(label_sets.values()))
     after = _figures(log_p + offsets, list(label_sets.values()))
     figures = {name: {"before": [round(float(before[2 * i]), 4), round(float(before[2 * i + 1]), 4)],
                       "after": [round(float(after[2 * i]), 4), round(float(after[2 * i + 1]), 4)]}
                for i, name in enumerate(label_sets)}
+    first_name, first = next(iter(label_sets.items()))
+    present = [labels[c] for c in np.unique(first[first >= 0])]
+    recalls = zip(present, _class_recalls(log_p.argmax(axis=1), first),
+                  _class_recalls((log_p + offsets).argmax(axis=1), first))
     return {
         "log_offsets": {label: round(float(v), 4) for label, v in zip(labels, offsets)},
         "fitted_on": f"{split} ({len(probs)} faces), int8 with the mirror average",
         "method": "coordinate search (convert.face.calibrate): a move is kept only if it raises "
-                  "the smallest gain in accuracy and mean per-class recall over the label sets",
+                  "the smallest gain in accuracy and mean per-class recall over the label sets"
+                  + (f", and leaves every class's {first_name} recall within "
+                     f"{max_recall_drop:g} of its recall without offsets"
+                     if max_recall_drop < 1 else ""),
+        "max_recall_drop": max_recall_drop,
         "choose_accuracy_and_mean_recall": figures,
+        "choose_class_recall": {name: {"before": round(float(b), 4), "after": round(float(a), 4)}
+                                for name, b, a in recalls},
     }
 
 
@@ -146,6 +170,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--fer", type=Path, required=True, help="fer2013_48.npz")
     p.add_argument("--ferplus", type=Path, default=None,
                    help="ferplus_votes.npz (default: next to --fer)")
+    p.add_argument("--max-recall-drop", type=float, default=1.0, metavar="SHARE",
+                   help="refuse offsets that leave any class's FER+ majority recall on PublicTest "
+                   "more than this below the network's own (0-1; default 1 = no floor; "
+                   "[calibrate] max_recall_drop in a recipe)")
     p.add_argument("--confusion", type=Path, default=None, metavar="PNG",
                    help="also draw the report split's confusion matrix with the offsets here")
     p.set_defaults(func=run)
@@ -164,6 +192,9 @@ def run(args: argparse.Namespace) -> int:
     from .data import load_face_data
     from .ferplus import majority_figures
 
+    if not 0.0 <= args.max_recall_drop <= 1.0:
+        raise ConfigError(f"--max-recall-drop {args.max_recall_drop:g}: a share of a class's "
+                          f"faces, between 0 and 1 (1 = no floor)")
     path = Path(args.model or default_model(FACE_MODEL_FILE))
     data = load_face_data(fer=args.fer, ferplus=args.ferplus)
     with QuantizedModel(path) as qm:
@@ -175,10 +206,11 @@ def run(args: argparse.Namespace) -> int:
                for name, split in (("choose", data.choose), ("report", data.report))}
         manifest = qm.manifest
     label_sets = choose_label_sets(data.choose)
-    offsets = fit_log_offsets(raw["choose"][True], list(label_sets.values()))
+    offsets = fit_log_offsets(raw["choose"][True], list(label_sets.values()),
+                              max_recall_drop=args.max_recall_drop)
     split_name = "PublicTest" if data.source.startswith("FER2013") else "the choose split"
     calibration = calibration_record(offsets, manifest.labels, raw["choose"][True], label_sets,
-                                     split_name)
+                                     split_name, max_recall_drop=args.max_recall_drop)
     p = {name: {mirror: apply_log_offsets(v, offsets) for mirror, v in by.items()}
          for name, by in raw.items()}
     metrics = dict(manifest.metrics)
@@ -203,7 +235,8 @@ def run(args: argparse.Namespace) -> int:
             "int8", majority_choose, majority_report,
             (p["choose"][False], p["choose"][True]), (p["report"][False], p["report"][True])))
     training = dict(manifest.training)
-    training["recipe"] = {**training.get("recipe", {}), "calibrate": {"class_offsets": True}}
+    training["recipe"] = {**training.get("recipe", {}), "calibrate": {
+        "class_offsets": True, "max_recall_drop": args.max_recall_drop}}
     write_manifest(path, dataclasses.replace(manifest, metrics=metrics, training=training,
                                              calibration=calibration))
     print(f"{path}: log offsets " + ", ".join(
@@ -212,4 +245,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {split_name} {name}: accuracy / mean recall "
               f"{fig['before'][0]:.3f} / {fig['before'][1]:.3f} -> "
               f"{fig['after'][0]:.3f} / {fig['after'][1]:.3f}")
+    print(f"  {split_name} recall per class: " + ", ".join(
+        f"{k} {v['before']:.2f} -> {v['after']:.2f}"
+        for k, v in calibration["choose_class_recall"].items()))
     return 0

@@ -498,8 +498,10 @@ def _class_offsets(path: Path, recipe: FaceRecipe, crops: Crops,
     with QuantizedModel(path) as qm:
         probs = np.stack([face_probabilities(qm, x) for x in crops.x_choose])
     sets = crops.choose_label_sets()
-    offsets = fit_log_offsets(probs, list(sets.values()))
-    record = calibration_record(offsets, labels, probs, sets, "the choose split")
+    drop = recipe.calibrate.max_recall_drop
+    offsets = fit_log_offsets(probs, list(sets.values()), max_recall_drop=drop)
+    record = calibration_record(offsets, labels, probs, sets, "the choose split",
+                                max_recall_drop=drop)
     logger.info("class offsets: %s", record["log_offsets"])
     return record
 

@@ -216,6 +216,10 @@ class CalibrateSection(Section):
         False, "After int8 conversion, fit a log offset per class on the choose split (FER+ "
         "majority and clear faces, accuracy and mean recall together: convert.face.calibrate) "
         "and write it to the manifest, which the device applies.")
+    max_recall_drop: float = setting(
+        1.0, "With class_offsets: refuse offsets that leave any class's recall on the choose "
+        "split (FER+ majority) more than this below the network's own (share of the class's "
+        "faces; 1 = no floor).", min=0.0, max=1.0)
 
 
 #: Section name -> its class, in stage order.
