@@ -29,7 +29,7 @@ import numpy as np
 
 __all__ = ["CLEAR_SHARE", "accuracy_and_recall", "fit_log_offsets", "label_sets",
            "log_probabilities", "choose_label_sets", "network_probabilities",
-           "calibration_record", "register"]
+           "device_path_label_sets", "with_device_path", "calibration_record", "register"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,9 @@ STEPS = (-0.6, -0.4, -0.3, -0.2, -0.1, -0.05, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6)
 PASSES = 4
 #: Probabilities below this count as this in the logarithm (int8 outputs can be exactly 0).
 FLOOR = 1e-6
+#: Seed of the whole frames the offsets may also be fitted on (``--frames``): not face-check's
+#: default (0), so the check's frames are other backgrounds, sizes, turns and light.
+FRAMES_SEED = 1
 
 
 def _class_recalls(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -128,9 +131,56 @@ def network_probabilities(model: Any, faces: np.ndarray, *, mirror: bool = True)
                      for x in crop_faces(faces, preprocess)])
 
 
+def device_path_label_sets(
+    model: str | Path, faces: np.ndarray, majority: np.ndarray, *, frames: int,
+    seed: int = FRAMES_SEED, detector: str = "blazeface",
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The network's own probabilities (offsets off) of the faces the device finds and reads
+    in ``frames`` whole frames at each of face-check's sizes, ``faces`` with a ``majority``
+    label (-1: none; left out) pasted as ``face-check`` pastes them; and one label set per
+    size, each scoring its own rows (-1 elsewhere), in the order of the rows."""
+    import contextlib
+
+    from edge.models.face import FaceClassifier
+    from edge.vision import open_face_detector
+
+    from .fullframe import FRAME_SIZES, found_faces, full_frames
+
+    keep = majority >= 0
+    faces, labels = faces[keep], majority[keep]
+    probs: list[list[float]] = []
+    truth: list[int] = []
+    where: list[str] = []  # each row's label set
+    with contextlib.closing(open_face_detector(detector)) as det, \
+            FaceClassifier(model, detector=det, apply_offsets=False) as clf:
+        for w, h in FRAME_SIZES:
+            for item, face in found_faces(clf, full_frames(faces, labels, size=(w, h),
+                                                           n=frames, seed=seed)):
+                if face is not None:
+                    probs.append([face.scores[label] for label in clf.labels])
+                    truth.append(item.label)
+                    where.append(f"FER+ majority, {w}x{h} frames")
+        classes = len(clf.labels)
+    t, at = np.array(truth, dtype=int), np.array(where)
+    sets = {name: np.where(at == name, t, -1) for name in dict.fromkeys(where)}
+    return np.array(probs, dtype=np.float64).reshape(-1, classes), sets
+
+
+def with_device_path(crop_probs: np.ndarray, crop_sets: dict[str, np.ndarray],
+                     path_probs: np.ndarray, path_sets: dict[str, np.ndarray]
+                     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The crops' and the device path's probabilities as one set of rows, and every label set
+    over all of them (-1 on the other's rows), the crops' first."""
+    n, m = len(crop_probs), len(path_probs)
+    sets = {name: np.concatenate([truth, np.full(m, -1)]) for name, truth in crop_sets.items()}
+    sets.update({name: np.concatenate([np.full(n, -1), truth])
+                 for name, truth in path_sets.items()})
+    return np.concatenate([crop_probs, path_probs]), sets
+
+
 def calibration_record(offsets: np.ndarray, labels: Sequence[str], probs: np.ndarray,
                        label_sets: dict[str, np.ndarray], split: str, *,
-                       max_recall_drop: float = 1.0) -> dict[str, Any]:
+                       max_recall_drop: float = 1.0, frames: int = 0) -> dict[str, Any]:
     """The manifest's ``calibration``: the offsets and how they were found, with the choose
     split's figures before and after, and each class's recall on the first label set."""
     log_p = log_probabilities(probs)
@@ -145,7 +195,9 @@ def calibration_record(offsets: np.ndarray, labels: Sequence[str], probs: np.nda
                   _class_recalls((log_p + offsets).argmax(axis=1), first))
     return {
         "log_offsets": {label: round(float(v), 4) for label, v in zip(labels, offsets)},
-        "fitted_on": f"{split} ({len(probs)} faces), int8 with the mirror average",
+        "fitted_on": f"{split} ({len(probs)} faces), int8 with the mirror average"
+                     + (f": its own crops and the faces the device's detector finds in {frames} "
+                        f"whole frames per size (seed {FRAMES_SEED})" if frames else ""),
         "method": "coordinate search (convert.face.calibrate): a move is kept only if it raises "
                   "the smallest gain in accuracy and mean per-class recall over the label sets"
                   + (f", and leaves every class's {first_name} recall within "
@@ -174,6 +226,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="refuse offsets that leave any class's FER+ majority recall on PublicTest "
                    "more than this below the network's own (0-1; default 1 = no floor; "
                    "[calibrate] max_recall_drop in a recipe)")
+    p.add_argument("--frames", type=int, default=0, metavar="N",
+                   help="also fit on the device's path: PublicTest faces pasted into N whole "
+                   "frames per size, as face-check pastes them (another seed), read through "
+                   "BlazeFace and the device's crop (default 0 = FER's crops only; [calibrate] "
+                   "frames in a recipe)")
     p.add_argument("--confusion", type=Path, default=None, metavar="PNG",
                    help="also draw the report split's confusion matrix with the offsets here")
     p.set_defaults(func=run)
@@ -192,6 +249,8 @@ def run(args: argparse.Namespace) -> int:
     from .data import load_face_data
     from .ferplus import majority_figures
 
+    if args.frames < 0:
+        raise ConfigError(f"--frames {args.frames}: a number of frames per size, 0 or more")
     if not 0.0 <= args.max_recall_drop <= 1.0:
         raise ConfigError(f"--max-recall-drop {args.max_recall_drop:g}: a share of a class's "
                           f"faces, between 0 and 1 (1 = no floor)")
@@ -206,11 +265,21 @@ def run(args: argparse.Namespace) -> int:
                for name, split in (("choose", data.choose), ("report", data.report))}
         manifest = qm.manifest
     label_sets = choose_label_sets(data.choose)
-    offsets = fit_log_offsets(raw["choose"][True], list(label_sets.values()),
-                              max_recall_drop=args.max_recall_drop)
+    fit_probs = raw["choose"][True]
     split_name = "PublicTest" if data.source.startswith("FER2013") else "the choose split"
-    calibration = calibration_record(offsets, manifest.labels, raw["choose"][True], label_sets,
-                                     split_name, max_recall_drop=args.max_recall_drop)
+    if args.frames:
+        majority = data.choose.majority()
+        if majority is None:
+            raise ConfigError(f"--frames {args.frames}: the device's path is scored against the "
+                              f"FER+ majority; give --ferplus (ferplus_votes.npz)")
+        fit_probs, label_sets = with_device_path(
+            fit_probs, label_sets, *device_path_label_sets(path, data.choose.x, majority,
+                                                           frames=args.frames))
+    offsets = fit_log_offsets(fit_probs, list(label_sets.values()),
+                              max_recall_drop=args.max_recall_drop)
+    calibration = calibration_record(offsets, manifest.labels, fit_probs, label_sets,
+                                     split_name, max_recall_drop=args.max_recall_drop,
+                                     frames=args.frames)
     p = {name: {mirror: apply_log_offsets(v, offsets) for mirror, v in by.items()}
          for name, by in raw.items()}
     metrics = dict(manifest.metrics)
@@ -236,7 +305,7 @@ def run(args: argparse.Namespace) -> int:
             (p["choose"][False], p["choose"][True]), (p["report"][False], p["report"][True])))
     training = dict(manifest.training)
     training["recipe"] = {**training.get("recipe", {}), "calibrate": {
-        "class_offsets": True, "max_recall_drop": args.max_recall_drop}}
+        "class_offsets": True, "max_recall_drop": args.max_recall_drop, "frames": args.frames}}
     write_manifest(path, dataclasses.replace(manifest, metrics=metrics, training=training,
                                              calibration=calibration))
     print(f"{path}: log offsets " + ", ".join(

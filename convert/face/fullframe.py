@@ -27,16 +27,19 @@ import argparse
 import dataclasses
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edge.commands import positive_int
 
+if TYPE_CHECKING:
+    from edge.models.face import Face, FaceClassifier
+
 __all__ = ["FullFrame", "GroupPhoto", "background", "turned_face", "paste", "full_frames",
-           "head_shots", "group_photos", "empty_scenes", "evaluate_full_frames",
+           "head_shots", "group_photos", "empty_scenes", "found_faces", "evaluate_full_frames",
            "evaluate_group_photos", "register", "run"]
 
 
@@ -219,6 +222,18 @@ def _height_band(share: float) -> str:
     return next(band for band, upper in FACE_HEIGHT_BANDS if share < upper)
 
 
+def found_faces(clf: FaceClassifier, frames: Iterable[FullFrame]
+                ) -> Iterator[tuple[FullFrame, Face | None]]:
+    """Each of ``frames`` with the face ``clf`` (and its detector) reads on the pasted face: the
+    largest box found, if it overlaps the pasted face's box (IoU > 0.3); else None."""
+    from edge.vision.boxes import box_iou
+
+    for item in frames:
+        got = clf.classify_frame(item.frame)
+        found = bool(got) and box_iou(got[0].box, [item.box])[0] > 0.3
+        yield item, got[0] if found else None
+
+
 def evaluate_full_frames(
     model: str | Path, faces: np.ndarray, labels: np.ndarray, label_names: Sequence[str], *,
     n: int = 500, seed: int = 0, detector: str = "auto", max_angle: float = 20.0,
@@ -233,7 +248,6 @@ def evaluate_full_frames(
     from edge.errors import ModelError
     from edge.models.face import FaceClassifier
     from edge.vision import open_face_detector
-    from edge.vision.boxes import box_iou
 
     from ..metrics import classification_metrics
 
@@ -254,15 +268,13 @@ def evaluate_full_frames(
             truth: list[int] = []  # the detected faces' labels and decisions, the split's order
             said: list[int] = []
             by_height: dict[str, list[bool]] = {band: [] for band, _ in FACE_HEIGHT_BANDS}
-            for item in frames(faces, labels, n=n, seed=seed):
+            for item, face in found_faces(clf, frames(faces, labels, n=n, seed=seed)):
                 total += 1
-                got = clf.classify_frame(item.frame)
-                found_it = bool(got) and box_iou(got[0].box, [item.box])[0] > 0.3
-                by_height[_height_band(item.box[3] / item.frame.shape[0])].append(found_it)
-                if not found_it:
+                by_height[_height_band(item.box[3] / item.frame.shape[0])].append(face is not None)
+                if face is None:
                     continue
                 truth.append(item.label)
-                said.append(names.index(got[0].label))
+                said.append(names.index(face.label))
             scored = classification_metrics(truth, said, names)
             found, right = len(truth), int(np.trace(scored["confusion"]))
             # Mean per-class recall: what a set with every expression in equal numbers (posed

@@ -37,7 +37,14 @@ from edge.models.face import (
 )
 
 from ..export import tflite_latency_ms
-from .calibrate import CLEAR_SHARE, calibration_record, fit_log_offsets, label_sets
+from .calibrate import (
+    CLEAR_SHARE,
+    calibration_record,
+    device_path_label_sets,
+    fit_log_offsets,
+    label_sets,
+    with_device_path,
+)
 from .data import FaceData
 from .detected import Located, detector_crops, locate_faces
 from .ferplus import MAJORITY_PROTOCOL, VOTE_RULE, majority_figures
@@ -110,6 +117,9 @@ class Crops:
     #: The choose split's clear faces (FER+ majority with at least CLEAR_SHARE of the votes;
     #: -1 = not scored), for the class offsets.
     clear_choose: np.ndarray | None = None
+    #: The choose split's faces as the data has them (before any crop), for class offsets
+    #: fitted on the device's path too (``[calibrate] frames``).
+    faces_choose: np.ndarray | None = None
 
     @classmethod
     def of(cls, data: FaceData, preprocess: FacePreprocessConfig,
@@ -121,7 +131,7 @@ class Crops:
             x = [detector_crops(s.x, where, preprocess) for s, where in zip(splits, located)]
         return cls(x[0], data.train.y, x[1], data.choose.y, x[2], data.report.y,
                    data.train.vote_targets(), data.choose.majority(), data.report.majority(),
-                   located, data.choose.majority(min_share=CLEAR_SHARE))
+                   located, data.choose.majority(min_share=CLEAR_SHARE), data.choose.x)
 
     def choose_label_sets(self) -> dict[str, np.ndarray]:
         """What the class offsets are fitted against (:func:`.calibrate.label_sets`)."""
@@ -498,10 +508,16 @@ def _class_offsets(path: Path, recipe: FaceRecipe, crops: Crops,
     with QuantizedModel(path) as qm:
         probs = np.stack([face_probabilities(qm, x) for x in crops.x_choose])
     sets = crops.choose_label_sets()
-    drop = recipe.calibrate.max_recall_drop
-    offsets = fit_log_offsets(probs, list(sets.values()), max_recall_drop=drop)
+    cfg = recipe.calibrate
+    if cfg.frames:
+        if crops.majority_choose is None or crops.faces_choose is None:
+            raise ConfigError(f"[calibrate] frames = {cfg.frames}: the device's path is scored "
+                              f"against the FER+ majority; give --ferplus")
+        probs, sets = with_device_path(probs, sets, *device_path_label_sets(
+            path, crops.faces_choose, crops.majority_choose, frames=cfg.frames))
+    offsets = fit_log_offsets(probs, list(sets.values()), max_recall_drop=cfg.max_recall_drop)
     record = calibration_record(offsets, labels, probs, sets, "the choose split",
-                                max_recall_drop=drop)
+                                max_recall_drop=cfg.max_recall_drop, frames=cfg.frames)
     logger.info("class offsets: %s", record["log_offsets"])
     return record
 

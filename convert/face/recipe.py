@@ -220,6 +220,11 @@ class CalibrateSection(Section):
         1.0, "With class_offsets: refuse offsets that leave any class's recall on the choose "
         "split (FER+ majority) more than this below the network's own (share of the class's "
         "faces; 1 = no floor).", min=0.0, max=1.0)
+    frames: int = setting(
+        0, "With class_offsets: also fit them on the device's path, the choose split's faces "
+        "pasted into this many whole frames per size as face-check pastes them (another seed), "
+        "read through BlazeFace and the device's crop (count; 0 = FER's crops only).",
+        min=0, max=100_000)
 
 
 #: Section name -> its class, in stage order.
