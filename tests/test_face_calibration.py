@@ -168,3 +168,39 @@ def test_face_calibrate_refuses_a_model_with_other_labels_in_one_line(calibrated
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "are not FER2013's" in err[0] and str(model) in err[0]
     assert model.with_suffix(".json").read_text() == before  # nothing rewritten
+
+
+def test_the_device_path_rows_are_what_face_check_scores(shared_data):
+    """Offsets fitted with ``--frames`` see the faces face-check reads: with the manifest's
+    offsets applied, their accuracy at each size is face-check's at the same seed, and each
+    frame size is its own label set beside the crops'."""
+    pytest.importorskip("ai_edge_litert")
+    from pathlib import Path
+
+    from convert.face.calibrate import device_path_label_sets, with_device_path
+    from convert.face.data import load_fer
+    from convert.face.ferplus import votes_beside
+    from convert.face.fullframe import evaluate_full_frames
+    from edge.models.face import FACE_MODEL_FILE
+
+    fer = shared_data / "fer2013" / "fer2013_48.npz"
+    split = load_fer(fer, "PublicTest", ferplus=votes_beside(fer))
+    majority = split.majority()
+    model = Path(__file__).resolve().parent.parent / "models" / FACE_MODEL_FILE
+    offsets = json.loads(model.with_suffix(".json").read_text())["calibration"]["log_offsets"]
+    probs, sets = device_path_label_sets(model, split.x, majority, frames=30, seed=0)
+    keep = majority >= 0
+    check = evaluate_full_frames(model, split.x[keep], majority[keep], split.labels, n=30,
+                                 seed=0, detector="blazeface")
+    moved = apply_log_offsets(probs, [offsets[label] for label in split.labels]).argmax(1)
+    assert list(sets) == ["FER+ majority, 320x240 frames", "FER+ majority, 640x480 frames"]
+    for (name, truth), size in zip(sets.items(), ("320x240", "640x480")):
+        rows = truth >= 0
+        assert rows.sum() == round(check["sizes"][size]["detected"] * 30)
+        assert np.mean(moved[rows] == truth[rows]) == pytest.approx(
+            check["sizes"][size]["accuracy_when_detected"])
+    crops = {"crops": np.array([0, 1, -1])}
+    both, all_sets = with_device_path(np.eye(7)[:3], crops, probs, sets)
+    assert both.shape == (3 + len(probs), 7) and list(all_sets)[0] == "crops"
+    assert (all_sets["crops"][3:] == -1).all()
+    assert all((truth[:3] == -1).all() for name, truth in all_sets.items() if name != "crops")
