@@ -169,7 +169,7 @@ def test_a_model_trained_on_votes_reports_fer_plus_majority_figures(tmp_path):
     offsets = manifest.calibration["log_offsets"]
     assert set(offsets) == set(manifest.labels)
     assert manifest.training["recipe"]["calibrate"] == {"class_offsets": True,
-                                                        "max_recall_drop": 1.0}
+                                                        "max_recall_drop": 1.0, "frames": 0}
     from convert.cli import main
 
     assert main(["face-calibrate", "--fer", str(tmp_path / "fer2013_48.npz"),
