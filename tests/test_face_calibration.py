@@ -194,7 +194,7 @@ def test_the_device_path_rows_are_what_face_check_scores(shared_data):
                                  seed=0, detector="blazeface")
     moved = apply_log_offsets(probs, [offsets[label] for label in split.labels]).argmax(1)
     assert list(sets) == ["FER+ majority, 320x240 frames", "FER+ majority, 640x480 frames"]
-    for (name, truth), size in zip(sets.items(), ("320x240", "640x480")):
+    for truth, size in zip(sets.values(), ("320x240", "640x480")):
         rows = truth >= 0
         assert rows.sum() == round(check["sizes"][size]["detected"] * 30)
         assert np.mean(moved[rows] == truth[rows]) == pytest.approx(

@@ -143,6 +143,22 @@ def test_the_previous_recipe_learns_from_the_labels_alone():
     assert {s.ground_truth for s in stages} == {"labels"}
 
 
+def test_offsets_on_the_device_path_without_votes_are_refused_before_training(tmp_path):
+    """``calibrate.frames`` scores the device's path against the FER+ majority: without votes
+    the run stops in one named line at once, not after its training."""
+    pytest.importorskip("cv2")
+    from convert.face import load_face_data, run_face_pipeline
+    from edge.errors import ConfigError
+
+    fer = write_fer(tmp_path)
+    (tmp_path / "ferplus_votes.npz").unlink()
+    data = load_face_data(fer=fer)
+    recipe = tiny_recipe(calibrate={"class_offsets": True, "frames": 10})
+    with pytest.raises(ConfigError, match="give --ferplus"):
+        run_face_pipeline(data, tmp_path / "out", recipe)
+    assert not list((tmp_path / "out").rglob("*.keras"))  # nothing was trained
+
+
 @pytest.mark.slow
 def test_a_model_trained_on_votes_reports_fer_plus_majority_figures(tmp_path):
     pytest.importorskip("tensorflow")

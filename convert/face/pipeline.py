@@ -510,9 +510,7 @@ def _class_offsets(path: Path, recipe: FaceRecipe, crops: Crops,
     sets = crops.choose_label_sets()
     cfg = recipe.calibrate
     if cfg.frames:
-        if crops.majority_choose is None or crops.faces_choose is None:
-            raise ConfigError(f"[calibrate] frames = {cfg.frames}: the device's path is scored "
-                              f"against the FER+ majority; give --ferplus")
+        assert crops.majority_choose is not None and crops.faces_choose is not None  # checked
         probs, sets = with_device_path(probs, sets, *device_path_label_sets(
             path, crops.faces_choose, crops.majority_choose, frames=cfg.frames))
     offsets = fit_log_offsets(probs, list(sets.values()), max_recall_drop=cfg.max_recall_drop)
@@ -698,6 +696,10 @@ def run_face_pipeline(
     report_dir.mkdir(parents=True, exist_ok=True)
     labels = data.labels
     crops = Crops.of(data, recipe.input.preprocess(), locate(recipe, data))
+    if recipe.calibrate.class_offsets and recipe.calibrate.frames and crops.majority_choose is None:
+        # Found now, not after an hour of training.
+        raise ConfigError(f"calibrate.frames = {recipe.calibrate.frames}: the device's path is "
+                          f"scored against the FER+ majority; give --ferplus ferplus_votes.npz")
     teacher_logits = teacher_targets(teacher, data.train, teacher_models)
 
     parent = train_parent(recipe, data, crops, teacher_logits, report_dir, parent_path)

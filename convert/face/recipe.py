@@ -226,6 +226,12 @@ class CalibrateSection(Section):
         "read through BlazeFace and the device's crop (count; 0 = FER's crops only).",
         min=0, max=100_000)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.class_offsets and (self.frames or self.max_recall_drop < 1):
+            raise ConfigError("calibrate.frames and calibrate.max_recall_drop shape the class "
+                              "offsets: set calibrate.class_offsets = true, or leave them out")
+
 
 #: Section name -> its class, in stage order.
 
