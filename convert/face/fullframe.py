@@ -27,7 +27,7 @@ import argparse
 import dataclasses
 import json
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,8 +39,8 @@ if TYPE_CHECKING:
     from edge.models.face import Face, FaceClassifier
 
 __all__ = ["FullFrame", "GroupPhoto", "background", "turned_face", "paste", "full_frames",
-           "head_shots", "group_photos", "empty_scenes", "found_faces", "evaluate_full_frames",
-           "evaluate_group_photos", "register", "run"]
+           "head_shots", "group_photos", "empty_scenes", "frame_conditions", "found_faces",
+           "evaluate_full_frames", "evaluate_group_photos", "register", "run"]
 
 
 logger = logging.getLogger(__name__)
@@ -222,6 +222,19 @@ def _height_band(share: float) -> str:
     return next(band for band, upper in FACE_HEIGHT_BANDS if share < upper)
 
 
+def frame_conditions(max_angle: float = 20.0) -> dict[str, Callable[..., Iterator[FullFrame]]]:
+    """What face-check scores, by name: :func:`full_frames` at each of :data:`FRAME_SIZES`
+    (faces turned by up to ``max_angle`` degrees) and :func:`head_shots`; each called as
+    ``(faces, labels, n=..., seed=...)``."""
+    import functools
+
+    conditions: dict[str, Callable[..., Iterator[FullFrame]]] = {
+        f"{w}x{h}": functools.partial(full_frames, size=(w, h), max_angle=max_angle)
+        for w, h in FRAME_SIZES}
+    conditions["head shot"] = head_shots
+    return conditions
+
+
 def found_faces(clf: FaceClassifier, frames: Iterable[FullFrame]
                 ) -> Iterator[tuple[FullFrame, Face | None]]:
     """Each of ``frames`` with the face ``clf`` (and its detector) reads on the pasted face: the
@@ -243,7 +256,6 @@ def evaluate_full_frames(
     and on :func:`head_shots`, through the device's detector and classifier (``retry_margin``,
     ``retry_tiles``: BlazeFace's later looks, None = its default)."""
     import contextlib
-    import functools
 
     from edge.errors import ModelError
     from edge.models.face import FaceClassifier
@@ -253,9 +265,7 @@ def evaluate_full_frames(
 
     out: dict[str, Any] = {"model": str(model), "detector": detector, "frames_per_size": n,
                            "seed": seed, "max_angle_deg": max_angle, "sizes": {}}
-    conditions = {f"{w}x{h}": functools.partial(full_frames, size=(w, h), max_angle=max_angle)
-                  for w, h in FRAME_SIZES}
-    conditions["head shot"] = head_shots
+    conditions = frame_conditions(max_angle)
     opened = open_face_detector(detector, retry_margin=retry_margin, retry_tiles=retry_tiles)
     with contextlib.closing(opened) as det, FaceClassifier(model, detector=det) as clf:
         out["detector"] = type(det).__name__
