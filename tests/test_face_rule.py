@@ -72,3 +72,26 @@ def test_the_frames_are_face_checks(shared_data):
         acc, rec = rule.accuracy_and_recall(truth[found], said[found])
         assert acc == pytest.approx(s["accuracy_when_detected"])
         assert rec == pytest.approx(s["mean_recall_when_detected"])
+
+
+def test_frames_of_several_seeds_are_each_seeds_frames_in_turn(shared_data):
+    pytest.importorskip("ai_edge_litert")
+    from pathlib import Path
+
+    from convert.face.data import load_fer
+    from convert.face.ferplus import votes_beside
+
+    fer = shared_data / "fer2013" / "fer2013_48.npz"
+    split = load_fer(fer, "PublicTest", ferplus=votes_beside(fer))
+    majority = split.majority()
+    keep = majority >= 0
+    model = Path(__file__).resolve().parent.parent / "models" / "face_expression_int8.tflite"
+    args = (model, split.x[keep], majority[keep], split.labels)
+    pooled = rule.pooled_frame_decisions(*args, frames=8, seeds=[0, 1])
+    one = [rule.frame_decisions(*args, frames=8, seed=seed) for seed in (0, 1)]
+    assert list(pooled) == list(one[0])
+    for condition, (truth, said) in pooled.items():
+        assert len(truth) == len(one[0][condition][0]) + len(one[1][condition][0])
+        np.testing.assert_array_equal(truth, np.concatenate([o[condition][0] for o in one]))
+        np.testing.assert_array_equal(said, np.concatenate([o[condition][1] for o in one]))
+    assert not np.array_equal(one[0]["640x480"][0], one[1]["640x480"][0])  # other frames
