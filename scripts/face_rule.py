@@ -202,8 +202,7 @@ def main() -> None:
     if args.json is not None:
         args.json.write_text(json.dumps({
             "candidate": str(args.candidate), "shipped": str(shipped), "frame_seeds": args.seed,
-            "ships": ships,
-            "why_not": why, "differences": [
+            "ships": ships, "why_not": why, "differences": [
                 {**dataclasses.asdict(d), "points": d.points} for d in differences]}, indent=2))
 
 

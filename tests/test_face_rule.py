@@ -46,24 +46,30 @@ def test_the_verdict_ships_a_candidate_ahead_on_balance_without_a_loss_noise_can
     assert not ships and why[0].startswith("the mean of the 6 differences is -0.40 points")
 
 
-def test_the_frames_are_face_checks(shared_data):
-    """The decisions the rule weighs through detection give face-check's own figures."""
+@pytest.fixture(scope="module")
+def public_test(shared_data):
+    """The shipped model, PublicTest's faces with a FER+ majority, those labels and the label
+    names: what frame_decisions reads."""
     pytest.importorskip("ai_edge_litert")
     from pathlib import Path
 
     from convert.face.data import load_fer
     from convert.face.ferplus import votes_beside
-    from convert.face.fullframe import evaluate_full_frames
 
     fer = shared_data / "fer2013" / "fer2013_48.npz"
     split = load_fer(fer, "PublicTest", ferplus=votes_beside(fer))
     majority = split.majority()
     keep = majority >= 0
     model = Path(__file__).resolve().parent.parent / "models" / "face_expression_int8.tflite"
-    decided = rule.frame_decisions(model, split.x[keep], majority[keep], split.labels,
-                                   frames=25, seed=0)
-    check = evaluate_full_frames(model, split.x[keep], majority[keep], split.labels, n=25,
-                                 seed=0, detector="blazeface")
+    return model, split.x[keep], majority[keep], split.labels
+
+
+def test_the_frames_are_face_checks(public_test):
+    """The decisions the rule weighs through detection give face-check's own figures."""
+    from convert.face.fullframe import evaluate_full_frames
+
+    decided = rule.frame_decisions(*public_test, frames=25, seed=0)
+    check = evaluate_full_frames(*public_test, n=25, seed=0, detector="blazeface")
     assert list(decided) == list(check["sizes"])
     for condition, (truth, said) in decided.items():
         found = said >= 0
@@ -74,21 +80,9 @@ def test_the_frames_are_face_checks(shared_data):
         assert rec == pytest.approx(s["mean_recall_when_detected"])
 
 
-def test_frames_of_several_seeds_are_each_seeds_frames_in_turn(shared_data):
-    pytest.importorskip("ai_edge_litert")
-    from pathlib import Path
-
-    from convert.face.data import load_fer
-    from convert.face.ferplus import votes_beside
-
-    fer = shared_data / "fer2013" / "fer2013_48.npz"
-    split = load_fer(fer, "PublicTest", ferplus=votes_beside(fer))
-    majority = split.majority()
-    keep = majority >= 0
-    model = Path(__file__).resolve().parent.parent / "models" / "face_expression_int8.tflite"
-    args = (model, split.x[keep], majority[keep], split.labels)
-    pooled = rule.pooled_frame_decisions(*args, frames=8, seeds=[0, 1])
-    one = [rule.frame_decisions(*args, frames=8, seed=seed) for seed in (0, 1)]
+def test_frames_of_several_seeds_are_each_seeds_frames_in_turn(public_test):
+    pooled = rule.pooled_frame_decisions(*public_test, frames=8, seeds=[0, 1])
+    one = [rule.frame_decisions(*public_test, frames=8, seed=seed) for seed in (0, 1)]
     assert list(pooled) == list(one[0])
     for condition, (truth, said) in pooled.items():
         assert len(truth) == len(one[0][condition][0]) + len(one[1][condition][0])
