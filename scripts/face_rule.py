@@ -20,7 +20,9 @@ is below -2 of its standard deviations or below -3 points.  Run from the reposit
     .venv/bin/python scripts/face_rule.py --fer ../shared/data/fer2013/fer2013_48.npz \\
         runs/NAME/face_expression_int8.tflite
 
-Takes about 8 minutes on 2 cores (the frames are read by each model).
+Takes about 8 minutes on 2 cores with one seed, about 10 with four pooled (``--seed 0 1 2
+3``, the rule for candidates from the fourth camera-effects draw on); the frames are read by
+each model.
 """
 
 from __future__ import annotations
