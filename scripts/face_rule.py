@@ -18,7 +18,7 @@ accuracy on the crops is ahead, the mean of the 12 differences is above zero, an
 is below -2 of its standard deviations or below -3 points.  Run from the repository root:
 
     .venv/bin/python scripts/face_rule.py --fer ../shared/data/fer2013/fer2013_48.npz \\
-        runs/NAME/face_expression_int8.tflite
+        --seed 0 1 2 3 runs/NAME/face_expression_int8.tflite
 
 Takes about 8 minutes on 2 cores with one seed, about 10 with four pooled (``--seed 0 1 2
 3``, the rule for candidates from the fourth camera-effects draw on); the frames are read by
@@ -160,7 +160,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=2000, help="frames per condition (the rule: "
                     "2000)")
     ap.add_argument("--seed", type=int, nargs="+", default=[0], help="face-check's frame "
-                    "seed, or several: their frames pooled (the rule: 0)")
+                    "seed, or several: their frames pooled (the rule: 0 1 2 3; 0 for candidates "
+                    "before the fourth camera-effects draw)")
     ap.add_argument("--json", type=Path, default=None, help="also write the differences here")
     ap.add_argument("candidate", type=Path, help="int8 .tflite with its manifest")
     args = ap.parse_args()
