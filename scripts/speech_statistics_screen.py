@@ -35,6 +35,10 @@ without a speaker model would; training is standardised per corpus, as in the ro
 ``--voiced`` screens each line again with F0, jitter and shimmer taken over the clip's voiced
 speech frames only (:func:`voiced_statistics`), as eGeMAPS takes them.
 
+``--temporal`` screens each line again with eGeMAPS's six temporal parameters appended
+(:func:`temporal_statistics`: how fast and how evenly the clip is spoken), which no column's
+mean, spread or change gives directly.
+
 UAR over the labels the unseen corpus has; the regression predicts every label.  A screen,
 not the recipe: utterances, not 3 s windows, and a linear model, not the ensemble.
 
@@ -45,6 +49,7 @@ not the recipe: utterances, not 3 s windows, and a linear model, not the ensembl
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import sys
 from pathlib import Path
@@ -101,6 +106,47 @@ def voiced_statistics(bank: FeatureBank, stats: np.ndarray) -> np.ndarray:
         fill = out[m & ~missing][:, :, cols].mean(0)
         out[np.ix_(np.flatnonzero(m & missing), [0, 1, 2], cols)] = fill
     logger.info("voiced statistics: %d clips without two adjacent voiced speech frames", missing.sum())
+    return out
+
+
+#: The columns :func:`temporal_statistics` adds, eGeMAPS's temporal parameters.
+TEMPORAL = ("loudness peaks / s", "voiced segments / s", "voiced length mean",
+            "voiced length spread", "unvoiced length mean", "unvoiced length spread")
+
+
+def _runs(mask: np.ndarray) -> np.ndarray:
+    """Lengths, in frames, of the runs of True in ``mask``."""
+    edges = np.diff(np.r_[0, mask.astype(np.int8), 0])
+    return np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
+
+
+def temporal_statistics(bank: FeatureBank) -> np.ndarray:
+    """(clips, 6): eGeMAPS's temporal parameters (:data:`TEMPORAL`) over each clip's span from
+    its first speech frame to its last (the corpora's leading and trailing silences differ by
+    recording, not by emotion): loudness peaks per second, voiced segments per second, and
+    the mean and spread of the voiced segments' and of the unvoiced segments' lengths in
+    seconds.  Unvoiced segments are the gaps between voiced ones, pauses included."""
+    cfg = bank.recipe.mfcc
+    loud = cfg.n_ceps + PROSODY_COLUMNS.index("loudness_db")
+    voiced_col = cfg.n_ceps + PROSODY_COLUMNS.index("voiced")
+    hop = cfg.hop_length_s
+    out = np.zeros((len(bank.variants), len(TEMPORAL)))
+    for i, v in enumerate(bank.variants):
+        frames = v[0]
+        speech = np.flatnonzero(speech_mask(frame_dbfs(frames[:, 0], cfg)))
+        if speech.size < 2:
+            continue
+        span = frames[speech[0]:speech[-1] + 1]
+        seconds = len(span) * hop
+        # eGeMAPS counts peaks of a smoothed loudness contour: 3 frames here, so that one
+        # frame's flicker is not a syllable.
+        level = np.convolve(span[:, loud], np.ones(3) / 3, mode="same")
+        peaks = np.sum((level[1:-1] > level[:-2]) & (level[1:-1] >= level[2:]))
+        voiced = span[:, voiced_col] > 0.5
+        on, off = _runs(voiced) * hop, _runs(~voiced) * hop
+        out[i] = (peaks / seconds, on.size / seconds,
+                  on.mean() if on.size else 0.0, on.std() if on.size else 0.0,
+                  off.mean() if off.size else 0.0, off.std() if off.size else 0.0)
     return out
 
 
@@ -293,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="also score rooms where neutral speech is S of what was heard (0-1)")
     p.add_argument("--voiced", action="store_true",
                    help="also screen F0, jitter and shimmer taken over voiced frames only")
+    p.add_argument("--temporal", action="store_true",
+                   help="also screen each line with eGeMAPS's six temporal parameters added")
     args = p.parse_args(argv)
     if any(not 0 < s < 1 for s in args.neutral_share):
         p.error(f"--neutral-share takes shares between 0 and 1, got {args.neutral_share}")
@@ -307,18 +355,25 @@ def main(argv: list[str] | None = None) -> int:
               for k in args.voices}
     neutral = [v.replace("S", f"{share:g}") for share in args.neutral_share
                for v in ("as recorded -> S", "S -> S", "fresh S")]
-    print(f"{'statistics':32s} " + "  ".join(f"{v + ' mean':>9s} ({' '.join(n[:5] for n in names)})"
+    print(f"{'statistics':60s} " + "  ".join(f"{v + ' mean':>9s} ({' '.join(n[:5] for n in names)})"
                                             for v in (*VIEWS, *voices, *neutral)))
     sets = [("", stats)] + ([("voiced ", voiced_statistics(bank, stats))] if args.voiced else [])
+    temporal = [("", None)] + ([(" + temporal", temporal_statistics(bank))]
+                               if args.temporal else [])
     for (how, st), ceps in ((s, c) for c in args.ceps for s in sets):
         keep = [*range(min(ceps, n_ceps)), *range(n_ceps, columns)]
-        for rows, what in (((0, 1), how + "mean, spread"), ((0, 1, 2), how + "mean, spread, change")):
+        for (rows, what), (plus, extra) in itertools.product(
+                (((0, 1), how + "mean, spread"), ((0, 1, 2), how + "mean, spread, change")),
+                temporal):
             x = st[:, rows][:, :, keep].reshape(len(utts), -1)
+            if extra is not None:
+                x = np.c_[x, extra]
+            what += plus
             res = loco(x, corpus, speaker, label, voices, args.scaling)
             for share in args.neutral_share:
                 res.update({v.replace("S", f"{share:g}"): r for v, r in
                             neutral_room(x, corpus, label, share).items()})
-            print(f"{ceps:2d} cepstra + prosody, {what:27s} " + "  ".join(
+            print(f"{ceps:2d} cepstra + prosody, {what:38s} " + "  ".join(
                 f"{np.mean(list(res[v].values())):9.3f} ("
                 + " ".join(f"{res[v][n]:.3f}" for n in names) + ")" for v in res), flush=True)
     return 0

@@ -126,3 +126,33 @@ def test_a_room_that_mostly_hears_neutral_speech_moves_the_scale_a_balanced_room
     assert max(got["as recorded -> S"].values()) < 0.85
     # The balanced room is what the plain room view scores: there, both are right.
     assert min(screen.loco(x, corpus_, corpus_, label_)["room"].values()) > 0.95
+
+
+def test_temporal_statistics_count_the_rate_and_lengths_of_a_known_rhythm():
+    """A clip of 2 s of speech between silences: 8 voiced runs of 200 ms, each followed by
+    50 ms unvoiced, and a loudness contour with 5 peaks per second.  The silences around it do
+    not count; a clip of one frame, too short for a rate, gives zeros."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from convert.speech.recipe import SpeechRecipe
+    from edge.features import PROSODY_COLUMNS
+
+    screen = load_script("speech_statistics_screen")
+    cfg = SpeechRecipe.load(Path(__file__).parent.parent / "recipes" / "speech.toml").mfcc
+    assert cfg.hop_length_s == pytest.approx(0.01)
+    silence, speech = 30, 200
+    frames = np.zeros((silence + speech + silence, cfg.n_columns))
+    frames[:, 0] = -20.0  # c0, the log energy: silence
+    frames[silence:silence + speech, 0] = 20.0
+    voiced = np.tile(np.r_[np.ones(20), np.zeros(5)], 8)
+    frames[silence:silence + speech, cfg.n_ceps + PROSODY_COLUMNS.index("voiced")] = voiced
+    t = np.arange(speech) * cfg.hop_length_s
+    frames[silence:silence + speech, cfg.n_ceps + PROSODY_COLUMNS.index("loudness_db")] = (
+        -30 + 6 * np.sin(2 * np.pi * 5 * t + 0.3))
+    bank = SimpleNamespace(recipe=SimpleNamespace(mfcc=cfg),
+                           variants=[(frames,), (frames[silence:silence + 1],)])
+    got = screen.temporal_statistics(bank)
+    assert got.shape == (2, len(screen.TEMPORAL))
+    np.testing.assert_allclose(got[0], [5.0, 4.0, 0.2, 0.0, 0.05, 0.0], atol=1e-9)
+    np.testing.assert_array_equal(got[1], 0.0)
