@@ -138,7 +138,7 @@ def temporal_statistics(bank: FeatureBank) -> np.ndarray:
             continue
         span = frames[speech[0]:speech[-1] + 1]
         seconds = len(span) * hop
-        # eGeMAPS counts peaks of a smoothed loudness contour: 3 frames here, so that one
+        # eGeMAPS smooths its contours over 3 frames before it counts peaks, so that one
         # frame's flicker is not a syllable.
         level = np.convolve(span[:, loud], np.ones(3) / 3, mode="same")
         peaks = np.sum((level[1:-1] > level[:-2]) & (level[1:-1] >= level[2:]))
@@ -148,6 +148,14 @@ def temporal_statistics(bank: FeatureBank) -> np.ndarray:
                   on.mean() if on.size else 0.0, on.std() if on.size else 0.0,
                   off.mean() if off.size else 0.0, off.std() if off.size else 0.0)
     return out
+
+
+def print_temporal_means(temporal: np.ndarray, label: np.ndarray) -> None:
+    """The mean of each temporal parameter over the clips of each label, all corpora together:
+    whether they differ by emotion at all, before the screen asks whether that transfers."""
+    print(f"{'temporal parameters, mean':26s}" + "".join(f"{t:>23s}" for t in TEMPORAL))
+    for name in np.unique(label):
+        print(f"{name:26s}" + "".join(f"{v:23.3f}" for v in temporal[label == name].mean(0)))
 
 
 def neutral_weights(label: np.ndarray, groups: np.ndarray, share: float) -> np.ndarray:
@@ -358,8 +366,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'statistics':60s} " + "  ".join(f"{v + ' mean':>9s} ({' '.join(n[:5] for n in names)})"
                                             for v in (*VIEWS, *voices, *neutral)))
     sets = [("", stats)] + ([("voiced ", voiced_statistics(bank, stats))] if args.voiced else [])
-    temporal = [("", None)] + ([(" + temporal", temporal_statistics(bank))]
-                               if args.temporal else [])
+    temporal: list[tuple[str, np.ndarray | None]] = [("", None)]
+    if args.temporal:
+        temporal.append((" + temporal", temporal_statistics(bank)))
+        print_temporal_means(temporal[1][1], label)
     for (how, st), ceps in ((s, c) for c in args.ceps for s in sets):
         keep = [*range(min(ceps, n_ceps)), *range(n_ceps, columns)]
         for (rows, what), (plus, extra) in itertools.product(
