@@ -18,7 +18,10 @@ accuracy on the crops is ahead, the mean of the 12 differences is above zero, an
 is below -2 of its standard deviations or below -3 points.  Run from the repository root:
 
     .venv/bin/python scripts/face_rule.py --fer ../shared/data/fer2013/fer2013_48.npz \\
-        --seed 0 1 2 3 runs/NAME/face_expression_int8.tflite
+        runs/NAME/face_expression_int8.tflite --seed 0 1 2 3
+
+(The candidate comes before ``--seed``, or after ``--``: ``--seed`` takes every number that
+follows it.)
 
 Takes about 8 minutes on 2 cores with one seed, about 10 with four pooled (``--seed 0 1 2
 3``, the rule for candidates from the fourth camera-effects draw on); the frames are read by
@@ -150,7 +153,8 @@ def pooled_frame_decisions(model: Path, faces: np.ndarray, labels: np.ndarray,
             for condition in drawn[0]}
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line :func:`main` reads."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--fer", type=Path, required=True, help="fer2013_48.npz")
     ap.add_argument("--ferplus", type=Path, default=None,
@@ -164,7 +168,11 @@ def main() -> None:
                     "before the fourth camera-effects draw)")
     ap.add_argument("--json", type=Path, default=None, help="also write the differences here")
     ap.add_argument("candidate", type=Path, help="int8 .tflite with its manifest")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
 
     from convert.face.calibrate import CLEAR_SHARE
     from edge.models.face import FACE_MODEL_FILE

@@ -89,3 +89,19 @@ def test_frames_of_several_seeds_are_each_seeds_frames_in_turn(public_test):
         np.testing.assert_array_equal(truth, np.concatenate([o[condition][0] for o in one]))
         np.testing.assert_array_equal(said, np.concatenate([o[condition][1] for o in one]))
     assert not np.array_equal(one[0]["640x480"][0], one[1]["640x480"][0])  # other frames
+
+
+def test_the_usage_line_in_its_docstring_parses_to_the_candidate_and_the_pooled_seeds():
+    """``--seed`` takes several numbers, so a candidate written after them would be read as a
+    seed: the documented command must put it where the parser finds it."""
+    import shlex
+
+    usage = rule.__doc__.split("repository root:")[1].split("\n\n")[1]
+    words = shlex.split(usage.replace("\\\n", " "))
+    assert words[1] == "scripts/face_rule.py"
+    args = rule.parser().parse_args(words[2:])
+    assert args.candidate.name == "face_expression_int8.tflite"
+    assert args.seed == [0, 1, 2, 3]
+    # The other order documented: after "--".
+    args = rule.parser().parse_args(["--fer", "f.npz", "--seed", "0", "1", "--", "c.tflite"])
+    assert args.seed == [0, 1] and args.candidate.name == "c.tflite"
