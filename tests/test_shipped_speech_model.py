@@ -163,3 +163,30 @@ def test_the_shipped_manifests_record_the_data_they_were_trained_on(name, shared
     assert len(data.utts) == training["clips"] and data.speakers == training["speakers"]
     assert data.recorded() == {"clips_per_corpus": training["clips_per_corpus"],
                                "data_fingerprint": training["data_fingerprint"]}
+
+
+def test_the_model_cards_speech_tables_are_what_speech_card_prints(model_path):
+    """The card's LOCO, telephone and cross-validation tables are scripts/speech_card.py's output
+    from the shipped manifest, row for row (the card spells the corpora's names its own way)."""
+    from tests.script_loader import load_script
+
+    card_script = load_script("speech_card")
+    metrics = json.loads(model_path.with_suffix(".json").read_text())["metrics"]
+    loco = metrics["leave_one_corpus_out"]
+    printed = "\n".join((card_script.loco_table(loco), card_script.channel_table(loco),
+                         card_script.cv_table(metrics["cross_validation"])))
+    card = (REPO / "models" / "README.md").read_text()
+    section = card.split("## Speech emotion model")[1].split("### Targets (issue 16)")[0]
+
+    def rows(text: str) -> set[tuple[str, ...]]:
+        out = set()
+        for line in text.splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if line.startswith("|") and any(ch.isdigit() for ch in "".join(cells[1:])):
+                out.add((cells[0].lower(), *cells[1:]))
+        return out
+
+    want = rows(printed)
+    assert len(want) >= 18  # 6 rows of each table
+    missing = want - rows(section)
+    assert not missing, f"rows the card does not show as speech_card.py prints them: {missing}"
