@@ -252,6 +252,8 @@ def test_a_corpus_without_a_class_does_not_teach_that_it_never_occurs():
     corpus = np.array(["a", "a", "a", "b", "b", "b"])
     mask = label_masks(y, corpus, 3)
     assert mask.tolist() == [[1, 1, 1]] * 3 + [[1, 1, 0]] * 3
+    # train.mask_missing_labels = false: every clip is scored over every label.
+    assert label_masks(y, corpus, 3, masked=False).tolist() == [[1, 1, 1]] * 6
     w = sample_weights(y, corpus, 3)
     # class 0 has 1 clip in a and 2 in b: each corpus gives the class half its weight
     assert w[0] == pytest.approx(2 * w[3]) and w[3] == pytest.approx(w[5])

@@ -157,6 +157,11 @@ class TrainSection(Section):
     crops_per_clip: int = setting(2, "Random training windows per clip per epoch.", min=1,
                                   max=100)
     balance_classes: bool = setting(True, "Weight the loss so every class counts equally.")
+    mask_missing_labels: bool = setting(
+        True, "Score each clip over its own corpus's labels only (the masked loss), so that a "
+        "corpus without disgust never teaches that disgust does not occur.  False: over every "
+        "label, so that a clip acted as angry also teaches that it is not disgust, whichever "
+        "corpus it comes from.")
     balance_power: float = setting(
         1.0, "How fully the weights balance (0..1): each clip's balancing weight to this power. "
         "1: every class, and every corpus within it, counts equally; below 1 a class or corpus "

@@ -106,9 +106,14 @@ def sample_weights(y: np.ndarray, corpus: np.ndarray, n_labels: int,
     return w * len(w) / w.sum() if w.sum() else np.ones(len(y))
 
 
-def label_masks(y: np.ndarray, corpus: np.ndarray, n_labels: int) -> np.ndarray:
+def label_masks(y: np.ndarray, corpus: np.ndarray, n_labels: int,
+                masked: bool = True) -> np.ndarray:
     """``(clips, labels)``: 1 where the clip's corpus has the label.  The loss is computed over
-    these labels only, so a corpus without "disgust" never teaches that disgust does not occur."""
+    these labels only, so a corpus without "disgust" never teaches that disgust does not occur.
+    ``masked=False``: 1 everywhere (``train.mask_missing_labels``), every clip scored over every
+    label."""
+    if not masked:
+        return np.ones((len(y), n_labels), np.float32)
     mask = np.zeros((len(y), n_labels), np.float32)
     for c in np.unique(corpus):
         mask[np.ix_(corpus == c, np.unique(y[corpus == c]))] = 1.0
@@ -239,7 +244,7 @@ def train_model(
     arousal = arousal_of(labels)
     weights = (sample_weights(y, corpus, len(labels), t.balance_power) if t.balance_classes
                else np.ones(len(y)))
-    masks = label_masks(y, corpus, len(labels))
+    masks = label_masks(y, corpus, len(labels), t.mask_missing_labels)
     averages = [WeightAverage(m, None) for m in trained] if t.average_from else []
     for epoch in range(t.epochs):
         x_ep, y_ep, clip_ep = _training_windows(bank, y, rng, gate)
