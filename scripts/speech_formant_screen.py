@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speech_statistics_screen import (  # noqa: E402
     clip_arrays,
     loco,
+    prosody_column,
     screen_bank,
     screen_parser,
     statistics,
@@ -134,7 +135,7 @@ def formant_statistics(bank: FeatureBank, cache: Path | None) -> np.ndarray:
             if z["stats"].shape[0] == len(bank.utts):
                 return z["stats"]
     cfg = bank.recipe.mfcc
-    voiced_col = cfg.n_ceps + 11  # PROSODY_COLUMNS[-1], "voiced"
+    voiced_col = prosody_column(cfg, "voiced")
     out = np.zeros((len(bank.utts), 3, 2 * FORMANTS))
     t0 = time.perf_counter()
     for i, u in enumerate(bank.utts):

@@ -64,7 +64,7 @@ from convert.speech.features import FeatureBank  # noqa: E402
 from convert.speech.recipe import SpeechRecipe  # noqa: E402
 from convert.speech.train import sample_weights  # noqa: E402
 from edge.errors import ConfigError  # noqa: E402
-from edge.features import PROSODY_COLUMNS, frame_dbfs, pool_window  # noqa: E402
+from edge.features import PROSODY_COLUMNS, MfccConfig, frame_dbfs, pool_window  # noqa: E402
 from edge.features.adapt import speech_mask  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -80,14 +80,19 @@ def statistics(bank: FeatureBank) -> np.ndarray:
                      for v in bank.variants])
 
 
+def prosody_column(cfg: MfccConfig, name: str) -> int:
+    """Index of the prosody column ``name`` (:data:`PROSODY_COLUMNS`) in a feature frame."""
+    return cfg.n_ceps + PROSODY_COLUMNS.index(name)
+
+
 def voiced_statistics(bank: FeatureBank, stats: np.ndarray) -> np.ndarray:
     """``stats`` with the columns that are 0 outside voiced frames (F0, jitter, shimmer) taken
     over the voiced speech frames only, as eGeMAPS takes them (over all speech frames their
     mean is mostly how much of the clip is voiced, and their spread the jump to 0); a clip
     without two adjacent voiced speech frames gets its corpus's mean."""
     cfg = bank.recipe.mfcc
-    cols = [cfg.n_ceps + PROSODY_COLUMNS.index(c) for c in ("f0_st", "jitter", "shimmer_db")]
-    voiced_col = cfg.n_ceps + PROSODY_COLUMNS.index("voiced")
+    cols = [prosody_column(cfg, c) for c in ("f0_st", "jitter", "shimmer_db")]
+    voiced_col = prosody_column(cfg, "voiced")
     out = stats.copy()
     missing = np.zeros(len(stats), dtype=bool)
     for i, v in enumerate(bank.variants):
@@ -127,8 +132,7 @@ def temporal_statistics(bank: FeatureBank) -> np.ndarray:
     the mean and spread of the voiced segments' and of the unvoiced segments' lengths in
     seconds.  Unvoiced segments are the gaps between voiced ones, pauses included."""
     cfg = bank.recipe.mfcc
-    loud = cfg.n_ceps + PROSODY_COLUMNS.index("loudness_db")
-    voiced_col = cfg.n_ceps + PROSODY_COLUMNS.index("voiced")
+    loud, voiced_col = prosody_column(cfg, "loudness_db"), prosody_column(cfg, "voiced")
     hop = cfg.hop_length_s
     out = np.zeros((len(bank.variants), len(TEMPORAL)))
     for i, v in enumerate(bank.variants):
@@ -363,13 +367,15 @@ def main(argv: list[str] | None = None) -> int:
               for k in args.voices}
     neutral = [v.replace("S", f"{share:g}") for share in args.neutral_share
                for v in ("as recorded -> S", "S -> S", "fresh S")]
+    temporal: list[tuple[str, np.ndarray | None]] = [("", None)]
+    if args.temporal:
+        rhythm = temporal_statistics(bank)
+        print_temporal_means(rhythm, label)  # its own table, before the screen's
+        print()
+        temporal.append((" + temporal", rhythm))
     print(f"{'statistics':60s} " + "  ".join(f"{v + ' mean':>9s} ({' '.join(n[:5] for n in names)})"
                                             for v in (*VIEWS, *voices, *neutral)))
     sets = [("", stats)] + ([("voiced ", voiced_statistics(bank, stats))] if args.voiced else [])
-    temporal: list[tuple[str, np.ndarray | None]] = [("", None)]
-    if args.temporal:
-        temporal.append((" + temporal", temporal_statistics(bank)))
-        print_temporal_means(temporal[1][1], label)
     for (how, st), ceps in ((s, c) for c in args.ceps for s in sets):
         keep = [*range(min(ceps, n_ceps)), *range(n_ceps, columns)]
         for (rows, what), (plus, extra) in itertools.product(

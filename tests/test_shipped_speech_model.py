@@ -171,7 +171,7 @@ def test_the_model_cards_speech_tables_are_what_speech_card_prints(model_path):
     from tests.script_loader import load_script
 
     card_script = load_script("speech_card")
-    metrics = json.loads(model_path.with_suffix(".json").read_text())["metrics"]
+    metrics = load_manifest(model_path).metrics
     loco = metrics["leave_one_corpus_out"]
     printed = "\n".join((card_script.loco_table(loco), card_script.channel_table(loco),
                          card_script.cv_table(metrics["cross_validation"])))
