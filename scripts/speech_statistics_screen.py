@@ -39,6 +39,12 @@ speech frames only (:func:`voiced_statistics`), as eGeMAPS takes them.
 (:func:`temporal_statistics`: how fast and how evenly the clip is spoken), which no column's
 mean, spread or change gives directly.
 
+``--label-rules`` and ``--leave-out`` screen the training data instead, in a table of their
+own (room, speaker and fresh views): each rule for the clips outside the fusion label set
+(:data:`LABEL_RULES`: RAVDESS calm, EmoDB boredom), and training without each corpus in turn.
+Every line scores the same clips by the shipped rule (calm as neutral, boredom not scored), and
+every room's statistics take in all its clips, boredom included.
+
 UAR over the labels the unseen corpus has; the regression predicts every label.  A screen,
 not the recipe: utterances, not 3 s windows, and a linear model, not the ensemble.
 
@@ -59,7 +65,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from convert.speech.corpora import Utterance, index_corpora, to_fusion_labels  # noqa: E402
+from convert.speech.corpora import (  # noqa: E402
+    Utterance,
+    fusion_label,
+    index_corpora,
+    to_fusion_labels,
+)
 from convert.speech.features import FeatureBank  # noqa: E402
 from convert.speech.recipe import SpeechRecipe  # noqa: E402
 from convert.speech.train import sample_weights  # noqa: E402
@@ -71,6 +82,14 @@ logger = logging.getLogger(__name__)
 
 VIEWS = ("room", "speaker", "fresh")
 SCALINGS = ("z", "rank", "whiten")
+#: What each rule trains a clip outside the fusion label set as ("": left out of training).  The
+#: first is the shipped rule (convert.speech.corpora.FUSION_RULE).
+LABEL_RULES: dict[str, dict[str, str]] = {
+    "shipped (calm neutral)": {"calm": "neutral", "boredom": ""},
+    "calm left out": {"calm": "", "boredom": ""},
+    "boredom as neutral": {"calm": "neutral", "boredom": "neutral"},
+    "boredom as sad": {"calm": "neutral", "boredom": "sad"},
+}
 
 
 def statistics(bank: FeatureBank) -> np.ndarray:
@@ -220,19 +239,29 @@ def voice_clusters(stats: np.ndarray, corpus: np.ndarray, speaker: np.ndarray, k
 
 def loco(x: np.ndarray, corpus: np.ndarray, speaker: np.ndarray, label: np.ndarray,
          test_groups: dict[str, np.ndarray] | None = None,
-         scaling: str = "z", groups_trained: str = "room") -> dict[str, dict[str, float]]:
+         scaling: str = "z", groups_trained: str = "room", train_label: np.ndarray | None = None,
+         without: str | None = None) -> dict[str, dict[str, float]]:
     """UAR of each unseen corpus in each view; ``test_groups`` adds views whose unseen clips
     are standardised per the given group of each clip (training as in the view
-    ``groups_trained``: per corpus, or per speaker)."""
+    ``groups_trained``: per corpus, or per speaker).
+
+    ``train_label``: what each clip is trained as (default ``label``; "" leaves it out of
+    training), ``without``: a corpus neither trained on nor scored.  A clip whose ``label`` is
+    "" is not scored.  Every clip of a group is in the group's statistics, trained on or scored
+    or not, as a room hears all its speech."""
     from sklearn.linear_model import LogisticRegression
 
     from convert.metrics import classification_metrics
 
     extra = test_groups or {}
+    train_label = label if train_label is None else train_label
     out: dict[str, dict[str, float]] = {v: {} for v in (*VIEWS, *extra)}
     for held in dict.fromkeys(corpus):
-        tr, te = corpus != held, corpus == held
-        mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-6
+        if held == without:
+            continue
+        rest, te = (corpus != held) & (corpus != without), corpus == held
+        fit, score = train_label[rest] != "", label[te] != ""
+        mu, sd = x[rest].mean(0), x[rest].std(0) + 1e-6
         # One regression per way of standardising the training corpora: the extra views share
         # the room view's.
         fitted: dict[str, Any] = {}
@@ -244,18 +273,19 @@ def loco(x: np.ndarray, corpus: np.ndarray, speaker: np.ndarray, label: np.ndarr
                 g = speaker if view == "speaker" else corpus
                 xte = standardized(x[te], extra[view][te] if view in extra else g[te], scaling)
             if unit not in fitted:
-                xtr = (np.clip((x[tr] - mu) / sd, -8, 8) if unit == "fresh"
-                       else standardized(x[tr], (speaker if unit == "speaker" else corpus)[tr],
+                xtr = (np.clip((x[rest] - mu) / sd, -8, 8) if unit == "fresh"
+                       else standardized(x[rest], (speaker if unit == "speaker" else corpus)[rest],
                                          scaling))
                 # Every class counts equally, and every corpus within a class, as in training.
-                names, y = np.unique(label[tr], return_inverse=True)
+                ytr = train_label[rest][fit]
+                names, y = np.unique(ytr, return_inverse=True)
                 fitted[unit] = LogisticRegression(C=0.1, max_iter=2000).fit(
-                    xtr, label[tr], sample_weight=sample_weights(y, corpus[tr], len(names)))
+                    xtr[fit], ytr, sample_weight=sample_weights(y, corpus[rest][fit], len(names)))
             clf = fitted[unit]
             labels = list(clf.classes_)  # labels the unseen corpus lacks leave the mean
             out[view][str(held)] = classification_metrics(
-                [labels.index(y) for y in label[te]], [labels.index(p) for p in clf.predict(xte)],
-                labels)["uar"]
+                [labels.index(y) for y in label[te][score]],
+                [labels.index(p) for p in clf.predict(xte[score])], labels)["uar"]
     return out
 
 
@@ -301,8 +331,10 @@ def screen_parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def screen_clips(args: argparse.Namespace) -> tuple[SpeechRecipe, list[Utterance]] | None:
-    """The recipe and its corpora's clips, after checking scikit-learn is there; ``None`` once
+def screen_clips(args: argparse.Namespace, own_labels: bool = False,
+                 ) -> tuple[SpeechRecipe, list[Utterance]] | None:
+    """The recipe and its corpora's clips (on the fusion label set, or with ``own_labels``
+    every clip with its corpus's label), after checking scikit-learn is there; ``None`` once
     one error line is printed."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -313,16 +345,17 @@ def screen_clips(args: argparse.Namespace) -> tuple[SpeechRecipe, list[Utterance
         return None
     try:
         recipe = SpeechRecipe.load(args.recipe)
-        return recipe, to_fusion_labels(index_corpora(recipe.data.corpora, args.data))
+        utts = index_corpora(recipe.data.corpora, args.data)
+        return recipe, utts if own_labels else to_fusion_labels(utts)
     except (ConfigError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
 
 
-def screen_bank(args: argparse.Namespace) -> FeatureBank | None:
+def screen_bank(args: argparse.Namespace, own_labels: bool = False) -> FeatureBank | None:
     """The corpora's clips as recorded (no copies), their frames from the feature cache;
     ``None`` once one error line is printed."""
-    clips = screen_clips(args)
+    clips = screen_clips(args, own_labels)
     if clips is None:
         return None
     recipe, utts = clips
@@ -336,6 +369,54 @@ def clip_arrays(utts: list[Utterance]) -> tuple[np.ndarray, np.ndarray, np.ndarr
     speaker = np.array([f"{u.corpus}/{u.speaker}" for u in utts])
     label = np.array([u.label for u in utts])
     return corpus, speaker, label, list(dict.fromkeys(corpus))
+
+
+def train_labels(own: np.ndarray, rule: dict[str, str]) -> np.ndarray:
+    """What each clip is trained as under ``rule`` (one of :data:`LABEL_RULES`): its fusion
+    label, or the rule's for a label outside the set ("": not trained on)."""
+    return np.array([rule[v] if v in rule else fusion_label(v) or "" for v in own])
+
+
+def print_views(title: str, res: dict[str, dict[str, float]], names: list[str],
+                base: dict[str, dict[str, float]] | None = None) -> None:
+    """One line of the screen: each view's mean and its corpora ("-" for one not scored); with
+    ``base``, each view's mean change against it over the corpora this line scored."""
+    line = f"{title:60s} " + "  ".join(
+        f"{np.mean(list(res[v].values())):9.3f} ("
+        + " ".join(f"{res[v][n]:.3f}" if n in res[v] else "  -  " for n in names) + ")"
+        for v in res)
+    if base is not None:
+        line += "  change " + " ".join(
+            f"{np.mean([res[v][n] - base[v][n] for n in res[v]]):+.3f}" for v in res)
+    print(line, flush=True)
+
+
+def training_data(args: argparse.Namespace) -> int:
+    """``--label-rules``, ``--leave-out``: the training data screened (module docstring)."""
+    bank = screen_bank(args, own_labels=True)
+    if bank is None:
+        return 2
+    recipe, utts = bank.recipe, bank.utts
+    stats = statistics(bank)
+    corpus, speaker, own, names = clip_arrays(utts)
+    shipped = train_labels(own, next(iter(LABEL_RULES.values())))  # scored by it, always
+    n_ceps, columns = recipe.mfcc.n_ceps, recipe.mfcc.n_columns
+    lines = [(rule, train_labels(own, r), None)
+             for rule, r in list(LABEL_RULES.items())[: None if args.label_rules else 1]]
+    if args.leave_out:
+        lines += [(f"trained without {n}", shipped, n) for n in names]
+    print(f"{'training data':60s} " + "  ".join(
+        f"{v + ' mean':>9s} ({' '.join(n[:5] for n in names)})" for v in VIEWS))
+    for ceps in args.ceps:
+        keep = [*range(min(ceps, n_ceps)), *range(n_ceps, columns)]
+        for rows, what in (((0, 1), "mean, spread"), ((0, 1, 2), "mean, spread, change")):
+            x = stats[:, rows][:, :, keep].reshape(len(utts), -1)
+            base: dict[str, dict[str, float]] | None = None
+            for title, train, without in lines:
+                res = loco(x, corpus, speaker, shipped, train_label=train, without=without)
+                print_views(f"{ceps:2d} cepstra, {what}: {title}", res, names, base)
+                base = base or res  # the first line: the shipped rule, every corpus
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -353,7 +434,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="also screen F0, jitter and shimmer taken over voiced frames only")
     p.add_argument("--temporal", action="store_true",
                    help="also screen each line with eGeMAPS's six temporal parameters added")
+    p.add_argument("--label-rules", action="store_true",
+                   help="screen the rules for RAVDESS calm and EmoDB boredom instead")
+    p.add_argument("--leave-out", action="store_true",
+                   help="screen training without each corpus in turn instead")
     args = p.parse_args(argv)
+    if args.label_rules or args.leave_out:
+        return training_data(args)
     if any(not 0 < s < 1 for s in args.neutral_share):
         p.error(f"--neutral-share takes shares between 0 and 1, got {args.neutral_share}")
     bank = screen_bank(args)
@@ -389,9 +476,7 @@ def main(argv: list[str] | None = None) -> int:
             for share in args.neutral_share:
                 res.update({v.replace("S", f"{share:g}"): r for v, r in
                             neutral_room(x, corpus, label, share).items()})
-            print(f"{ceps:2d} cepstra + prosody, {what:38s} " + "  ".join(
-                f"{np.mean(list(res[v].values())):9.3f} ("
-                + " ".join(f"{res[v][n]:.3f}" for n in names) + ")" for v in res), flush=True)
+            print_views(f"{ceps:2d} cepstra + prosody, {what}", res, names)
     return 0
 
 

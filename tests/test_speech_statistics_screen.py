@@ -156,3 +156,40 @@ def test_temporal_statistics_count_the_rate_and_lengths_of_a_known_rhythm():
     assert got.shape == (2, len(screen.TEMPORAL))
     np.testing.assert_allclose(got[0], [5.0, 4.0, 0.2, 0.0, 0.05, 0.0], atol=1e-9)
     np.testing.assert_array_equal(got[1], 0.0)
+
+
+def test_clips_left_out_of_training_are_still_heard_and_a_corpus_left_out_is_not_scored():
+    """Corpus c also heard loud clips that are neither trained on nor scored (label ""): its
+    room's statistics take them in, so its own clips all look quiet and are called sad.  Corpus
+    a trained with its labels swapped (as a wrong label rule would) confuses b; with a left out,
+    b is clean again and a has no score.  The rules map only labels outside the fusion set."""
+    pytest.importorskip("sklearn")
+    screen = load_script("speech_statistics_screen")
+    rng = np.random.default_rng(4)
+    rows, corpus, label = [], [], []
+    for name, level in (("a", 0.0), ("b", 3.0), ("c", -3.0), ("d", 1.0)):
+        for i in range(80 if name == "c" else 40):
+            y = ("happy", "sad")[i % 2] if i < 40 else ""
+            rows.append([level + {"happy": 2.0, "sad": -2.0, "": 10.0}[y]
+                         + rng.normal(0, 0.3), rng.normal()])
+            corpus.append(name)
+            label.append(y)
+    x, corpus_, label_ = np.array(rows), np.array(corpus), np.array(label)
+    heard = screen.loco(x, corpus_, corpus_, label_)
+    assert min(heard["room"][c] for c in "abd") > 0.95
+    assert heard["room"]["c"] == pytest.approx(0.5)
+    swap = {"happy": "sad", "sad": "happy", "": ""}
+    swapped = np.array([swap[y] if c == "a" else y for c, y in zip(corpus, label)])
+    confused = screen.loco(x, corpus_, corpus_, label_, train_label=swapped)
+    assert confused["room"]["b"] < 0.8 and confused["room"]["d"] < heard["room"]["d"]
+    without = screen.loco(x, corpus_, corpus_, label_, train_label=swapped, without="a")
+    assert set(without["room"]) == {"b", "c", "d"}
+    assert min(without["room"][c] for c in "bd") > 0.95
+
+    own = np.array(["calm", "boredom", "anger", "neutral", "surprised"])
+    rules = list(screen.LABEL_RULES.values())
+    assert list(screen.train_labels(own, rules[0])) == ["neutral", "", "angry", "neutral",
+                                                        "surprised"]
+    assert list(screen.train_labels(own, rules[1])[:2]) == ["", ""]
+    assert [list(screen.train_labels(own, r)[:2]) for r in rules[2:]] == [
+        ["neutral", "neutral"], ["neutral", "sad"]]
