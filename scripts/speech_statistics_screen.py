@@ -240,15 +240,16 @@ def voice_clusters(stats: np.ndarray, corpus: np.ndarray, speaker: np.ndarray, k
 def loco(x: np.ndarray, corpus: np.ndarray, speaker: np.ndarray, label: np.ndarray,
          test_groups: dict[str, np.ndarray] | None = None,
          scaling: str = "z", groups_trained: str = "room", train_label: np.ndarray | None = None,
-         without: str | None = None) -> dict[str, dict[str, float]]:
+         without: str | None = None, coverage: float = 0.0) -> dict[str, dict[str, float]]:
     """UAR of each unseen corpus in each view; ``test_groups`` adds views whose unseen clips
     are standardised per the given group of each clip (training as in the view
     ``groups_trained``: per corpus, or per speaker).
 
     ``train_label``: what each clip is trained as (default ``label``; "" leaves it out of
-    training), ``without``: a corpus neither trained on nor scored.  A clip whose ``label`` is
-    "" is not scored.  Every clip of a group is in the group's statistics, trained on or scored
-    or not, as a room hears all its speech."""
+    training), ``without``: a corpus neither trained on nor scored, ``coverage``: the class
+    weights' ``train.coverage_power``.  A clip whose ``label`` is "" is not scored.  Every clip
+    of a group is in the group's statistics, trained on or scored or not, as a room hears all
+    its speech."""
     from sklearn.linear_model import LogisticRegression
 
     from convert.metrics import classification_metrics
@@ -280,7 +281,8 @@ def loco(x: np.ndarray, corpus: np.ndarray, speaker: np.ndarray, label: np.ndarr
                 ytr = train_label[rest][fit]
                 names, y = np.unique(ytr, return_inverse=True)
                 fitted[unit] = LogisticRegression(C=0.1, max_iter=2000).fit(
-                    xtr[fit], ytr, sample_weight=sample_weights(y, corpus[rest][fit], len(names)))
+                    xtr[fit], ytr,
+                    sample_weight=sample_weights(y, corpus[rest][fit], len(names), 1.0, coverage))
             clf = fitted[unit]
             labels = list(clf.classes_)  # labels the unseen corpus lacks leave the mean
             out[view][str(held)] = classification_metrics(
@@ -434,6 +436,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="also screen F0, jitter and shimmer taken over voiced frames only")
     p.add_argument("--temporal", action="store_true",
                    help="also screen each line with eGeMAPS's six temporal parameters added")
+    p.add_argument("--coverage-power", type=float, default=0.0, metavar="P",
+                   help="weigh each class by the share of training corpora that act it, to the "
+                   "power P (train.coverage_power; the screen's weights are undamped)")
     p.add_argument("--label-rules", action="store_true",
                    help="screen the rules for RAVDESS calm and EmoDB boredom instead")
     p.add_argument("--leave-out", action="store_true",
@@ -472,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
             if extra is not None:
                 x = np.c_[x, extra]
             what += plus
-            res = loco(x, corpus, speaker, label, voices, args.scaling)
+            res = loco(x, corpus, speaker, label, voices, args.scaling,
+                       coverage=args.coverage_power)
             for share in args.neutral_share:
                 res.update({v.replace("S", f"{share:g}"): r for v, r in
                             neutral_room(x, corpus, label, share).items()})

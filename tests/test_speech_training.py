@@ -278,6 +278,14 @@ def test_every_class_and_every_corpus_within_it_weighs_the_same():
     assert 3 / 8 < half[label == "y"].sum() / half.sum() < 1 / 2
     flat = sample_weights(np.unique(label, return_inverse=True)[1], corpus, 2, power=0.0)
     np.testing.assert_allclose(flat, 1.0)
+    # train.coverage_power: y is in both corpora, z only in b, so z's clips count half as much
+    # at power 1 as without it, against y's.
+    three = np.array(["x", "x", "x", "x", "y", "y", "z", "y"])
+    yk = np.unique(three, return_inverse=True)[1]
+    plain, covered = sample_weights(yk, corpus, 3), sample_weights(yk, corpus, 3, coverage=1.0)
+    ratio = (covered[three == "z"].sum() / covered[three == "y"].sum()) / (
+        plain[three == "z"].sum() / plain[three == "y"].sum())
+    assert ratio == pytest.approx(0.5) and covered.mean() == pytest.approx(1.0)
 
 
 def test_a_model_trained_per_speaker_is_scored_as_a_device_that_hears_the_whole_room(

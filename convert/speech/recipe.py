@@ -166,6 +166,11 @@ class TrainSection(Section):
         1.0, "How fully the weights balance (0..1): each clip's balancing weight to this power. "
         "1: every class, and every corpus within it, counts equally; below 1 a class or corpus "
         "with few clips counts less than its share (the weights are damped).", min=0.0, max=1.0)
+    coverage_power: float = setting(
+        0.0, "Each class's balancing weight times the share of the training corpora that have "
+        "the class, to this power (0 = off; 1: disgust, acted in two corpora of four, counts "
+        "half as much as a class all four have).  A class few corpora teach may otherwise "
+        "become where voices unlike all of them land.", min=0.0, max=4.0)
     mixup: float = setting(
         0.0, "Mixup (Zhang et al. 2018) within each corpus: every training window is blended "
         "with another window of its own corpus, inputs, targets and loss weights alike, in a "

@@ -92,17 +92,21 @@ def mixup_within(x: np.ndarray, target: np.ndarray, weight: np.ndarray, group: n
 
 
 def sample_weights(y: np.ndarray, corpus: np.ndarray, n_labels: int,
-                   power: float = 1.0) -> np.ndarray:
+                   power: float = 1.0, coverage: float = 0.0) -> np.ndarray:
     """Per-clip loss weights: every class counts equally, and within a class every corpus that
     has it counts equally (so one big corpus does not define what "sad" sounds like).  Mean 1.
     With ``power`` < 1 each clip's weight is that weight to the power: a class or corpus with
-    few clips then counts less than an equal share (0: every clip the same)."""
+    few clips then counts less than an equal share (0: every clip the same).  With
+    ``coverage`` > 0 each class's clips are also weighted by the share of the corpora that have
+    the class, to that power (``train.coverage_power``)."""
     w = np.zeros(len(y))
+    n_corpora = len(np.unique(corpus))
     for k in range(n_labels):
         have = np.unique(corpus[y == k])
         for c in have:
             sel = (y == k) & (corpus == c)
-            w[sel] = (1.0 / (len(have) * sel.sum())) ** power
+            w[sel] = ((1.0 / (len(have) * sel.sum())) ** power
+                      * (len(have) / n_corpora) ** coverage)
     return w * len(w) / w.sum() if w.sum() else np.ones(len(y))
 
 
@@ -242,8 +246,8 @@ def train_model(
                   loss=losses_of if len(losses_of) > 1 else losses_of[0],
                   loss_weights=loss_weights if len(losses_of) > 1 else None)
     arousal = arousal_of(labels)
-    weights = (sample_weights(y, corpus, len(labels), t.balance_power) if t.balance_classes
-               else np.ones(len(y)))
+    weights = (sample_weights(y, corpus, len(labels), t.balance_power, t.coverage_power)
+               if t.balance_classes else np.ones(len(y)))
     masks = label_masks(y, corpus, len(labels), t.mask_missing_labels)
     averages = [WeightAverage(m, None) for m in trained] if t.average_from else []
     for epoch in range(t.epochs):
