@@ -161,8 +161,9 @@ def test_temporal_statistics_count_the_rate_and_lengths_of_a_known_rhythm():
 def test_clips_left_out_of_training_are_still_heard_and_a_corpus_left_out_is_not_scored():
     """Corpus c also heard loud clips that are neither trained on nor scored (label ""): its
     room's statistics take them in, so its own clips all look quiet and are called sad.  Corpus
-    a trained with its labels swapped (as a wrong label rule would) confuses b; with a left out,
-    b is clean again and a has no score.  The rules map only labels outside the fusion set."""
+    a trained with its labels swapped (as a wrong label rule would) confuses b and d; with a
+    left out, they are clean again and a has no score.  The rules map only labels outside the
+    fusion set."""
     pytest.importorskip("sklearn")
     screen = load_script("speech_statistics_screen")
     rng = np.random.default_rng(4)
