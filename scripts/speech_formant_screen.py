@@ -32,12 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from speech_statistics_screen import (  # noqa: E402
+    ROW_SETS,
     clip_arrays,
     loco,
     prosody_column,
     screen_bank,
     screen_parser,
     statistics,
+    statistics_columns,
 )
 
 from convert.speech.features import FeatureBank  # noqa: E402
@@ -166,14 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     stats = statistics(bank)
     form = formant_statistics(bank, args.formant_cache)
     corpus, speaker, label, names = clip_arrays(utts)
-    n_ceps, columns = recipe.mfcc.n_ceps, recipe.mfcc.n_columns
     print(f"{'statistics':52s} " + "  ".join(
         f"{v + ' mean':>12s} ({' '.join(n[:5] for n in names)})" for v in ("room", "speaker",
                                                                          "fresh")))
     for ceps in args.ceps:
-        keep = [*range(min(ceps, n_ceps)), *range(n_ceps, columns)]
-        for rows, what in (((0, 1), "mean, spread"), ((0, 1, 2), "mean, spread, change")):
-            base = stats[:, rows][:, :, keep].reshape(len(utts), -1)
+        for rows, what in ROW_SETS:
+            base = statistics_columns(stats, recipe.mfcc, ceps, rows)
             for extra, label_ in (("", None), (" + formants", form[:, rows].reshape(len(utts), -1)),
                                   (" + F1-F3 only", form[:, rows][:, :, :FORMANTS]
                                    .reshape(len(utts), -1))):

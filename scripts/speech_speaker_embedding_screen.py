@@ -48,6 +48,7 @@ from speech_statistics_screen import (  # noqa: E402
     screen_clips,
     screen_parser,
     statistics,
+    statistics_columns,
 )
 
 from convert.speech.features import FeatureBank  # noqa: E402
@@ -249,9 +250,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{adjusted_rand_score(label[m], groups):.3f}")
 
     stats = statistics(FeatureBank(utts, recipe, augment=False, cache_dir=args.cache))
-    n_ceps, columns = recipe.mfcc.n_ceps, recipe.mfcc.n_columns
-    keep = [*range(min(20, n_ceps)), *range(n_ceps, columns)]
-    x = stats[:, :, keep].reshape(len(utts), -1)  # 20 cepstra + prosody: mean, spread, change
+    x = statistics_columns(stats, recipe.mfcc, 20)  # 20 cepstra + prosody: mean, spread, change
 
     print()
     print(f"LOCO UAR, unseen corpus standardised per ... (mean ({' '.join(n[:5] for n in names)}))")

@@ -99,6 +99,18 @@ def statistics(bank: FeatureBank) -> np.ndarray:
                      for v in bank.variants])
 
 
+#: The statistics rows each screen line takes: mean and spread, then the change row too.
+ROW_SETS = (((0, 1), "mean, spread"), ((0, 1, 2), "mean, spread, change"))
+
+
+def statistics_columns(stats: np.ndarray, cfg: MfccConfig, ceps: int,
+                       rows: tuple[int, ...] = (0, 1, 2)) -> np.ndarray:
+    """(clips, features): ``stats``'s ``rows`` of the first ``ceps`` cepstra and of every
+    prosody column, flattened per clip."""
+    keep = [*range(min(ceps, cfg.n_ceps)), *range(cfg.n_ceps, cfg.n_columns)]
+    return stats[:, rows][:, :, keep].reshape(len(stats), -1)
+
+
 def prosody_column(cfg: MfccConfig, name: str) -> int:
     """Index of the prosody column ``name`` (:data:`PROSODY_COLUMNS`) in a feature frame."""
     return cfg.n_ceps + PROSODY_COLUMNS.index(name)
@@ -402,7 +414,6 @@ def training_data(args: argparse.Namespace) -> int:
     stats = statistics(bank)
     corpus, speaker, own, names = clip_arrays(utts)
     shipped = train_labels(own, next(iter(LABEL_RULES.values())))  # scored by it, always
-    n_ceps, columns = recipe.mfcc.n_ceps, recipe.mfcc.n_columns
     lines = [(rule, train_labels(own, r), None)
              for rule, r in list(LABEL_RULES.items())[: None if args.label_rules else 1]]
     if args.leave_out:
@@ -410,9 +421,8 @@ def training_data(args: argparse.Namespace) -> int:
     print(f"{'training data':60s} " + "  ".join(
         f"{v + ' mean':>9s} ({' '.join(n[:5] for n in names)})" for v in VIEWS))
     for ceps in args.ceps:
-        keep = [*range(min(ceps, n_ceps)), *range(n_ceps, columns)]
-        for rows, what in (((0, 1), "mean, spread"), ((0, 1, 2), "mean, spread, change")):
-            x = stats[:, rows][:, :, keep].reshape(len(utts), -1)
+        for rows, what in ROW_SETS:
+            x = statistics_columns(stats, recipe.mfcc, ceps, rows)
             base: dict[str, dict[str, float]] | None = None
             for title, train, without in lines:
                 res = loco(x, corpus, speaker, shipped, train_label=train, without=without)
@@ -454,8 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     recipe, utts = bank.recipe, bank.utts
     stats = statistics(bank)
     corpus, speaker, label, names = clip_arrays(utts)
-    n_ceps, columns = recipe.mfcc.n_ceps, recipe.mfcc.n_columns
-    voices = {f"voices {k or 'N'}": voice_clusters(stats, corpus, speaker, k, n_ceps)
+    voices = {f"voices {k or 'N'}": voice_clusters(stats, corpus, speaker, k, recipe.mfcc.n_ceps)
               for k in args.voices}
     neutral = [v.replace("S", f"{share:g}") for share in args.neutral_share
                for v in ("as recorded -> S", "S -> S", "fresh S")]
@@ -469,14 +478,11 @@ def main(argv: list[str] | None = None) -> int:
                                             for v in (*VIEWS, *voices, *neutral)))
     sets = [("", stats)] + ([("voiced ", voiced_statistics(bank, stats))] if args.voiced else [])
     for (how, st), ceps in ((s, c) for c in args.ceps for s in sets):
-        keep = [*range(min(ceps, n_ceps)), *range(n_ceps, columns)]
-        for (rows, what), (plus, extra) in itertools.product(
-                (((0, 1), how + "mean, spread"), ((0, 1, 2), how + "mean, spread, change")),
-                temporal):
-            x = st[:, rows][:, :, keep].reshape(len(utts), -1)
+        for (rows, what), (plus, extra) in itertools.product(ROW_SETS, temporal):
+            x = statistics_columns(st, recipe.mfcc, ceps, rows)
             if extra is not None:
                 x = np.c_[x, extra]
-            what += plus
+            what = how + what + plus
             res = loco(x, corpus, speaker, label, voices, args.scaling,
                        coverage=args.coverage_power)
             for share in args.neutral_share:
