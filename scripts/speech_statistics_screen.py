@@ -39,6 +39,11 @@ speech frames only (:func:`voiced_statistics`), as eGeMAPS takes them.
 (:func:`temporal_statistics`: how fast and how evenly the clip is spoken), which no column's
 mean, spread or change gives directly.
 
+``--frames`` adds two views per line: each corpus's frames standardised with its own statistics
+before they are pooled, as the device standardises a room (**frames**: the statistics then
+scaled with the training corpora's mean and spread only), and the statistics standardised per
+room after that as well (**both**: what ``adapt.rows`` does).
+
 ``--label-rules`` and ``--leave-out`` screen the training data instead, in a table of their
 own (room, speaker and fresh views): each rule for the clips outside the fusion label set
 (:data:`LABEL_RULES`: RAVDESS calm, EmoDB boredom), and training without each corpus in turn.
@@ -55,6 +60,7 @@ not the recipe: utterances, not 3 s windows, and a linear model, not the ensembl
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import logging
 import sys
@@ -75,7 +81,13 @@ from convert.speech.features import FeatureBank  # noqa: E402
 from convert.speech.recipe import SpeechRecipe  # noqa: E402
 from convert.speech.train import sample_weights  # noqa: E402
 from edge.errors import ConfigError  # noqa: E402
-from edge.features import PROSODY_COLUMNS, MfccConfig, frame_dbfs, pool_window  # noqa: E402
+from edge.features import (  # noqa: E402
+    PROSODY_COLUMNS,
+    MfccConfig,
+    frame_dbfs,
+    pool_window,
+    window_input,
+)
 from edge.features.adapt import speech_mask  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -101,6 +113,20 @@ def statistics(bank: FeatureBank) -> np.ndarray:
 
 #: The statistics rows each screen line takes: mean and spread, then the change row too.
 ROW_SETS = (((0, 1), "mean, spread"), ((0, 1, 2), "mean, spread, change"))
+
+
+def frame_statistics(bank: FeatureBank) -> np.ndarray:
+    """(clips, 3, columns): :func:`statistics` of each clip after its frames are standardised
+    with its corpus's statistics and clipped, as the device's window input does."""
+    room = bank.standardize_by("corpus")
+    cfg = dataclasses.replace(bank.recipe.mfcc, pooling="mean_std_delta")
+    out = []
+    for clip, v in enumerate(bank.variants):
+        norm = room.standardization(clip, 0)
+        assert norm is not None
+        mean, scale = norm
+        out.append(window_input(v[0], cfg, lambda x, m=mean, s=scale: (x - m) * s))
+    return np.stack(out)
 
 
 def statistics_columns(stats: np.ndarray, cfg: MfccConfig, ceps: int,
@@ -446,6 +472,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="also screen F0, jitter and shimmer taken over voiced frames only")
     p.add_argument("--temporal", action="store_true",
                    help="also screen each line with eGeMAPS's six temporal parameters added")
+    p.add_argument("--frames", action="store_true",
+                   help="also screen each line with the frames standardised per room before "
+                   "pooling (the device), and with the statistics standardised after that too")
     p.add_argument("--coverage-power", type=float, default=0.0, metavar="P",
                    help="weigh each class by the share of training corpora that act it, to the "
                    "power P (train.coverage_power; the screen's weights are undamped)")
@@ -456,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.label_rules or args.leave_out:
         return training_data(args)
+    if args.frames and (args.voiced or args.temporal):
+        p.error("--frames screens the plain lines: leave out --voiced and --temporal")
     if any(not 0 < s < 1 for s in args.neutral_share):
         p.error(f"--neutral-share takes shares between 0 and 1, got {args.neutral_share}")
     bank = screen_bank(args)
@@ -474,8 +505,10 @@ def main(argv: list[str] | None = None) -> int:
         print_temporal_means(rhythm, label)  # its own table, before the screen's
         print()
         temporal.append((" + temporal", rhythm))
+    framed = ("frames", "both") if args.frames else ()
+    frame_stats = frame_statistics(bank) if args.frames else None
     print(f"{'statistics':60s} " + "  ".join(f"{v + ' mean':>9s} ({' '.join(n[:5] for n in names)})"
-                                            for v in (*VIEWS, *voices, *neutral)))
+                                            for v in (*VIEWS, *voices, *neutral, *framed)))
     sets = [("", stats)] + ([("voiced ", voiced_statistics(bank, stats))] if args.voiced else [])
     for (how, st), ceps in ((s, c) for c in args.ceps for s in sets):
         for (rows, what), (plus, extra) in itertools.product(ROW_SETS, temporal):
@@ -488,6 +521,12 @@ def main(argv: list[str] | None = None) -> int:
             for share in args.neutral_share:
                 res.update({v.replace("S", f"{share:g}"): r for v, r in
                             neutral_room(x, corpus, label, share).items()})
+            if frame_stats is not None:
+                # The fresh view's scaling is the training corpora's alone: on frames already
+                # standardised per room, that is the device's way.
+                framed_res = loco(statistics_columns(frame_stats, recipe.mfcc, ceps, rows),
+                                  corpus, speaker, label, coverage=args.coverage_power)
+                res.update(frames=framed_res["fresh"], both=framed_res["room"])
             print_views(f"{ceps:2d} cepstra + prosody, {what}", res, names)
     return 0
 

@@ -194,3 +194,32 @@ def test_clips_left_out_of_training_are_still_heard_and_a_corpus_left_out_is_not
     assert list(screen.train_labels(own, rules[1])[:2]) == ["", ""]
     assert [list(screen.train_labels(own, r)[:2]) for r in rules[2:]] == [
         ["neutral", "neutral"], ["neutral", "sad"]]
+
+
+def test_frame_statistics_pool_the_frames_as_the_room_standardised_them():
+    """``--frames``: each clip's frames are standardised with its room's (mean, 1/std) and
+    clipped before they are pooled, and its speech frames are still picked by the level it was
+    recorded at, as the device's window input picks them."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from convert.speech.recipe import SpeechRecipe
+
+    screen = load_script("speech_statistics_screen")
+    cfg = SpeechRecipe.load(Path(__file__).parent.parent / "recipes" / "speech.toml").mfcc
+    rng = np.random.default_rng(1)
+    frames = rng.normal(size=(120, cfg.n_columns))
+    frames[:, 0] = np.r_[np.full(20, -20.0), np.full(100, 20.0)]  # silence, then speech
+    frames[20:, 1] = 3.0 + np.arange(100) % 2  # speech alternates 3, 4: change 1 per frame
+    mean, scale = np.full(cfg.n_columns, 1.0), np.full(cfg.n_columns, 2.0)
+    scale[2] = 100.0  # column 2 goes past the clip at 8 sd
+    room = SimpleNamespace(standardization=lambda clip, variant: (mean, scale))
+    bank = SimpleNamespace(recipe=SimpleNamespace(mfcc=cfg), variants=[(frames,)],
+                           standardize_by=lambda unit: room)
+    (got,) = screen.frame_statistics(bank)
+    assert got.shape == (3, cfg.n_columns)
+    # Column 1 over the speech frames: (3.5 - 1) * 2 on average, spread 1, change 2.
+    np.testing.assert_allclose(got[:, 1], [5.0, 1.0, 2.0], atol=1e-9)
+    assert np.abs(got[0, 2]) <= 8.0 and np.abs(got[1, 2]) <= 8.0
+    # c0: (20 - 1) * 2 clipped at 8 in every speech frame; the silent ones (-8) are left out.
+    assert got[0, 0] == 8.0 and got[1, 0] == 0.0

@@ -317,6 +317,60 @@ def test_a_model_trained_per_speaker_is_scored_as_a_device_that_hears_the_whole_
     assert not same(v.adapted, test.standardize_by("speaker"))
 
 
+def test_statistics_rows_standardised_per_room_move_only_the_rows(synthetic_corpus, second_room):
+    """``adapt.rows``: after its frames, each room's statistics rows are standardised with their
+    mean and spread over the room's clips (adapted), or the training data's (fresh).  The
+    frames the compact branch reads are untouched; the rows of one room's clips come out
+    centred with unit spread."""
+    from convert.speech.corpora import index_corpora
+    from convert.speech.evaluate import views
+    from convert.speech.features import FeatureBank
+    from convert.speech.recipe import SpeechRecipe
+
+    base = SpeechRecipe().updated({
+        "features": dict(window_frames=400, hop_frames=50, pooling="frames_mean_std_delta",
+                         normalize="none", prosody=True),
+        "model": dict(kind="ensemble"), "augment": dict(speed_factors=(), noise_snr_db=()),
+        "adapt": dict(mode="deployment")})
+    recipe = base.replace("adapt", rows=True)
+    utts = index_corpora([f"csv:{synthetic_corpus}", f"csv:{second_room}"])
+    room = second_room.parent.name
+    test_idx = [i for i, u in enumerate(utts) if u.corpus == room]
+    train_idx = [i for i, u in enumerate(utts) if u.corpus != room]
+    bank, plain = FeatureBank(utts, recipe), FeatureBank(utts, base)
+    v = views(bank.subset(train_idx), bank.subset(test_idx), recipe)
+    w = views(plain.subset(train_idx), plain.subset(test_idx), base)
+    assert v.rows is not None and w.rows is None
+    k = 3  # mean, spread and change
+    for ours, theirs in ((v.adapted, w.adapted), (v.fresh, w.fresh), (v.train, w.train)):
+        a, b = ours.model_input(0, 0, 0), theirs.model_input(0, 0, 0)
+        np.testing.assert_array_equal(a[:-k], b[:-k])
+        assert not np.allclose(a[-k:], b[-k:])
+    # The room's statistics are those of its whole clips' rows (their frames standardised as
+    # the room's): through them, those rows come out centred with unit spread.
+    from edge.features import window_input
+
+    def whole(b: FeatureBank, i: int) -> np.ndarray:
+        mean, scale = b._norm[i][0]
+        return window_input(b.variants[i][0], recipe.mfcc, lambda x: (x - mean) * scale)[-k:]
+
+    row_mean, row_scale = v.adapted._rows[0][0]
+    rows = np.stack([(whole(v.adapted, i).reshape(-1) - row_mean) * row_scale
+                     for i in range(len(test_idx))])
+    np.testing.assert_allclose(rows.mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(rows.std(0)[rows.std(0) > 0], 1, atol=1e-3)
+    window = v.adapted.model_input(3, 0, 0)[-k:].reshape(-1)
+    plain_window = w.adapted.model_input(3, 0, 0)[-k:].reshape(-1)
+    np.testing.assert_allclose(window, np.clip((plain_window - row_mean) * row_scale, -8, 8),
+                               rtol=1e-5, atol=1e-5)
+    # A fresh device standardises them with the training data's rows, not the room's.
+    fresh_mean, _ = v.fresh._rows[0][0]
+    np.testing.assert_allclose(fresh_mean, v.rows.mean, rtol=1e-6)
+    assert np.abs(fresh_mean - row_mean).max() > 0.2
+    with pytest.raises(ConfigError, match="adapt.rows .* adapt.mode"):
+        base.replace("adapt", mode="none", rows=True)
+
+
 def test_a_room_that_mostly_hears_neutral_speech_is_standardised_with_weighted_statistics(
         synthetic_corpus, second_room):
     """``neutral_share``: each room's statistics weighted so that neutral speech is that share of
@@ -1356,6 +1410,50 @@ def test_the_shipped_recipe_on_one_csv_says_at_once_what_to_set(synthetic_corpus
     assert "needs two corpora or more" in line and "--set evaluate.loco=false" in line
     assert "--set 'evaluate.channels=[]'" in line
     assert not (tmp_path / "cache").exists()  # no clip's features were computed
+
+
+@pytest.mark.slow
+def test_some_corpora_left_out_first_then_the_rest_and_row_standardisation_is_not_shipped(
+        synthetic_corpus, second_room, tmp_path, capsys):
+    """``evaluate.loco_corpora`` scores only the corpora it names (each fold still trained on
+    all the others), and a full run into the same folder reuses their reports.  Recipes that
+    cannot be shipped (some corpora only; ``adapt.rows``, which the device does not compute) say
+    so in one line unless --evaluate-only, and so does a corpus name the data does not have."""
+    pytest.importorskip("tensorflow")
+    from convert.cli import main
+
+    out = tmp_path / "models"
+    room = second_room.parent.name
+    args = [*_two_rooms_with_prosody(synthetic_corpus, second_room, out), "--folds", "0",
+            "--epochs", "1", "--set", "model.width=8"]
+    assert main([*args, "--set", f"evaluate.loco_corpora=[{room!r}]", "--evaluate-only"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["loco_only"] == [room] and list(first["loco_uar"]) == [room]
+    reports = out / "reports" / "speech"
+    assert [p.name for p in reports.glob("loco_*.json")] == [f"loco_{room}.json"]
+    stamp = (reports / f"loco_{room}.json").stat().st_mtime_ns
+    assert main([*args, "--evaluate-only"]) == 0
+    full = json.loads(capsys.readouterr().out)
+    assert "loco_only" not in full and set(full["loco_uar"]) == {"index", room}
+    assert full["loco_uar"][room] == first["loco_uar"][room]
+    assert (reports / f"loco_{room}.json").stat().st_mtime_ns == stamp  # reused
+
+    for extra, says in (([f"evaluate.loco_corpora=[{room!r}]"], "--evaluate-only"),
+                        (["evaluate.loco_corpora=['nowhere']", ], f"index, {room}"),
+                        (["features.pooling=frames_mean_std_delta", "model.kind=ensemble",
+                          "adapt.rows=true"], "--evaluate-only")):
+        assert main([*args, *(a for e in extra for a in ("--set", e))]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert says in line
+    assert not list(out.glob("*.tflite"))
+    # adapt.rows is measured through the whole leave-one-corpus-out, adapted and fresh.
+    rows = tmp_path / "rows"
+    rows_args = [a if a != str(out) else str(rows) for a in args]
+    ensemble = ["--set", "features.pooling=frames_mean_std_delta", "--set", "model.kind=ensemble"]
+    assert main([*rows_args, *ensemble, "--set", "adapt.rows=true", "--evaluate-only"]) == 0
+    measured = json.loads(capsys.readouterr().out)
+    assert set(measured["loco_uar"]) == {"index", room}
+    assert 0 <= measured["loco_mean_fresh_uar"] <= 1
 
 
 def test_a_silent_clip_does_not_teach_the_adaptation_prior(synthetic_corpus, tmp_path, caplog):

@@ -30,7 +30,7 @@ from .features import NEUTRAL, FeatureBank
 from .recipe import SpeechRecipe
 from .train import train_model
 
-__all__ = ["speaker_folds", "clip_windows", "predict_clips", "Views", "views", "cross_validate",
+__all__ = ["speaker_folds", "unseen_corpora", "clip_windows", "predict_clips", "Views", "views", "cross_validate",
            "leave_one_corpus_out", "int8_parity_of"]
 
 logger = logging.getLogger(__name__)
@@ -109,6 +109,8 @@ class Views:
     adapted: FeatureBank
     fresh: FeatureBank
     prior: RunningStats | None
+    #: With adapt.rows, the training data's statistics rows' statistics (the fresh view's).
+    rows: RunningStats | None = None
 
 
 def views(train: FeatureBank, test: FeatureBank, recipe: SpeechRecipe) -> Views:
@@ -117,18 +119,20 @@ def views(train: FeatureBank, test: FeatureBank, recipe: SpeechRecipe) -> Views:
     share = recipe.adapt.neutral_share
     prior = train.pooled_stats(share)
     fresh = prior if recipe.adapt.fresh_share else None
-    return Views(train.standardize_by(recipe.adapt.unit, fresh, share), *_as_heard(test, prior),
-                 prior)
+    rows = train.standardize_with(prior).row_stats() if recipe.adapt.rows else None
+    return Views(train.standardize_by(recipe.adapt.unit, fresh, share),
+                 *_as_heard(test, prior, rows), prior, rows)
 
 
-def _as_heard(test: FeatureBank, prior: RunningStats | None) -> tuple[FeatureBank, FeatureBank]:
+def _as_heard(test: FeatureBank, prior: RunningStats | None,
+              rows: RunningStats | None = None) -> tuple[FeatureBank, FeatureBank]:
     """Held-out clips as a device standardises them: adapted and fresh (with ``prior``, the
-    training data's statistics); both as they are without deployment adaptation.  Adapted,
-    they are one room whatever the training unit: a device cannot tell its speakers apart,
-    so it adapts to everything it hears."""
+    training data's statistics, and ``rows`` their statistics rows', adapt.rows); both as they
+    are without deployment adaptation.  Adapted, they are one room whatever the training unit:
+    a device cannot tell its speakers apart, so it adapts to everything it hears."""
     if prior is None:
         return test, test
-    return test.standardize_by("corpus"), test.standardize_with(prior)
+    return test.standardize_by("corpus"), test.standardize_with(prior, rows)
 
 
 def _score(model: Any, bank: FeatureBank, y: np.ndarray, labels: Sequence[str],
@@ -258,7 +262,8 @@ def leave_one_corpus_out(
     rows: dict[str, dict[str, Any]] = {}
     t_all = time.perf_counter()
     key = fold_key(recipe, corpora=corpora, data=data_fingerprint(bank.utts))
-    for held in corpora:
+    chosen = recipe.evaluate.loco_corpora
+    for held in unseen_corpora(recipe, corpora):
         report = None if out_dir is None else out_dir / f"loco_{held}.json"
         earlier = _earlier(report, key)
         share = recipe.evaluate.neutral_room
@@ -306,7 +311,7 @@ def leave_one_corpus_out(
         if heard:
             m["channels"] = {}
         for name, channel in heard.items():
-            adapted, fresh = _as_heard(channel.subset(test), v.prior)
+            adapted, fresh = _as_heard(channel.subset(test), v.prior, v.rows)
             m["channels"][name] = _brief(_score(model, adapted, y[test], labels, recipe, gate,
                                                 probs, f"{name}_adapted"))
             if v.prior is not None:
@@ -330,6 +335,7 @@ def leave_one_corpus_out(
         "clip decision = mean probability over the device's speech windows",
         "recipe": recipe.to_dict(),
         "mean_uar": float(np.mean([r["uar"] for r in rows.values()])),
+        **({"only": list(rows)} if chosen else {}),  # the mean is over these corpora alone
         "corpora": rows,
         "seconds": round(time.perf_counter() - t_all),
     }
@@ -366,7 +372,7 @@ _ADDED_LATER = (("model", "pooled_ceps", 0), ("augment", "babble_copies", 0),
                 ("augment", "voice_copies", 0), ("train", "balance_power", 1.0),
                 ("train", "mixup", 0.0), ("train", "average_from", 0),
                 ("adapt", "neutral_share", 0.0), ("train", "arousal", 0.0),
-                ("train", "coverage_power", 0.0))
+                ("train", "coverage_power", 0.0), ("adapt", "rows", False))
 """Settings added after reports were written, and their defaults, which change nothing."""
 
 
@@ -384,6 +390,17 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return -1
+
+
+def unseen_corpora(recipe: SpeechRecipe, corpora: Sequence[str]) -> list[str]:
+    """The corpora the leave-one-corpus-out scores, in the data's order
+    (``evaluate.loco_corpora``; all of them when it is empty)."""
+    chosen = recipe.evaluate.loco_corpora
+    unknown = [c for c in chosen if c not in corpora]
+    if unknown:
+        raise ConfigError(f"evaluate.loco_corpora names {', '.join(unknown)}, which the data does "
+                          f"not have; its corpora are {', '.join(corpora)}")
+    return [c for c in corpora if not chosen or c in chosen]
 
 
 def fold_key(recipe: SpeechRecipe, **split: Any) -> str:

@@ -83,6 +83,9 @@ class FeatureBank:
         self._norm: list[list[tuple[np.ndarray, np.ndarray]]] | None = None
         # The training data's pooled (mean, 1/std): the view of a device not yet adapted.
         self._fresh: tuple[np.ndarray, np.ndarray] | None = None
+        # Per clip and variant: (mean, 1/std) the statistics rows of its windows are
+        # standardised with after its frames (adapt.rows); None = as pooled.
+        self._rows: list[list[tuple[np.ndarray, np.ndarray]]] | None = None
         logger.info("features for %d clips (%d variants each, %d groups from the cache) in %.1f s",
                     len(self.utts), len(self.variants[0]) if self.variants else 0, hits,
                     time.perf_counter() - t0)
@@ -109,6 +112,7 @@ class FeatureBank:
         new._stats = self._stats
         new._norm = None if self._norm is None else [self._norm[i] for i in idx]
         new._fresh = self._fresh
+        new._rows = None if self._rows is None else [self._rows[i] for i in idx]
         return new
 
     # -- deployment standardisation -------------------------------------------------------------
@@ -212,15 +216,67 @@ class FeatureBank:
         new._norm = [[affine[(group[clip], v)] for v in range(n_var)]
                      for clip in range(len(self.utts))]
         new._fresh = None if fresh is None else _affine(fresh)
+        if self.recipe.adapt.rows:
+            by_group: dict[tuple[str, int], RunningStats] = {}
+            for clip in range(len(self.utts)):
+                for v in range(n_var):
+                    g = (group[clip], v)
+                    by_group[g] = by_group.get(g, RunningStats.empty(new._row_size)).merged(
+                        _weighted(new._clip_rows(clip, v), weights[clip]))
+            rows = {g: _affine(stats) for g, stats in by_group.items()}
+            new._rows = [[rows[(group[clip], v)] for v in range(n_var)]
+                         for clip in range(len(self.utts))]
         return new
 
-    def standardize_with(self, stats: RunningStats) -> FeatureBank:
+    @property
+    def _row_size(self) -> int:
+        return self.recipe.mfcc.input_rows(0) * self.recipe.mfcc.n_columns
+
+    def _clip_rows(self, clip: int, variant: int) -> RunningStats:
+        """The statistics rows of a whole clip variant as this view standardises its frames,
+        flattened: one sample of its room's row statistics (none for a silent clip)."""
+        if self.silent(clip):
+            return RunningStats.empty(self._row_size)
+        k = self.recipe.mfcc.input_rows(0)
+        rows = self._window(self.variants[clip][variant], self.standardization(clip, variant))[-k:]
+        return RunningStats.of(rows.reshape(1, -1))
+
+    def row_stats(self) -> RunningStats:
+        """Statistics of the rows of every clip as recorded, as this view standardises its
+        frames: what a device not yet adapted standardises the rows with (adapt.rows)."""
+        stats = RunningStats.empty(self._row_size)
+        for clip in range(len(self.utts)):
+            stats = stats.merged(self._clip_rows(clip, 0))
+        return stats
+
+    def standardize_with(self, stats: RunningStats, rows: RunningStats | None = None
+                         ) -> FeatureBank:
         """A view whose frames are all standardised with ``stats`` (a device that has not yet
-        adapted: the training prior)."""
+        adapted: the training prior), and their windows' statistics rows with ``rows`` (adapt.rows:
+        the training data's :meth:`row_stats`; None leaves the rows as pooled)."""
         new = self.subset(range(len(self.utts)))
         affine = _affine(stats)
         new._norm = [[affine] * len(vs) for vs in self.variants]
+        new._rows = None
+        if rows is not None:
+            row_affine = _affine(rows)
+            new._rows = [[row_affine] * len(vs) for vs in self.variants]
         return new
+
+    def standardization(self, clip: int, variant: int, fresh: bool = False
+                        ) -> tuple[np.ndarray, np.ndarray] | None:
+        """(mean, 1/std) this view standardises a clip variant's frames with (``fresh``: as a
+        device not yet adapted); None = raw."""
+        if self._norm is None:
+            return None
+        return self._fresh if fresh and self._fresh is not None else self._norm[clip][variant]
+
+    def _window(self, frames: np.ndarray, norm: tuple[np.ndarray, np.ndarray] | None
+                ) -> np.ndarray:
+        if norm is None:
+            return window_input(frames, self.recipe.mfcc)
+        mean, scale = norm
+        return window_input(frames, self.recipe.mfcc, lambda x: (x - mean) * scale)
 
     def model_input(self, clip: int, variant: int, start: int, fresh: bool = False) -> np.ndarray:
         """The model's input for the window at ``start`` of a clip variant (padded clips wrap),
@@ -230,11 +286,16 @@ class FeatureBank:
         frames = self.variants[clip][variant]
         if frames.shape[0] < w:
             frames = np.pad(frames, ((0, w - frames.shape[0]), (0, 0)), mode="wrap")
-        if self._norm is None:
-            return window_input(frames[start : start + w], self.recipe.mfcc)
-        mean, scale = self._fresh if fresh and self._fresh is not None else self._norm[clip][variant]
-        return window_input(frames[start : start + w], self.recipe.mfcc,
-                            lambda x: (x - mean) * scale)
+        x = self._window(frames[start : start + w], self.standardization(clip, variant, fresh))
+        if self._rows is not None:
+            # The rows standardised once more with their room's statistics (adapt.rows).
+            k = self.recipe.mfcc.input_rows(0)
+            row_mean, row_scale = self._rows[clip][variant]
+            rows = (x[-k:].reshape(-1) - row_mean) * row_scale
+            if self.recipe.mfcc.clip:
+                rows = np.clip(rows, -self.recipe.mfcc.clip, self.recipe.mfcc.clip)
+            x[-k:] = rows.reshape(k, -1)
+        return x
 
 
 def _talkers(utts: Sequence[Utterance]) -> dict[Utterance, list[Path]]:

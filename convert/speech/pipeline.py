@@ -43,6 +43,7 @@ from .evaluate import (
     data_fingerprint,
     leave_one_corpus_out,
     speaker_folds,
+    unseen_corpora,
     views,
 )
 from .features import FeatureBank
@@ -365,6 +366,8 @@ def headline(metrics: Mapping[str, Any], path: Path | None) -> dict[str, Any]:
     if "leave_one_corpus_out" in metrics:
         loco = metrics["leave_one_corpus_out"]
         h["loco_mean_uar"] = loco["mean_uar"]
+        if "only" in loco:  # evaluate.loco_corpora: the mean of these corpora alone
+            h["loco_only"] = loco["only"]
         h["loco_uar"] = {c: r["uar"] for c, r in loco["corpora"].items()}
         if "mean_fresh_uar" in loco:
             h["loco_mean_fresh_uar"] = loco["mean_fresh_uar"]
@@ -396,11 +399,21 @@ def run(recipe: SpeechRecipe, out: Path, report_dir: Path, *, root: Path | None,
         ev = recipe.evaluate
         off = ["evaluate.loco=false"] + [f"'evaluate.{k}={v}'" for k, v, on in (
             ("channels", "[]", ev.channels), ("calls", "[]", ev.calls),
-            ("calibration", "false", ev.calibration), ("neutral_room", "0", ev.neutral_room))
-            if on]
+            ("calibration", "false", ev.calibration), ("neutral_room", "0", ev.neutral_room),
+            ("loco_corpora", "[]", ev.loco_corpora)) if on]
         raise ConfigError(f"leave-one-corpus-out needs two corpora or more, got {corpora}: add "
                           f"another (--corpus KIND:PATH), or evaluate within this one with "
                           + " ".join(f"--set {o}" for o in off))
+    if recipe.evaluate.loco and not reference_only:
+        unseen_corpora(recipe, list(dict.fromkeys(u.corpus for u in data.utts)))  # names known
+    if recipe.adapt.rows and not (evaluate_only or reference_only):
+        raise ConfigError("adapt.rows is measured, not shipped: the device does not standardise "
+                          "the statistics rows per room; add --evaluate-only, or "
+                          "--set adapt.rows=false")
+    if recipe.evaluate.loco_corpora and not (evaluate_only or reference_only):
+        raise ConfigError("evaluate.loco_corpora scores some corpora only: a shipped model's "
+                          "manifest needs the whole leave-one-corpus-out; add --evaluate-only, or "
+                          "--set 'evaluate.loco_corpora=[]'")
     gate = SpeechGate()
     # Only once the data is found: a mistyped --data left an empty output folder behind.
     for folder in (out, report_dir):

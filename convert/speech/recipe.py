@@ -281,6 +281,13 @@ class AdaptSection(Section):
         "device's room hears mostly neutral speech, while acted corpora are balanced across "
         "emotions: 0.7 standardises training as such a room would (models/README.md, "
         "\"Standardising training as a mostly-neutral room\").", min=0.0, max=0.99)
+    rows: bool = setting(
+        False, "Also standardise each window's statistics rows (features.pooling's mean, spread "
+        "and change) with their mean and spread over the room's clips, after its frames: a "
+        "second level of adaptation, which centres the spread and change rows a frame's "
+        "standardisation leaves as they are.  Evaluation only (emotion-convert speech "
+        "--evaluate-only): the device does not compute it (models/README.md, \"Statistics "
+        "standardised per room\").")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -293,6 +300,11 @@ class EvaluateSection(Section):
                                    min=0, max=100)
     loco: bool = setting(False, "Leave one corpus out: for each corpus, train on the others and "
                          "score it (needs two corpora or more).")
+    loco_corpora: tuple[str, ...] = setting(
+        (), "The unseen corpora the leave-one-corpus-out scores, by name (as its reports name "
+        "them: ravdess, emodb, or a CSV's folder); [] = every corpus.  Each fold still trains on "
+        "all the other corpora, so its report is the one a full run reuses; the mean is then "
+        "over these only, so a model is not shipped with it (--evaluate-only).")
     channels: tuple[str, ...] = setting(
         (), "Test channels each unseen corpus of the leave-one-corpus-out is also scored through, "
         "by the same fold's model (convert.speech.channels): telephone = a narrowband call "
@@ -330,6 +342,9 @@ class EvaluateSection(Section):
         if self.channels and not self.loco:
             raise ConfigError("evaluate.channels scores the leave-one-corpus-out's unseen "
                               "corpora: set evaluate.loco = true, or channels = []")
+        if self.loco_corpora and not self.loco:
+            raise ConfigError("evaluate.loco_corpora chooses the leave-one-corpus-out's unseen "
+                              "corpora: set evaluate.loco = true, or loco_corpora = []")
         if self.neutral_room and not self.loco:
             raise ConfigError("evaluate.neutral_room scores the leave-one-corpus-out's unseen "
                               "corpora: set evaluate.loco = true, or neutral_room = 0")
@@ -366,6 +381,13 @@ class SpeechRecipe(Recipe):
             raise ConfigError(f"model.pooled_ceps = {self.model.pooled_ceps} needs model.kind = "
                               f"\"ensemble\" and at most features.n_ceps = "
                               f"{self.features.n_ceps} cepstra; use 0 for all")
+        if self.adapt.rows and (self.adapt.mode == "none" or self.features.pooling == "none"
+                                or self.adapt.fresh_share or self.evaluate.calls
+                                or self.evaluate.calibration):
+            raise ConfigError("adapt.rows standardises the statistics rows per room: it needs "
+                              "adapt.mode = \"deployment\", a features.pooling with statistics "
+                              "rows, adapt.fresh_share = 0, evaluate.calls = [] and "
+                              "evaluate.calibration = false")
         if self.adapt.mode != "none" and self.features.normalize == "cmvn":
             raise ConfigError("adapt.mode = \"deployment\" with features.normalize = \"cmvn\": "
                               "a per-window cmvn cancels the deployment's standardisation; use "
