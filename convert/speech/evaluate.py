@@ -30,8 +30,8 @@ from .features import NEUTRAL, FeatureBank
 from .recipe import SpeechRecipe
 from .train import train_model
 
-__all__ = ["speaker_folds", "unseen_corpora", "clip_windows", "predict_clips", "Views", "views", "cross_validate",
-           "leave_one_corpus_out", "int8_parity_of"]
+__all__ = ["speaker_folds", "unseen_corpora", "clip_windows", "predict_clips", "Views", "views",
+           "cross_validate", "leave_one_corpus_out", "int8_parity_of"]
 
 logger = logging.getLogger(__name__)
 
