@@ -405,7 +405,7 @@ def run(recipe: SpeechRecipe, out: Path, report_dir: Path, *, root: Path | None,
                           f"another (--corpus KIND:PATH), or evaluate within this one with "
                           + " ".join(f"--set {o}" for o in off))
     if recipe.evaluate.loco and not reference_only:
-        unseen_corpora(recipe, list(dict.fromkeys(u.corpus for u in data.utts)))  # names known
+        unseen_corpora(recipe, corpora)  # before the features: a mistyped name says so at once
     if recipe.adapt.rows and not (evaluate_only or reference_only):
         raise ConfigError("adapt.rows is measured, not shipped: the device does not standardise "
                           "the statistics rows per room; add --evaluate-only, or "
