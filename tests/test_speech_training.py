@@ -369,35 +369,6 @@ def test_statistics_rows_standardised_per_room_move_only_the_rows(synthetic_corp
     assert np.abs(fresh_mean - row_mean).max() > 0.2
     with pytest.raises(ConfigError, match="adapt.rows .* adapt.mode"):
         base.replace("adapt", mode="none", rows=True)
-    # Gathered over the windows a device's gate passes, a hop apart, instead: those windows'
-    # rows come out centred with unit spread, and a long clip counts as its windows.
-    from edge.models.speech import SpeechGate, window_starts
-
-    by_window = recipe.replace("adapt", rows_from="windows").replace("features",
-                                                                     window_frames=100)
-    u = views(FeatureBank(utts, by_window).subset(train_idx),
-              FeatureBank(utts, by_window).subset(test_idx), by_window).adapted
-    gate, win = SpeechGate(), by_window.features.window_frames
-
-    def windows(i: int) -> list[np.ndarray]:
-        frames = u.variants[i][0]
-        if frames.shape[0] < win:
-            frames = np.pad(frames, ((0, win - frames.shape[0]), (0, 0)), mode="wrap")
-        mean, scale = u._norm[i][0]
-        return [window_input(frames[s : s + win], recipe.mfcc,
-                             lambda x: (x - mean) * scale)[-k:].reshape(-1)
-                for s in window_starts(frames.shape[0], win, 50)
-                if gate.is_speech(frames[s : s + win], recipe.mfcc)]
-
-    per_clip = [windows(i) for i in range(len(test_idx))]
-    assert max(map(len, per_clip)) > 1  # some clip is longer than a window
-    win_mean, win_scale = u._rows[0][0]
-    rows = (np.stack([r for clip in per_clip for r in clip]) - win_mean) * win_scale
-    np.testing.assert_allclose(rows.mean(0), 0, atol=1e-4)
-    np.testing.assert_allclose(rows.std(0)[rows.std(0) > 0], 1, atol=1e-3)
-    assert np.abs(win_mean - row_mean).max() > 1e-3  # not the whole clips' statistics
-    with pytest.raises(ConfigError, match="adapt.rows_from .* adapt.rows = true"):
-        base.replace("adapt", rows_from="windows")
 
 
 def test_a_room_that_mostly_hears_neutral_speech_is_standardised_with_weighted_statistics(

@@ -372,8 +372,7 @@ _ADDED_LATER = (("model", "pooled_ceps", 0), ("augment", "babble_copies", 0),
                 ("augment", "voice_copies", 0), ("train", "balance_power", 1.0),
                 ("train", "mixup", 0.0), ("train", "average_from", 0),
                 ("adapt", "neutral_share", 0.0), ("train", "arousal", 0.0),
-                ("train", "coverage_power", 0.0), ("adapt", "rows", False),
-                ("adapt", "rows_from", "clips"))
+                ("train", "coverage_power", 0.0), ("adapt", "rows", False))
 """Settings added after reports were written, and their defaults, which change nothing."""
 
 

@@ -233,24 +233,13 @@ class FeatureBank:
         return self.recipe.mfcc.input_rows(0) * self.recipe.mfcc.n_columns
 
     def _clip_rows(self, clip: int, variant: int) -> RunningStats:
-        """The statistics rows of a clip variant as this view standardises its frames, flattened:
-        its room's row statistics gather them (none for a silent clip).  ``adapt.rows_from``:
-        the whole clip's rows, one sample; or each gated window's a hop apart, as a device
-        hears them (a long clip then counts as its windows)."""
+        """The statistics rows of a whole clip variant as this view standardises its frames,
+        flattened: one sample of its room's row statistics (none for a silent clip)."""
         if self.silent(clip):
             return RunningStats.empty(self._row_size)
         k = self.recipe.mfcc.input_rows(0)
-        frames, norm = self.variants[clip][variant], self.standardization(clip, variant)
-        if self.recipe.adapt.rows_from == "clips":
-            return RunningStats.of(self._window(frames, norm)[-k:].reshape(1, -1))
-        w = self.recipe.features.window_frames
-        if frames.shape[0] < w:  # as model_input pads it
-            frames = np.pad(frames, ((0, w - frames.shape[0]), (0, 0)), mode="wrap")
-        gate = SpeechGate()
-        rows = [self._window(frames[s : s + w], norm)[-k:].reshape(-1)
-                for s in window_starts(frames.shape[0], w, self.recipe.features.hop_frames)
-                if gate.is_speech(frames[s : s + w], self.recipe.mfcc)]
-        return RunningStats.of(np.asarray(rows).reshape(len(rows), self._row_size))
+        rows = self._window(self.variants[clip][variant], self.standardization(clip, variant))[-k:]
+        return RunningStats.of(rows.reshape(1, -1))
 
     def row_stats(self) -> RunningStats:
         """Statistics of the rows of every clip as recorded, as this view standardises its

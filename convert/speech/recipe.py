@@ -288,11 +288,6 @@ class AdaptSection(Section):
         "standardisation leaves as they are.  Evaluation only (emotion-convert speech "
         "--evaluate-only): the device does not compute it (models/README.md, \"Statistics "
         "standardised per room\").")
-    rows_from: str = setting(
-        "clips", "What a room's row statistics are gathered over (adapt.rows): each clip's "
-        "rows over its whole length, or the rows of each window the device's gate passes, a "
-        "hop apart, as a device that standardises the rows would gather them.",
-        choices=("clips", "windows"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -393,10 +388,6 @@ class SpeechRecipe(Recipe):
                               "adapt.mode = \"deployment\", a features.pooling with statistics "
                               "rows, adapt.fresh_share = 0, evaluate.calls = [] and "
                               "evaluate.calibration = false")
-        if self.adapt.rows_from != "clips" and not self.adapt.rows:
-            raise ConfigError(f"adapt.rows_from = \"{self.adapt.rows_from}\" says what the "
-                              f"statistics rows are standardised over: it needs adapt.rows = "
-                              f"true")
         if self.adapt.mode != "none" and self.features.normalize == "cmvn":
             raise ConfigError("adapt.mode = \"deployment\" with features.normalize = \"cmvn\": "
                               "a per-window cmvn cancels the deployment's standardisation; use "
