@@ -744,6 +744,69 @@ def test_ensemble_is_its_branches_geometric_mean_in_one_int8_graph(synthetic_cor
         assert d.label in m.labels and sum(d.scores.values()) == pytest.approx(1, abs=0.05)
 
 
+def test_ensemble_with_a_linear_branch_weighs_it_in_one_int8_graph(synthetic_corpus,
+                                                                   second_room, tmp_path):
+    """model.linear_weight = W: a third, linear network on the statistics rows, its logits
+    weighted W in the graph and the other two (1 - W) / 2 each; model.pooled_rows keeps the
+    pooled network on the first rows, so that it is the network it was without the change row.
+    LOCO keeps the three branches' logits, in that order."""
+    pytest.importorskip("tensorflow")
+    from convert.cli import main
+    from convert.speech.evaluate import _with_branch_logits
+    from convert.speech.model import build_branches
+    from convert.speech.recipe import SpeechRecipe
+    from edge.models.manifest import load_manifest
+    from edge.models.speech import SpeechClassifier
+
+    recipe = SpeechRecipe().updated({
+        "features": {"prosody": True, "normalize": "none", "window_frames": 100,
+                     "pooling": "frames_mean_std_delta"},
+        "model": {"kind": "ensemble", "width": 4, "pooled_width": 8, "pooled_rows": 2,
+                  "linear_weight": 0.2, "linear_ceps": 5}})
+    combined, (compact, pooled, linear) = build_branches(recipe, 4)
+    x = np.random.default_rng(0).normal(size=(16, 103, recipe.mfcc.n_columns, 1)).astype("float32")
+    out, *logits = _with_branch_logits(combined).predict(x, verbose=0)
+    assert len(logits) == 3
+    for z, branch in zip(logits, (compact, pooled, linear), strict=True):
+        np.testing.assert_allclose(_softmax(z), branch.predict(x, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(out, _softmax(0.4 * logits[0] + 0.4 * logits[1] + 0.2 * logits[2]),
+                               atol=1e-5)
+    pp, pl = pooled.predict(x, verbose=0), linear.predict(x, verbose=0)
+    change = x.copy()
+    change[:, 102, :] += 3.0  # the change row: the linear network reads it, the pooled does not
+    np.testing.assert_allclose(pooled.predict(change, verbose=0), pp, atol=1e-6)
+    assert not np.allclose(linear.predict(change, verbose=0), pl, atol=1e-3)
+    high = x.copy()
+    high[:, 100:, 5:recipe.mfcc.n_ceps] += 3.0  # cepstra above the linear network's 5
+    np.testing.assert_allclose(linear.predict(high, verbose=0), pl, atol=1e-6)
+    with pytest.raises(ConfigError, match="pooled_rows"):
+        recipe.replace("model", pooled_rows=4)
+    with pytest.raises(ConfigError, match="linear_weight"):
+        SpeechRecipe().replace("model", linear_weight=0.2)
+
+    out_dir = tmp_path / "models"
+    assert main([*_two_rooms_with_prosody(synthetic_corpus, second_room, out_dir), "--folds", "0",
+                 "--epochs", "2", "--set", "features.pooling=frames_mean_std_delta",
+                 "--set", "model.kind=ensemble", "--set", "model.width=4",
+                 "--set", "model.pooled_width=8", "--set", "model.pooled_rows=2",
+                 "--set", "model.linear_weight=0.2"]) == 0
+    model = out_dir / "speech_emotion_int8.tflite"
+    m = load_manifest(model)
+    assert m.training["recipe"]["model"]["linear_weight"] == 0.2
+    for kept in sorted((out_dir / "reports" / "speech").glob("loco_*_clips.npz")):
+        with np.load(kept) as clips:
+            z, group = clips["adapted_window_logits"], clips["adapted_window_group"]
+            assert z.shape[1:] == (3, len(m.labels))
+            windows = _softmax(0.4 * z[:, 0] + 0.4 * z[:, 1] + 0.2 * z[:, 2])  # the graph's rule
+            np.testing.assert_allclose(
+                [windows[group == i].mean(axis=0) for i in range(len(clips["y"]))],
+                clips["adapted"], atol=1e-5)
+    with SpeechClassifier(model) as clf:
+        assert tuple(clf.model.input_shape) == (1, 303, recipe.mfcc.n_columns, 1)
+        d = clf.classify_file(synthetic_corpus.parent / "s0_happy_0.wav")
+        assert d.label in m.labels and sum(d.scores.values()) == pytest.approx(1, abs=0.05)
+
+
 def _softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)

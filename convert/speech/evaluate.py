@@ -88,14 +88,16 @@ def predict_clips(model: Any, bank: FeatureBank, recipe: SpeechRecipe, gate: Spe
 
 
 def _with_branch_logits(model: Any) -> Any | None:
-    """``model`` with its ensemble's branch logits (the inputs of its ``Average``) as further
-    outputs, or None for a model of one branch."""
+    """``model`` with its ensemble's branch logits (the inputs of its ``Average``, or of its
+    ``weigh_*`` layers with a linear branch, in the branches' order) as further outputs, or
+    None for a model of one branch."""
     import keras
 
     average = [layer for layer in model.layers if isinstance(layer, keras.layers.Average)]
-    if not average:
+    weighed = [layer.input for layer in model.layers if layer.name.startswith("weigh_")]
+    if not (average or weighed):
         return None
-    return keras.Model(model.inputs, [model.output, *average[0].input])
+    return keras.Model(model.inputs, [model.output, *(average[0].input if average else weighed)])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,8 @@ __all__ = ["build_model", "build_branches", "EMBEDDING"]
 
 # The layer whose output is each network's representation before its classifier (what the
 # corpus adversary of ``train.adversary`` reads), by network.
-EMBEDDING = {"compact": "compact_embedding", "pooled": "pooled_embedding"}
+EMBEDDING = {"compact": "compact_embedding", "pooled": "pooled_embedding",
+             "linear": "linear_embedding"}
 
 
 def build_model(recipe: SpeechRecipe, n_classes: int) -> Any:
@@ -54,10 +55,11 @@ def build_branches(recipe: SpeechRecipe, n_classes: int) -> tuple[Any, list[Any]
     graph) and the pooled model on the mean and spread of every column over the window's speech
     frames (the input's rows after the frames, ``features.pooling = "frames_mean_std"``; with
     ``"frames_mean_std_delta"`` also how fast each column moves), sharing one
-    input.  Returns the combined model (the softmax of the branches' mean logits: the
-    normalised geometric mean of their probabilities) and the two branch models, which are
-    trained one after the other on the same windows; the combined model shares their layers,
-    so it needs no training of its own."""
+    input; with ``model.linear_weight``, a third, linear model on those statistics.  Returns
+    the combined model (the softmax of the branches' mean logits: the normalised geometric mean
+    of their probabilities; with a linear model, their weighted mean) and the branch models,
+    which are trained one after the other on the same windows; the combined model shares their
+    layers, so it needs no training of its own."""
     import keras
     from keras import layers
 
@@ -67,14 +69,25 @@ def build_branches(recipe: SpeechRecipe, n_classes: int) -> tuple[Any, list[Any]
     x = layers.Reshape((rows, columns))(inp)
     window_cmn, pooled_rows = _layer_classes()
     logits_c = _compact_head(window_cmn(frames, recipe.mfcc.n_ceps)(x), recipe, n_classes, None)
-    keep = recipe.model.pooled_ceps or recipe.mfcc.n_ceps
-    logits_p = _pooled_head(pooled_rows(frames, keep, recipe.mfcc.n_ceps)(x), recipe, n_classes,
-                            None)
+    m, n_ceps = recipe.model, recipe.mfcc.n_ceps
+    logits = {"compact": logits_c,
+              "pooled": _pooled_head(pooled_rows(frames, m.pooled_ceps or n_ceps, n_ceps,
+                                                 m.pooled_rows or None)(x),
+                                     recipe, n_classes, None)}
+    if m.linear_weight:  # built last, so the other two start from the same weights without it
+        logits["linear"] = _pooled_head(pooled_rows(frames, m.linear_ceps or n_ceps, n_ceps)(x),
+                                        recipe, n_classes, None, "linear")
     branches = [keras.Model(inp, layers.Softmax()(z), name=f"speech_{name}")
-                for name, z in (("compact", logits_c), ("pooled", logits_p))]
-    # Equal weights: other weights trade fresh for adapted figures and one corpus for another
-    # (models/README.md, "Weighing the two branches").
-    mean = layers.Average()([logits_c, logits_p])
+                for name, z in logits.items()]
+    if not m.linear_weight:
+        # Equal weights: other weights trade fresh for adapted figures and one corpus for
+        # another (models/README.md, "Weighing the two branches").
+        mean = layers.Average()([logits_c, logits["pooled"]])
+    else:
+        share = {"compact": (1 - m.linear_weight) / 2, "pooled": (1 - m.linear_weight) / 2,
+                 "linear": m.linear_weight}
+        mean = layers.Add()([layers.Rescaling(share[name], name=f"weigh_{name}")(z)
+                             for name, z in logits.items()])
     return keras.Model(inp, layers.Softmax()(mean), name="speech_ensemble"), branches
 
 
@@ -98,7 +111,10 @@ def _compact_head(x: Any, recipe: SpeechRecipe, n_classes: int, activation: str 
     return layers.Dense(n_classes, activation=activation)(x)
 
 
-def _pooled_head(x: Any, recipe: SpeechRecipe, n_classes: int, activation: str | None) -> Any:
+def _pooled_head(x: Any, recipe: SpeechRecipe, n_classes: int, activation: str | None,
+                 kind: str = "pooled") -> Any:
+    """The pooled network on statistics ``x``; ``kind`` "linear": the ensemble's linear one
+    (no hidden layer, its own L2 penalty)."""
     import keras
     from keras import layers
 
@@ -106,9 +122,10 @@ def _pooled_head(x: Any, recipe: SpeechRecipe, n_classes: int, activation: str |
     # and cepstra carry what convolutions over frames learn only for the corpora they saw
     # (models/README.md).  Batch norm standardises the statistics, as a scaler before logistic
     # regression would, and folds into the weights at export.
-    reg = keras.regularizers.l2(recipe.model.l2) if recipe.model.l2 else None
-    linear = not recipe.model.pooled_width
-    x = layers.BatchNormalization(name=EMBEDDING["pooled"] if linear else None)(x)
+    linear = kind == "linear" or not recipe.model.pooled_width
+    l2 = recipe.model.linear_l2 if kind == "linear" else recipe.model.l2
+    reg = keras.regularizers.l2(l2) if l2 else None
+    x = layers.BatchNormalization(name=EMBEDDING[kind] if linear else None)(x)
     if not linear:
         x = layers.Dense(recipe.model.pooled_width, activation="relu", kernel_regularizer=reg,
                          name=EMBEDDING["pooled"])(x)
@@ -143,17 +160,17 @@ def _layer_classes() -> tuple[type, type]:
 
     @keras.saving.register_keras_serializable(package="emotion_edge")
     class PooledRows(keras.layers.Layer):  # type: ignore[misc]
-        """The rows after the first ``frames`` (the window's statistics), flattened; of the
-        ``n_ceps`` cepstral columns only the first ``keep`` (None: all), then every other
-        column (prosody)."""
+        """The rows after the first ``frames`` (the window's statistics; only the first
+        ``rows`` of them, None: all), flattened; of the ``n_ceps`` cepstral columns only the
+        first ``keep`` (None: all), then every other column (prosody)."""
 
         def __init__(self, frames: int, keep: int | None = None, n_ceps: int | None = None,
-                     **kwargs: Any) -> None:
+                     rows: int | None = None, **kwargs: Any) -> None:
             super().__init__(**kwargs)
-            self.frames, self.keep, self.n_ceps = frames, keep, n_ceps
+            self.frames, self.keep, self.n_ceps, self.rows = frames, keep, n_ceps, rows
 
         def call(self, x: Any) -> Any:
-            rows = x[:, self.frames :, :]
+            rows = x[:, self.frames : None if self.rows is None else self.frames + self.rows, :]
             if self.keep is not None and self.n_ceps is not None and self.keep < self.n_ceps:
                 rows = ops.concatenate((rows[:, :, : self.keep], rows[:, :, self.n_ceps :]),
                                        axis=2)
@@ -161,6 +178,6 @@ def _layer_classes() -> tuple[type, type]:
 
         def get_config(self) -> dict[str, Any]:
             return {**super().get_config(), "frames": self.frames, "keep": self.keep,
-                    "n_ceps": self.n_ceps}
+                    "n_ceps": self.n_ceps, "rows": self.rows}
 
     return WindowCmn, PooledRows

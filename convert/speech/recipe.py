@@ -143,6 +143,19 @@ class ModelSection(Section):
         0, "Cepstra the ensemble's pooled network reads: the first N (the envelope's broad "
         "shape), then every prosody column; 0 = all.  The high cepstra's statistics describe "
         "the speaker and the microphone more than the emotion.", min=0, max=512)
+    pooled_rows: int = setting(
+        0, "Statistics rows the ensemble's pooled network reads: the first N (mean, spread, "
+        "then change with features.pooling = \"frames_mean_std_delta\"); 0 = all.", min=0,
+        max=3)
+    linear_weight: float = setting(
+        0.0, "A third network in the ensemble, linear on the statistics rows, and its weight "
+        "in the graph's logits (the compact and pooled networks share the rest equally); 0 = "
+        "none.", min=0.0, max=0.9)
+    linear_ceps: int = setting(
+        0, "Cepstra the linear network reads: the first N, then every prosody column; 0 = all.",
+        min=0, max=512)
+    linear_l2: float = setting(0.001, "L2 penalty on the linear network's weights.", min=0.0,
+                               max=10.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -381,6 +394,16 @@ class SpeechRecipe(Recipe):
             raise ConfigError(f"model.pooled_ceps = {self.model.pooled_ceps} needs model.kind = "
                               f"\"ensemble\" and at most features.n_ceps = "
                               f"{self.features.n_ceps} cepstra; use 0 for all")
+        stats_rows = self.mfcc.input_rows(0)
+        if (self.model.pooled_rows or self.model.linear_weight or self.model.linear_ceps) and (
+                self.model.kind != "ensemble" or self.model.pooled_rows > stats_rows
+                or self.model.linear_ceps > self.features.n_ceps):
+            raise ConfigError(f"model.pooled_rows = {self.model.pooled_rows}, "
+                              f"model.linear_weight = {self.model.linear_weight} and "
+                              f"model.linear_ceps = {self.model.linear_ceps} need model.kind = "
+                              f"\"ensemble\", at most the {stats_rows} statistics rows "
+                              f"features.pooling gives and at most features.n_ceps = "
+                              f"{self.features.n_ceps} cepstra; use 0 for none or all")
         if self.adapt.rows and (self.adapt.mode == "none" or self.features.pooling == "none"
                                 or self.adapt.fresh_share or self.evaluate.calls
                                 or self.evaluate.calibration):
