@@ -807,6 +807,38 @@ def test_ensemble_with_a_linear_branch_weighs_it_in_one_int8_graph(synthetic_cor
         assert d.label in m.labels and sum(d.scores.values()) == pytest.approx(1, abs=0.05)
 
 
+def test_a_linear_branch_leaves_the_other_two_as_they_were(synthetic_corpus, second_room):
+    """Built and trained last, the linear network changes nothing of the compact and pooled
+    networks: joined at equal weights they decide as the ensemble without it, so a run with it
+    holds its own control (scripts/speech_decision_rules.py --linear 0)."""
+    pytest.importorskip("tensorflow")
+    from convert.speech.corpora import index_corpora
+    from convert.speech.evaluate import _with_branch_logits
+    from convert.speech.features import FeatureBank
+    from convert.speech.recipe import SpeechRecipe
+    from convert.speech.train import train_model
+
+    two = SpeechRecipe().updated({
+        "features": {"prosody": True, "normalize": "none", "window_frames": 100, "hop_frames": 50,
+                     "pooling": "frames_mean_std"},
+        "augment": {"speed_factors": (), "noise_snr_db": (), "room_copies": 0},
+        "model": {"kind": "ensemble", "width": 4, "pooled_width": 8},
+        "train": {"epochs": 2, "batch_size": 16}})
+    three = two.updated({"features": {"pooling": "frames_mean_std_delta"},
+                         "model": {"pooled_rows": 2, "linear_weight": 0.3}})
+    utts = index_corpora([f"csv:{synthetic_corpus}", f"csv:{second_room}"])
+    y = np.array([LABELS.index(u.label) for u in utts])
+    banks = [FeatureBank(utts, r).standardize_by("corpus") for r in (two, three)]
+    x2, x3 = (np.stack([b.model_input(i, 0, 0) for i in range(len(utts))])[..., None]
+              for b in banks)
+    np.testing.assert_array_equal(x3[:, :-1], x2)  # the change row comes last
+    plain = train_model(banks[0], y, LABELS, two).predict(x2, verbose=0)
+    _, compact, pooled, linear = _with_branch_logits(
+        train_model(banks[1], y, LABELS, three)).predict(x3, verbose=0)
+    np.testing.assert_allclose(_softmax(0.5 * compact + 0.5 * pooled), plain, atol=1e-5)
+    assert not np.allclose(_softmax(linear), plain, atol=1e-2)
+
+
 def _softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
