@@ -23,7 +23,9 @@ With ``--branches W ...``, the ensemble's two branches are weighted instead: eac
 probabilities are the softmax of ``W`` times the compact branch's logits plus ``1 - W`` times the
 pooled branch's (the shipped graph: ``W = 0.5``), and a clip's are their mean over its windows,
 as the device decides.  It needs the window logits that LOCO keeps for an ensemble (runs made
-after they were kept).
+after they were kept).  With ``--linear W ...``, an ensemble with a third, linear branch
+(``model.linear_weight``) is scored with that branch weighted ``W`` and the other two ``(1 - W)
+/ 2`` each; ``W = 0`` is the compact and pooled branches at equal weights, the shipped graph.
 
 With ``--offsets``, a fixed offset per class is added to the graph's logits, as a bias baked
 into the shipped model would be: for each unseen corpus it is fitted on the other corpora's
@@ -34,6 +36,7 @@ by unseen corpora, so that one correction learned from some would help on anothe
 
     .venv/bin/python scripts/speech_decision_rules.py [models/reports/speech ...]
     .venv/bin/python scripts/speech_decision_rules.py runs/X [runs/Y ...] --branches 0.3 0.5 0.7
+    .venv/bin/python scripts/speech_decision_rules.py runs/X [runs/Y ...] --linear 0 0.15
     .venv/bin/python scripts/speech_decision_rules.py runs/X [runs/Y ...] --offsets
 """
 
@@ -127,12 +130,16 @@ def views_kept(files: list[Path]) -> list[str]:
     return [v for v in VIEWS if v in kept]
 
 
-def window_logits(z: Mapping[str, np.ndarray], view: str,
-                  w: float) -> tuple[np.ndarray, np.ndarray]:
-    """The graph's logits per window of ``view`` with the compact branch weighted ``w``, and
-    each window's clip."""
+def window_logits(z: Mapping[str, np.ndarray], view: str, w: float,
+                  linear: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The graph's logits per window of ``view`` with the compact branch weighted ``w`` against
+    the pooled one, and those two ``1 - linear`` against a linear third branch, if the run has
+    one; and each window's clip."""
     logits = z[f"{view}_window_logits"]
-    return w * logits[:, 0] + (1 - w) * logits[:, 1], z[f"{view}_window_group"]
+    two = w * logits[:, 0] + (1 - w) * logits[:, 1]
+    if logits.shape[1] > 2:
+        two = (1 - linear) * two + linear * logits[:, 2]
+    return two, z[f"{view}_window_group"]
 
 
 def clip_probabilities(logit: np.ndarray, group: np.ndarray, n_clips: int) -> np.ndarray:
@@ -145,9 +152,11 @@ def clip_probabilities(logit: np.ndarray, group: np.ndarray, n_clips: int) -> np
     return total / np.bincount(group, minlength=n_clips)[:, None]
 
 
-def branch_weighted(z: Mapping[str, np.ndarray], view: str, w: float) -> np.ndarray:
-    """Clip probabilities of ``view`` with the compact branch's logits weighted ``w``."""
-    return clip_probabilities(*window_logits(z, view, w), len(z["y"]))
+def branch_weighted(z: Mapping[str, np.ndarray], view: str, w: float,
+                    linear: float = 0.0) -> np.ndarray:
+    """Clip probabilities of ``view`` with the branches' logits weighted as
+    :func:`window_logits` weighs them."""
+    return clip_probabilities(*window_logits(z, view, w, linear), len(z["y"]))
 
 
 def fit_offsets(corpora: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
@@ -213,19 +222,25 @@ def print_means(table: list[tuple[str, list[list[float]]]]) -> None:
                   + " | |")
 
 
-def weigh_branches(folders: list[Path], weights: list[float]) -> None:
-    """LOCO mean UAR per branch weight, by view, for each folder and their mean."""
-    print_table_head("compact weight", "---:")
+def weigh_branches(folders: list[Path], weights: list[float], linear: bool = False) -> None:
+    """LOCO mean UAR per branch weight (the compact branch's, or with ``linear`` the linear
+    branch's), by view, for each folder and their mean."""
+    print_table_head("linear weight" if linear else "compact weight", "---:")
     table: list[tuple[str, list[list[float]]]] = [(f"{w:.2f}", []) for w in weights]
     for folder in folders:
         clips = window_clips(folder)
+        if linear and any(z["adapted_window_logits"].shape[1] < 3 for z in clips.values()):
+            sys.exit(f"{folder}: --linear needs the LOCO of an ensemble with a linear branch "
+                     "(model.linear_weight)")
         for w, (key, rows) in zip(weights, table):
             uar: dict[str, list[float]] = {v: [] for v in VIEWS}
             for z in clips.values():
                 y, labels = z["y"], [str(s) for s in z["labels"]]
                 for v in VIEWS:
                     if f"{v}_window_logits" in z:
-                        uar[v].append(score(y, branch_weighted(z, v, w), labels)[0])
+                        probs = (branch_weighted(z, v, 0.5, w) if linear
+                                 else branch_weighted(z, v, w))
+                        uar[v].append(score(y, probs, labels)[0])
             rows.append(print_row(folder, key, list(clips), uar))
     print_means(table)
 
@@ -265,6 +280,9 @@ def main() -> None:
                         help="LOCO report folders holding loco_<corpus>_clips.npz")
     parser.add_argument("--branches", nargs="+", type=float, metavar="W",
                         help="weigh the ensemble's compact branch W and its pooled one 1 - W")
+    parser.add_argument("--linear", nargs="+", type=float, metavar="W",
+                        help="weigh an ensemble's linear branch W, the other two (1 - W) / 2 "
+                             "each (W = 0: the shipped graph)")
     parser.add_argument("--offsets", action="store_true",
                         help="add a per-class logit offset fitted on the other corpora")
     args = parser.parse_args()
@@ -272,11 +290,12 @@ def main() -> None:
     if args.offsets:
         class_offsets(folders)
         return
-    if args.branches:
-        if not all(0.0 <= w <= 1.0 for w in args.branches):
-            sys.exit(f"--branches {args.branches}: each weight must be between 0 and 1")
-        weigh_branches(folders, args.branches)
-        return
+    for option, weights in (("--branches", args.branches), ("--linear", args.linear)):
+        if weights:
+            if not all(0.0 <= w <= 1.0 for w in weights):
+                sys.exit(f"{option} {weights}: each weight must be between 0 and 1")
+            weigh_branches(folders, weights, linear=option == "--linear")
+            return
     corpora = [[f.name for f in clip_files(folder)] for folder in folders]
     for folder, names in zip(folders, corpora):
         if names != corpora[0]:

@@ -116,6 +116,46 @@ def test_branch_weights_are_scored_as_the_device_decides(tmp_path, capsys, monke
         assert row[5].strip() == "nan"  # no telephone view kept
 
 
+def test_a_linear_branch_is_weighed_against_the_other_two(tmp_path, capsys, monkeypatch):
+    """--linear W: the third branch's logits weighted W, the compact and pooled (1 - W) / 2
+    each; W = 0 is the run's own control, the shipped graph's rule."""
+    rng = np.random.default_rng(4)
+    y = np.repeat(np.arange(3), 40)
+    group = np.repeat(np.arange(y.size), 2)
+    logits = rng.normal(scale=2.0, size=(group.size, 3, 3)).astype(np.float32)
+    logits[np.arange(group.size), 2, y[group]] += 2.0  # the linear branch knows best
+    views = {f"{v}_window_{k}": a for v in ("adapted", "fresh")
+             for k, a in (("logits", logits), ("group", group))}
+    folder = tmp_path / "draw"
+    folder.mkdir()
+    np.savez(folder / "loco_a_clips.npz", labels=LABELS, y=y, adapted=np.zeros((y.size, 3)),
+             fresh=np.zeros((y.size, 3)), **views)
+
+    def uar(z: np.ndarray) -> float:
+        e = np.exp(z - z.max(1, keepdims=True))
+        p = e / e.sum(1, keepdims=True)
+        clips = np.stack([p[group == i].mean(0) for i in range(y.size)])
+        return round(classification_metrics(y, clips.argmax(1), LABELS)["uar"], 3)
+
+    expected = {w: uar((1 - w) / 2 * (logits[:, 0] + logits[:, 1]) + w * logits[:, 2])
+                for w in (0.0, 0.5)}
+    assert expected[0.5] > expected[0.0]
+    monkeypatch.setattr("sys.argv", ["speech_decision_rules.py", str(folder),
+                                     "--linear", "0", "0.5"])
+    load_script("speech_decision_rules").main()
+    rows = [line.split("|") for line in capsys.readouterr().out.splitlines()
+            if line.startswith(f"| {folder} |")]
+    assert [(float(r[2]), float(r[3]), float(r[4])) for r in rows] == [
+        (w, expected[w], expected[w]) for w in (0.0, 0.5)]
+    two = _run(tmp_path / "two", np.full((y.size, 3), 1 / 3), y)
+    np.savez(two / "loco_a_clips.npz", labels=LABELS, y=y, adapted=np.zeros((y.size, 3)),
+             fresh=np.zeros((y.size, 3)), adapted_window_logits=logits[:, :2],
+             adapted_window_group=group)
+    monkeypatch.setattr("sys.argv", ["speech_decision_rules.py", str(two), "--linear", "0.2"])
+    with pytest.raises(SystemExit, match="needs the LOCO of an ensemble with a linear branch"):
+        load_script("speech_decision_rules").main()
+
+
 def test_branch_weights_need_the_window_logits(tmp_path, monkeypatch):
     y = np.repeat(np.arange(3), 4)
     a = _run(tmp_path / "a", np.full((y.size, 3), 1 / 3), y)
