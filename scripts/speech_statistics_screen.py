@@ -44,6 +44,13 @@ before they are pooled, as the device standardises a room (**frames**: the stati
 scaled with the training corpora's mean and spread only), and the statistics standardised per
 room after that as well (**both**: what ``adapt.rows`` does).
 
+``--join RUN...`` asks what a linear third member would add to a model: for each line, the
+regression on the device's statistics (frames standardised per room, or fresh with the training
+corpora's statistics, then pooled, as ``--frames``) gives each unseen clip its probabilities,
+joined to those a LOCO run kept (``RUN/loco_<corpus>_clips.npz``) by a weighted geometric mean,
+the regression weighing each ``--join-weight`` (0: the run alone).  The ensemble's graph does it
+per window with ``model.linear_weight``; the screen per clip.
+
 ``--label-rules`` and ``--leave-out`` screen the training data instead, in a table of their
 own (room, speaker and fresh views): each rule for the clips outside the fusion label set
 (:data:`LABEL_RULES`: RAVDESS calm, EmoDB boredom), and training without each corpus in turn.
@@ -88,7 +95,7 @@ from edge.features import (  # noqa: E402
     pool_window,
     window_input,
 )
-from edge.features.adapt import speech_mask  # noqa: E402
+from edge.features.adapt import RunningStats, speech_mask  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -115,17 +122,20 @@ def statistics(bank: FeatureBank) -> np.ndarray:
 ROW_SETS = (((0, 1), "mean, spread"), ((0, 1, 2), "mean, spread, change"))
 
 
-def frame_statistics(bank: FeatureBank) -> np.ndarray:
-    """(clips, 3, columns): :func:`statistics` of each clip after its frames are standardised
-    with its corpus's statistics and clipped, as the device's window input does."""
-    room = bank.standardize_by("corpus")
+def frame_statistics(bank: FeatureBank, clips: np.ndarray | None = None,
+                     stats: RunningStats | None = None) -> np.ndarray:
+    """(clips, 3, columns): :func:`statistics` of each clip (of ``clips``; None: all) after its
+    frames are standardised with its corpus's statistics (or with ``stats``: a device not yet
+    adapted) and clipped, as the device's window input does."""
+    room = bank.standardize_by("corpus") if stats is None else bank.standardize_with(stats)
     cfg = dataclasses.replace(bank.recipe.mfcc, pooling="mean_std_delta")
     out = []
-    for clip, v in enumerate(bank.variants):
-        norm = room.standardization(clip, 0)
+    for clip in range(len(bank.utts)) if clips is None else clips:
+        norm = room.standardization(int(clip), 0)
         assert norm is not None
         mean, scale = norm
-        out.append(window_input(v[0], cfg, lambda x, m=mean, s=scale: (x - m) * s))
+        out.append(window_input(bank.variants[clip][0], cfg,
+                                lambda x, m=mean, s=scale: (x - m) * s))
     return np.stack(out)
 
 
@@ -417,6 +427,69 @@ def train_labels(own: np.ndarray, rule: dict[str, str]) -> np.ndarray:
     return np.array([rule[v] if v in rule else fusion_label(v) or "" for v in own])
 
 
+def join_members(bank: FeatureBank, runs: list[Path], weights: list[float],
+                 ceps_list: list[int]) -> int:
+    """``--join``: each line's regression joined to each run's kept clip probabilities."""
+    from sklearn.linear_model import LogisticRegression
+
+    from convert.metrics import classification_metrics
+
+    corpus, _, label, names = clip_arrays(bank.utts)
+    kept = {}
+    for run in runs:
+        for n in names:
+            try:
+                with np.load(run / f"loco_{n}_clips.npz") as z:
+                    kept[run, n] = (z["y"], [str(v) for v in z["labels"]], z["adapted"],
+                                    z["fresh"])
+            except OSError as exc:
+                print(f"error: {run}: no kept clips of {n} ({exc}); run its LOCO first",
+                      file=sys.stderr)
+                return 2
+            y, labels = kept[run, n][:2]
+            if [labels[i] for i in y] != list(label[corpus == n]):
+                print(f"error: {run / f'loco_{n}_clips.npz'}: not the screen's clips",
+                      file=sys.stderr)
+                return 2
+    room = frame_statistics(bank)
+    fresh = np.empty_like(room)
+    for held in names:  # each unseen corpus standardised with the other corpora's statistics
+        te = np.flatnonzero(corpus == held)
+        prior = bank.subset(np.flatnonzero(corpus != held)).pooled_stats()
+        fresh[te] = frame_statistics(bank, te, prior)
+    cfg = bank.recipe.mfcc
+    print(f"{'regression joined to':75s} {'weight':>6s} {'adapted':>8s} {'fresh':>8s}   per "
+          f"corpus, adapted / fresh ({', '.join(names)})")
+    for ceps, (rows, what) in itertools.product(ceps_list, ROW_SETS):
+        x, xf = (statistics_columns(s, cfg, ceps, rows) for s in (room, fresh))
+        probs = {}
+        for held in names:
+            tr, te = corpus != held, corpus == held
+            # Scaled with the training corpora's statistics rows: the graph's batch norm.
+            mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-6
+            names_y, y = np.unique(label[tr], return_inverse=True)
+            clf = LogisticRegression(C=0.1, max_iter=2000).fit(
+                (x[tr] - mu) / sd, label[tr],
+                sample_weight=sample_weights(y, corpus[tr], len(names_y), 1.0, 0.0))
+            probs[held] = [clf.predict_proba(np.clip((v[te] - mu) / sd, -8, 8))
+                           for v in (x, xf)]
+            classes = list(clf.classes_)
+        for run, w in itertools.product(runs, weights):
+            uar = []
+            for held in names:
+                y, labels, *own = kept[run, held]
+                order = [classes.index(c) for c in labels]
+                uar.append([classification_metrics(y, np.argmax(
+                    (1 - w) * np.log(np.maximum(p, 1e-9))
+                    + w * np.log(np.maximum(q[:, order], 1e-9)), axis=1), labels)["uar"]
+                    for p, q in zip(own, probs[held])])
+            per = ", ".join(f"{a:.3f} / {f:.3f}" for a, f in uar)
+            a, f = np.mean(uar, axis=0)
+            print(f"{f'{ceps} cepstra + prosody, {what}: {run}':75s} {w:6.2f} {a:8.3f} "
+                  f"{f:8.3f}   {per}", flush=True)
+    return 0
+
+
 def print_views(title: str, res: dict[str, dict[str, float]], names: list[str],
                 base: dict[str, dict[str, float]] | None = None) -> None:
     """One line of the screen: each view's mean and its corpora ("-" for one not scored); with
@@ -478,6 +551,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--coverage-power", type=float, default=0.0, metavar="P",
                    help="weigh each class by the share of training corpora that act it, to the "
                    "power P (train.coverage_power; the screen's weights are undamped)")
+    p.add_argument("--join", type=Path, nargs="+", default=[], metavar="RUN",
+                   help="join each line's regression to the clip probabilities these LOCO "
+                   "report folders kept, instead of the views")
+    p.add_argument("--join-weight", type=float, nargs="+", default=[0.0, 0.15], metavar="W",
+                   help="the regression's weight in the join (default 0 and 0.15)")
     p.add_argument("--label-rules", action="store_true",
                    help="screen the rules for RAVDESS calm and EmoDB boredom instead")
     p.add_argument("--leave-out", action="store_true",
@@ -485,6 +563,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.label_rules or args.leave_out:
         return training_data(args)
+    if args.join:
+        if not all(0.0 <= w <= 1.0 for w in args.join_weight):
+            p.error(f"--join-weight {args.join_weight}: each weight must be between 0 and 1")
+        bank = screen_bank(args)
+        return 2 if bank is None else join_members(bank, args.join, args.join_weight, args.ceps)
     if args.frames and (args.voiced or args.temporal):
         p.error("--frames screens the plain lines: leave out --voiced and --temporal")
     if any(not 0 < s < 1 for s in args.neutral_share):

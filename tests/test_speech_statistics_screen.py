@@ -3,6 +3,8 @@ standardise what they say they do, and an unseen corpus is scored over the label
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -214,7 +216,7 @@ def test_frame_statistics_pool_the_frames_as_the_room_standardised_them():
     mean, scale = np.full(cfg.n_columns, 1.0), np.full(cfg.n_columns, 2.0)
     scale[2] = 100.0  # column 2 goes past the clip at 8 sd
     room = SimpleNamespace(standardization=lambda clip, variant: (mean, scale))
-    bank = SimpleNamespace(recipe=SimpleNamespace(mfcc=cfg), variants=[(frames,)],
+    bank = SimpleNamespace(recipe=SimpleNamespace(mfcc=cfg), variants=[(frames,)], utts=[None],
                            standardize_by=lambda unit: room)
     (got,) = screen.frame_statistics(bank)
     assert got.shape == (3, cfg.n_columns)
@@ -223,3 +225,49 @@ def test_frame_statistics_pool_the_frames_as_the_room_standardised_them():
     assert np.abs(got[0, 2]) <= 8.0 and np.abs(got[1, 2]) <= 8.0
     # c0: (20 - 1) * 2 clipped at 8 in every speech frame; the silent ones (-8) are left out.
     assert got[0, 0] == 8.0 and got[1, 0] == 0.0
+
+
+def test_a_joined_regression_decides_where_the_run_it_joins_cannot(tmp_path, capsys):
+    """``--join``: the regression's clip probabilities, reordered to the run's labels, are
+    joined to the run's kept ones by a weighted geometric mean; weight 0 is the run alone."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from convert.speech.recipe import SpeechRecipe
+
+    pytest.importorskip("sklearn")
+    screen = load_script("speech_statistics_screen")
+    cfg = SpeechRecipe.load(Path(__file__).parent.parent / "recipes" / "speech.toml").mfcc
+    rng = np.random.default_rng(2)
+    labels = ["sad", "happy", "angry"]  # not in sorted order: the join must reorder
+    utts, variants = [], []
+    for name in ("a", "b", "c"):
+        for i in range(30):
+            label = labels[i % 3]
+            frames = rng.normal(size=(60, cfg.n_columns))
+            frames[:, 0] = 20.0  # all speech
+            frames[:, 1] += {"happy": 2.0, "sad": -2.0, "angry": 0.0}[label]
+            utts.append(SimpleNamespace(corpus=name, speaker=f"{name}/{i % 5}", label=label))
+            variants.append((frames,))
+    unit = SimpleNamespace(standardization=lambda clip, variant: (np.zeros(cfg.n_columns),
+                                                                  np.ones(cfg.n_columns)))
+    bank = SimpleNamespace(recipe=SimpleNamespace(mfcc=cfg), utts=utts, variants=variants,
+                           standardize_by=lambda u: unit, standardize_with=lambda stats: unit,
+                           subset=lambda clips: SimpleNamespace(pooled_stats=lambda: None))
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("a", "b", "c"):
+        y = np.array([labels.index(u.label) for u in utts if u.corpus == name])
+        flat = np.full((y.size, 3), 1 / 3)
+        np.savez(run / f"loco_{name}_clips.npz", labels=labels, y=y, adapted=flat, fresh=flat)
+    assert screen.join_members(bank, [run], [0.0, 0.15], [20]) == 0
+    got = {}
+    for line in capsys.readouterr().out.splitlines()[1:]:
+        w, adapted, fresh = re.search(r" (\d\.\d\d) +(\d\.\d{3}) +(\d\.\d{3})   ", line).groups()
+        got["change" in line, float(w)] = (float(adapted), float(fresh))
+    for change in (False, True):
+        assert got[change, 0.0] == (0.333, 0.333)  # the run alone calls every clip "sad"
+        assert min(got[change, 0.15]) > 0.9
+    (run / "loco_c_clips.npz").unlink()
+    assert screen.join_members(bank, [run], [0.15], [20]) == 2
+    assert "no kept clips of c" in capsys.readouterr().err
