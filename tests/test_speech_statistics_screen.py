@@ -242,11 +242,11 @@ def test_a_joined_regression_decides_where_the_run_it_joins_cannot(tmp_path, cap
     labels = ["sad", "happy", "angry"]  # not in sorted order: the join must reorder
     utts, variants = [], []
     for name in ("a", "b", "c"):
-        for i in range(30):
+        for i in range(150):  # enough clips for the screen's regularisation (C = 0.1)
             label = labels[i % 3]
-            frames = rng.normal(size=(60, cfg.n_columns))
+            frames = rng.normal(size=(30, cfg.n_columns))
             frames[:, 0] = 20.0  # all speech
-            frames[:, 1] += {"happy": 2.0, "sad": -2.0, "angry": 0.0}[label]
+            frames[:, 1] += {"happy": 4.0, "sad": -4.0, "angry": 0.0}[label]
             utts.append(SimpleNamespace(corpus=name, speaker=f"{name}/{i % 5}", label=label))
             variants.append((frames,))
     unit = SimpleNamespace(standardization=lambda clip, variant: (np.zeros(cfg.n_columns),
@@ -267,7 +267,7 @@ def test_a_joined_regression_decides_where_the_run_it_joins_cannot(tmp_path, cap
         got["change" in line, float(w)] = (float(adapted), float(fresh))
     for change in (False, True):
         assert got[change, 0.0] == (0.333, 0.333)  # the run alone calls every clip "sad"
-        assert min(got[change, 0.15]) > 0.9
+        assert min(got[change, 0.15]) > 0.8  # labels reordered wrongly would give far less
     (run / "loco_c_clips.npz").unlink()
     assert screen.join_members(bank, [run], [0.15], [20]) == 2
     assert "no kept clips of c" in capsys.readouterr().err
