@@ -837,6 +837,16 @@ def test_a_linear_branch_leaves_the_other_two_as_they_were(synthetic_corpus, sec
         train_model(banks[1], y, LABELS, three)).predict(x3, verbose=0)
     np.testing.assert_allclose(_softmax(0.5 * compact + 0.5 * pooled), plain, atol=1e-5)
     assert not np.allclose(_softmax(linear), plain, atol=1e-2)
+    # model.linear_masked = false: the linear network alone learns every clip over every label
+    # (the second room has no "sad": its clips now teach that they are not sad).
+    every = three.replace("model", linear_masked=False)
+    _, compact2, pooled2, linear2 = _with_branch_logits(
+        train_model(banks[1], y, LABELS, every)).predict(x3, verbose=0)
+    np.testing.assert_allclose(compact2, compact, atol=1e-5)
+    np.testing.assert_allclose(pooled2, pooled, atol=1e-5)
+    assert not np.allclose(linear2, linear, atol=1e-3)
+    with pytest.raises(ConfigError, match="linear_weight"):
+        two.replace("model", linear_masked=False)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

@@ -156,6 +156,10 @@ class ModelSection(Section):
         min=0, max=512)
     linear_l2: float = setting(0.001, "L2 penalty on the linear network's weights.", min=0.0,
                                max=10.0)
+    linear_masked: bool = setting(
+        True, "Whether the linear network's loss scores each clip over its corpus's labels only, "
+        "as train.mask_missing_labels does for the others; false: over every label, as a "
+        "logistic regression is fitted.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -394,16 +398,18 @@ class SpeechRecipe(Recipe):
             raise ConfigError(f"model.pooled_ceps = {self.model.pooled_ceps} needs model.kind = "
                               f"\"ensemble\" and at most features.n_ceps = "
                               f"{self.features.n_ceps} cepstra; use 0 for all")
-        stats_rows = self.mfcc.input_rows(0)
-        if (self.model.pooled_rows or self.model.linear_weight or self.model.linear_ceps) and (
-                self.model.kind != "ensemble" or self.model.pooled_rows > stats_rows
-                or self.model.linear_ceps > self.features.n_ceps):
-            raise ConfigError(f"model.pooled_rows = {self.model.pooled_rows}, "
-                              f"model.linear_weight = {self.model.linear_weight} and "
-                              f"model.linear_ceps = {self.model.linear_ceps} need model.kind = "
-                              f"\"ensemble\", at most the {stats_rows} statistics rows "
-                              f"features.pooling gives and at most features.n_ceps = "
-                              f"{self.features.n_ceps} cepstra; use 0 for none or all")
+        stats_rows, m = self.mfcc.input_rows(0), self.model
+        linear_options = bool(m.linear_ceps) or not m.linear_masked
+        if (m.pooled_rows or m.linear_weight or linear_options) and (
+                m.kind != "ensemble" or m.pooled_rows > stats_rows
+                or m.linear_ceps > self.features.n_ceps or (linear_options and not m.linear_weight)):
+            raise ConfigError(f"model.pooled_rows = {m.pooled_rows}, model.linear_weight = "
+                              f"{m.linear_weight}, model.linear_ceps = {m.linear_ceps} and "
+                              f"model.linear_masked = {str(m.linear_masked).lower()} need "
+                              f"model.kind = \"ensemble\", at most the {stats_rows} statistics "
+                              f"rows features.pooling gives, at most features.n_ceps = "
+                              f"{self.features.n_ceps} cepstra, and the linear network's settings "
+                              f"a model.linear_weight above 0")
         if self.adapt.rows and (self.adapt.mode == "none" or self.features.pooling == "none"
                                 or self.adapt.fresh_share or self.evaluate.calls
                                 or self.evaluate.calibration):

@@ -205,6 +205,11 @@ def with_adversary(network: Any, n_corpora: int) -> tuple[Any, Any]:
     return keras.Model(network.inputs, [*network.outputs, corpus], name=network.name), scale
 
 
+def _outputs(targets: list[Any]) -> Any:
+    """Keras's targets for one output or several."""
+    return tuple(targets) if len(targets) > 1 else targets[0]
+
+
 def train_model(
     bank: FeatureBank, y: np.ndarray, labels: Sequence[str], recipe: SpeechRecipe,
     gate: SpeechGate | None = None, verbose: bool = False,
@@ -249,6 +254,9 @@ def train_model(
     weights = (sample_weights(y, corpus, len(labels), t.balance_power, t.coverage_power)
                if t.balance_classes else np.ones(len(y)))
     masks = label_masks(y, corpus, len(labels), t.mask_missing_labels)
+    # The linear network may score every clip over every label (model.linear_masked), as a
+    # regression does; the others keep train.mask_missing_labels.
+    every_label = [m.name.endswith("linear") and not recipe.model.linear_masked for m in trained]
     averages = [WeightAverage(m, None) for m in trained] if t.average_from else []
     for epoch in range(t.epochs):
         x_ep, y_ep, clip_ep = _training_windows(bank, y, rng, gate)
@@ -271,9 +279,11 @@ def train_model(
             targets.append(keras.utils.to_categorical(corpus_index[clip_ep], len(names)))
         if t.arousal:
             targets.append(keras.utils.to_categorical(arousal[y_ep], 2))
-        targets = tuple(targets) if len(targets) > 1 else target
-        losses = [m.fit(x_ep, targets, sample_weight=w_ep, batch_size=t.batch_size, epochs=1,
-                        shuffle=True, verbose=0,
+        unmasked = targets.copy()
+        unmasked[0] = np.concatenate([target[:, : len(labels)], np.ones_like(masks[clip_ep])],
+                                     axis=1)
+        losses = [m.fit(x_ep, _outputs(unmasked if every_label[i] else targets), sample_weight=w_ep,
+                        batch_size=t.batch_size, epochs=1, shuffle=True, verbose=0,
                         callbacks=[averages[i].callback] if averaging else None,
                         ).history["loss"][-1] for i, m in enumerate(trained)]
         if verbose or epoch == t.epochs - 1:
