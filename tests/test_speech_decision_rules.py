@@ -21,6 +21,22 @@ def _run(folder: Path, probs: np.ndarray, y: np.ndarray) -> Path:
     return folder
 
 
+def _window_run(folder: Path, y: np.ndarray, window: dict[str, np.ndarray]) -> Path:
+    """A LOCO folder whose corpus "a" kept window logits (``window``), not clip probabilities."""
+    folder.mkdir()
+    np.savez(folder / "loco_a_clips.npz", labels=LABELS, y=y, adapted=np.zeros((y.size, 3)),
+             fresh=np.zeros((y.size, 3)), **window)
+    return folder
+
+
+def _window_uar(z: np.ndarray, group: np.ndarray, y: np.ndarray) -> float:
+    """UAR of the clips whose windows have logits ``z``: the mean of their probabilities."""
+    e = np.exp(z - z.max(1, keepdims=True))
+    p = e / e.sum(1, keepdims=True)
+    clips = np.stack([p[group == i].mean(0) for i in range(y.size)])
+    return round(classification_metrics(y, clips.argmax(1), LABELS)["uar"], 3)
+
+
 def _argmax_uar(capsys, monkeypatch, *folders: Path) -> float:
     monkeypatch.setattr("sys.argv", ["speech_decision_rules.py", *map(str, folders)])
     load_script("speech_decision_rules").main()
@@ -91,18 +107,9 @@ def test_branch_weights_are_scored_as_the_device_decides(tmp_path, capsys, monke
     logits[rows, 1, y[group]] += 0.5
     window = {"adapted_window_logits": logits, "adapted_window_group": group,
               "fresh_window_logits": logits[:, ::-1], "fresh_window_group": group}
-    folder = tmp_path / "draw"
-    folder.mkdir()
-    np.savez(folder / "loco_a_clips.npz", labels=LABELS, y=y, adapted=np.zeros((y.size, 3)),
-             fresh=np.zeros((y.size, 3)), **window)
-
-    def uar(z: np.ndarray) -> float:
-        e = np.exp(z - z.max(1, keepdims=True))
-        p = e / e.sum(1, keepdims=True)
-        clips = np.stack([p[group == i].mean(0) for i in range(y.size)])
-        return round(classification_metrics(y, clips.argmax(1), LABELS)["uar"], 3)
-
-    expected = {w: uar(w * logits[:, 0] + (1 - w) * logits[:, 1]) for w in (0.0, 0.5, 1.0)}
+    folder = _window_run(tmp_path / "draw", y, window)
+    expected = {w: _window_uar(w * logits[:, 0] + (1 - w) * logits[:, 1], group, y)
+                for w in (0.0, 0.5, 1.0)}
     assert len(set(expected.values())) == 3  # the data tells the weights apart
     monkeypatch.setattr("sys.argv", ["speech_decision_rules.py", str(folder),
                                      "--branches", "0", "0.5", "1"])
@@ -126,18 +133,9 @@ def test_a_linear_branch_is_weighed_against_the_other_two(tmp_path, capsys, monk
     logits[np.arange(group.size), 2, y[group]] += 2.0  # the linear branch knows best
     views = {f"{v}_window_{k}": a for v in ("adapted", "fresh")
              for k, a in (("logits", logits), ("group", group))}
-    folder = tmp_path / "draw"
-    folder.mkdir()
-    np.savez(folder / "loco_a_clips.npz", labels=LABELS, y=y, adapted=np.zeros((y.size, 3)),
-             fresh=np.zeros((y.size, 3)), **views)
-
-    def uar(z: np.ndarray) -> float:
-        e = np.exp(z - z.max(1, keepdims=True))
-        p = e / e.sum(1, keepdims=True)
-        clips = np.stack([p[group == i].mean(0) for i in range(y.size)])
-        return round(classification_metrics(y, clips.argmax(1), LABELS)["uar"], 3)
-
-    expected = {w: uar((1 - w) / 2 * (logits[:, 0] + logits[:, 1]) + w * logits[:, 2])
+    folder = _window_run(tmp_path / "draw", y, views)
+    expected = {w: _window_uar((1 - w) / 2 * (logits[:, 0] + logits[:, 1]) + w * logits[:, 2],
+                               group, y)
                 for w in (0.0, 0.5)}
     assert expected[0.5] > expected[0.0]
     monkeypatch.setattr("sys.argv", ["speech_decision_rules.py", str(folder),
@@ -147,10 +145,8 @@ def test_a_linear_branch_is_weighed_against_the_other_two(tmp_path, capsys, monk
             if line.startswith(f"| {folder} |")]
     assert [(float(r[2]), float(r[3]), float(r[4])) for r in rows] == [
         (w, expected[w], expected[w]) for w in (0.0, 0.5)]
-    two = _run(tmp_path / "two", np.full((y.size, 3), 1 / 3), y)
-    np.savez(two / "loco_a_clips.npz", labels=LABELS, y=y, adapted=np.zeros((y.size, 3)),
-             fresh=np.zeros((y.size, 3)), adapted_window_logits=logits[:, :2],
-             adapted_window_group=group)
+    two = _window_run(tmp_path / "two", y, {"adapted_window_logits": logits[:, :2],
+                                            "adapted_window_group": group})
     monkeypatch.setattr("sys.argv", ["speech_decision_rules.py", str(two), "--linear", "0.2"])
     with pytest.raises(SystemExit, match="needs the LOCO of an ensemble with a linear branch"):
         load_script("speech_decision_rules").main()
