@@ -48,8 +48,8 @@ room after that as well (**both**: what ``adapt.rows`` does).
 regression on the device's statistics (frames standardised per room, or fresh with the training
 corpora's statistics, then pooled, as ``--frames``) gives each unseen clip its probabilities,
 joined to those a LOCO run kept (``RUN/loco_<corpus>_clips.npz``) by a weighted geometric mean,
-the regression weighing each ``--join-weight`` (0: the run alone).  The ensemble's graph does it
-per window with ``model.linear_weight``; the screen per clip.
+the regression weighing each ``--join-weight`` (0: the run alone, 1: the regression alone).  The
+ensemble's graph does it per window with ``model.linear_weight``; the screen per clip.
 
 ``--label-rules`` and ``--leave-out`` screen the training data instead, in a table of their
 own (room, speaker and fresh views): each rule for the clips outside the fusion label set
@@ -471,18 +471,18 @@ def join_members(bank: FeatureBank, runs: list[Path], weights: list[float],
             clf = LogisticRegression(C=0.1, max_iter=2000).fit(
                 (x[tr] - mu) / sd, label[tr],
                 sample_weight=sample_weights(y, corpus[tr], len(names_y), 1.0, 0.0))
-            probs[held] = [clf.predict_proba(np.clip((v[te] - mu) / sd, -8, 8))
-                           for v in (x, xf)]
-            classes = list(clf.classes_)
+            probs[held] = (list(clf.classes_),
+                           [clf.predict_proba(np.clip((v[te] - mu) / sd, -8, 8)) for v in (x, xf)])
         for run, w in itertools.product(runs, weights):
             uar = []
             for held in names:
                 y, labels, *own = kept[run, held]
+                classes, theirs = probs[held]
                 order = [classes.index(c) for c in labels]
                 uar.append([classification_metrics(y, np.argmax(
                     (1 - w) * np.log(np.maximum(p, 1e-9))
                     + w * np.log(np.maximum(q[:, order], 1e-9)), axis=1), labels)["uar"]
-                    for p, q in zip(own, probs[held])])
+                    for p, q in zip(own, theirs)])
             per = ", ".join(f"{a:.3f} / {f:.3f}" for a, f in uar)
             a, f = np.mean(uar, axis=0)
             print(f"{f'{ceps} cepstra + prosody, {what}: {run}':75s} {w:6.2f} {a:8.3f} "

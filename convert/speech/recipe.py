@@ -402,7 +402,8 @@ class SpeechRecipe(Recipe):
         linear_options = bool(m.linear_ceps) or not m.linear_masked
         if (m.pooled_rows or m.linear_weight or linear_options) and (
                 m.kind != "ensemble" or m.pooled_rows > stats_rows
-                or m.linear_ceps > self.features.n_ceps or (linear_options and not m.linear_weight)):
+                or m.linear_ceps > self.features.n_ceps
+                or (linear_options and not m.linear_weight)):
             raise ConfigError(f"model.pooled_rows = {m.pooled_rows}, model.linear_weight = "
                               f"{m.linear_weight}, model.linear_ceps = {m.linear_ceps} and "
                               f"model.linear_masked = {str(m.linear_masked).lower()} need "
