@@ -279,9 +279,10 @@ def train_model(
             targets.append(keras.utils.to_categorical(corpus_index[clip_ep], len(names)))
         if t.arousal:
             targets.append(keras.utils.to_categorical(arousal[y_ep], 2))
-        unmasked = targets.copy()
-        unmasked[0] = np.concatenate([target[:, : len(labels)], np.ones_like(masks[clip_ep])],
-                                     axis=1)
+        unmasked = targets
+        if any(every_label):  # built only when a branch learns over every label
+            unmasked = [np.concatenate([target[:, : len(labels)], np.ones_like(masks[clip_ep])],
+                                       axis=1), *targets[1:]]
         losses = [m.fit(x_ep, _outputs(unmasked if every_label[i] else targets), sample_weight=w_ep,
                         batch_size=t.batch_size, epochs=1, shuffle=True, verbose=0,
                         callbacks=[averages[i].callback] if averaging else None,
