@@ -32,12 +32,14 @@ into the shipped model would be: for each unseen corpus it is fitted on the othe
 held-out clips (their labels, each corpus and each of its classes weighing the same in a
 cross-entropy over windows), so no label of the corpus it is scored on is used.  It asks whether
 the pulls toward one label (the model card's "Why this is short of the targets") are shared
-by unseen corpora, so that one correction learned from some would help on another.
+by unseen corpora, so that one correction learned from some would help on another.  With
+``--linear W`` as well, the offsets are fitted on and added to the graph with its linear branch
+weighted ``W``.
 
     .venv/bin/python scripts/speech_decision_rules.py [models/reports/speech ...]
     .venv/bin/python scripts/speech_decision_rules.py runs/X [runs/Y ...] --branches 0.3 0.5 0.7
     .venv/bin/python scripts/speech_decision_rules.py runs/X [runs/Y ...] --linear 0 0.15
-    .venv/bin/python scripts/speech_decision_rules.py runs/X [runs/Y ...] --offsets
+    .venv/bin/python scripts/speech_decision_rules.py runs/X [runs/Y ...] --offsets [--linear W]
 """
 
 from __future__ import annotations
@@ -245,14 +247,18 @@ def weigh_branches(folders: list[Path], weights: list[float], linear: bool = Fal
     print_means(table)
 
 
-def class_offsets(folders: list[Path]) -> None:
-    """LOCO mean UAR by view without and with offsets fitted on the other corpora."""
+def class_offsets(folders: list[Path], linear: float = 0.0) -> None:
+    """LOCO mean UAR by view without and with offsets fitted on the other corpora, on the graph
+    with its linear branch (if any) weighted ``linear``."""
     print_table_head("offsets", "---")
     table: list[tuple[str, list[list[float]]]] = [("none", []), ("fitted", [])]
     for folder in folders:
         clips = window_clips(folder)
         if len(clips) < 2:
             sys.exit(f"{folder}: offsets need the LOCO of 2 or more corpora (loco_*_clips.npz)")
+        if linear and any(z["adapted_window_logits"].shape[1] < 3 for z in clips.values()):
+            sys.exit(f"{folder}: --linear needs the LOCO of an ensemble with a linear branch "
+                     "(model.linear_weight)")
         uar: dict[str, dict[str, list[float]]] = {k: {v: [] for v in VIEWS} for k, _ in table}
         for name, z in clips.items():
             y, labels = z["y"], [str(s) for s in z["labels"]]
@@ -261,11 +267,11 @@ def class_offsets(folders: list[Path]) -> None:
                 # not know what channel it will hear.
                 offsets = fit_offsets([(lg, other["y"][g]) for other_name, other in clips.items()
                                        if other_name != name
-                                       for lg, g in [window_logits(other, clean, 0.5)]])
+                                       for lg, g in [window_logits(other, clean, 0.5, linear)]])
                 for v in (clean, f"telephone_{clean}"):
                     if f"{v}_window_logits" not in z:
                         continue
-                    logit, group = window_logits(z, v, 0.5)
+                    logit, group = window_logits(z, v, 0.5, linear)
                     for k, b in (("none", 0.0), ("fitted", offsets)):
                         uar[k][v].append(score(y, clip_probabilities(logit + b, group, len(y)),
                                                labels)[0])
@@ -288,7 +294,9 @@ def main() -> None:
     args = parser.parse_args()
     folders = args.folders
     if args.offsets:
-        class_offsets(folders)
+        if args.branches or (args.linear and len(args.linear) > 1):
+            sys.exit("--offsets takes at most one --linear weight and no --branches")
+        class_offsets(folders, linear=args.linear[0] if args.linear else 0.0)
         return
     for option, weights in (("--branches", args.branches), ("--linear", args.linear)):
         if weights:

@@ -203,3 +203,39 @@ def test_class_offsets_are_fitted_on_the_other_corpora_only(tmp_path, capsys, mo
             if line.startswith(f"| {folder} |")}
     for key, uar in expected.items():
         assert f"a {uar:.3f} / {uar:.3f}" in rows[key]
+
+
+def test_class_offsets_score_the_graph_with_its_linear_branch(tmp_path, capsys, monkeypatch):
+    """--offsets --linear W: the offsets are fitted on, and added to, the graph whose linear
+    branch weighs W, not the two-branch graph without it."""
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "draw"
+    folder.mkdir()
+    y = np.repeat(np.arange(3), 30)
+    group = np.repeat(np.arange(y.size), 2)
+    for name in ("a", "b"):
+        logits = rng.normal(scale=2.0, size=(group.size, 3, 3)).astype(np.float32)
+        logits[np.arange(group.size), 2, y[group]] += 3.0  # only the linear branch knows
+        views = {f"{v}_window_{k}": x for v in ("adapted", "fresh")
+                 for k, x in (("logits", logits), ("group", group))}
+        np.savez(folder / f"loco_{name}_clips.npz", labels=LABELS, y=y,
+                 adapted=np.zeros((y.size, 3)), fresh=np.zeros((y.size, 3)), **views)
+        if name == "a":
+            graph = _window_uar(0.25 * (logits[:, 0] + logits[:, 1]) + 0.5 * logits[:, 2], group,
+                                y)
+            two = _window_uar(0.5 * (logits[:, 0] + logits[:, 1]), group, y)
+    assert graph != two  # the data tells the graphs apart
+
+    def none_row(*extra: str) -> str:
+        monkeypatch.setattr("sys.argv", ["speech_decision_rules.py", str(folder), "--offsets",
+                                         *extra])
+        load_script("speech_decision_rules").main()
+        return next(line for line in capsys.readouterr().out.splitlines()
+                    if line.startswith(f"| {folder} | none"))
+
+    assert f"a {graph:.3f} / {graph:.3f}" in none_row("--linear", "0.5")
+    assert f"a {two:.3f} / {two:.3f}" in none_row()
+    monkeypatch.setattr("sys.argv", ["speech_decision_rules.py", str(folder), "--offsets",
+                                     "--linear", "0", "0.5"])
+    with pytest.raises(SystemExit, match="at most one --linear weight"):
+        load_script("speech_decision_rules").main()
