@@ -452,30 +452,36 @@ def normalize_window(frames: np.ndarray, mode: str, columns: int | None = None) 
     return np.concatenate((out, frames[:, n:]), axis=1)
 
 
-def normalize_level(frames: np.ndarray, level_db: np.ndarray,
-                    columns: Sequence[int]) -> np.ndarray:
+def normalize_level(frames: np.ndarray, level_db: np.ndarray, columns: Sequence[int], *,
+                    keep: np.ndarray | None = None) -> np.ndarray:
     """``frames`` with each of ``columns`` less its mean over the speech frames (picked by
-    ``level_db`` as :func:`pool_window` picks them; see :attr:`MfccConfig.normalize_level`)."""
-    keep = speech_mask(level_db)
+    ``level_db`` as :func:`pool_window` picks them, or given as ``keep``, the mask
+    :func:`~edge.features.adapt.speech_mask` returns; see :attr:`MfccConfig.normalize_level`)."""
+    keep = speech_mask(level_db) if keep is None else keep
     if not keep.any():  # an empty window: nothing to take away
         return frames
-    out = np.array(frames, copy=True)
     cols = list(columns)
-    out[:, cols] -= out[keep][:, cols].mean(axis=0)
+    # Only the level columns are gathered: a copy of the whole window's speech frames cost
+    # as much as the rest of this function on the device's every hop.
+    level = frames[:, cols][keep].mean(axis=0)
+    out = np.array(frames, copy=True)
+    out[:, cols] -= level
     return out
 
 
-def pool_window(frames: np.ndarray, level_db: np.ndarray, mode: str) -> np.ndarray:
+def pool_window(frames: np.ndarray, level_db: np.ndarray, mode: str, *,
+                keep: np.ndarray | None = None) -> np.ndarray:
     """A window ``(frames, columns)`` as the model sees it (see :attr:`MfccConfig.pooling`);
     ``level_db`` is each frame's level (:func:`frame_dbfs` of the raw c0), which picks the speech
-    frames: the pauses inside a window say how long the speaker paused, not how they sounded.
+    frames (or ``keep``, the mask :func:`~edge.features.adapt.speech_mask` returns for it): the
+    pauses inside a window say how long the speaker paused, not how they sounded.
     The "_delta" modes add how fast each column moves while the speaker speaks (pairs of
     adjacent speech frames; 0 when there is none), which the mean and spread cannot tell: the
     same spread is a slow glide or a rapid flutter."""
     with_frames, stats = _POOLINGS[mode]
     if not stats:
         return frames
-    keep = speech_mask(level_db)
+    keep = speech_mask(level_db) if keep is None else keep
     speech = frames[keep]
     rows = [speech.mean(axis=0), speech.std(axis=0)]
     if stats == 3:
@@ -495,12 +501,13 @@ def window_input(raw: np.ndarray, config: MfccConfig,
     if standardize is not None and config.clip:
         x = np.clip(x, -config.clip, config.clip)
     level_db = frame_dbfs(raw[:, 0], config)
+    keep = speech_mask(level_db)  # once: its percentile is a tenth of a hop's feature work
     if config.normalize_level:
-        x = normalize_level(x, level_db, config.level_columns)
+        x = normalize_level(x, level_db, config.level_columns, keep=keep)
     x = normalize_window(x, config.normalize, config.normalized_columns)
     if config.pooling == "none":
         return x
-    return pool_window(x, level_db, config.pooling)
+    return pool_window(x, level_db, config.pooling, keep=keep)
 
 
 def frame_dbfs(log_energy: np.ndarray, config: MfccConfig) -> np.ndarray:
