@@ -22,6 +22,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # As on the device (the systemd unit sets it): a multi-threaded BLAS only spins on small matrices,
 # and on a busy machine it makes every NumPy timing here several times slower.
@@ -29,6 +30,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402  (after the thread settings, which numpy reads at import)
+
+if TYPE_CHECKING:
+    from convert.speech.recipe import SpeechRecipe
 
 
 def interleaved(funcs: dict[str, Callable[[], object]], repeats: int, inner: int) -> dict[str, float]:
@@ -150,8 +154,7 @@ def bench_models(model: Path | None) -> None:
     if model is not None and model.is_file():
         recipe = SpeechRecipe.load(manifest_path_for(model))  # the recipe that made it
         shipped_bytes = model.read_bytes()
-    # The seed CNN reads every frame of the same window, whatever the shipped model pools.
-    seed = recipe.updated({"features": {"pooling": "none"}, "model": {"kind": "seed"}})
+    seed = seed_recipe(recipe)
     ours = recipe.model.kind
     # Ours predicts the 7 fusion labels; the seed project's CNN RAVDESS's 8 emotions.
     labels = {ours: len(COMMON_LABELS), "seed CNN": 8}
@@ -174,6 +177,15 @@ def bench_models(model: Path | None) -> None:
     print(f"    int8 vs float32, ours: {o32[3] / oi8[3]:.1f}x faster, {o32[2] / oi8[2]:.1f}x smaller;"
           f" seed CNN: {s32[3] / si8[3]:.1f}x faster, {s32[2] / si8[2]:.1f}x smaller")
     print(f"    ours int8 vs seed CNN int8: {si8[3] / oi8[3]:.1f}x faster, {si8[2] / oi8[2]:.1f}x smaller")
+
+
+def seed_recipe(recipe: SpeechRecipe) -> SpeechRecipe:
+    """The seed project's CNN on ``recipe``'s features: it reads every frame of the same window,
+    whatever the shipped model pools, and has none of the ensemble's branch settings."""
+    return recipe.updated({"features": {"pooling": "none"},
+                           "model": {"kind": "seed", "pooled_ceps": 0, "pooled_rows": 0,
+                                     "linear_weight": 0.0, "linear_ceps": 0,
+                                     "linear_masked": True}})
 
 
 def bench_per_hop(clip: np.ndarray, model: Path, baseline: Path) -> None:

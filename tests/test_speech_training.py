@@ -1352,9 +1352,10 @@ def test_the_shipped_recipe_is_the_compact_recipe_with_the_ensemble_model():
     """recipes/speech.toml (the ensemble) differs from recipes/speech_compact.toml (the model
     shipped before it) only where the ensemble must: its input (prosody, no per-window
     normalisation outside the graph, the statistics rows, clipped for int8, prosody every
-    other frame), its model, its damped balancing weights and room copies (levers measured on
-    the ensemble), and the telephone its LOCO is also heard through; so the model card's
-    comparisons between them compare models and those levers."""
+    other frame, loudness per window), its model (with its linear third network), its damped
+    balancing weights and room copies (levers measured on the ensemble), and the telephone its
+    LOCO is also heard through; so the model card's comparisons between them compare models
+    and those levers."""
     from convert.speech.recipe import SpeechRecipe
 
     repo = Path(__file__).resolve().parent.parent
@@ -1364,11 +1365,15 @@ def test_the_shipped_recipe_is_the_compact_recipe_with_the_ensemble_model():
                if compact[section][key] != ensemble[section][key]}
     assert changed == {("features", "normalize"), ("features", "prosody"),
                        ("features", "prosody_step"), ("features", "pooling"),
-                       ("features", "clip"), ("model", "kind"), ("model", "l2"),
+                       ("features", "clip"), ("features", "normalize_level"),
+                       ("model", "kind"), ("model", "l2"), ("model", "pooled_rows"),
+                       ("model", "linear_weight"),
+                       ("model", "linear_ceps"), ("model", "linear_masked"),
                        ("train", "balance_power"), ("augment", "room_copies"),
                        ("evaluate", "channels")}
     assert compact["model"]["kind"] == "compact" and ensemble["model"]["kind"] == "ensemble"
-    assert ensemble["model"]["pooled_width"] == 128
+    assert ensemble["model"]["pooled_width"] == 128 and ensemble["model"]["pooled_rows"] == 2
+    assert ensemble["features"]["pooling"] == "frames_mean_std_delta"
     assert (compact["train"]["balance_power"], ensemble["train"]["balance_power"]) == (1.0, 0.5)
     assert (compact["augment"]["room_copies"], ensemble["augment"]["room_copies"]) == (0, 2)
 
