@@ -501,7 +501,7 @@ def window_input(raw: np.ndarray, config: MfccConfig,
     if standardize is not None and config.clip:
         x = np.clip(x, -config.clip, config.clip)
     level_db = frame_dbfs(raw[:, 0], config)
-    keep = speech_mask(level_db)  # once: its percentile is a tenth of a hop's feature work
+    keep = speech_mask(level_db)  # once for both steps: its percentile costs ~30 us a window
     if config.normalize_level:
         x = normalize_level(x, level_db, config.level_columns, keep=keep)
     x = normalize_window(x, config.normalize, config.normalized_columns)
