@@ -181,11 +181,11 @@ def bench_models(model: Path | None) -> None:
 
 def seed_recipe(recipe: SpeechRecipe) -> SpeechRecipe:
     """The seed project's CNN on ``recipe``'s features: it reads every frame of the same window,
-    whatever the shipped model pools, and has none of the ensemble's branch settings."""
-    return recipe.updated({"features": {"pooling": "none"},
-                           "model": {"kind": "seed", "pooled_ceps": 0, "pooled_rows": 0,
-                                     "linear_weight": 0.0, "linear_ceps": 0,
-                                     "linear_masked": True}})
+    whatever the shipped model pools.  Its [model] section is the defaults (the seed CNN reads
+    only its kind), so no setting of the shipped model's branches is carried over."""
+    return dataclasses.replace(
+        recipe, features=dataclasses.replace(recipe.features, pooling="none"),
+        model=type(recipe.model)(kind="seed"))
 
 
 def bench_per_hop(clip: np.ndarray, model: Path, baseline: Path) -> None:

@@ -224,6 +224,13 @@ def print_means(table: list[tuple[str, list[list[float]]]]) -> None:
                   + " | |")
 
 
+def require_linear_branch(folder: Path, clips: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+    """Exit with one line unless every clip file of ``folder`` kept a linear branch's logits."""
+    if any(z["adapted_window_logits"].shape[1] < 3 for z in clips.values()):
+        sys.exit(f"{folder}: --linear needs the LOCO of an ensemble with a linear branch "
+                 "(model.linear_weight)")
+
+
 def weigh_branches(folders: list[Path], weights: list[float], linear: bool = False) -> None:
     """LOCO mean UAR per branch weight (the compact branch's, or with ``linear`` the linear
     branch's), by view, for each folder and their mean."""
@@ -231,9 +238,8 @@ def weigh_branches(folders: list[Path], weights: list[float], linear: bool = Fal
     table: list[tuple[str, list[list[float]]]] = [(f"{w:.2f}", []) for w in weights]
     for folder in folders:
         clips = window_clips(folder)
-        if linear and any(z["adapted_window_logits"].shape[1] < 3 for z in clips.values()):
-            sys.exit(f"{folder}: --linear needs the LOCO of an ensemble with a linear branch "
-                     "(model.linear_weight)")
+        if linear:
+            require_linear_branch(folder, clips)
         for w, (key, rows) in zip(weights, table):
             uar: dict[str, list[float]] = {v: [] for v in VIEWS}
             for z in clips.values():
@@ -256,9 +262,8 @@ def class_offsets(folders: list[Path], linear: float = 0.0) -> None:
         clips = window_clips(folder)
         if len(clips) < 2:
             sys.exit(f"{folder}: offsets need the LOCO of 2 or more corpora (loco_*_clips.npz)")
-        if linear and any(z["adapted_window_logits"].shape[1] < 3 for z in clips.values()):
-            sys.exit(f"{folder}: --linear needs the LOCO of an ensemble with a linear branch "
-                     "(model.linear_weight)")
+        if linear:
+            require_linear_branch(folder, clips)
         uar: dict[str, dict[str, list[float]]] = {k: {v: [] for v in VIEWS} for k, _ in table}
         for name, z in clips.items():
             y, labels = z["y"], [str(s) for s in z["labels"]]
