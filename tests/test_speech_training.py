@@ -807,6 +807,31 @@ def test_ensemble_with_a_linear_branch_weighs_it_in_one_int8_graph(synthetic_cor
         assert d.label in m.labels and sum(d.scores.values()) == pytest.approx(1, abs=0.05)
 
 
+def test_a_linear_branch_leaves_the_int8_input_its_whole_range(tmp_path):
+    """The linear network keeps some cepstra and the prosody: joining those columns must not
+    give the model's int8 input the statistics rows' narrow range, or every frame beyond it
+    saturates on the device (a concatenation did: +-2.3 where the frames reach the clip, 8)."""
+    pytest.importorskip("tensorflow")
+    from convert.export import convert_int8, quant_of
+    from convert.speech.model import build_branches
+    from convert.speech.recipe import SpeechRecipe
+
+    recipe = SpeechRecipe().updated({
+        "features": {"prosody": True, "normalize": "none", "window_frames": 100,
+                     "pooling": "frames_mean_std_delta", "clip": 8.0},
+        "model": {"kind": "ensemble", "width": 4, "pooled_width": 8, "pooled_rows": 2,
+                  "linear_weight": 0.2, "linear_ceps": 5}})
+    combined, _ = build_branches(recipe, 4)
+    x = np.random.default_rng(0).normal(size=(64, 103, recipe.mfcc.n_columns, 1)) * 3
+    x = np.clip(x, -8, 8).astype("float32")
+    x[:, 100:] /= 6  # statistics vary less than frames
+    path = tmp_path / "m.tflite"
+    path.write_bytes(convert_int8(combined, x))
+    inp = quant_of(path)[0]
+    scale, zero = inp.scale, inp.zero_point
+    assert scale * (-128 - zero) <= x.min() + 0.1 and scale * (127 - zero) >= x.max() - 0.1
+
+
 def test_a_linear_branch_leaves_the_other_two_as_they_were(synthetic_corpus, second_room):
     """Built and trained last, the linear network changes nothing of the compact and pooled
     networks: joined at equal weights they decide as the ensemble without it, so a run with it

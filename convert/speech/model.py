@@ -172,8 +172,11 @@ def _layer_classes() -> tuple[type, type]:
         def call(self, x: Any) -> Any:
             rows = x[:, self.frames : None if self.rows is None else self.frames + self.rows, :]
             if self.keep is not None and self.n_ceps is not None and self.keep < self.n_ceps:
-                rows = ops.concatenate((rows[:, :, : self.keep], rows[:, :, self.n_ceps :]),
-                                       axis=2)
+                # One gather, not two slices joined: int8 gives a concatenation one scale for
+                # its inputs and output, which reached back to the model's input and set its
+                # range to the statistics rows' (+-2.3 where the frames reach +-8).
+                kept = list(range(self.keep)) + list(range(self.n_ceps, rows.shape[2]))
+                rows = ops.take(rows, kept, axis=2)
             return ops.reshape(rows, (-1, rows.shape[1] * rows.shape[2]))
 
         def get_config(self) -> dict[str, Any]:
