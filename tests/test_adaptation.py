@@ -166,6 +166,43 @@ def test_another_models_features_start_fresh_and_each_keeps_its_own_statistics(t
     np.testing.assert_allclose(again.heard.mean, narrow_room.mean(axis=0))
 
 
+def test_a_rooms_statistics_outlive_an_upgrade_to_a_model_that_reads_the_same_frames(tmp_path):
+    """The statistics describe the raw frames: a model that only standardises, clips, normalises
+    or pools its windows otherwise (the 2026-12 upgrade: loudness per window and a change row)
+    takes up the room's statistics, also those a release before it saved under the name it gave
+    every setting; a model on another band starts fresh, keeping them."""
+    from edge.features.adapt import read_statistics
+    from edge.features.mfcc import MfccConfig
+
+    base = dict(n_mels=40, n_ceps=40, lifter=0, window="hamming", prosody=True, prosody_step=2)
+    before = MfccConfig(**base, high_hz=7600.0, pooling="frames_mean_std", clip=8.0)
+    after = MfccConfig(**base, high_hz=7600.0, pooling="frames_mean_std_delta", clip=8.0,
+                       normalize_level=True)
+    band = MfccConfig(**base, low_hz=300.0, high_hz=3400.0, pooling="frames_mean_std_delta",
+                      clip=8.0, normalize_level=True)
+    assert before.statistics_space()[0] == after.statistics_space()[0]
+    assert band.statistics_space()[0] != after.statistics_space()[0]
+    room = RunningStats.of(np.random.default_rng(6).normal(2, 1, (700, 3)))
+    prior = RunningStats.of(np.ones((3, 3)))
+    for saved_as in (feature_space(before.to_dict()), before.statistics_space()[0]):
+        path = tmp_path / "s.json"
+        path.write_text(json.dumps({"heard": room.to_dict(), "features": saved_as}))
+        space, aliases = after.statistics_space()
+        assert read_statistics(path, space, 3, aliases) is not None
+        assert read_statistics(path, band.statistics_space()[0], 3,
+                               band.statistics_space()[1]) is None
+        norm = DeploymentNormalizer(prior, state_file=path, space=space, aliases=aliases)
+        assert norm.frames_heard == 700
+        norm.save()
+        assert json.loads(path.read_text())["features"] == space  # saved under its new name
+        other = DeploymentNormalizer(prior, state_file=path, space=band.statistics_space()[0],
+                                     aliases=band.statistics_space()[1])
+        assert other.frames_heard == 0
+        other.save()
+        again = DeploymentNormalizer(prior, state_file=path, space=space, aliases=aliases)
+        assert again.frames_heard == 700  # kept while the other model ran
+
+
 def test_a_state_written_before_spaces_were_named_is_taken_up(tmp_path):
     path = tmp_path / "s.json"
     stats = RunningStats.of(np.random.default_rng(5).normal(2, 1, (300, 2)))

@@ -194,7 +194,7 @@ def test_the_shipped_narrowband_model_hears_the_voice_band_and_takes_a_call():
     assert narrow.labels == wide.labels and narrow.task == "speech"
     loco = narrow.metrics["leave_one_corpus_out"]  # its own figures, as the card quotes them
     assert set(loco["corpora"]) == {"ravdess", "emodb", "nemo", "ased", "emovo"}
-    assert round(loco["channels"]["telephone"]["mean_uar"], 3) == 0.369
+    assert round(loco["channels"]["telephone"]["mean_uar"], 3) == 0.375
     assert narrow_path.stat().st_size <= 200 * 1024
     clip = repo / "demo" / "audio" / "03a01Fa.flac"
     top = wide.preprocessing["high_hz"]

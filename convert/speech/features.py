@@ -360,9 +360,7 @@ _CHANNEL = "channel:"
 def _cache_key(recipe: SpeechRecipe, augment: bool, group: str) -> str:
     """What one group's cached frames depend on: features, its augmentation, seed and this
     file's code."""
-    mfcc = {k: v for k, v in recipe.mfcc.to_dict().items()
-            if k not in ("normalize", "normalize_prosody", "normalize_level", "pooling",
-                         "clip")}  # applied later
+    mfcc = recipe.mfcc.frame_settings()  # the window settings are applied later
     settings = dict(recipe.to_dict()["augment"]) if augment else None
     if settings is not None:
         copies = {g: settings.pop(setting) for g, (setting, _) in _COPY_GROUPS.items()}

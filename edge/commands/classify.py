@@ -250,11 +250,13 @@ def _load_saved(clf: SpeechClassifier, path: Path, model: Path) -> int:
     from ..features.adapt import read_statistics
 
     assert clf.adaptation is not None
-    stats = read_statistics(path, clf.adaptation.space, clf.adaptation.dims)
+    stats = read_statistics(path, clf.adaptation.space, clf.adaptation.dims,
+                            clf.adaptation.aliases)
     if stats is None:
         print(f"emotion-edge: warning: --adapt-from {shown(path)} holds no statistics for "
-              f"{model.name} (the call that saved it gave it no file); its files are "
-              f"classified with the training data's statistics", file=sys.stderr)
+              f"{model.name} (the call that saved it gave it no file, or gave it to a model "
+              f"with other features); its files are classified with the training data's "
+              f"statistics", file=sys.stderr)
         return 0
     clf.adaptation.add(stats)
     return 1

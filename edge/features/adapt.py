@@ -30,7 +30,7 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +57,12 @@ MIN_STD = 1e-3
 
 
 def feature_space(features: Mapping[str, Any]) -> str:
-    """A short name for the feature space described by ``features`` (a speech model's MFCC and
-    prosody settings): statistics gathered in one space mean nothing in another, even with as
-    many dimensions (other mel filters, another band)."""
+    """A short name for the feature space described by ``features`` (the settings a speech
+    model's frames depend on, :meth:`~edge.features.mfcc.MfccConfig.frame_settings`): statistics
+    gathered in one space mean nothing in another, even with as many dimensions (other mel
+    filters, another band), and keep their meaning for every model that reads the same frames.
+    Releases before 2026-12 named a space by all of a model's settings, those applied to each
+    window after standardisation too: such names are the space's ``aliases`` below."""
     text = json.dumps(dict(features), sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
@@ -105,19 +108,26 @@ def read_state(path: Path) -> RunningStats | None:
     return None if state is None else state.heard
 
 
-def read_statistics(path: Path, space: str | None, dims: int) -> RunningStats | None:
+def read_statistics(path: Path, space: str | None, dims: int,
+                    aliases: Collection[str] = ()) -> RunningStats | None:
     """What a state file (:meth:`DeploymentNormalizer.save`, :func:`save_statistics`) holds for
-    the feature space ``space`` with ``dims`` columns: its main statistics or kept ones;
-    ``None`` when it holds none for that space.  Raises :class:`~edge.errors.ModelError` when
-    the file is missing or is not a state."""
+    the feature space ``space`` (or one of its earlier names, ``aliases``) with ``dims``
+    columns: its main statistics or kept ones; ``None`` when it holds none for that space.
+    Raises :class:`~edge.errors.ModelError` when the file is missing or is not a state."""
     state = _read(path)
     if state is None:
         raise ModelError(f"{path}: no such file")
-    if state.heard.dims == dims and (state.space is None or space is None or state.space == space):
+    names = _names(space, aliases)
+    if state.heard.dims == dims and (state.space is None or not names or state.space in names):
         return state.heard
-    entry = state.kept.get(space) if space is not None else None
+    entry = next((state.kept[n] for n in names if n in state.kept), None)
     stats = None if entry is None else RunningStats.from_dict(entry, source=str(path))
     return stats if stats is not None and stats.dims == dims else None
+
+
+def _names(space: str | None, aliases: Collection[str]) -> list[str]:
+    """A space's name first, then its earlier ones; none for an unnamed space."""
+    return [] if space is None else [space, *(a for a in aliases if a != space)]
 
 
 def check_statistics_file(path: Path, setting: str) -> None:
@@ -312,7 +322,8 @@ class DeploymentNormalizer:
     """
 
     def __init__(self, prior: RunningStats, *, prior_frames: float = AdaptConfig.prior_frames,
-                 state_file: str | Path | None = None, space: str | None = None) -> None:
+                 state_file: str | Path | None = None, space: str | None = None,
+                 aliases: Collection[str] = ()) -> None:
         if prior_frames < 0 or not math.isfinite(prior_frames):
             raise ConfigError(f"prior_frames must be a finite count >= 0, got {prior_frames!r}")
         #: The training data's statistics; ``prior_frames``, not their count, is their weight.
@@ -322,6 +333,9 @@ class DeploymentNormalizer:
         #: The feature space this model's frames live in (:func:`feature_space`); ``None``:
         #: unnamed, any statistics of as many dimensions are taken as its own.
         self.space = space
+        #: Earlier names of the same space (:func:`feature_space`): statistics saved under them
+        #: are this model's, and are saved again under ``space``.
+        self.aliases = frozenset(aliases)
         self.heard = RunningStats.empty(prior.dims)
         #: Other feature spaces' statistics from the state file, written back unchanged.
         self._kept: dict[str, Any] = {}
@@ -430,14 +444,15 @@ class DeploymentNormalizer:
         if state is None:
             return
         self._kept = state.kept
+        names = _names(self.space, self.aliases)
         if (state.heard.dims == self.dims
-                and (state.space is None or self.space is None or state.space == self.space)):
+                and (state.space is None or not names or state.space in names)):
             self._resume(state.heard, "")
             return
         # Another model's features: keep its statistics for when it comes back, and take up this
         # model's own if it ran here before.
         self._kept[state.space or f"unnamed-{state.heard.dims}"] = state.heard.to_dict()
-        own = self._kept.pop(self.space, None) if self.space is not None else None
+        own = next((self._kept.pop(n) for n in names if n in self._kept), None)
         try:
             heard = None if own is None else RunningStats.from_dict(own, source=str(self.state_file))
         except ModelError:

@@ -12,8 +12,10 @@ complete; fed a whole signal block by block and flushed, it returns exactly :met
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import decimal
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from .adapt import speech_mask
+from .adapt import feature_space, speech_mask
 from .prosody import PROSODY_COLUMNS, StreamingProsody, prosody_frames
 
 __all__ = [
@@ -216,6 +218,34 @@ class MfccConfig:
         if n_samples <= self.frame_length:
             return 1
         return 1 + math.ceil((n_samples - self.frame_length) / self.frame_step)
+
+    #: Settings :func:`window_input` applies to a window after the deployment's standardisation:
+    #: they shape the model's input, not the frames a deployment's statistics describe.
+    WINDOW_SETTINGS = ("normalize", "normalize_prosody", "normalize_level", "pooling", "clip")
+
+    def frame_settings(self) -> dict[str, Any]:
+        """:meth:`to_dict` without :data:`WINDOW_SETTINGS`: what the raw frames depend on."""
+        return {k: v for k, v in self.to_dict().items() if k not in self.WINDOW_SETTINGS}
+
+    def statistics_space(self) -> tuple[str, frozenset[str]]:
+        """The name of the feature space a deployment's statistics of these frames live in
+        (:func:`~edge.features.adapt.feature_space`), and the names releases before 2026-12 gave
+        it: they named all of a model's settings, so each choice of the window settings had its
+        own, and a room's statistics were lost on an upgrade that changed only those."""
+        return (feature_space(self.frame_settings()),
+                frozenset(feature_space(c.to_dict()) for c in self.with_other_window_settings()))
+
+    def with_other_window_settings(self) -> list[MfccConfig]:
+        """This config with each other choice of :data:`WINDOW_SETTINGS` (``clip``: off, 8 or
+        its own): the configs of models that read these same frames."""
+        configs = []
+        for normalize, prosody, level, pooling, clip in itertools.product(
+                _NORMALIZATIONS, (False, True), (False, True), _POOLINGS, {0.0, 8.0, self.clip}):
+            with contextlib.suppress(ConfigError):  # a choice this config cannot take
+                configs.append(dataclasses.replace(
+                    self, normalize=normalize, normalize_prosody=prosody, normalize_level=level,
+                    pooling=pooling, clip=clip))
+        return configs
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

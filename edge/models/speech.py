@@ -22,7 +22,7 @@ import numpy as np
 from ..config import AdaptConfig
 from ..errors import ConfigError, ManifestMismatchError, ModelError
 from ..features import Mfcc, MfccConfig, StreamingMfcc, frame_dbfs, window_input
-from ..features.adapt import DeploymentNormalizer, RunningStats, feature_space, speech_frames
+from ..features.adapt import DeploymentNormalizer, RunningStats, speech_frames
 from ..lifecycle import Closeable
 from ..sources.audio_file import AudioFileStream
 from .manifest import ModelManifest
@@ -235,11 +235,13 @@ class SpeechClassifier(Closeable):
         try:
             self._configure(expected_config, hop_s, gate)
             prior = adaptation_prior(self.model.manifest, str(self.model.path))
+            space, aliases = self.config.statistics_space()
             #: Standardises frames with this deployment's statistics (models trained that way);
             #: ``None`` for models that normalise each window on its own.
             self.adaptation = (None if prior is None else DeploymentNormalizer(
                 prior, prior_frames=adapt_prior_frames, state_file=adapt_state if adapt else None,
-                space=feature_space(self.config.to_dict())))
+                # A room's statistics outlive an upgrade to a model that reads the same frames.
+                space=space, aliases=aliases))
             #: False: the prior (training) statistics are used as they are, nothing is learnt.
             self.learns = adapt
         except Exception:
