@@ -180,23 +180,22 @@ def test_a_rooms_statistics_outlive_an_upgrade_to_a_model_that_reads_the_same_fr
                        normalize_level=True)
     band = MfccConfig(**base, low_hz=300.0, high_hz=3400.0, pooling="frames_mean_std_delta",
                       clip=8.0, normalize_level=True)
-    assert before.statistics_space()[0] == after.statistics_space()[0]
-    assert band.statistics_space()[0] != after.statistics_space()[0]
+    space, aliases = after.statistics_space()
+    band_space, band_aliases = band.statistics_space()
+    assert before.statistics_space()[0] == space and band_space != space
     room = RunningStats.of(np.random.default_rng(6).normal(2, 1, (700, 3)))
     prior = RunningStats.of(np.ones((3, 3)))
     for saved_as in (feature_space(before.to_dict()), before.statistics_space()[0]):
         path = tmp_path / "s.json"
         path.write_text(json.dumps({"heard": room.to_dict(), "features": saved_as}))
-        space, aliases = after.statistics_space()
         assert read_statistics(path, space, 3, aliases) is not None
-        assert read_statistics(path, band.statistics_space()[0], 3,
-                               band.statistics_space()[1]) is None
+        assert read_statistics(path, band_space, 3, band_aliases) is None
         norm = DeploymentNormalizer(prior, state_file=path, space=space, aliases=aliases)
         assert norm.frames_heard == 700
         norm.save()
         assert json.loads(path.read_text())["features"] == space  # saved under its new name
-        other = DeploymentNormalizer(prior, state_file=path, space=band.statistics_space()[0],
-                                     aliases=band.statistics_space()[1])
+        other = DeploymentNormalizer(prior, state_file=path, space=band_space,
+                                     aliases=band_aliases)
         assert other.frames_heard == 0
         other.save()
         again = DeploymentNormalizer(prior, state_file=path, space=space, aliases=aliases)

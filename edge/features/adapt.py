@@ -76,6 +76,11 @@ class _State:
     space: str | None
     kept: dict[str, Any]
 
+    def heard_in(self, names: Sequence[str], dims: int) -> bool:
+        """Whether the statistics last used are of the space named ``names`` (:func:`_names`)
+        with ``dims`` columns; an unnamed space on either side takes any of as many."""
+        return self.heard.dims == dims and (self.space is None or not names or self.space in names)
+
 
 class StateUnreadable(ModelError):
     """The state file is there but cannot be read (its permissions): not to be written over."""
@@ -118,7 +123,7 @@ def read_statistics(path: Path, space: str | None, dims: int,
     if state is None:
         raise ModelError(f"{path}: no such file")
     names = _names(space, aliases)
-    if state.heard.dims == dims and (state.space is None or not names or state.space in names):
+    if state.heard_in(names, dims):
         return state.heard
     entry = next((state.kept[n] for n in names if n in state.kept), None)
     stats = None if entry is None else RunningStats.from_dict(entry, source=str(path))
@@ -445,8 +450,7 @@ class DeploymentNormalizer:
             return
         self._kept = state.kept
         names = _names(self.space, self.aliases)
-        if (state.heard.dims == self.dims
-                and (state.space is None or not names or state.space in names)):
+        if state.heard_in(names, self.dims):
             self._resume(state.heard, "")
             return
         # Another model's features: keep its statistics for when it comes back, and take up this
