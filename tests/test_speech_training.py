@@ -744,6 +744,17 @@ def test_ensemble_is_its_branches_geometric_mean_in_one_int8_graph(synthetic_cor
         assert d.label in m.labels and sum(d.scores.values()) == pytest.approx(1, abs=0.05)
 
 
+def _linear_ensemble_recipe() -> Any:
+    """A tiny ensemble with the linear third network on 5 of its cepstra and the prosody."""
+    from convert.speech.recipe import SpeechRecipe
+
+    return SpeechRecipe().updated({
+        "features": {"prosody": True, "normalize": "none", "window_frames": 100,
+                     "pooling": "frames_mean_std_delta"},
+        "model": {"kind": "ensemble", "width": 4, "pooled_width": 8, "pooled_rows": 2,
+                  "linear_weight": 0.2, "linear_ceps": 5}})
+
+
 def test_ensemble_with_a_linear_branch_weighs_it_in_one_int8_graph(synthetic_corpus,
                                                                    second_room, tmp_path):
     """model.linear_weight = W: a third, linear network on the statistics rows, its logits
@@ -758,11 +769,7 @@ def test_ensemble_with_a_linear_branch_weighs_it_in_one_int8_graph(synthetic_cor
     from edge.models.manifest import load_manifest
     from edge.models.speech import SpeechClassifier
 
-    recipe = SpeechRecipe().updated({
-        "features": {"prosody": True, "normalize": "none", "window_frames": 100,
-                     "pooling": "frames_mean_std_delta"},
-        "model": {"kind": "ensemble", "width": 4, "pooled_width": 8, "pooled_rows": 2,
-                  "linear_weight": 0.2, "linear_ceps": 5}})
+    recipe = _linear_ensemble_recipe()
     combined, (compact, pooled, linear) = build_branches(recipe, 4)
     x = np.random.default_rng(0).normal(size=(16, 103, recipe.mfcc.n_columns, 1)).astype("float32")
     out, *logits = _with_branch_logits(combined).predict(x, verbose=0)
@@ -814,13 +821,8 @@ def test_a_linear_branch_leaves_the_int8_input_its_whole_range(tmp_path):
     pytest.importorskip("tensorflow")
     from convert.export import convert_int8, quant_of
     from convert.speech.model import build_branches
-    from convert.speech.recipe import SpeechRecipe
 
-    recipe = SpeechRecipe().updated({
-        "features": {"prosody": True, "normalize": "none", "window_frames": 100,
-                     "pooling": "frames_mean_std_delta", "clip": 8.0},
-        "model": {"kind": "ensemble", "width": 4, "pooled_width": 8, "pooled_rows": 2,
-                  "linear_weight": 0.2, "linear_ceps": 5}})
+    recipe = _linear_ensemble_recipe()  # 100 frames and 3 statistics rows, linear on 5 cepstra
     combined, _ = build_branches(recipe, 4)
     x = np.random.default_rng(0).normal(size=(64, 103, recipe.mfcc.n_columns, 1)) * 3
     x = np.clip(x, -8, 8).astype("float32")
