@@ -202,6 +202,47 @@ def test_a_rooms_statistics_outlive_an_upgrade_to_a_model_that_reads_the_same_fr
         assert again.frames_heard == 700  # kept while the other model ran
 
 
+def test_a_spaces_earlier_names_are_built_only_for_a_state_saved_under_another_name(tmp_path):
+    """Building the names earlier releases gave a space validates about 120 configs on every
+    speech model's open; a state file under the space's own name, or none, never needs them."""
+    from collections.abc import Collection, Iterator
+
+    from edge.features.adapt import read_statistics
+
+    class Unbuilt(Collection[str]):
+        def __contains__(self, name: object) -> bool:
+            raise AssertionError("the earlier names were built")
+
+        def __iter__(self) -> Iterator[str]:
+            raise AssertionError("the earlier names were built")
+
+        def __len__(self) -> int:
+            raise AssertionError("the earlier names were built")
+
+    room = RunningStats.of(np.random.default_rng(7).normal(2, 1, (300, 3)))
+    prior = RunningStats.of(np.ones((3, 3)))
+    assert DeploymentNormalizer(prior, space="now", aliases=Unbuilt()).frames_heard == 0
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"heard": room.to_dict(), "features": "now"}))
+    assert DeploymentNormalizer(prior, state_file=path, space="now",
+                                aliases=Unbuilt()).frames_heard == 300
+    assert read_statistics(path, "now", 3, Unbuilt()) is not None
+    # Kept under its own name while another model ran: found before the earlier names.
+    path.write_text(json.dumps({"heard": RunningStats.of(np.ones((5, 2))).to_dict(),
+                                "features": "narrow", "kept": {"now": room.to_dict()}}))
+    assert DeploymentNormalizer(prior, state_file=path, space="now",
+                                aliases=Unbuilt()).frames_heard == 300
+    # Under another name they are asked for, as MfccConfig.statistics_space gives them.
+    from edge.features.mfcc import MfccConfig
+
+    config = MfccConfig(prosody=True, pooling="frames_mean_std", clip=8.0)
+    space, aliases = config.statistics_space()
+    path.write_text(json.dumps({"heard": room.to_dict(), "features": feature_space(
+        config.to_dict())}))
+    assert DeploymentNormalizer(prior, state_file=path, space=space,
+                                aliases=aliases).frames_heard == 300
+
+
 def test_a_state_written_before_spaces_were_named_is_taken_up(tmp_path):
     path = tmp_path / "s.json"
     stats = RunningStats.of(np.random.default_rng(5).normal(2, 1, (300, 2)))

@@ -76,10 +76,12 @@ class _State:
     space: str | None
     kept: dict[str, Any]
 
-    def heard_in(self, names: Sequence[str], dims: int) -> bool:
-        """Whether the statistics last used are of the space named ``names`` (:func:`_names`)
-        with ``dims`` columns; an unnamed space on either side takes any of as many."""
-        return self.heard.dims == dims and (self.space is None or not names or self.space in names)
+    def heard_in(self, space: str | None, aliases: Collection[str], dims: int) -> bool:
+        """Whether the statistics last used are of the space ``space`` (or one of its earlier
+        names, ``aliases``) with ``dims`` columns; an unnamed space on either side takes any of
+        as many."""
+        return self.heard.dims == dims and (self.space is None or space is None
+                                            or self.space in _names(space, aliases))
 
 
 class StateUnreadable(ModelError):
@@ -122,17 +124,20 @@ def read_statistics(path: Path, space: str | None, dims: int,
     state = _read(path)
     if state is None:
         raise ModelError(f"{path}: no such file")
-    names = _names(space, aliases)
-    if state.heard_in(names, dims):
+    if state.heard_in(space, aliases, dims):
         return state.heard
-    entry = next((state.kept[n] for n in names if n in state.kept), None)
+    entry = next((state.kept[n] for n in _names(space, aliases) if n in state.kept), None)
     stats = None if entry is None else RunningStats.from_dict(entry, source=str(path))
     return stats if stats is not None and stats.dims == dims else None
 
 
-def _names(space: str | None, aliases: Collection[str]) -> list[str]:
-    """A space's name first, then its earlier ones; none for an unnamed space."""
-    return [] if space is None else [space, *(a for a in aliases if a != space)]
+def _names(space: str | None, aliases: Collection[str]) -> Iterator[str]:
+    """A space's name first, then its earlier ones, asked for only when the name is not the one
+    sought (building them costs: :class:`~edge.features.mfcc.MfccConfig.statistics_space`);
+    none for an unnamed space."""
+    if space is not None:
+        yield space
+        yield from (a for a in aliases if a != space)
 
 
 def check_statistics_file(path: Path, setting: str) -> None:
@@ -339,8 +344,9 @@ class DeploymentNormalizer:
         #: unnamed, any statistics of as many dimensions are taken as its own.
         self.space = space
         #: Earlier names of the same space (:func:`feature_space`): statistics saved under them
-        #: are this model's, and are saved again under ``space``.
-        self.aliases = frozenset(aliases)
+        #: are this model's, and are saved again under ``space``.  Kept as given, so that a
+        #: collection built on first use is built only for a state file under another name.
+        self.aliases = aliases
         self.heard = RunningStats.empty(prior.dims)
         #: Other feature spaces' statistics from the state file, written back unchanged.
         self._kept: dict[str, Any] = {}
@@ -449,14 +455,14 @@ class DeploymentNormalizer:
         if state is None:
             return
         self._kept = state.kept
-        names = _names(self.space, self.aliases)
-        if state.heard_in(names, self.dims):
+        if state.heard_in(self.space, self.aliases, self.dims):
             self._resume(state.heard, "")
             return
         # Another model's features: keep its statistics for when it comes back, and take up this
         # model's own if it ran here before.
         self._kept[state.space or f"unnamed-{state.heard.dims}"] = state.heard.to_dict()
-        own = next((self._kept.pop(n) for n in names if n in self._kept), None)
+        own = next((self._kept.pop(n) for n in _names(self.space, self.aliases)
+                    if n in self._kept), None)
         try:
             heard = None if own is None else RunningStats.from_dict(own, source=str(self.state_file))
         except ModelError:

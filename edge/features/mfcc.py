@@ -15,9 +15,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import decimal
+import functools
 import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -227,13 +228,13 @@ class MfccConfig:
         """:meth:`to_dict` without :data:`WINDOW_SETTINGS`: what the raw frames depend on."""
         return {k: v for k, v in self.to_dict().items() if k not in self.WINDOW_SETTINGS}
 
-    def statistics_space(self) -> tuple[str, frozenset[str]]:
+    def statistics_space(self) -> tuple[str, Collection[str]]:
         """The name of the feature space a deployment's statistics of these frames live in
         (:func:`~edge.features.adapt.feature_space`), and the names releases before 2026-12 gave
         it: they named all of a model's settings, so each choice of the window settings had its
-        own, and a room's statistics were lost on an upgrade that changed only those."""
-        return (feature_space(self.frame_settings()),
-                frozenset(feature_space(c.to_dict()) for c in self.with_other_window_settings()))
+        own, and a room's statistics were lost on an upgrade that changed only those.  The
+        earlier names are built when first asked for (:class:`_EarlierNames`)."""
+        return feature_space(self.frame_settings()), _EarlierNames(self)
 
     def with_other_window_settings(self) -> list[MfccConfig]:
         """This config with each other choice of :data:`WINDOW_SETTINGS` (``clip``: off, 8 or
@@ -271,6 +272,30 @@ class MfccConfig:
                 f"unknown MFCC config field(s) {unknown}; allowed: {sorted(fields)}"
             )
         return cls(**dict(d))
+
+
+class _EarlierNames(Collection[str]):
+    """The names releases before 2026-12 gave a config's statistics space
+    (:meth:`MfccConfig.statistics_space`), built on first use: about 120 validated configs, a
+    few milliseconds on every speech model's open (tens on a Pi Zero), which only a state file
+    saved under another name needs."""
+
+    def __init__(self, config: MfccConfig) -> None:
+        self._config = config
+
+    @functools.cached_property
+    def _names(self) -> frozenset[str]:
+        return frozenset(feature_space(c.to_dict())
+                         for c in self._config.with_other_window_settings())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 def _hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
