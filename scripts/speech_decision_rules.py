@@ -27,6 +27,11 @@ after they were kept).  With ``--linear W ...``, an ensemble with a third, linea
 (``model.linear_weight``) is scored with that branch weighted ``W`` and the other two ``(1 - W)
 / 2`` each; ``W = 0`` is the compact and pooled branches at equal weights, the shipped graph.
 
+With ``--alone --linear W``, the graph (its linear branch weighted ``W``), each branch alone,
+and the graph without each branch (the other two keeping their shares of the weight) are scored
+by view: which branch a view's gain or loss comes from.  A run with ``evaluate.neutral_room``
+adds that view (a room whose speech is mostly neutral) to every table.
+
 With ``--offsets``, a fixed offset per class is added to the graph's logits, as a bias baked
 into the shipped model would be: for each unseen corpus it is fitted on the other corpora's
 held-out clips (their labels, each corpus and each of its classes weighing the same in a
@@ -40,6 +45,7 @@ weighted ``W``.
     .venv/bin/python scripts/speech_decision_rules.py runs/X [runs/Y ...] --branches 0.3 0.5 0.7
     .venv/bin/python scripts/speech_decision_rules.py runs/X [runs/Y ...] --linear 0 0.15
     .venv/bin/python scripts/speech_decision_rules.py runs/X [runs/Y ...] --offsets [--linear W]
+    .venv/bin/python scripts/speech_decision_rules.py runs/X [runs/Y ...] --alone --linear 0.3
 """
 
 from __future__ import annotations
@@ -110,7 +116,7 @@ def load(files: list[Path], kind: str) -> tuple[np.ndarray, np.ndarray, list[str
     return y, p / p.sum(axis=1, keepdims=True), labels
 
 
-VIEWS = ("adapted", "fresh", "telephone_adapted", "telephone_fresh")
+VIEWS = ("adapted", "fresh", "telephone_adapted", "telephone_fresh", "neutral_room")
 
 
 def clip_files(folder: Path) -> list[Path]:
@@ -137,11 +143,16 @@ def window_logits(z: Mapping[str, np.ndarray], view: str, w: float,
     """The graph's logits per window of ``view`` with the compact branch weighted ``w`` against
     the pooled one, and those two ``1 - linear`` against a linear third branch, if the run has
     one; and each window's clip."""
+    return weighted_logits(z, view, ((1 - linear) * w, (1 - linear) * (1 - w), linear))
+
+
+def weighted_logits(z: Mapping[str, np.ndarray], view: str,
+                    weights: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Each window's logits of ``view`` as the branches' (compact, pooled, linear) weighted by
+    ``weights``, of which a two-branch run uses the first two; and each window's clip."""
     logits = z[f"{view}_window_logits"]
-    two = w * logits[:, 0] + (1 - w) * logits[:, 1]
-    if logits.shape[1] > 2:
-        two = (1 - linear) * two + linear * logits[:, 2]
-    return two, z[f"{view}_window_group"]
+    w = np.asarray(weights[:logits.shape[1]], dtype=np.float64)
+    return np.tensordot(logits, w, axes=([1], [0])), z[f"{view}_window_group"]
 
 
 def clip_probabilities(logit: np.ndarray, group: np.ndarray, n_clips: int) -> np.ndarray:
@@ -152,13 +163,6 @@ def clip_probabilities(logit: np.ndarray, group: np.ndarray, n_clips: int) -> np
     total = np.zeros((n_clips, probs.shape[1]))
     np.add.at(total, group, probs)
     return total / np.bincount(group, minlength=n_clips)[:, None]
-
-
-def branch_weighted(z: Mapping[str, np.ndarray], view: str, w: float,
-                    linear: float = 0.0) -> np.ndarray:
-    """Clip probabilities of ``view`` with the branches' logits weighted as
-    :func:`window_logits` weighs them."""
-    return clip_probabilities(*window_logits(z, view, w, linear), len(z["y"]))
 
 
 def fit_offsets(corpora: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
@@ -205,14 +209,16 @@ def print_row(folder: Path, key: str, corpora: list[str],
     corpus's adapted and fresh figures; returns the means."""
     means = [float(np.mean(uar[v])) if len(uar[v]) == len(corpora) else float("nan")
              for v in VIEWS]
-    per = ", ".join(f"{n} {a:.3f} / {b:.3f}"
-                    for n, a, b in zip(corpora, uar["adapted"], uar["fresh"]))
+    room = uar["neutral_room"] if len(uar["neutral_room"]) == len(corpora) else []
+    per = ", ".join(f"{n} {a:.3f} / {b:.3f}" + (f" / {room[i]:.3f}" if room else "")
+                    for i, (n, a, b) in enumerate(zip(corpora, uar["adapted"], uar["fresh"])))
     print(f"| {folder} | {key} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {per} |")
     return means
 
 
 def print_table_head(key: str, align: str) -> None:
-    print(f"| run | {key} | " + " | ".join(VIEWS) + " | per corpus (adapted / fresh) |")
+    print(f"| run | {key} | " + " | ".join(VIEWS)
+          + " | per corpus (adapted / fresh [/ neutral_room]) |")
     print(f"|---|{align}|" + "---:|" * len(VIEWS) + "---|")
 
 
@@ -234,22 +240,47 @@ def require_linear_branch(folder: Path, clips: Mapping[str, Mapping[str, np.ndar
 def weigh_branches(folders: list[Path], weights: list[float], linear: bool = False) -> None:
     """LOCO mean UAR per branch weight (the compact branch's, or with ``linear`` the linear
     branch's), by view, for each folder and their mean."""
-    print_table_head("linear weight" if linear else "compact weight", "---:")
-    table: list[tuple[str, list[list[float]]]] = [(f"{w:.2f}", []) for w in weights]
+    graphs = [(f"{w:.2f}", ((1 - w) / 2, (1 - w) / 2, w) if linear else (w, 1 - w, 0.0))
+              for w in weights]
+    score_graphs(folders, graphs, "linear weight" if linear else "compact weight", linear)
+
+
+BRANCHES = ("compact", "pooled", "linear")
+
+
+def branches_alone(folders: list[Path], linear: float) -> None:
+    """LOCO mean UAR by view of the graph with its linear branch weighted ``linear``, of each
+    branch alone, and of the graph without each branch (the other two keeping their shares of
+    the weight): which branch a view's gain or loss comes from."""
+    graph = ((1 - linear) / 2, (1 - linear) / 2, linear)
+    graphs = [("graph", graph)]
+    graphs += [(f"{name} alone", tuple(float(i == j) for j in range(3)))
+               for i, name in enumerate(BRANCHES)]
+    graphs += [(f"without {name}", tuple(0.0 if i == j else w / (1 - graph[i])
+                                         for j, w in enumerate(graph)))
+               for i, name in enumerate(BRANCHES)]
+    score_graphs(folders, graphs, "branches", needs_linear=True)
+
+
+def score_graphs(folders: list[Path], graphs: list[tuple[str, tuple[float, ...]]], key: str,
+                 needs_linear: bool) -> None:
+    """One row per folder and graph (a name and its branches' weights), by view, and each
+    graph's mean over the folders."""
+    print_table_head(key, "---:" if key.endswith("weight") else "---")
+    table: list[tuple[str, list[list[float]]]] = [(name, []) for name, _ in graphs]
     for folder in folders:
         clips = window_clips(folder)
-        if linear:
+        if needs_linear:
             require_linear_branch(folder, clips)
-        for w, (key, rows) in zip(weights, table):
+        for (_, weights), (name, rows) in zip(graphs, table):
             uar: dict[str, list[float]] = {v: [] for v in VIEWS}
             for z in clips.values():
                 y, labels = z["y"], [str(s) for s in z["labels"]]
                 for v in VIEWS:
                     if f"{v}_window_logits" in z:
-                        probs = (branch_weighted(z, v, 0.5, w) if linear
-                                 else branch_weighted(z, v, w))
+                        probs = clip_probabilities(*weighted_logits(z, v, weights), len(y))
                         uar[v].append(score(y, probs, labels)[0])
-            rows.append(print_row(folder, key, list(clips), uar))
+            rows.append(print_row(folder, name, list(clips), uar))
     print_means(table)
 
 
@@ -296,8 +327,17 @@ def main() -> None:
                              "each (W = 0: the shipped graph)")
     parser.add_argument("--offsets", action="store_true",
                         help="add a per-class logit offset fitted on the other corpora")
+    parser.add_argument("--alone", action="store_true",
+                        help="score each branch alone and the graph without each (the linear "
+                             "branch weighted by one --linear W)")
     args = parser.parse_args()
     folders = args.folders
+    if args.alone:
+        if args.branches or args.offsets or not args.linear or len(args.linear) > 1:
+            sys.exit("--alone takes one --linear weight (the graph's: 0.3 for the shipped "
+                     "recipe) and no --branches or --offsets")
+        branches_alone(folders, args.linear[0])
+        return
     if args.offsets:
         if args.branches or (args.linear and len(args.linear) > 1):
             sys.exit("--offsets takes at most one --linear weight and no --branches")

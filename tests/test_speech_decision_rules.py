@@ -239,3 +239,38 @@ def test_class_offsets_score_the_graph_with_its_linear_branch(tmp_path, capsys, 
                                      "--linear", "0", "0.5"])
     with pytest.raises(SystemExit, match="at most one --linear weight"):
         load_script("speech_decision_rules").main()
+
+
+def test_each_branch_is_scored_alone_and_left_out_in_every_view(tmp_path, capsys, monkeypatch):
+    """--alone --linear W: the graph, each branch alone and the graph without each (the other
+    two keeping their shares), in each view kept, the mostly-neutral room's too; so a view's
+    loss is traced to the branch it comes from."""
+    rng = np.random.default_rng(6)
+    y = np.repeat(np.arange(3), 40)
+    group = np.repeat(np.arange(y.size), 2)
+    logits = rng.normal(scale=2.0, size=(group.size, 3, 3)).astype(np.float32)
+    logits[np.arange(group.size), :, y[group]] += 1.5
+    room = logits.copy()
+    room[:, 2, 2] += 3.0  # in the calm room only the linear branch leans to one label
+    views = {f"{v}_window_{k}": a for v, lg in (("adapted", logits), ("fresh", logits),
+                                               ("neutral_room", room))
+             for k, a in (("logits", lg), ("group", group))}
+    folder = _window_run(tmp_path / "draw", y, views)
+    weights = {"graph": (0.35, 0.35, 0.3), "compact alone": (1, 0, 0), "pooled alone": (0, 1, 0),
+               "linear alone": (0, 0, 1), "without compact": (0, 0.35 / 0.65, 0.3 / 0.65),
+               "without pooled": (0.35 / 0.65, 0, 0.3 / 0.65), "without linear": (0.5, 0.5, 0)}
+    expected = {name: tuple(_window_uar(np.tensordot(lg, np.array(w), axes=([1], [0])), group, y)
+                            for lg in (logits, room))
+                for name, w in weights.items()}
+    assert expected["linear alone"][1] < expected["linear alone"][0]  # the room tells
+    assert expected["without linear"][1] == expected["without linear"][0]
+    monkeypatch.setattr("sys.argv", ["speech_decision_rules.py", str(folder), "--alone",
+                                     "--linear", "0.3"])
+    load_script("speech_decision_rules").main()
+    rows = {cells[2].strip(): (float(cells[3]), float(cells[7]))
+            for line in capsys.readouterr().out.splitlines()
+            if line.startswith(f"| {folder} |") for cells in [line.split("|")]}
+    assert rows == expected
+    monkeypatch.setattr("sys.argv", ["speech_decision_rules.py", str(folder), "--alone"])
+    with pytest.raises(SystemExit, match="--alone takes one --linear weight"):
+        load_script("speech_decision_rules").main()
