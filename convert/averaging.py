@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["WeightAverage"]
+__all__ = ["WeightAverage", "refit_batch_norm"]
 
 
 class WeightAverage:
@@ -54,3 +54,25 @@ class WeightAverage:
     def assign(self, values: list[np.ndarray]) -> None:
         for var, value in zip(self.variables, values):
             var.assign(value)
+
+
+def refit_batch_norm(model: Any, x: np.ndarray, batch_size: int) -> None:
+    """Recompute every batch-norm layer's moving statistics as the plain mean over batches of
+    ``x`` (torch's ``update_bn``): an average of weights from several steps is a network none of
+    those steps ran, and the statistics gathered for them do not fit it (models/README.md, "A
+    weight average for the 48x48 stage").  Dropout is active during the pass, as in training;
+    the face networks put it after their last batch norm."""
+    import keras
+
+    layers = [layer for layer in model.layers
+              if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in layers]
+    try:
+        for k, start in enumerate(range(0, len(x), batch_size), start=1):
+            for layer in layers:
+                # The k-th batch weighs 1/k against the mean of the k - 1 before it.
+                layer.momentum = 1.0 - 1.0 / k
+            model(x[start:start + batch_size], training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum

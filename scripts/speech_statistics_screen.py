@@ -51,6 +51,15 @@ joined to those a LOCO run kept (``RUN/loco_<corpus>_clips.npz``) by a weighted 
 the regression weighing each ``--join-weight`` (0: the run alone, 1: the regression alone).  The
 ensemble's graph does it per window with ``model.linear_weight``; the screen per clip.
 
+``--calm-share Q...`` asks whether a room's statistics taken over its calmest speech move less
+with how often the room hears neutral speech (a room's mean and spread follow its mix of
+emotions, so a calm room makes every clip sound aroused).  The device's statistics (frames
+standardised per room, then pooled, as ``--frames``) are computed with each room's statistics
+over all its speech, then over the clips whose mean level (c0) lies in its quietest Q of
+speech frames (no labels used), and scored in a room as recorded and in one whose speech is
+70% neutral; each line's regression is trained on the training corpora as recorded,
+standardised the same way.
+
 ``--label-rules`` and ``--leave-out`` screen the training data instead, in a table of their
 own (room, speaker and fresh views): each rule for the clips outside the fusion label set
 (:data:`LABEL_RULES`: RAVDESS calm, EmoDB boredom), and training without each corpus in turn.
@@ -95,7 +104,7 @@ from edge.features import (  # noqa: E402
     pool_window,
     window_input,
 )
-from edge.features.adapt import RunningStats, speech_mask  # noqa: E402
+from edge.features.adapt import RunningStats, speech_frames, speech_mask  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -123,11 +132,14 @@ ROW_SETS = (((0, 1), "mean, spread"), ((0, 1, 2), "mean, spread, change"))
 
 
 def frame_statistics(bank: FeatureBank, clips: np.ndarray | None = None,
-                     stats: RunningStats | None = None) -> np.ndarray:
+                     stats: RunningStats | None = None,
+                     weights: list[float] | None = None) -> np.ndarray:
     """(clips, 3, columns): :func:`statistics` of each clip (of ``clips``; None: all) after its
-    frames are standardised with its corpus's statistics (or with ``stats``: a device not yet
-    adapted) and clipped, as the device's window input does."""
-    room = bank.standardize_by("corpus") if stats is None else bank.standardize_with(stats)
+    frames are standardised with its corpus's statistics (``weights``: each clip's weight in
+    them; or with ``stats``: a device not yet adapted) and clipped, as the device's window
+    input does."""
+    room = (bank.standardize_by("corpus", weights=weights) if stats is None
+            else bank.standardize_with(stats))
     cfg = dataclasses.replace(bank.recipe.mfcc, pooling="mean_std_delta")
     out = []
     for clip in range(len(bank.utts)) if clips is None else clips:
@@ -490,6 +502,63 @@ def join_members(bank: FeatureBank, runs: list[Path], weights: list[float],
     return 0
 
 
+def calm_weights(bank: FeatureBank, corpus: np.ndarray, base: list[float],
+                 share: float) -> list[float]:
+    """``base`` (each clip's weight in its room's statistics) for the clips whose mean speech
+    level (c0) is in the room's quietest ``share`` of its weighted speech frames, 0 for the
+    others: a room's statistics over its calmest speech, chosen without labels."""
+    cfg = bank.recipe.mfcc
+    count = np.array([bank.speech_frames(c) for c in range(len(corpus))])
+    level = np.array([speech_frames(v[0], frame_dbfs(v[0][:, 0], cfg))[:, 0].mean() if n
+                      else np.inf for v, n in zip(bank.variants, count)])
+    w = np.asarray(base, dtype=np.float64)
+    out = np.zeros(len(corpus))
+    for room in dict.fromkeys(corpus):
+        order = np.flatnonzero(corpus == room)
+        order = order[np.argsort(level[order], kind="stable")]
+        heard = np.cumsum(w[order] * count[order])
+        keep = order[heard <= share * heard[-1]]
+        out[keep] = w[keep]
+    return list(out)
+
+
+def calm_rooms(bank: FeatureBank, shares: list[float], ceps_list: list[int]) -> int:
+    """``--calm-share``: the device's statistics (frames standardised per room, then pooled)
+    with each room's statistics over all its speech and over its calmest ``shares``, in a room
+    as recorded (balanced) and in one whose speech is 70% neutral; one regression per line,
+    trained on the training corpora as recorded standardised the same way."""
+    from sklearn.linear_model import LogisticRegression
+
+    from convert.metrics import classification_metrics
+
+    corpus, _, label, names = clip_arrays(bank.utts)
+    rooms = {"balanced": bank.neutral_weights(0.0, list(corpus)),
+             "70% neutral": bank.neutral_weights(0.7, list(corpus))}
+    print(f"{'room statistics':60s} " + "  ".join(
+        f"{v + ' mean':>9s} ({' '.join(n[:5] for n in names)})" for v in rooms))
+    for share in (1.0, *shares):
+        stats = {room: frame_statistics(bank, weights=w if share == 1.0
+                                        else calm_weights(bank, corpus, w, share))
+                 for room, w in rooms.items()}
+        for ceps in ceps_list:
+            x = {room: statistics_columns(s, bank.recipe.mfcc, ceps) for room, s in stats.items()}
+            res: dict[str, dict[str, float]] = {room: {} for room in rooms}
+            for held in names:
+                tr, te = corpus != held, corpus == held
+                names_y, y = np.unique(label[tr], return_inverse=True)
+                clf = LogisticRegression(C=0.1, max_iter=2000).fit(
+                    x["balanced"][tr], label[tr],
+                    sample_weight=sample_weights(y, corpus[tr], len(names_y), 1.0, 0.0))
+                classes = list(clf.classes_)
+                for room in rooms:
+                    res[room][str(held)] = classification_metrics(
+                        [classes.index(v) for v in label[te]],
+                        [classes.index(v) for v in clf.predict(x[room][te])], classes)["uar"]
+            what = "all its speech" if share == 1.0 else f"its calmest {share:g}"
+            print_views(f"{ceps:2d} cepstra + prosody, mean, spread, change: {what}", res, names)
+    return 0
+
+
 def print_views(title: str, res: dict[str, dict[str, float]], names: list[str],
                 base: dict[str, dict[str, float]] | None = None) -> None:
     """One line of the screen: each view's mean and its corpora ("-" for one not scored); with
@@ -556,6 +625,9 @@ def main(argv: list[str] | None = None) -> int:
                    "report folders kept, instead of the views")
     p.add_argument("--join-weight", type=float, nargs="+", default=[0.0, 0.15], metavar="W",
                    help="the regression's weight in the join (default 0 and 0.15)")
+    p.add_argument("--calm-share", type=float, nargs="+", default=[], metavar="Q",
+                   help="screen each room's statistics over its calmest Q of speech (by level) "
+                   "instead, in a balanced and a 70%%-neutral room")
     p.add_argument("--label-rules", action="store_true",
                    help="screen the rules for RAVDESS calm and EmoDB boredom instead")
     p.add_argument("--leave-out", action="store_true",
@@ -563,6 +635,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.label_rules or args.leave_out:
         return training_data(args)
+    if args.calm_share:
+        if not all(0 < q < 1 for q in args.calm_share):
+            p.error(f"--calm-share takes shares between 0 and 1, got {args.calm_share}")
+        bank = screen_bank(args)
+        return 2 if bank is None else calm_rooms(bank, args.calm_share, args.ceps)
     if args.join:
         if not all(0.0 <= w <= 1.0 for w in args.join_weight):
             p.error(f"--join-weight {args.join_weight}: each weight must be between 0 and 1")

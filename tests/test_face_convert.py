@@ -388,6 +388,86 @@ def test_ema_is_validated_and_kept_out_of_the_pruning_ramp():
     FaceRecipe().replace("train", ema_decay=0.999).replace("finetune", ema_decay=0.999)
 
 
+def test_refitted_batch_norm_statistics_are_the_plain_mean_over_batches():
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from convert.averaging import refit_batch_norm
+
+    inputs = keras.Input((3,))
+    hidden = keras.layers.Dense(4, name="dense")(inputs)
+    model = keras.Model(inputs, keras.layers.BatchNormalization(momentum=0.9, name="bn")(hidden))
+    rng = np.random.default_rng(3)
+    x = rng.normal(2.0, 3.0, (50, 3)).astype(np.float32)  # 4 batches of 16, one of 2
+    refit_batch_norm(model, x, 16)
+    h = keras.Model(inputs, hidden).predict(x, verbose=0)
+    batches = [h[i:i + 16] for i in range(0, 50, 16)]
+    bn = model.get_layer("bn")
+    np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean([b.mean(0) for b in batches], 0),
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(),
+                               np.mean([b.var(0) for b in batches], 0), rtol=1e-4, atol=1e-5)
+    assert bn.momentum == 0.9  # the layer's own momentum is put back
+
+
+def test_a_late_uniform_average_is_kept_with_statistics_refitted_to_it():
+    """train.average_from: the trained weights of every step from that epoch on, averaged with
+    equal weight, are what is kept (never the trained weights), with batch-norm statistics
+    recomputed for the average, not averaged."""
+    pytest.importorskip("tensorflow")
+    import keras
+
+    from convert.averaging import refit_batch_norm
+    from convert.face.model import StudentSpec, build_student
+    from convert.face.train import TrainSection, train_student
+
+    spec = StudentSpec(widths=(4, 8), pool_after=(0,), dropout=0.0)
+    model = build_student(spec)
+    rng = np.random.default_rng(2)
+    x = rng.uniform(-1, 1, (48, 48, 48, 1)).astype(np.float32)
+    y = rng.integers(0, 7, 48)
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append([v.numpy().copy() for v in model.trainable_weights])
+
+    cfg = TrainSection(epochs=3, batch_size=16, learning_rate=1e-2, augment=False,
+                      average_from=2)
+    history = train_student(model, x, y, cfg, x_val=x, y_val=y, callbacks=[Record()],
+                            keep_best=False)
+    assert len(seen) == 9  # 3 steps per epoch; epochs 2 and 3 are averaged
+    expected = [np.mean([step[i] for step in seen[3:]], axis=0) for i in range(len(seen[0]))]
+    for got, want in zip(model.trainable_weights, expected):
+        np.testing.assert_allclose(got.numpy(), want, atol=1e-6)
+    assert max(np.abs(w - last).max() for w, last in zip(expected, seen[-1])) > 1e-4
+    statistics = [v.numpy().copy() for v in model.non_trainable_weights]
+    refit_batch_norm(model, x, 16)  # the same pass again finds the same statistics
+    for got, want in zip(model.non_trainable_weights, statistics):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
+    assert history["val_accuracy_unaveraged"][0] is None  # epoch 1 had no average yet
+    assert len(history["val_accuracy"]) == 3
+
+    kept = build_student(spec)
+    chosen = train_student(kept, x, y, cfg, x_val=x, y_val=y)
+    assert chosen["best_epoch"] >= 2  # an epoch before the average is never kept
+
+
+def test_averages_are_validated_and_kept_out_of_the_pruning_ramp():
+    from convert.face import FaceRecipe
+    from convert.face.recipe import RampSection
+    from convert.face.train import TrainSection
+    from edge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="average_from = 4 is after the last epoch"):
+        TrainSection(epochs=3, average_from=4)
+    with pytest.raises(ConfigError, match="two averages of the same weights"):
+        TrainSection(average_from=2, ema_decay=0.9)
+    with pytest.raises(ConfigError, match="ramp cannot average its weights \\(ramp.average_from"):
+        FaceRecipe(ramp=RampSection(average_from=2))
+    FaceRecipe().replace("train", average_from=16).replace("adapt", epochs=10, average_from=5)
+
+
 @pytest.mark.parametrize("weigh", [False, True])
 def test_the_distillation_term_takes_the_class_weight_only_when_asked(weigh):
     import tensorflow as tf

@@ -170,12 +170,17 @@ class RampSection(TrainSection):
         "ema_decay", 0.0, "Must stay 0: the fade drives the channels to exactly zero, an "
         "average of the weights would only approach it.")
 
+    average_from: int = _changed(
+        "average_from", 0, "Must stay 0, as ema_decay: an average of the weights would only "
+        "approach the channels the fade drives to zero.")
+
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.ema_decay:
-            # Removing channels that are not exactly zero would change the output.
-            raise ConfigError(f"the pruning ramp cannot average its weights (ramp.ema_decay "
-                              f"{self.ema_decay}): set ema_decay on finetune or refine")
+        for key in ("ema_decay", "average_from"):
+            if getattr(self, key):
+                # Removing channels that are not exactly zero would change the output.
+                raise ConfigError(f"the pruning ramp cannot average its weights (ramp.{key} "
+                                  f"{getattr(self, key)}): set {key} on finetune or refine")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,7 +24,7 @@ import numpy as np
 from edge.config import Section, setting
 from edge.errors import ConfigError
 
-from ..averaging import WeightAverage
+from ..averaging import WeightAverage, refit_batch_norm
 from ..metrics import classification_metrics
 
 __all__ = ["FINETUNE_TARGETS", "GROUND_TRUTHS", "TrainSection", "train_student", "predict_logits",
@@ -92,6 +92,12 @@ class TrainSection(Section):
         0.0, "Per-step decay of an average of the weights and BN statistics that is evaluated "
         "and kept (0 = none; 0.999 averages about the last 1000 steps); did not help at 48x48.",
         min=0.0)
+    average_from: int = setting(
+        0, "From this epoch on (1-based; 0 = never), the weights of every step are averaged "
+        "with equal weight (stochastic weight averaging), the batch-norm statistics refitted to "
+        "the average over the training images, and each of these epochs evaluates and may keep "
+        "the average, never the trained weights; epochs before it are scored, not kept.",
+        min=0)
     ground_truth: str = setting(
         "labels", "What the hard-label term learns from: labels (one-hot FER2013 label) or votes "
         "(the FER+ crowd votes mapped to our labels, mixed by vote_weight; rows without usable "
@@ -117,6 +123,12 @@ class TrainSection(Section):
         if not self.ema_decay < 1.0:
             raise ConfigError(f"{self._name}.ema_decay {self.ema_decay!r} must be in [0, 1): "
                               f"the weight of the old average at each step (0 = no averaging)")
+        if self.average_from and self.ema_decay:
+            raise ConfigError(f"{self._name}.average_from and {self._name}.ema_decay are two "
+                              f"averages of the same weights: set one of them to 0")
+        if self.average_from > self.epochs:
+            raise ConfigError(f"{self._name}.average_from = {self.average_from} is after the "
+                              f"last epoch ({self.epochs}): set it to {self.epochs} or less")
 
 
 def class_weights(counts: np.ndarray, power: float) -> np.ndarray:
@@ -306,37 +318,47 @@ def train_student(
     # The last epochs of a short cosine schedule still move the weights from batch to batch;
     # an exponential average sits nearer the middle of that wandering.
     average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
-    fit_callbacks = list(callbacks or []) + ([average.callback] if average else [])
     history: dict[str, Any] = {"val_accuracy": [], "val_recall": [], "loss": []}
-    if average:
+    if cfg.ema_decay or cfg.average_from:
         history["val_accuracy_unaveraged"] = []
     best, best_weights = -1.0, None
     for epoch in range(cfg.epochs):
+        if cfg.average_from and epoch + 1 == cfg.average_from:
+            # A uniform average from late in the schedule: the exponential one from the first
+            # step lost its network at 48x48 (models/README.md, "A weight average").
+            average = WeightAverage(model, None)
+        fit_callbacks = list(callbacks or []) + ([average.callback] if average else [])
         h = model.fit(ds, epochs=1, verbose=0, shuffle=False,  # ds shuffles itself
                       callbacks=fit_callbacks)
         history["loss"].append(float(h.history["loss"][-1]))
         if x_val is not None and y_val is not None:
-            if average:
-                history["val_accuracy_unaveraged"].append(accuracy(model, x_val, y_val))
+            if "val_accuracy_unaveraged" in history:
+                history["val_accuracy_unaveraged"].append(
+                    accuracy(model, x_val, y_val) if average else None)
             with average.swapped_in() if average else contextlib.nullcontext():
+                if average and cfg.average_from:
+                    refit_batch_norm(model, x, cfg.batch_size)
                 acc, recall = scores(model, x_val, y_val)
                 score = acc if cfg.choose_by == "accuracy" else (acc + recall) / 2
-                if keep_best and score > best:
+                eligible = epoch + 1 >= cfg.average_from
+                if keep_best and eligible and score > best:
                     best, best_weights = score, model.get_weights()
                     history["best_epoch"] = epoch + 1
                     history["best_val_accuracy"] = acc
             history["val_accuracy"].append(acc)
             history["val_recall"].append(recall)
+            unaveraged = (history.get("val_accuracy_unaveraged") or [None])[-1]
             logger.info("epoch %d/%d loss %.4f val acc %.4f mean recall %.4f%s", epoch + 1,
                         cfg.epochs, history["loss"][-1], acc, recall,
-                        f" (unaveraged {history['val_accuracy_unaveraged'][-1]:.4f})"
-                        if average else "")
+                        "" if unaveraged is None else f" (unaveraged {unaveraged:.4f})")
         else:
             logger.info("epoch %d/%d loss %.4f", epoch + 1, cfg.epochs, history["loss"][-1])
     if best_weights is not None:
         model.set_weights(best_weights)
     elif average:
         average.assign(average.average)
+        if cfg.average_from:
+            refit_batch_norm(model, x, cfg.batch_size)
     history.setdefault("best_val_accuracy", None)
     del tf
     return history
