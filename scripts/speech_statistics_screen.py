@@ -505,8 +505,9 @@ def join_members(bank: FeatureBank, runs: list[Path], weights: list[float],
 def calm_weights(bank: FeatureBank, corpus: np.ndarray, base: list[float],
                  share: float) -> list[float]:
     """``base`` (each clip's weight in its room's statistics) for the clips whose mean speech
-    level (c0) is in the room's quietest ``share`` of its weighted speech frames, 0 for the
-    others: a room's statistics over its calmest speech, chosen without labels."""
+    level (c0) is in the room's quietest ``share`` of its weighted speech frames (in order of
+    level, every clip that starts within it, so a room always keeps its quietest clip), 0 for
+    the others: a room's statistics over its calmest speech, chosen without labels."""
     cfg = bank.recipe.mfcc
     count = np.array([bank.speech_frames(c) for c in range(len(corpus))])
     level = np.array([speech_frames(v[0], frame_dbfs(v[0][:, 0], cfg))[:, 0].mean() if n
@@ -516,8 +517,9 @@ def calm_weights(bank: FeatureBank, corpus: np.ndarray, base: list[float],
     for room in dict.fromkeys(corpus):
         order = np.flatnonzero(corpus == room)
         order = order[np.argsort(level[order], kind="stable")]
-        heard = np.cumsum(w[order] * count[order])
-        keep = order[heard <= share * heard[-1]]
+        frames = w[order] * count[order]
+        before = np.cumsum(frames) - frames
+        keep = order[before < share * frames.sum()]
         out[keep] = w[keep]
     return list(out)
 

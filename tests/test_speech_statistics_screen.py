@@ -217,7 +217,7 @@ def test_frame_statistics_pool_the_frames_as_the_room_standardised_them():
     scale[2] = 100.0  # column 2 goes past the clip at 8 sd
     room = SimpleNamespace(standardization=lambda clip, variant: (mean, scale))
     bank = SimpleNamespace(recipe=SimpleNamespace(mfcc=cfg), variants=[(frames,)], utts=[None],
-                           standardize_by=lambda unit: room)
+                           standardize_by=lambda unit, weights=None: room)
     (got,) = screen.frame_statistics(bank)
     assert got.shape == (3, cfg.n_columns)
     # Column 1 over the speech frames: (3.5 - 1) * 2 on average, spread 1, change 2.
@@ -253,7 +253,8 @@ def test_a_joined_regression_decides_where_the_run_it_joins_cannot(tmp_path, cap
     unit = SimpleNamespace(standardization=lambda clip, variant: (np.zeros(cfg.n_columns),
                                                                   np.ones(cfg.n_columns)))
     bank = SimpleNamespace(recipe=SimpleNamespace(mfcc=cfg), utts=utts, variants=variants,
-                           standardize_by=lambda u: unit, standardize_with=lambda stats: unit,
+                           standardize_by=lambda u, weights=None: unit,
+                           standardize_with=lambda stats: unit,
                            subset=lambda clips: SimpleNamespace(pooled_stats=lambda: None))
     run = tmp_path / "run"
     run.mkdir()
@@ -272,3 +273,32 @@ def test_a_joined_regression_decides_where_the_run_it_joins_cannot(tmp_path, cap
     (run / "loco_c_clips.npz").unlink()
     assert screen.join_members(bank, [run], [0.15], [20]) == 2
     assert "no kept clips of c" in capsys.readouterr().err
+
+
+def test_a_rooms_calmest_speech_is_its_quietest_clips_up_to_the_share_of_what_it_heard():
+    """``--calm-share``: within each room, the clips of lowest mean speech level are kept, in
+    order, while the weighted speech frames before them are within the share (a room keeps its
+    quietest clip whatever the share); the others, and a silent clip, weigh 0."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from convert.speech.recipe import SpeechRecipe
+
+    screen = load_script("speech_statistics_screen")
+    cfg = SpeechRecipe.load(Path(__file__).parent.parent / "recipes" / "speech.toml").mfcc
+    levels = [40.0, 10.0, 30.0, 20.0, 25.0, 15.0]  # rooms a, a, a, a, b, b
+    variants = []
+    for level in levels:
+        frames = np.zeros((10, cfg.n_columns))
+        frames[:, 0] = level  # every frame at the clip's level: all of them speech
+        variants.append((frames,))
+    corpus = np.array(["a"] * 4 + ["b"] * 2)
+    counts = [10.0, 10.0, 10.0, 10.0, 10.0, 0.0]  # b's second clip is silent
+    bank = SimpleNamespace(recipe=SimpleNamespace(mfcc=cfg), variants=variants,
+                           speech_frames=lambda c: counts[c])
+    # Room a heard 40 frames (base weight 1): its quietest half is the clips at 10 and 20.
+    # Room b's one clip with speech holds all of it, and is kept.
+    assert screen.calm_weights(bank, corpus, [1.0] * 6, 0.5) == [0, 1, 0, 1, 1, 0]
+    # Weighted, it heard 60: the clips at 10, 20 and 30 (weights 1, 1, 1) fill its half.
+    assert screen.calm_weights(bank, corpus, [3.0, 1, 1, 1, 2, 2], 0.5) == [0, 1, 1, 1, 2, 0]
+    assert screen.calm_weights(bank, corpus, [1.0] * 6, 0.2) == [0, 1, 0, 0, 1, 0]
