@@ -242,7 +242,7 @@ def weigh_branches(folders: list[Path], weights: list[float], linear: bool = Fal
     branch's), by view, for each folder and their mean."""
     graphs = [(f"{w:.2f}", ((1 - w) / 2, (1 - w) / 2, w) if linear else (w, 1 - w, 0.0))
               for w in weights]
-    score_graphs(folders, graphs, "linear weight" if linear else "compact weight", linear)
+    score_graphs(folders, graphs, "linear weight" if linear else "compact weight", "---:", linear)
 
 
 BRANCHES = ("compact", "pooled", "linear")
@@ -259,14 +259,14 @@ def branches_alone(folders: list[Path], linear: float) -> None:
     graphs += [(f"without {name}", tuple(0.0 if i == j else w / (1 - graph[i])
                                          for j, w in enumerate(graph)))
                for i, name in enumerate(BRANCHES)]
-    score_graphs(folders, graphs, "branches", needs_linear=True)
+    score_graphs(folders, graphs, "branches", "---", needs_linear=True)
 
 
 def score_graphs(folders: list[Path], graphs: list[tuple[str, tuple[float, ...]]], key: str,
-                 needs_linear: bool) -> None:
-    """One row per folder and graph (a name and its branches' weights), by view, and each
-    graph's mean over the folders."""
-    print_table_head(key, "---:" if key.endswith("weight") else "---")
+                 align: str, needs_linear: bool) -> None:
+    """One row per folder and graph (a name and its branches' weights), by view, under the
+    column ``key`` aligned ``align``, and each graph's mean over the folders."""
+    print_table_head(key, align)
     table: list[tuple[str, list[list[float]]]] = [(name, []) for name, _ in graphs]
     for folder in folders:
         clips = window_clips(folder)

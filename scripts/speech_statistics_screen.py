@@ -502,16 +502,23 @@ def join_members(bank: FeatureBank, runs: list[Path], weights: list[float],
     return 0
 
 
-def calm_weights(bank: FeatureBank, corpus: np.ndarray, base: list[float],
-                 share: float) -> list[float]:
-    """``base`` (each clip's weight in its room's statistics) for the clips whose mean speech
-    level (c0) is in the room's quietest ``share`` of its weighted speech frames (in order of
-    level, every clip that starts within it, so a room always keeps its quietest clip), 0 for
-    the others: a room's statistics over its calmest speech, chosen without labels."""
+def speech_levels(bank: FeatureBank) -> tuple[np.ndarray, np.ndarray]:
+    """Each clip's speech frames as recorded (those its room's statistics count) and their mean
+    level (c0; infinite for a silent clip, which has none)."""
     cfg = bank.recipe.mfcc
-    count = np.array([bank.speech_frames(c) for c in range(len(corpus))])
+    count = np.array([bank.speech_frames(c) for c in range(len(bank.utts))])
     level = np.array([speech_frames(v[0], frame_dbfs(v[0][:, 0], cfg))[:, 0].mean() if n
                       else np.inf for v, n in zip(bank.variants, count)])
+    return count, level
+
+
+def calm_weights(count: np.ndarray, level: np.ndarray, corpus: np.ndarray, base: list[float],
+                 share: float) -> list[float]:
+    """``base`` (each clip's weight in its room's statistics) for the clips whose mean speech
+    level (``count`` and ``level``: :func:`speech_levels`) is in the room's quietest ``share``
+    of its weighted speech frames (in order of level, every clip that starts within it, so a
+    room always keeps its quietest clip), 0 for the others: a room's statistics over its
+    calmest speech, chosen without labels."""
     w = np.asarray(base, dtype=np.float64)
     out = np.zeros(len(corpus))
     for room in dict.fromkeys(corpus):
@@ -536,11 +543,12 @@ def calm_rooms(bank: FeatureBank, shares: list[float], ceps_list: list[int]) -> 
     corpus, _, label, names = clip_arrays(bank.utts)
     rooms = {"balanced": bank.neutral_weights(0.0, list(corpus)),
              "70% neutral": bank.neutral_weights(0.7, list(corpus))}
+    count, level = speech_levels(bank)  # once: every share and room orders by them
     print(f"{'room statistics':60s} " + "  ".join(
         f"{v + ' mean':>9s} ({' '.join(n[:5] for n in names)})" for v in rooms))
     for share in (1.0, *shares):
         stats = {room: frame_statistics(bank, weights=w if share == 1.0
-                                        else calm_weights(bank, corpus, w, share))
+                                        else calm_weights(count, level, corpus, w, share))
                  for room, w in rooms.items()}
         for ceps in ceps_list:
             x = {room: statistics_columns(s, bank.recipe.mfcc, ceps) for room, s in stats.items()}

@@ -294,11 +294,13 @@ def test_a_rooms_calmest_speech_is_its_quietest_clips_up_to_the_share_of_what_it
         variants.append((frames,))
     corpus = np.array(["a"] * 4 + ["b"] * 2)
     counts = [10.0, 10.0, 10.0, 10.0, 10.0, 0.0]  # b's second clip is silent
-    bank = SimpleNamespace(recipe=SimpleNamespace(mfcc=cfg), variants=variants,
+    bank = SimpleNamespace(recipe=SimpleNamespace(mfcc=cfg), variants=variants, utts=levels,
                            speech_frames=lambda c: counts[c])
+    heard = screen.speech_levels(bank)
+    np.testing.assert_allclose(heard[1], [*levels[:5], np.inf])  # the silent clip has none
     # Room a heard 40 frames (base weight 1): its quietest half is the clips at 10 and 20.
     # Room b's one clip with speech holds all of it, and is kept.
-    assert screen.calm_weights(bank, corpus, [1.0] * 6, 0.5) == [0, 1, 0, 1, 1, 0]
+    assert screen.calm_weights(*heard, corpus, [1.0] * 6, 0.5) == [0, 1, 0, 1, 1, 0]
     # Weighted, it heard 60: the clips at 10, 20 and 30 (weights 1, 1, 1) fill its half.
-    assert screen.calm_weights(bank, corpus, [3.0, 1, 1, 1, 2, 2], 0.5) == [0, 1, 1, 1, 2, 0]
-    assert screen.calm_weights(bank, corpus, [1.0] * 6, 0.2) == [0, 1, 0, 0, 1, 0]
+    assert screen.calm_weights(*heard, corpus, [3.0, 1, 1, 1, 2, 2], 0.5) == [0, 1, 1, 1, 2, 0]
+    assert screen.calm_weights(*heard, corpus, [1.0] * 6, 0.2) == [0, 1, 0, 0, 1, 0]

@@ -332,9 +332,10 @@ def train_student(
                       callbacks=fit_callbacks)
         history["loss"].append(float(h.history["loss"][-1]))
         if x_val is not None and y_val is not None:
+            # The trained weights' own score, beside the average's (none before it starts).
+            unaveraged = accuracy(model, x_val, y_val) if average else None
             if "val_accuracy_unaveraged" in history:
-                history["val_accuracy_unaveraged"].append(
-                    accuracy(model, x_val, y_val) if average else None)
+                history["val_accuracy_unaveraged"].append(unaveraged)
             with average.swapped_in() if average else contextlib.nullcontext():
                 if average and cfg.average_from:
                     refit_batch_norm(model, x, cfg.batch_size)
@@ -347,7 +348,6 @@ def train_student(
                     history["best_val_accuracy"] = acc
             history["val_accuracy"].append(acc)
             history["val_recall"].append(recall)
-            unaveraged = (history.get("val_accuracy_unaveraged") or [None])[-1]
             logger.info("epoch %d/%d loss %.4f val acc %.4f mean recall %.4f%s", epoch + 1,
                         cfg.epochs, history["loss"][-1], acc, recall,
                         "" if unaveraged is None else f" (unaveraged {unaveraged:.4f})")
