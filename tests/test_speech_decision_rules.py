@@ -197,6 +197,11 @@ def test_class_offsets_are_fitted_on_the_other_corpora_only(tmp_path, capsys, mo
     # the data tells offsets fitted with a's own labels from those fitted without
     assert round(classification_metrics(y, leaked.argmax(1), LABELS)["uar"], 3) != expected["fitted"]
 
+    own = script.clip_probabilities(windows("a")[0] + script.fit_offsets([windows("a")]), group,
+                                    y.size)
+    expected["own labels"] = round(classification_metrics(y, own.argmax(1), LABELS)["uar"], 3)
+    assert expected["own labels"] > expected["fitted"]  # the bound uses what no device has
+
     monkeypatch.setattr("sys.argv", ["speech_decision_rules.py", str(folder), "--offsets"])
     script.main()
     rows = {line.split("|")[2].strip(): line for line in capsys.readouterr().out.splitlines()
@@ -274,3 +279,57 @@ def test_each_branch_is_scored_alone_and_left_out_in_every_view(tmp_path, capsys
     monkeypatch.setattr("sys.argv", ["speech_decision_rules.py", str(folder), "--alone"])
     with pytest.raises(SystemExit, match="--alone takes one --linear weight"):
         load_script("speech_decision_rules").main()
+
+
+def test_over_calls_are_damped_and_rare_emotions_left_alone():
+    """over-calls damped: an emotion called more often than the emotions' mean is divided back
+    to it, neutral and each clip's emotional mass are kept, and an emotion the deployment never
+    calls is not raised (emotions equalised would raise it)."""
+    script = load_script("speech_decision_rules")
+    rng = np.random.default_rng(7)
+    p = rng.dirichlet(np.ones(4), size=200)  # neutral, then three emotions
+    p[:, 1] *= 4.0  # the deployment is pulled toward the first emotion
+    p[:, 3] *= 0.05  # and hardly ever hears the last
+    p /= p.sum(axis=1, keepdims=True)
+    for rule in (script.over_calls_damped, script.emotions_equalised):
+        q = rule(p.copy(), 0)
+        np.testing.assert_allclose(q[:, 0], p[:, 0])
+        np.testing.assert_allclose(q.sum(axis=1), 1.0)
+    m = p[:, 1:].mean(axis=0)
+    damped = script.over_calls_damped(p.copy(), 0)[:, 1:]
+    expected = p[:, 1:] / np.maximum(m, m.mean())
+    expected *= (p[:, 1:].sum(axis=1) / expected.sum(axis=1))[:, None]
+    np.testing.assert_allclose(damped, expected)
+    assert damped[:, 0].mean() < p[:, 1].mean()  # the pull is undone
+    # the rarely called emotion keeps its ratio to the one that is neither pulled nor rare
+    np.testing.assert_allclose(damped[:, 2] / damped[:, 1], p[:, 3] / p[:, 2])
+    equalised = script.emotions_equalised(p.copy(), 0)[:, 1:]
+    assert equalised[:, 2].mean() > 5 * damped[:, 2].mean()
+
+
+def test_each_rule_is_scored_where_only_four_labels_occur_and_per_corpus(tmp_path, capsys,
+                                                                          monkeypatch):
+    """The table's four-label cell scores the corpus's neutral, happy, sad and angry clips alone
+    (decided among every label), and its per-corpus cell each corpus's LOCO UAR."""
+    labels = ["neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
+    rng = np.random.default_rng(8)
+    y = np.repeat(np.arange(7), 20)
+    p = rng.dirichlet(np.ones(7), size=y.size)
+    p[np.arange(y.size), y] += 0.3  # a model that leans toward the truth
+    p[:, 4] += 0.4  # and over-calls fearful, which the four-label deployment never hears
+    p /= p.sum(axis=1, keepdims=True)
+    folder = tmp_path / "draw"
+    folder.mkdir()
+    np.savez(folder / "loco_x_clips.npz", labels=labels, y=y, adapted=p, fresh=p)
+    monkeypatch.setattr("sys.argv", ["speech_decision_rules.py", str(folder)])
+    load_script("speech_decision_rules").main()
+    row = next(line.split("|") for line in capsys.readouterr().out.splitlines()
+               if line.startswith("| argmax | adapted |"))
+    four = y < 4
+    pred = p[four].argmax(1)
+    expected = (round(classification_metrics(y[four], pred, labels)["uar"], 3),
+                round(float(np.mean(pred == y[four])), 3))
+    full = round(classification_metrics(y, p.argmax(1), labels)["uar"], 3)
+    assert expected[0] != full  # the data tells the four-label deployment from the corpus
+    assert row[6].strip() == f"{expected[0]:.3f} / {expected[1]:.3f}"
+    assert row[8].strip() == f"x {full:.3f}"
