@@ -39,6 +39,10 @@ speech frames only (:func:`voiced_statistics`), as eGeMAPS takes them.
 (:func:`temporal_statistics`: how fast and how evenly the clip is spoken), which no column's
 mean, spread or change gives directly.
 
+``--modulation`` screens each line again with each column's modulation spectrum appended
+(:func:`modulation_statistics`: how the level's, the first cepstra's and the loudness's power
+over the clip is shared among bands from 0.5 to 50 Hz).
+
 ``--frames`` adds two views per line: each corpus's frames standardised with its own statistics
 before they are pooled, as the device standardises a room (**frames**: the statistics then
 scaled with the training corpora's mean and spread only), and the statistics standardised per
@@ -230,6 +234,47 @@ def temporal_statistics(bank: FeatureBank) -> np.ndarray:
         out[i] = (peaks / seconds, on.size / seconds,
                   on.mean() if on.size else 0.0, on.std() if on.size else 0.0,
                   off.mean() if off.size else 0.0, off.std() if off.size else 0.0)
+    return out
+
+
+#: The modulation bands :func:`modulation_statistics` measures, in Hz (the syllable rate, about
+#: 4 Hz, sits in the third), and the columns it measures them on: the level (c0), the spectral
+#: envelope's first cepstra, and the loudness.
+MODULATION_BANDS = ((0.5, 2.0), (2.0, 4.0), (4.0, 8.0), (8.0, 16.0), (16.0, 50.0))
+MODULATION_CEPS = 13
+#: Frames per spectrum: 1.28 s at 10 ms, so the lowest band holds at least one bin.
+MODULATION_FRAMES = 128
+
+
+def modulation_statistics(bank: FeatureBank) -> np.ndarray:
+    """(clips, columns x bands): how each column's trajectory over the clip's speech span (first
+    speech frame to last) shares its power among :data:`MODULATION_BANDS`, as the log of each
+    band's share (Wu, Falk and Chan 2011 found modulation spectra to carry arousal).  The power
+    is Welch's: Hann-windowed spans of :data:`MODULATION_FRAMES` frames, half overlapped, a
+    shorter span centred and zero-padded.  Shares, not powers, so that the spread row is not
+    counted twice."""
+    cfg = bank.recipe.mfcc
+    cols = [*range(MODULATION_CEPS), prosody_column(cfg, "loudness_db")]
+    n = MODULATION_FRAMES
+    freqs = np.fft.rfftfreq(n, cfg.hop_length_s)
+    masks = np.stack([(freqs >= lo) & (freqs < hi) for lo, hi in MODULATION_BANDS])
+    window = np.hanning(n)[:, None]
+    out = np.zeros((len(bank.variants), len(cols) * len(MODULATION_BANDS)))
+    for i, v in enumerate(bank.variants):
+        frames = v[0]
+        speech = np.flatnonzero(speech_mask(frame_dbfs(frames[:, 0], cfg)))
+        if speech.size < 2:
+            continue
+        span = frames[speech[0]:speech[-1] + 1][:, cols]
+        if len(span) < n:  # centred before it is padded, or the padding is a step
+            segments = [np.r_[span - span.mean(0), np.zeros((n - len(span), len(cols)))]]
+        else:
+            segments = [span[s:s + n] - span[s:s + n].mean(0)
+                        for s in range(0, len(span) - n + 1, n // 2)]
+        power = sum(np.abs(np.fft.rfft(x * window, axis=0)) ** 2 for x in segments)
+        bands = masks.astype(float) @ power  # (bands, columns)
+        share = bands / np.maximum(bands.sum(0, keepdims=True), 1e-12)
+        out[i] = np.log(share + 1e-6).T.ravel()
     return out
 
 
@@ -624,6 +669,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="also screen F0, jitter and shimmer taken over voiced frames only")
     p.add_argument("--temporal", action="store_true",
                    help="also screen each line with eGeMAPS's six temporal parameters added")
+    p.add_argument("--modulation", action="store_true",
+                   help="also screen each line with each column's modulation band shares added")
     p.add_argument("--frames", action="store_true",
                    help="also screen each line with the frames standardised per room before "
                    "pooling (the device), and with the statistics standardised after that too")
@@ -655,8 +702,9 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--join-weight {args.join_weight}: each weight must be between 0 and 1")
         bank = screen_bank(args)
         return 2 if bank is None else join_members(bank, args.join, args.join_weight, args.ceps)
-    if args.frames and (args.voiced or args.temporal):
-        p.error("--frames screens the plain lines: leave out --voiced and --temporal")
+    if args.frames and (args.voiced or args.temporal or args.modulation):
+        p.error("--frames screens the plain lines: leave out --voiced, --temporal and "
+                "--modulation")
     if any(not 0 < s < 1 for s in args.neutral_share):
         p.error(f"--neutral-share takes shares between 0 and 1, got {args.neutral_share}")
     bank = screen_bank(args)
@@ -675,6 +723,8 @@ def main(argv: list[str] | None = None) -> int:
         print_temporal_means(rhythm, label)  # its own table, before the screen's
         print()
         temporal.append((" + temporal", rhythm))
+    if args.modulation:
+        temporal.append((" + modulation", modulation_statistics(bank)))
     framed = ("frames", "both") if args.frames else ()
     frame_stats = frame_statistics(bank) if args.frames else None
     print(f"{'statistics':60s} " + "  ".join(f"{v + ' mean':>9s} ({' '.join(n[:5] for n in names)})"

@@ -160,6 +160,39 @@ def test_temporal_statistics_count_the_rate_and_lengths_of_a_known_rhythm():
     np.testing.assert_array_equal(got[1], 0.0)
 
 
+def test_modulation_statistics_put_a_known_rate_in_its_band():
+    """Speech whose level moves 5 times a second and whose loudness once a second (3 s, between
+    silences): c0's power lies in the 4-8 Hz band and the loudness's in 0.5-2 Hz; a clip of
+    0.5 s is padded to one spectrum and still says 5 Hz; a clip of one frame gives zeros."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from convert.speech.recipe import SpeechRecipe
+    from edge.features import PROSODY_COLUMNS
+
+    screen = load_script("speech_statistics_screen")
+    cfg = SpeechRecipe.load(Path(__file__).parent.parent / "recipes" / "speech.toml").mfcc
+    silence, speech = 30, 300
+    frames = np.zeros((silence + speech + silence, cfg.n_columns))
+    frames[:, 0] = -20.0  # c0, the log energy: silence
+    t = np.arange(speech) * cfg.hop_length_s
+    frames[silence:silence + speech, 0] = 20.0 + 4 * np.sin(2 * np.pi * 5 * t)
+    loud = cfg.n_ceps + PROSODY_COLUMNS.index("loudness_db")
+    frames[silence:silence + speech, loud] = -30 + 6 * np.sin(2 * np.pi * 1 * t)
+    short = frames[silence - 5:silence + 50]
+    bank = SimpleNamespace(recipe=SimpleNamespace(mfcc=cfg),
+                           variants=[(frames,), (short,), (frames[silence:silence + 1],)])
+    got = screen.modulation_statistics(bank)
+    bands = len(screen.MODULATION_BANDS)
+    assert got.shape == (3, (screen.MODULATION_CEPS + 1) * bands)
+    share = np.exp(got.reshape(3, -1, bands))
+    assert share[0, 0].argmax() == 2 and share[0, 0, 2] > 0.9  # c0: 4-8 Hz
+    assert share[0, -1].argmax() == 0 and share[0, -1, 0] > 0.9  # loudness: 0.5-2 Hz
+    assert share[1, 0].argmax() == 2
+    np.testing.assert_allclose(share[0].sum(-1)[[0, -1]], 1.0, atol=1e-4)
+    np.testing.assert_array_equal(got[2], 0.0)
+
+
 def test_clips_left_out_of_training_are_still_heard_and_a_corpus_left_out_is_not_scored():
     """Corpus c also heard loud clips that are neither trained on nor scored (label ""): its
     room's statistics take them in, so its own clips all look quiet and are called sad.  Corpus
