@@ -43,6 +43,10 @@ mean, spread or change gives directly.
 (:func:`modulation_statistics`: how the level's, the first cepstra's and the loudness's power
 over the clip is shared among bands from 0.5 to 50 Hz).
 
+``--contours`` screens each line again with eGeMAPS's functionals of the F0 and loudness
+contours appended (:func:`contour_statistics`: percentiles, their range, and the rising and
+falling slopes).
+
 ``--frames`` adds two views per line: each corpus's frames standardised with its own statistics
 before they are pooled, as the device standardises a room (**frames**: the statistics then
 scaled with the training corpora's mean and spread only), and the statistics standardised per
@@ -276,6 +280,44 @@ def modulation_statistics(bank: FeatureBank) -> np.ndarray:
         share = bands / np.maximum(bands.sum(0, keepdims=True), 1e-12)
         out[i] = np.log(share + 1e-6).T.ravel()
     return out
+
+
+#: What :func:`contour_statistics` takes of each contour, as eGeMAPS's functionals do.
+CONTOUR = ("p20", "p50", "p80", "p20-p80 range", "rising slope", "falling slope")
+
+
+def contour_statistics(bank: FeatureBank) -> np.ndarray:
+    """(clips, 12): eGeMAPS's functionals (:data:`CONTOUR`) of F0 (semitones, voiced speech
+    frames only) and of loudness (speech frames): the 20th, 50th and 80th percentiles, the range
+    between the outer two, and the mean slope, per second, of the rising and of the falling
+    steps between adjacent frames.  Percentiles hold where a clip's few outlying frames (a
+    pitch jump, a laugh) move its mean and spread.  A clip without two such frames gets its
+    corpus's mean for that contour."""
+    cfg = bank.recipe.mfcc
+    f0, voiced = prosody_column(cfg, "f0_st"), prosody_column(cfg, "voiced")
+    loud = prosody_column(cfg, "loudness_db")
+    out = np.full((len(bank.variants), 2 * len(CONTOUR)), np.nan)
+    for i, v in enumerate(bank.variants):
+        frames = v[0]
+        speech = speech_mask(frame_dbfs(frames[:, 0], cfg))
+        for j, (col, keep) in enumerate(((f0, speech & (frames[:, voiced] > 0.5)),
+                                         (loud, speech))):
+            both = keep[1:] & keep[:-1]
+            if both.sum() < 1:
+                continue
+            x = frames[keep, col]
+            step = np.diff(frames[:, col])[both] / cfg.hop_length_s
+            p20, p50, p80 = np.percentile(x, (20, 50, 80))
+            up, down = step[step > 0], step[step < 0]
+            out[i, j * len(CONTOUR):(j + 1) * len(CONTOUR)] = (
+                p20, p50, p80, p80 - p20, up.mean() if up.size else 0.0,
+                down.mean() if down.size else 0.0)
+    corpus = np.array([u.corpus for u in bank.utts])
+    for c in np.unique(corpus):
+        m = corpus == c
+        fill = np.nanmean(out[m], axis=0)
+        out[m] = np.where(np.isnan(out[m]), fill, out[m])
+    return np.nan_to_num(out)
 
 
 def print_temporal_means(temporal: np.ndarray, label: np.ndarray) -> None:
@@ -669,6 +711,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="also screen F0, jitter and shimmer taken over voiced frames only")
     p.add_argument("--temporal", action="store_true",
                    help="also screen each line with eGeMAPS's six temporal parameters added")
+    p.add_argument("--contours", action="store_true",
+                   help="also screen each line with percentiles and slopes of F0 and loudness")
     p.add_argument("--modulation", action="store_true",
                    help="also screen each line with each column's modulation band shares added")
     p.add_argument("--frames", action="store_true",
@@ -702,9 +746,9 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--join-weight {args.join_weight}: each weight must be between 0 and 1")
         bank = screen_bank(args)
         return 2 if bank is None else join_members(bank, args.join, args.join_weight, args.ceps)
-    if args.frames and (args.voiced or args.temporal or args.modulation):
-        p.error("--frames screens the plain lines: leave out --voiced, --temporal and "
-                "--modulation")
+    if args.frames and (args.voiced or args.temporal or args.modulation or args.contours):
+        p.error("--frames screens the plain lines: leave out --voiced, --temporal, "
+                "--modulation and --contours")
     if any(not 0 < s < 1 for s in args.neutral_share):
         p.error(f"--neutral-share takes shares between 0 and 1, got {args.neutral_share}")
     bank = screen_bank(args)
@@ -725,6 +769,8 @@ def main(argv: list[str] | None = None) -> int:
         temporal.append((" + temporal", rhythm))
     if args.modulation:
         temporal.append((" + modulation", modulation_statistics(bank)))
+    if args.contours:
+        temporal.append((" + contours", contour_statistics(bank)))
     framed = ("frames", "both") if args.frames else ()
     frame_stats = frame_statistics(bank) if args.frames else None
     print(f"{'statistics':60s} " + "  ".join(f"{v + ' mean':>9s} ({' '.join(n[:5] for n in names)})"

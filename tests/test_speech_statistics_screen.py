@@ -193,6 +193,45 @@ def test_modulation_statistics_put_a_known_rate_in_its_band():
     np.testing.assert_array_equal(got[2], 0.0)
 
 
+def test_contour_statistics_read_percentiles_and_slopes_of_a_known_contour():
+    """F0 rising 1 semitone per frame over 100 voiced speech frames, then 20 unvoiced speech
+    frames at 0 (not counted), loudness a sawtooth that climbs 1 dB a frame and drops 9 at
+    once; a clip with no voiced frame takes its corpus's F0 figures; silence is not counted."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from convert.speech.recipe import SpeechRecipe
+    from edge.features import PROSODY_COLUMNS
+
+    screen = load_script("speech_statistics_screen")
+    cfg = SpeechRecipe.load(Path(__file__).parent.parent / "recipes" / "speech.toml").mfcc
+    col = {n: cfg.n_ceps + PROSODY_COLUMNS.index(n) for n in ("f0_st", "voiced", "loudness_db")}
+    frames = np.zeros((140, cfg.n_columns))
+    frames[:, 0] = 20.0
+    frames[120:, 0] = -20.0  # silence, with a loudness far off: not counted
+    frames[:100, col["f0_st"]] = 40.0 + np.arange(100)
+    frames[:100, col["voiced"]] = 1.0
+    frames[:120, col["loudness_db"]] = -40.0 + np.arange(120) % 10
+    frames[120:, col["loudness_db"]] = 50.0
+    unvoiced = frames.copy()
+    unvoiced[:, col["voiced"]] = 0.0
+    utts = [SimpleNamespace(corpus="a"), SimpleNamespace(corpus="a")]
+    bank = SimpleNamespace(recipe=SimpleNamespace(mfcc=cfg), variants=[(frames,), (unvoiced,)],
+                           utts=utts)
+    got = screen.contour_statistics(bank)
+    n = len(screen.CONTOUR)
+    assert got.shape == (2, 2 * n)
+    f0 = 40.0 + np.arange(100)
+    hop = cfg.hop_length_s
+    np.testing.assert_allclose(got[0, :n], [*np.percentile(f0, (20, 50, 80)),
+                                            np.ptp(np.percentile(f0, (20, 80))), 1 / hop, 0.0])
+    loud = -40.0 + np.arange(120) % 10
+    np.testing.assert_allclose(got[0, n:], [*np.percentile(loud, (20, 50, 80)),
+                                            np.ptp(np.percentile(loud, (20, 80))), 1 / hop,
+                                            -9 / hop])
+    np.testing.assert_allclose(got[1], got[0])  # F0 from its corpus; loudness its own (equal)
+
+
 def test_clips_left_out_of_training_are_still_heard_and_a_corpus_left_out_is_not_scored():
     """Corpus c also heard loud clips that are neither trained on nor scored (label ""): its
     room's statistics take them in, so its own clips all look quiet and are called sad.  Corpus
