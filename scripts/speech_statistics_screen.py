@@ -761,23 +761,23 @@ def main(argv: list[str] | None = None) -> int:
               for k in args.voices}
     neutral = [v.replace("S", f"{share:g}") for share in args.neutral_share
                for v in ("as recorded -> S", "S -> S", "fresh S")]
-    temporal: list[tuple[str, np.ndarray | None]] = [("", None)]
+    extras: list[tuple[str, np.ndarray | None]] = [("", None)]
     if args.temporal:
         rhythm = temporal_statistics(bank)
         print_temporal_means(rhythm, label)  # its own table, before the screen's
         print()
-        temporal.append((" + temporal", rhythm))
+        extras.append((" + temporal", rhythm))
     if args.modulation:
-        temporal.append((" + modulation", modulation_statistics(bank)))
+        extras.append((" + modulation", modulation_statistics(bank)))
     if args.contours:
-        temporal.append((" + contours", contour_statistics(bank)))
+        extras.append((" + contours", contour_statistics(bank)))
     framed = ("frames", "both") if args.frames else ()
     frame_stats = frame_statistics(bank) if args.frames else None
     print(f"{'statistics':60s} " + "  ".join(f"{v + ' mean':>9s} ({' '.join(n[:5] for n in names)})"
                                             for v in (*VIEWS, *voices, *neutral, *framed)))
     sets = [("", stats)] + ([("voiced ", voiced_statistics(bank, stats))] if args.voiced else [])
     for (how, st), ceps in ((s, c) for c in args.ceps for s in sets):
-        for (rows, what), (plus, extra) in itertools.product(ROW_SETS, temporal):
+        for (rows, what), (plus, extra) in itertools.product(ROW_SETS, extras):
             x = statistics_columns(st, recipe.mfcc, ceps, rows)
             if extra is not None:
                 x = np.c_[x, extra]
