@@ -188,17 +188,32 @@ def voiced_statistics(bank: FeatureBank, stats: np.ndarray) -> np.ndarray:
         both = keep[1:] & keep[:-1]
         if both.sum() < 1:
             missing[i] = True
+            out[i, :, cols] = np.nan
             continue
         x = frames[keep][:, cols]
         out[i, 0, cols], out[i, 1, cols] = x.mean(0), x.std(0)
         out[i, 2, cols] = np.abs(np.diff(frames[:, cols], axis=0))[both].mean(0)
-    corpus = np.array([u.corpus for u in bank.utts])
-    for c in np.unique(corpus[missing]):
-        m = corpus == c
-        fill = out[m & ~missing][:, :, cols].mean(0)
-        out[np.ix_(np.flatnonzero(m & missing), [0, 1, 2], cols)] = fill
+    out[:, :, cols] = corpus_filled(out[:, :, cols], bank)
     logger.info("voiced statistics: %d clips without two adjacent voiced speech frames", missing.sum())
     return out
+
+
+def corpus_filled(x: np.ndarray, bank: FeatureBank) -> np.ndarray:
+    """``x`` (a row per clip of ``bank``) with each NaN, a figure a clip could not give,
+    replaced by its corpus's mean over the clips that gave it."""
+    corpus = np.array([u.corpus for u in bank.utts])
+    out = x.copy()
+    for c in np.unique(corpus):
+        m = corpus == c
+        out[m] = np.where(np.isnan(x[m]), np.nanmean(x[m], axis=0), x[m])
+    return out
+
+
+def speech_span(frames: np.ndarray, cfg: MfccConfig) -> np.ndarray | None:
+    """``frames`` from the first speech frame to the last (the corpora's leading and trailing
+    silences differ by recording, not by emotion); None with fewer than two speech frames."""
+    speech = np.flatnonzero(speech_mask(frame_dbfs(frames[:, 0], cfg)))
+    return frames[speech[0]:speech[-1] + 1] if speech.size >= 2 else None
 
 
 #: The columns :func:`temporal_statistics` adds, eGeMAPS's temporal parameters.
@@ -213,9 +228,8 @@ def _runs(mask: np.ndarray) -> np.ndarray:
 
 
 def temporal_statistics(bank: FeatureBank) -> np.ndarray:
-    """(clips, 6): eGeMAPS's temporal parameters (:data:`TEMPORAL`) over each clip's span from
-    its first speech frame to its last (the corpora's leading and trailing silences differ by
-    recording, not by emotion): loudness peaks per second, voiced segments per second, and
+    """(clips, 6): eGeMAPS's temporal parameters (:data:`TEMPORAL`) over each clip's
+    :func:`speech_span`: loudness peaks per second, voiced segments per second, and
     the mean and spread of the voiced segments' and of the unvoiced segments' lengths in
     seconds.  Unvoiced segments are the gaps between voiced ones, pauses included."""
     cfg = bank.recipe.mfcc
@@ -223,11 +237,9 @@ def temporal_statistics(bank: FeatureBank) -> np.ndarray:
     hop = cfg.hop_length_s
     out = np.zeros((len(bank.variants), len(TEMPORAL)))
     for i, v in enumerate(bank.variants):
-        frames = v[0]
-        speech = np.flatnonzero(speech_mask(frame_dbfs(frames[:, 0], cfg)))
-        if speech.size < 2:
+        span = speech_span(v[0], cfg)
+        if span is None:
             continue
-        span = frames[speech[0]:speech[-1] + 1]
         seconds = len(span) * hop
         # eGeMAPS smooths its contours over 3 frames before it counts peaks, so that one
         # frame's flicker is not a syllable.
@@ -251,8 +263,8 @@ MODULATION_FRAMES = 128
 
 
 def modulation_statistics(bank: FeatureBank) -> np.ndarray:
-    """(clips, columns x bands): how each column's trajectory over the clip's speech span (first
-    speech frame to last) shares its power among :data:`MODULATION_BANDS`, as the log of each
+    """(clips, columns x bands): how each column's trajectory over the clip's
+    :func:`speech_span` shares its power among :data:`MODULATION_BANDS`, as the log of each
     band's share (Wu, Falk and Chan 2011 found modulation spectra to carry arousal).  The power
     is Welch's: Hann-windowed spans of :data:`MODULATION_FRAMES` frames, half overlapped, a
     shorter span centred and zero-padded.  Shares, not powers, so that the spread row is not
@@ -265,11 +277,10 @@ def modulation_statistics(bank: FeatureBank) -> np.ndarray:
     window = np.hanning(n)[:, None]
     out = np.zeros((len(bank.variants), len(cols) * len(MODULATION_BANDS)))
     for i, v in enumerate(bank.variants):
-        frames = v[0]
-        speech = np.flatnonzero(speech_mask(frame_dbfs(frames[:, 0], cfg)))
-        if speech.size < 2:
+        span = speech_span(v[0], cfg)
+        if span is None:
             continue
-        span = frames[speech[0]:speech[-1] + 1][:, cols]
+        span = span[:, cols]
         if len(span) < n:  # centred before it is padded, or the padding is a step
             segments = [np.r_[span - span.mean(0), np.zeros((n - len(span), len(cols)))]]
         else:
@@ -312,12 +323,7 @@ def contour_statistics(bank: FeatureBank) -> np.ndarray:
             out[i, j * len(CONTOUR):(j + 1) * len(CONTOUR)] = (
                 p20, p50, p80, p80 - p20, up.mean() if up.size else 0.0,
                 down.mean() if down.size else 0.0)
-    corpus = np.array([u.corpus for u in bank.utts])
-    for c in np.unique(corpus):
-        m = corpus == c
-        fill = np.nanmean(out[m], axis=0)
-        out[m] = np.where(np.isnan(out[m]), fill, out[m])
-    return np.nan_to_num(out)
+    return np.nan_to_num(corpus_filled(out, bank))
 
 
 def print_temporal_means(temporal: np.ndarray, label: np.ndarray) -> None:

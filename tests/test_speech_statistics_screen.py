@@ -4,11 +4,20 @@ standardise what they say they do, and an unseen corpus is scored over the label
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from .script_loader import load_script
+
+
+def shipped_mfcc():
+    """The shipped speech recipe's feature settings (imported here, not at collection)."""
+    from convert.speech.recipe import SpeechRecipe
+
+    return SpeechRecipe.load(Path(__file__).parent.parent / "recipes" / "speech.toml").mfcc
 
 
 def test_a_room_view_removes_each_corpus_level_and_a_fresh_view_does_not():
@@ -134,14 +143,10 @@ def test_temporal_statistics_count_the_rate_and_lengths_of_a_known_rhythm():
     """A clip of 2 s of speech between silences: 8 voiced runs of 200 ms, each followed by
     50 ms unvoiced, and a loudness contour with 5 peaks per second.  The silences around it do
     not count; a clip of one frame, too short for a rate, gives zeros."""
-    from pathlib import Path
-    from types import SimpleNamespace
-
-    from convert.speech.recipe import SpeechRecipe
     from edge.features import PROSODY_COLUMNS
 
     screen = load_script("speech_statistics_screen")
-    cfg = SpeechRecipe.load(Path(__file__).parent.parent / "recipes" / "speech.toml").mfcc
+    cfg = shipped_mfcc()
     assert cfg.hop_length_s == pytest.approx(0.01)
     silence, speech = 30, 200
     frames = np.zeros((silence + speech + silence, cfg.n_columns))
@@ -164,14 +169,10 @@ def test_modulation_statistics_put_a_known_rate_in_its_band():
     """Speech whose level moves 5 times a second and whose loudness once a second (3 s, between
     silences): c0's power lies in the 4-8 Hz band and the loudness's in 0.5-2 Hz; a clip of
     0.5 s is padded to one spectrum and still says 5 Hz; a clip of one frame gives zeros."""
-    from pathlib import Path
-    from types import SimpleNamespace
-
-    from convert.speech.recipe import SpeechRecipe
     from edge.features import PROSODY_COLUMNS
 
     screen = load_script("speech_statistics_screen")
-    cfg = SpeechRecipe.load(Path(__file__).parent.parent / "recipes" / "speech.toml").mfcc
+    cfg = shipped_mfcc()
     silence, speech = 30, 300
     frames = np.zeros((silence + speech + silence, cfg.n_columns))
     frames[:, 0] = -20.0  # c0, the log energy: silence
@@ -197,14 +198,10 @@ def test_contour_statistics_read_percentiles_and_slopes_of_a_known_contour():
     """F0 rising 1 semitone per frame over 100 voiced speech frames, then 20 unvoiced speech
     frames at 0 (not counted), loudness a sawtooth that climbs 1 dB a frame and drops 9 at
     once; a clip with no voiced frame takes its corpus's F0 figures; silence is not counted."""
-    from pathlib import Path
-    from types import SimpleNamespace
-
-    from convert.speech.recipe import SpeechRecipe
     from edge.features import PROSODY_COLUMNS
 
     screen = load_script("speech_statistics_screen")
-    cfg = SpeechRecipe.load(Path(__file__).parent.parent / "recipes" / "speech.toml").mfcc
+    cfg = shipped_mfcc()
     col = {n: cfg.n_ceps + PROSODY_COLUMNS.index(n) for n in ("f0_st", "voiced", "loudness_db")}
     frames = np.zeros((140, cfg.n_columns))
     frames[:, 0] = 20.0
@@ -274,13 +271,8 @@ def test_frame_statistics_pool_the_frames_as_the_room_standardised_them():
     """``--frames``: each clip's frames are standardised with its room's (mean, 1/std) and
     clipped before they are pooled, and its speech frames are still picked by the level it was
     recorded at, as the device's window input picks them."""
-    from pathlib import Path
-    from types import SimpleNamespace
-
-    from convert.speech.recipe import SpeechRecipe
-
     screen = load_script("speech_statistics_screen")
-    cfg = SpeechRecipe.load(Path(__file__).parent.parent / "recipes" / "speech.toml").mfcc
+    cfg = shipped_mfcc()
     rng = np.random.default_rng(1)
     frames = rng.normal(size=(120, cfg.n_columns))
     frames[:, 0] = np.r_[np.full(20, -20.0), np.full(100, 20.0)]  # silence, then speech
@@ -303,14 +295,9 @@ def test_frame_statistics_pool_the_frames_as_the_room_standardised_them():
 def test_a_joined_regression_decides_where_the_run_it_joins_cannot(tmp_path, capsys):
     """``--join``: the regression's clip probabilities, reordered to the run's labels, are
     joined to the run's kept ones by a weighted geometric mean; weight 0 is the run alone."""
-    from pathlib import Path
-    from types import SimpleNamespace
-
-    from convert.speech.recipe import SpeechRecipe
-
     pytest.importorskip("sklearn")
     screen = load_script("speech_statistics_screen")
-    cfg = SpeechRecipe.load(Path(__file__).parent.parent / "recipes" / "speech.toml").mfcc
+    cfg = shipped_mfcc()
     rng = np.random.default_rng(2)
     labels = ["sad", "happy", "angry"]  # not in sorted order: the join must reorder
     utts, variants = [], []
@@ -351,13 +338,8 @@ def test_a_rooms_calmest_speech_is_its_quietest_clips_up_to_the_share_of_what_it
     """``--calm-share``: within each room, the clips of lowest mean speech level are kept, in
     order, while the weighted speech frames before them are within the share (a room keeps its
     quietest clip whatever the share); the others, and a silent clip, weigh 0."""
-    from pathlib import Path
-    from types import SimpleNamespace
-
-    from convert.speech.recipe import SpeechRecipe
-
     screen = load_script("speech_statistics_screen")
-    cfg = SpeechRecipe.load(Path(__file__).parent.parent / "recipes" / "speech.toml").mfcc
+    cfg = shipped_mfcc()
     levels = [40.0, 10.0, 30.0, 20.0, 25.0, 15.0]  # rooms a, a, a, a, b, b
     variants = []
     for level in levels:
