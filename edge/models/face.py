@@ -74,30 +74,31 @@ MIRROR_BELOW = 0.5
 MAX_LOG_OFFSET = 3.0
 
 
-#: Most views :func:`face_views` gives: the box, then crops of :data:`VIEW_SHARE` of its side at
-#: its centre and at its four corners (the "ten-crop" reading of a face: five crops, each with
-#: its mirror image).
-MAX_VIEWS = 6
-#: A view crop's side as a share of the box's: within the +-10% shift and zoom training drew.
-VIEW_SHARE = 0.9
+#: The views :func:`face_views` takes, in order, each as (side, right, down) in shares of the
+#: box's side: the view's side, and how far its centre lies from the box's along the face's own
+#: axes.  The box itself first, then the box moved by 5% of its side left, right, up and down
+#: (inside the +-10% shift training drew).
+VIEW_LAYOUT: tuple[tuple[float, float, float], ...] = (
+    (1.0, 0.0, 0.0), (1.0, -0.05, 0.0), (1.0, 0.05, 0.0), (1.0, 0.0, -0.05), (1.0, 0.0, 0.05))
+#: Most views :func:`face_views` gives.
+MAX_VIEWS = len(VIEW_LAYOUT)
 
 
 def face_views(box: Sequence[int], count: int) -> list[Box]:
-    """The first ``count`` (1 to :data:`MAX_VIEWS`) views of a face ``box``: the box itself,
-    then :data:`VIEW_SHARE` of it at its centre, top left, top right, bottom left and bottom
-    right.  A detector's box is placed a little differently on every photo; the mean over views
-    does not hang on where this one fell.  A box with a roll (:class:`FaceBox`) keeps it, and
-    its views move along the face's own axes, so each is cut upright as the box is."""
-    if not 1 <= count <= MAX_VIEWS:
-        raise ConfigError(f"views must be 1 to {MAX_VIEWS}, got {count}")
+    """The first ``count`` (1 to :data:`MAX_VIEWS`) views of a face ``box``
+    (:data:`VIEW_LAYOUT`).  A detector's box is placed a little differently on every photo; the
+    mean over views does not hang on where this one fell.  A box with a roll (:class:`FaceBox`)
+    keeps it, and its views move along the face's own axes, so each is cut upright as the box
+    is."""
+    if not 1 <= count <= len(VIEW_LAYOUT):
+        raise ConfigError(f"views must be 1 to {len(VIEW_LAYOUT)}, got {count}")
     x, y, w, h = (int(v) for v in box[:4])
     roll = roll_of(box)
-    views: list[Box] = [FaceBox(x, y, w, h, roll) if roll else (x, y, w, h)]
-    vw, vh = max(2, round(w * VIEW_SHARE)), max(2, round(h * VIEW_SHARE))
-    # Offsets of each view's centre from the box's, in the face's own axes (x right, y down).
-    ox, oy = (w - vw) / 2, (h - vh) / 2
     c, s = np.cos(np.radians(roll)), np.sin(np.radians(roll))
-    for dx, dy in ((0, 0), (-ox, -oy), (ox, -oy), (-ox, oy), (ox, oy))[:count - 1]:
+    views: list[Box] = []
+    for side, right, down in VIEW_LAYOUT[:count]:
+        vw, vh = max(2, round(w * side)), max(2, round(h * side))
+        dx, dy = right * w, down * h
         # The face's axes turned by its roll, as the upright crop reads them.
         cx = x + (w - 1) / 2 + c * dx - s * dy
         cy = y + (h - 1) / 2 + s * dx + c * dy
