@@ -1,6 +1,6 @@
-"""Several readings of one face (``FaceClassifier(views=N)``, ``classify-face``'s photos): the
-views stay inside the face's box and turn with it, and their probabilities are averaged before
-the class offsets, which are applied once."""
+"""Several readings of one face (``FaceClassifier(views=N)``): the views are laid out as
+``VIEW_LAYOUT`` says and turn with the face, and their probabilities are averaged before the
+class offsets, which are applied once."""
 
 from __future__ import annotations
 
