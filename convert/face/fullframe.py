@@ -250,12 +250,11 @@ def found_faces(clf: FaceClassifier, frames: Iterable[FullFrame]
 def evaluate_full_frames(
     model: str | Path, faces: np.ndarray, labels: np.ndarray, label_names: Sequence[str], *,
     n: int = 500, seed: int = 0, detector: str = "auto", max_angle: float = 20.0,
-    retry_margin: float | None = None, retry_tiles: float | None = None, views: int = 1,
+    retry_margin: float | None = None, retry_tiles: float | None = None,
 ) -> dict[str, Any]:
     """Detection rate and end-to-end accuracy of ``model`` on :func:`full_frames`, per frame size,
     and on :func:`head_shots`, through the device's detector and classifier (``retry_margin``,
-    ``retry_tiles``: BlazeFace's later looks, None = its default; ``views``: readings of each
-    face, :class:`edge.models.face.FaceClassifier`'s)."""
+    ``retry_tiles``: BlazeFace's later looks, None = its default)."""
     import contextlib
 
     from edge.errors import ModelError
@@ -265,12 +264,10 @@ def evaluate_full_frames(
     from ..metrics import classification_metrics
 
     out: dict[str, Any] = {"model": str(model), "detector": detector, "frames_per_size": n,
-                           "seed": seed, "max_angle_deg": max_angle, "views": views,
-                           "sizes": {}}
+                           "seed": seed, "max_angle_deg": max_angle, "sizes": {}}
     conditions = frame_conditions(max_angle)
     opened = open_face_detector(detector, retry_margin=retry_margin, retry_tiles=retry_tiles)
-    with contextlib.closing(opened) as det, FaceClassifier(model, detector=det,
-                                                           views=views) as clf:
+    with contextlib.closing(opened) as det, FaceClassifier(model, detector=det) as clf:
         out["detector"] = type(det).__name__
         names = list(label_names)
         if set(clf.labels) != set(names):
@@ -308,7 +305,7 @@ def evaluate_full_frames(
 
 def evaluate_group_photos(
     model: str | Path, faces: np.ndarray, labels: np.ndarray, label_names: Sequence[str], *,
-    n: int = 100, seed: int = 0, scan_levels: Sequence[int] = (0, 2), views: int = 1,
+    n: int = 100, seed: int = 0, scan_levels: Sequence[int] = (0, 2),
 ) -> dict[str, Any]:
     """Every face of :func:`group_photos` as ``classify-face --all-faces`` finds and reads
     them, with BlazeFace's photo scan at each of ``scan_levels`` side by side (0: the camera's
@@ -325,7 +322,7 @@ def evaluate_group_photos(
     out: dict[str, Any] = {"photos": n, "size": list(GROUP_PHOTO_SIZE), "scan_levels": {}}
     for levels in scan_levels:
         det = open_face_detector("blazeface", largest_only=False, scan_levels=levels)
-        with contextlib.closing(det), FaceClassifier(model, views=views) as clf:
+        with contextlib.closing(det), FaceClassifier(model) as clf:
             faces_n = found = right = false = 0
             for photo in group_photos(faces, labels, n=n, seed=seed):
                 boxes = det.detect(photo.frame)
@@ -378,9 +375,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--group-photos", type=int, default=100, metavar="N",
                    help="also N group photos (3-12 small faces each), read as classify-face "
                    "--all-faces reads photos, with and without its scan of small tiles (0: none)")
-    p.add_argument("--views", type=positive_int, default=1, metavar="N",
-                   help="readings of each face averaged: the box, then crops inside it (1, the "
-                   "default: the device's one reading; classify-face reads photos with more)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
@@ -406,13 +400,13 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_full_frames(model, split.x, labels, split.labels, n=args.frames,
                                   seed=args.seed, detector=args.detector,
                                   max_angle=args.max_angle, retry_margin=args.retry_margin,
-                                  retry_tiles=args.retry_tiles, views=args.views)
+                                  retry_tiles=args.retry_tiles)
     if args.group_photos > 0:
         from edge.commands.classify_face import SCAN_LEVELS
 
         result["group_photos"] = evaluate_group_photos(
             model, split.x, labels, split.labels, n=args.group_photos, seed=args.seed,
-            scan_levels=(0, SCAN_LEVELS), views=args.views)
+            scan_levels=(0, SCAN_LEVELS))
     result["split"] = args.split
     result["labels"] = args.labels
     if args.json:
@@ -420,7 +414,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"{model}: {args.split} faces pasted into whole frames ({args.frames} per size, rotated "
           f"up to {args.max_angle:g} deg) and as {HEAD_SHOT_SIDE}x{HEAD_SHOT_SIDE} head shots "
-          f"(gamma 0.5-2, blur, noise), {result['detector']}, {args.views} view(s) per face, "
+          f"(gamma 0.5-2, blur, noise), {result['detector']}, "
           f"{'FER+ majority' if args.labels == 'ferplus' else 'FER2013'} labels")
     print(f"{'frame':>9} {'detected':>9} {'accuracy':>9} {'when detected':>14} "
           f"{'mean recall when detected':>26}")

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from ..errors import ConfigError, ManifestMismatchError
 from ..features.face import FacePreprocessConfig, crop_face
-from ..interfaces import Box, FaceBox, FaceDetector, GrayFrame, roll_of
+from ..interfaces import Box, FaceDetector, GrayFrame
 from ..lifecycle import Closeable
 from ..sources.images import to_gray
 from .runtime import QuantizedModel, open_model
@@ -32,9 +32,7 @@ __all__ = [
     "face_probabilities",
     "apply_log_offsets",
     "class_offsets",
-    "face_views",
     "MIRROR_BELOW",
-    "MAX_VIEWS",
 ]
 
 logger = logging.getLogger(__name__)
@@ -72,39 +70,6 @@ MIRROR_BELOW = 0.5
 #: Largest per-class log offset a manifest may carry (a factor of e^3 = 20 on a probability):
 #: beyond that the offsets would be deciding, not the model.
 MAX_LOG_OFFSET = 3.0
-
-
-#: The views :func:`face_views` takes, in order, each as (side, right, down) in shares of the
-#: box's side: the view's side, and how far its centre lies from the box's along the face's own
-#: axes.  The box itself first, then the box moved by 5% of its side left, right, up and down
-#: (inside the +-10% shift training drew).
-VIEW_LAYOUT: tuple[tuple[float, float, float], ...] = (
-    (1.0, 0.0, 0.0), (1.0, -0.05, 0.0), (1.0, 0.05, 0.0), (1.0, 0.0, -0.05), (1.0, 0.0, 0.05))
-#: Most views :func:`face_views` gives.
-MAX_VIEWS = len(VIEW_LAYOUT)
-
-
-def face_views(box: Sequence[int], count: int) -> list[Box]:
-    """The first ``count`` (1 to :data:`MAX_VIEWS`) views of a face ``box``
-    (:data:`VIEW_LAYOUT`).  A detector's box is placed a little differently on every photo; the
-    mean over views does not hang on where this one fell.  A box with a roll (:class:`FaceBox`)
-    keeps it, and its views move along the face's own axes, so each is cut upright as the box
-    is."""
-    if not 1 <= count <= len(VIEW_LAYOUT):
-        raise ConfigError(f"views must be 1 to {len(VIEW_LAYOUT)}, got {count}")
-    x, y, w, h = (int(v) for v in box[:4])
-    roll = roll_of(box)
-    c, s = np.cos(np.radians(roll)), np.sin(np.radians(roll))
-    views: list[Box] = []
-    for side, right, down in VIEW_LAYOUT[:count]:
-        vw, vh = max(2, round(w * side)), max(2, round(h * side))
-        dx, dy = right * w, down * h
-        # The face's axes turned by its roll, as the upright crop reads them.
-        cx = x + (w - 1) / 2 + c * dx - s * dy
-        cy = y + (h - 1) / 2 + s * dx + c * dy
-        vx, vy = round(cx - (vw - 1) / 2), round(cy - (vh - 1) / 2)
-        views.append(FaceBox(vx, vy, vw, vh, roll) if roll else (vx, vy, vw, vh))
-    return views
 
 
 def class_offsets(model: QuantizedModel) -> npt.NDArray[np.float64] | None:
@@ -179,10 +144,6 @@ class FaceClassifier(Closeable):
     probability below ``mirror_below``; ``None`` = always; see :func:`face_probabilities`).
     ``apply_offsets=False`` ignores the manifest's class offsets: the network's own
     probabilities, what the offsets are fitted on and what a teacher member teaches.
-    ``views`` reads each face that many times, from the box and crops inside it
-    (:func:`face_views`), and averages their probabilities before the offsets: 1 (the default)
-    is the device's one reading per face in its latency budget; ``classify-face`` reads photos
-    with :data:`PHOTO_VIEWS`.
     """
 
     def __init__(
@@ -196,10 +157,7 @@ class FaceClassifier(Closeable):
         mirror: bool = True,
         mirror_below: float | None = MIRROR_BELOW,
         apply_offsets: bool = True,
-        views: int = 1,
     ) -> None:
-        face_views((0, 0, 2, 2), views)  # refuses a count it has no views for, before opening
-        self.views = views
         self.mirror = bool(mirror)
         self.mirror_below = mirror_below
         self.detector = detector
@@ -235,16 +193,7 @@ class FaceClassifier(Closeable):
     def classify_crop(self, gray: GrayFrame, box: Sequence[int] | None = None) -> Face:
         """Classify the face inside ``box`` (``None``: the whole image is the face)."""
         gray = to_gray(gray)
-        if self.views == 1:
-            scores = self.scores(crop_face(gray, box, self.preprocess))
-        else:
-            p = np.mean([face_probabilities(self.model, crop_face(gray, view, self.preprocess),
-                                            mirror=self.mirror, mirror_below=self.mirror_below)
-                         for view in face_views(box or (0, 0, *gray.shape[::-1]), self.views)],
-                        axis=0)
-            if self.offsets is not None:
-                p = apply_log_offsets(p, self.offsets)
-            scores = {label: float(v) for label, v in zip(self.labels, p)}
+        scores = self.scores(crop_face(gray, box, self.preprocess))
         label = max(scores, key=scores.__getitem__)
         x, y, w, h = (int(v) for v in (box or (0, 0, gray.shape[1], gray.shape[0])))
         return Face((x, y, w, h), label, scores)
