@@ -421,7 +421,7 @@ def main() -> None:
         if names != corpora[0]:
             sys.exit(f"{folder}: corpora {names} are not those of {folders[0]} ({corpora[0]})")
     files = [[folder / name for folder in folders] for name in corpora[0]]
-    names = [corpus_name(f[0]) for f in files]
+    corpus_names = [corpus_name(f[0]) for f in files]
     print("| rule | probabilities | LOCO UAR | neutral 50%: UAR / accuracy | "
           "neutral 70%: UAR / accuracy | four labels: UAR / accuracy | "
           "one emotion half: UAR / accuracy | per corpus |\n|---|---|---:|---:|---:|---:|---:|---|")
@@ -444,7 +444,7 @@ def main() -> None:
                     half.append(score(y[idx], rule(p[idx], neutral), labels))
             cells = [f"{np.mean([r[0] for r in rows]):.3f} / {np.mean([r[1] for r in rows]):.3f}"
                      for rows in (*heavy.values(), four, half)]
-            per = ", ".join(f"{n} {u:.3f}" for n, u in zip(names, full))
+            per = ", ".join(f"{n} {u:.3f}" for n, u in zip(corpus_names, full))
             print(f"| {name} | {kind} | {np.mean(full):.3f} | {' | '.join(cells)} | {per} |")
 
 

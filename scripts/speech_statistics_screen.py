@@ -172,6 +172,18 @@ def prosody_column(cfg: MfccConfig, name: str) -> int:
     return cfg.n_ceps + PROSODY_COLUMNS.index(name)
 
 
+def clip_speech(frames: np.ndarray, cfg: MfccConfig) -> np.ndarray:
+    """Which of a clip's ``frames`` the device's gate counts as speech (within its range of the
+    clip's loud level, read off the level column c0)."""
+    return speech_mask(frame_dbfs(frames[:, 0], cfg))
+
+
+def voiced_speech(frames: np.ndarray, cfg: MfccConfig) -> np.ndarray:
+    """Which of a clip's ``frames`` are speech (:func:`clip_speech`) and voiced: the frames
+    eGeMAPS takes F0, jitter and shimmer over."""
+    return clip_speech(frames, cfg) & (frames[:, prosody_column(cfg, "voiced")] > 0.5)
+
+
 def voiced_statistics(bank: FeatureBank, stats: np.ndarray) -> np.ndarray:
     """``stats`` with the columns that are 0 outside voiced frames (F0, jitter, shimmer) taken
     over the voiced speech frames only, as eGeMAPS takes them (over all speech frames their
@@ -179,12 +191,11 @@ def voiced_statistics(bank: FeatureBank, stats: np.ndarray) -> np.ndarray:
     without two adjacent voiced speech frames gets its corpus's mean."""
     cfg = bank.recipe.mfcc
     cols = [prosody_column(cfg, c) for c in ("f0_st", "jitter", "shimmer_db")]
-    voiced_col = prosody_column(cfg, "voiced")
     out = stats.copy()
     missing = np.zeros(len(stats), dtype=bool)
     for i, v in enumerate(bank.variants):
         frames = v[0]
-        keep = speech_mask(frame_dbfs(frames[:, 0], cfg)) & (frames[:, voiced_col] > 0.5)
+        keep = voiced_speech(frames, cfg)
         both = keep[1:] & keep[:-1]
         if both.sum() < 1:
             missing[i] = True
@@ -212,7 +223,7 @@ def corpus_filled(x: np.ndarray, bank: FeatureBank) -> np.ndarray:
 def speech_span(frames: np.ndarray, cfg: MfccConfig) -> np.ndarray | None:
     """``frames`` from the first speech frame to the last (the corpora's leading and trailing
     silences differ by recording, not by emotion); None with fewer than two speech frames."""
-    speech = np.flatnonzero(speech_mask(frame_dbfs(frames[:, 0], cfg)))
+    speech = np.flatnonzero(clip_speech(frames, cfg))
     return frames[speech[0]:speech[-1] + 1] if speech.size >= 2 else None
 
 
@@ -305,14 +316,12 @@ def contour_statistics(bank: FeatureBank) -> np.ndarray:
     pitch jump, a laugh) move its mean and spread.  A clip without two such frames gets its
     corpus's mean for that contour."""
     cfg = bank.recipe.mfcc
-    f0, voiced = prosody_column(cfg, "f0_st"), prosody_column(cfg, "voiced")
-    loud = prosody_column(cfg, "loudness_db")
+    f0, loud = prosody_column(cfg, "f0_st"), prosody_column(cfg, "loudness_db")
     out = np.full((len(bank.variants), 2 * len(CONTOUR)), np.nan)
     for i, v in enumerate(bank.variants):
         frames = v[0]
-        speech = speech_mask(frame_dbfs(frames[:, 0], cfg))
-        for j, (col, keep) in enumerate(((f0, speech & (frames[:, voiced] > 0.5)),
-                                         (loud, speech))):
+        for j, (col, keep) in enumerate(((f0, voiced_speech(frames, cfg)),
+                                         (loud, clip_speech(frames, cfg)))):
             both = keep[1:] & keep[:-1]
             if both.sum() < 1:
                 continue
